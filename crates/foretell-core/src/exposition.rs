@@ -1,0 +1,347 @@
+//! Prometheus text exposition format 0.0.4, as a pure encoder into a `String`.
+//!
+//! The exporter renders the current [`Snapshot`] plus self-metrics on every scrape. Model
+//! outputs carry pre-escaped label blocks, so a scrape is mostly string concatenation.
+
+use std::fmt::Write as _;
+
+use crate::labels::Labels;
+use crate::snapshot::{SeriesState, Snapshot};
+
+/// Content type of the text format written here.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// Cumulative histogram values: `bucket_counts[i]` counts observations `<= upper_bounds[i]`
+/// (not cumulative yet; the writer accumulates), `count` includes the `+Inf` bucket.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramValues<'a> {
+    pub upper_bounds: &'a [f64],
+    pub bucket_counts: &'a [u64],
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Appends families and samples to a text buffer.
+pub struct TextWriter<'a> {
+    out: &'a mut String,
+}
+
+impl<'a> TextWriter<'a> {
+    pub fn new(out: &'a mut String) -> Self {
+        TextWriter { out }
+    }
+
+    /// Writes the `# HELP` and `# TYPE` lines that open a family.
+    pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
+        self.out.push_str("# HELP ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        escape_into(self.out, help, false);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        self.out.push_str(metric_type.as_str());
+        self.out.push('\n');
+    }
+
+    /// Writes one sample with labels given as pairs (values escaped here).
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, label_value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(label);
+                self.out.push_str("=\"");
+                escape_into(self.out, label_value, true);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        push_value(self.out, value);
+        self.out.push('\n');
+    }
+
+    /// Writes one sample whose label block is already rendered by [`label_block`].
+    pub fn sample_with_block(&mut self, name: &str, label_block: &str, value: f64) {
+        self.out.push_str(name);
+        if !label_block.is_empty() {
+            self.out.push('{');
+            self.out.push_str(label_block);
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        push_value(self.out, value);
+        self.out.push('\n');
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples of one histogram.
+    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], values: &HistogramValues) {
+        let bucket_name = format!("{name}_bucket");
+        let mut cumulative = 0u64;
+        for (bound, count) in values.upper_bounds.iter().zip(values.bucket_counts) {
+            cumulative += count;
+            let le = format_value(*bound);
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket_name, &with_le, cumulative as f64);
+        }
+        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket_name, &with_le, values.count as f64);
+        self.sample(&format!("{name}_sum"), labels, values.sum);
+        self.sample(&format!("{name}_count"), labels, values.count as f64);
+    }
+}
+
+/// Renders `name="value",...` for a label set, values escaped, without braces.
+pub fn label_block(labels: &Labels) -> String {
+    let mut block = String::new();
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            block.push(',');
+        }
+        block.push_str(name);
+        block.push_str("=\"");
+        escape_into(&mut block, value, true);
+        block.push('"');
+    }
+    block
+}
+
+/// Escapes `\` and newline (and `"` inside label values) as the text format requires.
+fn escape_into(out: &mut String, text: &str, is_label_value: bool) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if is_label_value => out.push_str("\\\""),
+            other => out.push(other),
+        }
+    }
+}
+
+/// Formats a sample value: `NaN`, `+Inf`, `-Inf`, or the shortest round-trip decimal.
+pub fn format_value(value: f64) -> String {
+    let mut out = String::new();
+    push_value(&mut out, value);
+    out
+}
+
+fn push_value(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("NaN");
+    } else if value == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if value == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        // Integers print without a fraction ("3", not "3.0"), as Prometheus' own clients do.
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value:?}");
+    }
+}
+
+/// Names of the per-series families, in the order they are rendered.
+pub mod names {
+    pub const BASELINE: &str = "foretell_baseline";
+    pub const BASELINE_LOWER: &str = "foretell_baseline_lower";
+    pub const BASELINE_UPPER: &str = "foretell_baseline_upper";
+    pub const ANOMALY_SCORE: &str = "foretell_anomaly_score";
+    pub const MODEL_READY: &str = "foretell_model_ready";
+}
+
+/// Renders every series of the snapshot: one family at a time, all series in each.
+pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
+    let mut writer = TextWriter::new(out);
+    type Pick = fn(&SeriesState) -> Option<f64>;
+    let families: [(&str, &str, Pick); 5] = [
+        (
+            names::BASELINE,
+            "Expected value of the source series at its newest point, per the learned baseline.",
+            |s| match s {
+                SeriesState::Ready { band, .. } => Some(band.expected),
+                SeriesState::NotReady => None,
+            },
+        ),
+        (
+            names::BASELINE_LOWER,
+            "Lower edge of the baseline band at the configured coverage.",
+            |s| match s {
+                SeriesState::Ready { band, .. } => Some(band.lower),
+                SeriesState::NotReady => None,
+            },
+        ),
+        (
+            names::BASELINE_UPPER,
+            "Upper edge of the baseline band at the configured coverage.",
+            |s| match s {
+                SeriesState::Ready { band, .. } => Some(band.upper),
+                SeriesState::NotReady => None,
+            },
+        ),
+        (
+            names::ANOMALY_SCORE,
+            "Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.",
+            |s| match s {
+                SeriesState::Ready { score, .. } => *score,
+                SeriesState::NotReady => None,
+            },
+        ),
+        (
+            names::MODEL_READY,
+            "1 when the series has enough history for its model, 0 while it is still learning.",
+            |s| match s {
+                SeriesState::Ready { .. } => Some(1.0),
+                SeriesState::NotReady => Some(0.0),
+            },
+        ),
+    ];
+    for (name, help, pick) in families {
+        let mut values = snapshot
+            .series()
+            .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)))
+            .peekable();
+        if values.peek().is_none() {
+            continue;
+        }
+        writer.family(name, help, MetricType::Gauge);
+        for (block, value) in values {
+            writer.sample_with_block(name, block, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Band;
+    use crate::snapshot::{export_labels, QueryOutput, SeriesOutput};
+
+    fn snapshot() -> Snapshot {
+        let ready = SeriesOutput::new(
+            export_labels(
+                "load",
+                &Labels::from_pairs([("__name__", "node_load1"), ("instance", "a\"b\\c\nd")]),
+            ),
+            SeriesState::Ready {
+                band: Band {
+                    expected: 1.5,
+                    lower: 0.5,
+                    upper: 2.5,
+                },
+                score: Some(3.0),
+            },
+        );
+        let learning = SeriesOutput::new(
+            export_labels("load", &Labels::from_pairs([("instance", "new")])),
+            SeriesState::NotReady,
+        );
+        Snapshot::default().with_query(QueryOutput {
+            query: "load".into(),
+            evaluated_at_ms: 0,
+            series: vec![ready, learning],
+        })
+    }
+
+    #[test]
+    fn snapshot_renders_exact_text() {
+        let mut out = String::new();
+        render_snapshot(&snapshot(), &mut out);
+        let labels = r#"instance="a\"b\\c\nd",query="load",source_metric="node_load1""#;
+        let expected = format!(
+            "# HELP foretell_baseline Expected value of the source series at its newest point, per the learned baseline.\n\
+             # TYPE foretell_baseline gauge\n\
+             foretell_baseline{{{labels}}} 1.5\n\
+             # HELP foretell_baseline_lower Lower edge of the baseline band at the configured coverage.\n\
+             # TYPE foretell_baseline_lower gauge\n\
+             foretell_baseline_lower{{{labels}}} 0.5\n\
+             # HELP foretell_baseline_upper Upper edge of the baseline band at the configured coverage.\n\
+             # TYPE foretell_baseline_upper gauge\n\
+             foretell_baseline_upper{{{labels}}} 2.5\n\
+             # HELP foretell_anomaly_score Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.\n\
+             # TYPE foretell_anomaly_score gauge\n\
+             foretell_anomaly_score{{{labels}}} 3\n\
+             # HELP foretell_model_ready 1 when the series has enough history for its model, 0 while it is still learning.\n\
+             # TYPE foretell_model_ready gauge\n\
+             foretell_model_ready{{{labels}}} 1\n\
+             foretell_model_ready{{instance=\"new\",query=\"load\"}} 0\n"
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn independent_parser_reads_back_labels_and_values() {
+        let mut out = String::new();
+        render_snapshot(&snapshot(), &mut out);
+        let lines = out.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("parses");
+        let score = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "foretell_anomaly_score")
+            .expect("score present");
+        // prometheus-parse hands label values back still escaped; promtool (end-to-end stage)
+        // checks the unescaped reading.
+        assert_eq!(score.labels.get("instance"), Some(r#"a\"b\\c\nd"#));
+        assert_eq!(score.labels.get("source_metric"), Some("node_load1"));
+        assert!(matches!(score.value, prometheus_parse::Value::Gauge(v) if v == 3.0));
+        let ready_count = scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "foretell_model_ready")
+            .count();
+        assert_eq!(ready_count, 2);
+    }
+
+    #[test]
+    fn special_values_and_histograms_use_the_text_format_spelling() {
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(-2.0), "-2");
+        assert_eq!(format_value(1e300), "1e300");
+        let mut out = String::new();
+        let mut writer = TextWriter::new(&mut out);
+        writer.family("x_seconds", "Help with \\ and\nnewline.", MetricType::Histogram);
+        writer.histogram(
+            "x_seconds",
+            &[("query", "q")],
+            &HistogramValues {
+                upper_bounds: &[0.1, 1.0],
+                bucket_counts: &[2, 1],
+                sum: 1.5,
+                count: 4,
+            },
+        );
+        assert_eq!(
+            out,
+            "# HELP x_seconds Help with \\\\ and\\nnewline.\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{query=\"q\",le=\"0.1\"} 2\nx_seconds_bucket{query=\"q\",le=\"1\"} 3\n\
+             x_seconds_bucket{query=\"q\",le=\"+Inf\"} 4\nx_seconds_sum{query=\"q\"} 1.5\n\
+             x_seconds_count{query=\"q\"} 4\n"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! Pure core of foretell: series windows, models, scoring, snapshots and exposition.
+//!
+//! Nothing in this crate performs I/O, reads a clock or the environment. Time arrives as
+//! millisecond timestamps in arguments, data arrives as slices, results leave as values. The
+//! `foretell` binary owns every edge (HTTP, files, signals) and calls into this crate.
+
+pub mod exposition;
+pub mod labels;
+pub mod model;
+pub mod snapshot;
+pub mod store;
+pub mod synthetic;
+
+pub use labels::Labels;

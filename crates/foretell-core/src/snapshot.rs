@@ -1,0 +1,184 @@
+//! One immutable result per evaluation cycle, read by the exporter.
+//!
+//! Each query's cycle produces a [`QueryOutput`]; the [`Snapshot`] maps query names to the
+//! newest output of each. A new snapshot is built by replacing one entry (the others are
+//! shared `Arc`s), so readers never see a half-written cycle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::exposition;
+use crate::labels::{Labels, METRIC_NAME};
+use crate::model::Band;
+
+/// Label carrying the query name on every exported series.
+pub const QUERY_LABEL: &str = "query";
+/// Label carrying the source series' metric name (its `__name__`).
+pub const SOURCE_METRIC_LABEL: &str = "source_metric";
+/// Prefix given to a source label whose name collides with one foretell adds, the same rule
+/// Prometheus applies to clashing target labels.
+pub const COLLISION_PREFIX: &str = "exported_";
+
+/// The labels foretell adds; a source label with one of these names is renamed.
+const RESERVED: [&str; 2] = [QUERY_LABEL, SOURCE_METRIC_LABEL];
+
+/// Builds the exported label set of a source series: the source labels, `__name__` moved to
+/// `source_metric`, `query` set to the query name, and any source label named like a label
+/// foretell adds renamed with the `exported_` prefix (repeated until the name is free).
+pub fn export_labels(query: &str, source: &Labels) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(source.len() + 1);
+    pairs.push((QUERY_LABEL.to_owned(), query.to_owned()));
+    if let Some(name) = source.get(METRIC_NAME) {
+        pairs.push((SOURCE_METRIC_LABEL.to_owned(), name.to_owned()));
+    }
+    for (name, value) in source.iter().filter(|(name, _)| *name != METRIC_NAME) {
+        let mut exported = name.to_owned();
+        while RESERVED.contains(&exported.as_str()) || source_has_renamed_twin(source, &exported, name)
+        {
+            exported = format!("{COLLISION_PREFIX}{exported}");
+        }
+        pairs.push((exported, value.to_owned()));
+    }
+    Labels::from_pairs(pairs)
+}
+
+/// True when `candidate` (a renamed form of `original`) is also a label of the source itself,
+/// so renaming into it would overwrite a real source label.
+fn source_has_renamed_twin(source: &Labels, candidate: &str, original: &str) -> bool {
+    candidate != original && source.get(candidate).is_some()
+}
+
+/// What the model says about one series at the end of a cycle.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeriesState {
+    /// Too little history; only `foretell_model_ready 0` is exported.
+    NotReady,
+    /// A band for the newest point, and its score when that point is finite.
+    Ready { band: Band, score: Option<f64> },
+}
+
+/// One series' result with its exported labels pre-rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeriesOutput {
+    /// `name="value",...` with escaping done once, reused by every scrape until the next cycle.
+    label_block: String,
+    pub labels: Labels,
+    pub state: SeriesState,
+}
+
+impl SeriesOutput {
+    pub fn new(labels: Labels, state: SeriesState) -> Self {
+        SeriesOutput {
+            label_block: exposition::label_block(&labels),
+            labels,
+            state,
+        }
+    }
+
+    pub fn label_block(&self) -> &str {
+        &self.label_block
+    }
+}
+
+/// Result of one cycle of one query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryOutput {
+    pub query: String,
+    /// End of the evaluated range, in milliseconds since the epoch.
+    pub evaluated_at_ms: i64,
+    pub series: Vec<SeriesOutput>,
+}
+
+/// The newest output of every query.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    queries: BTreeMap<String, Arc<QueryOutput>>,
+}
+
+impl Snapshot {
+    /// A snapshot with `output` replacing the previous output of its query.
+    pub fn with_query(&self, output: QueryOutput) -> Snapshot {
+        let mut queries = self.queries.clone();
+        queries.insert(output.query.clone(), Arc::new(output));
+        Snapshot { queries }
+    }
+
+    /// A snapshot keeping only the queries for which `keep` returns true.
+    pub fn retaining(&self, mut keep: impl FnMut(&str) -> bool) -> Snapshot {
+        let queries = self
+            .queries
+            .iter()
+            .filter(|(name, _)| keep(name))
+            .map(|(name, output)| (name.clone(), Arc::clone(output)))
+            .collect();
+        Snapshot { queries }
+    }
+
+    pub fn queries(&self) -> impl Iterator<Item = &QueryOutput> {
+        self.queries.values().map(|output| output.as_ref())
+    }
+
+    pub fn series(&self) -> impl Iterator<Item = &SeriesOutput> {
+        self.queries().flat_map(|output| output.series.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_name_moves_to_source_metric_and_query_is_added() {
+        let source = Labels::from_pairs([("__name__", "node_load1"), ("instance", "a")]);
+        let exported = export_labels("load", &source);
+        let pairs: Vec<_> = exported.iter().collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("instance", "a"),
+                ("query", "load"),
+                ("source_metric", "node_load1")
+            ]
+        );
+    }
+
+    #[test]
+    fn colliding_source_labels_get_the_exported_prefix() {
+        let source = Labels::from_pairs([
+            ("query", "sql"),
+            ("source_metric", "x"),
+            ("exported_query", "already"),
+        ]);
+        let exported = export_labels("q", &source);
+        assert_eq!(exported.get("query"), Some("q"));
+        assert_eq!(exported.get("source_metric"), None);
+        assert_eq!(exported.get("exported_source_metric"), Some("x"));
+        // `exported_query` is a real source label, so `query` moves one prefix further.
+        assert_eq!(exported.get("exported_query"), Some("already"));
+        assert_eq!(exported.get("exported_exported_query"), Some("sql"));
+    }
+
+    #[test]
+    fn replacing_one_query_keeps_the_others() {
+        let output = |name: &str, at: i64| QueryOutput {
+            query: name.to_owned(),
+            evaluated_at_ms: at,
+            series: vec![],
+        };
+        let snapshot = Snapshot::default()
+            .with_query(output("a", 1))
+            .with_query(output("b", 1))
+            .with_query(output("a", 2));
+        let seen: Vec<_> = snapshot
+            .queries()
+            .map(|q| (q.query.as_str(), q.evaluated_at_ms))
+            .collect();
+        assert_eq!(seen, vec![("a", 2), ("b", 1)]);
+        let kept: Vec<_> = snapshot
+            .retaining(|name| name == "b")
+            .queries()
+            .map(|q| q.query.clone())
+            .collect();
+        assert_eq!(kept, vec!["b"]);
+    }
+}

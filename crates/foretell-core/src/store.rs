@@ -1,0 +1,330 @@
+//! Per-series windows on the query's evaluation grid, keyed by the full label set.
+//!
+//! `query_range` answers on a regular grid (`start + k * step`), so a window stores only
+//! values, one slot per grid point, with the timestamp implied by the slot. Missing points are
+//! NaN. Memory per series is bounded by `capacity_points` slots; the number of series by
+//! `max_series`.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::collections::VecDeque;
+
+use crate::labels::Labels;
+
+/// One sample as the reader delivers it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+/// Limits of one query's store, validated by the caller (all > 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub step_ms: i64,
+    pub capacity_points: usize,
+    pub max_series: usize,
+    /// A series whose newest sample is older than this (relative to the evaluation time) is
+    /// dropped, so that its exported series disappear and go stale in Prometheus.
+    pub freshness_ms: i64,
+}
+
+/// Values of one series on the grid, newest last.
+#[derive(Clone, Debug)]
+pub struct SeriesWindow {
+    step_ms: i64,
+    capacity: usize,
+    /// Timestamp of the newest slot; meaningless while `values` is empty.
+    newest_ms: i64,
+    values: VecDeque<f64>,
+    /// Newest timestamp at which the upstream returned a sample for this series.
+    last_seen_ms: i64,
+}
+
+impl SeriesWindow {
+    fn new(step_ms: i64, capacity: usize) -> Self {
+        SeriesWindow {
+            step_ms,
+            capacity,
+            newest_ms: i64::MIN,
+            values: VecDeque::new(),
+            last_seen_ms: i64::MIN,
+        }
+    }
+
+    /// Places a sample in its slot. Off-grid timestamps snap down to the grid; samples older
+    /// than the window are ignored; a re-delivered point overwrites its slot.
+    fn insert(&mut self, sample: Sample) {
+        let ts = sample.timestamp_ms - sample.timestamp_ms.rem_euclid(self.step_ms);
+        self.last_seen_ms = self.last_seen_ms.max(ts);
+        if self.values.is_empty() {
+            self.values.push_back(sample.value);
+            self.newest_ms = ts;
+            return;
+        }
+        if ts > self.newest_ms {
+            let ahead = ((ts - self.newest_ms) / self.step_ms) as usize;
+            if ahead > self.capacity {
+                self.values.clear();
+                self.values.push_back(sample.value);
+            } else {
+                self.values.extend(std::iter::repeat_n(f64::NAN, ahead - 1));
+                self.values.push_back(sample.value);
+            }
+            self.newest_ms = ts;
+            while self.values.len() > self.capacity {
+                self.values.pop_front();
+            }
+        } else {
+            let behind = ((self.newest_ms - ts) / self.step_ms) as usize;
+            if behind < self.values.len() {
+                let index = self.values.len() - 1 - behind;
+                self.values[index] = sample.value;
+            }
+        }
+    }
+
+    /// Finite points, oldest first, as `(timestamp_ms, value)`.
+    pub fn finite_points(&self) -> Vec<(i64, f64)> {
+        let oldest = self.oldest_ms();
+        self.values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| (oldest + i as i64 * self.step_ms, *v))
+            .collect()
+    }
+
+    /// The newest slot, which may hold NaN when the upstream had no value there.
+    pub fn newest(&self) -> Option<Sample> {
+        self.values.back().map(|v| Sample {
+            timestamp_ms: self.newest_ms,
+            value: *v,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn last_seen_ms(&self) -> i64 {
+        self.last_seen_ms
+    }
+
+    fn oldest_ms(&self) -> i64 {
+        self.newest_ms - (self.values.len() as i64 - 1) * self.step_ms
+    }
+
+    /// Bytes held for values, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+/// A tracked series: its window and whatever per-series state the model keeps.
+#[derive(Debug)]
+pub struct TrackedSeries<M> {
+    pub window: SeriesWindow,
+    pub model: Option<M>,
+}
+
+/// What one merge did, for self-metrics and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    pub samples_added: usize,
+    pub series_added: usize,
+    /// New series refused because the store already holds `max_series`.
+    pub series_rejected: usize,
+    /// Series dropped because nothing fresher than `freshness_ms` was seen.
+    pub series_expired: usize,
+}
+
+/// All series of one query.
+#[derive(Debug)]
+pub struct QueryStore<M> {
+    limits: StoreLimits,
+    series: HashMap<Labels, TrackedSeries<M>>,
+}
+
+impl<M> QueryStore<M> {
+    pub fn new(limits: StoreLimits) -> Self {
+        QueryStore {
+            limits,
+            series: HashMap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    /// Merges one fetch result and expires series not seen within the freshness window of
+    /// `evaluated_at_ms` (the end of the range just fetched).
+    pub fn merge(
+        &mut self,
+        fetched: Vec<(Labels, Vec<Sample>)>,
+        evaluated_at_ms: i64,
+    ) -> MergeOutcome {
+        let mut outcome = MergeOutcome::default();
+        for (labels, samples) in fetched {
+            if samples.is_empty() {
+                continue;
+            }
+            let at_capacity = self.series.len() >= self.limits.max_series;
+            let tracked = match self.series.entry(labels) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(_) if at_capacity => {
+                    outcome.series_rejected += 1;
+                    continue;
+                }
+                Entry::Vacant(entry) => {
+                    outcome.series_added += 1;
+                    entry.insert(TrackedSeries {
+                        window: SeriesWindow::new(
+                            self.limits.step_ms,
+                            self.limits.capacity_points,
+                        ),
+                        model: None,
+                    })
+                }
+            };
+            outcome.samples_added += samples.len();
+            for sample in samples {
+                tracked.window.insert(sample);
+            }
+        }
+        let oldest_fresh = evaluated_at_ms.saturating_sub(self.limits.freshness_ms);
+        let before = self.series.len();
+        self.series
+            .retain(|_, tracked| tracked.window.last_seen_ms() >= oldest_fresh);
+        outcome.series_expired = before - self.series.len();
+        outcome
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Labels, &TrackedSeries<M>)> {
+        self.series.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&Labels, &mut TrackedSeries<M>)> {
+        self.series.iter_mut()
+    }
+
+    /// Bytes held by labels and windows (not model state), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|(labels, tracked)| labels.heap_bytes() + tracked.window.heap_bytes())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: i64 = 10_000;
+
+    fn limits() -> StoreLimits {
+        StoreLimits {
+            step_ms: STEP,
+            capacity_points: 5,
+            max_series: 2,
+            freshness_ms: 30_000,
+        }
+    }
+
+    fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
+        points
+            .iter()
+            .map(|&(t, v)| Sample {
+                timestamp_ms: t,
+                value: v,
+            })
+            .collect()
+    }
+
+    fn series(name: &str) -> Labels {
+        Labels::from_pairs([("instance", name)])
+    }
+
+    #[test]
+    fn window_keeps_only_capacity_newest_points() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        let points: Vec<_> = (0..8).map(|i| (i * STEP, i as f64)).collect();
+        store.merge(vec![(series("a"), samples(&points))], 7 * STEP);
+        let (_, tracked) = store.iter().next().expect("one series");
+        let values: Vec<f64> = tracked.window.finite_points().iter().map(|p| p.1).collect();
+        assert_eq!(values, vec![3.0, 4.0, 5.0, 6.0, 7.0]);
+        assert_eq!(tracked.window.finite_points()[0].0, 3 * STEP);
+    }
+
+    #[test]
+    fn gaps_become_missing_slots_and_redelivery_overwrites() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        store.merge(
+            vec![(series("a"), samples(&[(0, 1.0), (3 * STEP, 4.0)]))],
+            3 * STEP,
+        );
+        store.merge(vec![(series("a"), samples(&[(0, 9.0)]))], 3 * STEP);
+        let (_, tracked) = store.iter().next().expect("one series");
+        assert_eq!(tracked.window.len(), 4);
+        assert_eq!(tracked.window.finite_points(), vec![(0, 9.0), (3 * STEP, 4.0)]);
+        assert_eq!(
+            tracked.window.newest(),
+            Some(Sample {
+                timestamp_ms: 3 * STEP,
+                value: 4.0
+            })
+        );
+    }
+
+    #[test]
+    fn a_jump_longer_than_the_window_restarts_it() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        store.merge(vec![(series("a"), samples(&[(0, 1.0)]))], 0);
+        store.merge(vec![(series("a"), samples(&[(100 * STEP, 2.0)]))], 100 * STEP);
+        let (_, tracked) = store.iter().next().expect("one series");
+        assert_eq!(tracked.window.finite_points(), vec![(100 * STEP, 2.0)]);
+    }
+
+    #[test]
+    fn series_beyond_the_limit_are_rejected_and_counted() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        let fetched = ["a", "b", "c"]
+            .iter()
+            .map(|name| (series(name), samples(&[(0, 1.0)])))
+            .collect();
+        let outcome = store.merge(fetched, 0);
+        assert_eq!(outcome.series_added, 2);
+        assert_eq!(outcome.series_rejected, 1);
+        assert_eq!(store.len(), 2);
+    }
+
+    #[test]
+    fn series_not_seen_within_freshness_expire() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        store.merge(
+            vec![
+                (series("a"), samples(&[(0, 1.0)])),
+                (series("b"), samples(&[(0, 1.0)])),
+            ],
+            0,
+        );
+        let outcome = store.merge(vec![(series("a"), samples(&[(40_000, 1.0)]))], 40_000);
+        assert_eq!(outcome.series_expired, 1);
+        let names: Vec<_> = store.iter().map(|(l, _)| l.get("instance")).collect();
+        assert_eq!(names, vec![Some("a")]);
+    }
+}

@@ -1,0 +1,221 @@
+//! Deterministic demo series with a daily cycle, for the quickstart and the end-to-end tests.
+//!
+//! Each series has the same formula twice: evaluated here for backfilled history
+//! (OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`), and as a PromQL
+//! expression for a recording rule that continues the series live in Prometheus. The noise is
+//! a product of two short sines, so both forms agree without a shared random generator.
+
+use std::f64::consts::TAU;
+use std::fmt::Write as _;
+
+use crate::exposition::format_value;
+
+const DAY_SECS: f64 = 86_400.0;
+const NOISE_PERIODS_SECS: (f64, f64) = (97.0, 31.0);
+
+/// A bump added to a series between two instants (seconds since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spike {
+    pub start_secs: f64,
+    pub end_secs: f64,
+    pub height: f64,
+}
+
+/// One synthetic series: `base + daily_amplitude·sin(2π(t + phase)/1d) + noise + spikes`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoSeries {
+    pub metric: String,
+    pub labels: Vec<(String, String)>,
+    pub base: f64,
+    pub daily_amplitude: f64,
+    pub phase_secs: f64,
+    pub noise_amplitude: f64,
+    pub spikes: Vec<Spike>,
+}
+
+impl DemoSeries {
+    pub fn value_at(&self, t_secs: f64) -> f64 {
+        let daily = self.daily_amplitude * (TAU * (t_secs + self.phase_secs) / DAY_SECS).sin();
+        let noise = self.noise_amplitude
+            * (TAU * t_secs / NOISE_PERIODS_SECS.0).sin()
+            * (TAU * t_secs / NOISE_PERIODS_SECS.1).sin();
+        let spikes: f64 = self
+            .spikes
+            .iter()
+            .filter(|s| t_secs >= s.start_secs && t_secs < s.end_secs)
+            .map(|s| s.height)
+            .sum();
+        self.base + daily + noise + spikes
+    }
+
+    /// A PromQL expression returning this series' value at evaluation time, as a vector.
+    pub fn promql(&self) -> String {
+        let mut expr = format!(
+            "{} + {} * sin(2 * pi() * (time() + {}) / {}) + {} * sin(2 * pi() * time() / {}) * sin(2 * pi() * time() / {})",
+            format_value(self.base),
+            format_value(self.daily_amplitude),
+            format_value(self.phase_secs),
+            format_value(DAY_SECS),
+            format_value(self.noise_amplitude),
+            format_value(NOISE_PERIODS_SECS.0),
+            format_value(NOISE_PERIODS_SECS.1),
+        );
+        for spike in &self.spikes {
+            let _ = write!(
+                expr,
+                " + {} * (time() >= bool {}) * (time() < bool {})",
+                format_value(spike.height),
+                format_value(spike.start_secs),
+                format_value(spike.end_secs)
+            );
+        }
+        format!("vector({expr})")
+    }
+
+    fn selector_labels(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(name, value)| format!("{name}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// OpenMetrics text with every series sampled every `step_secs` in `[start_secs, end_secs]`,
+/// in time order, as `promtool tsdb create-blocks-from openmetrics` reads it.
+pub fn openmetrics_history(
+    series: &[DemoSeries],
+    start_secs: i64,
+    end_secs: i64,
+    step_secs: i64,
+) -> String {
+    let mut out = String::new();
+    let mut metrics: Vec<&str> = series.iter().map(|s| s.metric.as_str()).collect();
+    metrics.dedup();
+    for metric in &metrics {
+        let _ = writeln!(out, "# TYPE {metric} gauge");
+    }
+    let mut t = start_secs;
+    while t <= end_secs {
+        for s in series {
+            let _ = writeln!(
+                out,
+                "{}{{{}}} {} {}",
+                s.metric,
+                s.selector_labels(),
+                format_value(s.value_at(t as f64)),
+                t
+            );
+        }
+        t += step_secs.max(1);
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A Prometheus rules file with one recording rule per series, evaluated every
+/// `interval_secs`, so the series continue live after the backfilled history.
+pub fn recording_rules(series: &[DemoSeries], interval_secs: u32) -> String {
+    let mut out = format!(
+        "groups:\n  - name: foretell-demo-source\n    interval: {interval_secs}s\n    rules:\n"
+    );
+    for s in series {
+        let _ = writeln!(out, "      - record: {}", s.metric);
+        let _ = writeln!(out, "        expr: '{}'", s.promql());
+        out.push_str("        labels:\n");
+        for (name, value) in &s.labels {
+            let _ = writeln!(out, "          {name}: '{}'", value.replace('\'', "''"));
+        }
+    }
+    out
+}
+
+/// The demo set: three `demo_requests_per_second` series of a web service with phase-shifted
+/// daily cycles; `a` has a spike one day before `history_end_secs` and optionally a live one.
+pub fn demo_set(history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSeries> {
+    let series = |instance: &str, base: f64, amplitude: f64, phase: f64| DemoSeries {
+        metric: "demo_requests_per_second".to_owned(),
+        labels: vec![
+            ("instance".to_owned(), instance.to_owned()),
+            ("job".to_owned(), "demo".to_owned()),
+        ],
+        base,
+        daily_amplitude: amplitude,
+        phase_secs: phase,
+        noise_amplitude: 2.0,
+        spikes: Vec::new(),
+    };
+    let mut a = series("web-a", 50.0, 20.0, 0.0);
+    let past_spike = (history_end_secs - 86_400) as f64;
+    a.spikes.push(Spike {
+        start_secs: past_spike,
+        end_secs: past_spike + 600.0,
+        height: 60.0,
+    });
+    a.spikes.extend(live_spike);
+    vec![
+        a,
+        series("web-b", 80.0, 30.0, 21_600.0),
+        series("web-c", 20.0, 5.0, 43_200.0),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one() -> DemoSeries {
+        DemoSeries {
+            metric: "m".into(),
+            labels: vec![("instance".into(), "a".into())],
+            base: 10.0,
+            daily_amplitude: 2.0,
+            phase_secs: 0.0,
+            noise_amplitude: 0.0,
+            spikes: vec![Spike {
+                start_secs: 100.0,
+                end_secs: 200.0,
+                height: 5.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn value_follows_the_formula() {
+        let s = one();
+        assert!((s.value_at(0.0) - 10.0).abs() < 1e-12);
+        assert!((s.value_at(21_600.0) - 12.0).abs() < 1e-9);
+        assert!((s.value_at(150.0) - s.value_at(250.0) - 5.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn promql_twin_names_every_term() {
+        let expr = one().promql();
+        assert_eq!(
+            expr,
+            "vector(10 + 2 * sin(2 * pi() * (time() + 0) / 86400) + 0 * sin(2 * pi() * time() / 97) * sin(2 * pi() * time() / 31) + 5 * (time() >= bool 100) * (time() < bool 200))"
+        );
+    }
+
+    #[test]
+    fn openmetrics_is_time_ordered_and_terminated() {
+        let text = openmetrics_history(&[one()], 0, 20, 10);
+        let at = |t: f64| format_value(10.0 + 2.0 * (TAU * t / DAY_SECS).sin());
+        assert_eq!(
+            text,
+            format!(
+                "# TYPE m gauge\nm{{instance=\"a\"}} 10 0\nm{{instance=\"a\"}} {} 10\nm{{instance=\"a\"}} {} 20\n# EOF\n",
+                at(10.0),
+                at(20.0)
+            )
+        );
+    }
+
+    #[test]
+    fn rules_file_has_one_rule_per_series() {
+        let rules = recording_rules(&demo_set(1_000_000, None), 1);
+        assert_eq!(rules.matches("- record: demo_requests_per_second").count(), 3);
+        assert!(rules.contains("interval: 1s"));
+        assert!(rules.contains("instance: 'web-b'"));
+    }
+}
