@@ -10,5 +10,6 @@ pub mod model;
 pub mod snapshot;
 pub mod store;
 pub mod synthetic;
+pub mod tracker;
 
 pub use labels::Labels;

@@ -1,0 +1,701 @@
+//! Configuration: YAML text in, a validated [`Config`] out.
+//!
+//! Loading runs in three passes: strict deserialisation (syntax errors and unknown keys, with
+//! line and column), one validation pass that collects every semantic problem with its path
+//! (`queries[1].step: must be > 0, got 0s`), and secret resolution through an [`Environment`]
+//! so files and variables are read in one place and tests can pass maps.
+
+pub mod duration;
+mod raw;
+mod secret;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use foretell_core::model::{BaselineModel, Coverage, Seasonality};
+use foretell_core::store::StoreLimits;
+use http::{HeaderName, HeaderValue};
+use url::Url;
+
+use raw::{RawConfig, RawModel, RawPrometheus, RawQuery, RawServer};
+pub use secret::{Environment, Secret, SystemEnvironment};
+
+/// Prometheus refuses `query_range` requests for more than 11,000 points per series.
+pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
+const MAX_POINTS_PER_SERIES: u64 = 1_000_000;
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub prometheus: PrometheusConfig,
+    pub server: ServerConfig,
+    pub queries: Vec<QueryConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusConfig {
+    pub url: Url,
+    pub timeout: Duration,
+    pub auth: Option<Auth>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// PEM bytes of extra CA certificates.
+    pub ca_pem: Option<Vec<u8>>,
+    pub insecure_skip_verify: bool,
+    pub max_concurrent_requests: usize,
+    pub max_response_bytes: u64,
+    pub max_points_per_request: u64,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts per request including the first.
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen_address: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub enable_lifecycle: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryConfig {
+    pub name: String,
+    pub expr: String,
+    pub step: Duration,
+    pub history: Duration,
+    pub evaluation_interval: Duration,
+    pub freshness: Duration,
+    pub max_series: usize,
+    pub model: BaselineModel,
+    pub refit_interval: Duration,
+}
+
+impl QueryConfig {
+    pub fn step_ms(&self) -> i64 {
+        self.step.as_millis() as i64
+    }
+
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            step_ms: self.step_ms(),
+            capacity_points: (self.history.as_millis() / self.step.as_millis().max(1)) as usize + 1,
+            max_series: self.max_series,
+            freshness_ms: self.freshness.as_millis() as i64,
+        }
+    }
+
+    /// True when `other` fetches the same data into the same windows, so a reload can keep
+    /// the series already loaded.
+    pub fn same_data_as(&self, other: &QueryConfig) -> bool {
+        self.expr == other.expr
+            && self.step == other.step
+            && self.history == other.history
+            && self.max_series == other.max_series
+            && self.freshness == other.freshness
+    }
+}
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path to the field, e.g. `queries[1].step`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// YAML syntax errors and unknown or mistyped keys; serde_yaml's message carries the line
+    /// and column.
+    #[error("{file}: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{file}: {} problem(s):\n{}", .errors.len(), render_list(.errors))]
+    Invalid {
+        file: PathBuf,
+        errors: Vec<FieldError>,
+    },
+}
+
+fn render_list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// One line per problem, each prefixed with the file, for `check-config` output.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { file, errors } => errors
+                .iter()
+                .map(|e| format!("{}: {e}", file.display()))
+                .collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load_file(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let bytes = env.read_file(path).map_err(|source| ConfigError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
+        file: path.to_owned(),
+        message: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+    })?;
+    parse(&text, path, env)
+}
+
+/// Parses and validates `text`; `origin` names the file in messages and anchors relative
+/// paths (token files, CA files) like Prometheus does.
+pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: origin.to_owned(),
+        message: e.to_string(),
+    })?;
+    let base_dir = origin.parent().unwrap_or(Path::new("."));
+    let mut v = Validator {
+        errors: Vec::new(),
+        env,
+        base_dir,
+    };
+    let prometheus = v.prometheus(&raw.prometheus);
+    let server = v.server(&raw.server);
+    let queries = v.queries(&raw.queries, prometheus.as_ref().map(|p| p.timeout));
+    match (prometheus, server, v.errors.is_empty()) {
+        (Some(prometheus), Some(server), true) => Ok(Config {
+            prometheus,
+            server,
+            queries,
+        }),
+        _ => Err(ConfigError::Invalid {
+            file: origin.to_owned(),
+            errors: v.errors,
+        }),
+    }
+}
+
+struct Validator<'a> {
+    errors: Vec<FieldError>,
+    env: &'a dyn Environment,
+    base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Option<Duration> {
+        match text {
+            None => Some(default),
+            Some(text) => match duration::parse(text) {
+                Ok(d) => Some(d),
+                Err(message) => {
+                    self.fail(path, message);
+                    None
+                }
+            },
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        text: Option<&str>,
+        default: Duration,
+    ) -> Option<Duration> {
+        let d = self.duration(path, text, default)?;
+        if d.is_zero() {
+            self.fail(path, "must be > 0, got 0s");
+            return None;
+        }
+        Some(d)
+    }
+
+    fn read_file(&mut self, path: &str, file: &str) -> Option<Vec<u8>> {
+        let resolved = self.base_dir.join(file);
+        match self.env.read_file(&resolved) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.fail(path, format!("cannot read `{}`: {e}", resolved.display()));
+                None
+            }
+        }
+    }
+
+    /// A secret from exactly one of a file or an environment variable.
+    fn secret(
+        &mut self,
+        path: &str,
+        file: Option<&str>,
+        env_var: Option<&str>,
+    ) -> Option<Secret> {
+        match (file, env_var) {
+            (Some(_), Some(_)) => {
+                self.fail(path, "set either the `_file` or the `_env` form, not both");
+                None
+            }
+            (Some(file), None) => {
+                let bytes = self.read_file(&format!("{path}_file"), file)?;
+                match String::from_utf8(bytes) {
+                    Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim().to_owned())),
+                    Ok(_) => {
+                        self.fail(format!("{path}_file"), format!("`{file}` is empty"));
+                        None
+                    }
+                    Err(_) => {
+                        self.fail(format!("{path}_file"), format!("`{file}` is not UTF-8 text"));
+                        None
+                    }
+                }
+            }
+            (None, Some(var)) => match self.env.var(var) {
+                Some(value) if !value.trim().is_empty() => Some(Secret::new(value.trim().to_owned())),
+                _ => {
+                    self.fail(
+                        format!("{path}_env"),
+                        format!("environment variable `{var}` is not set or empty"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {
+        let before = self.errors.len();
+        let url = match Url::parse(&raw.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(url) => {
+                self.fail(
+                    "prometheus.url",
+                    format!("must be an http:// or https:// URL with a host, got `{url}`"),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail("prometheus.url", format!("`{}` is not a URL: {e}", raw.url));
+                None
+            }
+        };
+        let timeout = self.positive_duration(
+            "prometheus.timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(10),
+        );
+        let bearer = self.secret(
+            "prometheus.bearer_token",
+            raw.bearer_token_file.as_deref(),
+            raw.bearer_token_env.as_deref(),
+        );
+        let basic = raw.basic_auth.as_ref().and_then(|b| {
+            if b.username.is_empty() {
+                self.fail("prometheus.basic_auth.username", "must not be empty");
+            }
+            if b.password_file.is_none() && b.password_env.is_none() {
+                self.fail(
+                    "prometheus.basic_auth",
+                    "needs `password_file` or `password_env` (passwords are never written inline)",
+                );
+            }
+            let password = self.secret(
+                "prometheus.basic_auth.password",
+                b.password_file.as_deref(),
+                b.password_env.as_deref(),
+            )?;
+            Some(Auth::Basic {
+                username: b.username.clone(),
+                password,
+            })
+        });
+        let auth = match (bearer, basic) {
+            (Some(_), Some(_)) => {
+                self.fail(
+                    "prometheus",
+                    "set either a bearer token or basic_auth, not both",
+                );
+                None
+            }
+            (Some(token), None) => Some(Auth::Bearer(token)),
+            (None, basic) => basic,
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &raw.headers {
+            let path = format!("prometheus.headers.{name}");
+            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                (Ok(n), _) if n == http::header::AUTHORIZATION => self.fail(
+                    path,
+                    "set credentials with bearer_token_file/_env or basic_auth, so they stay out of the config file",
+                ),
+                (Ok(n), Ok(mut v)) => {
+                    v.set_sensitive(true);
+                    headers.push((n, v));
+                }
+                (Err(_), _) => self.fail(path, "is not a valid HTTP header name"),
+                (_, Err(_)) => self.fail(path, "value has characters not allowed in an HTTP header"),
+            }
+        }
+        let (ca_pem, insecure_skip_verify) = match &raw.tls {
+            None => (None, false),
+            Some(tls) => {
+                let pem = tls.ca_file.as_deref().and_then(|file| {
+                    let bytes = self.read_file("prometheus.tls.ca_file", file)?;
+                    match reqwest::Certificate::from_pem_bundle(&bytes) {
+                        Ok(certs) if !certs.is_empty() => Some(bytes),
+                        _ => {
+                            self.fail(
+                                "prometheus.tls.ca_file",
+                                format!("`{file}` holds no PEM certificate"),
+                            );
+                            None
+                        }
+                    }
+                });
+                (pem, tls.insecure_skip_verify)
+            }
+        };
+        let max_concurrent_requests = raw.max_concurrent_requests.unwrap_or(4);
+        if !(1..=64).contains(&max_concurrent_requests) {
+            self.fail(
+                "prometheus.max_concurrent_requests",
+                format!("must be between 1 and 64, got {max_concurrent_requests}"),
+            );
+        }
+        let max_response_bytes = raw.max_response_bytes.unwrap_or(64 << 20);
+        if max_response_bytes < 1024 {
+            self.fail(
+                "prometheus.max_response_bytes",
+                format!("must be at least 1024, got {max_response_bytes}"),
+            );
+        }
+        let max_points_per_request = raw.max_points_per_request.unwrap_or(PROMETHEUS_MAX_POINTS);
+        if !(2..=PROMETHEUS_MAX_POINTS).contains(&max_points_per_request) {
+            self.fail(
+                "prometheus.max_points_per_request",
+                format!("must be between 2 and {PROMETHEUS_MAX_POINTS} (Prometheus' own limit), got {max_points_per_request}"),
+            );
+        }
+        let retry = self.retry(raw);
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(PrometheusConfig {
+            url: url?,
+            timeout: timeout?,
+            auth,
+            headers,
+            ca_pem,
+            insecure_skip_verify,
+            max_concurrent_requests,
+            max_response_bytes,
+            max_points_per_request,
+            retry: retry?,
+        })
+    }
+
+    fn retry(&mut self, raw: &RawPrometheus) -> Option<RetryPolicy> {
+        let retry = raw.retry.as_ref();
+        let max_attempts = retry.and_then(|r| r.max_attempts).unwrap_or(3);
+        if !(1..=10).contains(&max_attempts) {
+            self.fail(
+                "prometheus.retry.max_attempts",
+                format!("must be between 1 and 10, got {max_attempts}"),
+            );
+        }
+        let initial = self.positive_duration(
+            "prometheus.retry.initial_backoff",
+            retry.and_then(|r| r.initial_backoff.as_deref()),
+            Duration::from_millis(250),
+        )?;
+        let max = self.positive_duration(
+            "prometheus.retry.max_backoff",
+            retry.and_then(|r| r.max_backoff.as_deref()),
+            Duration::from_secs(5),
+        )?;
+        if initial > max {
+            self.fail(
+                "prometheus.retry.initial_backoff",
+                format!(
+                    "must not exceed max_backoff ({})",
+                    duration::format(max)
+                ),
+            );
+            return None;
+        }
+        Some(RetryPolicy {
+            max_attempts,
+            initial_backoff: initial,
+            max_backoff: max,
+        })
+    }
+
+    fn server(&mut self, raw: &RawServer) -> Option<ServerConfig> {
+        let text = raw.listen_address.as_deref().unwrap_or(DEFAULT_LISTEN_ADDRESS);
+        // Accept Prometheus' `:9896` shorthand for all interfaces.
+        let normalised = if text.starts_with(':') {
+            format!("0.0.0.0{text}")
+        } else {
+            text.to_owned()
+        };
+        let listen_address = match normalised.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.fail(
+                    "server.listen_address",
+                    format!("`{text}` is not HOST:PORT with a numeric host, e.g. `0.0.0.0:9896` or `127.0.0.1:9896`"),
+                );
+                None
+            }
+        };
+        let shutdown_grace = self.positive_duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(10),
+        );
+        Some(ServerConfig {
+            listen_address: listen_address?,
+            shutdown_grace: shutdown_grace?,
+            enable_lifecycle: raw.enable_lifecycle,
+        })
+    }
+
+    fn queries(&mut self, raw: &[RawQuery], timeout: Option<Duration>) -> Vec<QueryConfig> {
+        if raw.is_empty() {
+            self.fail("queries", "needs at least one query");
+        }
+        let mut names = BTreeSet::new();
+        raw.iter()
+            .enumerate()
+            .filter_map(|(i, q)| {
+                let path = format!("queries[{i}]");
+                if !names.insert(q.name.as_str()) {
+                    self.fail(
+                        format!("{path}.name"),
+                        format!("`{}` is used by an earlier query; names must be unique", q.name),
+                    );
+                }
+                self.query(&path, q, timeout)
+            })
+            .collect()
+    }
+
+    fn query(&mut self, path: &str, raw: &RawQuery, timeout: Option<Duration>) -> Option<QueryConfig> {
+        let before = self.errors.len();
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        if !name_ok {
+            self.fail(
+                format!("{path}.name"),
+                format!("`{}` must be non-empty and use only letters, digits, `_`, `-`, `.` and `:`", raw.name),
+            );
+        }
+        if raw.expr.trim().is_empty() {
+            self.fail(format!("{path}.expr"), "must be a PromQL expression, got an empty string");
+        }
+        let step = self.positive_duration(&format!("{path}.step"), raw.step.as_deref(), Duration::from_secs(60));
+        let history = self.positive_duration(
+            &format!("{path}.history"),
+            raw.history.as_deref(),
+            Duration::from_secs(7 * 86_400),
+        );
+        let interval = self.positive_duration(
+            &format!("{path}.evaluation_interval"),
+            raw.evaluation_interval.as_deref(),
+            Duration::from_secs(60),
+        );
+        if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            if timeout >= interval {
+                self.fail(
+                    format!("{path}.evaluation_interval"),
+                    format!(
+                        "must be longer than prometheus.timeout ({}), got {}; a slow Prometheus would otherwise make cycles overlap",
+                        duration::format(timeout),
+                        duration::format(interval)
+                    ),
+                );
+            }
+        }
+        let max_series = raw.max_series.unwrap_or(10_000);
+        if max_series == 0 {
+            self.fail(format!("{path}.max_series"), "must be > 0, got 0");
+        }
+        let (step, history) = (step?, history?);
+        let points = (history.as_millis() / step.as_millis().max(1)) as u64;
+        if points < 2 {
+            self.fail(
+                format!("{path}.history"),
+                format!("must cover at least 2 steps of {}, got {}", duration::format(step), duration::format(history)),
+            );
+        } else if points > MAX_POINTS_PER_SERIES {
+            self.fail(
+                format!("{path}.history"),
+                format!(
+                    "{} at step {} is {points} points per series; at most {MAX_POINTS_PER_SERIES} (raise step or shorten history)",
+                    duration::format(history),
+                    duration::format(step)
+                ),
+            );
+        }
+        let freshness = self.duration(
+            &format!("{path}.freshness"),
+            raw.freshness.as_deref(),
+            (step * 2).max(Duration::from_secs(300)),
+        );
+        if let Some(f) = freshness {
+            if f < step {
+                self.fail(
+                    format!("{path}.freshness"),
+                    format!("must be at least one step ({}), got {}", duration::format(step), duration::format(f)),
+                );
+            }
+        }
+        let model = self.model(&format!("{path}.model"), &raw.model, step, history);
+        let refit_interval = self.positive_duration(
+            &format!("{path}.model.refit_interval"),
+            raw.model.refit_interval.as_deref(),
+            Duration::from_secs(300),
+        );
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(QueryConfig {
+            name: raw.name.clone(),
+            expr: raw.expr.clone(),
+            step,
+            history,
+            evaluation_interval: interval?,
+            freshness: freshness?,
+            max_series,
+            model: model?,
+            refit_interval: refit_interval?,
+        })
+    }
+
+    fn model(&mut self, path: &str, raw: &RawModel, step: Duration, history: Duration) -> Option<BaselineModel> {
+        let coverage = match Coverage::new(raw.coverage.unwrap_or(0.99)) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.fail(format!("{path}.coverage"), e.to_string());
+                None
+            }
+        };
+        let history_points = (history.as_millis() / step.as_millis().max(1)) as usize + 1;
+        let min_points = raw.min_history_points.unwrap_or(30.min(history_points));
+        if min_points < 2 || min_points > history_points {
+            self.fail(
+                format!("{path}.min_history_points"),
+                format!("must be between 2 and the {history_points} points the history holds, got {min_points}"),
+            );
+        }
+        let seasonality = match raw.seasonality.as_deref() {
+            None | Some("none") => {
+                if raw.season_buckets.is_some() {
+                    self.fail(format!("{path}.season_buckets"), "only applies with a `seasonality` period");
+                }
+                let window = self.positive_duration(&format!("{path}.window"), raw.window.as_deref(), history)?;
+                if window > history || window < step * 2 {
+                    self.fail(
+                        format!("{path}.window"),
+                        format!(
+                            "must be between two steps ({}) and the history ({}), got {}",
+                            duration::format(step * 2),
+                            duration::format(history),
+                            duration::format(window)
+                        ),
+                    );
+                }
+                Seasonality::None {
+                    window_points: (window.as_millis() / step.as_millis().max(1)) as usize,
+                }
+            }
+            Some(text) => {
+                if raw.window.is_some() {
+                    self.fail(format!("{path}.window"), "only applies without `seasonality`; a seasonal profile uses the whole history");
+                }
+                let period = match duration::parse(text) {
+                    Ok(p) => p,
+                    Err(message) => {
+                        self.fail(format!("{path}.seasonality"), format!("{message}, or `none`"));
+                        return None;
+                    }
+                };
+                if period > history {
+                    self.fail(
+                        format!("{path}.seasonality"),
+                        format!(
+                            "a season of {} is longer than the history of {}; the profile needs at least one full period (raise `history`)",
+                            duration::format(period),
+                            duration::format(history)
+                        ),
+                    );
+                }
+                if period < step * 2 {
+                    self.fail(
+                        format!("{path}.seasonality"),
+                        format!("a season must span at least two steps ({}), got {}", duration::format(step * 2), duration::format(period)),
+                    );
+                    return None;
+                }
+                let steps_per_period = (period.as_millis() / step.as_millis().max(1)) as usize;
+                let buckets = raw.season_buckets.unwrap_or(96.min(steps_per_period));
+                if buckets == 0 || buckets > steps_per_period {
+                    self.fail(
+                        format!("{path}.season_buckets"),
+                        format!("must be between 1 and the {steps_per_period} steps in one season, got {buckets}"),
+                    );
+                }
+                Seasonality::Periodic {
+                    period_ms: period.as_millis() as i64,
+                    buckets,
+                }
+            }
+        };
+        Some(BaselineModel {
+            coverage: coverage?,
+            min_points,
+            seasonality,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

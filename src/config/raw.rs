@@ -1,0 +1,90 @@
+//! The YAML file as written, before validation. Every struct rejects unknown keys, so a typo
+//! is an error with its line and column instead of a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub prometheus: RawPrometheus,
+    #[serde(default)]
+    pub server: RawServer,
+    pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrometheus {
+    pub url: String,
+    pub timeout: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub tls: Option<RawTls>,
+    pub max_concurrent_requests: Option<usize>,
+    pub max_response_bytes: Option<u64>,
+    pub max_points_per_request: Option<u64>,
+    pub retry: Option<RawRetry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: String,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub max_attempts: Option<u32>,
+    pub initial_backoff: Option<String>,
+    pub max_backoff: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen_address: Option<String>,
+    pub shutdown_grace: Option<String>,
+    #[serde(default)]
+    pub enable_lifecycle: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    pub name: String,
+    pub expr: String,
+    pub step: Option<String>,
+    pub history: Option<String>,
+    pub evaluation_interval: Option<String>,
+    pub freshness: Option<String>,
+    pub max_series: Option<usize>,
+    #[serde(default)]
+    pub model: RawModel,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub coverage: Option<f64>,
+    pub min_history_points: Option<usize>,
+    pub seasonality: Option<String>,
+    pub season_buckets: Option<usize>,
+    pub window: Option<String>,
+    pub refit_interval: Option<String>,
+}

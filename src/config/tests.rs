@@ -1,0 +1,228 @@
+use std::collections::HashMap;
+use std::io;
+
+use super::*;
+
+#[derive(Default)]
+struct FakeEnvironment {
+    vars: HashMap<String, String>,
+    files: HashMap<PathBuf, Vec<u8>>,
+}
+
+impl Environment for FakeEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    }
+}
+
+fn origin() -> &'static Path {
+    Path::new("/etc/foretell/foretell.yml")
+}
+
+fn parse_text(text: &str) -> Result<Config, ConfigError> {
+    parse(text, origin(), &FakeEnvironment::default())
+}
+
+fn field_errors(text: &str) -> Vec<String> {
+    match parse_text(text) {
+        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|e| e.to_string()).collect(),
+        other => panic!("expected field errors, got {other:?}"),
+    }
+}
+
+const MINIMAL: &str = "
+prometheus:
+  url: http://127.0.0.1:9090
+queries:
+  - name: load
+    expr: node_load1
+";
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let config = parse_text(MINIMAL).expect("valid");
+    let query = &config.queries[0];
+    assert_eq!(query.step, Duration::from_secs(60));
+    assert_eq!(query.history, Duration::from_secs(7 * 86_400));
+    assert_eq!(query.evaluation_interval, Duration::from_secs(60));
+    assert_eq!(query.freshness, Duration::from_secs(300));
+    assert_eq!(query.max_series, 10_000);
+    assert_eq!(query.model.coverage.get(), 0.99);
+    assert_eq!(query.model.min_points, 30);
+    assert_eq!(query.model.seasonality, Seasonality::None { window_points: 10_080 });
+    assert_eq!(config.prometheus.timeout, Duration::from_secs(10));
+    assert_eq!(config.prometheus.max_points_per_request, 11_000);
+    assert_eq!(config.server.listen_address.to_string(), DEFAULT_LISTEN_ADDRESS);
+    assert!(!config.server.enable_lifecycle);
+    assert_eq!(query.store_limits().capacity_points, 10_081);
+}
+
+#[test]
+fn yaml_syntax_errors_name_line_and_column() {
+    let err = parse_text("prometheus:\n  url: [unclosed\n").expect_err("invalid");
+    let message = err.to_string();
+    assert!(message.starts_with("/etc/foretell/foretell.yml: "), "{message}");
+    assert!(message.contains("line "), "{message}");
+    assert!(message.contains("column "), "{message}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_location() {
+    let text = MINIMAL.replace("expr: node_load1", "expr: node_load1\n    stepp: 1m");
+    let message = parse_text(&text).expect_err("invalid").to_string();
+    assert!(message.contains("unknown field `stepp`"), "{message}");
+    assert!(message.contains("queries[0]"), "{message}");
+    assert!(message.contains("line 7"), "{message}");
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_path() {
+    let text = "
+prometheus:
+  url: ftp://example
+  timeout: 10s
+server:
+  listen_address: nowhere
+queries:
+  - name: a
+    expr: up
+    step: 0s
+  - name: a
+    expr: ''
+    step: 1m
+    history: 1h
+    evaluation_interval: 5s
+    model:
+      coverage: 1.5
+      seasonality: 1d
+";
+    let errors = field_errors(text);
+    let expected = [
+        "prometheus.url: must be an http:// or https:// URL with a host, got `ftp://example`",
+        "server.listen_address: `nowhere` is not HOST:PORT",
+        "queries[0].step: must be > 0, got 0s",
+        "queries[1].name: `a` is used by an earlier query",
+        "queries[1].expr: must be a PromQL expression",
+        "queries[1].evaluation_interval: must be longer than prometheus.timeout (10s), got 5s",
+        "queries[1].model.coverage: coverage must be strictly between 0 and 1 (for example 0.99), got 1.5",
+        "queries[1].model.seasonality: a season of 1d is longer than the history of 1h",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing `{want}` in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn check_config_lines_prefix_each_problem_with_the_file() {
+    let text = MINIMAL.replace("expr: node_load1", "expr: node_load1\n    step: 0s");
+    let lines = parse_text(&text).expect_err("invalid").lines();
+    assert_eq!(
+        lines,
+        vec!["/etc/foretell/foretell.yml: queries[0].step: must be > 0, got 0s"]
+    );
+}
+
+#[test]
+fn secrets_come_from_files_relative_to_the_config_or_from_env() {
+    let mut env = FakeEnvironment::default();
+    env.files.insert(
+        PathBuf::from("/etc/foretell/token"),
+        b"s3cr3t-token\n".to_vec(),
+    );
+    let text = MINIMAL.replace(
+        "url: http://127.0.0.1:9090",
+        "url: http://127.0.0.1:9090\n  bearer_token_file: token\n  headers:\n    X-Scope-OrgID: tenant-1",
+    );
+    let config = parse(&text, origin(), &env).expect("valid");
+    assert_eq!(
+        config.prometheus.auth,
+        Some(Auth::Bearer(Secret::new("s3cr3t-token".into())))
+    );
+    assert_eq!(config.prometheus.headers[0].0.as_str(), "x-scope-orgid");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t-token"), "secret leaked into Debug: {debug}");
+
+    env.vars.insert("PROM_PASSWORD".into(), "pa55".into());
+    let text = MINIMAL.replace(
+        "url: http://127.0.0.1:9090",
+        "url: http://127.0.0.1:9090\n  basic_auth:\n    username: foretell\n    password_env: PROM_PASSWORD",
+    );
+    let config = parse(&text, origin(), &env).expect("valid");
+    assert_eq!(
+        config.prometheus.auth,
+        Some(Auth::Basic {
+            username: "foretell".into(),
+            password: Secret::new("pa55".into())
+        })
+    );
+}
+
+#[test]
+fn missing_secret_sources_are_field_errors() {
+    let text = MINIMAL.replace(
+        "url: http://127.0.0.1:9090",
+        "url: http://127.0.0.1:9090\n  bearer_token_file: /nope\n  basic_auth:\n    username: u\n    password_env: UNSET_VAR",
+    );
+    let errors = field_errors(&text);
+    assert!(
+        errors.iter().any(|e| e.starts_with("prometheus.bearer_token_file: cannot read `/nope`")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e
+            == "prometheus.basic_auth.password_env: environment variable `UNSET_VAR` is not set or empty"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn authorization_header_is_refused_in_plain_headers() {
+    let text = MINIMAL.replace(
+        "url: http://127.0.0.1:9090",
+        "url: http://127.0.0.1:9090\n  headers:\n    Authorization: Bearer x",
+    );
+    let errors = field_errors(&text);
+    assert!(errors[0].starts_with("prometheus.headers.Authorization: set credentials with"), "{errors:?}");
+}
+
+#[test]
+fn season_and_history_limits_are_checked() {
+    let text = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    step: 1s\n    history: 30d\n    model:\n      seasonality: 1s",
+    );
+    let errors = field_errors(&text);
+    assert!(errors.iter().any(|e| e.starts_with("queries[0].history: 30d at step 1s is 2592000 points")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("queries[0].model.seasonality: a season must span at least two steps")), "{errors:?}");
+}
+
+#[test]
+fn seasonal_model_gets_buckets_from_the_period() {
+    let text = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    step: 5m\n    history: 2d\n    model:\n      seasonality: 1d",
+    );
+    let config = parse_text(&text).expect("valid");
+    assert_eq!(
+        config.queries[0].model.seasonality,
+        Seasonality::Periodic { period_ms: 86_400_000, buckets: 96 }
+    );
+}
+
+#[test]
+fn listen_address_accepts_the_port_only_shorthand() {
+    let text = format!("{MINIMAL}server:\n  listen_address: ':9100'\n");
+    let config = parse_text(&text).expect("valid");
+    assert_eq!(config.server.listen_address.to_string(), "0.0.0.0:9100");
+}

@@ -1,0 +1,384 @@
+//! Client for Prometheus' `/api/v1/query_range` (and compatible APIs: Thanos, Mimir,
+//! VictoriaMetrics).
+//!
+//! A range is split so that no request asks for more than `max_points_per_request` points per
+//! series; requests share a bounded number of permits; connect errors, timeouts, 5xx and 429
+//! are retried with jittered exponential backoff, other 4xx never; bodies are capped.
+
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use foretell_core::store::Sample;
+use foretell_core::Labels;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::config::{Auth, PrometheusConfig, RetryPolicy};
+use wire::WireError;
+
+/// One range to fetch, on the grid `start_ms + k * step_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeQuery<'a> {
+    pub expr: &'a str,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub step_ms: i64,
+}
+
+/// Every series of a range, merged across split requests.
+#[derive(Debug, Default)]
+pub struct RangeAnswer {
+    pub series: Vec<(Labels, Vec<Sample>)>,
+    pub warnings: Vec<String>,
+    pub requests: u32,
+    pub retries: u32,
+}
+
+/// Why a range could not be fetched, classified for self-metrics by [`ReadError::reason`].
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot build the HTTP client for Prometheus: {0}")]
+    Setup(String),
+    #[error("cannot reach {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("no complete answer from {url} within prometheus.timeout ({timeout:?})")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url} answered HTTP {status}: {message}")]
+    Rejected {
+        url: String,
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("{url} answered HTTP {status} but the body is unusable: {source}")]
+    Decode {
+        url: String,
+        status: u16,
+        source: WireError,
+    },
+    #[error("the answer from {url} is larger than prometheus.max_response_bytes ({limit} bytes); narrow the query, shorten the history or raise the limit")]
+    TooLarge { url: String, limit: u64 },
+}
+
+/// Bounded set of failure classes, used as a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    Connect,
+    Timeout,
+    ServerError,
+    BadQuery,
+    Unauthorized,
+    Throttled,
+    ClientError,
+    Decode,
+    TooLarge,
+    Setup,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Connect => "connect",
+            FailureReason::Timeout => "timeout",
+            FailureReason::ServerError => "server_error",
+            FailureReason::BadQuery => "bad_query",
+            FailureReason::Unauthorized => "unauthorized",
+            FailureReason::Throttled => "throttled",
+            FailureReason::ClientError => "client_error",
+            FailureReason::Decode => "decode",
+            FailureReason::TooLarge => "too_large",
+            FailureReason::Setup => "setup",
+        }
+    }
+}
+
+impl ReadError {
+    pub fn reason(&self) -> FailureReason {
+        match self {
+            ReadError::Setup(_) => FailureReason::Setup,
+            ReadError::Connect { .. } => FailureReason::Connect,
+            ReadError::Timeout { .. } => FailureReason::Timeout,
+            ReadError::Rejected { status, .. } => match status {
+                400 | 422 => FailureReason::BadQuery,
+                401 | 403 => FailureReason::Unauthorized,
+                429 => FailureReason::Throttled,
+                500..=599 => FailureReason::ServerError,
+                _ => FailureReason::ClientError,
+            },
+            ReadError::Decode { .. } => FailureReason::Decode,
+            ReadError::TooLarge { .. } => FailureReason::TooLarge,
+        }
+    }
+
+    /// Transient failures worth another attempt. A 4xx other than 429 says the request itself
+    /// is wrong, so repeating it would only add load.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.reason(),
+            FailureReason::Connect
+                | FailureReason::Timeout
+                | FailureReason::ServerError
+                | FailureReason::Throttled
+        )
+    }
+
+    /// True when the failure says the upstream as a whole is unusable, rather than one query
+    /// being wrong or too large.
+    pub fn means_upstream_down(&self) -> bool {
+        matches!(
+            self.reason(),
+            FailureReason::Connect
+                | FailureReason::Timeout
+                | FailureReason::ServerError
+                | FailureReason::Unauthorized
+                | FailureReason::Decode
+                | FailureReason::Setup
+        )
+    }
+}
+
+/// Splits a range into sub-ranges of at most `max_points` grid points each, in order.
+pub fn split_range(start_ms: i64, end_ms: i64, step_ms: i64, max_points: u64) -> Vec<(i64, i64)> {
+    let span = (max_points.max(1) as i64 - 1) * step_ms;
+    let mut chunks = Vec::new();
+    let mut chunk_start = start_ms;
+    while chunk_start <= end_ms {
+        let chunk_end = (chunk_start + span).min(end_ms);
+        chunks.push((chunk_start, chunk_end));
+        chunk_start = chunk_end + step_ms;
+    }
+    chunks
+}
+
+/// Delay before attempt `attempt + 1` (attempt counts from 1): exponential from the initial
+/// backoff, capped, with "equal jitter" (uniform in the upper half) so that many series
+/// retrying at once spread out but never retry immediately. A `Retry-After` wins, capped too.
+pub fn backoff(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, unit_random: f64) -> Duration {
+    if let Some(wait) = retry_after {
+        return wait.min(policy.max_backoff);
+    }
+    let exponent = attempt.saturating_sub(1).min(20);
+    let base = policy
+        .initial_backoff
+        .saturating_mul(1u32 << exponent)
+        .min(policy.max_backoff);
+    base.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
+}
+
+pub struct PrometheusReader {
+    client: reqwest::Client,
+    endpoint: Url,
+    auth: Option<Auth>,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_response_bytes: u64,
+    max_points_per_request: u64,
+    retry: RetryPolicy,
+    permits: Arc<Semaphore>,
+}
+
+impl PrometheusReader {
+    pub fn new(config: &PrometheusConfig) -> Result<Self, ReadError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(config.insecure_skip_verify);
+        if let Some(pem) = &config.ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ReadError::Setup(format!("prometheus.tls.ca_file: {e}")))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ReadError::Setup(error_chain(&e)))?;
+        let mut endpoint = config.url.clone();
+        let path = format!("{}/api/v1/query_range", endpoint.path().trim_end_matches('/'));
+        endpoint.set_path(&path);
+        let headers = config.headers.iter().cloned().collect();
+        Ok(PrometheusReader {
+            client,
+            endpoint,
+            auth: config.auth.clone(),
+            headers,
+            timeout: config.timeout,
+            max_response_bytes: config.max_response_bytes,
+            max_points_per_request: config.max_points_per_request,
+            retry: config.retry,
+            permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Fetches the whole range, split into requests Prometheus accepts, merging series.
+    pub async fn query_range(&self, query: &RangeQuery<'_>) -> Result<RangeAnswer, ReadError> {
+        let mut answer = RangeAnswer::default();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for (start_ms, end_ms) in split_range(
+            query.start_ms,
+            query.end_ms,
+            query.step_ms,
+            self.max_points_per_request,
+        ) {
+            let chunk = RangeQuery {
+                start_ms,
+                end_ms,
+                ..*query
+            };
+            let (body, retries) = self.fetch_with_retries(&chunk).await?;
+            answer.requests += 1;
+            answer.retries += retries;
+            answer.warnings.extend(body.warnings);
+            for (labels, samples) in body.series {
+                match index.get(&labels) {
+                    Some(&i) => answer.series[i].1.extend(samples),
+                    None => {
+                        index.insert(labels.clone(), answer.series.len());
+                        answer.series.push((labels, samples));
+                    }
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn fetch_with_retries(&self, chunk: &RangeQuery<'_>) -> Result<(wire::RangeBody, u32), ReadError> {
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ReadError::Setup("request permits closed".to_owned()))?;
+                self.fetch_once(chunk).await
+            };
+            match result {
+                Ok(body) => return Ok((body, attempt - 1)),
+                Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+                    let retry_after = match &error {
+                        ReadError::Rejected { retry_after, .. } => *retry_after,
+                        _ => None,
+                    };
+                    let delay = backoff(&self.retry, attempt, retry_after, fastrand::f64());
+                    tracing::debug!(%error, attempt, ?delay, "retrying Prometheus request");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn fetch_once(&self, chunk: &RangeQuery<'_>) -> Result<wire::RangeBody, ReadError> {
+        let url = self.endpoint.to_string();
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("query", chunk.expr)
+            .append_pair("start", &seconds(chunk.start_ms))
+            .append_pair("end", &seconds(chunk.end_ms))
+            .append_pair("step", &seconds(chunk.step_ms))
+            .finish();
+        let mut request = self
+            .client
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form);
+        request = match &self.auth {
+            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
+            Some(Auth::Basic { username, password }) => {
+                request.basic_auth(username, Some(password.expose()))
+            }
+            None => request,
+        };
+        let transport = |e: reqwest::Error| {
+            if e.is_timeout() {
+                ReadError::Timeout {
+                    url: url.clone(),
+                    timeout: self.timeout,
+                }
+            } else {
+                ReadError::Connect {
+                    url: url.clone(),
+                    detail: error_chain(&e),
+                }
+            }
+        };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let too_large = || ReadError::TooLarge {
+            url: url.clone(),
+            limit: self.max_response_bytes,
+        };
+        if response.content_length().is_some_and(|len| len > self.max_response_bytes) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if (body.len() + chunk.len()) as u64 > self.max_response_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let decoded = wire::decode_range(&body);
+        if (200..300).contains(&status) {
+            return decoded.map_err(|source| ReadError::Decode {
+                url: url.clone(),
+                status,
+                source,
+            });
+        }
+        let message = match decoded {
+            Err(WireError::Api {
+                error_type,
+                message,
+            }) => format!("{message} (errorType {error_type})"),
+            _ => format!("not an API answer; body starts with: {}", wire::excerpt(&body)),
+        };
+        Err(ReadError::Rejected {
+            url,
+            status,
+            message,
+            retry_after,
+        })
+    }
+}
+
+/// Milliseconds as the decimal seconds the API takes.
+fn seconds(ms: i64) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{:.3}", ms as f64 / 1000.0)
+    }
+}
+
+/// An error and its causes on one line; reqwest's own message alone says little.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

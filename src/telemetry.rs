@@ -1,0 +1,288 @@
+//! foretell's own metrics: one [`Telemetry`] value passed to each stage, no global registry.
+//!
+//! Label values are bounded: query names come from the config, failure reasons from
+//! [`FailureReason`], reload results from a fixed pair.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use foretell_core::exposition::{HistogramValues, MetricType, TextWriter};
+
+use crate::reader::FailureReason;
+
+const DURATION_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    counts: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.counts[i] += 1;
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn values(&self) -> HistogramValues<'_> {
+        HistogramValues {
+            upper_bounds: &DURATION_BUCKETS,
+            bucket_counts: &self.counts,
+            sum: self.sum,
+            count: self.count,
+        }
+    }
+}
+
+/// Per-query counters and gauges.
+#[derive(Clone, Debug, Default)]
+struct QueryStats {
+    query_duration: Histogram,
+    cycle_duration: Histogram,
+    failures: BTreeMap<FailureReason, u64>,
+    retries: u64,
+    warnings: u64,
+    cycles: u64,
+    cycles_skipped: u64,
+    samples: u64,
+    series_tracked: Option<u64>,
+    series_ready: Option<u64>,
+    series_rejected: u64,
+    series_expired: u64,
+    fits: u64,
+    last_success_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queries: BTreeMap<String, QueryStats>,
+    upstream_up: bool,
+    reload_successful: bool,
+    last_reload_success_seconds: f64,
+    reloads: [u64; 2],
+}
+
+/// What one finished cycle reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CycleReport {
+    pub samples: u64,
+    pub series_tracked: u64,
+    pub series_ready: u64,
+    pub series_rejected: u64,
+    pub series_expired: u64,
+    pub fits: u64,
+    pub retries: u64,
+    pub warnings: u64,
+}
+
+pub struct Telemetry {
+    version: &'static str,
+    state: Mutex<State>,
+}
+
+impl Telemetry {
+    pub fn new(version: &'static str) -> Self {
+        Telemetry {
+            version,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        // A panic while holding the lock leaves plain counters, still consistent enough to
+        // serve, so recover the guard instead of poisoning every later scrape.
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn set_upstream_up(&self, up: bool) {
+        self.with(|s| s.upstream_up = up);
+    }
+
+    pub fn config_loaded(&self, success: bool, now_seconds: f64) {
+        self.with(|s| {
+            s.reload_successful = success;
+            s.reloads[usize::from(!success)] += 1;
+            if success {
+                s.last_reload_success_seconds = now_seconds;
+            }
+        });
+    }
+
+    /// Keeps per-query gauges only for the queries of the current config.
+    pub fn retain_queries(&self, names: &[String]) {
+        self.with(|s| {
+            for (name, stats) in s.queries.iter_mut() {
+                if !names.contains(name) {
+                    stats.series_tracked = None;
+                    stats.series_ready = None;
+                }
+            }
+        });
+    }
+
+    pub fn query_finished(&self, query: &str, seconds: f64, failure: Option<FailureReason>) {
+        self.with(|s| {
+            let stats = s.queries.entry(query.to_owned()).or_default();
+            stats.query_duration.observe(seconds);
+            if let Some(reason) = failure {
+                *stats.failures.entry(reason).or_default() += 1;
+            }
+        });
+    }
+
+    pub fn cycle_finished(&self, query: &str, seconds: f64, report: CycleReport, now_seconds: f64) {
+        self.with(|s| {
+            let stats = s.queries.entry(query.to_owned()).or_default();
+            stats.cycle_duration.observe(seconds);
+            stats.cycles += 1;
+            stats.samples += report.samples;
+            stats.series_tracked = Some(report.series_tracked);
+            stats.series_ready = Some(report.series_ready);
+            stats.series_rejected += report.series_rejected;
+            stats.series_expired += report.series_expired;
+            stats.fits += report.fits;
+            stats.retries += report.retries;
+            stats.warnings += report.warnings;
+            stats.last_success_seconds = Some(now_seconds);
+        });
+    }
+
+    pub fn cycles_skipped(&self, query: &str, skipped: u64) {
+        self.with(|s| s.queries.entry(query.to_owned()).or_default().cycles_skipped += skipped);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let state = self.with(|s| {
+            (
+                s.queries.clone(),
+                s.upstream_up,
+                s.reload_successful,
+                s.last_reload_success_seconds,
+                s.reloads,
+            )
+        });
+        let (queries, upstream_up, reload_ok, reload_at, reloads) = state;
+        let mut w = TextWriter::new(out);
+        w.family("foretell_build_info", "Build information; the value is always 1.", MetricType::Gauge);
+        w.sample("foretell_build_info", &[("version", self.version)], 1.0);
+        w.family("foretell_config_last_reload_successful", "Whether the last configuration load or reload succeeded.", MetricType::Gauge);
+        w.sample("foretell_config_last_reload_successful", &[], f64::from(u8::from(reload_ok)));
+        w.family("foretell_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.", MetricType::Gauge);
+        w.sample("foretell_config_last_reload_success_timestamp_seconds", &[], reload_at);
+        w.family("foretell_config_reloads_total", "Configuration loads and reloads by result.", MetricType::Counter);
+        w.sample("foretell_config_reloads_total", &[("result", "success")], reloads[0] as f64);
+        w.sample("foretell_config_reloads_total", &[("result", "failure")], reloads[1] as f64);
+        w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
+        w.sample("foretell_upstream_up", &[], f64::from(u8::from(upstream_up)));
+
+        type Counter = fn(&QueryStats) -> f64;
+        let counters: [(&str, &str, Counter); 7] = [
+            ("foretell_cycles_total", "Evaluation cycles completed per query.", |s| s.cycles as f64),
+            ("foretell_cycles_skipped_total", "Evaluation ticks skipped because the previous cycle of the query was still running.", |s| s.cycles_skipped as f64),
+            ("foretell_query_retries_total", "Requests to Prometheus retried after a transient failure.", |s| s.retries as f64),
+            ("foretell_upstream_warnings_total", "Warnings returned in Prometheus API answers (Thanos and Mimir partial responses).", |s| s.warnings as f64),
+            ("foretell_samples_fetched_total", "Samples fetched from Prometheus.", |s| s.samples as f64),
+            ("foretell_series_rejected_total", "New series refused because the query already tracks max_series.", |s| s.series_rejected as f64),
+            ("foretell_series_expired_total", "Series dropped because the source returned nothing for them within the freshness window.", |s| s.series_expired as f64),
+        ];
+        for (name, help, pick) in counters {
+            w.family(name, help, MetricType::Counter);
+            for (query, stats) in &queries {
+                w.sample(name, &[("query", query)], pick(stats));
+            }
+        }
+        w.family("foretell_model_fits_total", "Model fits per query.", MetricType::Counter);
+        for (query, stats) in &queries {
+            w.sample("foretell_model_fits_total", &[("query", query)], stats.fits as f64);
+        }
+        w.family("foretell_query_failures_total", "Failed range queries by query and reason.", MetricType::Counter);
+        for (query, stats) in &queries {
+            for (reason, count) in &stats.failures {
+                w.sample("foretell_query_failures_total", &[("query", query), ("reason", reason.as_str())], *count as f64);
+            }
+        }
+        w.family("foretell_series_tracked", "Series currently tracked per query.", MetricType::Gauge);
+        for (query, stats) in &queries {
+            if let Some(tracked) = stats.series_tracked {
+                w.sample("foretell_series_tracked", &[("query", query)], tracked as f64);
+            }
+        }
+        w.family("foretell_series_ready", "Tracked series whose model has enough history.", MetricType::Gauge);
+        for (query, stats) in &queries {
+            if let Some(ready) = stats.series_ready {
+                w.sample("foretell_series_ready", &[("query", query)], ready as f64);
+            }
+        }
+        w.family("foretell_last_cycle_success_timestamp_seconds", "Unix time of the last completed cycle per query.", MetricType::Gauge);
+        for (query, stats) in &queries {
+            if let Some(at) = stats.last_success_seconds {
+                w.sample("foretell_last_cycle_success_timestamp_seconds", &[("query", query)], at);
+            }
+        }
+        w.family("foretell_query_duration_seconds", "Time to fetch one query's range from Prometheus, retries included.", MetricType::Histogram);
+        for (query, stats) in &queries {
+            w.histogram("foretell_query_duration_seconds", &[("query", query)], &stats.query_duration.values());
+        }
+        w.family("foretell_cycle_duration_seconds", "Time of one successful evaluation cycle: fetch, merge, fit, score and publish.", MetricType::Histogram);
+        for (query, stats) in &queries {
+            w.histogram("foretell_cycle_duration_seconds", &[("query", query)], &stats.cycle_duration.values());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histograms_that_parse() {
+        let telemetry = Telemetry::new("1.2.3");
+        telemetry.config_loaded(true, 100.0);
+        telemetry.set_upstream_up(true);
+        telemetry.query_finished("load", 0.02, None);
+        telemetry.query_finished("load", 0.2, Some(FailureReason::Timeout));
+        telemetry.cycle_finished(
+            "load",
+            0.3,
+            CycleReport { samples: 10, series_tracked: 4, series_ready: 3, ..CycleReport::default() },
+            200.0,
+        );
+        let mut out = String::new();
+        telemetry.render(&mut out);
+        for line in [
+            "foretell_build_info{version=\"1.2.3\"} 1",
+            "foretell_config_last_reload_successful 1",
+            "foretell_config_reloads_total{result=\"success\"} 1",
+            "foretell_upstream_up 1",
+            "foretell_query_failures_total{query=\"load\",reason=\"timeout\"} 1",
+            "foretell_series_tracked{query=\"load\"} 4",
+            "foretell_series_ready{query=\"load\"} 3",
+            "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.025\"} 1",
+            "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.25\"} 2",
+            "foretell_query_duration_seconds_count{query=\"load\"} 2",
+            "foretell_samples_fetched_total{query=\"load\"} 10",
+        ] {
+            assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
+        }
+        let scrape = prometheus_parse::Scrape::parse(out.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+        assert!(scrape.samples.iter().any(|s| s.metric == "foretell_cycle_duration_seconds"));
+    }
+
+    #[test]
+    fn removed_queries_stop_reporting_gauges_but_keep_counters() {
+        let telemetry = Telemetry::new("0");
+        telemetry.cycle_finished("old", 0.1, CycleReport { series_tracked: 2, ..CycleReport::default() }, 1.0);
+        telemetry.retain_queries(&["new".to_owned()]);
+        let mut out = String::new();
+        telemetry.render(&mut out);
+        assert!(!out.contains("foretell_series_tracked{query=\"old\"}"), "{out}");
+        assert!(out.contains("foretell_cycles_total{query=\"old\"} 1"), "{out}");
+    }
+}
