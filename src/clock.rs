@@ -1,5 +1,6 @@
 //! Wall-clock time, read in this file only, so everything else takes time as a parameter.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,9 +21,11 @@ impl Clock for SystemClock {
 }
 
 /// A clock that tests move by hand.
+#[cfg(test)]
 #[derive(Default)]
 pub struct ManualClock(AtomicI64);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(now_ms: i64) -> Self {
         ManualClock(AtomicI64::new(now_ms))
@@ -33,6 +36,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

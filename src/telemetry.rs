@@ -155,7 +155,12 @@ impl Telemetry {
     }
 
     pub fn cycles_skipped(&self, query: &str, skipped: u64) {
-        self.with(|s| s.queries.entry(query.to_owned()).or_default().cycles_skipped += skipped);
+        self.with(|s| {
+            s.queries
+                .entry(query.to_owned())
+                .or_default()
+                .cycles_skipped += skipped
+        });
     }
 
     pub fn render(&self, out: &mut String) {
@@ -170,17 +175,53 @@ impl Telemetry {
         });
         let (queries, upstream_up, reload_ok, reload_at, reloads) = state;
         let mut w = TextWriter::new(out);
-        w.family("foretell_build_info", "Build information; the value is always 1.", MetricType::Gauge);
+        w.family(
+            "foretell_build_info",
+            "Build information; the value is always 1.",
+            MetricType::Gauge,
+        );
         w.sample("foretell_build_info", &[("version", self.version)], 1.0);
-        w.family("foretell_config_last_reload_successful", "Whether the last configuration load or reload succeeded.", MetricType::Gauge);
-        w.sample("foretell_config_last_reload_successful", &[], f64::from(u8::from(reload_ok)));
-        w.family("foretell_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.", MetricType::Gauge);
-        w.sample("foretell_config_last_reload_success_timestamp_seconds", &[], reload_at);
-        w.family("foretell_config_reloads_total", "Configuration loads and reloads by result.", MetricType::Counter);
-        w.sample("foretell_config_reloads_total", &[("result", "success")], reloads[0] as f64);
-        w.sample("foretell_config_reloads_total", &[("result", "failure")], reloads[1] as f64);
+        w.family(
+            "foretell_config_last_reload_successful",
+            "Whether the last configuration load or reload succeeded.",
+            MetricType::Gauge,
+        );
+        w.sample(
+            "foretell_config_last_reload_successful",
+            &[],
+            f64::from(u8::from(reload_ok)),
+        );
+        w.family(
+            "foretell_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+            MetricType::Gauge,
+        );
+        w.sample(
+            "foretell_config_last_reload_success_timestamp_seconds",
+            &[],
+            reload_at,
+        );
+        w.family(
+            "foretell_config_reloads_total",
+            "Configuration loads and reloads by result.",
+            MetricType::Counter,
+        );
+        w.sample(
+            "foretell_config_reloads_total",
+            &[("result", "success")],
+            reloads[0] as f64,
+        );
+        w.sample(
+            "foretell_config_reloads_total",
+            &[("result", "failure")],
+            reloads[1] as f64,
+        );
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
-        w.sample("foretell_upstream_up", &[], f64::from(u8::from(upstream_up)));
+        w.sample(
+            "foretell_upstream_up",
+            &[],
+            f64::from(u8::from(upstream_up)),
+        );
 
         type Counter = fn(&QueryStats) -> f64;
         let counters: [(&str, &str, Counter); 7] = [
@@ -198,41 +239,93 @@ impl Telemetry {
                 w.sample(name, &[("query", query)], pick(stats));
             }
         }
-        w.family("foretell_model_fits_total", "Model fits per query.", MetricType::Counter);
+        w.family(
+            "foretell_model_fits_total",
+            "Model fits per query.",
+            MetricType::Counter,
+        );
         for (query, stats) in &queries {
-            w.sample("foretell_model_fits_total", &[("query", query)], stats.fits as f64);
+            w.sample(
+                "foretell_model_fits_total",
+                &[("query", query)],
+                stats.fits as f64,
+            );
         }
-        w.family("foretell_query_failures_total", "Failed range queries by query and reason.", MetricType::Counter);
+        w.family(
+            "foretell_query_failures_total",
+            "Failed range queries by query and reason.",
+            MetricType::Counter,
+        );
         for (query, stats) in &queries {
             for (reason, count) in &stats.failures {
-                w.sample("foretell_query_failures_total", &[("query", query), ("reason", reason.as_str())], *count as f64);
+                w.sample(
+                    "foretell_query_failures_total",
+                    &[("query", query), ("reason", reason.as_str())],
+                    *count as f64,
+                );
             }
         }
-        w.family("foretell_series_tracked", "Series currently tracked per query.", MetricType::Gauge);
+        w.family(
+            "foretell_series_tracked",
+            "Series currently tracked per query.",
+            MetricType::Gauge,
+        );
         for (query, stats) in &queries {
             if let Some(tracked) = stats.series_tracked {
-                w.sample("foretell_series_tracked", &[("query", query)], tracked as f64);
+                w.sample(
+                    "foretell_series_tracked",
+                    &[("query", query)],
+                    tracked as f64,
+                );
             }
         }
-        w.family("foretell_series_ready", "Tracked series whose model has enough history.", MetricType::Gauge);
+        w.family(
+            "foretell_series_ready",
+            "Tracked series whose model has enough history.",
+            MetricType::Gauge,
+        );
         for (query, stats) in &queries {
             if let Some(ready) = stats.series_ready {
                 w.sample("foretell_series_ready", &[("query", query)], ready as f64);
             }
         }
-        w.family("foretell_last_cycle_success_timestamp_seconds", "Unix time of the last completed cycle per query.", MetricType::Gauge);
+        w.family(
+            "foretell_last_cycle_success_timestamp_seconds",
+            "Unix time of the last completed cycle per query.",
+            MetricType::Gauge,
+        );
         for (query, stats) in &queries {
             if let Some(at) = stats.last_success_seconds {
-                w.sample("foretell_last_cycle_success_timestamp_seconds", &[("query", query)], at);
+                w.sample(
+                    "foretell_last_cycle_success_timestamp_seconds",
+                    &[("query", query)],
+                    at,
+                );
             }
         }
-        w.family("foretell_query_duration_seconds", "Time to fetch one query's range from Prometheus, retries included.", MetricType::Histogram);
+        w.family(
+            "foretell_query_duration_seconds",
+            "Time to fetch one query's range from Prometheus, retries included.",
+            MetricType::Histogram,
+        );
         for (query, stats) in &queries {
-            w.histogram("foretell_query_duration_seconds", &[("query", query)], &stats.query_duration.values());
+            w.histogram(
+                "foretell_query_duration_seconds",
+                &[("query", query)],
+                &stats.query_duration.values(),
+            );
         }
-        w.family("foretell_cycle_duration_seconds", "Time of one successful evaluation cycle: fetch, merge, fit, score and publish.", MetricType::Histogram);
+        w.family(
+            "foretell_cycle_duration_seconds",
+            "Time of one successful evaluation cycle: fetch, merge, fit, score and publish.",
+            MetricType::Histogram,
+        );
         for (query, stats) in &queries {
-            w.histogram("foretell_cycle_duration_seconds", &[("query", query)], &stats.cycle_duration.values());
+            w.histogram(
+                "foretell_cycle_duration_seconds",
+                &[("query", query)],
+                &stats.cycle_duration.values(),
+            );
         }
     }
 }
@@ -251,7 +344,12 @@ mod tests {
         telemetry.cycle_finished(
             "load",
             0.3,
-            CycleReport { samples: 10, series_tracked: 4, series_ready: 3, ..CycleReport::default() },
+            CycleReport {
+                samples: 10,
+                series_tracked: 4,
+                series_ready: 3,
+                ..CycleReport::default()
+            },
             200.0,
         );
         let mut out = String::new();
@@ -271,18 +369,36 @@ mod tests {
         ] {
             assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
         }
-        let scrape = prometheus_parse::Scrape::parse(out.lines().map(|l| Ok(l.to_owned()))).expect("parses");
-        assert!(scrape.samples.iter().any(|s| s.metric == "foretell_cycle_duration_seconds"));
+        let scrape =
+            prometheus_parse::Scrape::parse(out.lines().map(|l| Ok(l.to_owned()))).expect("parses");
+        assert!(scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "foretell_cycle_duration_seconds"));
     }
 
     #[test]
     fn removed_queries_stop_reporting_gauges_but_keep_counters() {
         let telemetry = Telemetry::new("0");
-        telemetry.cycle_finished("old", 0.1, CycleReport { series_tracked: 2, ..CycleReport::default() }, 1.0);
+        telemetry.cycle_finished(
+            "old",
+            0.1,
+            CycleReport {
+                series_tracked: 2,
+                ..CycleReport::default()
+            },
+            1.0,
+        );
         telemetry.retain_queries(&["new".to_owned()]);
         let mut out = String::new();
         telemetry.render(&mut out);
-        assert!(!out.contains("foretell_series_tracked{query=\"old\"}"), "{out}");
-        assert!(out.contains("foretell_cycles_total{query=\"old\"} 1"), "{out}");
+        assert!(
+            !out.contains("foretell_series_tracked{query=\"old\"}"),
+            "{out}"
+        );
+        assert!(
+            out.contains("foretell_cycles_total{query=\"old\"} 1"),
+            "{out}"
+        );
     }
 }

@@ -50,7 +50,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Formats a duration the way Prometheus prints one (`1h30m`, `0s`).
+/// Formats a duration in the same units (`1h30m`, `30d`, `0s`); days are the largest unit
+/// because `30d` reads better in a message than `4w2d`.
 pub fn format(duration: Duration) -> String {
     let mut ms = duration.as_millis() as u64;
     if ms == 0 {
@@ -58,7 +59,6 @@ pub fn format(duration: Duration) -> String {
     }
     let mut out = String::new();
     for (unit, unit_ms) in [
-        ("w", 7 * 86_400_000),
         ("d", 86_400_000),
         ("h", 3_600_000),
         ("m", 60_000),
@@ -100,5 +100,6 @@ mod tests {
         assert_eq!(format(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format(Duration::ZERO), "0s");
         assert_eq!(format(Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(format(Duration::from_secs(30 * 86_400)), "30d");
     }
 }

@@ -27,6 +27,7 @@ pub use secret::{Environment, Secret, SystemEnvironment};
 pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
 const MAX_POINTS_PER_SERIES: u64 = 1_000_000;
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -192,7 +193,15 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
     };
     let prometheus = v.prometheus(&raw.prometheus);
     let server = v.server(&raw.server);
-    let queries = v.queries(&raw.queries, prometheus.as_ref().map(|p| p.timeout));
+    // The timeout is checked against each query even when another prometheus field is wrong.
+    let timeout = raw
+        .prometheus
+        .timeout
+        .as_deref()
+        .map_or(Ok(DEFAULT_TIMEOUT), duration::parse)
+        .ok()
+        .filter(|t| !t.is_zero());
+    let queries = v.queries(&raw.queries, timeout);
     match (prometheus, server, v.errors.is_empty()) {
         (Some(prometheus), Some(server), true) => Ok(Config {
             prometheus,
@@ -259,12 +268,7 @@ impl Validator<'_> {
     }
 
     /// A secret from exactly one of a file or an environment variable.
-    fn secret(
-        &mut self,
-        path: &str,
-        file: Option<&str>,
-        env_var: Option<&str>,
-    ) -> Option<Secret> {
+    fn secret(&mut self, path: &str, file: Option<&str>, env_var: Option<&str>) -> Option<Secret> {
         match (file, env_var) {
             (Some(_), Some(_)) => {
                 self.fail(path, "set either the `_file` or the `_env` form, not both");
@@ -273,19 +277,26 @@ impl Validator<'_> {
             (Some(file), None) => {
                 let bytes = self.read_file(&format!("{path}_file"), file)?;
                 match String::from_utf8(bytes) {
-                    Ok(text) if !text.trim().is_empty() => Some(Secret::new(text.trim().to_owned())),
+                    Ok(text) if !text.trim().is_empty() => {
+                        Some(Secret::new(text.trim().to_owned()))
+                    }
                     Ok(_) => {
                         self.fail(format!("{path}_file"), format!("`{file}` is empty"));
                         None
                     }
                     Err(_) => {
-                        self.fail(format!("{path}_file"), format!("`{file}` is not UTF-8 text"));
+                        self.fail(
+                            format!("{path}_file"),
+                            format!("`{file}` is not UTF-8 text"),
+                        );
                         None
                     }
                 }
             }
             (None, Some(var)) => match self.env.var(var) {
-                Some(value) if !value.trim().is_empty() => Some(Secret::new(value.trim().to_owned())),
+                Some(value) if !value.trim().is_empty() => {
+                    Some(Secret::new(value.trim().to_owned()))
+                }
                 _ => {
                     self.fail(
                         format!("{path}_env"),
@@ -301,11 +312,21 @@ impl Validator<'_> {
     fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {
         let before = self.errors.len();
         let url = match Url::parse(&raw.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
-            Ok(url) => {
+            Ok(url) if url.password().is_some() || !url.username().is_empty() => {
                 self.fail(
                     "prometheus.url",
-                    format!("must be an http:// or https:// URL with a host, got `{url}`"),
+                    "must not carry credentials; use basic_auth with password_file or password_env",
+                );
+                None
+            }
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(_) => {
+                self.fail(
+                    "prometheus.url",
+                    format!(
+                        "must be an http:// or https:// URL with a host, got `{}`",
+                        raw.url
+                    ),
                 );
                 None
             }
@@ -317,7 +338,7 @@ impl Validator<'_> {
         let timeout = self.positive_duration(
             "prometheus.timeout",
             raw.timeout.as_deref(),
-            Duration::from_secs(10),
+            DEFAULT_TIMEOUT,
         );
         let bearer = self.secret(
             "prometheus.bearer_token",
@@ -451,10 +472,7 @@ impl Validator<'_> {
         if initial > max {
             self.fail(
                 "prometheus.retry.initial_backoff",
-                format!(
-                    "must not exceed max_backoff ({})",
-                    duration::format(max)
-                ),
+                format!("must not exceed max_backoff ({})", duration::format(max)),
             );
             return None;
         }
@@ -466,7 +484,10 @@ impl Validator<'_> {
     }
 
     fn server(&mut self, raw: &RawServer) -> Option<ServerConfig> {
-        let text = raw.listen_address.as_deref().unwrap_or(DEFAULT_LISTEN_ADDRESS);
+        let text = raw
+            .listen_address
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN_ADDRESS);
         // Accept Prometheus' `:9896` shorthand for all interfaces.
         let normalised = if text.starts_with(':') {
             format!("0.0.0.0{text}")
@@ -507,7 +528,10 @@ impl Validator<'_> {
                 if !names.insert(q.name.as_str()) {
                     self.fail(
                         format!("{path}.name"),
-                        format!("`{}` is used by an earlier query; names must be unique", q.name),
+                        format!(
+                            "`{}` is used by an earlier query; names must be unique",
+                            q.name
+                        ),
                     );
                 }
                 self.query(&path, q, timeout)
@@ -515,7 +539,12 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn query(&mut self, path: &str, raw: &RawQuery, timeout: Option<Duration>) -> Option<QueryConfig> {
+    fn query(
+        &mut self,
+        path: &str,
+        raw: &RawQuery,
+        timeout: Option<Duration>,
+    ) -> Option<QueryConfig> {
         let before = self.errors.len();
         let name_ok = !raw.name.is_empty()
             && raw
@@ -525,13 +554,23 @@ impl Validator<'_> {
         if !name_ok {
             self.fail(
                 format!("{path}.name"),
-                format!("`{}` must be non-empty and use only letters, digits, `_`, `-`, `.` and `:`", raw.name),
+                format!(
+                    "`{}` must be non-empty and use only letters, digits, `_`, `-`, `.` and `:`",
+                    raw.name
+                ),
             );
         }
         if raw.expr.trim().is_empty() {
-            self.fail(format!("{path}.expr"), "must be a PromQL expression, got an empty string");
+            self.fail(
+                format!("{path}.expr"),
+                "must be a PromQL expression, got an empty string",
+            );
         }
-        let step = self.positive_duration(&format!("{path}.step"), raw.step.as_deref(), Duration::from_secs(60));
+        let step = self.positive_duration(
+            &format!("{path}.step"),
+            raw.step.as_deref(),
+            Duration::from_secs(60),
+        );
         let history = self.positive_duration(
             &format!("{path}.history"),
             raw.history.as_deref(),
@@ -563,7 +602,11 @@ impl Validator<'_> {
         if points < 2 {
             self.fail(
                 format!("{path}.history"),
-                format!("must cover at least 2 steps of {}, got {}", duration::format(step), duration::format(history)),
+                format!(
+                    "must cover at least 2 steps of {}, got {}",
+                    duration::format(step),
+                    duration::format(history)
+                ),
             );
         } else if points > MAX_POINTS_PER_SERIES {
             self.fail(
@@ -584,7 +627,11 @@ impl Validator<'_> {
             if f < step {
                 self.fail(
                     format!("{path}.freshness"),
-                    format!("must be at least one step ({}), got {}", duration::format(step), duration::format(f)),
+                    format!(
+                        "must be at least one step ({}), got {}",
+                        duration::format(step),
+                        duration::format(f)
+                    ),
                 );
             }
         }
@@ -610,7 +657,13 @@ impl Validator<'_> {
         })
     }
 
-    fn model(&mut self, path: &str, raw: &RawModel, step: Duration, history: Duration) -> Option<BaselineModel> {
+    fn model(
+        &mut self,
+        path: &str,
+        raw: &RawModel,
+        step: Duration,
+        history: Duration,
+    ) -> Option<BaselineModel> {
         let coverage = match Coverage::new(raw.coverage.unwrap_or(0.99)) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -629,9 +682,16 @@ impl Validator<'_> {
         let seasonality = match raw.seasonality.as_deref() {
             None | Some("none") => {
                 if raw.season_buckets.is_some() {
-                    self.fail(format!("{path}.season_buckets"), "only applies with a `seasonality` period");
+                    self.fail(
+                        format!("{path}.season_buckets"),
+                        "only applies with a `seasonality` period",
+                    );
                 }
-                let window = self.positive_duration(&format!("{path}.window"), raw.window.as_deref(), history)?;
+                let window = self.positive_duration(
+                    &format!("{path}.window"),
+                    raw.window.as_deref(),
+                    history,
+                )?;
                 if window > history || window < step * 2 {
                     self.fail(
                         format!("{path}.window"),
@@ -654,7 +714,10 @@ impl Validator<'_> {
                 let period = match duration::parse(text) {
                     Ok(p) => p,
                     Err(message) => {
-                        self.fail(format!("{path}.seasonality"), format!("{message}, or `none`"));
+                        self.fail(
+                            format!("{path}.seasonality"),
+                            format!("{message}, or `none`"),
+                        );
                         return None;
                     }
                 };
@@ -671,7 +734,11 @@ impl Validator<'_> {
                 if period < step * 2 {
                     self.fail(
                         format!("{path}.seasonality"),
-                        format!("a season must span at least two steps ({}), got {}", duration::format(step * 2), duration::format(period)),
+                        format!(
+                            "a season must span at least two steps ({}), got {}",
+                            duration::format(step * 2),
+                            duration::format(period)
+                        ),
                     );
                     return None;
                 }

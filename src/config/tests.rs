@@ -56,10 +56,18 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(query.max_series, 10_000);
     assert_eq!(query.model.coverage.get(), 0.99);
     assert_eq!(query.model.min_points, 30);
-    assert_eq!(query.model.seasonality, Seasonality::None { window_points: 10_080 });
+    assert_eq!(
+        query.model.seasonality,
+        Seasonality::None {
+            window_points: 10_080
+        }
+    );
     assert_eq!(config.prometheus.timeout, Duration::from_secs(10));
     assert_eq!(config.prometheus.max_points_per_request, 11_000);
-    assert_eq!(config.server.listen_address.to_string(), DEFAULT_LISTEN_ADDRESS);
+    assert_eq!(
+        config.server.listen_address.to_string(),
+        DEFAULT_LISTEN_ADDRESS
+    );
     assert!(!config.server.enable_lifecycle);
     assert_eq!(query.store_limits().capacity_points, 10_081);
 }
@@ -68,7 +76,10 @@ fn minimal_config_gets_documented_defaults() {
 fn yaml_syntax_errors_name_line_and_column() {
     let err = parse_text("prometheus:\n  url: [unclosed\n").expect_err("invalid");
     let message = err.to_string();
-    assert!(message.starts_with("/etc/foretell/foretell.yml: "), "{message}");
+    assert!(
+        message.starts_with("/etc/foretell/foretell.yml: "),
+        "{message}"
+    );
     assert!(message.contains("line "), "{message}");
     assert!(message.contains("column "), "{message}");
 }
@@ -151,7 +162,10 @@ fn secrets_come_from_files_relative_to_the_config_or_from_env() {
     );
     assert_eq!(config.prometheus.headers[0].0.as_str(), "x-scope-orgid");
     let debug = format!("{config:?}");
-    assert!(!debug.contains("s3cr3t-token"), "secret leaked into Debug: {debug}");
+    assert!(
+        !debug.contains("s3cr3t-token"),
+        "secret leaked into Debug: {debug}"
+    );
 
     env.vars.insert("PROM_PASSWORD".into(), "pa55".into());
     let text = MINIMAL.replace(
@@ -176,7 +190,9 @@ fn missing_secret_sources_are_field_errors() {
     );
     let errors = field_errors(&text);
     assert!(
-        errors.iter().any(|e| e.starts_with("prometheus.bearer_token_file: cannot read `/nope`")),
+        errors
+            .iter()
+            .any(|e| e.starts_with("prometheus.bearer_token_file: cannot read `/nope`")),
         "{errors:#?}"
     );
     assert!(
@@ -193,7 +209,10 @@ fn authorization_header_is_refused_in_plain_headers() {
         "url: http://127.0.0.1:9090\n  headers:\n    Authorization: Bearer x",
     );
     let errors = field_errors(&text);
-    assert!(errors[0].starts_with("prometheus.headers.Authorization: set credentials with"), "{errors:?}");
+    assert!(
+        errors[0].starts_with("prometheus.headers.Authorization: set credentials with"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -203,8 +222,17 @@ fn season_and_history_limits_are_checked() {
         "expr: node_load1\n    step: 1s\n    history: 30d\n    model:\n      seasonality: 1s",
     );
     let errors = field_errors(&text);
-    assert!(errors.iter().any(|e| e.starts_with("queries[0].history: 30d at step 1s is 2592000 points")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("queries[0].model.seasonality: a season must span at least two steps")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("queries[0].history: 30d at step 1s is 2592000 points")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e
+            .starts_with("queries[0].model.seasonality: a season must span at least two steps")),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -216,8 +244,18 @@ fn seasonal_model_gets_buckets_from_the_period() {
     let config = parse_text(&text).expect("valid");
     assert_eq!(
         config.queries[0].model.seasonality,
-        Seasonality::Periodic { period_ms: 86_400_000, buckets: 96 }
+        Seasonality::Periodic {
+            period_ms: 86_400_000,
+            buckets: 96
+        }
     );
+}
+
+#[test]
+fn credentials_in_the_url_are_refused() {
+    let text = MINIMAL.replace("http://127.0.0.1:9090", "http://user:pw@127.0.0.1:9090");
+    let errors = field_errors(&text);
+    assert_eq!(errors, vec!["prometheus.url: must not carry credentials; use basic_auth with password_file or password_env"]);
 }
 
 #[test]

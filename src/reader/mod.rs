@@ -157,7 +157,12 @@ pub fn split_range(start_ms: i64, end_ms: i64, step_ms: i64, max_points: u64) ->
 /// Delay before attempt `attempt + 1` (attempt counts from 1): exponential from the initial
 /// backoff, capped, with "equal jitter" (uniform in the upper half) so that many series
 /// retrying at once spread out but never retry immediately. A `Retry-After` wins, capped too.
-pub fn backoff(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>, unit_random: f64) -> Duration {
+pub fn backoff(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    unit_random: f64,
+) -> Duration {
     if let Some(wait) = retry_after {
         return wait.min(policy.max_backoff);
     }
@@ -199,7 +204,10 @@ impl PrometheusReader {
             .build()
             .map_err(|e| ReadError::Setup(error_chain(&e)))?;
         let mut endpoint = config.url.clone();
-        let path = format!("{}/api/v1/query_range", endpoint.path().trim_end_matches('/'));
+        let path = format!(
+            "{}/api/v1/query_range",
+            endpoint.path().trim_end_matches('/')
+        );
         endpoint.set_path(&path);
         let headers = config.headers.iter().cloned().collect();
         Ok(PrometheusReader {
@@ -213,10 +221,6 @@ impl PrometheusReader {
             retry: config.retry,
             permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
         })
-    }
-
-    pub fn endpoint(&self) -> &Url {
-        &self.endpoint
     }
 
     /// Fetches the whole range, split into requests Prometheus accepts, merging series.
@@ -251,7 +255,10 @@ impl PrometheusReader {
         Ok(answer)
     }
 
-    async fn fetch_with_retries(&self, chunk: &RangeQuery<'_>) -> Result<(wire::RangeBody, u32), ReadError> {
+    async fn fetch_with_retries(
+        &self,
+        chunk: &RangeQuery<'_>,
+    ) -> Result<(wire::RangeBody, u32), ReadError> {
         let mut attempt = 1;
         loop {
             let result = {
@@ -291,7 +298,10 @@ impl PrometheusReader {
             .client
             .post(self.endpoint.clone())
             .headers(self.headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(form);
         request = match &self.auth {
             Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
@@ -325,7 +335,10 @@ impl PrometheusReader {
             url: url.clone(),
             limit: self.max_response_bytes,
         };
-        if response.content_length().is_some_and(|len| len > self.max_response_bytes) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_response_bytes)
+        {
             return Err(too_large());
         }
         let mut body = Vec::new();
@@ -348,7 +361,10 @@ impl PrometheusReader {
                 error_type,
                 message,
             }) => format!("{message} (errorType {error_type})"),
-            _ => format!("not an API answer; body starts with: {}", wire::excerpt(&body)),
+            _ => format!(
+                "not an API answer; body starts with: {}",
+                wire::excerpt(&body)
+            ),
         };
         Err(ReadError::Rejected {
             url,

@@ -1,104 +1,25 @@
-use std::sync::Mutex;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::path::Path;
 
 use super::*;
 use crate::config::{self, SystemEnvironment};
-
-/// A scripted HTTP/1.1 upstream on 127.0.0.1: answers requests with the canned responses in
-/// order (the last one repeats) and records each request's head and body.
-struct FakeUpstream {
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-#[derive(Clone)]
-enum Canned {
-    Reply { status: u16, content_type: &'static str, body: String },
-    Hang,
-}
-
-fn json(status: u16, body: &str) -> Canned {
-    Canned::Reply { status, content_type: "application/json", body: body.to_owned() }
-}
-
-fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {
-    let result: Vec<String> = series
-        .iter()
-        .map(|(instance, points)| {
-            let values: Vec<String> = points.iter().map(|(t, v)| format!("[{t},\"{v}\"]")).collect();
-            format!(r#"{{"metric":{{"__name__":"up","instance":"{instance}"}},"values":[{}]}}"#, values.join(","))
-        })
-        .collect();
-    format!(r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#, result.join(","))
-}
-
-impl FakeUpstream {
-    async fn start(script: Vec<Canned>) -> FakeUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        tokio::spawn(async move {
-            let mut served = 0usize;
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let canned = script[served.min(script.len() - 1)].clone();
-                served += 1;
-                let seen = Arc::clone(&seen);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 65536];
-                    let mut len = 0;
-                    // Read until the head and the announced body have arrived.
-                    loop {
-                        let Ok(n) = socket.read(&mut buf[len..]).await else { return };
-                        if n == 0 { return; }
-                        len += n;
-                        let text = String::from_utf8_lossy(&buf[..len]).to_string();
-                        if let Some(head_end) = text.find("\r\n\r\n") {
-                            let content_length = text[..head_end]
-                                .lines()
-                                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
-                                .unwrap_or(0);
-                            if len >= head_end + 4 + content_length {
-                                seen.lock().expect("lock").push(text);
-                                break;
-                            }
-                        }
-                    }
-                    match canned {
-                        Canned::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
-                        Canned::Reply { status, content_type, body } => {
-                            let response = format!(
-                                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
-                                body.len()
-                            );
-                            let _ = socket.write_all(response.as_bytes()).await;
-                        }
-                    }
-                });
-            }
-        });
-        FakeUpstream { url, requests }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().expect("lock").clone()
-    }
-}
+use crate::testing::{json, matrix, Canned, FakeUpstream};
 
 fn reader_for(url: &str, extra: &str) -> PrometheusReader {
     let text = format!(
         "prometheus:\n  url: {url}\n  timeout: 500ms\n  retry:\n    max_attempts: 3\n    initial_backoff: 1ms\n    max_backoff: 5ms\n{extra}queries:\n  - name: q\n    expr: up\n"
     );
-    let config = config::parse(&text, Path::new("test.yml"), &SystemEnvironment).expect("valid config");
+    let config =
+        config::parse(&text, Path::new("test.yml"), &SystemEnvironment).expect("valid config");
     PrometheusReader::new(&config.prometheus).expect("client")
 }
 
-use std::path::Path;
-
 fn query(start_ms: i64, end_ms: i64, step_ms: i64) -> RangeQuery<'static> {
-    RangeQuery { expr: "up", start_ms, end_ms, step_ms }
+    RangeQuery {
+        expr: "up",
+        start_ms,
+        end_ms,
+        step_ms,
+    }
 }
 
 #[test]
@@ -124,37 +45,68 @@ fn backoff_grows_exponentially_with_jitter_and_a_cap() {
     assert_eq!(backoff(&policy, 1, None, 0.0), Duration::from_millis(50));
     assert_eq!(backoff(&policy, 3, None, 1.0), Duration::from_millis(400));
     assert_eq!(backoff(&policy, 10, None, 1.0), Duration::from_millis(1000));
-    assert_eq!(backoff(&policy, 1, Some(Duration::from_secs(60)), 0.5), Duration::from_millis(1000));
-    assert_eq!(backoff(&policy, 1, Some(Duration::from_millis(200)), 0.5), Duration::from_millis(200));
+    assert_eq!(
+        backoff(&policy, 1, Some(Duration::from_secs(60)), 0.5),
+        Duration::from_millis(1000)
+    );
+    assert_eq!(
+        backoff(&policy, 1, Some(Duration::from_millis(200)), 0.5),
+        Duration::from_millis(200)
+    );
 }
 
 #[tokio::test]
 async fn split_requests_are_merged_per_series() {
     let upstream = FakeUpstream::start(vec![
-        json(200, &matrix(&[("a", &[(0, "1"), (10, "2")]), ("b", &[(10, "5")])])),
+        json(
+            200,
+            &matrix(&[("a", &[(0, "1"), (10, "2")]), ("b", &[(10, "5")])]),
+        ),
         json(200, &matrix(&[("a", &[(20, "3")])])),
     ])
     .await;
     let reader = reader_for(&upstream.url, "  max_points_per_request: 2\n");
-    let answer = reader.query_range(&query(0, 20_000, 10_000)).await.expect("ok");
+    let answer = reader
+        .query_range(&query(0, 20_000, 10_000))
+        .await
+        .expect("ok");
     assert_eq!(answer.requests, 2);
     assert_eq!(answer.series.len(), 2);
     let a: Vec<f64> = answer.series[0].1.iter().map(|s| s.value).collect();
     assert_eq!(a, vec![1.0, 2.0, 3.0]);
     let requests = upstream.requests();
-    assert!(requests[0].starts_with("POST /api/v1/query_range HTTP/1.1"), "{}", requests[0]);
-    assert!(requests[0].ends_with("query=up&start=0&end=10&step=10"), "{}", requests[0]);
-    assert!(requests[1].ends_with("query=up&start=20&end=20&step=10"), "{}", requests[1]);
+    assert!(
+        requests[0].starts_with("POST /api/v1/query_range HTTP/1.1"),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[0].ends_with("query=up&start=0&end=10&step=10"),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[1].ends_with("query=up&start=20&end=20&step=10"),
+        "{}",
+        requests[1]
+    );
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_until_success() {
     let upstream = FakeUpstream::start(vec![
-        Canned::Reply { status: 503, content_type: "text/plain", body: "Service Unavailable".into() },
+        Canned::Reply {
+            status: 503,
+            content_type: "text/plain",
+            body: "Service Unavailable".into(),
+        },
         json(200, &matrix(&[("a", &[(0, "1")])])),
     ])
     .await;
-    let answer = reader_for(&upstream.url, "").query_range(&query(0, 0, 1000)).await.expect("ok");
+    let answer = reader_for(&upstream.url, "")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect("ok");
     assert_eq!(answer.retries, 1);
     assert_eq!(upstream.requests().len(), 2);
 }
@@ -167,11 +119,23 @@ async fn bad_queries_are_not_retried_and_keep_prometheus_words() {
             r#"{"status":"error","errorType":"bad_data","error":"1:4: parse error: unexpected <op:*>"}"#,
         )])
         .await;
-        let error = reader_for(&upstream.url, "").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+        let error = reader_for(&upstream.url, "")
+            .query_range(&query(0, 0, 1000))
+            .await
+            .expect_err("fails");
         assert_eq!(error.reason(), FailureReason::BadQuery);
         assert!(!error.means_upstream_down());
-        assert!(error.to_string().contains("parse error: unexpected <op:*> (errorType bad_data)"), "{error}");
-        assert_eq!(upstream.requests().len(), 1, "a {status} must not be retried");
+        assert!(
+            error
+                .to_string()
+                .contains("parse error: unexpected <op:*> (errorType bad_data)"),
+            "{error}"
+        );
+        assert_eq!(
+            upstream.requests().len(),
+            1,
+            "a {status} must not be retried"
+        );
     }
 }
 
@@ -183,17 +147,32 @@ async fn html_and_plain_text_error_pages_are_server_errors_with_an_excerpt() {
         body: "<html><body><h1>502 Bad Gateway</h1></body></html>".into(),
     }])
     .await;
-    let error = reader_for(&upstream.url, "").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+    let error = reader_for(&upstream.url, "")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
     assert_eq!(error.reason(), FailureReason::ServerError);
     assert!(error.means_upstream_down());
-    assert!(error.to_string().contains("HTTP 502: not an API answer; body starts with: <html><body><h1>502 Bad Gateway"), "{error}");
+    assert!(
+        error.to_string().contains(
+            "HTTP 502: not an API answer; body starts with: <html><body><h1>502 Bad Gateway"
+        ),
+        "{error}"
+    );
     assert_eq!(upstream.requests().len(), 3, "retried up to max_attempts");
 }
 
 #[tokio::test]
 async fn truncated_json_on_success_is_a_decode_error() {
-    let upstream = FakeUpstream::start(vec![json(200, r#"{"status":"success","data":{"resultType":"matr"#)]).await;
-    let error = reader_for(&upstream.url, "").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+    let upstream = FakeUpstream::start(vec![json(
+        200,
+        r#"{"status":"success","data":{"resultType":"matr"#,
+    )])
+    .await;
+    let error = reader_for(&upstream.url, "")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
     assert_eq!(error.reason(), FailureReason::Decode);
     assert!(error.to_string().contains("EOF while parsing"), "{error}");
 }
@@ -202,9 +181,17 @@ async fn truncated_json_on_success_is_a_decode_error() {
 async fn oversized_answers_are_refused() {
     let big = matrix(&[("a", &[(0, "1"); 200])]);
     let upstream = FakeUpstream::start(vec![json(200, &big)]).await;
-    let error = reader_for(&upstream.url, "  max_response_bytes: 1024\n").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+    let error = reader_for(&upstream.url, "  max_response_bytes: 1024\n")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
     assert_eq!(error.reason(), FailureReason::TooLarge);
-    assert!(error.to_string().contains("max_response_bytes (1024 bytes)"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("max_response_bytes (1024 bytes)"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -214,12 +201,23 @@ async fn unreachable_and_silent_upstreams_are_classified() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let error = reader_for(&format!("http://127.0.0.1:{port}"), "").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+    let error = reader_for(&format!("http://127.0.0.1:{port}"), "")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
     assert_eq!(error.reason(), FailureReason::Connect);
-    assert!(error.to_string().starts_with(&format!("cannot reach http://127.0.0.1:{port}/api/v1/query_range")), "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "cannot reach http://127.0.0.1:{port}/api/v1/query_range"
+        )),
+        "{error}"
+    );
 
     let upstream = FakeUpstream::start(vec![Canned::Hang]).await;
-    let error = reader_for(&upstream.url, "").query_range(&query(0, 0, 1000)).await.expect_err("fails");
+    let error = reader_for(&upstream.url, "")
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
     assert_eq!(error.reason(), FailureReason::Timeout);
     assert!(error.means_upstream_down());
 }
@@ -234,7 +232,13 @@ async fn credentials_and_tenant_headers_are_sent_and_path_prefix_kept() {
     );
     reader.query_range(&query(0, 0, 1000)).await.expect("ok");
     let request = upstream.requests()[0].to_ascii_lowercase();
-    assert!(request.starts_with("post /prometheus/api/v1/query_range "), "{request}");
-    assert!(request.contains("authorization: bearer tok-123"), "{request}");
+    assert!(
+        request.starts_with("post /prometheus/api/v1/query_range "),
+        "{request}"
+    );
+    assert!(
+        request.contains("authorization: bearer tok-123"),
+        "{request}"
+    );
     assert!(request.contains("x-scope-orgid: team-a"), "{request}");
 }

@@ -69,9 +69,9 @@ pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     if response.status != "success" {
         return Err(WireError::Api {
             error_type: response.error_type.unwrap_or_else(|| "unknown".to_owned()),
-            message: response
-                .error
-                .unwrap_or_else(|| format!("status {:?} without an error message", response.status)),
+            message: response.error.unwrap_or_else(|| {
+                format!("status {:?} without an error message", response.status)
+            }),
         });
     }
     let data = response.data.ok_or_else(|| WireError::NotJson {
@@ -81,8 +81,8 @@ pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     if data.result_type != "matrix" {
         return Err(WireError::UnexpectedResultType(data.result_type));
     }
-    let wire: Vec<WireSeries> =
-        serde_json::from_value(data.result).map_err(|e| WireError::MalformedSeries(e.to_string()))?;
+    let wire: Vec<WireSeries> = serde_json::from_value(data.result)
+        .map_err(|e| WireError::MalformedSeries(e.to_string()))?;
     let mut series = Vec::with_capacity(wire.len());
     for s in wire {
         let samples = s
@@ -174,11 +174,15 @@ mod tests {
         let html = b"<html>\n<head><title>502 Bad Gateway</title></head></html>";
         match decode_range(html) {
             Err(WireError::NotJson { excerpt, .. }) => {
-                assert!(excerpt.starts_with("<html> <head><title>502 Bad Gateway"), "{excerpt}")
+                assert!(
+                    excerpt.starts_with("<html> <head><title>502 Bad Gateway"),
+                    "{excerpt}"
+                )
             }
             other => panic!("{other:?}"),
         }
-        let truncated = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}"#;
+        let truncated =
+            br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{}"#;
         match decode_range(truncated) {
             Err(WireError::NotJson { detail, .. }) => assert!(detail.contains("EOF"), "{detail}"),
             other => panic!("{other:?}"),
@@ -195,7 +199,10 @@ mod tests {
         let bad = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#;
         assert!(matches!(decode_range(bad), Err(WireError::BadValue { .. })));
         let wrong_shape = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[["x"]]}]}}"#;
-        assert!(matches!(decode_range(wrong_shape), Err(WireError::MalformedSeries(_))));
+        assert!(matches!(
+            decode_range(wrong_shape),
+            Err(WireError::MalformedSeries(_))
+        ));
     }
 
     #[test]

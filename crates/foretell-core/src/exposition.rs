@@ -325,7 +325,11 @@ mod tests {
         assert_eq!(format_value(1e300), "1e300");
         let mut out = String::new();
         let mut writer = TextWriter::new(&mut out);
-        writer.family("x_seconds", "Help with \\ and\nnewline.", MetricType::Histogram);
+        writer.family(
+            "x_seconds",
+            "Help with \\ and\nnewline.",
+            MetricType::Histogram,
+        );
         writer.histogram(
             "x_seconds",
             &[("query", "q")],

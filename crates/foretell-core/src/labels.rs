@@ -51,7 +51,10 @@ impl Labels {
 
     /// Bytes held by names and values, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.0.iter().map(|(n, v)| n.capacity() + v.capacity()).sum::<usize>()
+        self.0
+            .iter()
+            .map(|(n, v)| n.capacity() + v.capacity())
+            .sum::<usize>()
             + self.0.capacity() * std::mem::size_of::<(String, String)>()
     }
 }

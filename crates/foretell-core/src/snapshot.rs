@@ -33,7 +33,8 @@ pub fn export_labels(query: &str, source: &Labels) -> Labels {
     }
     for (name, value) in source.iter().filter(|(name, _)| *name != METRIC_NAME) {
         let mut exported = name.to_owned();
-        while RESERVED.contains(&exported.as_str()) || source_has_renamed_twin(source, &exported, name)
+        while RESERVED.contains(&exported.as_str())
+            || source_has_renamed_twin(source, &exported, name)
         {
             exported = format!("{COLLISION_PREFIX}{exported}");
         }

@@ -184,10 +184,7 @@ impl<M> QueryStore<M> {
                 Entry::Vacant(entry) => {
                     outcome.series_added += 1;
                     entry.insert(TrackedSeries {
-                        window: SeriesWindow::new(
-                            self.limits.step_ms,
-                            self.limits.capacity_points,
-                        ),
+                        window: SeriesWindow::new(self.limits.step_ms, self.limits.capacity_points),
                         model: None,
                     })
                 }
@@ -280,7 +277,10 @@ mod tests {
         store.merge(vec![(series("a"), samples(&[(0, 9.0)]))], 3 * STEP);
         let (_, tracked) = store.iter().next().expect("one series");
         assert_eq!(tracked.window.len(), 4);
-        assert_eq!(tracked.window.finite_points(), vec![(0, 9.0), (3 * STEP, 4.0)]);
+        assert_eq!(
+            tracked.window.finite_points(),
+            vec![(0, 9.0), (3 * STEP, 4.0)]
+        );
         assert_eq!(
             tracked.window.newest(),
             Some(Sample {
@@ -294,7 +294,10 @@ mod tests {
     fn a_jump_longer_than_the_window_restarts_it() {
         let mut store: QueryStore<()> = QueryStore::new(limits());
         store.merge(vec![(series("a"), samples(&[(0, 1.0)]))], 0);
-        store.merge(vec![(series("a"), samples(&[(100 * STEP, 2.0)]))], 100 * STEP);
+        store.merge(
+            vec![(series("a"), samples(&[(100 * STEP, 2.0)]))],
+            100 * STEP,
+        );
         let (_, tracked) = store.iter().next().expect("one series");
         assert_eq!(tracked.window.finite_points(), vec![(100 * STEP, 2.0)]);
     }

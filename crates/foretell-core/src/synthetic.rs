@@ -75,7 +75,12 @@ impl DemoSeries {
     fn selector_labels(&self) -> String {
         self.labels
             .iter()
-            .map(|(name, value)| format!("{name}=\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")))
+            .map(|(name, value)| {
+                format!(
+                    "{name}=\"{}\"",
+                    value.replace('\\', "\\\\").replace('"', "\\\"")
+                )
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -214,7 +219,10 @@ mod tests {
     #[test]
     fn rules_file_has_one_rule_per_series() {
         let rules = recording_rules(&demo_set(1_000_000, None), 1);
-        assert_eq!(rules.matches("- record: demo_requests_per_second").count(), 3);
+        assert_eq!(
+            rules.matches("- record: demo_requests_per_second").count(),
+            3
+        );
         assert!(rules.contains("interval: 1s"));
         assert!(rules.contains("instance: 'web-b'"));
     }

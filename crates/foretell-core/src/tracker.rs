@@ -191,7 +191,9 @@ mod tests {
             model: BaselineModel {
                 coverage: Coverage::new(0.99).expect("valid"),
                 min_points,
-                seasonality: Seasonality::None { window_points: 1000 },
+                seasonality: Seasonality::None {
+                    window_points: 1000,
+                },
             },
             refit_interval_ms: 10 * STEP,
         }
@@ -203,13 +205,18 @@ mod tests {
             values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| Sample { timestamp_ms: first_ms + i as i64 * STEP, value: *v })
+                .map(|(i, v)| Sample {
+                    timestamp_ms: first_ms + i as i64 * STEP,
+                    value: *v,
+                })
                 .collect(),
         )
     }
 
     fn noisy(n: usize) -> Vec<f64> {
-        (0..n).map(|i| 10.0 + [0.0, 0.3, -0.2, 0.1, -0.3][i % 5]).collect()
+        (0..n)
+            .map(|i| 10.0 + [0.0, 0.3, -0.2, 0.1, -0.3][i % 5])
+            .collect()
     }
 
     #[test]
@@ -234,7 +241,10 @@ mod tests {
         assert!(score("spiky") > 1.0, "{}", score("spiky"));
         assert!(score("calm") < 1.0, "{}", score("calm"));
         assert_eq!(output.series[0].labels.get("query"), Some("load"));
-        assert_eq!(output.series[0].labels.get("source_metric"), Some("node_load1"));
+        assert_eq!(
+            output.series[0].labels.get("source_metric"),
+            Some("node_load1")
+        );
     }
 
     #[test]
@@ -264,7 +274,10 @@ mod tests {
         let mut values = noisy(30);
         values[29] = f64::NAN;
         let (output, _) = tracker.evaluate(vec![series("a", &values, 0)], 29 * STEP);
-        assert!(matches!(output.series[0].state, SeriesState::Ready { score: None, .. }));
+        assert!(matches!(
+            output.series[0].state,
+            SeriesState::Ready { score: None, .. }
+        ));
     }
 
     #[test]
@@ -281,15 +294,26 @@ mod tests {
     fn refits_of_many_series_spread_over_the_interval() {
         let mut tracker = QueryTracker::new(settings(5));
         // 100 series: the store's max_series.
-        let fetched: Vec<_> = (0..100).map(|i| series(&format!("s{i}"), &noisy(30), 0)).collect();
+        let fetched: Vec<_> = (0..100)
+            .map(|i| series(&format!("s{i}"), &noisy(30), 0))
+            .collect();
         tracker.evaluate(fetched, 29 * STEP);
         let mut fits_per_cycle = Vec::new();
         for cycle in 30..40 {
-            let fetched: Vec<_> = (0..100).map(|i| series(&format!("s{i}"), &[10.0], cycle * STEP)).collect();
+            let fetched: Vec<_> = (0..100)
+                .map(|i| series(&format!("s{i}"), &[10.0], cycle * STEP))
+                .collect();
             fits_per_cycle.push(tracker.evaluate(fetched, cycle * STEP).1.fits);
         }
         // Each series refits exactly once per interval, and no cycle takes a herd.
-        assert_eq!(fits_per_cycle.iter().sum::<usize>(), 100, "{fits_per_cycle:?}");
-        assert!(fits_per_cycle.iter().all(|&n| n < 30), "herd: {fits_per_cycle:?}");
+        assert_eq!(
+            fits_per_cycle.iter().sum::<usize>(),
+            100,
+            "{fits_per_cycle:?}"
+        );
+        assert!(
+            fits_per_cycle.iter().all(|&n| n < 30),
+            "herd: {fits_per_cycle:?}"
+        );
     }
 }

@@ -266,7 +266,9 @@ mod tests {
             let phase = (t % period_ms) as f64 / period_ms as f64;
             100.0 + 50.0 * (std::f64::consts::TAU * phase).sin() + ((t / step) % 3) as f64
         };
-        let points: Vec<_> = (0..(3 * 288)).map(|i| (i * step, value(i * step))).collect();
+        let points: Vec<_> = (0..(3 * 288))
+            .map(|i| (i * step, value(i * step)))
+            .collect();
         let seasonal = BaselineModel {
             seasonality: Seasonality::Periodic {
                 period_ms,
@@ -280,7 +282,10 @@ mod tests {
         // At the daily peak (a quarter period in), the seasonal expectation tracks ~150.
         let peak = 3 * period_ms + period_ms / 4;
         let seasonal_band = seasonal.band_at(peak);
-        assert!((seasonal_band.expected - value(peak)).abs() < 2.5, "{seasonal_band:?}");
+        assert!(
+            (seasonal_band.expected - value(peak)).abs() < 2.5,
+            "{seasonal_band:?}"
+        );
         assert!(anomaly_score(&seasonal_band, value(peak)).expect("finite") < 1.0);
         assert!(anomaly_score(&seasonal_band, value(peak) + 40.0).expect("finite") > 1.0);
         // The level model cannot tell the peak from an anomaly of the same size.

@@ -1,0 +1,68 @@
+//! Command-line syntax (clap types only); `main` turns it into what runs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "foretell",
+    version,
+    about = "Forecasts, baselines and anomaly scores for Prometheus series, served as metrics"
+)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Minimum log level (error, warn, info, debug, trace) or a tracing filter directive.
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar: query Prometheus, learn baselines, serve /metrics.
+    Run {
+        /// Configuration file (YAML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: exit 0 when valid, 2 with every problem listed when not.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write synthetic demo history (OpenMetrics, for `promtool tsdb create-blocks-from
+    /// openmetrics`) and recording rules that continue the same series live.
+    SampleData {
+        /// Where to write the OpenMetrics history.
+        #[arg(long, value_name = "FILE")]
+        history_out: PathBuf,
+        /// Where to write the Prometheus recording rules.
+        #[arg(long, value_name = "FILE")]
+        rules_out: PathBuf,
+        /// Last timestamp of the history, Unix seconds (default: now).
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        end: Option<i64>,
+        /// Length of the history.
+        #[arg(long, default_value = "2d")]
+        span: String,
+        /// Spacing of the history's samples.
+        #[arg(long, default_value = "10s")]
+        step: String,
+        /// Start of a live spike on instance web-a, Unix seconds.
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        spike_at: Option<i64>,
+        /// Length of the live spike in seconds.
+        #[arg(long, default_value_t = 60)]
+        spike_secs: u32,
+    },
+}

@@ -1,0 +1,174 @@
+use std::path::Path;
+
+use foretell_core::snapshot::SeriesState;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::config::{self, Config, SystemEnvironment};
+use crate::testing::{json, matrix, Canned, FakeUpstream};
+
+const STEP_MS: i64 = 60_000;
+
+fn config(url: &str, expr: &str) -> Config {
+    let text = format!(
+        "prometheus:\n  url: {url}\n  timeout: 1s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: up\n    expr: {expr}\n    step: 1m\n    history: 1h\n    model:\n      min_history_points: 5\n"
+    );
+    config::parse(&text, Path::new("t.yml"), &SystemEnvironment).expect("valid")
+}
+
+struct Harness {
+    ctx: Context,
+    clock: Arc<ManualClock>,
+}
+
+fn harness(config: &Config, now_ms: i64) -> Harness {
+    let telemetry = Arc::new(Telemetry::new("test"));
+    let clock = Arc::new(ManualClock::new(now_ms));
+    Harness {
+        ctx: Context {
+            reader: PrometheusReader::new(&config.prometheus).expect("client"),
+            telemetry: Arc::clone(&telemetry),
+            snapshot: Arc::new(SnapshotCell::default()),
+            upstream: Arc::new(UpstreamHealth::new(telemetry)),
+            clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        },
+        clock,
+    }
+}
+
+fn points(first_s: i64, values: &[&'static str]) -> Vec<(i64, &'static str)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (first_s + 60 * i as i64, *v))
+        .collect()
+}
+
+#[test]
+fn ranges_cover_history_then_only_new_grid_points() {
+    let config = config("http://127.0.0.1:1", "up");
+    let mut task = QueryTask::new(Arc::new(config.queries[0].clone()));
+    let now = 10 * 3_600_000 + 30_000;
+    let end = 10 * 3_600_000;
+    assert_eq!(task.next_range(now), Some((end - 3_600_000, end)));
+    task.next_start_ms = Some(end + STEP_MS);
+    assert_eq!(task.next_range(now + 10_000), None, "no new grid point yet");
+    assert_eq!(
+        task.next_range(now + 40_000),
+        Some((end + STEP_MS, end + STEP_MS))
+    );
+    // After an outage longer than the history, the fetch is capped at the history.
+    let later = end + 5 * 3_600_000;
+    assert_eq!(task.next_range(later), Some((later - 3_600_000, later)));
+}
+
+#[tokio::test]
+async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
+    let first_s = 1_700_000_040 - 59 * 60;
+    let mut values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    values[59] = "50";
+    let upstream = FakeUpstream::start(vec![
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
+        Canned::Reply {
+            status: 503,
+            content_type: "text/plain",
+            body: "down for maintenance".into(),
+        },
+    ])
+    .await;
+    let config = config(&upstream.url, "up");
+    let h = harness(&config, 1_700_000_040_000 + 5_000);
+    let cancel = CancellationToken::new();
+    let task = run_cycle(
+        &h.ctx,
+        QueryTask::new(Arc::new(config.queries[0].clone())),
+        &cancel,
+    )
+    .await;
+
+    let snapshot = h.ctx.snapshot.load();
+    let series: Vec<_> = snapshot.series().collect();
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].labels.get("instance"), Some("a"));
+    assert_eq!(series[0].labels.get("query"), Some("up"));
+    match &series[0].state {
+        SeriesState::Ready {
+            score: Some(score), ..
+        } => assert!(*score > 1.0, "{score}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));
+    assert_eq!(task.next_start_ms, Some(1_700_000_040_000 + STEP_MS));
+
+    h.clock.set(1_700_000_040_000 + STEP_MS + 1_000);
+    let task = run_cycle(&h.ctx, task, &cancel).await;
+    match h.ctx.upstream.status() {
+        UpstreamStatus::Down { error, .. } => assert!(error.contains("HTTP 503"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.ctx.snapshot.load().series().count(),
+        1,
+        "last output still served"
+    );
+    assert_eq!(
+        task.next_start_ms,
+        Some(1_700_000_040_000 + STEP_MS),
+        "the missed range is fetched next time"
+    );
+    let mut metrics = String::new();
+    h.ctx.telemetry.render(&mut metrics);
+    assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_query_does_not_mark_the_upstream_down() {
+    let upstream = FakeUpstream::start(vec![json(
+        400,
+        r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+    )])
+    .await;
+    let config = config(&upstream.url, "'up{'");
+    let h = harness(&config, 1_700_000_000_000);
+    run_cycle(
+        &h.ctx,
+        QueryTask::new(Arc::new(config.queries[0].clone())),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));
+}
+
+#[tokio::test]
+async fn a_stuck_fetch_is_abandoned_on_cancel() {
+    let upstream = FakeUpstream::start(vec![Canned::Hang]).await;
+    let config = config(&upstream.url, "up");
+    let h = harness(&config, 1_700_000_000_000);
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+    let task = run_cycle(
+        &h.ctx,
+        QueryTask::new(Arc::new(config.queries[0].clone())),
+        &cancel,
+    )
+    .await;
+    assert_eq!(task.next_start_ms, None);
+    assert_eq!(h.ctx.upstream.status(), UpstreamStatus::Unknown);
+}
+
+#[test]
+fn reload_keeps_series_only_for_queries_fetching_the_same_data() {
+    let old = config("http://127.0.0.1:1", "up");
+    let mut task = QueryTask::new(Arc::new(old.queries[0].clone()));
+    task.next_start_ms = Some(42);
+    let same = carry_over(vec![task], &old.queries);
+    assert_eq!(same[0].next_start_ms, Some(42));
+    let changed = config("http://127.0.0.1:1", "node_load1");
+    let fresh = carry_over(same, &changed.queries);
+    assert_eq!(fresh[0].next_start_ms, None);
+    assert_eq!(fresh[0].config.expr, "node_load1");
+}

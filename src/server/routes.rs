@@ -1,0 +1,295 @@
+//! Request routing. [`handle`] needs no socket, so tests call it directly.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foretell_core::exposition::{self, CONTENT_TYPE};
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tokio::sync::oneshot;
+
+use super::{AppState, ReloadRequest};
+use crate::pipeline::UpstreamStatus;
+
+type Reply = Response<Full<Bytes>>;
+
+/// How long `POST /-/reload` waits for the reload to finish.
+const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn handle<B>(state: &AppState, request: Request<B>) -> Reply {
+    let method = request.method().clone();
+    match (request.uri().path(), method) {
+        ("/metrics", Method::GET | Method::HEAD) => metrics(state),
+        ("/-/healthy", Method::GET | Method::HEAD) => {
+            text(StatusCode::OK, "foretell is Healthy.\n")
+        }
+        ("/-/ready", Method::GET | Method::HEAD) => ready(state),
+        ("/-/reload", Method::POST | Method::PUT) => reload(state).await,
+        ("/", Method::GET | Method::HEAD) => text(StatusCode::OK, INDEX),
+        ("/metrics" | "/-/healthy" | "/-/ready" | "/", _) => method_not_allowed("GET, HEAD"),
+        ("/-/reload", _) => method_not_allowed("POST, PUT"),
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+    }
+}
+
+const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prometheus series\n\n\
+    /metrics     predictions and self-metrics (Prometheus text format)\n\
+    /-/healthy   liveness\n\
+    /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable\n\
+    /-/reload    POST to reload the configuration (server.enable_lifecycle)\n";
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
+
+fn metrics(state: &AppState) -> Reply {
+    let snapshot = state.snapshot.load();
+    let mut body = String::with_capacity(64 * 1024);
+    exposition::render_snapshot(&snapshot, &mut body);
+    state.telemetry.render(&mut body);
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    response
+}
+
+fn ready(state: &AppState) -> Reply {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "foretell is shutting down.\n",
+        );
+    }
+    match state.upstream.status() {
+        UpstreamStatus::Up { .. } => text(StatusCode::OK, "foretell is Ready.\n"),
+        UpstreamStatus::Unknown => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "foretell is not ready: no answer from Prometheus yet.\n",
+        ),
+        UpstreamStatus::Down { error, .. } => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("foretell is not ready: upstream Prometheus is down: {error}\n"),
+        ),
+    }
+}
+
+async fn reload(state: &AppState) -> Reply {
+    if !state.lifecycle_enabled.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled (set server.enable_lifecycle: true, or send SIGHUP).\n",
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    if state.reload.send(ReloadRequest { reply }).await.is_err() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "foretell is shutting down.\n",
+        );
+    }
+    match tokio::time::timeout(RELOAD_ANSWER_TIMEOUT, answer).await {
+        Ok(Ok(Ok(()))) => text(StatusCode::OK, "configuration reloaded\n"),
+        Ok(Ok(Err(message))) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {message}\n"),
+        ),
+        Ok(Err(_)) | Err(_) => {
+            tracing::error!("reload request got no answer");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reload did not complete\n",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use foretell_core::model::Band;
+    use foretell_core::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
+    use foretell_core::Labels;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::pipeline::{SnapshotCell, UpstreamHealth};
+    use crate::telemetry::Telemetry;
+
+    fn state(lifecycle: bool) -> (AppState, mpsc::Receiver<ReloadRequest>) {
+        let telemetry = Arc::new(Telemetry::new("test"));
+        let (reload, requests) = mpsc::channel(1);
+        (
+            AppState {
+                snapshot: Arc::new(SnapshotCell::default()),
+                upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
+                telemetry,
+                lifecycle_enabled: AtomicBool::new(lifecycle),
+                reload,
+                shutting_down: AtomicBool::new(false),
+            },
+            requests,
+        )
+    }
+
+    fn request(method: Method, path: &str) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    }
+
+    async fn body_of(response: Reply) -> String {
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
+    #[tokio::test]
+    async fn metrics_serve_the_snapshot_and_self_metrics() {
+        let (state, _requests) = state(false);
+        state.snapshot.publish(QueryOutput {
+            query: "load".into(),
+            evaluated_at_ms: 0,
+            series: vec![SeriesOutput::new(
+                export_labels("load", &Labels::from_pairs([("instance", "a")])),
+                SeriesState::Ready {
+                    band: Band {
+                        expected: 1.0,
+                        lower: 0.0,
+                        upper: 2.0,
+                    },
+                    score: Some(0.5),
+                },
+            )],
+        });
+        let response = handle(&state, request(Method::GET, "/metrics")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body = body_of(response).await;
+        assert!(
+            body.contains("foretell_anomaly_score{instance=\"a\",query=\"load\"} 0.5\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("foretell_build_info{version=\"test\"} 1\n"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_upstream_and_shutdown() {
+        let (state, _requests) = state(false);
+        let response = handle(&state, request(Method::GET, "/-/ready")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body_of(response)
+            .await
+            .contains("no answer from Prometheus yet"));
+
+        state.upstream.record_down(
+            "cannot reach http://p:9090/api/v1/query_range: connection refused",
+            1,
+        );
+        let response = handle(&state, request(Method::GET, "/-/ready")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body_of(response)
+            .await
+            .contains("upstream Prometheus is down: cannot reach"));
+
+        state.upstream.record_up(2);
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/ready"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/healthy"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+
+        state.shutting_down.store(true, Ordering::SeqCst);
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/ready"))
+                .await
+                .status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn reload_is_forbidden_unless_enabled() {
+        let (state, _requests) = state(false);
+        let response = handle(&state, request(Method::POST, "/-/reload")).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn reload_reports_the_outcome() {
+        let (state, mut requests) = state(true);
+        tokio::spawn(async move {
+            let first = requests.recv().await.expect("request");
+            let _ = first.reply.send(Ok(()));
+            let second = requests.recv().await.expect("request");
+            let _ = second
+                .reply
+                .send(Err("queries[0].step: must be > 0, got 0s".into()));
+        });
+        assert_eq!(
+            handle(&state, request(Method::POST, "/-/reload"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let response = handle(&state, request(Method::POST, "/-/reload")).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            body_of(response).await,
+            "failed to reload config: queries[0].step: must be > 0, got 0s\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_wrong_methods() {
+        let (state, _requests) = state(true);
+        assert_eq!(
+            handle(&state, request(Method::GET, "/nope")).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let response = handle(&state, request(Method::POST, "/metrics")).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET, HEAD");
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/reload"))
+                .await
+                .status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Test doubles shared by unit tests: a scripted HTTP upstream on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A scripted HTTP/1.1 upstream on 127.0.0.1: answers requests with the canned responses in
+/// order (the last one repeats) and records each request's head and body.
+pub struct FakeUpstream {
+    pub url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+/// One scripted answer.
+#[derive(Clone)]
+pub enum Canned {
+    Reply {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+    },
+    Hang,
+}
+
+pub fn json(status: u16, body: &str) -> Canned {
+    Canned::Reply {
+        status,
+        content_type: "application/json",
+        body: body.to_owned(),
+    }
+}
+
+pub fn matrix(series: &[(&str, &[(i64, &str)])]) -> String {
+    let result: Vec<String> = series
+        .iter()
+        .map(|(instance, points)| {
+            let values: Vec<String> = points
+                .iter()
+                .map(|(t, v)| format!("[{t},\"{v}\"]"))
+                .collect();
+            format!(
+                r#"{{"metric":{{"__name__":"up","instance":"{instance}"}},"values":[{}]}}"#,
+                values.join(",")
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+        result.join(",")
+    )
+}
+
+impl FakeUpstream {
+    pub async fn start(script: Vec<Canned>) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&requests);
+        tokio::spawn(async move {
+            let mut served = 0usize;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let canned = script[served.min(script.len() - 1)].clone();
+                served += 1;
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut len = 0;
+                    // Read until the head and the announced body have arrived.
+                    loop {
+                        let Ok(n) = socket.read(&mut buf[len..]).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        len += n;
+                        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                        if let Some(head_end) = text.find("\r\n\r\n") {
+                            let content_length = text[..head_end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if len >= head_end + 4 + content_length {
+                                seen.lock().expect("lock").push(text);
+                                break;
+                            }
+                        }
+                    }
+                    match canned {
+                        Canned::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+                        Canned::Reply {
+                            status,
+                            content_type,
+                            body,
+                        } => {
+                            let response = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = socket.write_all(response.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        FakeUpstream { url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
