@@ -48,10 +48,11 @@ impl DemoSeries {
         self.base + daily + noise + spikes
     }
 
-    /// A PromQL expression returning this series' value at evaluation time, as a vector.
+    /// A PromQL expression returning this series' value at evaluation time, as a vector
+    /// (PromQL's `sin` takes a vector, hence the `vector(...)` wrappers).
     pub fn promql(&self) -> String {
         let mut expr = format!(
-            "{} + {} * sin(2 * pi() * (time() + {}) / {}) + {} * sin(2 * pi() * time() / {}) * sin(2 * pi() * time() / {})",
+            "{} + {} * sin(vector(2 * pi() * (time() + {}) / {})) + {} * sin(vector(2 * pi() * time() / {})) * sin(vector(2 * pi() * time() / {}))",
             format_value(self.base),
             format_value(self.daily_amplitude),
             format_value(self.phase_secs),
@@ -63,13 +64,13 @@ impl DemoSeries {
         for spike in &self.spikes {
             let _ = write!(
                 expr,
-                " + {} * (time() >= bool {}) * (time() < bool {})",
+                " + {} * (vector(time()) >= bool {}) * (vector(time()) < bool {})",
                 format_value(spike.height),
                 format_value(spike.start_secs),
                 format_value(spike.end_secs)
             );
         }
-        format!("vector({expr})")
+        expr
     }
 
     fn selector_labels(&self) -> String {
@@ -136,7 +137,8 @@ pub fn recording_rules(series: &[DemoSeries], interval_secs: u32) -> String {
 }
 
 /// The demo set: three `demo_requests_per_second` series of a web service with phase-shifted
-/// daily cycles; `a` has a spike one day before `history_end_secs` and optionally a live one.
+/// daily cycles; `web-a` has a past spike 30 hours before `history_end_secs` and optionally a
+/// live one.
 pub fn demo_set(history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSeries> {
     let series = |instance: &str, base: f64, amplitude: f64, phase: f64| DemoSeries {
         metric: "demo_requests_per_second".to_owned(),
@@ -151,10 +153,12 @@ pub fn demo_set(history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSer
         spikes: Vec::new(),
     };
     let mut a = series("web-a", 50.0, 20.0, 0.0);
-    let past_spike = (history_end_secs - 86_400) as f64;
+    // A past incident, 30 hours back: in the history the baseline must shrug off, and at a
+    // different time of day than the end of the history, where live checks happen.
+    let past_spike = (history_end_secs - 30 * 3600) as f64;
     a.spikes.push(Spike {
         start_secs: past_spike,
-        end_secs: past_spike + 600.0,
+        end_secs: past_spike + 300.0,
         height: 60.0,
     });
     a.spikes.extend(live_spike);
@@ -198,7 +202,7 @@ mod tests {
         let expr = one().promql();
         assert_eq!(
             expr,
-            "vector(10 + 2 * sin(2 * pi() * (time() + 0) / 86400) + 0 * sin(2 * pi() * time() / 97) * sin(2 * pi() * time() / 31) + 5 * (time() >= bool 100) * (time() < bool 200))"
+            "10 + 2 * sin(vector(2 * pi() * (time() + 0) / 86400)) + 0 * sin(vector(2 * pi() * time() / 97)) * sin(vector(2 * pi() * time() / 31)) + 5 * (vector(time()) >= bool 100) * (vector(time()) < bool 200)"
         );
     }
 

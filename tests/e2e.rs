@@ -1,0 +1,260 @@
+//! End-to-end: real Prometheus (Debian package) with backfilled history, real foretell
+//! process, Prometheus scraping foretell back. Run by `.ci/run`'s end-to-end stage:
+//! `cargo test --test e2e -- --ignored`.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+const QUERY_NAME: &str = "demo";
+const SOURCE: &str = "demo_requests_per_second";
+
+fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
+    format!(
+        "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
+         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n"
+    )
+}
+
+async fn foretell_metrics(port: u16) -> String {
+    get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
+}
+
+fn instance(labels: &serde_json::Value) -> String {
+    labels["instance"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Debian prometheus package; run by .ci/run's end-to-end stage"]
+async fn sidecar_loop_against_real_prometheus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let foretell_port = free_port();
+    let t0 = now_secs();
+    let spike_at = t0 + 60;
+    let spike_secs = 40;
+    let mut prometheus = prepare_prometheus(
+        dir.path(),
+        t0 - 30,
+        Some((spike_at, spike_secs)),
+        foretell_port,
+    );
+    prometheus.start();
+    prometheus.wait_ready().await;
+
+    let config_path = dir.path().join("foretell.yml");
+    std::fs::write(
+        &config_path,
+        foretell_config(&prometheus.url(), foretell_port, "10s"),
+    )
+    .expect("config");
+    let mut foretell = start_foretell(&config_path, dir.path().join("foretell.log"));
+    let ready_url = format!("http://127.0.0.1:{foretell_port}/-/ready");
+
+    {
+        eventually("foretell to be ready", Duration::from_secs(60), || async {
+            get(&ready_url).await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+
+        // 1. Every source series has a score in Prometheus with the source's own labels.
+        let scores = eventually(
+            "foretell_anomaly_score scraped into Prometheus",
+            Duration::from_secs(60),
+            || async {
+                let scores = prometheus
+                    .query(&format!("foretell_anomaly_score{{query=\"{QUERY_NAME}\"}}"))
+                    .await;
+                (scores.len() == 3).then_some(scores)
+            },
+        )
+        .await;
+        let sources = prometheus.query(SOURCE).await;
+        assert_eq!(sources.len(), 3, "{sources:?}");
+        for source in &sources {
+            let labels = &source["metric"];
+            let matching: Vec<_> = scores
+                .iter()
+                .filter(|s| {
+                    s["metric"]["instance"] == labels["instance"]
+                        && s["metric"]["job"] == labels["job"]
+                })
+                .collect();
+            assert_eq!(
+                matching.len(),
+                1,
+                "no score with the labels of {labels}: {scores:?}"
+            );
+            let exported = &matching[0]["metric"];
+            assert_eq!(exported["source_metric"], SOURCE);
+            assert_eq!(exported["query"], QUERY_NAME);
+        }
+
+        // 2. What foretell serves passes promtool's own parser and linter.
+        let metrics = foretell_metrics(foretell_port).await;
+        let mut check = Command::new(require_binary("promtool"));
+        check
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = check.spawn().expect("promtool");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(metrics.as_bytes())
+                .expect("write");
+        }
+        let output = child.wait_with_output().expect("promtool output");
+        assert!(
+            output.status.success(),
+            "promtool check metrics rejected /metrics:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        // 3. PromQL joins between a source series and its band.
+        let within_band = prometheus
+            .query(&format!(
+                "{SOURCE} <= on(instance, job) foretell_baseline_upper{{query=\"{QUERY_NAME}\"}}"
+            ))
+            .await;
+        let joined = prometheus
+            .query(&format!(
+                "{SOURCE} - on(instance, job) foretell_baseline{{query=\"{QUERY_NAME}\"}}"
+            ))
+            .await;
+        assert_eq!(joined.len(), 3, "join returned {joined:?}");
+        assert!(
+            !within_band.is_empty(),
+            "no source series inside its band before the spike"
+        );
+
+        // 4. The live spike on web-a scores above 1 while it lasts, and below 1 before it;
+        //    the other series stay below 1 throughout.
+        let spike_end = spike_at + i64::from(spike_secs);
+        let wait = (spike_end + 25 - now_secs()).max(0) as u64;
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let series = prometheus
+            .query_range(
+                &format!("foretell_anomaly_score{{query=\"{QUERY_NAME}\"}}"),
+                t0,
+                now_secs(),
+                "1s",
+            )
+            .await;
+        assert_eq!(series.len(), 3);
+        for (labels, values) in &series {
+            let max_in = |from: i64, to: i64| {
+                values
+                    .iter()
+                    .filter(|(t, _)| *t >= from as f64 && *t <= to as f64)
+                    .map(|(_, v)| *v)
+                    .fold(f64::NEG_INFINITY, f64::max)
+            };
+            let before = max_in(t0, spike_at - 1);
+            assert!(
+                before.is_finite() && before < 1.0,
+                "{}: score before the spike reached {before}",
+                instance(labels)
+            );
+            let during = max_in(spike_at, spike_end + 20);
+            if instance(labels) == "web-a" {
+                assert!(during > 1.0, "web-a: the spike scored only {during}");
+                let after = values.last().map(|(_, v)| *v).unwrap_or(f64::NAN);
+                assert!(
+                    after < 1.0,
+                    "web-a: score stayed at {after} after the spike ended"
+                );
+            } else {
+                assert!(
+                    during < 1.0,
+                    "{}: scored {during} without an anomaly",
+                    instance(labels)
+                );
+            }
+        }
+
+        // 5. A bad config on SIGHUP is rejected and the old one keeps running.
+        std::fs::write(&config_path, "prometheus:\n  url: http://x\nqueries: []\n")
+            .expect("config");
+        foretell.signal("HUP");
+        eventually(
+            "the failed reload to show",
+            Duration::from_secs(20),
+            || async {
+                foretell_metrics(foretell_port)
+                    .await
+                    .contains("foretell_config_last_reload_successful 0")
+                    .then_some(())
+            },
+        )
+        .await;
+        assert!(foretell.is_running(), "foretell died on a bad reload");
+        std::fs::write(
+            &config_path,
+            foretell_config(&prometheus.url(), foretell_port, "10s"),
+        )
+        .expect("config");
+        let reloaded = http()
+            .post(format!("http://127.0.0.1:{foretell_port}/-/reload"))
+            .send()
+            .await
+            .expect("reload");
+        assert_eq!(
+            reloaded.status().as_u16(),
+            200,
+            "{:?}",
+            reloaded.text().await
+        );
+        assert!(foretell_metrics(foretell_port)
+            .await
+            .contains("foretell_config_last_reload_successful 1"));
+        assert!(
+            foretell_metrics(foretell_port).await.contains(&format!("foretell_model_ready{{instance=\"web-a\",job=\"demo\",query=\"{QUERY_NAME}\",source_metric=\"{SOURCE}\"}} 1")),
+            "series kept across a reload that changed nothing they depend on"
+        );
+
+        // 6. Prometheus goes away: foretell stays up, reports it, and recovers by itself.
+        prometheus.stop();
+        let (status, body) = eventually(
+            "foretell to notice the upstream is down",
+            Duration::from_secs(30),
+            || async { get(&ready_url).await.filter(|(s, _)| *s == 503) },
+        )
+        .await;
+        assert_eq!(status, 503);
+        assert!(body.contains("upstream Prometheus is down"), "{body}");
+        assert!(foretell_metrics(foretell_port)
+            .await
+            .contains("\nforetell_upstream_up 0\n"));
+        assert!(
+            foretell.is_running(),
+            "foretell exited while Prometheus was down"
+        );
+        prometheus.start();
+        prometheus.wait_ready().await;
+        eventually("foretell to recover", Duration::from_secs(60), || async {
+            get(&ready_url).await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+        assert!(foretell_metrics(foretell_port)
+            .await
+            .contains("\nforetell_upstream_up 1\n"));
+
+        // 7. SIGTERM drains and exits cleanly.
+        let status = foretell
+            .terminate(Duration::from_secs(10))
+            .expect("foretell stops within its grace period");
+        assert!(status.success(), "foretell exited with {status}");
+    }
+}

@@ -1,0 +1,350 @@
+//! Shared harness for the end-to-end tests: real `prometheus` and `foretell` processes on
+//! 127.0.0.1, killed when their guards drop, every wait bounded.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Fails with an install hint when a binary the end-to-end stage needs is missing.
+pub fn require_binary(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH; the end-to-end tests need Debian's `prometheus` package (apt-get install prometheus), which .ci/run installs")
+    })
+}
+
+/// Runs a command to completion, panicking with its output when it fails.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}:\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// A child process killed on drop, with its log file kept for failure messages.
+pub struct Process {
+    pub name: &'static str,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &'static str, command: &mut Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).expect("log file");
+        let err = file.try_clone().expect("log file");
+        let child = command
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn signal(&self, signal: &str) {
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(self.pid().to_string()),
+        );
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.signal("TERM");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    /// Kills the process; when a test is failing, shows the end of its log first.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of {} ({}) ---\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, at most `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// GET a URL; `None` on transport errors.
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let response = http().get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// A Prometheus server with its data directory, config and port.
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub process: Option<Process>,
+}
+
+impl Prometheus {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn start(&mut self) {
+        let binary = require_binary("prometheus");
+        let log = self.dir.join(format!("prometheus-{}.log", now_secs()));
+        self.process = Some(Process::spawn(
+            "prometheus",
+            Command::new(binary)
+                .arg(format!(
+                    "--config.file={}",
+                    self.dir.join("prometheus.yml").display()
+                ))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    self.dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+                .arg("--storage.tsdb.retention.time=30d"),
+            log,
+        ));
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            assert!(
+                process.terminate(Duration::from_secs(30)).is_some(),
+                "prometheus did not stop"
+            );
+        }
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = format!("{}/-/ready", self.url());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if get(&url).await.is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            let running = self.process.as_mut().is_some_and(|p| p.is_running());
+            assert!(running, "prometheus exited before it was ready");
+            assert!(Instant::now() < deadline, "prometheus not ready within 60s");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Runs an instant query and returns the `data.result` array.
+    pub async fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let response = http()
+            .get(format!("{}/api/v1/query", self.url()))
+            .query(&[("query", expr)])
+            .send()
+            .await
+            .expect("prometheus query");
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.expect("body")).expect("json");
+        assert_eq!(body["status"], "success", "query {expr} failed: {body}");
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Runs a range query and returns `(labels, [(t, value)])` per series.
+    pub async fn query_range(
+        &self,
+        expr: &str,
+        start: i64,
+        end: i64,
+        step: &str,
+    ) -> Vec<(serde_json::Value, Vec<(f64, f64)>)> {
+        let response = http()
+            .get(format!("{}/api/v1/query_range", self.url()))
+            .query(&[
+                ("query", expr),
+                ("start", &start.to_string()),
+                ("end", &end.to_string()),
+                ("step", step),
+            ])
+            .send()
+            .await
+            .expect("prometheus query_range");
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.expect("body")).expect("json");
+        assert_eq!(
+            body["status"], "success",
+            "query_range {expr} failed: {body}"
+        );
+        body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|series| {
+                let values = series["values"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p[0].as_f64().unwrap_or(0.0),
+                            p[1].as_str()
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(f64::NAN),
+                        )
+                    })
+                    .collect();
+                (series["metric"].clone(), values)
+            })
+            .collect()
+    }
+}
+
+/// Writes the demo history and live rules with `foretell sample-data`, backfills the history
+/// with promtool, and writes a Prometheus config that evaluates the rules every second and
+/// scrapes foretell at `foretell_port` with `honor_labels: true`.
+pub fn prepare_prometheus(
+    dir: &Path,
+    history_end: i64,
+    spike_at: Option<(i64, u32)>,
+    foretell_port: u16,
+) -> Prometheus {
+    std::fs::create_dir_all(dir).expect("dir");
+    let history = dir.join("history.om");
+    let rules = dir.join("live-rules.yml");
+    let mut sample = Command::new(env!("CARGO_BIN_EXE_foretell"));
+    sample
+        .arg("sample-data")
+        .arg("--history-out")
+        .arg(&history)
+        .arg("--rules-out")
+        .arg(&rules)
+        .arg("--end")
+        .arg(history_end.to_string())
+        .args(["--span", "2d", "--step", "10s"]);
+    if let Some((at, secs)) = spike_at {
+        sample
+            .arg("--spike-at")
+            .arg(at.to_string())
+            .arg("--spike-secs")
+            .arg(secs.to_string());
+    }
+    run_ok(&mut sample);
+    run_ok(
+        Command::new(require_binary("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&history)
+            .arg(dir.join("data")),
+    );
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: foretell\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{foretell_port}']\n",
+        rules.display()
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus.yml");
+    Prometheus {
+        port: free_port(),
+        dir: dir.to_owned(),
+        process: None,
+    }
+}
+
+pub fn start_foretell(config: &Path, log: PathBuf) -> Process {
+    Process::spawn(
+        "foretell",
+        Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--log.level", "debug"]),
+        log,
+    )
+}
