@@ -1,13 +1,11 @@
 //! End-to-end: real Prometheus (Debian package) with backfilled history, real foretell
-//! process, Prometheus scraping foretell back. Run by `.ci/run`'s end-to-end stage:
-//! `cargo test --test e2e -- --ignored`.
-
-mod support;
+//! process, Prometheus scraping foretell back. Ignored by default; run by `.ci/run`'s
+//! end-to-end stage: `cargo test --test integration -- --ignored`.
 
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const QUERY_NAME: &str = "demo";
 const SOURCE: &str = "demo_requests_per_second";

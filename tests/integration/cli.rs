@@ -1,0 +1,122 @@
+//! The real binary's command line: exit codes and messages, no Prometheus needed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn foretell() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_foretell"))
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().expect("foretell runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn version_names_the_release() {
+    let (code, stdout, _) = run(foretell().arg("--version"));
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), format!("foretell {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn the_documented_example_config_is_valid() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/foretell.example.yml");
+    let (code, stdout, stderr) = run(foretell().arg("check-config").arg(&example));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with("valid, 2 queries\n"), "{stdout}");
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yml");
+    std::fs::write(
+        &file,
+        "prometheus:\n  url: http://127.0.0.1:9090\nqueries:\n  - name: a\n    expr: up\n    step: 0s\n  - name: b\n    expr: up\n    model:\n      coverage: 2\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(foretell().arg("check-config").arg(&file));
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            format!("{}: queries[0].step: must be > 0, got 0s", file.display()),
+            format!("{}: queries[1].model.coverage: coverage must be strictly between 0 and 1 (for example 0.99), got 2", file.display()),
+        ]
+    );
+}
+
+#[test]
+fn yaml_errors_and_unknown_keys_point_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yml");
+    std::fs::write(&file, "prometheus:\n  url: http://127.0.0.1:9090\n  timout: 5s\nqueries: []\n").unwrap();
+    let (code, _, stderr) = run(foretell().arg("check-config").arg(&file));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown field `timout`"), "{stderr}");
+    assert!(stderr.contains("line 3 column 3"), "{stderr}");
+
+    let (code, _, stderr) = run(foretell().args(["run", "--config", "/nonexistent/foretell.yml"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/foretell.yml: cannot read: No such file"), "{stderr}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let (code, _, stderr) = run(foretell().args(["run", "--config", "x.yml", "--log.format", "xml"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid value 'xml' for '--log.format"), "{stderr}");
+}
+
+/// With nothing listening where Prometheus should be, foretell starts anyway, reports the
+/// upstream as down, and stops cleanly on SIGTERM; with `--log.format json` every log line is
+/// a JSON object.
+#[tokio::test]
+async fn an_unreachable_prometheus_does_not_stop_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let dead_port = free_port();
+    let config = dir.path().join("foretell.yml");
+    std::fs::write(
+        &config,
+        format!("prometheus:\n  url: http://127.0.0.1:{dead_port}\n  timeout: 500ms\n  retry:\n    max_attempts: 1\nserver:\n  listen_address: 127.0.0.1:{port}\nqueries:\n  - name: up\n    expr: up\n    evaluation_interval: 1s\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("foretell.log");
+    let mut process = Process::spawn(
+        "foretell",
+        foretell().args(["--log.format", "json", "run", "--config"]).arg(&config),
+        log.clone(),
+    );
+    let (status, body) = eventually("readiness to report the upstream", Duration::from_secs(20), || async {
+        get(&format!("http://127.0.0.1:{port}/-/ready"))
+            .await
+            .filter(|(_, body)| body.contains("down"))
+    })
+    .await;
+    assert_eq!(status, 503);
+    assert!(body.contains(&format!("cannot reach http://127.0.0.1:{dead_port}/api/v1/query_range")), "{body}");
+    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert!(metrics.contains("\nforetell_upstream_up 0\n"), "{metrics}");
+    assert!(metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"connect\"}"), "{metrics}");
+    assert!(process.is_running());
+    let exit = process.terminate(Duration::from_secs(15)).expect("stops on SIGTERM");
+    assert!(exit.success(), "{exit}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(events.iter().any(|e| e["level"] == "WARN" && e["reason"] == "connect"), "{logs}");
+    assert!(events.iter().any(|e| e["message"] == "foretell stopped"), "{logs}");
+}
+

@@ -1,0 +1,9 @@
+//! The integration test binary. `cli` runs the real binary without any server; `e2e` needs a
+//! real Prometheus and is ignored unless asked for (`-- --ignored`).
+
+// A test binary: a failed expectation is a failed test, which is what `expect` reports.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod cli;
+mod e2e;
+mod support;
