@@ -64,5 +64,11 @@ pub enum Command {
         /// Length of the live spike in seconds.
         #[arg(long, default_value_t = 60)]
         spike_secs: u32,
+        /// Number of series (at least 3: web-a, web-b, web-c, then web-0003 on).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=100_000))]
+        instances: u32,
+        /// Evaluation interval of the recording rules that continue the series live.
+        #[arg(long, default_value = "1s")]
+        rule_interval: String,
     },
 }

@@ -39,15 +39,19 @@ fn main() -> ExitCode {
             step,
             spike_at,
             spike_secs,
-        } => match sample_data(
-            &history_out,
-            &rules_out,
+            instances,
+            rule_interval,
+        } => match sample_data(SampleData {
+            history_out: &history_out,
+            rules_out: &rules_out,
             end,
-            &span,
-            &step,
+            span: &span,
+            step: &step,
             spike_at,
             spike_secs,
-        ) {
+            instances: instances as usize,
+            rule_interval: &rule_interval,
+        }) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("foretell sample-data: {error:#}");
@@ -123,34 +127,47 @@ fn run(config_path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn sample_data(
-    history_out: &std::path::Path,
-    rules_out: &std::path::Path,
+struct SampleData<'a> {
+    history_out: &'a std::path::Path,
+    rules_out: &'a std::path::Path,
     end: Option<i64>,
-    span: &str,
-    step: &str,
+    span: &'a str,
+    step: &'a str,
     spike_at: Option<i64>,
     spike_secs: u32,
-) -> anyhow::Result<()> {
-    let span = config::duration::parse(span)
-        .map_err(anyhow::Error::msg)
-        .context("--span")?;
-    let step = config::duration::parse(step)
-        .map_err(anyhow::Error::msg)
-        .context("--step")?;
+    instances: usize,
+    rule_interval: &'a str,
+}
+
+fn sample_data(args: SampleData) -> anyhow::Result<()> {
+    let parse = |flag: &str, text: &str| {
+        config::duration::parse(text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| flag.to_owned())
+    };
+    let span = parse("--span", args.span)?;
+    let step = parse("--step", args.step)?;
+    let rule_interval = parse("--rule-interval", args.rule_interval)?;
     anyhow::ensure!(step.as_secs() >= 1, "--step must be at least 1s");
-    let end = end.unwrap_or_else(|| clock::SystemClock.now_ms() / 1000);
-    let spike = spike_at.map(|start| synthetic::Spike {
+    anyhow::ensure!(
+        rule_interval.as_secs() >= 1,
+        "--rule-interval must be at least 1s"
+    );
+    let end = args
+        .end
+        .unwrap_or_else(|| clock::SystemClock.now_ms() / 1000);
+    let spike = args.spike_at.map(|start| synthetic::Spike {
         start_secs: start as f64,
-        end_secs: (start + i64::from(spike_secs)) as f64,
+        end_secs: (start + i64::from(args.spike_secs)) as f64,
         height: 60.0,
     });
-    let series = synthetic::demo_set(end, spike);
+    let series = synthetic::demo_set(args.instances, end, spike);
     let start = end - span.as_secs() as i64;
     let history = synthetic::openmetrics_history(&series, start, end, step.as_secs() as i64);
-    std::fs::write(history_out, history)
-        .with_context(|| format!("cannot write {}", history_out.display()))?;
-    std::fs::write(rules_out, synthetic::recording_rules(&series, 1))
-        .with_context(|| format!("cannot write {}", rules_out.display()))?;
+    std::fs::write(args.history_out, history)
+        .with_context(|| format!("cannot write {}", args.history_out.display()))?;
+    let rules = synthetic::recording_rules(&series, rule_interval.as_secs() as u32);
+    std::fs::write(args.rules_out, rules)
+        .with_context(|| format!("cannot write {}", args.rules_out.display()))?;
     Ok(())
 }

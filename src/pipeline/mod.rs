@@ -184,7 +184,15 @@ pub async fn run_cycle(
         },
         ctx.clock.now_ms() as f64 / 1000.0,
     );
-    tracing::debug!(query = %name, series = task.tracker.series_count(), fits = stats.fits, seconds = cycle_started.elapsed().as_secs_f64(), "cycle finished");
+    tracing::debug!(
+        query = %name,
+        series = task.tracker.series_count(),
+        samples,
+        fits = stats.fits,
+        fetch_seconds,
+        seconds = cycle_started.elapsed().as_secs_f64(),
+        "cycle finished"
+    );
     task
 }
 

@@ -23,7 +23,10 @@ fn run(command: &mut Command) -> (i32, String, String) {
 fn version_names_the_release() {
     let (code, stdout, _) = run(foretell().arg("--version"));
     assert_eq!(code, 0);
-    assert_eq!(stdout.trim(), format!("foretell {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout.trim(),
+        format!("foretell {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -59,7 +62,11 @@ fn check_config_lists_every_problem_and_exits_2() {
 fn yaml_errors_and_unknown_keys_point_at_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("typo.yml");
-    std::fs::write(&file, "prometheus:\n  url: http://127.0.0.1:9090\n  timout: 5s\nqueries: []\n").unwrap();
+    std::fs::write(
+        &file,
+        "prometheus:\n  url: http://127.0.0.1:9090\n  timout: 5s\nqueries: []\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run(foretell().arg("check-config").arg(&file));
     assert_eq!(code, 2);
     assert!(stderr.contains("unknown field `timout`"), "{stderr}");
@@ -67,14 +74,21 @@ fn yaml_errors_and_unknown_keys_point_at_the_line() {
 
     let (code, _, stderr) = run(foretell().args(["run", "--config", "/nonexistent/foretell.yml"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("/nonexistent/foretell.yml: cannot read: No such file"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/foretell.yml: cannot read: No such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    let (code, _, stderr) = run(foretell().args(["run", "--config", "x.yml", "--log.format", "xml"]));
+    let (code, _, stderr) =
+        run(foretell().args(["run", "--config", "x.yml", "--log.format", "xml"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("invalid value 'xml' for '--log.format"), "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'xml' for '--log.format"),
+        "{stderr}"
+    );
 }
 
 /// With nothing listening where Prometheus should be, foretell starts anyway, reports the
@@ -94,29 +108,54 @@ async fn an_unreachable_prometheus_does_not_stop_the_sidecar() {
     let log = dir.path().join("foretell.log");
     let mut process = Process::spawn(
         "foretell",
-        foretell().args(["--log.format", "json", "run", "--config"]).arg(&config),
+        foretell()
+            .args(["--log.format", "json", "run", "--config"])
+            .arg(&config),
         log.clone(),
     );
-    let (status, body) = eventually("readiness to report the upstream", Duration::from_secs(20), || async {
-        get(&format!("http://127.0.0.1:{port}/-/ready"))
-            .await
-            .filter(|(_, body)| body.contains("down"))
-    })
+    let (status, body) = eventually(
+        "readiness to report the upstream",
+        Duration::from_secs(20),
+        || async {
+            get(&format!("http://127.0.0.1:{port}/-/ready"))
+                .await
+                .filter(|(_, body)| body.contains("down"))
+        },
+    )
     .await;
     assert_eq!(status, 503);
-    assert!(body.contains(&format!("cannot reach http://127.0.0.1:{dead_port}/api/v1/query_range")), "{body}");
-    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await.unwrap();
+    assert!(
+        body.contains(&format!(
+            "cannot reach http://127.0.0.1:{dead_port}/api/v1/query_range"
+        )),
+        "{body}"
+    );
+    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
     assert!(metrics.contains("\nforetell_upstream_up 0\n"), "{metrics}");
-    assert!(metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"connect\"}"), "{metrics}");
+    assert!(
+        metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"connect\"}"),
+        "{metrics}"
+    );
     assert!(process.is_running());
-    let exit = process.terminate(Duration::from_secs(15)).expect("stops on SIGTERM");
+    let exit = process
+        .terminate(Duration::from_secs(15))
+        .expect("stops on SIGTERM");
     assert!(exit.success(), "{exit}");
     let logs = std::fs::read_to_string(&log).unwrap();
     let events: Vec<serde_json::Value> = logs
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
-    assert!(events.iter().any(|e| e["level"] == "WARN" && e["reason"] == "connect"), "{logs}");
-    assert!(events.iter().any(|e| e["message"] == "foretell stopped"), "{logs}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "WARN" && e["reason"] == "connect"),
+        "{logs}"
+    );
+    assert!(
+        events.iter().any(|e| e["message"] == "foretell stopped"),
+        "{logs}"
+    );
 }
-

@@ -136,10 +136,11 @@ pub fn recording_rules(series: &[DemoSeries], interval_secs: u32) -> String {
     out
 }
 
-/// The demo set: three `demo_requests_per_second` series of a web service with phase-shifted
-/// daily cycles; `web-a` has a past spike 30 hours before `history_end_secs` and optionally a
-/// live one.
-pub fn demo_set(history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSeries> {
+/// The demo set: `count` (at least 3) `demo_requests_per_second` series of a web service with
+/// phase-shifted daily cycles. The first three are `web-a`, `web-b`, `web-c`; `web-a` has a
+/// past spike 30 hours before `history_end_secs` and optionally a live one. Further series,
+/// `web-0003` on, get levels, amplitudes and phases spread deterministically by their index.
+pub fn demo_set(count: usize, history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSeries> {
     let series = |instance: &str, base: f64, amplitude: f64, phase: f64| DemoSeries {
         metric: "demo_requests_per_second".to_owned(),
         labels: vec![
@@ -162,11 +163,21 @@ pub fn demo_set(history_end_secs: i64, live_spike: Option<Spike>) -> Vec<DemoSer
         height: 60.0,
     });
     a.spikes.extend(live_spike);
-    vec![
+    let mut set = vec![
         a,
         series("web-b", 80.0, 30.0, 21_600.0),
         series("web-c", 20.0, 5.0, 43_200.0),
-    ]
+    ];
+    for i in 3..count {
+        let spread = (i as f64 * 0.618_033_988_75).fract();
+        set.push(series(
+            &format!("web-{i:04}"),
+            20.0 + 100.0 * spread,
+            5.0 + 25.0 * (1.0 - spread),
+            DAY_SECS * spread,
+        ));
+    }
+    set
 }
 
 #[cfg(test)]
@@ -221,8 +232,19 @@ mod tests {
     }
 
     #[test]
+    fn larger_sets_get_distinct_instances() {
+        let set = demo_set(1000, 1_000_000, None);
+        assert_eq!(set.len(), 1000);
+        let mut instances: Vec<&str> = set.iter().map(|s| s.labels[0].1.as_str()).collect();
+        instances.sort_unstable();
+        instances.dedup();
+        assert_eq!(instances.len(), 1000);
+        assert_eq!(set[999].labels[0].1, "web-0999");
+    }
+
+    #[test]
     fn rules_file_has_one_rule_per_series() {
-        let rules = recording_rules(&demo_set(1_000_000, None), 1);
+        let rules = recording_rules(&demo_set(3, 1_000_000, None), 1);
         assert_eq!(
             rules.matches("- record: demo_requests_per_second").count(),
             3
