@@ -14,7 +14,8 @@ fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n\
+           - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
@@ -94,8 +95,15 @@ async fn sidecar_loop_against_real_prometheus() {
             assert_eq!(exported["query"], QUERY_NAME);
         }
 
-        // 2. What foretell serves passes promtool's own parser and linter.
+        // 2. What foretell serves passes promtool's own parser and linter; the query that
+        //    Prometheus rejects is counted as such and does not mark the upstream down.
         let metrics = foretell_metrics(foretell_port).await;
+        assert!(
+            metrics
+                .contains("foretell_query_failures_total{query=\"broken\",reason=\"bad_query\"}"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("\nforetell_upstream_up 1\n"), "{metrics}");
         let mut check = Command::new(require_binary("promtool"));
         check
             .args(["check", "metrics"])
