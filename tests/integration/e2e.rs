@@ -14,8 +14,7 @@ fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n\
-           - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n  - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
@@ -57,10 +56,9 @@ async fn sidecar_loop_against_real_prometheus() {
     let ready_url = format!("http://127.0.0.1:{foretell_port}/-/ready");
 
     {
-        eventually("foretell to be ready", Duration::from_secs(60), || async {
-            get(&ready_url).await.filter(|(s, _)| *s == 200)
-        })
-        .await;
+        foretell
+            .wait_http_ok(&ready_url, Duration::from_secs(60))
+            .await;
 
         // 1. Every source series has a score in Prometheus with the source's own labels.
         let scores = eventually(

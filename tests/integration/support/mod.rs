@@ -105,6 +105,26 @@ impl Process {
         None
     }
 
+    /// Waits until `url` answers 200, failing at once if the process exits.
+    pub async fn wait_http_ok(&mut self, url: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if get(url).await.is_some_and(|(status, _)| status == 200) {
+                return;
+            }
+            assert!(
+                self.is_running(),
+                "{} exited before {url} answered 200",
+                self.name
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{url} did not answer 200 within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub fn log_tail(&self) -> String {
         let mut text = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -210,16 +230,8 @@ impl Prometheus {
 
     pub async fn wait_ready(&mut self) {
         let url = format!("{}/-/ready", self.url());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if get(&url).await.is_some_and(|(s, _)| s == 200) {
-                return;
-            }
-            let running = self.process.as_mut().is_some_and(|p| p.is_running());
-            assert!(running, "prometheus exited before it was ready");
-            assert!(Instant::now() < deadline, "prometheus not ready within 60s");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let process = self.process.as_mut().expect("prometheus was started");
+        process.wait_http_ok(&url, Duration::from_secs(60)).await;
     }
 
     /// Runs an instant query and returns the `data.result` array.
