@@ -264,3 +264,23 @@ fn listen_address_accepts_the_port_only_shorthand() {
     let config = parse_text(&text).expect("valid");
     assert_eq!(config.server.listen_address.to_string(), "0.0.0.0:9100");
 }
+
+#[test]
+fn a_ca_file_without_certificates_is_rejected() {
+    let mut env = FakeEnvironment::default();
+    env.files.insert(
+        PathBuf::from("/etc/foretell/ca.pem"),
+        b"not a certificate\n".to_vec(),
+    );
+    let text = MINIMAL.replace(
+        "url: http://127.0.0.1:9090",
+        "url: https://prometheus.example:9090\n  tls:\n    ca_file: ca.pem",
+    );
+    match parse(&text, origin(), &env) {
+        Err(ConfigError::Invalid { errors, .. }) => assert_eq!(
+            errors[0].to_string(),
+            "prometheus.tls.ca_file: `ca.pem` holds no PEM certificate"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
