@@ -7,7 +7,7 @@
 
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,21 +224,39 @@ impl PrometheusReader {
     }
 
     /// Fetches the whole range, split into requests Prometheus accepts, merging series.
+    ///
+    /// A request whose answer exceeds `max_response_bytes` is split in two halves and each half
+    /// fetched instead (down to a single grid point), so a query returning many series still
+    /// loads its history in bounded pieces instead of failing forever.
     pub async fn query_range(&self, query: &RangeQuery<'_>) -> Result<RangeAnswer, ReadError> {
         let mut answer = RangeAnswer::default();
         let mut index: HashMap<Labels, usize> = HashMap::new();
-        for (start_ms, end_ms) in split_range(
+        let mut pending: VecDeque<(i64, i64)> = split_range(
             query.start_ms,
             query.end_ms,
             query.step_ms,
             self.max_points_per_request,
-        ) {
+        )
+        .into();
+        while let Some((start_ms, end_ms)) = pending.pop_front() {
             let chunk = RangeQuery {
                 start_ms,
                 end_ms,
                 ..*query
             };
-            let (body, retries) = self.fetch_with_retries(&chunk).await?;
+            let (body, retries) = match self.fetch_with_retries(&chunk).await {
+                Ok(fetched) => fetched,
+                Err(ReadError::TooLarge { .. }) if end_ms - start_ms >= query.step_ms => {
+                    answer.requests += 1;
+                    let points = (end_ms - start_ms) / query.step_ms + 1;
+                    let middle = start_ms + (points / 2 - 1) * query.step_ms;
+                    tracing::debug!(start_ms, end_ms, "answer too large, splitting the range");
+                    pending.push_front((middle + query.step_ms, end_ms));
+                    pending.push_front((start_ms, middle));
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             answer.requests += 1;
             answer.retries += retries;
             answer.warnings.extend(body.warnings);

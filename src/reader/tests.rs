@@ -178,7 +178,7 @@ async fn truncated_json_on_success_is_a_decode_error() {
 }
 
 #[tokio::test]
-async fn oversized_answers_are_refused() {
+async fn an_oversized_single_point_is_refused() {
     let big = matrix(&[("a", &[(0, "1"); 200])]);
     let upstream = FakeUpstream::start(vec![json(200, &big)]).await;
     let error = reader_for(&upstream.url, "  max_response_bytes: 1024\n")
@@ -192,6 +192,29 @@ async fn oversized_answers_are_refused() {
             .contains("max_response_bytes (1024 bytes)"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_oversized_range_is_fetched_in_halves() {
+    // Regression (issue 2): 1,000 series x 2 days answered 86 MB in one request and the first
+    // load failed forever. The first answer is too large; each half then fits.
+    let big = matrix(&[("a", &[(0, "1"); 200])]);
+    let upstream = FakeUpstream::start(vec![
+        json(200, &big),
+        json(200, &matrix(&[("a", &[(0, "1"), (10, "2")])])),
+        json(200, &matrix(&[("a", &[(20, "3"), (30, "4")])])),
+    ])
+    .await;
+    let answer = reader_for(&upstream.url, "  max_response_bytes: 1024\n")
+        .query_range(&query(0, 30_000, 10_000))
+        .await
+        .expect("loads in halves");
+    assert_eq!(answer.requests, 3);
+    let values: Vec<f64> = answer.series[0].1.iter().map(|s| s.value).collect();
+    assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0]);
+    let requests = upstream.requests();
+    assert!(requests[1].ends_with("start=0&end=10&step=10"), "{}", requests[1]);
+    assert!(requests[2].ends_with("start=20&end=30&step=10"), "{}", requests[2]);
 }
 
 #[tokio::test]
