@@ -40,6 +40,40 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Score a `timestamp,value` CSV offline, row by row, with the sidecar's models: writes
+    /// `timestamp,value,anomaly_score,anomaly_probability` for every input row, each computed
+    /// from the rows up to it only.
+    Detect {
+        /// Input CSV with a `timestamp` and a `value` column.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Output CSV (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// How often the model is refitted, in the data's time; points in between update it
+        /// online, as in the sidecar.
+        #[arg(long, default_value = "1h")]
+        refit_interval: String,
+        /// Accept repeated or backward timestamps: such a row repeats the previous row's output.
+        #[arg(long)]
+        allow_disorder: bool,
+    },
+    /// Fit the models on a `timestamp,value` CSV and forecast: writes `step,forecast,lower,upper`.
+    Forecast {
+        /// Input CSV with a `timestamp` and a `value` column.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Output CSV (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// How far ahead: a number of steps, or a duration such as 1d.
+        #[arg(long)]
+        horizon: String,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Write synthetic demo history (OpenMetrics, for `promtool tsdb create-blocks-from
     /// openmetrics`) and recording rules that continue the same series live.
     SampleData {
@@ -71,4 +105,22 @@ pub enum Command {
         #[arg(long, default_value = "1s")]
         rule_interval: String,
     },
+}
+
+/// Model flags shared by `detect` and `forecast`.
+#[derive(Debug, clap::Args)]
+pub struct ModelArgs {
+    /// Seasonal period: `auto` (a day or a week when the data shows it), `none`, a number of
+    /// rows, or a duration such as 1d.
+    #[arg(long, default_value = "auto")]
+    pub season: String,
+    /// Two-sided coverage of the band and the forecast interval, in (0, 1).
+    #[arg(long, default_value_t = 0.99)]
+    pub coverage: f64,
+    /// Window the model learns from, e.g. 7d (detect default: 7d; forecast default: every row).
+    #[arg(long)]
+    pub history: Option<String>,
+    /// Points needed before the model is ready.
+    #[arg(long, default_value_t = 30)]
+    pub min_history_points: usize,
 }

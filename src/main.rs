@@ -4,6 +4,7 @@ mod app;
 mod cli;
 mod clock;
 mod config;
+mod offline;
 mod pipeline;
 mod reader;
 mod server;
@@ -19,7 +20,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use foretell_core::synthetic;
 
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat, ModelArgs};
 use clock::Clock;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage (as clap).
@@ -32,6 +33,31 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Detect {
+            input,
+            output,
+            model,
+            refit_interval,
+            allow_disorder,
+        } => report(
+            "detect",
+            detect(
+                &input,
+                output.as_deref(),
+                &model,
+                &refit_interval,
+                allow_disorder,
+            ),
+        ),
+        Command::Forecast {
+            input,
+            output,
+            horizon,
+            model,
+        } => report(
+            "forecast",
+            forecast(&input, output.as_deref(), &horizon, &model),
+        ),
         Command::SampleData {
             history_out,
             rules_out,
@@ -173,4 +199,99 @@ fn sample_data(args: SampleData) -> anyhow::Result<()> {
     std::fs::write(args.rules_out, rules)
         .with_context(|| format!("cannot write {}", args.rules_out.display()))?;
     Ok(())
+}
+
+/// Prints an offline command's error and maps it to exit code 2 (bad input or flags).
+fn report(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("foretell {command}: {error:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+fn read_rows(
+    input: &std::path::Path,
+    disorder: offline::csv::Disorder,
+) -> anyhow::Result<Vec<offline::csv::Row>> {
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("cannot read {}", input.display()))?;
+    offline::csv::parse(&text, disorder).with_context(|| input.display().to_string())
+}
+
+fn model_options(args: &ModelArgs) -> anyhow::Result<offline::ModelOptions> {
+    let coverage = foretell_core::model::Coverage::new(args.coverage).context("--coverage")?;
+    let history = args
+        .history
+        .as_deref()
+        .map(|text| {
+            config::duration::parse(text)
+                .map_err(anyhow::Error::msg)
+                .context("--history")
+        })
+        .transpose()?;
+    anyhow::ensure!(
+        args.min_history_points >= 8,
+        "--min-history-points: at least 8, got {}",
+        args.min_history_points
+    );
+    Ok(offline::ModelOptions {
+        season: offline::SeasonChoice::parse(&args.season)?,
+        coverage,
+        history,
+        min_points: args.min_history_points,
+    })
+}
+
+fn write_output(output: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .context("cannot write to standard output")
+        }
+    }
+}
+
+fn detect(
+    input: &std::path::Path,
+    output: Option<&std::path::Path>,
+    model: &ModelArgs,
+    refit_interval: &str,
+    allow_disorder: bool,
+) -> anyhow::Result<()> {
+    let disorder = if allow_disorder {
+        offline::csv::Disorder::Tolerate
+    } else {
+        offline::csv::Disorder::Reject
+    };
+    let rows = read_rows(input, disorder)?;
+    let options = offline::DetectOptions {
+        model: model_options(model)?,
+        refit_interval: config::duration::parse(refit_interval)
+            .map_err(anyhow::Error::msg)
+            .context("--refit-interval")?,
+    };
+    let detections = offline::detect(&rows, &options)?;
+    write_output(output, &offline::render_detections(&detections))
+}
+
+fn forecast(
+    input: &std::path::Path,
+    output: Option<&std::path::Path>,
+    horizon: &str,
+    model: &ModelArgs,
+) -> anyhow::Result<()> {
+    let rows = read_rows(input, offline::csv::Disorder::Reject)?;
+    let steps = offline::horizon_steps(horizon, &rows)?;
+    let (forecast, description) = offline::forecast(&rows, &model_options(model)?, steps)?;
+    tracing::info!(model = %description, steps, "forecast fitted");
+    write_output(output, &offline::render_forecast(&forecast))
 }

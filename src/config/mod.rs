@@ -15,12 +15,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use foretell_core::model::{BaselineModel, Coverage, Seasonality};
+use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
 use foretell_core::store::StoreLimits;
+use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-use raw::{RawConfig, RawModel, RawPrometheus, RawQuery, RawServer};
+use raw::{RawConfig, RawModel, RawPrometheus, RawQuery, RawSeasonality, RawServer, RawThreshold};
 pub use secret::{Environment, Secret, SystemEnvironment};
 
 /// Prometheus refuses `query_range` requests for more than 11,000 points per series.
@@ -82,8 +83,10 @@ pub struct QueryConfig {
     pub evaluation_interval: Duration,
     pub freshness: Duration,
     pub max_series: usize,
-    pub model: BaselineModel,
+    pub model: ForecastModel,
     pub refit_interval: Duration,
+    pub horizons: Vec<Horizon>,
+    pub threshold: Option<ThresholdSettings>,
 }
 
 impl QueryConfig {
@@ -639,8 +642,19 @@ impl Validator<'_> {
         let refit_interval = self.positive_duration(
             &format!("{path}.model.refit_interval"),
             raw.model.refit_interval.as_deref(),
-            Duration::from_secs(300),
+            Duration::from_secs(3600),
         );
+        let horizons = self.horizons(
+            &format!("{path}.model.horizons"),
+            raw.model.horizons.as_deref(),
+            step,
+        );
+        let threshold = match &raw.threshold {
+            Some(t) => self
+                .threshold(&format!("{path}.threshold"), t, step)
+                .map(Some),
+            None => Some(None),
+        };
         if self.errors.len() > before {
             return None;
         }
@@ -654,6 +668,8 @@ impl Validator<'_> {
             max_series,
             model: model?,
             refit_interval: refit_interval?,
+            horizons: horizons?,
+            threshold: threshold?,
         })
     }
 
@@ -663,7 +679,7 @@ impl Validator<'_> {
         raw: &RawModel,
         step: Duration,
         history: Duration,
-    ) -> Option<BaselineModel> {
+    ) -> Option<ForecastModel> {
         let coverage = match Coverage::new(raw.coverage.unwrap_or(0.99)) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -673,95 +689,218 @@ impl Validator<'_> {
         };
         let history_points = (history.as_millis() / step.as_millis().max(1)) as usize + 1;
         let min_points = raw.min_history_points.unwrap_or(30.min(history_points));
-        if min_points < 2 || min_points > history_points {
+        if min_points < 8 || min_points > history_points {
             self.fail(
                 format!("{path}.min_history_points"),
-                format!("must be between 2 and the {history_points} points the history holds, got {min_points}"),
+                format!("must be between 8 and the {history_points} points the history holds, got {min_points}"),
             );
         }
-        let seasonality = match raw.seasonality.as_deref() {
-            None | Some("none") => {
-                if raw.season_buckets.is_some() {
-                    self.fail(
-                        format!("{path}.season_buckets"),
-                        "only applies with a `seasonality` period",
-                    );
-                }
-                let window = self.positive_duration(
-                    &format!("{path}.window"),
-                    raw.window.as_deref(),
-                    history,
-                )?;
-                if window > history || window < step * 2 {
-                    self.fail(
-                        format!("{path}.window"),
-                        format!(
-                            "must be between two steps ({}) and the history ({}), got {}",
-                            duration::format(step * 2),
-                            duration::format(history),
-                            duration::format(window)
-                        ),
-                    );
-                }
-                Seasonality::None {
-                    window_points: (window.as_millis() / step.as_millis().max(1)) as usize,
-                }
+        let season = match &raw.seasonality {
+            None => SeasonSpec::Auto(auto_season_candidates(step, history)),
+            Some(RawSeasonality::One(word)) if word == "auto" => {
+                SeasonSpec::Auto(auto_season_candidates(step, history))
             }
-            Some(text) => {
-                if raw.window.is_some() {
-                    self.fail(format!("{path}.window"), "only applies without `seasonality`; a seasonal profile uses the whole history");
+            Some(RawSeasonality::One(word)) if word == "none" => SeasonSpec::None,
+            Some(RawSeasonality::One(period)) => SeasonSpec::Periods(vec![self.season_period(
+                &format!("{path}.seasonality"),
+                period,
+                step,
+                history,
+            )?]),
+            Some(RawSeasonality::Many(periods)) => {
+                if periods.is_empty() {
+                    self.fail(
+                        format!("{path}.seasonality"),
+                        "an empty list; write `none` for no season",
+                    );
                 }
-                let period = match duration::parse(text) {
-                    Ok(p) => p,
-                    Err(message) => {
-                        self.fail(
-                            format!("{path}.seasonality"),
-                            format!("{message}, or `none`"),
-                        );
-                        return None;
+                let mut steps = Vec::new();
+                for (i, period) in periods.iter().enumerate() {
+                    if let Some(p) = self.season_period(
+                        &format!("{path}.seasonality[{i}]"),
+                        period,
+                        step,
+                        history,
+                    ) {
+                        if steps.contains(&p) {
+                            self.fail(
+                                format!("{path}.seasonality[{i}]"),
+                                format!("{period} is listed twice"),
+                            );
+                        }
+                        steps.push(p);
                     }
-                };
-                if period > history {
-                    self.fail(
-                        format!("{path}.seasonality"),
-                        format!(
-                            "a season of {} is longer than the history of {}; the profile needs at least one full period (raise `history`)",
-                            duration::format(period),
-                            duration::format(history)
-                        ),
-                    );
                 }
-                if period < step * 2 {
-                    self.fail(
-                        format!("{path}.seasonality"),
-                        format!(
-                            "a season must span at least two steps ({}), got {}",
-                            duration::format(step * 2),
-                            duration::format(period)
-                        ),
-                    );
-                    return None;
-                }
-                let steps_per_period = (period.as_millis() / step.as_millis().max(1)) as usize;
-                let buckets = raw.season_buckets.unwrap_or(96.min(steps_per_period));
-                if buckets == 0 || buckets > steps_per_period {
-                    self.fail(
-                        format!("{path}.season_buckets"),
-                        format!("must be between 1 and the {steps_per_period} steps in one season, got {buckets}"),
-                    );
-                }
-                Seasonality::Periodic {
-                    period_ms: period.as_millis() as i64,
-                    buckets,
-                }
+                steps.sort_unstable();
+                SeasonSpec::Periods(steps)
             }
         };
-        Some(BaselineModel {
+        Some(ForecastModel {
             coverage: coverage?,
             min_points,
-            seasonality,
+            season,
         })
     }
+
+    /// One configured season period, in steps. MSTL needs two full cycles in the window.
+    fn season_period(
+        &mut self,
+        path: &str,
+        text: &str,
+        step: Duration,
+        history: Duration,
+    ) -> Option<usize> {
+        let period = match duration::parse(text) {
+            Ok(p) => p,
+            Err(message) => {
+                self.fail(path.to_owned(), format!("{message}, or `auto` or `none`"));
+                return None;
+            }
+        };
+        if period * 2 > history {
+            self.fail(
+                path.to_owned(),
+                format!(
+                    "a season of {} needs a history of at least two periods ({}) for MSTL to separate it, got {} (raise `history`)",
+                    duration::format(period),
+                    duration::format(period * 2),
+                    duration::format(history)
+                ),
+            );
+            return None;
+        }
+        if period < step * 2 {
+            self.fail(
+                path.to_owned(),
+                format!(
+                    "a season must span at least two steps ({}), got {}",
+                    duration::format(step * 2),
+                    duration::format(period)
+                ),
+            );
+            return None;
+        }
+        Some((period.as_millis() / step.as_millis().max(1)) as usize)
+    }
+
+    fn horizons(
+        &mut self,
+        path: &str,
+        raw: Option<&[String]>,
+        step: Duration,
+    ) -> Option<Vec<Horizon>> {
+        let default = [String::from("1h")];
+        let raw = raw.unwrap_or(&default);
+        let before = self.errors.len();
+        let mut horizons: Vec<(Duration, Horizon)> = Vec::new();
+        for (i, text) in raw.iter().enumerate() {
+            let item = format!("{path}[{i}]");
+            let Some(horizon) = self.positive_duration(&item, Some(text), step) else {
+                continue;
+            };
+            if horizon > MAX_HORIZON {
+                self.fail(
+                    item,
+                    format!(
+                        "at most {}, got {}",
+                        duration::format(MAX_HORIZON),
+                        duration::format(horizon)
+                    ),
+                );
+                continue;
+            }
+            let steps = horizon.as_millis().div_ceil(step.as_millis().max(1)).max(1);
+            let label = duration::format(horizon);
+            if horizons.iter().any(|(_, h)| h.label == label) {
+                self.fail(item, format!("{label} is listed twice"));
+                continue;
+            }
+            horizons.push((
+                horizon,
+                Horizon {
+                    label,
+                    steps: u32::try_from(steps).unwrap_or(u32::MAX),
+                },
+            ));
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        horizons.sort_by_key(|(d, _)| *d);
+        Some(horizons.into_iter().map(|(_, h)| h).collect())
+    }
+
+    fn threshold(
+        &mut self,
+        path: &str,
+        raw: &RawThreshold,
+        step: Duration,
+    ) -> Option<ThresholdSettings> {
+        let before = self.errors.len();
+        if !raw.value.is_finite() {
+            self.fail(
+                format!("{path}.value"),
+                format!("must be a finite number, got {}", raw.value),
+            );
+        }
+        let rising = match raw.direction.as_deref() {
+            None | Some("above") => true,
+            Some("below") => false,
+            Some(other) => {
+                self.fail(format!("{path}.direction"), format!("must be `above` (the series rising past the value is the event) or `below`, got `{other}`"));
+                true
+            }
+        };
+        let bound = match raw.bound.as_deref() {
+            None | Some("expected") => ThresholdBound::Expected,
+            Some("band") => ThresholdBound::Band,
+            Some(other) => {
+                self.fail(format!("{path}.bound"), format!("must be `expected` (the forecast itself) or `band` (its interval edge: the earlier, pessimistic time), got `{other}`"));
+                ThresholdBound::Expected
+            }
+        };
+        let within = self.positive_duration(
+            &format!("{path}.within"),
+            raw.within.as_deref(),
+            Duration::from_secs(7 * 86_400),
+        );
+        if let Some(w) = within {
+            if w > MAX_HORIZON || w < step {
+                self.fail(
+                    format!("{path}.within"),
+                    format!(
+                        "must be between one step ({}) and {}, got {}",
+                        duration::format(step),
+                        duration::format(MAX_HORIZON),
+                        duration::format(w)
+                    ),
+                );
+            }
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        let steps = within?.as_millis().div_ceil(step.as_millis().max(1)).max(1);
+        Some(ThresholdSettings {
+            value: raw.value,
+            rising,
+            bound,
+            within_steps: u32::try_from(steps).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// Forecasts further out than this say more about the model than about the series.
+const MAX_HORIZON: Duration = Duration::from_secs(90 * 86_400);
+
+/// Calendar periods `seasonality: auto` tries: a day and a week, where a period spans at
+/// least 4 steps and two cycles fit in the history. Each is kept only when the series shows it.
+fn auto_season_candidates(step: Duration, history: Duration) -> Vec<usize> {
+    [Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)]
+        .into_iter()
+        .filter(|period| *period * 2 <= history && *period >= step * 4)
+        .map(|period| (period.as_millis() / step.as_millis().max(1)) as usize)
+        .collect()
 }
 
 #[cfg(test)]

@@ -76,6 +76,7 @@ pub struct RawQuery {
     pub max_series: Option<usize>,
     #[serde(default)]
     pub model: RawModel,
+    pub threshold: Option<RawThreshold>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,8 +84,24 @@ pub struct RawQuery {
 pub struct RawModel {
     pub coverage: Option<f64>,
     pub min_history_points: Option<usize>,
-    pub seasonality: Option<String>,
-    pub season_buckets: Option<usize>,
-    pub window: Option<String>,
+    pub seasonality: Option<RawSeasonality>,
     pub refit_interval: Option<String>,
+    pub horizons: Option<Vec<String>>,
+}
+
+/// `seasonality: auto`, `seasonality: 1d` or `seasonality: [1d, 1w]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSeasonality {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub value: f64,
+    pub direction: Option<String>,
+    pub bound: Option<String>,
+    pub within: Option<String>,
 }

@@ -56,12 +56,17 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(query.max_series, 10_000);
     assert_eq!(query.model.coverage.get(), 0.99);
     assert_eq!(query.model.min_points, 30);
+    // 7 days of history at 1m: the daily cycle (1440 steps) fits twice, the weekly one does not.
+    assert_eq!(query.model.season, SeasonSpec::Auto(vec![1440]));
+    assert_eq!(query.refit_interval, Duration::from_secs(3600));
     assert_eq!(
-        query.model.seasonality,
-        Seasonality::None {
-            window_points: 10_080
-        }
+        query.horizons,
+        vec![Horizon {
+            label: "1h".into(),
+            steps: 60
+        }]
     );
+    assert_eq!(query.threshold, None);
     assert_eq!(config.prometheus.timeout, Duration::from_secs(10));
     assert_eq!(config.prometheus.max_points_per_request, 11_000);
     assert_eq!(
@@ -123,7 +128,7 @@ queries:
         "queries[1].expr: must be a PromQL expression",
         "queries[1].evaluation_interval: must be longer than prometheus.timeout (10s), got 5s",
         "queries[1].model.coverage: coverage must be strictly between 0 and 1 (for example 0.99), got 1.5",
-        "queries[1].model.seasonality: a season of 1d is longer than the history of 1h",
+        "queries[1].model.seasonality: a season of 1d needs a history of at least two periods (2d) for MSTL to separate it, got 1h (raise `history`)",
     ];
     for want in expected {
         assert!(
@@ -236,19 +241,88 @@ fn season_and_history_limits_are_checked() {
 }
 
 #[test]
-fn seasonal_model_gets_buckets_from_the_period() {
+fn seasons_are_given_in_steps_and_sorted() {
     let text = MINIMAL.replace(
         "expr: node_load1",
-        "expr: node_load1\n    step: 5m\n    history: 2d\n    model:\n      seasonality: 1d",
+        "expr: node_load1\n    step: 5m\n    history: 15d\n    model:\n      seasonality: [1w, 1d]",
     );
     let config = parse_text(&text).expect("valid");
     assert_eq!(
-        config.queries[0].model.seasonality,
-        Seasonality::Periodic {
-            period_ms: 86_400_000,
-            buckets: 96
-        }
+        config.queries[0].model.season,
+        SeasonSpec::Periods(vec![288, 2016])
     );
+    let none = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    model:\n      seasonality: none",
+    );
+    assert_eq!(
+        parse_text(&none).expect("valid").queries[0].model.season,
+        SeasonSpec::None
+    );
+    let bad = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    model:\n      seasonality: [1d, daily, 1d]",
+    );
+    let errors = field_errors(&bad);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("queries[0].model.seasonality[1]:")
+                && e.contains("or `auto` or `none`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e == "queries[0].model.seasonality[2]: 1d is listed twice"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn horizons_and_thresholds_are_validated() {
+    let text = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    step: 5m\n    model:\n      horizons: [1d, 15m, 7m]\n    threshold:\n      value: 0.9\n      direction: below\n      bound: band\n      within: 2d",
+    );
+    let query = parse_text(&text).expect("valid").queries[0].clone();
+    let labels: Vec<(&str, u32)> = query
+        .horizons
+        .iter()
+        .map(|h| (h.label.as_str(), h.steps))
+        .collect();
+    // Sorted by length; a horizon between grid points rounds up to the next one.
+    assert_eq!(labels, vec![("7m", 2), ("15m", 3), ("1d", 288)]);
+    assert_eq!(
+        query.threshold,
+        Some(ThresholdSettings {
+            value: 0.9,
+            rising: false,
+            bound: ThresholdBound::Band,
+            within_steps: 576
+        })
+    );
+    let bad = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    model:\n      horizons: [0s, 1h, 60m, 1y]\n    threshold:\n      value: .nan\n      direction: up\n      bound: worst\n      within: 1y",
+    );
+    let errors = field_errors(&bad);
+    let expected = [
+        "queries[0].model.horizons[0]: must be > 0, got 0s",
+        "queries[0].model.horizons[2]: 1h is listed twice",
+        "queries[0].model.horizons[3]: at most 90d, got 365d",
+        "queries[0].threshold.value: must be a finite number, got NaN",
+        "queries[0].threshold.direction: must be `above`",
+        "queries[0].threshold.bound: must be `expected`",
+        "queries[0].threshold.within: must be between one step (1m) and 90d, got 365d",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing `{want}` in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod health;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{QueryOutput, Snapshot};
 use foretell_core::tracker::{QueryTracker, TrackerSettings};
 use tokio::task::JoinHandle;
@@ -65,8 +66,11 @@ fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
     TrackerSettings {
         query: config.name.clone(),
         limits: config.store_limits(),
-        model: config.model,
+        model: config.model.clone(),
+        probability: ProbabilitySettings::default(),
         refit_interval_ms: config.refit_interval.as_millis() as i64,
+        horizons: config.horizons.clone(),
+        threshold: config.threshold,
     }
 }
 

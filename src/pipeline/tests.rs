@@ -11,7 +11,7 @@ const STEP_MS: i64 = 60_000;
 
 fn config(url: &str, expr: &str) -> Config {
     let text = format!(
-        "prometheus:\n  url: {url}\n  timeout: 1s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: up\n    expr: {expr}\n    step: 1m\n    history: 1h\n    model:\n      min_history_points: 5\n"
+        "prometheus:\n  url: {url}\n  timeout: 1s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: up\n    expr: {expr}\n    step: 1m\n    history: 1h\n    model:\n      min_history_points: 8\n"
     );
     config::parse(&text, Path::new("t.yml"), &SystemEnvironment).expect("valid")
 }

@@ -213,8 +213,16 @@ async fn an_oversized_range_is_fetched_in_halves() {
     let values: Vec<f64> = answer.series[0].1.iter().map(|s| s.value).collect();
     assert_eq!(values, vec![1.0, 2.0, 3.0, 4.0]);
     let requests = upstream.requests();
-    assert!(requests[1].ends_with("start=0&end=10&step=10"), "{}", requests[1]);
-    assert!(requests[2].ends_with("start=20&end=30&step=10"), "{}", requests[2]);
+    assert!(
+        requests[1].ends_with("start=0&end=10&step=10"),
+        "{}",
+        requests[1]
+    );
+    assert!(
+        requests[2].ends_with("start=20&end=30&step=10"),
+        "{}",
+        requests[2]
+    );
 }
 
 #[tokio::test]

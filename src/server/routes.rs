@@ -175,6 +175,7 @@ mod tests {
         state.snapshot.publish(QueryOutput {
             query: "load".into(),
             evaluated_at_ms: 0,
+            horizons: vec![],
             series: vec![SeriesOutput::new(
                 export_labels("load", &Labels::from_pairs([("instance", "a")])),
                 SeriesState::Ready {
@@ -184,6 +185,9 @@ mod tests {
                         upper: 2.0,
                     },
                     score: Some(0.5),
+                    probability: 0.0,
+                    forecasts: vec![],
+                    threshold_eta_seconds: None,
                 },
             )],
         });

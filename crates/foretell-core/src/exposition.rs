@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use crate::labels::Labels;
-use crate::snapshot::{SeriesState, Snapshot};
+use crate::model::Band;
+use crate::snapshot::{SeriesState, Snapshot, HORIZON_LABEL};
 
 /// Content type of the text format written here.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -95,6 +96,29 @@ impl<'a> TextWriter<'a> {
         self.out.push('\n');
     }
 
+    /// Writes one sample whose label block is pre-rendered, plus one more label.
+    pub fn sample_with_block_and(
+        &mut self,
+        name: &str,
+        label_block: &str,
+        extra: (&str, &str),
+        value: f64,
+    ) {
+        self.out.push_str(name);
+        self.out.push('{');
+        if !label_block.is_empty() {
+            self.out.push_str(label_block);
+            self.out.push(',');
+        }
+        self.out.push_str(extra.0);
+        self.out.push_str("=\"");
+        escape_into(self.out, extra.1, true);
+        self.out.push_str("\"}");
+        self.out.push(' ');
+        push_value(self.out, value);
+        self.out.push('\n');
+    }
+
     /// Writes the `_bucket`, `_sum` and `_count` samples of one histogram.
     pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], values: &HistogramValues) {
         let bucket_name = format!("{name}_bucket");
@@ -169,43 +193,56 @@ pub mod names {
     pub const BASELINE_LOWER: &str = "foretell_baseline_lower";
     pub const BASELINE_UPPER: &str = "foretell_baseline_upper";
     pub const ANOMALY_SCORE: &str = "foretell_anomaly_score";
+    pub const ANOMALY_PROBABILITY: &str = "foretell_anomaly_probability";
     pub const MODEL_READY: &str = "foretell_model_ready";
+    pub const FORECAST: &str = "foretell_forecast";
+    pub const FORECAST_LOWER: &str = "foretell_forecast_lower";
+    pub const FORECAST_UPPER: &str = "foretell_forecast_upper";
+    pub const THRESHOLD_ETA: &str = "foretell_threshold_eta_seconds";
+}
+
+type Pick = fn(&SeriesState) -> Option<f64>;
+type PickBand = fn(&Band) -> f64;
+
+fn ready_band(state: &SeriesState) -> Option<Band> {
+    match state {
+        SeriesState::Ready { band, .. } => Some(*band),
+        SeriesState::NotReady => None,
+    }
 }
 
 /// Renders every series of the snapshot: one family at a time, all series in each.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
     let mut writer = TextWriter::new(out);
-    type Pick = fn(&SeriesState) -> Option<f64>;
-    let families: [(&str, &str, Pick); 5] = [
+    let per_series: [(&str, &str, Pick); 6] = [
         (
             names::BASELINE,
-            "Expected value of the source series at its newest point, per the learned baseline.",
-            |s| match s {
-                SeriesState::Ready { band, .. } => Some(band.expected),
-                SeriesState::NotReady => None,
-            },
+            "Expected value of the source series at its newest point, predicted by its model before the point arrived.",
+            |s| ready_band(s).map(|b| b.expected),
         ),
         (
             names::BASELINE_LOWER,
-            "Lower edge of the baseline band at the configured coverage.",
-            |s| match s {
-                SeriesState::Ready { band, .. } => Some(band.lower),
-                SeriesState::NotReady => None,
-            },
+            "Lower edge of the prediction band of the newest point at the configured coverage.",
+            |s| ready_band(s).map(|b| b.lower),
         ),
         (
             names::BASELINE_UPPER,
-            "Upper edge of the baseline band at the configured coverage.",
-            |s| match s {
-                SeriesState::Ready { band, .. } => Some(band.upper),
-                SeriesState::NotReady => None,
-            },
+            "Upper edge of the prediction band of the newest point at the configured coverage.",
+            |s| ready_band(s).map(|b| b.upper),
         ),
         (
             names::ANOMALY_SCORE,
             "Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.",
             |s| match s {
                 SeriesState::Ready { score, .. } => *score,
+                SeriesState::NotReady => None,
+            },
+        ),
+        (
+            names::ANOMALY_PROBABILITY,
+            "Probability in [0, 1] that the series is behaving anomalously, from its recent surprise against its usual surprise.",
+            |s| match s {
+                SeriesState::Ready { probability, .. } => Some(*probability),
                 SeriesState::NotReady => None,
             },
         ),
@@ -218,7 +255,7 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
             },
         ),
     ];
-    for (name, help, pick) in families {
+    for (name, help, pick) in per_series {
         let mut values = snapshot
             .series()
             .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)))
@@ -231,12 +268,70 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
             writer.sample_with_block(name, block, value);
         }
     }
+    let per_horizon: [(&str, &str, PickBand); 3] = [
+        (
+            names::FORECAST,
+            "Forecast of the source series at the horizon after its newest point (stamped now, never in the future).",
+            |b| b.expected,
+        ),
+        (
+            names::FORECAST_LOWER,
+            "Lower edge of the forecast's prediction interval at the configured coverage.",
+            |b| b.lower,
+        ),
+        (
+            names::FORECAST_UPPER,
+            "Upper edge of the forecast's prediction interval at the configured coverage.",
+            |b| b.upper,
+        ),
+    ];
+    for (name, help, pick) in per_horizon {
+        let mut opened = false;
+        for query in snapshot.queries() {
+            for series in &query.series {
+                let SeriesState::Ready { forecasts, .. } = &series.state else {
+                    continue;
+                };
+                for (horizon, band) in query.horizons.iter().zip(forecasts) {
+                    if !opened {
+                        writer.family(name, help, MetricType::Gauge);
+                        opened = true;
+                    }
+                    writer.sample_with_block_and(
+                        name,
+                        series.label_block(),
+                        (HORIZON_LABEL, horizon),
+                        pick(band),
+                    );
+                }
+            }
+        }
+    }
+    let mut etas = snapshot
+        .series()
+        .filter_map(|series| match &series.state {
+            SeriesState::Ready {
+                threshold_eta_seconds: Some(eta),
+                ..
+            } => Some((series.label_block(), *eta)),
+            _ => None,
+        })
+        .peekable();
+    if etas.peek().is_some() {
+        writer.family(
+            names::THRESHOLD_ETA,
+            "Seconds until the forecast crosses the query's threshold (0 when already crossed); absent when it does not within the search horizon.",
+            MetricType::Gauge,
+        );
+        for (block, eta) in etas {
+            writer.sample_with_block(names::THRESHOLD_ETA, block, eta);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Band;
     use crate::snapshot::{export_labels, QueryOutput, SeriesOutput};
 
     fn snapshot() -> Snapshot {
@@ -252,6 +347,20 @@ mod tests {
                     upper: 2.5,
                 },
                 score: Some(3.0),
+                probability: 0.25,
+                forecasts: vec![
+                    Band {
+                        expected: 2.0,
+                        lower: 1.0,
+                        upper: 3.0,
+                    },
+                    Band {
+                        expected: 4.0,
+                        lower: 0.0,
+                        upper: 8.5,
+                    },
+                ],
+                threshold_eta_seconds: Some(3600.0),
             },
         );
         let learning = SeriesOutput::new(
@@ -261,6 +370,7 @@ mod tests {
         Snapshot::default().with_query(QueryOutput {
             query: "load".into(),
             evaluated_at_ms: 0,
+            horizons: vec!["15m".into(), "1d".into()],
             series: vec![ready, learning],
         })
     }
@@ -271,22 +381,40 @@ mod tests {
         render_snapshot(&snapshot(), &mut out);
         let labels = r#"instance="a\"b\\c\nd",query="load",source_metric="node_load1""#;
         let expected = format!(
-            "# HELP foretell_baseline Expected value of the source series at its newest point, per the learned baseline.\n\
+            "# HELP foretell_baseline Expected value of the source series at its newest point, predicted by its model before the point arrived.\n\
              # TYPE foretell_baseline gauge\n\
              foretell_baseline{{{labels}}} 1.5\n\
-             # HELP foretell_baseline_lower Lower edge of the baseline band at the configured coverage.\n\
+             # HELP foretell_baseline_lower Lower edge of the prediction band of the newest point at the configured coverage.\n\
              # TYPE foretell_baseline_lower gauge\n\
              foretell_baseline_lower{{{labels}}} 0.5\n\
-             # HELP foretell_baseline_upper Upper edge of the baseline band at the configured coverage.\n\
+             # HELP foretell_baseline_upper Upper edge of the prediction band of the newest point at the configured coverage.\n\
              # TYPE foretell_baseline_upper gauge\n\
              foretell_baseline_upper{{{labels}}} 2.5\n\
              # HELP foretell_anomaly_score Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.\n\
              # TYPE foretell_anomaly_score gauge\n\
              foretell_anomaly_score{{{labels}}} 3\n\
+             # HELP foretell_anomaly_probability Probability in [0, 1] that the series is behaving anomalously, from its recent surprise against its usual surprise.\n\
+             # TYPE foretell_anomaly_probability gauge\n\
+             foretell_anomaly_probability{{{labels}}} 0.25\n\
              # HELP foretell_model_ready 1 when the series has enough history for its model, 0 while it is still learning.\n\
              # TYPE foretell_model_ready gauge\n\
              foretell_model_ready{{{labels}}} 1\n\
-             foretell_model_ready{{instance=\"new\",query=\"load\"}} 0\n"
+             foretell_model_ready{{instance=\"new\",query=\"load\"}} 0\n\
+             # HELP foretell_forecast Forecast of the source series at the horizon after its newest point (stamped now, never in the future).\n\
+             # TYPE foretell_forecast gauge\n\
+             foretell_forecast{{{labels},horizon=\"15m\"}} 2\n\
+             foretell_forecast{{{labels},horizon=\"1d\"}} 4\n\
+             # HELP foretell_forecast_lower Lower edge of the forecast's prediction interval at the configured coverage.\n\
+             # TYPE foretell_forecast_lower gauge\n\
+             foretell_forecast_lower{{{labels},horizon=\"15m\"}} 1\n\
+             foretell_forecast_lower{{{labels},horizon=\"1d\"}} 0\n\
+             # HELP foretell_forecast_upper Upper edge of the forecast's prediction interval at the configured coverage.\n\
+             # TYPE foretell_forecast_upper gauge\n\
+             foretell_forecast_upper{{{labels},horizon=\"15m\"}} 3\n\
+             foretell_forecast_upper{{{labels},horizon=\"1d\"}} 8.5\n\
+             # HELP foretell_threshold_eta_seconds Seconds until the forecast crosses the query's threshold (0 when already crossed); absent when it does not within the search horizon.\n\
+             # TYPE foretell_threshold_eta_seconds gauge\n\
+             foretell_threshold_eta_seconds{{{labels}}} 3600\n"
         );
         assert_eq!(out, expected);
     }
@@ -313,6 +441,14 @@ mod tests {
             .filter(|s| s.metric == "foretell_model_ready")
             .count();
         assert_eq!(ready_count, 2);
+        let forecast = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == "foretell_forecast_upper" && s.labels.get("horizon") == Some("1d")
+            })
+            .expect("1d forecast present");
+        assert!(matches!(forecast.value, prometheus_parse::Value::Gauge(v) if v == 8.5));
     }
 
     #[test]

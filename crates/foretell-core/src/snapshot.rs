@@ -15,12 +15,14 @@ use crate::model::Band;
 pub const QUERY_LABEL: &str = "query";
 /// Label carrying the source series' metric name (its `__name__`).
 pub const SOURCE_METRIC_LABEL: &str = "source_metric";
+/// Label carrying the forecast horizon on `foretell_forecast*` series.
+pub const HORIZON_LABEL: &str = "horizon";
 /// Prefix given to a source label whose name collides with one foretell adds, the same rule
 /// Prometheus applies to clashing target labels.
 pub const COLLISION_PREFIX: &str = "exported_";
 
 /// The labels foretell adds; a source label with one of these names is renamed.
-const RESERVED: [&str; 2] = [QUERY_LABEL, SOURCE_METRIC_LABEL];
+const RESERVED: [&str; 3] = [QUERY_LABEL, SOURCE_METRIC_LABEL, HORIZON_LABEL];
 
 /// Builds the exported label set of a source series: the source labels, `__name__` moved to
 /// `source_metric`, `query` set to the query name, and any source label named like a label
@@ -54,8 +56,16 @@ fn source_has_renamed_twin(source: &Labels, candidate: &str, original: &str) -> 
 pub enum SeriesState {
     /// Too little history; only `foretell_model_ready 0` is exported.
     NotReady,
-    /// A band for the newest point, and its score when that point is finite.
-    Ready { band: Band, score: Option<f64> },
+    /// The model's prediction for the newest point (made before it arrived), its score when
+    /// the point is finite, the anomaly probability, one forecast per horizon of the query (in
+    /// the order of [`QueryOutput::horizons`]) and the time until the threshold is crossed.
+    Ready {
+        band: Band,
+        score: Option<f64>,
+        probability: f64,
+        forecasts: Vec<Band>,
+        threshold_eta_seconds: Option<f64>,
+    },
 }
 
 /// One series' result with its exported labels pre-rendered.
@@ -87,6 +97,8 @@ pub struct QueryOutput {
     pub query: String,
     /// End of the evaluated range, in milliseconds since the epoch.
     pub evaluated_at_ms: i64,
+    /// Label values of the forecast horizons, as configured (`15m`, `1h`).
+    pub horizons: Vec<String>,
     pub series: Vec<SeriesOutput>,
 }
 
@@ -149,11 +161,14 @@ mod tests {
             ("query", "sql"),
             ("source_metric", "x"),
             ("exported_query", "already"),
+            ("horizon", "h"),
         ]);
         let exported = export_labels("q", &source);
         assert_eq!(exported.get("query"), Some("q"));
         assert_eq!(exported.get("source_metric"), None);
         assert_eq!(exported.get("exported_source_metric"), Some("x"));
+        assert_eq!(exported.get("horizon"), None);
+        assert_eq!(exported.get("exported_horizon"), Some("h"));
         // `exported_query` is a real source label, so `query` moves one prefix further.
         assert_eq!(exported.get("exported_query"), Some("already"));
         assert_eq!(exported.get("exported_exported_query"), Some("sql"));
@@ -164,6 +179,7 @@ mod tests {
         let output = |name: &str, at: i64| QueryOutput {
             query: name.to_owned(),
             evaluated_at_ms: at,
+            horizons: vec![],
             series: vec![],
         };
         let snapshot = Snapshot::default()

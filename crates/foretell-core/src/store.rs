@@ -95,6 +95,31 @@ impl SeriesWindow {
             .collect()
     }
 
+    /// Every slot's value, oldest first (NaN for gaps): the grid the models fit on.
+    pub fn values(&self) -> Vec<f64> {
+        self.values.iter().copied().collect()
+    }
+
+    /// The value of the slot at `timestamp_ms`: NaN for a gap or a timestamp outside the window.
+    pub fn value_at(&self, timestamp_ms: i64) -> f64 {
+        if self.values.is_empty() || timestamp_ms > self.newest_ms {
+            return f64::NAN;
+        }
+        let behind = (self.newest_ms - timestamp_ms) / self.step_ms;
+        usize::try_from(behind)
+            .ok()
+            .filter(|&b| b < self.values.len())
+            .map_or(f64::NAN, |b| self.values[self.values.len() - 1 - b])
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn step_ms(&self) -> i64 {
+        self.step_ms
+    }
+
     /// The newest slot, which may hold NaN when the upstream had no value there.
     pub fn newest(&self) -> Option<Sample> {
         self.values.back().map(|v| Sample {
@@ -277,6 +302,17 @@ mod tests {
         store.merge(vec![(series("a"), samples(&[(0, 9.0)]))], 3 * STEP);
         let (_, tracked) = store.iter().next().expect("one series");
         assert_eq!(tracked.window.len(), 4);
+        let values = tracked.window.values();
+        assert_eq!(values[0], 9.0);
+        assert!(values[1].is_nan() && values[2].is_nan());
+        assert_eq!(values[3], 4.0);
+        assert_eq!(tracked.window.value_at(3 * STEP), 4.0);
+        assert!(tracked.window.value_at(STEP).is_nan());
+        assert!(
+            tracked.window.value_at(4 * STEP).is_nan(),
+            "after the newest"
+        );
+        assert!(tracked.window.value_at(-STEP).is_nan(), "before the oldest");
         assert_eq!(
             tracked.window.finite_points(),
             vec![(0, 9.0), (3 * STEP, 4.0)]

@@ -1,32 +1,84 @@
 //! One query's series and their models: fetched samples in, a [`QueryOutput`] out.
 //!
-//! Refits are scheduled per series: a model is refitted when it is older than the refit
-//! interval, and each series' schedule is offset by a hash of its labels so that refits of
-//! many series spread across the interval instead of landing in the same cycle.
+//! Each series' model sees every grid point once, in order: points that arrive between refits
+//! are scored against the prediction made before them and then taken into the model's state
+//! (O(1) each). Refits are scheduled per series: a model is refitted when it is older than the
+//! refit interval, warm-started from its previous parameters, and each series' schedule is
+//! offset by a hash of its labels so that refits of many series spread across the interval
+//! instead of landing in the same cycle. The offline `detect` command drives this same type
+//! one row at a time, so offline numbers describe live behaviour.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use crate::labels::Labels;
-use crate::model::{anomaly_score, BaselineModel, FittedBaseline, NotReady};
+use crate::model::{
+    FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings, SurpriseHistory,
+};
 use crate::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
-use crate::store::{MergeOutcome, QueryStore, Sample, StoreLimits};
+use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits};
+
+/// A forecast horizon: its label value (`15m`) and its length in grid steps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Horizon {
+    pub label: String,
+    pub steps: u32,
+}
+
+/// Which line of the forecast a threshold is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdBound {
+    /// The expected value.
+    Expected,
+    /// The band edge on the threshold's side (upper when rising): the pessimistic ETA.
+    Band,
+}
+
+/// A level whose crossing time is exported (`foretell_threshold_eta_seconds`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ThresholdSettings {
+    pub value: f64,
+    /// True when the series crossing the value from below is the event (disk usage rising).
+    pub rising: bool,
+    pub bound: ThresholdBound,
+    /// How far ahead to look, in grid steps.
+    pub within_steps: u32,
+}
+
+/// The crossing is searched at no more than this many forecast steps per series and cycle.
+const THRESHOLD_PROBES: u32 = 2_000;
 
 /// Settings of one query's tracker, validated by the caller.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrackerSettings {
     pub query: String,
     pub limits: StoreLimits,
-    pub model: BaselineModel,
+    pub model: ForecastModel,
+    pub probability: ProbabilitySettings,
     pub refit_interval_ms: i64,
+    pub horizons: Vec<Horizon>,
+    pub threshold: Option<ThresholdSettings>,
+}
+
+impl TrackerSettings {
+    /// True when the loaded models stay valid under `other` (only outputs differ).
+    fn same_models(&self, other: &TrackerSettings) -> bool {
+        self.model == other.model
+            && self.query == other.query
+            && self.probability == other.probability
+    }
 }
 
 /// Per-series model state.
 #[derive(Debug)]
 pub struct SeriesModel {
     exported: Labels,
-    fitted: Result<FittedBaseline, NotReady>,
+    fitted: Result<FittedForecaster, NotReady>,
+    surprise: SurpriseHistory,
     fitted_at_ms: i64,
+    /// Grid timestamp of the newest point the model has taken in.
+    observed_through_ms: i64,
+    last: Option<(Observation, f64)>,
 }
 
 /// What one evaluation did, for self-metrics.
@@ -35,6 +87,8 @@ pub struct EvaluationStats {
     pub merge: MergeOutcome,
     pub fits: usize,
     pub ready: usize,
+    /// Points scored and taken into model state between refits.
+    pub updates: usize,
 }
 
 #[derive(Debug)]
@@ -58,7 +112,7 @@ impl QueryTracker {
     /// Keeps the loaded windows under new settings with the same store limits; models are
     /// dropped (and refitted next cycle) when the model settings changed.
     pub fn with_settings(mut self, settings: TrackerSettings) -> Self {
-        if settings.model != self.settings.model || settings.query != self.settings.query {
+        if !settings.same_models(&self.settings) {
             for (_, tracked) in self.store.iter_mut() {
                 tracked.model = None;
             }
@@ -71,8 +125,9 @@ impl QueryTracker {
         self.store.len()
     }
 
-    /// Merges `fetched`, refits the models that are due and scores each series' newest point.
-    /// `evaluated_at_ms` is the end of the range just fetched.
+    /// Merges `fetched`, scores and takes in the points each model has not seen, refits the
+    /// models that are due, and reports each series' newest point. `evaluated_at_ms` is the end
+    /// of the range just fetched.
     pub fn evaluate(
         &mut self,
         fetched: Vec<(Labels, Vec<Sample>)>,
@@ -88,54 +143,44 @@ impl QueryTracker {
             let Some(newest) = tracked.window.newest() else {
                 continue;
             };
-            let due = match &tracked.model {
-                None => true,
-                Some(m) => {
-                    m.fitted.is_err()
-                        || evaluated_at_ms - m.fitted_at_ms >= settings.refit_interval_ms
-                }
-            };
+            let model = tracked.model.get_or_insert_with(|| SeriesModel {
+                exported: export_labels(&settings.query, labels),
+                fitted: Err(NotReady::TooFewPoints {
+                    have: 0,
+                    need: settings.model.min_points,
+                }),
+                surprise: SurpriseHistory::new(settings.probability),
+                fitted_at_ms: i64::MIN,
+                observed_through_ms: i64::MIN,
+                last: None,
+            });
+            stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
+            let due = model.fitted.is_err()
+                || evaluated_at_ms.saturating_sub(model.fitted_at_ms) >= settings.refit_interval_ms;
             if due {
-                let training: Vec<(i64, f64)> = tracked
-                    .window
-                    .finite_points()
-                    .into_iter()
-                    .filter(|(t, _)| *t < newest.timestamp_ms)
-                    .collect();
-                let fitted = settings.model.fit(&training);
                 stats.fits += 1;
-                let previous = tracked.model.take();
-                // Only a series' first usable fit is backdated; later refits then keep the
-                // staggered phase by running exactly one interval apart.
-                let was_ready = previous.as_ref().is_some_and(|m| m.fitted.is_ok());
-                let fitted_at_ms = if was_ready {
-                    evaluated_at_ms
-                } else {
-                    staggered(evaluated_at_ms, labels, settings.refit_interval_ms)
-                };
-                let exported = match previous {
-                    Some(previous) => previous.exported,
-                    None => export_labels(&settings.query, labels),
-                };
-                tracked.model = Some(SeriesModel {
-                    exported,
-                    fitted,
-                    fitted_at_ms,
-                });
+                model.refit(settings, &tracked.window, newest, evaluated_at_ms, labels);
             }
-            let Some(model) = &tracked.model else {
-                continue;
-            };
-            let state = match &model.fitted {
-                Ok(fitted) => {
+            let state = match (&model.fitted, &model.last) {
+                (Ok(fitted), Some((observation, probability))) => {
                     stats.ready += 1;
-                    let band = fitted.band_at(newest.timestamp_ms);
+                    let step_seconds = settings.limits.step_ms as f64 / 1000.0;
                     SeriesState::Ready {
-                        band,
-                        score: anomaly_score(&band, newest.value),
+                        band: observation.band,
+                        score: observation.score,
+                        probability: *probability,
+                        forecasts: settings
+                            .horizons
+                            .iter()
+                            .map(|h| fitted.forecast(h.steps))
+                            .collect(),
+                        threshold_eta_seconds: settings.threshold.and_then(|t| {
+                            threshold_eta_steps(fitted, &t, newest.value)
+                                .map(|steps| f64::from(steps) * step_seconds)
+                        }),
                     }
                 }
-                Err(_) => SeriesState::NotReady,
+                _ => SeriesState::NotReady,
             };
             series.push(SeriesOutput::new(model.exported.clone(), state));
         }
@@ -144,6 +189,7 @@ impl QueryTracker {
             QueryOutput {
                 query: settings.query.clone(),
                 evaluated_at_ms,
+                horizons: settings.horizons.iter().map(|h| h.label.clone()).collect(),
                 series,
             },
             stats,
@@ -159,6 +205,134 @@ impl QueryTracker {
             }
         })
     }
+
+    /// The fitted model of the series with these source labels, if it is ready.
+    pub fn model_of(&self, labels: &Labels) -> Option<&FittedForecaster> {
+        self.store
+            .iter()
+            .find(|(l, _)| *l == labels)
+            .and_then(|(_, tracked)| tracked.model.as_ref())
+            .and_then(|m| m.fitted.as_ref().ok())
+    }
+}
+
+impl SeriesModel {
+    /// Scores and takes in every grid point after the last one seen, up to `newest_ms`.
+    /// Returns how many points were taken in. A model that missed more points than the window
+    /// holds is dropped, to be refitted from scratch.
+    fn take_in(&mut self, window: &SeriesWindow, newest_ms: i64) -> usize {
+        let Ok(fitted) = &mut self.fitted else {
+            return 0;
+        };
+        let step_ms = window_step(window);
+        let behind = (newest_ms - self.observed_through_ms) / step_ms;
+        if behind <= 0 {
+            return 0;
+        }
+        if behind as usize > window.capacity() {
+            // The refit that follows in the same evaluation replaces this reason.
+            self.fitted = Err(NotReady::TooFewPoints {
+                have: window.len(),
+                need: 0,
+            });
+            self.last = None;
+            return 0;
+        }
+        for k in 1..=behind {
+            let value = window.value_at(self.observed_through_ms + k * step_ms);
+            let observation = fitted.observe(value);
+            let probability = self.surprise.observe(observation.surprise);
+            self.last = Some((observation, probability));
+        }
+        self.observed_through_ms = newest_ms;
+        behind as usize
+    }
+
+    fn refit(
+        &mut self,
+        settings: &TrackerSettings,
+        window: &SeriesWindow,
+        newest: Sample,
+        evaluated_at_ms: i64,
+        labels: &Labels,
+    ) {
+        let values = window.values();
+        match &self.fitted {
+            // A ready model has seen every point of the window: refit on all of it.
+            Ok(previous) => match settings.model.fit(&values, Some(previous)) {
+                Ok(fit) => {
+                    self.fitted = Ok(fit.model);
+                    self.fitted_at_ms = evaluated_at_ms;
+                }
+                Err(reason) => {
+                    self.fitted = Err(reason);
+                    self.last = None;
+                }
+            },
+            // A first fit learns from everything before the newest point and scores that one,
+            // so a series is scored from its first cycle. Its first usable fit is backdated by
+            // a label-derived share of the interval; later refits then keep the staggered phase.
+            Err(_) => {
+                let training = &values[..values.len().saturating_sub(1)];
+                match settings.model.fit(training, None) {
+                    Ok(fit) => {
+                        if self.surprise == SurpriseHistory::new(settings.probability) {
+                            for surprise in &fit.in_sample_surprises {
+                                self.surprise.learn(*surprise);
+                            }
+                        }
+                        let mut fitted = fit.model;
+                        let observation = fitted.observe(newest.value);
+                        let probability = self.surprise.observe(observation.surprise);
+                        self.last = Some((observation, probability));
+                        self.fitted = Ok(fitted);
+                        self.fitted_at_ms =
+                            staggered(evaluated_at_ms, labels, settings.refit_interval_ms);
+                    }
+                    Err(reason) => {
+                        self.fitted = Err(reason);
+                        self.last = None;
+                    }
+                }
+            }
+        }
+        self.observed_through_ms = newest.timestamp_ms;
+    }
+}
+
+fn window_step(window: &SeriesWindow) -> i64 {
+    window.step_ms().max(1)
+}
+
+/// Steps until the forecast crosses the threshold; 0 when the newest value already has.
+fn threshold_eta_steps(
+    fitted: &FittedForecaster,
+    threshold: &ThresholdSettings,
+    newest_value: f64,
+) -> Option<u32> {
+    let crossed = |value: f64| {
+        if threshold.rising {
+            value >= threshold.value
+        } else {
+            value <= threshold.value
+        }
+    };
+    if newest_value.is_finite() && crossed(newest_value) {
+        return Some(0);
+    }
+    let rising = threshold.rising;
+    let pick = move |band: &crate::model::Band| match threshold.bound {
+        ThresholdBound::Expected => band.expected,
+        ThresholdBound::Band if rising => band.upper,
+        ThresholdBound::Band => band.lower,
+    };
+    fitted.steps_until(
+        threshold.value,
+        threshold.rising,
+        pick,
+        threshold.within_steps,
+        THRESHOLD_PROBES,
+    )
 }
 
 /// Backdates a fit by a stable, label-derived fraction of the refit interval, so the next refit
@@ -175,7 +349,7 @@ fn staggered(now_ms: i64, labels: &Labels, refit_interval_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Coverage, Seasonality};
+    use crate::model::{Coverage, SeasonSpec};
 
     const STEP: i64 = 60_000;
 
@@ -188,14 +362,18 @@ mod tests {
                 max_series: 100,
                 freshness_ms: 5 * STEP,
             },
-            model: BaselineModel {
+            model: ForecastModel {
                 coverage: Coverage::new(0.99).expect("valid"),
                 min_points,
-                seasonality: Seasonality::None {
-                    window_points: 1000,
-                },
+                season: SeasonSpec::None,
             },
+            probability: ProbabilitySettings::default(),
             refit_interval_ms: 10 * STEP,
+            horizons: vec![Horizon {
+                label: "10m".into(),
+                steps: 10,
+            }],
+            threshold: None,
         }
     }
 

@@ -1,0 +1,200 @@
+//! Seasonal decomposition with MSTL (the `stlrs` implementation that augurs-mstl uses), and
+//! the seasonal profiles that carry the decomposition forward in time.
+//!
+//! MSTL splits a window into trend, one seasonal component per period, and remainder. The
+//! newest cycle of each seasonal component becomes its profile; the profiles are repeated into
+//! the future (as augurs-mstl does for its forecasts), and the deseasonalised series is left to
+//! the ETS model.
+
+use augurs_mstl::stlrs::{MstlParams, StlParams};
+
+/// Seasonal strength (Wang, Smith & Hyndman 2006: `1 - var(R) / var(S + R)`) a detected
+/// period needs before it is kept. 0.4 keeps the daily cycles of real traffic and rejects the
+/// faint structure MSTL finds in noise.
+const MIN_SEASONAL_STRENGTH: f64 = 0.4;
+
+/// Repeating seasonal profiles, indexed by grid position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeasonalProfiles {
+    /// `(period, profile)`: `profile[k]` is the seasonal value at positions `p` with
+    /// `p mod period == k`.
+    components: Vec<(usize, Vec<f64>)>,
+}
+
+impl SeasonalProfiles {
+    /// Sum of the seasonal components at grid `position` (counted from the fitted window's
+    /// first point).
+    pub fn value_at(&self, position: u64) -> f64 {
+        self.components
+            .iter()
+            .map(|(period, profile)| profile[(position % *period as u64) as usize])
+            .sum()
+    }
+
+    pub fn periods(&self) -> Vec<usize> {
+        self.components.iter().map(|(period, _)| *period).collect()
+    }
+}
+
+/// The result of a decomposition: the profiles and `y` with them removed (NaN kept where `y`
+/// had gaps).
+#[derive(Clone, Debug)]
+pub struct Decomposition {
+    pub profiles: SeasonalProfiles,
+    pub deseasonalised: Vec<f64>,
+}
+
+/// Decomposes `y` (NaN for gaps) with the given periods (in points). Periods needing more than
+/// half of the window (MSTL needs two full cycles) are left out; `None` when none remains, no
+/// finite point exists, or MSTL fails.
+pub fn decompose(y: &[f64], periods: &[usize]) -> Option<Decomposition> {
+    let usable: Vec<usize> = periods
+        .iter()
+        .copied()
+        .filter(|&p| p >= 2 && p <= y.len() / 2)
+        .collect();
+    if usable.is_empty() {
+        return None;
+    }
+    let filled = interpolate_gaps(y)?;
+    let series: Vec<f32> = filled.iter().map(|&v| v as f32).collect();
+    let mut stl = StlParams::new();
+    // Robust LOESS: the anomalies in the window must not become part of the season.
+    stl.robust(true);
+    let result = MstlParams::new()
+        .stl_params(stl)
+        .fit(&series, &usable)
+        .ok()?;
+    let n = y.len();
+    let components: Vec<(usize, Vec<f64>)> = usable
+        .iter()
+        .zip(result.seasonal())
+        .map(|(&period, seasonal)| {
+            // position p (0 = first point) maps to slot p mod period, so the newest cycle
+            // seasonal[n - period .. n] is laid out by its positions' residues.
+            let mut profile = vec![0.0; period];
+            for (position, value) in seasonal.iter().enumerate().skip(n - period) {
+                profile[position % period] = f64::from(*value);
+            }
+            (period, profile)
+        })
+        .collect();
+    let profiles = SeasonalProfiles { components };
+    let deseasonalised = y
+        .iter()
+        .enumerate()
+        .map(|(position, v)| v - profiles.value_at(position as u64))
+        .collect();
+    Some(Decomposition {
+        profiles,
+        deseasonalised,
+    })
+}
+
+/// Keeps the candidate periods whose seasonal strength in `y` reaches the threshold.
+pub fn detect_periods(y: &[f64], candidates: &[usize]) -> Vec<usize> {
+    let usable: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|&p| p >= 2 && p <= y.len() / 2)
+        .collect();
+    if usable.is_empty() {
+        return Vec::new();
+    }
+    let Some(filled) = interpolate_gaps(y) else {
+        return Vec::new();
+    };
+    let series: Vec<f32> = filled.iter().map(|&v| v as f32).collect();
+    let Ok(result) = MstlParams::new().fit(&series, &usable) else {
+        return Vec::new();
+    };
+    usable
+        .into_iter()
+        .zip(result.seasonal_strength())
+        .filter(|(_, strength)| *strength >= MIN_SEASONAL_STRENGTH)
+        .map(|(period, _)| period)
+        .collect()
+}
+
+/// Fills NaN gaps by linear interpolation between the nearest finite neighbours (the ends take
+/// the nearest finite value). `None` when nothing is finite.
+pub fn interpolate_gaps(y: &[f64]) -> Option<Vec<f64>> {
+    let first = y.iter().position(|v| v.is_finite())?;
+    let mut filled = y.to_vec();
+    let mut previous = first;
+    for slot in filled.iter_mut().take(first) {
+        *slot = y[first];
+    }
+    for i in first + 1..y.len() {
+        if !y[i].is_finite() {
+            continue;
+        }
+        let gap = i - previous;
+        for k in 1..gap {
+            let fraction = k as f64 / gap as f64;
+            filled[previous + k] = y[previous] + (y[i] - y[previous]) * fraction;
+        }
+        previous = i;
+    }
+    for slot in filled.iter_mut().skip(previous + 1) {
+        *slot = y[previous];
+    }
+    Some(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daily(n: usize, period: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let phase = (i % period) as f64 / period as f64;
+                100.0
+                    + 30.0 * (std::f64::consts::TAU * phase).sin()
+                    + ((i * 7919) % 13) as f64 * 0.2
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gaps_are_interpolated_and_ends_extended() {
+        let y = [f64::NAN, 1.0, f64::NAN, f64::NAN, 4.0, f64::NAN];
+        assert_eq!(
+            interpolate_gaps(&y),
+            Some(vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0])
+        );
+        assert_eq!(interpolate_gaps(&[f64::NAN, f64::NAN]), None);
+    }
+
+    #[test]
+    fn a_daily_cycle_is_found_and_removed() {
+        let period = 48;
+        let y = daily(period * 6, period);
+        assert_eq!(detect_periods(&y, &[period, period * 7]), vec![period]);
+        let decomposition = decompose(&y, &[period]).expect("decomposes");
+        // The profile carries the cycle into the next period.
+        let next_peak = (period * 6 + period / 4) as u64;
+        let expected_peak = decomposition.profiles.value_at(next_peak);
+        assert!((expected_peak - 30.0).abs() < 3.0, "{expected_peak}");
+        let spread = |v: &[f64]| {
+            let max = v.iter().copied().fold(f64::MIN, f64::max);
+            let min = v.iter().copied().fold(f64::MAX, f64::min);
+            max - min
+        };
+        assert!(spread(&decomposition.deseasonalised) < 10.0);
+    }
+
+    #[test]
+    fn noise_has_no_season() {
+        let y: Vec<f64> = (0..600).map(|i| ((i * 7919) % 101) as f64).collect();
+        assert!(detect_periods(&y, &[48]).is_empty());
+    }
+
+    #[test]
+    fn periods_without_two_cycles_are_left_out() {
+        let y = daily(100, 48);
+        assert!(decompose(&y, &[60]).is_none());
+        assert!(detect_periods(&y, &[60]).is_empty());
+    }
+}

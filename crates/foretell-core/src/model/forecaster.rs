@@ -1,0 +1,416 @@
+//! The forecasting model of a series: MSTL seasonal profiles (where the series has a season)
+//! plus exponential smoothing of what is left, with prediction intervals.
+//!
+//! [`ForecastModel`] holds settings; [`ForecastModel::fit`] turns a window into a
+//! [`FittedForecaster`], which predicts the next point, scores it when it arrives and takes it
+//! into its state in O(1) ([`FittedForecaster::observe`]), and forecasts any number of steps
+//! ahead. The live pipeline and the offline commands both drive this type.
+
+use super::decompose::{self, SeasonalProfiles};
+use super::ets::{self, FittedEts, Start};
+use super::{anomaly_score, robust, Band, Coverage, NotReady};
+
+/// Which seasonal periods to model, in grid points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeasonSpec {
+    /// No season: exponential smoothing of the raw series.
+    None,
+    /// These periods, each used once the window holds two full cycles of it.
+    Periods(Vec<usize>),
+    /// Each candidate is kept when the window holds two cycles of it and its seasonal strength
+    /// is clear; re-decided at every refit.
+    Auto(Vec<usize>),
+}
+
+/// Settings of the forecasting model, validated by the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastModel {
+    pub coverage: Coverage,
+    /// Finite points needed before the model is fitted at all.
+    pub min_points: usize,
+    pub season: SeasonSpec,
+}
+
+/// What one observed point looked like to the model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Observation {
+    /// The prediction for this point, made before it arrived.
+    pub band: Band,
+    /// See [`anomaly_score`]; `None` for a missing point.
+    pub score: Option<f64>,
+    /// The one-step error in robust standard deviations; NaN for a missing point.
+    pub surprise: f64,
+}
+
+/// A fitted model positioned just after the newest point it has seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FittedForecaster {
+    ets: FittedEts,
+    seasonal: Option<SeasonalProfiles>,
+    /// Grid position of the next point, counted from the first point of the fitted window.
+    position: u64,
+    /// Half-width of the one-step band at the configured coverage.
+    half_width: f64,
+    /// Robust standard deviation of one-step errors.
+    sigma: f64,
+    coverage: Coverage,
+}
+
+/// A fit and the standardised in-sample one-step errors, oldest first (for warming up the
+/// anomaly probability); the first errors, still dominated by the starting state, are left out.
+#[derive(Clone, Debug)]
+pub struct Fit {
+    pub model: FittedForecaster,
+    pub in_sample_surprises: Vec<f64>,
+}
+
+/// One-step errors before this many points are left out of the scale and the band: the
+/// starting state is a guess whose error takes a few steps to fade.
+const BURN_IN_POINTS: usize = 10;
+/// The empirical quantile is used for the band once the tail beyond it holds this many errors;
+/// with fewer, the normal quantile of the robust scale is steadier.
+const MIN_TAIL_ERRORS: f64 = 5.0;
+
+impl ForecastModel {
+    /// Fits on `window` (grid values, oldest first, NaN for gaps). `previous` (the model being
+    /// replaced) warm-starts the smoothing parameters when the seasonal structure is unchanged.
+    pub fn fit(
+        &self,
+        window: &[f64],
+        previous: Option<&FittedForecaster>,
+    ) -> Result<Fit, NotReady> {
+        let finite = window.iter().filter(|v| v.is_finite()).count();
+        let need = self.min_points.max(8);
+        if finite < need {
+            return Err(NotReady::TooFewPoints { have: finite, need });
+        }
+        let periods = match &self.season {
+            SeasonSpec::None => Vec::new(),
+            SeasonSpec::Periods(periods) => periods.clone(),
+            SeasonSpec::Auto(candidates) => decompose::detect_periods(window, candidates),
+        };
+        let decomposition = if periods.is_empty() {
+            None
+        } else {
+            decompose::decompose(window, &periods)
+        };
+        let (target, seasonal) = match decomposition {
+            Some(d) => (d.deseasonalised, Some(d.profiles)),
+            None => (window.to_vec(), None),
+        };
+        let same_structure = previous.is_some_and(|p| {
+            p.seasonal.as_ref().map(SeasonalProfiles::periods)
+                == seasonal.as_ref().map(SeasonalProfiles::periods)
+        });
+        let start = match previous {
+            Some(p) if same_structure => p.ets.warm_start(),
+            _ => Start::Cold,
+        };
+        let fitted = ets::fit(&target, start)
+            .or_else(|| ets::fit(&target, Start::Cold))
+            .ok_or(NotReady::TooFewPoints { have: finite, need })?;
+        let errors: Vec<f64> = fitted
+            .residuals
+            .iter()
+            .skip(BURN_IN_POINTS.min(finite / 4))
+            .copied()
+            .filter(|e| e.is_finite())
+            .collect();
+        let sigma = robust_sigma(&errors, &target);
+        let half_width = band_half_width(&errors, sigma, self.coverage);
+        let in_sample_surprises = errors.iter().map(|e| e / sigma).collect();
+        Ok(Fit {
+            model: FittedForecaster {
+                ets: fitted.model,
+                seasonal,
+                position: window.len() as u64,
+                half_width,
+                sigma,
+                coverage: self.coverage,
+            },
+            in_sample_surprises,
+        })
+    }
+}
+
+/// 1.4826 × MAD of the errors (robust to the anomalies they contain), with the fallbacks of
+/// [`robust::scale_from`] when most errors are exactly zero.
+fn robust_sigma(errors: &[f64], target: &[f64]) -> f64 {
+    let level = target
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| v.is_finite())
+        .unwrap_or(0.0);
+    if errors.is_empty() {
+        return 1e-9 * level.abs().max(1.0);
+    }
+    let mut values = errors.to_vec();
+    let (centre, mad) = robust::median_and_mad(&mut values);
+    let scale = robust::scale_from(mad, &values, centre);
+    scale.max(1e-9 * level.abs().max(1.0))
+}
+
+/// The coverage quantile of |error| when the errors have enough tail, else z × sigma. The
+/// empirical quantile keeps heavy-tailed series honest: their bands cover what they claim.
+fn band_half_width(errors: &[f64], sigma: f64, coverage: Coverage) -> f64 {
+    let normal = coverage.normal_quantile() * sigma;
+    let tail = errors.len() as f64 * (1.0 - coverage.get());
+    if tail < MIN_TAIL_ERRORS {
+        return normal;
+    }
+    let mut magnitudes: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+    let rank = coverage.get() * (magnitudes.len() - 1) as f64;
+    let lower = rank.floor() as usize;
+    let fraction = rank - lower as f64;
+    magnitudes.select_nth_unstable_by(lower, f64::total_cmp);
+    let below = magnitudes[lower];
+    let above = magnitudes[lower + 1..]
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let quantile = if above.is_finite() {
+        below + fraction * (above - below)
+    } else {
+        below
+    };
+    quantile.max(1e-9 * sigma.max(f64::MIN_POSITIVE))
+}
+
+impl FittedForecaster {
+    fn seasonal_at(&self, position: u64) -> f64 {
+        self.seasonal.as_ref().map_or(0.0, |s| s.value_at(position))
+    }
+
+    /// The band `steps` grid points after the newest point seen (`steps >= 1`).
+    pub fn forecast(&self, steps: u32) -> Band {
+        let steps = steps.max(1);
+        let (mean, variance_multiplier) = self.ets.forecast(steps);
+        let expected = mean + self.seasonal_at(self.position + u64::from(steps) - 1);
+        let half = self.half_width * variance_multiplier.sqrt();
+        Band {
+            expected,
+            lower: expected - half,
+            upper: expected + half,
+        }
+    }
+
+    /// Scores the next grid point (NaN for a gap) against the prediction made before it, then
+    /// takes it into the state.
+    pub fn observe(&mut self, value: f64) -> Observation {
+        let (_, variance_multiplier) = self.ets.forecast(1);
+        let band = self.forecast(1);
+        let seasonal = self.seasonal_at(self.position);
+        self.ets.update(value - seasonal);
+        self.position += 1;
+        let surprise = if value.is_finite() {
+            (value - band.expected) / (self.sigma * variance_multiplier.sqrt())
+        } else {
+            f64::NAN
+        };
+        Observation {
+            band,
+            score: anomaly_score(&band, value),
+            surprise,
+        }
+    }
+
+    /// Steps (at most `max_steps`, probed at no more than `max_probes` evenly spaced steps) until
+    /// `pick(band)` first crosses `threshold` in the direction given; `None` if it does not.
+    pub fn steps_until(
+        &self,
+        threshold: f64,
+        rising: bool,
+        pick: impl Fn(&Band) -> f64,
+        max_steps: u32,
+        max_probes: u32,
+    ) -> Option<u32> {
+        let stride = max_steps.div_ceil(max_probes.max(1)).max(1);
+        (1..=max_steps.div_ceil(stride))
+            .map(|k| (k * stride).min(max_steps))
+            .find(|&steps| {
+                let value = pick(&self.forecast(steps));
+                if rising {
+                    value >= threshold
+                } else {
+                    value <= threshold
+                }
+            })
+    }
+
+    /// A short description of the fitted form, for logs and the `forecast` command.
+    pub fn describe(&self) -> String {
+        match &self.seasonal {
+            Some(s) => format!("MSTL{:?} + {}", s.periods(), self.ets.trend().name()),
+            None => self.ets.trend().name().to_owned(),
+        }
+    }
+
+    pub fn coverage(&self) -> Coverage {
+        self.coverage
+    }
+
+    /// The robust standard deviation of one-step errors.
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(i: usize) -> f64 {
+        let x = (i as u64)
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+
+    fn model(season: SeasonSpec) -> ForecastModel {
+        ForecastModel {
+            coverage: Coverage::new(0.95).expect("valid"),
+            min_points: 30,
+            season,
+        }
+    }
+
+    fn seasonal_series(n: usize, period: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let phase = (i % period) as f64 / period as f64;
+                200.0 + 50.0 * (std::f64::consts::TAU * phase).sin() + 4.0 * noise(i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn too_little_history_is_not_ready() {
+        let window = vec![1.0; 10];
+        assert_eq!(
+            model(SeasonSpec::None).fit(&window, None).map(|f| f.model),
+            Err(NotReady::TooFewPoints { have: 10, need: 30 })
+        );
+    }
+
+    #[test]
+    fn a_seasonal_series_is_forecast_along_its_cycle() {
+        let period = 96;
+        let y = seasonal_series(period * 5, period);
+        let fitted = model(SeasonSpec::Auto(vec![period]))
+            .fit(&y, None)
+            .expect("ready")
+            .model;
+        assert!(
+            fitted.describe().starts_with("MSTL[96]"),
+            "{}",
+            fitted.describe()
+        );
+        let truth = seasonal_series(period * 6, period);
+        for steps in [1u32, 24, 48, 95] {
+            let band = fitted.forecast(steps);
+            let actual = truth[period * 5 + steps as usize - 1];
+            assert!(
+                (band.expected - actual).abs() < 6.0,
+                "step {steps}: {band:?} vs {actual}"
+            );
+            assert!(
+                band.lower <= actual && actual <= band.upper,
+                "{band:?} vs {actual}"
+            );
+        }
+        // Without the season the same series gets a flat forecast and a wide band.
+        let flat = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
+        assert!(
+            flat.forecast(24).upper - flat.forecast(24).lower
+                > 3.0 * (fitted.forecast(24).upper - fitted.forecast(24).lower)
+        );
+    }
+
+    #[test]
+    fn configured_period_longer_than_half_the_window_falls_back_to_no_season() {
+        let y = seasonal_series(150, 96);
+        let fitted = model(SeasonSpec::Periods(vec![96]))
+            .fit(&y, None)
+            .expect("ready")
+            .model;
+        assert!(
+            fitted.describe().starts_with("ETS"),
+            "{}",
+            fitted.describe()
+        );
+    }
+
+    #[test]
+    fn a_spike_scores_above_one_and_ordinary_points_below() {
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let mut fitted = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
+        let ordinary = fitted.observe(10.1);
+        assert!(ordinary.score.expect("finite") < 1.0, "{ordinary:?}");
+        let spike = fitted.observe(25.0);
+        assert!(spike.score.expect("finite") > 3.0, "{spike:?}");
+        assert!(spike.surprise > 10.0, "{spike:?}");
+        let gap = fitted.observe(f64::NAN);
+        assert_eq!(gap.score, None);
+        assert!(gap.surprise.is_nan());
+    }
+
+    #[test]
+    fn a_constant_series_scores_any_change_as_anomalous() {
+        let y = vec![5.0; 100];
+        let mut fitted = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
+        assert_eq!(fitted.observe(5.0).score, Some(0.0));
+        assert!(fitted.observe(5.5).score.expect("finite") > 1e6);
+    }
+
+    #[test]
+    fn time_to_threshold_follows_the_trend() {
+        // Disk filling by 1 unit per step, at 399 on the newest point: 500 is ~101 steps away.
+        let y: Vec<f64> = (0..300)
+            .map(|i| 100.0 + i as f64 * 1.0 + 0.2 * noise(i))
+            .collect();
+        let fitted = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
+        let eta = fitted
+            .steps_until(500.0, true, |b| b.expected, 10_000, 10_000)
+            .expect("crosses");
+        assert!((95..=110).contains(&eta), "{eta}");
+        assert_eq!(
+            fitted.steps_until(500.0, true, |b| b.expected, 100, 100),
+            None
+        );
+        let coarse = fitted
+            .steps_until(500.0, true, |b| b.expected, 10_000, 100)
+            .expect("crosses");
+        assert_eq!(coarse, 200, "probes every 100 steps");
+        let upper_eta = fitted
+            .steps_until(500.0, true, |b| b.upper, 10_000, 10_000)
+            .expect("crosses");
+        assert!(upper_eta <= eta);
+    }
+
+    #[test]
+    fn refits_warm_start_with_the_same_structure() {
+        let y: Vec<f64> = (0..500).map(|i| 10.0 + noise(i)).collect();
+        let first = model(SeasonSpec::None)
+            .fit(&y[..400], None)
+            .expect("ready")
+            .model;
+        let second = model(SeasonSpec::None)
+            .fit(&y, Some(&first))
+            .expect("ready")
+            .model;
+        assert_eq!(second.position, 500);
+        assert!((second.forecast(1).expected - 10.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn in_sample_surprises_skip_the_burn_in_and_are_standardised() {
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let fit = model(SeasonSpec::None).fit(&y, None).expect("ready");
+        assert_eq!(fit.in_sample_surprises.len(), 400 - BURN_IN_POINTS);
+        let mut magnitudes: Vec<f64> = fit.in_sample_surprises.iter().map(|s| s.abs()).collect();
+        let median = robust::median(&mut magnitudes);
+        // |z| of a standard normal has median 0.674.
+        assert!((median - 0.674).abs() < 0.1, "{median}");
+    }
+}

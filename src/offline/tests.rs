@@ -1,0 +1,154 @@
+use super::csv::{parse, Disorder};
+use super::*;
+
+const STEP_S: i64 = 300;
+
+fn noise(i: usize) -> f64 {
+    let x = (i as u64)
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+/// A daily cycle at 5-minute steps, `days` long, with `spike_at` raised by 80.
+fn daily_csv(days: usize, spike_at: Option<usize>) -> String {
+    let per_day = 288;
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..days * per_day {
+        let phase = (i % per_day) as f64 / per_day as f64;
+        let mut value = 100.0 + 40.0 * (std::f64::consts::TAU * phase).sin() + 3.0 * noise(i);
+        if spike_at == Some(i) {
+            value += 80.0;
+        }
+        text.push_str(&format!(
+            "{},{value:.3}\n",
+            1_700_000_100 + i as i64 * STEP_S
+        ));
+    }
+    text
+}
+
+fn options(season: SeasonChoice) -> DetectOptions {
+    DetectOptions {
+        model: ModelOptions {
+            season,
+            coverage: Coverage::new(0.99).expect("valid"),
+            history: None,
+            min_points: 30,
+        },
+        refit_interval: Duration::from_secs(3600),
+    }
+}
+
+#[test]
+fn detect_scores_every_row_and_flags_the_spike() {
+    let spike = 288 * 3 + 100;
+    let rows = parse(&daily_csv(4, Some(spike)), Disorder::Reject).expect("valid");
+    let detections = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+    assert_eq!(detections.len(), rows.len());
+    // Before the model is ready: no score, probability 0.
+    assert_eq!(detections[5].score, None);
+    assert_eq!(detections[5].probability, 0.0);
+    let at_spike = &detections[spike];
+    assert!(at_spike.score.expect("scored") > 3.0, "{at_spike:?}");
+    assert!(at_spike.probability > 0.99, "{at_spike:?}");
+    // Ordinary rows of the last day stay mostly inside the band (99% coverage).
+    let last_day = &detections[288 * 3..];
+    let outside = last_day
+        .iter()
+        .filter(|d| d.score.is_some_and(|s| s > 1.0))
+        .count();
+    assert!(
+        outside <= 10,
+        "{outside} of {} rows outside",
+        last_day.len()
+    );
+    let rendered = render_detections(&detections);
+    assert!(rendered.starts_with("timestamp,value,anomaly_score,anomaly_probability\n1700000100,"));
+    assert_eq!(rendered.lines().count(), rows.len() + 1);
+}
+
+#[test]
+fn detect_uses_only_the_rows_up_to_each_row() {
+    let text = daily_csv(3, None);
+    let rows = parse(&text, Disorder::Reject).expect("valid");
+    let mut altered = rows.clone();
+    let k = 700;
+    for row in altered.iter_mut().skip(k) {
+        row.value *= 3.0;
+    }
+    let original = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+    let changed = detect(&altered, &options(SeasonChoice::Auto)).expect("runs");
+    for i in 0..k {
+        assert_eq!(original[i].score, changed[i].score, "row {i}");
+        assert_eq!(original[i].probability, changed[i].probability, "row {i}");
+    }
+    assert_ne!(original[k].score, changed[k].score);
+}
+
+#[test]
+fn repeated_timestamps_repeat_the_previous_output_when_tolerated() {
+    let mut text = daily_csv(1, None);
+    let last_line = text.lines().last().expect("rows").to_owned();
+    text.push_str(&last_line);
+    text.push('\n');
+    let error = parse(&text, Disorder::Reject).expect_err("duplicate");
+    assert!(
+        error.to_string().starts_with("line 290: timestamp"),
+        "{error}"
+    );
+    let rows = parse(&text, Disorder::Tolerate).expect("tolerated");
+    let detections = detect(&rows, &options(SeasonChoice::None)).expect("runs");
+    let n = detections.len();
+    assert_eq!(detections[n - 1].score, detections[n - 2].score);
+    assert_eq!(detections[n - 1].probability, detections[n - 2].probability);
+}
+
+#[test]
+fn forecast_follows_the_daily_cycle() {
+    let rows = parse(&daily_csv(4, None), Disorder::Reject).expect("valid");
+    let model = options(SeasonChoice::Period(Duration::from_secs(86_400))).model;
+    let (forecast_rows, description) = forecast(&rows, &model, 288).expect("forecasts");
+    assert_eq!(forecast_rows.len(), 288);
+    assert!(description.starts_with("MSTL[288]"), "{description}");
+    for row in forecast_rows.iter().step_by(24) {
+        let i = 288 * 4 + row.step as usize - 1;
+        let phase = (i % 288) as f64 / 288.0;
+        let truth = 100.0 + 40.0 * (std::f64::consts::TAU * phase).sin();
+        assert!((row.forecast - truth).abs() < 5.0, "{row:?} vs {truth}");
+        assert!(row.lower < truth && truth < row.upper, "{row:?} vs {truth}");
+    }
+    let text = render_forecast(&forecast_rows[..1]);
+    assert!(text.starts_with("step,forecast,lower,upper\n1,"), "{text}");
+}
+
+#[test]
+fn impossible_seasons_and_horizons_are_flag_errors() {
+    let rows = parse(&daily_csv(1, None), Disorder::Reject).expect("valid");
+    let model = options(SeasonChoice::Period(Duration::from_secs(86_400))).model;
+    let error = forecast(&rows, &model, 10).expect_err("one day cannot hold two daily cycles");
+    assert!(
+        error
+            .to_string()
+            .starts_with("--season: a season of 288 steps needs a history of two periods"),
+        "{error}"
+    );
+    assert_eq!(SeasonChoice::parse("48"), Ok(SeasonChoice::Points(48)));
+    assert_eq!(
+        SeasonChoice::parse("1d"),
+        Ok(SeasonChoice::Period(Duration::from_secs(86_400)))
+    );
+    assert!(SeasonChoice::parse("1").is_err());
+    assert!(SeasonChoice::parse("daily")
+        .expect_err("bad")
+        .to_string()
+        .contains("`auto`, `none`"));
+    assert_eq!(horizon_steps("12", &rows), Ok(12));
+    assert_eq!(horizon_steps("1h", &rows), Ok(12));
+    assert!(horizon_steps("0", &rows).is_err());
+    let one_row = parse("timestamp,value\n1,1", Disorder::Reject).expect("valid");
+    assert_eq!(
+        detect(&one_row, &options(SeasonChoice::Auto)).err(),
+        Some(OfflineError::NoStep)
+    );
+}

@@ -1,0 +1,189 @@
+//! Timestamps of offline CSV files: Unix seconds, `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB's
+//! form, read as UTC) or RFC 3339 (`2024-05-01T12:00:00Z`, `...+02:00`).
+
+use std::fmt;
+
+/// The spelling of a timestamp column. A file must use one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampFormat {
+    UnixSeconds,
+    DateTime,
+    Rfc3339,
+}
+
+impl fmt::Display for TimestampFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimestampFormat::UnixSeconds => "Unix seconds",
+            TimestampFormat::DateTime => "`YYYY-MM-DD HH:MM:SS` (UTC)",
+            TimestampFormat::Rfc3339 => "RFC 3339",
+        })
+    }
+}
+
+/// Reads `text` as one of the formats; returns milliseconds since the epoch and the format.
+pub fn parse(text: &str) -> Result<(i64, TimestampFormat), String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        let seconds: f64 = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number of Unix seconds"))?;
+        return Ok((
+            (seconds * 1000.0).round() as i64,
+            TimestampFormat::UnixSeconds,
+        ));
+    }
+    let invalid = || {
+        format!("`{text}` is not a timestamp; use Unix seconds, `YYYY-MM-DD HH:MM:SS` or RFC 3339")
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() < 19
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return Err(invalid());
+    }
+    let format = match bytes[10] {
+        b' ' => TimestampFormat::DateTime,
+        b'T' | b't' => TimestampFormat::Rfc3339,
+        _ => return Err(invalid()),
+    };
+    let number = |range: std::ops::Range<usize>| -> Result<i64, String> {
+        text.get(range)
+            .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(invalid)
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return Err(format!("`{text}` is not a valid date and time"));
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0i64;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
+        millis = padded.parse().map_err(|_| invalid())?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match (format, rest) {
+        (TimestampFormat::DateTime, "") => 0,
+        (TimestampFormat::Rfc3339, "Z" | "z") => 0,
+        (TimestampFormat::Rfc3339, zone)
+            if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) =>
+        {
+            let hours: i64 = zone[1..3].parse().map_err(|_| invalid())?;
+            let minutes: i64 = zone[4..6].parse().map_err(|_| invalid())?;
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            sign * (hours * 60 + minutes)
+        }
+        (TimestampFormat::Rfc3339, _) => {
+            return Err(format!(
+                "`{text}` needs a zone (`Z` or `+HH:MM`) after the time"
+            ))
+        }
+        _ => return Err(invalid()),
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Ok((seconds * 1000 + millis, format))
+}
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let shifted_month = (month + 9) % 12;
+    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_three_formats_agree_on_the_same_instant() {
+        // 2014-04-01 00:00:00 UTC = 1396310400 (date -u -d '2014-04-01' +%s)
+        let expected = 1_396_310_400_000;
+        assert_eq!(
+            parse("1396310400"),
+            Ok((expected, TimestampFormat::UnixSeconds))
+        );
+        assert_eq!(
+            parse("2014-04-01 00:00:00"),
+            Ok((expected, TimestampFormat::DateTime))
+        );
+        assert_eq!(
+            parse("2014-04-01T00:00:00Z"),
+            Ok((expected, TimestampFormat::Rfc3339))
+        );
+        assert_eq!(
+            parse("2014-04-01T02:00:00+02:00"),
+            Ok((expected, TimestampFormat::Rfc3339))
+        );
+        assert_eq!(
+            parse("2014-04-01 00:00:00.250000"),
+            Ok((expected + 250, TimestampFormat::DateTime))
+        );
+        assert_eq!(
+            parse("1396310400.5"),
+            Ok((expected + 500, TimestampFormat::UnixSeconds))
+        );
+    }
+
+    #[test]
+    fn leap_days_and_pre_epoch_dates() {
+        // 2024-02-29 12:00:00 UTC = 1709208000
+        assert_eq!(
+            parse("2024-02-29 12:00:00").map(|p| p.0),
+            Ok(1_709_208_000_000)
+        );
+        assert_eq!(parse("1969-12-31 23:59:59").map(|p| p.0), Ok(-1000));
+    }
+
+    #[test]
+    fn malformed_timestamps_say_what_is_accepted() {
+        for bad in [
+            "",
+            "yesterday",
+            "2014-13-01 00:00:00",
+            "2023-02-29 00:00:00",
+            "2014-04-01T00:00:00",
+            "2014/04/01 00:00:00",
+            "2014-04-01 00:00:00Z",
+        ] {
+            let error = parse(bad).expect_err(bad);
+            assert!(
+                error.contains("timestamp") || error.contains("valid") || error.contains("zone"),
+                "{bad}: {error}"
+            );
+        }
+    }
+}
