@@ -14,7 +14,7 @@ fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 2d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.99\n      seasonality: 1d\n      refit_interval: 1m\n  - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n  - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
@@ -93,6 +93,37 @@ async fn sidecar_loop_against_real_prometheus() {
             assert_eq!(exported["query"], QUERY_NAME);
         }
 
+        // Forecasts (one per horizon, with the source labels) and probabilities are there too,
+        // and the one-hour forecast of each series lies inside its own interval.
+        let within_interval = prometheus
+            .query(&format!(
+                "foretell_forecast{{query=\"{QUERY_NAME}\",horizon=\"1h\"}} <= foretell_forecast_upper and foretell_forecast >= foretell_forecast_lower"
+            ))
+            .await;
+        assert_eq!(within_interval.len(), 3, "{within_interval:?}");
+        let horizons = prometheus
+            .query(&format!(
+                "count by (horizon) (foretell_forecast{{query=\"{QUERY_NAME}\"}})"
+            ))
+            .await;
+        let mut labels: Vec<String> = horizons
+            .iter()
+            .map(|h| {
+                h["metric"]["horizon"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        labels.sort();
+        assert_eq!(labels, vec!["1h", "1m"], "{horizons:?}");
+        let probabilities = prometheus
+            .query(&format!(
+                "foretell_anomaly_probability{{query=\"{QUERY_NAME}\"}} >= 0 <= 1"
+            ))
+            .await;
+        assert_eq!(probabilities.len(), 3, "{probabilities:?}");
+
         // 2. What foretell serves passes promtool's own parser and linter; the query that
         //    Prometheus rejects is counted as such and does not mark the upstream down.
         let metrics = foretell_metrics(foretell_port).await;
@@ -143,10 +174,12 @@ async fn sidecar_loop_against_real_prometheus() {
             "no source series inside its band before the spike"
         );
 
-        // 4. The live spike on web-a scores above 1 while it lasts, and below 1 before it;
-        //    the other series stay below 1 throughout.
+        // 4. The live spike on web-a scores above 1 while it lasts, below 1 before it and
+        //    again once it has passed; the other series stay below 1 throughout.
         let spike_end = spike_at + i64::from(spike_secs);
-        let wait = (spike_end + 25 - now_secs()).max(0) as u64;
+        // A forecasting model needs a few steps (10s each here) to settle after a 40s spike;
+        // the last score is read a minute after it ended.
+        let wait = (spike_end + 60 - now_secs()).max(0) as u64;
         tokio::time::sleep(Duration::from_secs(wait)).await;
         let series = prometheus
             .query_range(

@@ -214,7 +214,13 @@ impl Prometheus {
                     self.dir.join("data").display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-                .arg("--storage.tsdb.retention.time=30d"),
+                .arg("--storage.tsdb.retention.time=30d")
+                // Between the end of the backfill and the first live rule evaluation there is
+                // no data. With the default 5m lookback, Prometheus would paint that gap with
+                // the last backfilled value and the live series would jump back onto its
+                // curve, a discontinuity the models rightly score. 20s (two steps) keeps the
+                // gap a gap, as it would be for a real series.
+                .arg("--query.lookback-delta=20s"),
             log,
         ));
     }
@@ -323,7 +329,7 @@ pub fn prepare_prometheus(
         .arg(&rules)
         .arg("--end")
         .arg(history_end.to_string())
-        .args(["--span", "2d", "--step", "10s"]);
+        .args(["--span", "3d", "--step", "10s"]);
     if let Some((at, secs)) = spike_at {
         sample
             .arg("--spike-at")

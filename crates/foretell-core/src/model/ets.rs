@@ -139,6 +139,46 @@ impl EtsParams {
     }
 }
 
+/// An error beyond this many robust standard deviations moves the state only as far as the
+/// bound (Gelper, Fried & Croux 2010, "Robust forecasting with exponential and Holt-Winters
+/// smoothing"), so a spike does not drag the level along and the return to normal after it is
+/// not scored as a second anomaly.
+const OUTLIER_SIGMAS: f64 = 4.0;
+/// ...unless it persists: after this many out-of-bound errors in a row the change is taken as
+/// the new normal (a level shift) and errors are used in full until one falls inside the bound
+/// again. This also keeps a misfit state from being held off its data indefinitely.
+const LEVEL_SHIFT_RUN: u32 = 3;
+
+/// The bound on errors fed to the state, and the current run of out-of-bound errors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Guard {
+    bound: f64,
+    run: u32,
+}
+
+impl Guard {
+    fn unbounded() -> Self {
+        Guard {
+            bound: f64::INFINITY,
+            run: 0,
+        }
+    }
+
+    /// The error the state update uses.
+    fn admit(&mut self, error: f64) -> f64 {
+        if error.abs() <= self.bound {
+            self.run = 0;
+            return error;
+        }
+        self.run = self.run.saturating_add(1);
+        if self.run >= LEVEL_SHIFT_RUN {
+            error
+        } else {
+            error.clamp(-self.bound, self.bound)
+        }
+    }
+}
+
 /// Level and slope after the newest observation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct State {
@@ -162,12 +202,13 @@ impl State {
     }
 
     /// One step of the recursion. Returns the one-step error, NaN for a missing value.
-    fn step(&mut self, params: &EtsParams, y: f64) -> f64 {
+    fn step(&mut self, params: &EtsParams, y: f64, guard: &mut Guard) -> f64 {
         let predicted = self.predict(params);
         if y.is_finite() {
             let error = y - predicted;
-            self.level = predicted + params.alpha * error;
-            self.slope = params.phi * self.slope + params.beta * error;
+            let used = guard.admit(error);
+            self.level = predicted + params.alpha * used;
+            self.slope = params.phi * self.slope + params.beta * used;
             error
         } else {
             self.level = predicted;
@@ -185,6 +226,7 @@ pub struct FittedEts {
     state: State,
     /// Steps since the last finite observation (0 right after one).
     steps_since_observation: u32,
+    guard: Guard,
     aicc: f64,
 }
 
@@ -238,8 +280,9 @@ fn sum_of_squares(y: &[f64], params: &EtsParams) -> f64 {
         return f64::NAN;
     };
     let mut sse = 0.0;
+    let mut guard = Guard::unbounded();
     for &value in y {
-        let error = state.step(params, value);
+        let error = state.step(params, value, &mut guard);
         if error.is_finite() {
             sse += error * error;
         }
@@ -264,20 +307,13 @@ fn fit_one(y: &[f64], trend: Trend, warm: Option<EtsParams>, finite: usize) -> O
         sum_of_squares(y, &EtsParams::from_unconstrained(trend, x))
     });
     let params = EtsParams::from_unconstrained(trend, &best);
-    let mut state = State::initial(y)?;
-    let mut residuals = Vec::with_capacity(y.len());
-    let mut sse = 0.0;
-    let mut steps_since_observation = 0;
-    for &value in y {
-        let error = state.step(&params, value);
-        if error.is_finite() {
-            sse += error * error;
-            steps_since_observation = 0;
-        } else {
-            steps_since_observation += 1;
-        }
-        residuals.push(error);
-    }
+    // The parameters come from the plain squared error (what AICc compares); the state is then
+    // replayed with errors bounded at OUTLIER_SIGMAS robust standard deviations of that fit, so
+    // that it evolves exactly as the online updates will make it evolve.
+    let (_, plain_residuals, sse, _) = replay(y, &params, Guard::unbounded())?;
+    let bound = OUTLIER_SIGMAS * robust_scale(&plain_residuals);
+    let guard = Guard { bound, run: 0 };
+    let (state, residuals, _, (steps_since_observation, guard)) = replay(y, &params, guard)?;
     let n = finite as f64;
     let k = trend.parameter_count() as f64;
     // A perfectly fitted (constant) series has SSE 0; a floor keeps the AICc finite so the
@@ -290,10 +326,59 @@ fn fit_one(y: &[f64], trend: Trend, warm: Option<EtsParams>, finite: usize) -> O
             params,
             state,
             steps_since_observation,
+            guard,
             aicc,
         },
         residuals,
     })
+}
+
+type Replay = (State, Vec<f64>, f64, (u32, Guard));
+
+/// Runs the recursion over `y`: final state, one-step errors, their sum of squares, and the
+/// steps since the last observation with the guard's final run.
+fn replay(y: &[f64], params: &EtsParams, guard: Guard) -> Option<Replay> {
+    let mut state = State::initial(y)?;
+    let mut residuals = Vec::with_capacity(y.len());
+    let mut sse = 0.0;
+    let mut steps_since_observation = 0;
+    // The starting state is a guess (no slope); its first errors are real and must be taken in
+    // full, or a trending series would be held off its data.
+    let burn_in = (y.len() / 10).max(20);
+    let mut unbounded = Guard::unbounded();
+    let mut guard = guard;
+    for (i, &value) in y.iter().enumerate() {
+        let active = if i < burn_in {
+            &mut unbounded
+        } else {
+            &mut guard
+        };
+        let error = state.step(params, value, active);
+        if error.is_finite() {
+            sse += error * error;
+            steps_since_observation = 0;
+        } else {
+            steps_since_observation += 1;
+        }
+        residuals.push(error);
+    }
+    Some((state, residuals, sse, (steps_since_observation, guard)))
+}
+
+/// 1.4826 × MAD of the finite errors; infinite (no bound) when there are none or they are all
+/// zero, so a perfectly predictable series is never clipped into a wrong state.
+fn robust_scale(errors: &[f64]) -> f64 {
+    let mut finite: Vec<f64> = errors.iter().copied().filter(|e| e.is_finite()).collect();
+    if finite.is_empty() {
+        return f64::INFINITY;
+    }
+    let (_, mad) = super::robust::median_and_mad(&mut finite);
+    let scale = super::robust::MAD_TO_SIGMA * mad;
+    if scale > 0.0 {
+        scale
+    } else {
+        f64::INFINITY
+    }
 }
 
 impl FittedEts {
@@ -318,7 +403,7 @@ impl FittedEts {
     /// Updates the state with the next point on the grid (NaN for a gap) in O(1). Returns the
     /// one-step error, NaN for a gap.
     pub fn update(&mut self, y: f64) -> f64 {
-        let error = self.state.step(&self.params, y);
+        let error = self.state.step(&self.params, y, &mut self.guard);
         if error.is_finite() {
             self.steps_since_observation = 0;
         } else {
@@ -381,12 +466,13 @@ mod tests {
             online.update(value);
         }
         // Replaying the same parameters over the whole series gives the same state.
-        let mut replay = State::initial(&y).expect("finite");
-        for &value in &y {
-            replay.step(&fitted.model.params, value);
-        }
-        assert!((online.state.level - replay.level).abs() < 1e-9);
-        assert!((online.state.slope - replay.slope).abs() < 1e-9);
+        let guard = Guard {
+            run: 0,
+            ..fitted.model.guard
+        };
+        let (replayed, _, _, _) = replay(&y, &fitted.model.params, guard).expect("finite");
+        assert!((online.state.level - replayed.level).abs() < 1e-9);
+        assert!((online.state.slope - replayed.slope).abs() < 1e-9);
     }
 
     #[test]
@@ -400,6 +486,38 @@ mod tests {
         assert!(after > before, "{before} -> {after}");
         assert!(model.update(10.0).is_finite());
         assert_eq!(model.forecast(1).1, before);
+    }
+
+    #[test]
+    fn a_spike_does_not_drag_the_level_but_a_lasting_shift_is_followed() {
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let fitted = fit(&y, Start::Cold).expect("fits").model;
+        let mut spiked = fitted.clone();
+        for _ in 0..3 {
+            spiked.update(60.0);
+        }
+        let (after_spike, _) = spiked.forecast(1);
+        assert!(
+            (after_spike - 10.0).abs() < 3.0,
+            "level dragged to {after_spike}"
+        );
+        // A lasting shift is followed as fast as the unbounded model would, a few points later.
+        let mut shifted = fitted.clone();
+        let mut unbounded = FittedEts {
+            guard: Guard::unbounded(),
+            ..fitted.clone()
+        };
+        for _ in 0..200 {
+            shifted.update(60.0);
+            unbounded.update(60.0);
+        }
+        let (after_shift, _) = shifted.forecast(1);
+        let (reference, _) = unbounded.forecast(1);
+        assert!(
+            (after_shift - reference).abs() < 0.5,
+            "{after_shift} vs {reference}"
+        );
+        assert!(after_shift > 50.0, "level stuck at {after_shift}");
     }
 
     #[test]

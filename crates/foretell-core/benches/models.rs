@@ -1,0 +1,131 @@
+//! Model throughput: `cargo bench -p foretell-core --bench models`.
+//!
+//! Measures, on 2,016-point series (7 days at 5 minutes, a daily cycle, noise and a trend):
+//! augurs AutoETS fitted from scratch (the reference), foretell's cold fit, its warm refit
+//! (what the sidecar does every `refit_interval`), and one online update plus score (what it
+//! does for every new point between refits). Wall-clock on one core; the machine's other core
+//! should be idle.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use augurs_core::Fit;
+use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
+
+const POINTS: usize = 2016;
+const SERIES: usize = 40;
+
+fn noise(i: usize, seed: usize) -> f64 {
+    let x = ((i + seed * 7919) as u64)
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+fn series(seed: usize, len: usize) -> Vec<f64> {
+    (0..len)
+        .map(|i| {
+            let phase = (i % 288) as f64 / 288.0;
+            100.0
+                + 0.01 * i as f64
+                + 30.0 * (std::f64::consts::TAU * phase).sin()
+                + 6.0 * noise(i, seed)
+        })
+        .collect()
+}
+
+fn time_per(label: &str, count: usize, mut run: impl FnMut(usize)) -> Duration {
+    let start = Instant::now();
+    for i in 0..count {
+        run(i);
+    }
+    let per = start.elapsed() / count as u32;
+    println!(
+        "{label:<58} {:>10.3} ms  {:>9.1} /s",
+        per.as_secs_f64() * 1e3,
+        1.0 / per.as_secs_f64()
+    );
+    per
+}
+
+fn main() {
+    let data: Vec<Vec<f64>> = (0..SERIES).map(|s| series(s, POINTS + 288)).collect();
+    let model = |season| ForecastModel {
+        coverage: Coverage::new(0.99).unwrap_or_else(|_| unreachable!()),
+        min_points: 30,
+        season,
+    };
+    println!("{SERIES} series of {POINTS} points; per series:");
+    let augurs = time_per(
+        "augurs AutoETS, non-seasonal, from scratch (reference)",
+        SERIES,
+        |s| {
+            black_box(
+                augurs_ets::AutoETS::non_seasonal()
+                    .fit(&data[s][..POINTS])
+                    .ok(),
+            );
+        },
+    );
+    let none = model(SeasonSpec::None);
+    let cold = time_per(
+        "foretell ETS, cold fit (trend form selected by AICc)",
+        SERIES,
+        |s| {
+            black_box(none.fit(&data[s][..POINTS], None).ok());
+        },
+    );
+    let fitted: Vec<_> = data
+        .iter()
+        .filter_map(|d| none.fit(&d[..POINTS - 12], None).ok())
+        .collect();
+    let warm = time_per(
+        "foretell ETS, warm refit (the sidecar's hourly refit)",
+        SERIES,
+        |s| {
+            black_box(none.fit(&data[s][12..POINTS], Some(&fitted[s].model)).ok());
+        },
+    );
+    let seasonal = model(SeasonSpec::Periods(vec![288]));
+    let seasonal_fitted: Vec<_> = data
+        .iter()
+        .filter_map(|d| seasonal.fit(&d[..POINTS - 12], None).ok())
+        .collect();
+    let mstl = time_per("foretell MSTL(288) + ETS, warm refit", SERIES, |s| {
+        black_box(
+            seasonal
+                .fit(&data[s][12..POINTS], Some(&seasonal_fitted[s].model))
+                .ok(),
+        );
+    });
+    let detect = model(SeasonSpec::Auto(vec![288]));
+    time_per(
+        "foretell auto season (detect + MSTL + ETS), cold fit",
+        SERIES,
+        |s| {
+            black_box(detect.fit(&data[s][..POINTS], None).ok());
+        },
+    );
+    println!(
+        "refit throughput vs augurs from scratch: ETS warm {:.1}x, MSTL+ETS warm {:.1}x, ETS cold {:.1}x",
+        augurs.as_secs_f64() / warm.as_secs_f64(),
+        augurs.as_secs_f64() / mstl.as_secs_f64(),
+        augurs.as_secs_f64() / cold.as_secs_f64()
+    );
+    let mut online: Vec<_> = seasonal_fitted.into_iter().map(|f| f.model).collect();
+    let updates = 288usize;
+    let start = Instant::now();
+    let mut checksum = 0.0;
+    for k in 0..updates {
+        for (s, model) in online.iter_mut().enumerate() {
+            let observation = model.observe(data[s][POINTS - 12 + k]);
+            checksum += observation.score.unwrap_or(0.0);
+        }
+    }
+    let per = start.elapsed().as_secs_f64() / (updates * online.len()) as f64;
+    black_box(checksum);
+    println!(
+        "online update + score (MSTL + ETS model), per point:      {:>10.3} µs",
+        per * 1e6
+    );
+}
