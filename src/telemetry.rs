@@ -56,6 +56,7 @@ struct QueryStats {
     series_rejected: u64,
     series_expired: u64,
     fits: u64,
+    updates: u64,
     last_success_seconds: Option<f64>,
 }
 
@@ -77,6 +78,7 @@ pub struct CycleReport {
     pub series_rejected: u64,
     pub series_expired: u64,
     pub fits: u64,
+    pub updates: u64,
     pub retries: u64,
     pub warnings: u64,
 }
@@ -148,6 +150,7 @@ impl Telemetry {
             stats.series_rejected += report.series_rejected;
             stats.series_expired += report.series_expired;
             stats.fits += report.fits;
+            stats.updates += report.updates;
             stats.retries += report.retries;
             stats.warnings += report.warnings;
             stats.last_success_seconds = Some(now_seconds);
@@ -224,13 +227,14 @@ impl Telemetry {
         );
 
         type Counter = fn(&QueryStats) -> f64;
-        let counters: [(&str, &str, Counter); 7] = [
+        let counters: [(&str, &str, Counter); 8] = [
             ("foretell_cycles_total", "Evaluation cycles completed per query.", |s| s.cycles as f64),
             ("foretell_cycles_skipped_total", "Evaluation ticks skipped because the previous cycle of the query was still running.", |s| s.cycles_skipped as f64),
             ("foretell_query_retries_total", "Requests to Prometheus retried after a transient failure.", |s| s.retries as f64),
             ("foretell_upstream_warnings_total", "Warnings returned in Prometheus API answers (Thanos and Mimir partial responses).", |s| s.warnings as f64),
             ("foretell_samples_fetched_total", "Samples fetched from Prometheus.", |s| s.samples as f64),
             ("foretell_series_rejected_total", "New series refused because the query already tracks max_series.", |s| s.series_rejected as f64),
+            ("foretell_model_updates_total", "Points scored and taken into a model's state between refits (O(1) each).", |s| s.updates as f64),
             ("foretell_series_expired_total", "Series dropped because the source returned nothing for them within the freshness window.", |s| s.series_expired as f64),
         ];
         for (name, help, pick) in counters {
@@ -348,6 +352,8 @@ mod tests {
                 samples: 10,
                 series_tracked: 4,
                 series_ready: 3,
+                fits: 2,
+                updates: 7,
                 ..CycleReport::default()
             },
             200.0,
@@ -366,6 +372,8 @@ mod tests {
             "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.25\"} 2",
             "foretell_query_duration_seconds_count{query=\"load\"} 2",
             "foretell_samples_fetched_total{query=\"load\"} 10",
+            "foretell_model_fits_total{query=\"load\"} 2",
+            "foretell_model_updates_total{query=\"load\"} 7",
         ] {
             assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
         }

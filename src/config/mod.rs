@@ -895,7 +895,7 @@ const MAX_HORIZON: Duration = Duration::from_secs(90 * 86_400);
 
 /// Calendar periods `seasonality: auto` tries: a day and a week, where a period spans at
 /// least 4 steps and two cycles fit in the history. Each is kept only when the series shows it.
-fn auto_season_candidates(step: Duration, history: Duration) -> Vec<usize> {
+pub(crate) fn auto_season_candidates(step: Duration, history: Duration) -> Vec<usize> {
     [Duration::from_secs(86_400), Duration::from_secs(7 * 86_400)]
         .into_iter()
         .filter(|period| *period * 2 <= history && *period >= step * 4)

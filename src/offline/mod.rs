@@ -15,7 +15,7 @@ use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::tracker::{QueryTracker, TrackerSettings};
 use foretell_core::Labels;
 
-use crate::config::duration;
+use crate::config::{auto_season_candidates, duration};
 use csv::Row;
 
 /// Longest grid the offline commands build, as in the sidecar's configuration.
@@ -76,13 +76,11 @@ impl SeasonChoice {
     fn spec(&self, step_ms: i64, window_points: usize) -> Result<SeasonSpec, OfflineError> {
         let points = match self {
             SeasonChoice::Auto => {
-                let candidates = [86_400_000i64, 7 * 86_400_000]
-                    .into_iter()
-                    .filter(|period| *period >= 4 * step_ms)
-                    .map(|period| (period / step_ms) as usize)
-                    .filter(|points| points * 2 <= window_points)
-                    .collect();
-                return Ok(SeasonSpec::Auto(candidates));
+                let step = Duration::from_millis(step_ms as u64);
+                return Ok(SeasonSpec::Auto(auto_season_candidates(
+                    step,
+                    step * (window_points as u32),
+                )));
             }
             SeasonChoice::None => return Ok(SeasonSpec::None),
             SeasonChoice::Points(points) => *points,

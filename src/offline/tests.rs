@@ -1,14 +1,8 @@
 use super::csv::{parse, Disorder};
 use super::*;
+use foretell_core::synthetic::uniform_noise;
 
 const STEP_S: i64 = 300;
-
-fn noise(i: usize) -> f64 {
-    let x = (i as u64)
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-}
 
 /// A daily cycle at 5-minute steps, `days` long, with `spike_at` raised by 80.
 fn daily_csv(days: usize, spike_at: Option<usize>) -> String {
@@ -16,7 +10,8 @@ fn daily_csv(days: usize, spike_at: Option<usize>) -> String {
     let mut text = String::from("timestamp,value\n");
     for i in 0..days * per_day {
         let phase = (i % per_day) as f64 / per_day as f64;
-        let mut value = 100.0 + 40.0 * (std::f64::consts::TAU * phase).sin() + 3.0 * noise(i);
+        let mut value =
+            100.0 + 40.0 * (std::f64::consts::TAU * phase).sin() + 3.0 * uniform_noise(i, 0);
         if spike_at == Some(i) {
             value += 80.0;
         }

@@ -183,6 +183,7 @@ pub async fn run_cycle(
             series_rejected: stats.merge.series_rejected as u64,
             series_expired: stats.merge.series_expired as u64,
             fits: stats.fits as u64,
+            updates: stats.updates as u64,
             retries: u64::from(retries),
             warnings: warnings as u64,
         },
@@ -193,6 +194,7 @@ pub async fn run_cycle(
         series = task.tracker.series_count(),
         samples,
         fits = stats.fits,
+        updates = stats.updates,
         fetch_seconds,
         seconds = cycle_started.elapsed().as_secs_f64(),
         "cycle finished"

@@ -11,16 +11,10 @@ use std::time::{Duration, Instant};
 
 use augurs_core::Fit;
 use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
+use foretell_core::synthetic::uniform_noise;
 
 const POINTS: usize = 2016;
 const SERIES: usize = 40;
-
-fn noise(i: usize, seed: usize) -> f64 {
-    let x = ((i + seed * 7919) as u64)
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-}
 
 fn series(seed: usize, len: usize) -> Vec<f64> {
     (0..len)
@@ -29,7 +23,7 @@ fn series(seed: usize, len: usize) -> Vec<f64> {
             100.0
                 + 0.01 * i as f64
                 + 30.0 * (std::f64::consts::TAU * phase).sin()
-                + 6.0 * noise(i, seed)
+                + 6.0 * uniform_noise(i, seed)
         })
         .collect()
 }

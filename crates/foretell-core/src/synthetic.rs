@@ -13,6 +13,17 @@ use crate::exposition::format_value;
 const DAY_SECS: f64 = 86_400.0;
 const NOISE_PERIODS_SECS: (f64, f64) = (97.0, 31.0);
 
+/// Deterministic pseudo-random noise, uniform in [-0.5, 0.5): the `i`-th value of stream `seed`
+/// (a linear congruential step). Tests, benchmarks and evaluations use it so their series are
+/// the same on every run and machine.
+pub fn uniform_noise(i: usize, seed: usize) -> f64 {
+    let x = (i as u64)
+        .wrapping_add((seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
 /// A bump added to a series between two instants (seconds since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spike {

@@ -205,15 +205,6 @@ impl QueryTracker {
             }
         })
     }
-
-    /// The fitted model of the series with these source labels, if it is ready.
-    pub fn model_of(&self, labels: &Labels) -> Option<&FittedForecaster> {
-        self.store
-            .iter()
-            .find(|(l, _)| *l == labels)
-            .and_then(|(_, tracked)| tracked.model.as_ref())
-            .and_then(|m| m.fitted.as_ref().ok())
-    }
 }
 
 impl SeriesModel {
@@ -224,16 +215,15 @@ impl SeriesModel {
         let Ok(fitted) = &mut self.fitted else {
             return 0;
         };
-        let step_ms = window_step(window);
+        let step_ms = window.step_ms().max(1);
         let behind = (newest_ms - self.observed_through_ms) / step_ms;
         if behind <= 0 {
             return 0;
         }
         if behind as usize > window.capacity() {
-            // The refit that follows in the same evaluation replaces this reason.
-            self.fitted = Err(NotReady::TooFewPoints {
-                have: window.len(),
-                need: 0,
+            // The points in between are gone; the refit that follows starts afresh.
+            self.fitted = Err(NotReady::FellBehind {
+                missed: behind as usize,
             });
             self.last = None;
             return 0;
@@ -300,10 +290,6 @@ impl SeriesModel {
     }
 }
 
-fn window_step(window: &SeriesWindow) -> i64 {
-    window.step_ms().max(1)
-}
-
 /// Steps until the forecast crosses the threshold; 0 when the newest value already has.
 fn threshold_eta_steps(
     fitted: &FittedForecaster,
@@ -349,7 +335,7 @@ fn staggered(now_ms: i64, labels: &Labels, refit_interval_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Coverage, SeasonSpec};
+    use crate::model::{Band, Coverage, SeasonSpec};
 
     const STEP: i64 = 60_000;
 
@@ -456,6 +442,87 @@ mod tests {
             output.series[0].state,
             SeriesState::Ready { score: None, .. }
         ));
+    }
+
+    fn ready(output: &QueryOutput) -> (Option<f64>, f64, Vec<Band>, Option<f64>) {
+        match &output.series[0].state {
+            SeriesState::Ready {
+                score,
+                probability,
+                forecasts,
+                threshold_eta_seconds,
+                ..
+            } => (
+                *score,
+                *probability,
+                forecasts.clone(),
+                *threshold_eta_seconds,
+            ),
+            SeriesState::NotReady => panic!("not ready"),
+        }
+    }
+
+    #[test]
+    fn points_between_refits_are_each_scored_and_taken_in() {
+        let mut settings = settings(20);
+        settings.refit_interval_ms = 1000 * STEP;
+        let mut tracker = QueryTracker::new(settings);
+        tracker.evaluate(vec![series("a", &noisy(100), 0)], 99 * STEP);
+        // Three points in one fetch, the middle one a spike: all three are taken in, the
+        // output describes the newest, and no refit runs.
+        let (output, stats) = tracker.evaluate(
+            vec![series("a", &[10.1, 30.0, 10.0], 100 * STEP)],
+            102 * STEP,
+        );
+        assert_eq!((stats.updates, stats.fits), (3, 0));
+        let (score, _, _, _) = ready(&output);
+        assert!(score.expect("finite") < 1.0, "{score:?}");
+        // A spike as the newest point is scored against the prediction made before it.
+        let (output, stats) = tracker.evaluate(vec![series("a", &[35.0], 103 * STEP)], 103 * STEP);
+        assert_eq!((stats.updates, stats.fits), (1, 0));
+        let (score, probability, _, _) = ready(&output);
+        assert!(score.expect("finite") > 3.0, "{score:?}");
+        assert!(probability > 0.99, "{probability}");
+    }
+
+    #[test]
+    fn forecasts_and_the_threshold_eta_follow_the_trend() {
+        let mut settings = settings(20);
+        settings.threshold = Some(ThresholdSettings {
+            value: 200.0,
+            rising: true,
+            bound: ThresholdBound::Expected,
+            within_steps: 1000,
+        });
+        let mut tracker = QueryTracker::new(settings.clone());
+        // Rising by 1 per step: at 199 on the newest point, 200 is one step (60 s) away.
+        let rising: Vec<f64> = (0..100).map(|i| 100.0 + i as f64).collect();
+        let (output, _) = tracker.evaluate(vec![series("a", &rising, 0)], 99 * STEP);
+        let (_, _, forecasts, eta) = ready(&output);
+        assert_eq!(forecasts.len(), 1);
+        assert!((forecasts[0].expected - 209.0).abs() < 1.0, "{forecasts:?}");
+        assert_eq!(eta, Some(60.0));
+        // Already past the threshold: 0. Far below it and flat: absent.
+        let (output, _) = tracker.evaluate(vec![series("a", &[250.0], 100 * STEP)], 100 * STEP);
+        assert_eq!(ready(&output).3, Some(0.0));
+        let mut flat = QueryTracker::new(settings);
+        let (output, _) = flat.evaluate(vec![series("a", &noisy(100), 0)], 99 * STEP);
+        assert_eq!(ready(&output).3, None);
+    }
+
+    #[test]
+    fn a_model_that_missed_more_than_the_window_is_refitted_from_the_window() {
+        let mut settings = settings(20);
+        settings.refit_interval_ms = 100_000 * STEP;
+        settings.limits.freshness_ms = 100_000 * STEP;
+        let mut tracker = QueryTracker::new(settings);
+        tracker.evaluate(vec![series("a", &noisy(100), 0)], 99 * STEP);
+        // 2,000 steps later (the window holds 1,000): 100 fresh points arrive at once.
+        let (output, stats) =
+            tracker.evaluate(vec![series("a", &noisy(100), 2_000 * STEP)], 2_099 * STEP);
+        assert_eq!((stats.updates, stats.fits), (0, 1));
+        assert!(matches!(output.series[0].state, SeriesState::Ready { .. }));
+        assert_eq!(tracker.not_ready().count(), 0);
     }
 
     #[test]

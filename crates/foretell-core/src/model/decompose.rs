@@ -6,7 +6,7 @@
 //! the future (as augurs-mstl does for its forecasts), and the deseasonalised series is left to
 //! the ETS model.
 
-use augurs_mstl::stlrs::{MstlParams, StlParams};
+use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
 
 /// Seasonal strength (Wang, Smith & Hyndman 2006: `1 - var(R) / var(S + R)`) a detected
 /// period needs before it is kept. 0.4 keeps the daily cycles of real traffic and rejects the
@@ -48,6 +48,33 @@ pub struct Decomposition {
 /// half of the window (MSTL needs two full cycles) are left out; `None` when none remains, no
 /// finite point exists, or MSTL fails.
 pub fn decompose(y: &[f64], periods: &[usize]) -> Option<Decomposition> {
+    let (usable, result) = robust_mstl(y, periods)?;
+    Some(decomposition(y, &usable, &result))
+}
+
+/// Decomposes `y` with those `candidates` whose seasonal strength reaches the threshold;
+/// `None` when none does. One MSTL fit serves both the detection and, when every usable
+/// candidate is kept (the usual case at a refit), the decomposition itself.
+pub fn decompose_detected(y: &[f64], candidates: &[usize]) -> Option<Decomposition> {
+    let (usable, result) = robust_mstl(y, candidates)?;
+    let kept: Vec<usize> = usable
+        .iter()
+        .zip(result.seasonal_strength())
+        .filter(|(_, strength)| *strength >= MIN_SEASONAL_STRENGTH)
+        .map(|(period, _)| *period)
+        .collect();
+    if kept.is_empty() {
+        None
+    } else if kept == usable {
+        Some(decomposition(y, &usable, &result))
+    } else {
+        decompose(y, &kept)
+    }
+}
+
+/// Robust MSTL (the anomalies in the window must not become part of the season) with the
+/// periods that fit twice in `y`, gaps interpolated. Returns those periods and the fit.
+fn robust_mstl(y: &[f64], periods: &[usize]) -> Option<(Vec<usize>, MstlResult<f32>)> {
     let usable: Vec<usize> = periods
         .iter()
         .copied()
@@ -59,14 +86,18 @@ pub fn decompose(y: &[f64], periods: &[usize]) -> Option<Decomposition> {
     let filled = interpolate_gaps(y)?;
     let series: Vec<f32> = filled.iter().map(|&v| v as f32).collect();
     let mut stl = StlParams::new();
-    // Robust LOESS: the anomalies in the window must not become part of the season.
     stl.robust(true);
     let result = MstlParams::new()
         .stl_params(stl)
         .fit(&series, &usable)
         .ok()?;
+    Some((usable, result))
+}
+
+/// The profiles of an MSTL fit and `y` with them removed.
+fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Decomposition {
     let n = y.len();
-    let components: Vec<(usize, Vec<f64>)> = usable
+    let components: Vec<(usize, Vec<f64>)> = periods
         .iter()
         .zip(result.seasonal())
         .map(|(&period, seasonal)| {
@@ -85,35 +116,10 @@ pub fn decompose(y: &[f64], periods: &[usize]) -> Option<Decomposition> {
         .enumerate()
         .map(|(position, v)| v - profiles.value_at(position as u64))
         .collect();
-    Some(Decomposition {
+    Decomposition {
         profiles,
         deseasonalised,
-    })
-}
-
-/// Keeps the candidate periods whose seasonal strength in `y` reaches the threshold.
-pub fn detect_periods(y: &[f64], candidates: &[usize]) -> Vec<usize> {
-    let usable: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|&p| p >= 2 && p <= y.len() / 2)
-        .collect();
-    if usable.is_empty() {
-        return Vec::new();
     }
-    let Some(filled) = interpolate_gaps(y) else {
-        return Vec::new();
-    };
-    let series: Vec<f32> = filled.iter().map(|&v| v as f32).collect();
-    let Ok(result) = MstlParams::new().fit(&series, &usable) else {
-        return Vec::new();
-    };
-    usable
-        .into_iter()
-        .zip(result.seasonal_strength())
-        .filter(|(_, strength)| *strength >= MIN_SEASONAL_STRENGTH)
-        .map(|(period, _)| period)
-        .collect()
 }
 
 /// Fills NaN gaps by linear interpolation between the nearest finite neighbours (the ends take
@@ -171,8 +177,11 @@ mod tests {
     fn a_daily_cycle_is_found_and_removed() {
         let period = 48;
         let y = daily(period * 6, period);
-        assert_eq!(detect_periods(&y, &[period, period * 7]), vec![period]);
+        // The weekly candidate does not fit twice in 6 days; the daily one is detected.
+        let detected = decompose_detected(&y, &[period, period * 7]).expect("a season");
+        assert_eq!(detected.profiles.periods(), vec![period]);
         let decomposition = decompose(&y, &[period]).expect("decomposes");
+        assert_eq!(detected.profiles, decomposition.profiles);
         // The profile carries the cycle into the next period.
         let next_peak = (period * 6 + period / 4) as u64;
         let expected_peak = decomposition.profiles.value_at(next_peak);
@@ -188,13 +197,13 @@ mod tests {
     #[test]
     fn noise_has_no_season() {
         let y: Vec<f64> = (0..600).map(|i| ((i * 7919) % 101) as f64).collect();
-        assert!(detect_periods(&y, &[48]).is_empty());
+        assert!(decompose_detected(&y, &[48]).is_none());
     }
 
     #[test]
     fn periods_without_two_cycles_are_left_out() {
         let y = daily(100, 48);
         assert!(decompose(&y, &[60]).is_none());
-        assert!(detect_periods(&y, &[60]).is_empty());
+        assert!(decompose_detected(&y, &[60]).is_none());
     }
 }

@@ -424,18 +424,11 @@ impl FittedEts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic pseudo-random noise in [-0.5, 0.5).
-    fn noise(i: usize) -> f64 {
-        let x = (i as u64)
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-    }
+    use crate::synthetic::uniform_noise;
 
     #[test]
     fn level_series_selects_no_trend_and_forecasts_the_level() {
-        let y: Vec<f64> = (0..500).map(|i| 20.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..500).map(|i| 20.0 + uniform_noise(i, 0)).collect();
         let fit = fit(&y, Start::Cold).expect("fits");
         assert_eq!(fit.model.trend(), Trend::None);
         let (mean, variance) = fit.model.forecast(10);
@@ -446,7 +439,7 @@ mod tests {
     #[test]
     fn linear_growth_selects_a_trend_and_extrapolates_it() {
         let y: Vec<f64> = (0..500)
-            .map(|i| 100.0 + 0.5 * i as f64 + 0.1 * noise(i))
+            .map(|i| 100.0 + 0.5 * i as f64 + 0.1 * uniform_noise(i, 0))
             .collect();
         let fit = fit(&y, Start::Cold).expect("fits");
         assert_ne!(fit.model.trend(), Trend::None);
@@ -458,7 +451,7 @@ mod tests {
     #[test]
     fn online_updates_match_a_fit_over_the_longer_series() {
         let y: Vec<f64> = (0..300)
-            .map(|i| 5.0 + (i as f64 / 40.0).sin() + noise(i))
+            .map(|i| 5.0 + (i as f64 / 40.0).sin() + uniform_noise(i, 0))
             .collect();
         let fitted = fit(&y[..250], Start::Cold).expect("fits");
         let mut online = fitted.model.clone();
@@ -477,7 +470,7 @@ mod tests {
 
     #[test]
     fn gaps_advance_the_state_and_widen_the_next_interval() {
-        let y: Vec<f64> = (0..200).map(|i| 10.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..200).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let mut model = fit(&y, Start::Cold).expect("fits").model;
         let (_, before) = model.forecast(1);
         assert!(model.update(f64::NAN).is_nan());
@@ -490,7 +483,7 @@ mod tests {
 
     #[test]
     fn a_spike_does_not_drag_the_level_but_a_lasting_shift_is_followed() {
-        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let fitted = fit(&y, Start::Cold).expect("fits").model;
         let mut spiked = fitted.clone();
         for _ in 0..3 {
@@ -563,7 +556,7 @@ mod tests {
     #[test]
     fn warm_refit_stays_close_to_the_cold_fit() {
         let y: Vec<f64> = (0..1000)
-            .map(|i| 50.0 + 0.01 * i as f64 + noise(i) * 2.0)
+            .map(|i| 50.0 + 0.01 * i as f64 + uniform_noise(i, 0) * 2.0)
             .collect();
         let cold = fit(&y[..900], Start::Cold).expect("fits");
         let warm = fit(&y, cold.model.warm_start()).expect("fits");
@@ -583,7 +576,7 @@ mod tests {
     fn forecasts_agree_with_augurs_auto_ets() {
         use augurs_core::{Fit, Predict};
         let y: Vec<f64> = (0..400)
-            .map(|i| 30.0 + 0.05 * i as f64 + 3.0 * noise(i) + (i as f64 / 25.0).sin())
+            .map(|i| 30.0 + 0.05 * i as f64 + 3.0 * uniform_noise(i, 0) + (i as f64 / 25.0).sin())
             .collect();
         let ours = fit(&y, Start::Cold).expect("fits").model;
         let reference = augurs_ets::AutoETS::non_seasonal()

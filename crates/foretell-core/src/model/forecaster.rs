@@ -84,15 +84,10 @@ impl ForecastModel {
         if finite < need {
             return Err(NotReady::TooFewPoints { have: finite, need });
         }
-        let periods = match &self.season {
-            SeasonSpec::None => Vec::new(),
-            SeasonSpec::Periods(periods) => periods.clone(),
-            SeasonSpec::Auto(candidates) => decompose::detect_periods(window, candidates),
-        };
-        let decomposition = if periods.is_empty() {
-            None
-        } else {
-            decompose::decompose(window, &periods)
+        let decomposition = match &self.season {
+            SeasonSpec::None => None,
+            SeasonSpec::Periods(periods) => decompose::decompose(window, periods),
+            SeasonSpec::Auto(candidates) => decompose::decompose_detected(window, candidates),
         };
         let (target, seasonal) = match decomposition {
             Some(d) => (d.deseasonalised, Some(d.profiles)),
@@ -259,13 +254,7 @@ impl FittedForecaster {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(i: usize) -> f64 {
-        let x = (i as u64)
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-    }
+    use crate::synthetic::uniform_noise;
 
     fn model(season: SeasonSpec) -> ForecastModel {
         ForecastModel {
@@ -279,7 +268,7 @@ mod tests {
         (0..n)
             .map(|i| {
                 let phase = (i % period) as f64 / period as f64;
-                200.0 + 50.0 * (std::f64::consts::TAU * phase).sin() + 4.0 * noise(i)
+                200.0 + 50.0 * (std::f64::consts::TAU * phase).sin() + 4.0 * uniform_noise(i, 0)
             })
             .collect()
     }
@@ -343,7 +332,7 @@ mod tests {
 
     #[test]
     fn a_spike_scores_above_one_and_ordinary_points_below() {
-        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let mut fitted = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
         let ordinary = fitted.observe(10.1);
         assert!(ordinary.score.expect("finite") < 1.0, "{ordinary:?}");
@@ -367,7 +356,7 @@ mod tests {
     fn time_to_threshold_follows_the_trend() {
         // Disk filling by 1 unit per step, at 399 on the newest point: 500 is ~101 steps away.
         let y: Vec<f64> = (0..300)
-            .map(|i| 100.0 + i as f64 * 1.0 + 0.2 * noise(i))
+            .map(|i| 100.0 + i as f64 * 1.0 + 0.2 * uniform_noise(i, 0))
             .collect();
         let fitted = model(SeasonSpec::None).fit(&y, None).expect("ready").model;
         let eta = fitted
@@ -390,7 +379,7 @@ mod tests {
 
     #[test]
     fn refits_warm_start_with_the_same_structure() {
-        let y: Vec<f64> = (0..500).map(|i| 10.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..500).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let first = model(SeasonSpec::None)
             .fit(&y[..400], None)
             .expect("ready")
@@ -405,7 +394,7 @@ mod tests {
 
     #[test]
     fn in_sample_surprises_skip_the_burn_in_and_are_standardised() {
-        let y: Vec<f64> = (0..400).map(|i| 10.0 + noise(i)).collect();
+        let y: Vec<f64> = (0..400).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let fit = model(SeasonSpec::None).fit(&y, None).expect("ready");
         assert_eq!(fit.in_sample_surprises.len(), 400 - BURN_IN_POINTS);
         let mut magnitudes: Vec<f64> = fit.in_sample_surprises.iter().map(|s| s.abs()).collect();

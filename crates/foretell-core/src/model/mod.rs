@@ -65,7 +65,15 @@ pub struct Band {
 /// Why a series has no model yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotReady {
-    TooFewPoints { have: usize, need: usize },
+    TooFewPoints {
+        have: usize,
+        need: usize,
+    },
+    /// More points arrived since the model last saw the series than the window holds (a long
+    /// outage): the model cannot be brought up to date and is refitted from the window.
+    FellBehind {
+        missed: usize,
+    },
 }
 
 impl fmt::Display for NotReady {
@@ -74,6 +82,10 @@ impl fmt::Display for NotReady {
             NotReady::TooFewPoints { have, need } => {
                 write!(f, "{have} finite points, the model needs {need}")
             }
+            NotReady::FellBehind { missed } => write!(
+                f,
+                "{missed} points arrived since the model last saw the series, more than the window holds; refitting"
+            ),
         }
     }
 }
