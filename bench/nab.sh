@@ -13,9 +13,13 @@ cargo build --release --quiet
 out=target/nab/foretell
 rm -rf "$out"
 start=$(date +%s.%N)
-for file in "$data"/*/*.csv; do
+# One `detect` per file, as many at once as there are cores.
+export out
+score_file() {
+  local file=$1 category
   category=$(basename "$(dirname "$file")")
   mkdir -p "$out/$category"
+  shift
   target/release/foretell detect --input "$file" --allow-disorder "$@" \
     | python3 -c '
 import csv, sys
@@ -25,7 +29,10 @@ out.writerow(["timestamp", "value", "anomaly_score"])
 for r in rows:
     out.writerow([r["timestamp"], r["value"], r["anomaly_probability"]])
 ' > "$out/$category/$(basename "$file")"
-done
+}
+export -f score_file
+printf '%s\0' "$data"/*/*.csv \
+  | xargs -0 -P "$(nproc)" -I{} bash -c 'score_file "$@"' _ {} "$@"
 echo "detect over $(ls "$data"/*/*.csv | wc -l) files: $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s"
 # NAB_SCORE_FLAGS, e.g. "-t 0.99", is passed to the scorer.
 python3 "$shared/tools/nab_score.py" "$out" --layout category ${NAB_SCORE_FLAGS:-}

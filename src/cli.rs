@@ -22,6 +22,12 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BacktestFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -74,6 +80,36 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Replay a configured query's models on Prometheus history: rolling-origin forecast
+    /// accuracy (MASE, sMAPE, interval coverage) and the online anomaly rate, per series.
+    Backtest {
+        /// Configuration file (YAML): the Prometheus to read and the query to replay.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// Name of the query (`queries[].name`).
+        #[arg(long)]
+        query: String,
+        /// Start of the range: `now-14d`, Unix seconds, `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339
+        /// (default: two histories before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range, in the same forms (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Forecast length compared at each origin, a multiple of the step (default: the
+        /// query's longest horizon).
+        #[arg(long)]
+        horizon: Option<String>,
+        /// Forecast origins per series, evenly spaced over the range.
+        #[arg(long, default_value_t = 10)]
+        origins: usize,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = BacktestFormat::Table)]
+        format: BacktestFormat,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Write synthetic demo history (OpenMetrics, for `promtool tsdb create-blocks-from
     /// openmetrics`) and recording rules that continue the same series live.
     SampleData {
@@ -117,7 +153,7 @@ pub struct ModelArgs {
     /// Two-sided coverage of the band and the forecast interval, in (0, 1).
     #[arg(long, default_value_t = 0.99)]
     pub coverage: f64,
-    /// Window the model learns from, e.g. 7d (detect default: 7d; forecast default: every row).
+    /// Window the model learns from, e.g. 7d (detect default: 15d, two weekly cycles; forecast default: every row).
     #[arg(long)]
     pub history: Option<String>,
     /// Points needed before the model is ready.

@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use foretell_core::synthetic;
 
-use cli::{Cli, Command, LogFormat, ModelArgs};
+use cli::{BacktestFormat, Cli, Command, LogFormat, ModelArgs};
 use clock::Clock;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage (as clap).
@@ -57,6 +57,27 @@ fn main() -> ExitCode {
         } => report(
             "forecast",
             forecast(&input, output.as_deref(), &horizon, &model),
+        ),
+        Command::Backtest {
+            config,
+            query,
+            from,
+            to,
+            horizon,
+            origins,
+            format,
+            output,
+        } => backtest(
+            &config,
+            &offline::backtest::BacktestFlags {
+                query: &query,
+                from: from.as_deref(),
+                to: to.as_deref(),
+                horizon: horizon.as_deref(),
+                origins,
+            },
+            format,
+            output.as_deref(),
         ),
         Command::SampleData {
             history_out,
@@ -294,4 +315,69 @@ fn forecast(
     let (forecast, description) = offline::forecast(&rows, &model_options(model)?, steps)?;
     tracing::info!(model = %description, steps, "forecast fitted");
     write_output(output, &offline::render_forecast(&forecast))
+}
+
+/// Exit 2 for a bad configuration or flags, 1 when Prometheus cannot give the range.
+fn backtest(
+    config_path: &std::path::Path,
+    flags: &offline::backtest::BacktestFlags,
+    format: BacktestFormat,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    let config = match config::load_file(config_path, &config::SystemEnvironment) {
+        Ok(config) => config,
+        Err(error) => {
+            for line in error.lines() {
+                eprintln!("{line}");
+            }
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let plan = match offline::backtest::plan(&config, flags, clock::SystemClock.now_ms()) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("foretell backtest: {error}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| {
+            let reader = reader::PrometheusReader::new(&config.prometheus)?;
+            Ok(runtime.block_on(offline::backtest::fetch(&reader, &plan))?)
+        });
+    let (series, warnings) = match fetched {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            eprintln!("foretell backtest: {error:#}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    for warning in &warnings {
+        tracing::warn!(%warning, "Prometheus answered with a warning");
+    }
+    if series.is_empty() {
+        eprintln!(
+            "foretell backtest: `{}` returned no series between {} and {}",
+            plan.query.expr,
+            flags.from.unwrap_or("the default start"),
+            flags.to.unwrap_or("now")
+        );
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    tracing::info!(series = series.len(), "range fetched; backtesting");
+    let report = offline::backtest::run(&plan, &series);
+    let text = match format {
+        BacktestFormat::Table => offline::backtest::render_table(&plan, &report),
+        BacktestFormat::Json => offline::backtest::render_json(&plan, &report),
+    };
+    match write_output(output, &text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("foretell backtest: {error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }

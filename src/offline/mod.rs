@@ -1,8 +1,10 @@
 //! The offline commands: `detect` and `forecast` read a `timestamp,value` CSV and run the same
-//! models the sidecar runs, with no Prometheus. `detect` drives the live pipeline's
+//! models the sidecar runs, with no Prometheus; `backtest` replays a configured query's models on
+//! Prometheus history. `detect` drives the live pipeline's
 //! [`QueryTracker`] one row at a time, so its output is what the sidecar would have exported
 //! for each row, using only the rows up to it.
 
+pub mod backtest;
 pub mod csv;
 mod timestamp;
 
@@ -157,6 +159,9 @@ pub struct DetectOptions {
     pub refit_interval: Duration,
 }
 
+/// Two weekly cycles and a day: the shortest window in which a weekly season can be modelled.
+pub const DEFAULT_DETECT_HISTORY: Duration = Duration::from_secs(15 * 86_400);
+
 /// Scores every row using only the rows up to it. A row whose timestamp falls in the same grid
 /// slot as an earlier row (or before it) brings no new point in time and repeats the previous
 /// row's output.
@@ -165,10 +170,7 @@ pub fn detect<'a>(
     options: &DetectOptions,
 ) -> Result<Vec<Detection<'a>>, OfflineError> {
     let step_ms = csv::infer_step_ms(rows).ok_or(OfflineError::NoStep)?;
-    let history = options
-        .model
-        .history
-        .unwrap_or(Duration::from_secs(7 * 86_400));
+    let history = options.model.history.unwrap_or(DEFAULT_DETECT_HISTORY);
     let capacity = window_points(rows, step_ms, Some(history))?;
     let min_points = options.model.min_points.min(capacity);
     let settings = TrackerSettings {

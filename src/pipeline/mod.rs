@@ -62,7 +62,7 @@ pub struct QueryTask {
     next_start_ms: Option<i64>,
 }
 
-fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
+pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
     TrackerSettings {
         query: config.name.clone(),
         limits: config.store_limits(),

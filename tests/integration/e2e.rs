@@ -157,6 +157,58 @@ async fn sidecar_loop_against_real_prometheus() {
             String::from_utf8_lossy(&output.stderr)
         );
 
+        // 2b. `foretell backtest` replays a query's models on the backfilled history in the
+        //     same Prometheus: every series gets forecast accuracy and an online anomaly rate.
+        let backtest_config = dir.path().join("backtest.yml");
+        std::fs::write(
+            &backtest_config,
+            format!(
+                "prometheus:\n  url: {}\nqueries:\n  - name: hourly\n    expr: {SOURCE}\n    step: 5m\n    history: 1d\n    model:\n      seasonality: none\n      horizons: [1h]\n",
+                prometheus.url()
+            ),
+        )
+        .expect("backtest config");
+        let backtest = |extra: &[&str]| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_foretell"));
+            command
+                .arg("backtest")
+                .arg("--config")
+                .arg(&backtest_config)
+                .args(["--query", "hourly", "--from", "now-2d", "--origins", "5"])
+                .args(extra);
+            command
+        };
+        let report: serde_json::Value =
+            serde_json::from_str(&run_ok(&mut backtest(&["--format", "json"]))).expect("JSON");
+        let series = report["series"].as_array().expect("series");
+        assert_eq!(series.len(), 3, "{report}");
+        for entry in series {
+            assert_eq!(entry["origins"], 5, "{entry}");
+            // 12 five-minute steps per origin; the newest may fall in the gap between the
+            // backfill and the live recording rules.
+            let points = entry["forecast_points"].as_u64().expect("points");
+            assert!((5 * 12 - 2..=5 * 12).contains(&points), "{entry}");
+            let mase = entry["mase"].as_f64().expect("mase");
+            assert!(mase.is_finite() && mase > 0.0, "{entry}");
+            let coverage = entry["coverage"].as_f64().expect("coverage");
+            assert!(coverage >= 0.5, "{entry}");
+            assert!(
+                entry["scored_points"].as_u64().expect("scored") > 200,
+                "{entry}"
+            );
+        }
+        let table = run_ok(&mut backtest(&[]));
+        assert!(table.contains("all 3 series (pooled)"), "{table}");
+        let unknown = Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .arg("backtest")
+            .arg("--config")
+            .arg(&backtest_config)
+            .args(["--query", "nope"])
+            .output()
+            .expect("backtest");
+        assert_eq!(unknown.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&unknown.stderr).contains("no query named `nope`"));
+
         // 3. PromQL joins between a source series and its band.
         let within_band = prometheus
             .query(&format!(

@@ -477,12 +477,29 @@ mod tests {
         assert_eq!((stats.updates, stats.fits), (3, 0));
         let (score, _, _, _) = ready(&output);
         assert!(score.expect("finite") < 1.0, "{score:?}");
-        // A spike as the newest point is scored against the prediction made before it.
+        // A spike as the newest point is scored against the prediction made before it. It
+        // follows the first spike closely, so it belongs to the episode that one opened: the
+        // score shows it, the probability reports no new onset.
         let (output, stats) = tracker.evaluate(vec![series("a", &[35.0], 103 * STEP)], 103 * STEP);
         assert_eq!((stats.updates, stats.fits), (1, 0));
         let (score, probability, _, _) = ready(&output);
         assert!(score.expect("finite") > 3.0, "{score:?}");
-        assert!(probability > 0.99, "{probability}");
+        assert!(probability <= 0.5, "{probability}");
+    }
+
+    #[test]
+    fn a_spike_opens_an_anomaly_with_a_high_probability() {
+        let mut settings = settings(20);
+        settings.refit_interval_ms = 1000 * STEP;
+        let mut tracker = QueryTracker::new(settings);
+        tracker.evaluate(vec![series("a", &noisy(100), 0)], 99 * STEP);
+        let (output, _) = tracker.evaluate(vec![series("a", &[10.0], 100 * STEP)], 100 * STEP);
+        let (_, quiet, _, _) = ready(&output);
+        assert!(quiet < 0.99, "{quiet}");
+        let (output, _) = tracker.evaluate(vec![series("a", &[35.0], 101 * STEP)], 101 * STEP);
+        let (score, probability, _, _) = ready(&output);
+        assert!(score.expect("finite") > 3.0, "{score:?}");
+        assert!(probability > 0.999, "{probability}");
     }
 
     #[test]

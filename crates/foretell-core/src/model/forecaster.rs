@@ -67,6 +67,10 @@ pub struct Fit {
 /// One-step errors before this many points are left out of the scale and the band: the
 /// starting state is a guess whose error takes a few steps to fade.
 const BURN_IN_POINTS: usize = 10;
+/// The error scale is at least this share of the mean-absolute-deviation estimate. The MAD
+/// alone collapses on intermittent series (mostly zeros, where most errors are a decaying
+/// level's tiny remainder) and would make every ordinary burst a million-sigma surprise.
+const MEAN_ABS_FLOOR: f64 = 0.5;
 /// The empirical quantile is used for the band once the tail beyond it holds this many errors;
 /// with fewer, the normal quantile of the robust scale is steadier.
 const MIN_TAIL_ERRORS: f64 = 5.0;
@@ -143,7 +147,10 @@ fn robust_sigma(errors: &[f64], target: &[f64]) -> f64 {
     let mut values = errors.to_vec();
     let (centre, mad) = robust::median_and_mad(&mut values);
     let scale = robust::scale_from(mad, &values, centre);
-    scale.max(1e-9 * level.abs().max(1.0))
+    let mean_abs = robust::mean_abs_sigma(&values, centre);
+    scale
+        .max(MEAN_ABS_FLOOR * mean_abs)
+        .max(1e-9 * level.abs().max(1.0))
 }
 
 /// The coverage quantile of |error| when the errors have enough tail, else z × sigma. The
@@ -239,6 +246,14 @@ impl FittedForecaster {
             Some(s) => format!("MSTL{:?} + {}", s.periods(), self.ets.trend().name()),
             None => self.ets.trend().name().to_owned(),
         }
+    }
+
+    /// The seasonal periods modelled, in grid points (empty without a season).
+    pub fn periods(&self) -> Vec<usize> {
+        self.seasonal
+            .as_ref()
+            .map(SeasonalProfiles::periods)
+            .unwrap_or_default()
     }
 
     pub fn coverage(&self) -> Coverage {
@@ -401,5 +416,30 @@ mod tests {
         let median = robust::median(&mut magnitudes);
         // |z| of a standard normal has median 0.674.
         assert!((median - 0.674).abs() < 0.1, "{median}");
+    }
+
+    #[test]
+    fn an_intermittent_series_keeps_a_usable_error_scale() {
+        // Mostly zeros with a short burst every 60 points (error counts, queue drops): most
+        // one-step errors are a decaying level's tiny remainder, so the MAD alone collapses.
+        let burst = |i: usize| {
+            if i % 60 < 3 {
+                4.0 + (i % 60) as f64
+            } else {
+                0.0
+            }
+        };
+        let window: Vec<f64> = (0..600).map(burst).collect();
+        let mut fitted = model(SeasonSpec::None)
+            .fit(&window, None)
+            .expect("fit")
+            .model;
+        let surprises: Vec<f64> = (600..720)
+            .map(|i| fitted.observe(burst(i)).surprise.abs())
+            .collect();
+        let largest = surprises.iter().copied().fold(0.0, f64::max);
+        // An ordinary burst is surprising, but on the scale of the bursts seen before, not a
+        // million standard deviations.
+        assert!(largest > 1.0 && largest < 50.0, "{surprises:?}");
     }
 }

@@ -6,14 +6,21 @@
 //! misfit), so a fixed cut on `|z|` either floods noisy series with alerts or misses subtle
 //! ones. As in Numenta's "anomaly likelihood" (Ahmad et al. 2017), the probability compares a
 //! short-term average of the surprise with the long-term distribution of that same series'
-//! surprise: `p = Φ((short - long_mean) / long_sd)`. Both averages are exponentially weighted,
-//! so the state is five numbers per series and each update is O(1).
+//! surprise: `p = Φ((short - long_mean) / long_sd)`. Both averages are exponentially weighted.
+//!
+//! The probability marks the *onset* of an anomaly. Once it passes the onset level, the series
+//! is in a known episode for `refractory_points`: the probability then stays at or below one
+//! half unless the episode escalates (its standardised surprise reaches `escalation` times the
+//! one that opened it, which opens a new episode). Without this, the aftermath of every
+//! incident (the model re-learning a new level, a burst of odd points) reads as a stream of new
+//! anomalies; `foretell_anomaly_score` still shows how far outside the band each point is. The
+//! state is a handful of numbers per series and each update is O(1).
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// Surprises are capped so that one absurd point (a counter glitch) cannot dominate the
 /// long-term statistics for thousands of points.
-const SURPRISE_CAP: f64 = 12.0;
+const SURPRISE_CAP: f64 = 30.0;
 
 /// Tuning of the probability, validated by construction.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +31,13 @@ pub struct ProbabilitySettings {
     pub long_weight: f64,
     /// Surprises the long-term statistics need before any probability is given.
     pub warmup: u32,
+    /// Standard deviations (of the short-term average against the long-term statistics) at
+    /// which an anomaly episode opens: 3 is a probability of 0.99865.
+    pub onset_sigmas: f64,
+    /// Points an episode lasts once opened (0 turns episodes off).
+    pub refractory_points: u32,
+    /// Within an episode, a deviation this many times the opening one opens a new episode.
+    pub escalation: f64,
 }
 
 impl Default for ProbabilitySettings {
@@ -32,7 +46,19 @@ impl Default for ProbabilitySettings {
             short_weight: 0.35,
             long_weight: 1.0 / 1000.0,
             warmup: 50,
+            onset_sigmas: 3.0,
+            refractory_points: 200,
+            escalation: 2.0,
         }
+    }
+}
+
+impl ProbabilitySettings {
+    /// The probability at which an episode opens.
+    pub fn onset_probability(&self) -> f64 {
+        Normal::new(0.0, 1.0)
+            .map(|n| n.cdf(self.onset_sigmas))
+            .unwrap_or(1.0)
     }
 }
 
@@ -44,6 +70,10 @@ pub struct SurpriseHistory {
     long_mean: f64,
     long_variance: f64,
     seen: u32,
+    /// Points left in the current episode (0: none open).
+    episode_left: u32,
+    /// The deviation that opened the current episode.
+    episode_deviation: f64,
 }
 
 impl SurpriseHistory {
@@ -54,6 +84,8 @@ impl SurpriseHistory {
             long_mean: 0.0,
             long_variance: 0.0,
             seen: 0,
+            episode_left: 0,
+            episode_deviation: 0.0,
         }
     }
 
@@ -83,11 +115,11 @@ impl SurpriseHistory {
     }
 
     /// Scores a new surprise (NaN for a missing point; +Inf, a change of a constant series, counts
-    /// as the cap) and then learns it. The probability is
-    /// judged against the statistics from before this point, so a sudden jump is not diluted
-    /// by itself.
+    /// as the cap) and then learns it. The probability is judged against the statistics from
+    /// before this point, so a sudden jump is not diluted by itself.
     pub fn observe(&mut self, surprise: f64) -> f64 {
         if surprise.is_nan() {
+            self.episode_left = self.episode_left.saturating_sub(1);
             return 0.0;
         }
         let s = surprise.abs().min(SURPRISE_CAP);
@@ -100,9 +132,32 @@ impl SurpriseHistory {
         }
         // A floor on the spread: a series that was perfectly predictable still needs a real
         // surprise (a tenth of a standard deviation) before it is called anomalous.
-        let sd = sd.max(0.1);
-        let standard = Normal::new(0.0, 1.0).map(|n| n.cdf((short - mean) / sd));
+        let deviation = (short - mean) / sd.max(0.1);
+        let deviation = self.through_episodes(deviation);
+        let standard = Normal::new(0.0, 1.0).map(|n| n.cdf(deviation));
         standard.unwrap_or(0.0).clamp(0.0, 1.0)
+    }
+
+    /// Opens, escalates or ages the anomaly episode; returns the deviation to report.
+    fn through_episodes(&mut self, deviation: f64) -> f64 {
+        let settings = &self.settings;
+        if self.episode_left > 0 {
+            self.episode_left -= 1;
+            if deviation >= settings.escalation * self.episode_deviation {
+                self.open_episode(deviation);
+                return deviation;
+            }
+            return deviation.min(0.0);
+        }
+        if settings.refractory_points > 0 && deviation >= settings.onset_sigmas {
+            self.open_episode(deviation);
+        }
+        deviation
+    }
+
+    fn open_episode(&mut self, deviation: f64) {
+        self.episode_left = self.settings.refractory_points;
+        self.episode_deviation = deviation;
     }
 }
 
@@ -156,5 +211,50 @@ mod tests {
             let p = history.observe(s);
             assert!((0.0..=1.0).contains(&p), "{s} -> {p}");
         }
+    }
+
+    fn ordinary() -> impl Iterator<Item = f64> + Clone {
+        (0..500).map(|i| [0.2, 0.9, 0.5, 1.4, 0.1, 0.7][i % 6])
+    }
+
+    #[test]
+    fn an_episode_reports_its_onset_once_then_stays_quiet_until_it_ends() {
+        let settings = ProbabilitySettings {
+            refractory_points: 20,
+            ..ProbabilitySettings::default()
+        };
+        let mut history = SurpriseHistory::new(settings);
+        ordinary().for_each(|s| history.learn(s));
+        assert!(history.observe(8.0) > 0.999);
+        // The same surprise again belongs to the open episode.
+        let during: Vec<f64> = (0..19).map(|_| history.observe(8.0)).collect();
+        assert!(during.iter().all(|p| *p <= 0.5), "{during:?}");
+        // The episode is over: quiet points, then a new incident is an onset again.
+        ordinary().take(300).for_each(|s| {
+            history.observe(s);
+        });
+        assert!(history.observe(20.0) > 0.999);
+    }
+
+    #[test]
+    fn an_escalating_episode_reports_again() {
+        let mut history = warmed(ordinary());
+        let onset = history.observe(5.0);
+        assert!(onset > 0.999, "{onset}");
+        assert!(history.observe(5.0) <= 0.5);
+        let escalation = history.observe(30.0);
+        assert!(escalation > 0.999, "{escalation}");
+    }
+
+    #[test]
+    fn without_a_refractory_period_every_unusual_point_is_reported() {
+        let settings = ProbabilitySettings {
+            refractory_points: 0,
+            ..ProbabilitySettings::default()
+        };
+        let mut history = SurpriseHistory::new(settings);
+        ordinary().for_each(|s| history.learn(s));
+        let reports: Vec<f64> = (0..5).map(|_| history.observe(8.0)).collect();
+        assert!(reports.iter().all(|p| *p > 0.99), "{reports:?}");
     }
 }

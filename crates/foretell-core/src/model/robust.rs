@@ -38,10 +38,16 @@ pub(crate) fn scale_from(mad: f64, values: &[f64], centre: f64) -> f64 {
     if from_mad > 0.0 {
         return from_mad;
     }
+    let floor = 1e-9 * centre.abs().max(1.0);
+    mean_abs_sigma(values, centre).max(floor)
+}
+
+/// The standard deviation estimated from the mean absolute deviation around `centre`
+/// (exact for normal data; inflated by outliers, unlike the MAD).
+pub(crate) fn mean_abs_sigma(values: &[f64], centre: f64) -> f64 {
     let mean_abs =
         values.iter().map(|v| (v - centre).abs()).sum::<f64>() / values.len().max(1) as f64;
-    let floor = 1e-9 * centre.abs().max(1.0);
-    (MEAN_ABS_TO_SIGMA * mean_abs).max(floor)
+    MEAN_ABS_TO_SIGMA * mean_abs
 }
 
 #[cfg(test)]
