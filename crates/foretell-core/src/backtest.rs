@@ -352,10 +352,10 @@ mod tests {
         // Uniform noise of width 2 around a known cycle: errors are about 0.5 on average.
         let smape = forecast.smape_percent().expect("points");
         assert!(smape < 3.0, "{smape}");
-        // The 90% interval: in-sample errors understate out-of-sample ones, and this noise is
-        // uniform (no tails), so coverage falls short of 90 but not far.
+        // The 90% interval, widened for the 50 values the fit spent on its season (without
+        // that, in-sample errors understate these by a third and coverage is about 70%).
         let coverage = forecast.coverage().expect("points");
-        assert!((0.6..=1.0).contains(&coverage), "{coverage}");
+        assert!((0.8..=1.0).contains(&coverage), "{coverage}");
         assert!(result.model.starts_with("MSTL[48]"), "{}", result.model);
     }
 
@@ -394,8 +394,9 @@ mod tests {
         assert_eq!(anomalies.scored, 4 * DAY - 1);
         assert!(anomalies.outside >= 1, "{anomalies:?}");
         assert!(anomalies.onsets >= 1, "{anomalies:?}");
+        // About 10% outside a 90% band; the spike and its aftermath add a few points.
         let rate = anomalies.rate().expect("scored");
-        assert!(rate < 0.4, "{rate}");
+        assert!(rate < 0.2, "{rate}");
     }
 
     #[test]

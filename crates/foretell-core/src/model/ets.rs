@@ -23,7 +23,7 @@ pub enum Trend {
 
 impl Trend {
     /// Free parameters counted by AICc: smoothing parameters and initial states.
-    fn parameter_count(self) -> usize {
+    pub fn parameter_count(self) -> usize {
         match self {
             Trend::None => 2,
             Trend::Additive => 4,

@@ -115,8 +115,16 @@ impl ForecastModel {
             .copied()
             .filter(|e| e.is_finite())
             .collect();
+        let parameters = fitted.model.trend().parameter_count()
+            + seasonal
+                .as_ref()
+                .map_or(0, |s| s.periods().iter().sum::<usize>());
+        // The band and the intervals promise out-of-sample coverage, so they are widened for
+        // the fit's optimism; the surprise scale is not: the probability judges surprises
+        // against the series' own history of them, where a constant factor cancels out.
         let sigma = robust_sigma(&errors, &target);
-        let half_width = band_half_width(&errors, sigma, self.coverage);
+        let half_width = in_sample_optimism(errors.len(), parameters)
+            * band_half_width(&errors, sigma, self.coverage);
         let in_sample_surprises = errors.iter().map(|e| e / sigma).collect();
         Ok(Fit {
             model: FittedForecaster {
@@ -129,6 +137,20 @@ impl ForecastModel {
             },
             in_sample_surprises,
         })
+    }
+}
+
+/// How much larger out-of-sample errors are than the in-sample errors of a fit with
+/// `parameters` free values (each seasonal profile has one per slot): `sqrt(n / (n - k))`, the
+/// degrees-of-freedom correction of a residual variance, capped at 2 for fits that spend most of
+/// the window on parameters (a weekly season seen twice).
+fn in_sample_optimism(errors: usize, parameters: usize) -> f64 {
+    let n = errors as f64;
+    let free = (n - parameters as f64).max(n / 4.0);
+    if n <= 0.0 {
+        1.0
+    } else {
+        (n / free).sqrt()
     }
 }
 
@@ -441,5 +463,14 @@ mod tests {
         // An ordinary burst is surprising, but on the scale of the bursts seen before, not a
         // million standard deviations.
         assert!(largest > 1.0 && largest < 50.0, "{surprises:?}");
+    }
+
+    #[test]
+    fn the_band_is_widened_for_the_parameters_the_fit_spent() {
+        assert_eq!(in_sample_optimism(1000, 0), 1.0);
+        assert!((in_sample_optimism(400, 100) - (4.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        // A fit that spends nearly every point on parameters is capped at twice the width.
+        assert_eq!(in_sample_optimism(100, 95), 2.0);
+        assert_eq!(in_sample_optimism(0, 5), 1.0);
     }
 }
