@@ -5,10 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foretell_core::audit::Entry;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::log::AuditLog;
+use crate::audit::store::StoreError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, SystemEnvironment};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell, UpstreamHealth};
@@ -30,6 +34,8 @@ pub enum AppError {
     Signals(std::io::Error),
     #[error(transparent)]
     Reader(#[from] ReadError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] StoreError),
 }
 
 struct Running {
@@ -38,15 +44,18 @@ struct Running {
     pipeline: Pipeline,
     state: Arc<AppState>,
     clock: Arc<dyn Clock>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 fn context(
     config: &Config,
     state: &AppState,
     clock: &Arc<dyn Clock>,
+    audit: &Option<Arc<AuditLog>>,
 ) -> Result<Arc<Context>, ReadError> {
     Ok(Arc::new(Context {
         reader: PrometheusReader::new(&config.prometheus)?,
+        audit: audit.clone(),
         telemetry: Arc::clone(&state.telemetry),
         snapshot: Arc::clone(&state.snapshot),
         upstream: Arc::clone(&state.upstream),
@@ -54,11 +63,67 @@ fn context(
     }))
 }
 
+/// An audit entry by foretell itself, stamped now.
+fn decision(
+    clock: &dyn Clock,
+    kind: &str,
+    subject: &str,
+    outcome: &str,
+    details: serde_json::Value,
+) -> Entry {
+    Entry {
+        timestamp_ms: clock.now_ms(),
+        kind: kind.to_owned(),
+        actor: "foretell".to_owned(),
+        subject: subject.to_owned(),
+        outcome: outcome.to_owned(),
+        details: details.to_string(),
+    }
+}
+
+/// SHA-256 of the configuration file as read, so a record names exactly which file was in force
+/// (`None` when it cannot be read again).
+fn config_hash(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    Some(foretell_core::audit::keys::encode_hex(&Sha256::digest(
+        bytes,
+    )))
+}
+
 /// Runs until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
 pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
+    let audit = match &config.audit {
+        Some(settings) => Some(Arc::new(AuditLog::start(
+            &settings.path,
+            settings.keys.clone(),
+            Arc::clone(&telemetry),
+        )?)),
+        None => {
+            tracing::warn!(
+                "no audit log: decisions are not recorded (set audit.path and audit.key_file)"
+            );
+            None
+        }
+    };
+    if let Some(audit) = &audit {
+        audit.record(decision(
+            clock.as_ref(),
+            "process.started",
+            "foretell",
+            "ok",
+            serde_json::json!({"version": VERSION, "pid": std::process::id(), "listen_address": config.server.listen_address.to_string()}),
+        ));
+        audit.record(decision(
+            clock.as_ref(),
+            "config.loaded",
+            &config_path.display().to_string(),
+            "ok",
+            serde_json::json!({"sha256": config_hash(config_path), "queries": config.queries.len()}),
+        ));
+    }
     let address = config.server.listen_address;
     let listener = TcpListener::bind(address)
         .await
@@ -82,7 +147,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         grace,
     ));
     let tasks = carry_over(Vec::new(), &config.queries);
-    let pipeline = Pipeline::start(context(&config, &state, &clock)?, tasks);
+    let pipeline = Pipeline::start(context(&config, &state, &clock, &audit)?, tasks);
     tracing::info!(version = VERSION, %address, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
 
     let mut running = Running {
@@ -91,6 +156,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         pipeline,
         state: Arc::clone(&state),
         clock,
+        audit,
     };
     loop {
         tokio::select! {
@@ -100,11 +166,11 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
                     break;
                 }
                 SignalEvent::Reload => {
-                    let _ = running.reload().await;
+                    let _ = running.reload("signal:SIGHUP").await;
                 }
             },
             Some(request) = reload_requests.recv() => {
-                let outcome = running.reload().await;
+                let outcome = running.reload("http:/-/reload").await;
                 let _ = request.reply.send(outcome);
             }
         }
@@ -124,6 +190,23 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     {
         tracing::warn!("HTTP server did not stop within the grace period");
     }
+    if let Some(audit) = running.audit.take() {
+        let stopped = decision(
+            running.clock.as_ref(),
+            "process.stopped",
+            "foretell",
+            "ok",
+            serde_json::json!({"version": VERSION}),
+        );
+        if let Err(error) = audit.record_durably(stopped).await {
+            tracing::error!(%error, "the stop could not be recorded in the audit log");
+        }
+        // The pipeline has stopped, so this is the last handle; close it to flush the writer.
+        match Arc::try_unwrap(audit) {
+            Ok(audit) => audit.close(),
+            Err(_) => tracing::warn!("audit log still in use at shutdown"),
+        }
+    }
     tracing::info!("foretell stopped");
     Ok(())
 }
@@ -131,7 +214,35 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
 impl Running {
     /// Loads the file again; a valid config replaces the running one (keeping loaded series of
     /// unchanged queries), an invalid one is rejected and the old one keeps running.
-    async fn reload(&mut self) -> Result<(), String> {
+    async fn reload(&mut self, actor: &str) -> Result<(), String> {
+        let outcome = self.apply_reload().await;
+        if let Some(audit) = &self.audit {
+            let subject = self.config_path.display().to_string();
+            let hash = config_hash(&self.config_path);
+            let mut entry = match &outcome {
+                Ok(queries) => decision(
+                    self.clock.as_ref(),
+                    "config.reloaded",
+                    &subject,
+                    "ok",
+                    serde_json::json!({"sha256": hash, "queries": queries}),
+                ),
+                Err(error) => decision(
+                    self.clock.as_ref(),
+                    "config.rejected",
+                    &subject,
+                    "rejected",
+                    serde_json::json!({"sha256": hash, "error": error}),
+                ),
+            };
+            entry.actor = actor.to_owned();
+            audit.record(entry);
+        }
+        outcome.map(|_| ())
+    }
+
+    /// The reload itself; the number of queries now running on success.
+    async fn apply_reload(&mut self) -> Result<usize, String> {
         let now_seconds = self.clock.now_ms() as f64 / 1000.0;
         let telemetry = Arc::clone(&self.state.telemetry);
         let new = match config::load_file(&self.config_path, &SystemEnvironment) {
@@ -142,6 +253,9 @@ impl Running {
                 return Err(error.to_string());
             }
         };
+        if new.audit != self.config.audit {
+            tracing::warn!("audit.path and audit keys take effect after a restart");
+        }
         if new.server.listen_address != self.config.server.listen_address
             || new.server.shutdown_grace != self.config.server.shutdown_grace
         {
@@ -149,7 +263,7 @@ impl Running {
                 "server.listen_address and server.shutdown_grace take effect after a restart"
             );
         }
-        let ctx = match context(&new, &self.state, &self.clock) {
+        let ctx = match context(&new, &self.state, &self.clock, &self.audit) {
             Ok(ctx) => ctx,
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
@@ -170,6 +284,6 @@ impl Running {
         self.config = new;
         telemetry.config_loaded(true, now_seconds);
         tracing::info!(queries = names.len(), "configuration reloaded");
-        Ok(())
+        Ok(names.len())
     }
 }

@@ -110,6 +110,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Inspect the signed audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Write synthetic demo history (OpenMetrics, for `promtool tsdb create-blocks-from
     /// openmetrics`) and recording rules that continue the same series live.
     SampleData {
@@ -159,4 +164,50 @@ pub struct ModelArgs {
     /// Points needed before the model is ready.
     #[arg(long, default_value_t = 30)]
     pub min_history_points: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record's HMAC and the hash chain; exit 0 when intact, 1 with the first
+    /// problem and its class (modified, missing, inserted, reordered, truncated, wrong key,
+    /// foreign log).
+    Verify {
+        /// The audit database (SQLite).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Key file: one KEY_ID:HEX_SECRET per line, every key the log was signed with
+        /// (default: the text of $FORETELL_AUDIT_KEYS).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// The head sequence number recorded elsewhere (foretell_audit_head_seq in
+        /// Prometheus): a log whose newest record is older was cut or rolled back.
+        #[arg(long, value_name = "SEQ")]
+        expect_head: Option<u64>,
+    },
+    /// Print records, oldest first.
+    Show {
+        /// The audit database (SQLite).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Only records at or after this time (`now-1d`, Unix seconds, RFC 3339, ...).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this kind, or kinds under it (`alert` matches `alert.forwarded`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only this subject.
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
+        format: RecordFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormat {
+    Table,
+    Jsonl,
 }

@@ -1,6 +1,7 @@
 //! foretell: forecasts, baselines and anomaly scores for Prometheus series, served as metrics.
 
 mod app;
+mod audit;
 mod cli;
 mod clock;
 mod config;
@@ -20,7 +21,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use foretell_core::synthetic;
 
-use cli::{BacktestFormat, Cli, Command, LogFormat, ModelArgs};
+use cli::{AuditCommand, BacktestFormat, Cli, Command, LogFormat, ModelArgs, RecordFormat};
 use clock::Clock;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage (as clap).
@@ -79,6 +80,7 @@ fn main() -> ExitCode {
             format,
             output.as_deref(),
         ),
+        Command::Audit { command } => audit(command),
         Command::SampleData {
             history_out,
             rules_out,
@@ -378,6 +380,90 @@ fn backtest(
         Err(error) => {
             eprintln!("foretell backtest: {error:#}");
             ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `foretell audit ...`: exit 0 when fine, 1 when verification finds a problem or the log
+/// cannot be read, 2 for bad flags or keys.
+fn audit(command: AuditCommand) -> ExitCode {
+    use audit::commands::{self, AuditCommandError, RecordFilter};
+    let fail = |error: AuditCommandError| {
+        eprintln!("foretell audit: {error}");
+        let code = match error {
+            AuditCommandError::Store(_) | AuditCommandError::NoDatabase(_) => EXIT_RUNTIME,
+            _ => EXIT_INVALID,
+        };
+        ExitCode::from(code)
+    };
+    match command {
+        AuditCommand::Verify {
+            db,
+            key_file,
+            expect_head,
+        } => {
+            let keys = match commands::load_keys(
+                key_file.as_deref(),
+                std::env::var(commands::KEYS_ENV).ok(),
+            ) {
+                Ok(keys) => keys,
+                Err(error) => return fail(error),
+            };
+            match commands::verify_file(&db, &keys, expect_head) {
+                Ok((log_id, outcome)) => {
+                    print!("{}", commands::render_verification(&db, &log_id, &outcome));
+                    if outcome.problem.is_some() {
+                        ExitCode::from(EXIT_RUNTIME)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(error) => fail(error),
+            }
+        }
+        AuditCommand::Show {
+            db,
+            since,
+            until,
+            kind,
+            subject,
+            format,
+        } => {
+            let now = clock::SystemClock.now_ms();
+            let instant = |flag, text: Option<String>| {
+                text.map(|t| offline::backtest::instant(flag, &t, now))
+                    .transpose()
+            };
+            let (since_ms, until_ms) = match (instant("--since", since), instant("--until", until))
+            {
+                (Ok(since), Ok(until)) => (since, until),
+                (Err(error), _) | (_, Err(error)) => {
+                    eprintln!("foretell audit show: {error}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            let filter = RecordFilter {
+                since_ms,
+                until_ms,
+                kind,
+                subject,
+            };
+            match commands::read_records(&db, &filter) {
+                Ok(records) => {
+                    let text = match format {
+                        RecordFormat::Table => commands::render_table(&records),
+                        RecordFormat::Jsonl => commands::render_jsonl(&records),
+                    };
+                    match write_output(None, &text) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(error) => {
+                            eprintln!("foretell audit show: {error:#}");
+                            ExitCode::from(EXIT_RUNTIME)
+                        }
+                    }
+                }
+                Err(error) => fail(error),
+            }
         }
     }
 }

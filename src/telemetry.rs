@@ -67,6 +67,15 @@ struct State {
     reload_successful: bool,
     last_reload_success_seconds: f64,
     reloads: [u64; 2],
+    audit: Option<AuditStats>,
+}
+
+/// Counters of the audit log, present once a log is open.
+#[derive(Clone, Copy, Debug, Default)]
+struct AuditStats {
+    written: u64,
+    write_errors: u64,
+    head_seq: u64,
 }
 
 /// What one finished cycle reports.
@@ -157,6 +166,23 @@ impl Telemetry {
         });
     }
 
+    /// The audit log is open with its newest record at `head_seq`.
+    pub fn audit_head(&self, head_seq: u64) {
+        self.with(|s| s.audit.get_or_insert_with(AuditStats::default).head_seq = head_seq);
+    }
+
+    pub fn audit_written(&self, records: u64, head_seq: u64) {
+        self.with(|s| {
+            let audit = s.audit.get_or_insert_with(AuditStats::default);
+            audit.written += records;
+            audit.head_seq = head_seq;
+        });
+    }
+
+    pub fn audit_write_failed(&self, records: u64) {
+        self.with(|s| s.audit.get_or_insert_with(AuditStats::default).write_errors += records);
+    }
+
     pub fn cycles_skipped(&self, query: &str, skipped: u64) {
         self.with(|s| {
             s.queries
@@ -174,9 +200,10 @@ impl Telemetry {
                 s.reload_successful,
                 s.last_reload_success_seconds,
                 s.reloads,
+                s.audit,
             )
         });
-        let (queries, upstream_up, reload_ok, reload_at, reloads) = state;
+        let (queries, upstream_up, reload_ok, reload_at, reloads, audit) = state;
         let mut w = TextWriter::new(out);
         w.family(
             "foretell_build_info",
@@ -219,6 +246,30 @@ impl Telemetry {
             &[("result", "failure")],
             reloads[1] as f64,
         );
+        if let Some(audit) = audit {
+            w.family(
+                "foretell_audit_records_total",
+                "Audit records committed to the log.",
+                MetricType::Counter,
+            );
+            w.sample("foretell_audit_records_total", &[], audit.written as f64);
+            w.family(
+                "foretell_audit_write_errors_total",
+                "Audit records that could not be committed (disk full, database locked or damaged, queue full).",
+                MetricType::Counter,
+            );
+            w.sample(
+                "foretell_audit_write_errors_total",
+                &[],
+                audit.write_errors as f64,
+            );
+            w.family(
+                "foretell_audit_head_seq",
+                "Sequence number of the newest committed audit record; kept by Prometheus as an independent record of the head for `foretell audit verify --expect-head`.",
+                MetricType::Gauge,
+            );
+            w.sample("foretell_audit_head_seq", &[], audit.head_seq as f64);
+        }
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
         w.sample(
             "foretell_upstream_up",

@@ -15,13 +15,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use foretell_core::audit::KeyRing;
 use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
 use foretell_core::store::StoreLimits;
 use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-use raw::{RawConfig, RawModel, RawPrometheus, RawQuery, RawSeasonality, RawServer, RawThreshold};
+use raw::{
+    RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawSeasonality, RawServer, RawThreshold,
+};
 pub use secret::{Environment, Secret, SystemEnvironment};
 
 /// Prometheus refuses `query_range` requests for more than 11,000 points per series.
@@ -35,7 +38,17 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     pub prometheus: PrometheusConfig,
     pub server: ServerConfig,
+    /// `None`: no audit log is kept.
+    pub audit: Option<AuditConfig>,
     pub queries: Vec<QueryConfig>,
+}
+
+/// Where the signed audit log lives and the keys that sign it (the last one signs; the
+/// earlier ones verify records written before a rotation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub keys: KeyRing,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,6 +209,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
     };
     let prometheus = v.prometheus(&raw.prometheus);
     let server = v.server(&raw.server);
+    let audit = raw.audit.as_ref().map(|a| v.audit(a));
     // The timeout is checked against each query even when another prometheus field is wrong.
     let timeout = raw
         .prometheus
@@ -209,6 +223,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
         (Some(prometheus), Some(server), true) => Ok(Config {
             prometheus,
             server,
+            audit: audit.flatten(),
             queries,
         }),
         _ => Err(ConfigError::Invalid {
@@ -310,6 +325,56 @@ impl Validator<'_> {
             },
             (None, None) => None,
         }
+    }
+
+    fn audit(&mut self, raw: &RawAudit) -> Option<AuditConfig> {
+        if raw.path.trim().is_empty() {
+            self.fail("audit.path", "must name the SQLite file of the audit log");
+        }
+        let (origin, text) = match (&raw.key_file, &raw.key_env) {
+            (Some(_), Some(_)) => {
+                self.fail("audit", "set either key_file or key_env, not both");
+                return None;
+            }
+            (None, None) => {
+                self.fail(
+                    "audit",
+                    "needs key_file or key_env: the keys that sign the log (KEY_ID:HEX_SECRET per line)",
+                );
+                return None;
+            }
+            (Some(file), None) => {
+                let bytes = self.read_file("audit.key_file", file)?;
+                match String::from_utf8(bytes) {
+                    Ok(text) => ("audit.key_file", text),
+                    Err(_) => {
+                        self.fail("audit.key_file", format!("`{file}` is not UTF-8 text"));
+                        return None;
+                    }
+                }
+            }
+            (None, Some(var)) => match self.env.var(var) {
+                Some(text) => ("audit.key_env", text),
+                None => {
+                    self.fail(
+                        "audit.key_env",
+                        format!("environment variable `{var}` is not set"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let keys = match KeyRing::parse(&text) {
+            Ok(keys) => keys,
+            Err(error) => {
+                self.fail(origin, error.to_string());
+                return None;
+            }
+        };
+        (!raw.path.trim().is_empty()).then(|| AuditConfig {
+            path: self.base_dir.join(&raw.path),
+            keys,
+        })
     }
 
     fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {

@@ -11,7 +11,16 @@ pub struct RawConfig {
     pub prometheus: RawPrometheus,
     #[serde(default)]
     pub server: RawServer,
+    pub audit: Option<RawAudit>,
     pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub path: String,
+    pub key_file: Option<String>,
+    pub key_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

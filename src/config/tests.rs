@@ -358,3 +358,68 @@ fn a_ca_file_without_certificates_is_rejected() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_audit_log_takes_its_keys_from_a_file_or_the_environment() {
+    let key_text = format!(
+        "# rotated 2026-11\nk1:{}\nk2:{}\n",
+        "01".repeat(32),
+        "02".repeat(32)
+    );
+    let mut env = FakeEnvironment::default();
+    env.files.insert(
+        PathBuf::from("/etc/foretell/audit.keys"),
+        key_text.clone().into_bytes(),
+    );
+    env.vars.insert("AUDIT_KEYS".into(), key_text);
+    let with = |section: &str| format!("{MINIMAL}audit:\n{section}");
+    let config = parse(
+        &with("  path: audit.db\n  key_file: audit.keys\n"),
+        origin(),
+        &env,
+    )
+    .expect("valid");
+    let audit = config.audit.expect("audit");
+    assert_eq!(audit.path, PathBuf::from("/etc/foretell/audit.db"));
+    assert_eq!(audit.keys.active().id(), "k2");
+    let config = parse(
+        &with("  path: /var/lib/foretell/audit.db\n  key_env: AUDIT_KEYS\n"),
+        origin(),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(config.audit.expect("audit").keys.ids().count(), 2);
+    assert_eq!(parse_text(MINIMAL).expect("valid").audit, None);
+
+    let errors = |section: &str| match parse(&with(section), origin(), &env) {
+        Err(ConfigError::Invalid { errors, .. }) => {
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        }
+        other => panic!("expected field errors, got {other:?}"),
+    };
+    assert_eq!(
+        errors("  path: a.db\n"),
+        vec!["audit: needs key_file or key_env: the keys that sign the log (KEY_ID:HEX_SECRET per line)"]
+    );
+    assert_eq!(
+        errors("  path: a.db\n  key_file: audit.keys\n  key_env: AUDIT_KEYS\n"),
+        vec!["audit: set either key_file or key_env, not both"]
+    );
+    assert_eq!(
+        errors("  path: a.db\n  key_env: UNSET\n"),
+        vec!["audit.key_env: environment variable `UNSET` is not set"]
+    );
+    let mut short = FakeEnvironment::default();
+    short.vars.insert("AUDIT_KEYS".into(), "k1:0011".into());
+    match parse(
+        &with("  path: a.db\n  key_env: AUDIT_KEYS\n"),
+        origin(),
+        &short,
+    ) {
+        Err(ConfigError::Invalid { errors, .. }) => assert_eq!(
+            errors[0].to_string(),
+            "audit.key_env: key `k1` has 2 bytes of secret; at least 32 are needed"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

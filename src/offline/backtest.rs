@@ -141,7 +141,7 @@ pub fn plan(
 }
 
 /// `now`, `now-7d`, Unix seconds, `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339.
-fn instant(flag: &'static str, text: &str, now_ms: i64) -> Result<i64, BacktestError> {
+pub fn instant(flag: &'static str, text: &str, now_ms: i64) -> Result<i64, BacktestError> {
     let error = |message: String| BacktestError::Flag { flag, message };
     let text = text.trim();
     if let Some(rest) = text.strip_prefix("now") {

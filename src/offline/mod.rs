@@ -6,7 +6,7 @@
 
 pub mod backtest;
 pub mod csv;
-mod timestamp;
+pub mod timestamp;
 
 use std::fmt::Write as _;
 use std::time::Duration;

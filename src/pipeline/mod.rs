@@ -9,6 +9,7 @@ mod health;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use foretell_core::audit::Entry;
 use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{QueryOutput, Snapshot};
 use foretell_core::tracker::{QueryTracker, TrackerSettings};
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::QueryConfig;
 use crate::reader::{PrometheusReader, RangeQuery};
@@ -49,6 +51,8 @@ impl SnapshotCell {
 /// What every query task shares.
 pub struct Context {
     pub reader: PrometheusReader,
+    /// Where refit cycles are recorded; `None` without an audit log.
+    pub audit: Option<Arc<AuditLog>>,
     pub telemetry: Arc<Telemetry>,
     pub snapshot: Arc<SnapshotCell>,
     pub upstream: Arc<UpstreamHealth>,
@@ -189,6 +193,22 @@ pub async fn run_cycle(
         },
         ctx.clock.now_ms() as f64 / 1000.0,
     );
+    if let (Some(audit), true) = (&ctx.audit, stats.fits > 0) {
+        audit.record(Entry {
+            timestamp_ms: ctx.clock.now_ms(),
+            kind: "model.refit".into(),
+            actor: "foretell".into(),
+            subject: name.clone(),
+            outcome: "ok".into(),
+            details: serde_json::json!({
+                "fits": stats.fits,
+                "series": task.tracker.series_count(),
+                "ready": stats.ready,
+                "seconds": cycle_started.elapsed().as_secs_f64(),
+            })
+            .to_string(),
+        });
+    }
     tracing::debug!(
         query = %name,
         series = task.tracker.series_count(),

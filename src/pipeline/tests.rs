@@ -27,6 +27,7 @@ fn harness(config: &Config, now_ms: i64) -> Harness {
     Harness {
         ctx: Context {
             reader: PrometheusReader::new(&config.prometheus).expect("client"),
+            audit: None,
             telemetry: Arc::clone(&telemetry),
             snapshot: Arc::new(SnapshotCell::default()),
             upstream: Arc::new(UpstreamHealth::new(telemetry)),

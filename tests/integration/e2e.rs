@@ -14,6 +14,7 @@ fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
+         audit:\n  path: audit.db\n  key_file: audit.keys\n\
          queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n  - name: broken\n    expr: 'rate({SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
@@ -47,6 +48,8 @@ async fn sidecar_loop_against_real_prometheus() {
     prometheus.wait_ready().await;
 
     let config_path = dir.path().join("foretell.yml");
+    let key_file = dir.path().join("audit.keys");
+    std::fs::write(&key_file, format!("e2e:{}\n", "5a".repeat(32))).expect("keys");
     std::fs::write(
         &config_path,
         foretell_config(&prometheus.url(), foretell_port, "10s"),
@@ -341,9 +344,72 @@ async fn sidecar_loop_against_real_prometheus() {
             .contains("\nforetell_upstream_up 1\n"));
 
         // 7. SIGTERM drains and exits cleanly.
+        let head_in_prometheus = eventually(
+            "foretell_audit_head_seq scraped into Prometheus",
+            Duration::from_secs(30),
+            || async {
+                prometheus
+                    .query("max_over_time(foretell_audit_head_seq[1h])")
+                    .await
+                    .first()
+                    .and_then(|s| s["value"][1].as_str().map(str::to_owned))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|v| *v >= 4.0)
+            },
+        )
+        .await as u64;
+
         let status = foretell
             .terminate(Duration::from_secs(10))
             .expect("foretell stops within its grace period");
         assert!(status.success(), "foretell exited with {status}");
+
+        // 8. The audit log holds the run's decisions, verifies against the head Prometheus
+        //    recorded independently, and a head beyond it is reported as a cut tail.
+        let db = dir.path().join("audit.db");
+        let audit = |args: &[&str]| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_foretell"));
+            command.arg("audit").args(args).arg("--db").arg(&db);
+            command
+        };
+        let expect = head_in_prometheus.to_string();
+        let report = run_ok(
+            audit(&["verify", "--expect-head", &expect])
+                .arg("--key-file")
+                .arg(&key_file),
+        );
+        assert!(report.contains("\nOK: every record verifies"), "{report}");
+        let beyond = (head_in_prometheus + 1000).to_string();
+        let cut = audit(&["verify", "--expect-head", &beyond])
+            .arg("--key-file")
+            .arg(&key_file)
+            .output()
+            .expect("verify");
+        assert_eq!(cut.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&cut.stdout).contains("PROBLEM truncated"));
+        let kinds: Vec<String> = run_ok(&mut audit(&["show", "--format", "jsonl"]))
+            .lines()
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+                record["kind"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        for kind in [
+            "process.started",
+            "config.loaded",
+            "model.refit",
+            "config.rejected",
+            "config.reloaded",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == kind),
+                "no {kind} record in {kinds:?}"
+            );
+        }
+        assert_eq!(
+            kinds.last().map(String::as_str),
+            Some("process.stopped"),
+            "{kinds:?}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! millisecond timestamps in arguments, data arrives as slices, results leave as values. The
 //! `foretell` binary owns every edge (HTTP, files, signals) and calls into this crate.
 
+pub mod audit;
 pub mod backtest;
 pub mod exposition;
 pub mod labels;

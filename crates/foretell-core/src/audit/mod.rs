@@ -1,0 +1,11 @@
+//! The signed audit log's pure part: keys, the canonical encoding and MAC of a record, the
+//! chain that links records, and verification with a class for each kind of tampering.
+//! Storage (SQLite) lives in the binary; everything here works on values.
+
+pub mod keys;
+pub mod record;
+pub mod verify;
+
+pub use keys::{AuditKey, KeyError, KeyRing};
+pub use record::{Chain, Entry, Record, GENESIS_MAC, MAC_BYTES};
+pub use verify::{verify, ChainStart, Problem, ProblemClass, Verification};

@@ -1,0 +1,311 @@
+//! `foretell audit verify` and `foretell audit show`: read a log file, check or print it.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use foretell_core::audit::keys::encode_hex;
+use foretell_core::audit::{verify, KeyError, KeyRing, Record, Verification};
+use serde_json::json;
+
+use super::store::{self, StoreError};
+use crate::offline::timestamp::format_rfc3339;
+
+/// Environment variable that may hold the key file's text instead of `--key-file`.
+pub const KEYS_ENV: &str = "FORETELL_AUDIT_KEYS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditCommandError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot read the key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("key file {origin}: {source}")]
+    Keys { origin: String, source: KeyError },
+    #[error("no keys: pass --key-file FILE or set {KEYS_ENV}")]
+    NoKeys,
+    #[error("no audit database at {0}")]
+    NoDatabase(String),
+}
+
+/// The key ring from `--key-file`, else from the environment's text.
+pub fn load_keys(
+    key_file: Option<&Path>,
+    from_env: Option<String>,
+) -> Result<KeyRing, AuditCommandError> {
+    let (text, origin) = match (key_file, from_env) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path).map_err(|source| AuditCommandError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        (None, Some(text)) => (text, format!("${KEYS_ENV}")),
+        (None, None) => return Err(AuditCommandError::NoKeys),
+    };
+    KeyRing::parse(&text).map_err(|source| AuditCommandError::Keys { origin, source })
+}
+
+/// Reads and verifies the log at `db`. The database must exist: verifying a path that is not
+/// there would otherwise create an empty log and report it clean.
+pub fn verify_file(
+    db: &Path,
+    keys: &KeyRing,
+    expect_head: Option<u64>,
+) -> Result<(String, Verification), AuditCommandError> {
+    if !db.is_file() {
+        return Err(AuditCommandError::NoDatabase(db.display().to_string()));
+    }
+    let connection = store::open(db)?;
+    let log = store::read_log(&connection, db)?;
+    let outcome = verify(&log.log_id, &log.records, keys, log.start, expect_head);
+    Ok((log.log_id, outcome))
+}
+
+/// The verify report: a summary line and the first problem, if any.
+pub fn render_verification(db: &Path, log_id: &str, outcome: &Verification) -> String {
+    let mut out = format!(
+        "{}: log {log_id}, {} records checked, head seq {}\n",
+        db.display(),
+        outcome.checked,
+        outcome.head_seq
+    );
+    match &outcome.problem {
+        None => out.push_str("OK: every record verifies and the chain is unbroken\n"),
+        Some(problem) => {
+            let _ = writeln!(out, "PROBLEM {problem}");
+        }
+    }
+    out
+}
+
+/// Which records `show` prints.
+#[derive(Clone, Debug, Default)]
+pub struct RecordFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub kind: Option<String>,
+    pub subject: Option<String>,
+}
+
+impl RecordFilter {
+    pub fn matches(&self, record: &Record) -> bool {
+        let at = record.entry.timestamp_ms;
+        self.since_ms.is_none_or(|since| at >= since)
+            && self.until_ms.is_none_or(|until| at < until)
+            && self.kind.as_ref().is_none_or(|kind| {
+                record.entry.kind == *kind
+                    || record
+                        .entry
+                        .kind
+                        .strip_prefix(kind.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+            && self
+                .subject
+                .as_ref()
+                .is_none_or(|subject| record.entry.subject == *subject)
+    }
+}
+
+/// Records read from `db` (which must exist), in storage order, filtered.
+pub fn read_records(db: &Path, filter: &RecordFilter) -> Result<Vec<Record>, AuditCommandError> {
+    if !db.is_file() {
+        return Err(AuditCommandError::NoDatabase(db.display().to_string()));
+    }
+    let connection = store::open(db)?;
+    let log = store::read_log(&connection, db)?;
+    Ok(log
+        .records
+        .into_iter()
+        .filter(|r| filter.matches(r))
+        .collect())
+}
+
+/// One line per record: seq, time, kind, actor, subject, outcome, details.
+pub fn render_table(records: &[Record]) -> String {
+    let mut out = format!(
+        "{:>8}  {:<20}  {:<22} {:<16} {:<24} {:<10} details\n",
+        "seq", "time", "kind", "actor", "subject", "outcome"
+    );
+    for record in records {
+        let entry = &record.entry;
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<20}  {:<22} {:<16} {:<24} {:<10} {}",
+            record.seq,
+            format_rfc3339(entry.timestamp_ms),
+            entry.kind,
+            entry.actor,
+            entry.subject,
+            entry.outcome,
+            entry.details
+        );
+    }
+    out
+}
+
+/// One JSON object per line, with the chain fields, for export to other systems.
+pub fn render_jsonl(records: &[Record]) -> String {
+    let mut out = String::new();
+    for record in records {
+        let entry = &record.entry;
+        let details: serde_json::Value = serde_json::from_str(&entry.details)
+            .unwrap_or_else(|_| serde_json::Value::String(entry.details.clone()));
+        let line = json!({
+            "seq": record.seq,
+            "time": format_rfc3339(entry.timestamp_ms),
+            "timestamp_ms": entry.timestamp_ms,
+            "kind": entry.kind,
+            "actor": entry.actor,
+            "subject": entry.subject,
+            "outcome": entry.outcome,
+            "details": details,
+            "log_id": record.log_id,
+            "key_id": record.key_id,
+            "prev_mac": encode_hex(&record.prev_mac),
+            "mac": encode_hex(&record.mac),
+        });
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::store::AuditWriter;
+    use foretell_core::audit::Entry;
+
+    const KEY_TEXT: &str = "k1:0101010101010101010101010101010101010101010101010101010101010101";
+
+    fn entry(kind: &str, subject: &str, at_ms: i64) -> Entry {
+        Entry {
+            timestamp_ms: at_ms,
+            kind: kind.into(),
+            actor: "foretell".into(),
+            subject: subject.into(),
+            outcome: "ok".into(),
+            details: r#"{"n":1}"#.into(),
+        }
+    }
+
+    #[test]
+    fn verify_reports_the_count_the_head_and_the_first_problem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("audit.db");
+        let keys = KeyRing::parse(KEY_TEXT).expect("keys");
+        let mut writer = AuditWriter::open(&db, keys.clone()).expect("open");
+        for i in 0..3 {
+            writer
+                .append(entry("config.loaded", "foretell.yml", i))
+                .expect("append");
+        }
+        let log_id = writer.log_id().to_owned();
+        drop(writer);
+        let (id, outcome) = verify_file(&db, &keys, Some(3)).expect("verify");
+        assert_eq!(id, log_id);
+        let text = render_verification(&db, &id, &outcome);
+        assert!(text.contains("3 records checked, head seq 3"), "{text}");
+        assert!(text.contains("\nOK: "), "{text}");
+        let (_, outcome) = verify_file(&db, &keys, Some(5)).expect("verify");
+        let text = render_verification(&db, &id, &outcome);
+        assert!(
+            text.contains("PROBLEM truncated: the newest record is seq 3, but seq 5"),
+            "{text}"
+        );
+        let missing = verify_file(&dir.path().join("nope.db"), &keys, None).expect_err("missing");
+        assert!(
+            missing.to_string().contains("no audit database at"),
+            "{missing}"
+        );
+        assert!(
+            !dir.path().join("nope.db").exists(),
+            "verify must not create a database"
+        );
+    }
+
+    #[test]
+    fn keys_come_from_the_file_first_then_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("keys");
+        std::fs::write(&file, KEY_TEXT).expect("write");
+        let other = "k9:0202020202020202020202020202020202020202020202020202020202020202";
+        let ring = load_keys(Some(&file), Some(other.into())).expect("file");
+        assert_eq!(ring.active().id(), "k1");
+        let ring = load_keys(None, Some(other.into())).expect("env");
+        assert_eq!(ring.active().id(), "k9");
+        assert!(matches!(
+            load_keys(None, None),
+            Err(AuditCommandError::NoKeys)
+        ));
+        let error = load_keys(None, Some("k1:00".into())).expect_err("short");
+        assert_eq!(
+            error.to_string(),
+            "key file $FORETELL_AUDIT_KEYS: key `k1` has 1 bytes of secret; at least 32 are needed"
+        );
+    }
+
+    #[test]
+    fn show_filters_by_time_kind_and_subject_and_exports_jsonl() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("audit.db");
+        let keys = KeyRing::parse(KEY_TEXT).expect("keys");
+        let mut writer = AuditWriter::open(&db, keys).expect("open");
+        writer
+            .append(entry("config.loaded", "foretell.yml", 1_000))
+            .expect("append");
+        writer
+            .append(entry("alert.forwarded", "fp-a", 2_000))
+            .expect("append");
+        writer
+            .append(entry("alert.suppressed", "fp-b", 3_000))
+            .expect("append");
+        writer
+            .append(entry("alerting.other", "fp-c", 4_000))
+            .expect("append");
+        drop(writer);
+        let seqs = |filter: RecordFilter| -> Vec<u64> {
+            read_records(&db, &filter)
+                .expect("read")
+                .iter()
+                .map(|r| r.seq)
+                .collect()
+        };
+        assert_eq!(seqs(RecordFilter::default()), vec![1, 2, 3, 4]);
+        let by_kind = RecordFilter {
+            kind: Some("alert".into()),
+            ..RecordFilter::default()
+        };
+        assert_eq!(
+            seqs(by_kind),
+            vec![2, 3],
+            "a kind prefix matches whole dotted parts"
+        );
+        let by_time = RecordFilter {
+            since_ms: Some(2_000),
+            until_ms: Some(4_000),
+            ..RecordFilter::default()
+        };
+        assert_eq!(seqs(by_time), vec![2, 3]);
+        let by_subject = RecordFilter {
+            subject: Some("fp-b".into()),
+            ..RecordFilter::default()
+        };
+        let records = read_records(&db, &by_subject).expect("read");
+        let table = render_table(&records);
+        assert!(
+            table.contains("alert.suppressed") && !table.contains("fp-a"),
+            "{table}"
+        );
+        let line: serde_json::Value =
+            serde_json::from_str(render_jsonl(&records).trim()).expect("JSON line");
+        assert_eq!(line["seq"], 3);
+        assert_eq!(line["details"]["n"], 1);
+        assert_eq!(line["time"], "1970-01-01T00:00:03Z");
+        assert_eq!(line["mac"].as_str().expect("mac").len(), 64);
+    }
+}

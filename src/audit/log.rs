@@ -1,0 +1,237 @@
+//! The running sidecar's audit log: one thread owns the SQLite connection and appends what the
+//! rest of the process sends it, several records per durable commit when they queue up.
+//!
+//! [`AuditLog::record`] never blocks the caller: a full queue counts a write error and the
+//! entry is logged instead. [`AuditLog::record_durably`] waits until the record is committed,
+//! for decisions that must not be reported before they are on disk (process stop).
+
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use foretell_core::audit::{Entry, KeyRing};
+
+use super::store::{AuditWriter, StoreError};
+use crate::telemetry::Telemetry;
+
+/// Entries waiting for the writer; beyond this the process is producing decisions faster than
+/// the disk commits them.
+const QUEUE_CAPACITY: usize = 4096;
+/// Records committed together at most.
+const MAX_BATCH: usize = 512;
+
+type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
+
+enum Request {
+    Append(Entry, Option<Reply>),
+    Stop,
+}
+
+pub struct AuditLog {
+    sender: SyncSender<Request>,
+    writer: Option<JoinHandle<()>>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl AuditLog {
+    /// Opens the log at `path` and starts its writer thread.
+    pub fn start(
+        path: &Path,
+        keys: KeyRing,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<AuditLog, StoreError> {
+        let writer = AuditWriter::open(path, keys)?;
+        telemetry.audit_head(writer.head_seq());
+        let (sender, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let thread_telemetry = Arc::clone(&telemetry);
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(writer, requests, &thread_telemetry))
+            .map_err(|e| StoreError::Corrupt {
+                path: path.to_owned(),
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        Ok(AuditLog {
+            sender,
+            writer: Some(handle),
+            telemetry,
+        })
+    }
+
+    /// Queues `entry`; never waits.
+    pub fn record(&self, entry: Entry) {
+        match self.sender.try_send(Request::Append(entry, None)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Request::Append(entry, _)))
+            | Err(TrySendError::Disconnected(Request::Append(entry, _))) => {
+                self.telemetry.audit_write_failed(1);
+                tracing::error!(kind = %entry.kind, subject = %entry.subject, outcome = %entry.outcome, details = %entry.details, "audit record dropped: the writer is not keeping up or has stopped");
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Appends `entry` and waits for its commit; returns its sequence number.
+    pub async fn record_durably(&self, entry: Entry) -> Result<u64, String> {
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        let sender = self.sender.clone();
+        // A full queue blocks this task only, on the blocking pool.
+        let sent = tokio::task::spawn_blocking(move || {
+            sender.send(Request::Append(entry, Some(reply))).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if !sent {
+            self.telemetry.audit_write_failed(1);
+            return Err("the audit writer has stopped".into());
+        }
+        committed
+            .await
+            .unwrap_or_else(|_| Err("the audit writer stopped before committing".into()))
+    }
+
+    /// Commits what is queued and stops the writer.
+    pub fn close(mut self) {
+        let _ = self.sender.send(Request::Stop);
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn write_loop(mut writer: AuditWriter, requests: Receiver<Request>, telemetry: &Telemetry) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = requests.recv() else {
+            return;
+        };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Append(entry, reply) => batch.push((entry, reply)),
+                Request::Stop => stopping = true,
+            }
+            if batch.len() < MAX_BATCH && !stopping {
+                next = requests.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let count = batch.len();
+        let (entries, replies): (Vec<Entry>, Vec<Option<Reply>>) = batch.into_iter().unzip();
+        let result = writer.transaction(|transaction, appender| {
+            entries
+                .into_iter()
+                .map(|entry| appender.append(transaction, entry).map(|r| r.seq))
+                .collect::<Result<Vec<u64>, _>>()
+        });
+        match result {
+            Ok((seqs, _)) => {
+                telemetry.audit_written(count as u64, writer.head_seq());
+                for (reply, seq) in replies.into_iter().zip(seqs) {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(seq));
+                    }
+                }
+            }
+            Err(error) => {
+                telemetry.audit_write_failed(count as u64);
+                tracing::error!(%error, records = count, "audit records could not be written");
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::store;
+    use foretell_core::audit::verify;
+
+    fn keys() -> KeyRing {
+        KeyRing::parse(&format!("k1:{}", "07".repeat(32))).expect("keys")
+    }
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            timestamp_ms: i as i64,
+            kind: "model.refit".into(),
+            actor: "foretell".into(),
+            subject: "load".into(),
+            outcome: "ok".into(),
+            details: format!(r#"{{"fits":{i}}}"#),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_and_durable_records_all_land_in_one_verifiable_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let telemetry = Arc::new(Telemetry::new("test"));
+        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry)).expect("start");
+        for i in 0..300 {
+            log.record(entry(i));
+        }
+        let seq = log.record_durably(entry(300)).await.expect("durable");
+        assert_eq!(
+            seq, 301,
+            "queued records commit in order before the durable one"
+        );
+        log.close();
+        let connection = store::open(&path).expect("open");
+        let stored = store::read_log(&connection, &path).expect("read");
+        let outcome = verify(
+            &stored.log_id,
+            &stored.records,
+            &keys(),
+            stored.start,
+            Some(301),
+        );
+        assert_eq!((outcome.checked, outcome.problem), (301, None));
+        let mut metrics = String::new();
+        telemetry.render(&mut metrics);
+        assert!(
+            metrics.contains("\nforetell_audit_records_total 301\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nforetell_audit_head_seq 301\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nforetell_audit_write_errors_total 0\n"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_is_counted_and_reported_to_the_waiting_caller() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let telemetry = Arc::new(Telemetry::new("test"));
+        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry)).expect("start");
+        log.record_durably(entry(0)).await.expect("first");
+        // Another connection drops the table under the writer: its next commit fails.
+        let raw = rusqlite::Connection::open(&path).expect("raw");
+        raw.execute_batch("DROP TABLE records").expect("drop");
+        let error = log.record_durably(entry(1)).await.expect_err("must fail");
+        assert!(error.contains("records"), "{error}");
+        log.close();
+        let mut metrics = String::new();
+        telemetry.render(&mut metrics);
+        assert!(
+            metrics.contains("\nforetell_audit_write_errors_total 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("\nforetell_audit_head_seq 1\n"),
+            "{metrics}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! The signed audit log: SQLite storage of the records that `foretell_core::audit` signs and
+//! verifies, and the `foretell audit` commands.
+
+pub mod commands;
+pub mod log;
+pub mod store;

@@ -1,0 +1,346 @@
+//! The audit log on disk: SQLite in WAL mode with `synchronous=FULL`, one writer owning the
+//! connection.
+//!
+//! Records are appended inside a transaction that the caller may also use for the state the
+//! record describes (an outbox row, say), so that neither is committed without the other. The
+//! in-memory head of the chain moves only after the transaction commits.
+
+use std::path::{Path, PathBuf};
+
+use foretell_core::audit::{Chain, ChainStart, Entry, KeyRing, Record, GENESIS_MAC, MAC_BYTES};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+/// Schema changes, applied in order; `PRAGMA user_version` counts those applied. Append only:
+/// a released migration is never edited.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the log's identity and the records.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     );
+     CREATE TABLE records (
+         id       INTEGER PRIMARY KEY,
+         seq      INTEGER NOT NULL UNIQUE,
+         log_id   TEXT NOT NULL,
+         ts_ms    INTEGER NOT NULL,
+         kind     TEXT NOT NULL,
+         actor    TEXT NOT NULL,
+         subject  TEXT NOT NULL,
+         outcome  TEXT NOT NULL,
+         details  TEXT NOT NULL,
+         key_id   TEXT NOT NULL,
+         prev_mac BLOB NOT NULL,
+         mac      BLOB NOT NULL
+     );
+     CREATE INDEX records_ts ON records (ts_ms);",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("audit database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("audit database {path} has schema version {found}, newer than this foretell knows ({known}); use a newer foretell")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("audit database {path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// A row that cannot even be read as a record (a MAC of the wrong length, ...).
+fn corrupt(path: &Path, message: String) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Opens (creating when absent) the database at `path`, sets WAL and full sync, and applies
+/// the migrations it lacks.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let mut connection = Connection::open(path).map_err(sqlite)?;
+    connection
+        .pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite)?;
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(sqlite)?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sqlite)?;
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let applied: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    if applied as usize > MIGRATIONS.len() {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let transaction = connection.transaction().map_err(sqlite)?;
+        transaction.execute_batch(migration).map_err(sqlite)?;
+        transaction
+            .pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(sqlite)?;
+        transaction.commit().map_err(sqlite)?;
+    }
+    Ok(())
+}
+
+/// The log's random id, created with the database.
+fn log_id(connection: &Connection, path: &Path) -> Result<String, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let existing: Option<String> = connection
+        .query_row("SELECT value FROM meta WHERE name = 'log_id'", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(sqlite)?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    let id = random_log_id();
+    connection
+        .execute(
+            "INSERT INTO meta (name, value) VALUES ('log_id', ?1)",
+            params![id],
+        )
+        .map_err(sqlite)?;
+    Ok(id)
+}
+
+/// 128 random bits as hex, from the operating system where it offers them.
+fn random_log_id() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if from_os.is_err() {
+        bytes.iter_mut().for_each(|b| *b = fastrand::u8(..));
+    }
+    foretell_core::audit::keys::encode_hex(&bytes)
+}
+
+fn mac_from(blob: Vec<u8>, path: &Path, id: i64) -> Result<[u8; MAC_BYTES], StoreError> {
+    blob.try_into()
+        .map_err(|b: Vec<u8>| corrupt(path, format!("row id {id}: a MAC of {} bytes", b.len())))
+}
+
+/// Every record in storage order, the log's id and where its chain starts.
+pub struct StoredLog {
+    pub log_id: String,
+    pub start: ChainStart,
+    pub records: Vec<Record>,
+}
+
+/// Reads the whole log (for `verify`, `show`, `export`).
+pub fn read_log(connection: &Connection, path: &Path) -> Result<StoredLog, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let log_id = log_id(connection, path)?;
+    let mut statement = connection
+        .prepare(
+            "SELECT id, seq, log_id, ts_ms, kind, actor, subject, outcome, details, key_id, \
+             prev_mac, mac FROM records ORDER BY id",
+        )
+        .map_err(sqlite)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                Entry {
+                    timestamp_ms: row.get(3)?,
+                    kind: row.get(4)?,
+                    actor: row.get(5)?,
+                    subject: row.get(6)?,
+                    outcome: row.get(7)?,
+                    details: row.get(8)?,
+                },
+                row.get::<_, String>(9)?,
+                row.get::<_, Vec<u8>>(10)?,
+                row.get::<_, Vec<u8>>(11)?,
+            ))
+        })
+        .map_err(sqlite)?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (id, seq, row_log_id, entry, key_id, prev_mac, mac) = row.map_err(sqlite)?;
+        records.push(Record {
+            log_id: row_log_id,
+            seq: u64::try_from(seq)
+                .map_err(|_| corrupt(path, format!("row id {id}: negative seq {seq}")))?,
+            entry,
+            key_id,
+            prev_mac: mac_from(prev_mac, path, id)?,
+            mac: mac_from(mac, path, id)?,
+        });
+    }
+    Ok(StoredLog {
+        log_id,
+        start: ChainStart::GENESIS,
+        records,
+    })
+}
+
+/// The one writer of a log.
+pub struct AuditWriter {
+    connection: Connection,
+    path: PathBuf,
+    keys: KeyRing,
+    chain: Chain,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("path", &self.path)
+            .field("keys", &self.keys)
+            .field("head_seq", &self.chain.head_seq())
+            .finish()
+    }
+}
+
+/// Appends records inside one transaction; see [`AuditWriter::transaction`].
+pub struct Appender<'w> {
+    keys: &'w KeyRing,
+    chain: Chain,
+    written: Vec<Record>,
+}
+
+impl Appender<'_> {
+    /// Signs `entry` as the next record and inserts it in `transaction`.
+    pub fn append(
+        &mut self,
+        transaction: &Transaction,
+        entry: Entry,
+    ) -> Result<Record, rusqlite::Error> {
+        let record = self.chain.next(self.keys, entry);
+        insert(transaction, &record)?;
+        self.chain.commit(&record);
+        self.written.push(record.clone());
+        Ok(record)
+    }
+}
+
+fn insert(transaction: &Transaction, record: &Record) -> Result<(), rusqlite::Error> {
+    transaction.execute(
+        "INSERT INTO records (seq, log_id, ts_ms, kind, actor, subject, outcome, details, key_id, \
+         prev_mac, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            record.seq as i64,
+            record.log_id,
+            record.entry.timestamp_ms,
+            record.entry.kind,
+            record.entry.actor,
+            record.entry.subject,
+            record.entry.outcome,
+            record.entry.details,
+            record.key_id,
+            &record.prev_mac[..],
+            &record.mac[..],
+        ],
+    )?;
+    Ok(())
+}
+
+impl AuditWriter {
+    /// Opens the log at `path` for appending with `keys` (the newest key signs).
+    pub fn open(path: &Path, keys: KeyRing) -> Result<AuditWriter, StoreError> {
+        let connection = open(path)?;
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let log_id = log_id(&connection, path)?;
+        let head: Option<(i64, Vec<u8>)> = connection
+            .query_row(
+                "SELECT seq, mac FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        let chain = match head {
+            Some((seq, mac)) => Chain::resume(&log_id, seq as u64, mac_from(mac, path, seq)?),
+            None => Chain::resume(&log_id, 0, GENESIS_MAC),
+        };
+        Ok(AuditWriter {
+            connection,
+            path: path.to_owned(),
+            keys,
+            chain,
+        })
+    }
+
+    /// Runs `work` in one transaction: the state changes it makes through the transaction and
+    /// the records it appends commit together or not at all. The chain's head moves only when
+    /// the commit succeeds.
+    pub fn transaction<T>(
+        &mut self,
+        work: impl FnOnce(&Transaction, &mut Appender) -> Result<T, rusqlite::Error>,
+    ) -> Result<(T, Vec<Record>), StoreError> {
+        let sqlite = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(sqlite)?;
+        let mut appender = Appender {
+            keys: &self.keys,
+            chain: self.chain.clone(),
+            written: Vec::new(),
+        };
+        let value = work(&transaction, &mut appender).map_err(sqlite)?;
+        let (chain, written) = (appender.chain, appender.written);
+        transaction.commit().map_err(sqlite)?;
+        self.chain = chain;
+        Ok((value, written))
+    }
+
+    pub fn head_seq(&self) -> u64 {
+        self.chain.head_seq()
+    }
+}
+
+#[cfg(test)]
+impl AuditWriter {
+    /// Appends one record in its own transaction.
+    pub fn append(&mut self, entry: Entry) -> Result<Record, StoreError> {
+        let (record, _) =
+            self.transaction(|transaction, appender| appender.append(transaction, entry))?;
+        Ok(record)
+    }
+
+    pub fn log_id(&self) -> &str {
+        self.chain.log_id()
+    }
+}
+
+#[cfg(test)]
+mod tests;
