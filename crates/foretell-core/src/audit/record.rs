@@ -22,7 +22,7 @@ const ENCODING_TAG: &[u8] = b"foretell-audit-v1";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub timestamp_ms: i64,
-    /// `alert.forwarded`, `config.reloaded`, ... (see [`super::kinds`]).
+    /// Dotted, general to specific: `process.started`, `config.reloaded`, `model.refit`.
     pub kind: String,
     /// Who or what decided: `foretell`, `admin:127.0.0.1`, `alertmanager`.
     pub actor: String,
