@@ -149,15 +149,20 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(config_path: &std::path::Path) -> ExitCode {
-    let config = match config::load_file(config_path, &config::SystemEnvironment) {
-        Ok(config) => config,
-        Err(error) => {
-            for line in error.lines() {
-                eprintln!("{line}");
-            }
-            return ExitCode::from(EXIT_INVALID);
+/// Loads the configuration, or prints every problem in it and gives exit code 2.
+fn load_config(config_path: &std::path::Path) -> Result<config::Config, ExitCode> {
+    config::load_file(config_path, &config::SystemEnvironment).map_err(|error| {
+        for line in error.lines() {
+            eprintln!("{line}");
         }
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+fn run(config_path: &std::path::Path) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -326,14 +331,9 @@ fn backtest(
     format: BacktestFormat,
     output: Option<&std::path::Path>,
 ) -> ExitCode {
-    let config = match config::load_file(config_path, &config::SystemEnvironment) {
+    let config = match load_config(config_path) {
         Ok(config) => config,
-        Err(error) => {
-            for line in error.lines() {
-                eprintln!("{line}");
-            }
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     let plan = match offline::backtest::plan(&config, flags, clock::SystemClock.now_ms()) {
         Ok(plan) => plan,
