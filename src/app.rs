@@ -100,6 +100,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
             &settings.path,
             settings.keys.clone(),
             Arc::clone(&telemetry),
+            clock.now_ms(),
         )?)),
         None => {
             tracing::warn!(

@@ -186,24 +186,57 @@ pub enum AuditCommand {
     },
     /// Print records, oldest first.
     Show {
-        /// The audit database (SQLite).
-        #[arg(long, value_name = "FILE")]
-        db: PathBuf,
-        /// Only records at or after this time (`now-1d`, Unix seconds, RFC 3339, ...).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only records before this time.
-        #[arg(long)]
-        until: Option<String>,
-        /// Only this kind, or kinds under it (`alert` matches `alert.forwarded`).
-        #[arg(long)]
-        kind: Option<String>,
-        /// Only this subject.
-        #[arg(long)]
-        subject: Option<String>,
+        #[command(flatten)]
+        records: RecordArgs,
         #[arg(long, value_enum, default_value_t = RecordFormat::Table)]
         format: RecordFormat,
     },
+    /// Write records as JSON lines (with their MACs), oldest first, for other systems.
+    Export {
+        #[command(flatten)]
+        records: RecordArgs,
+        /// Output file (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Delete records older than --before behind a signed anchor record, so the rest still
+    /// verifies. Verifies first and refuses a damaged log. Run it while foretell is stopped.
+    Prune {
+        /// The audit database (SQLite).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Key file (default: the text of $FORETELL_AUDIT_KEYS); the last key signs the anchor.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Records before this time go (`now-90d`, Unix seconds, RFC 3339, ...).
+        #[arg(long)]
+        before: String,
+    },
+    /// Count records by kind and outcome over a period.
+    Report {
+        #[command(flatten)]
+        records: RecordArgs,
+    },
+}
+
+/// Which records of which log.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// The audit database (SQLite).
+    #[arg(long, value_name = "FILE")]
+    pub db: PathBuf,
+    /// Only records at or after this time (`now-1d`, Unix seconds, RFC 3339, ...).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this kind, or kinds under it (`alert` matches `alert.forwarded`).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this subject.
+    #[arg(long)]
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -384,14 +384,61 @@ fn backtest(
     }
 }
 
+/// Exit 0, or 1 with the error when the output cannot be written.
+fn finish(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("foretell {command}: {error:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// The records `args` select, or the exit code after printing why there are none to give.
+fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Record>, ExitCode> {
+    use audit::commands::{self, AuditCommandError, RecordFilter};
+    let now = clock::SystemClock.now_ms();
+    let instant = |flag, text: &Option<String>| {
+        text.as_deref()
+            .map(|t| offline::backtest::instant(flag, t, now))
+            .transpose()
+    };
+    let (since_ms, until_ms) = match (
+        instant("--since", &args.since),
+        instant("--until", &args.until),
+    ) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("foretell audit: {error}");
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let filter = RecordFilter {
+        since_ms,
+        until_ms,
+        kind: args.kind.clone(),
+        subject: args.subject.clone(),
+    };
+    commands::read_records(&args.db, &filter).map_err(|error| {
+        eprintln!("foretell audit: {error}");
+        ExitCode::from(match error {
+            AuditCommandError::Store(_) | AuditCommandError::NoDatabase(_) => EXIT_RUNTIME,
+            _ => EXIT_INVALID,
+        })
+    })
+}
+
 /// `foretell audit ...`: exit 0 when fine, 1 when verification finds a problem or the log
 /// cannot be read, 2 for bad flags or keys.
 fn audit(command: AuditCommand) -> ExitCode {
-    use audit::commands::{self, AuditCommandError, RecordFilter};
+    use audit::commands::{self, AuditCommandError};
     let fail = |error: AuditCommandError| {
         eprintln!("foretell audit: {error}");
         let code = match error {
-            AuditCommandError::Store(_) | AuditCommandError::NoDatabase(_) => EXIT_RUNTIME,
+            AuditCommandError::Store(_)
+            | AuditCommandError::NoDatabase(_)
+            | AuditCommandError::DoesNotVerify { .. } => EXIT_RUNTIME,
             _ => EXIT_INVALID,
         };
         ExitCode::from(code)
@@ -421,49 +468,77 @@ fn audit(command: AuditCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
-        AuditCommand::Show {
+        AuditCommand::Show { records, format } => {
+            let records = match audit_records(&records) {
+                Ok(records) => records,
+                Err(code) => return code,
+            };
+            let text = match format {
+                RecordFormat::Table => commands::render_table(&records),
+                RecordFormat::Jsonl => commands::render_jsonl(&records),
+            };
+            finish("audit show", write_output(None, &text))
+        }
+        AuditCommand::Export { records, output } => {
+            let records = match audit_records(&records) {
+                Ok(records) => records,
+                Err(code) => return code,
+            };
+            finish(
+                "audit export",
+                write_output(output.as_deref(), &commands::render_jsonl(&records)),
+            )
+        }
+        AuditCommand::Prune {
             db,
-            since,
-            until,
-            kind,
-            subject,
-            format,
+            key_file,
+            before,
         } => {
             let now = clock::SystemClock.now_ms();
-            let instant = |flag, text: Option<String>| {
-                text.map(|t| offline::backtest::instant(flag, &t, now))
-                    .transpose()
-            };
-            let (since_ms, until_ms) = match (instant("--since", since), instant("--until", until))
-            {
-                (Ok(since), Ok(until)) => (since, until),
-                (Err(error), _) | (_, Err(error)) => {
-                    eprintln!("foretell audit show: {error}");
+            let before_ms = match offline::backtest::instant("--before", &before, now) {
+                Ok(ms) => ms,
+                Err(error) => {
+                    eprintln!("foretell audit prune: {error}");
                     return ExitCode::from(EXIT_INVALID);
                 }
             };
-            let filter = RecordFilter {
-                since_ms,
-                until_ms,
-                kind,
-                subject,
+            let keys = match commands::load_keys(
+                key_file.as_deref(),
+                std::env::var(commands::KEYS_ENV).ok(),
+            ) {
+                Ok(keys) => keys,
+                Err(error) => return fail(error),
             };
-            match commands::read_records(&db, &filter) {
-                Ok(records) => {
-                    let text = match format {
-                        RecordFormat::Table => commands::render_table(&records),
-                        RecordFormat::Jsonl => commands::render_jsonl(&records),
-                    };
-                    match write_output(None, &text) {
-                        Ok(()) => ExitCode::SUCCESS,
-                        Err(error) => {
-                            eprintln!("foretell audit show: {error:#}");
-                            ExitCode::from(EXIT_RUNTIME)
-                        }
-                    }
+            match commands::prune_file(&db, &keys, before_ms, now) {
+                Ok(Some(pruned)) => {
+                    println!(
+                        "{}: removed {} records through seq {}; anchor record seq {}",
+                        db.display(),
+                        pruned.removed,
+                        pruned.through_seq,
+                        pruned.anchor_seq
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    println!(
+                        "{}: no record before {before}; nothing pruned",
+                        db.display()
+                    );
+                    ExitCode::SUCCESS
                 }
                 Err(error) => fail(error),
             }
+        }
+        AuditCommand::Report { records } => {
+            let selected = match audit_records(&records) {
+                Ok(selected) => selected,
+                Err(code) => return code,
+            };
+            finish(
+                "audit report",
+                write_output(None, &commands::render_report(&selected)),
+            )
         }
     }
 }

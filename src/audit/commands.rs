@@ -28,6 +28,8 @@ pub enum AuditCommandError {
     NoKeys,
     #[error("no audit database at {0}")]
     NoDatabase(String),
+    #[error("refusing to prune {db}: the log does not verify ({problem}); pruning would destroy the evidence")]
+    DoesNotVerify { db: String, problem: String },
 }
 
 /// The key ring from `--key-file`, else from the environment's text.
@@ -63,6 +65,34 @@ pub fn verify_file(
     let log = store::read_log(&connection, db)?;
     let outcome = verify(&log.log_id, &log.records, keys, log.start, expect_head);
     Ok((log.log_id, outcome))
+}
+
+/// Verifies the log, then prunes the records older than `before_ms` behind a signed anchor.
+/// Run it while no sidecar writes to the log: the sidecar's writer keeps the head in memory.
+pub fn prune_file(
+    db: &Path,
+    keys: &KeyRing,
+    before_ms: i64,
+    now_ms: i64,
+) -> Result<Option<store::Pruned>, AuditCommandError> {
+    let (_, outcome) = verify_file(db, keys, None)?;
+    if let Some(problem) = outcome.problem {
+        return Err(AuditCommandError::DoesNotVerify {
+            db: db.display().to_string(),
+            problem: problem.to_string(),
+        });
+    }
+    let connection = store::open(db)?;
+    let log = store::read_log(&connection, db)?;
+    drop(connection);
+    let mut writer = store::AuditWriter::open(db, keys.clone())?;
+    Ok(store::prune(
+        &mut writer,
+        &log.records,
+        before_ms,
+        now_ms,
+        "cli:audit prune",
+    )?)
 }
 
 /// The verify report: a summary line and the first problem, if any.
@@ -174,6 +204,34 @@ pub fn render_jsonl(records: &[Record]) -> String {
     out
 }
 
+/// Counts by kind and outcome, with the period the records span.
+pub fn render_report(records: &[Record]) -> String {
+    let mut counts: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    for record in records {
+        *counts
+            .entry((record.entry.kind.as_str(), record.entry.outcome.as_str()))
+            .or_default() += 1;
+    }
+    let mut out = match (records.first(), records.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} records, seq {} to {}, {} to {}\n",
+            records.len(),
+            first.seq,
+            last.seq,
+            format_rfc3339(first.entry.timestamp_ms),
+            format_rfc3339(last.entry.timestamp_ms)
+        ),
+        _ => "no records\n".to_owned(),
+    };
+    if !counts.is_empty() {
+        let _ = writeln!(out, "{:<28} {:<12} {:>8}", "kind", "outcome", "records");
+    }
+    for ((kind, outcome), count) in counts {
+        let _ = writeln!(out, "{kind:<28} {outcome:<12} {count:>8}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +283,64 @@ mod tests {
         assert!(
             !dir.path().join("nope.db").exists(),
             "verify must not create a database"
+        );
+    }
+
+    #[test]
+    fn a_pruned_log_still_verifies_and_a_forged_prune_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("audit.db");
+        let keys = KeyRing::parse(KEY_TEXT).expect("keys");
+        let mut writer = AuditWriter::open(&db, keys.clone()).expect("open");
+        for i in 0..10 {
+            writer
+                .append(entry("model.refit", "load", 1_000 * i))
+                .expect("append");
+        }
+        drop(writer);
+        let pruned = prune_file(&db, &keys, 4_500, 20_000)
+            .expect("prune")
+            .expect("pruned");
+        assert_eq!(
+            (pruned.removed, pruned.through_seq, pruned.anchor_seq),
+            (5, 5, 11)
+        );
+        let (_, outcome) = verify_file(&db, &keys, Some(11)).expect("verify");
+        assert_eq!(
+            (outcome.checked, outcome.head_seq, outcome.problem),
+            (6, 11, None)
+        );
+        let kept: Vec<u64> = read_records(&db, &RecordFilter::default())
+            .expect("read")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(kept, vec![6, 7, 8, 9, 10, 11]);
+        // Nothing old enough: no anchor, nothing removed.
+        assert_eq!(prune_file(&db, &keys, 0, 30_000).expect("prune"), None);
+        // Someone deletes two more records and moves the recorded start past them.
+        let raw = rusqlite::Connection::open(&db).expect("raw");
+        let mac_7: Vec<u8> = raw
+            .query_row("SELECT mac FROM records WHERE seq = 7", [], |r| r.get(0))
+            .expect("mac");
+        raw.execute_batch("DELETE FROM records WHERE seq <= 7")
+            .expect("delete");
+        raw.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'pruned_through_mac'",
+            [foretell_core::audit::keys::encode_hex(&mac_7)],
+        )
+        .expect("mac");
+        raw.execute_batch("UPDATE meta SET value = '7' WHERE name = 'pruned_through_seq'")
+            .expect("seq");
+        drop(raw);
+        let (_, outcome) = verify_file(&db, &keys, None).expect("verify");
+        let problem = outcome.problem.expect("caught");
+        assert_eq!(problem.class, foretell_core::audit::ProblemClass::Missing);
+        // And a damaged log is not pruned further.
+        let error = prune_file(&db, &keys, 100_000, 200_000).expect_err("refused");
+        assert!(
+            error.to_string().starts_with("refusing to prune"),
+            "{error}"
         );
     }
 

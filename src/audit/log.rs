@@ -35,13 +35,18 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the log at `path` and starts its writer thread.
+    /// Opens the log at `path` and starts its writer thread; a change of signing key since the
+    /// last record is recorded first (`now_ms` stamps that record).
     pub fn start(
         path: &Path,
         keys: KeyRing,
         telemetry: Arc<Telemetry>,
+        now_ms: i64,
     ) -> Result<AuditLog, StoreError> {
-        let writer = AuditWriter::open(path, keys)?;
+        let mut writer = AuditWriter::open(path, keys)?;
+        if let Some(rotation) = writer.record_key_rotation(now_ms)? {
+            tracing::info!(seq = rotation.seq, key = %rotation.key_id, "audit key rotated");
+        }
         telemetry.audit_head(writer.head_seq());
         let (sender, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread_telemetry = Arc::clone(&telemetry);
@@ -174,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
-        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry)).expect("start");
+        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("start");
         for i in 0..300 {
             log.record(entry(i));
         }
@@ -215,7 +220,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
-        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry)).expect("start");
+        let log = AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("start");
         log.record_durably(entry(0)).await.expect("first");
         // Another connection drops the table under the writer: its next commit fails.
         let raw = rusqlite::Connection::open(&path).expect("raw");

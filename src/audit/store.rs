@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use foretell_core::audit::{Chain, ChainStart, Entry, KeyRing, Record, GENESIS_MAC, MAC_BYTES};
+use foretell_core::audit::{
+    Anchor, Chain, ChainStart, Entry, KeyRing, Record, GENESIS_MAC, MAC_BYTES,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 /// Schema changes, applied in order; `PRAGMA user_version` counts those applied. Append only:
@@ -204,9 +206,95 @@ pub fn read_log(connection: &Connection, path: &Path) -> Result<StoredLog, Store
     }
     Ok(StoredLog {
         log_id,
-        start: ChainStart::GENESIS,
+        start: chain_start(connection, path)?,
         records,
     })
+}
+
+/// Where the stored chain begins: after the newest prune, or at the genesis.
+fn chain_start(connection: &Connection, path: &Path) -> Result<ChainStart, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let value = |name: &str| -> Result<Option<String>, StoreError> {
+        connection
+            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite)
+    };
+    match (value("pruned_through_seq")?, value("pruned_through_mac")?) {
+        (Some(seq), Some(mac)) => {
+            let after_seq = seq.parse().map_err(|_| {
+                corrupt(path, format!("pruned_through_seq `{seq}` is not a number"))
+            })?;
+            let prev_mac = foretell_core::audit::keys::decode_hex(&mac)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| corrupt(path, "pruned_through_mac is not a MAC".into()))?;
+            Ok(ChainStart {
+                after_seq,
+                prev_mac,
+            })
+        }
+        _ => Ok(ChainStart::GENESIS),
+    }
+}
+
+/// What a prune did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pruned {
+    pub removed: u64,
+    pub through_seq: u64,
+    pub anchor_seq: u64,
+}
+
+/// Deletes the records older than `before_ms` (up to the last such record in order) and
+/// appends the signed anchor that carries the chain over the gap, in one transaction. `None`
+/// when no record is old enough. The caller verifies the log first: pruning a damaged log
+/// would destroy the evidence.
+pub fn prune(
+    writer: &mut AuditWriter,
+    records: &[Record],
+    before_ms: i64,
+    now_ms: i64,
+    actor: &str,
+) -> Result<Option<Pruned>, StoreError> {
+    let Some(last_old) = records
+        .iter()
+        .take_while(|r| r.entry.timestamp_ms < before_ms)
+        .last()
+    else {
+        return Ok(None);
+    };
+    let removed = records.iter().filter(|r| r.seq <= last_old.seq).count() as u64;
+    let anchor = Anchor {
+        through_seq: last_old.seq,
+        through_mac: last_old.mac,
+        removed,
+    };
+    let (anchor_seq, _) = writer.transaction(|transaction, appender| {
+        let record = appender.append(transaction, anchor.entry(now_ms, actor))?;
+        transaction.execute(
+            "DELETE FROM records WHERE seq <= ?1",
+            params![anchor.through_seq as i64],
+        )?;
+        transaction.execute(
+            "INSERT INTO meta (name, value) VALUES ('pruned_through_seq', ?1), ('pruned_through_mac', ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            params![
+                anchor.through_seq.to_string(),
+                foretell_core::audit::keys::encode_hex(&anchor.through_mac)
+            ],
+        )?;
+        Ok(record.seq)
+    })?;
+    Ok(Some(Pruned {
+        removed,
+        through_seq: anchor.through_seq,
+        anchor_seq,
+    }))
 }
 
 /// The one writer of a log.
@@ -215,6 +303,8 @@ pub struct AuditWriter {
     path: PathBuf,
     keys: KeyRing,
     chain: Chain,
+    /// The key id of the newest record when the log was opened.
+    head_key_id: Option<String>,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -279,24 +369,49 @@ impl AuditWriter {
             source,
         };
         let log_id = log_id(&connection, path)?;
-        let head: Option<(i64, Vec<u8>)> = connection
+        let head: Option<(i64, Vec<u8>, String)> = connection
             .query_row(
-                "SELECT seq, mac FROM records ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, mac, key_id FROM records ORDER BY seq DESC LIMIT 1",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .optional()
             .map_err(sqlite)?;
-        let chain = match head {
-            Some((seq, mac)) => Chain::resume(&log_id, seq as u64, mac_from(mac, path, seq)?),
-            None => Chain::resume(&log_id, 0, GENESIS_MAC),
+        let (chain, head_key_id) = match head {
+            Some((seq, mac, key_id)) => (
+                Chain::resume(&log_id, seq as u64, mac_from(mac, path, seq)?),
+                Some(key_id),
+            ),
+            None => (Chain::resume(&log_id, 0, GENESIS_MAC), None),
         };
         Ok(AuditWriter {
             connection,
             path: path.to_owned(),
             keys,
             chain,
+            head_key_id,
         })
+    }
+
+    /// When the newest record was signed with another key than the one that signs now, records
+    /// the rotation as the first record under the new key, so the log itself says when keys
+    /// changed. Returns the rotation record, if one was written.
+    pub fn record_key_rotation(&mut self, timestamp_ms: i64) -> Result<Option<Record>, StoreError> {
+        let active = self.keys.active().id().to_owned();
+        let Some(previous) = self.head_key_id.clone().filter(|id| *id != active) else {
+            return Ok(None);
+        };
+        let entry = Entry {
+            timestamp_ms,
+            kind: "key.rotated".into(),
+            actor: "foretell".into(),
+            subject: active.clone(),
+            outcome: "ok".into(),
+            details: serde_json::json!({"from": previous, "to": active}).to_string(),
+        };
+        let (record, _) =
+            self.transaction(|transaction, appender| appender.append(transaction, entry))?;
+        Ok(Some(record))
     }
 
     /// Runs `work` in one transaction: the state changes it makes through the transaction and
@@ -320,6 +435,9 @@ impl AuditWriter {
         let (chain, written) = (appender.chain, appender.written);
         transaction.commit().map_err(sqlite)?;
         self.chain = chain;
+        if let Some(last) = written.last() {
+            self.head_key_id = Some(last.key_id.clone());
+        }
         Ok((value, written))
     }
 

@@ -245,9 +245,21 @@ fn a_key_rotation_mid_log_verifies_with_both_keys() {
     let both = ring(&[("k1", 1), ("k2", 2)]);
     write_log(&path, &old, 3);
     let mut writer = AuditWriter::open(&path, both.clone()).expect("open");
-    writer.append(entry(3)).expect("append");
+    // The rotation is itself the first record under the new key.
+    let rotation = writer
+        .record_key_rotation(42)
+        .expect("write")
+        .expect("a rotation");
+    assert_eq!((rotation.seq, rotation.key_id.as_str()), (4, "k2"));
+    assert_eq!(rotation.entry.kind, "key.rotated");
+    assert_eq!(rotation.entry.details, r#"{"from":"k1","to":"k2"}"#);
+    assert!(writer.record_key_rotation(43).expect("write").is_none());
     drop(writer);
-    assert_eq!(check(&path, &both, Some(4)).problem, None);
+    let mut same = AuditWriter::open(&path, both.clone()).expect("reopen");
+    assert!(same.record_key_rotation(44).expect("write").is_none());
+    same.append(entry(4)).expect("append");
+    drop(same);
+    assert_eq!(check(&path, &both, Some(5)).problem, None);
     let outcome = check(&path, &old, None);
     assert_eq!(
         outcome.problem.map(|p| p.class),

@@ -2,10 +2,12 @@
 //! chain that links records, and verification with a class for each kind of tampering.
 //! Storage (SQLite) lives in the binary; everything here works on values.
 
+pub mod anchor;
 pub mod keys;
 pub mod record;
 pub mod verify;
 
+pub use anchor::{Anchor, ANCHOR_KIND};
 pub use keys::{AuditKey, KeyError, KeyRing};
 pub use record::{Chain, Entry, Record, GENESIS_MAC, MAC_BYTES};
 pub use verify::{verify, ChainStart, Problem, ProblemClass, Verification};

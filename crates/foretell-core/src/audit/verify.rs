@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use super::anchor::Anchor;
 use super::keys::KeyRing;
 use super::record::{mac_is_valid, Record, GENESIS_MAC, MAC_BYTES};
 
@@ -204,6 +205,25 @@ pub fn verify(
         expected_seq = seq + 1;
         expected_prev = record.mac;
     }
+    if start.after_seq > 0 {
+        // A log that starts late must hold the signed anchor of the prune that cut it there.
+        let anchored = records[..result.checked as usize].iter().any(|record| {
+            Anchor::parse(&record.entry).is_some_and(|anchor| {
+                anchor.through_seq == start.after_seq && anchor.through_mac == start.prev_mac
+            })
+        });
+        if !anchored {
+            result.problem = Some(Problem {
+                class: ProblemClass::Missing,
+                position: None,
+                message: format!(
+                    "records up to seq {} are gone and no signed prune anchor accounts for them",
+                    start.after_seq
+                ),
+            });
+            return result;
+        }
+    }
     if let Some(expected) = expect_head {
         if result.head_seq < expected {
             result.problem = Some(Problem {
@@ -357,17 +377,37 @@ mod tests {
     }
 
     #[test]
-    fn a_pruned_log_verifies_from_its_anchor() {
+    fn a_pruned_log_verifies_from_its_signed_anchor_only() {
         let keys = keys(&[("k1", 1)]);
-        let records = log(&keys, "L", 10);
+        let mut records = log(&keys, "L", 10);
+        let anchor = Anchor {
+            through_seq: 4,
+            through_mac: records[3].mac,
+            removed: 4,
+        };
+        let chain = Chain::resume("L", 10, records[9].mac);
+        let record = chain.next(&keys, anchor.entry(5, "admin"));
+        records.push(record);
         let start = ChainStart {
             after_seq: 4,
             prev_mac: records[3].mac,
         };
-        let outcome = verify("L", &records[4..], &keys, start, Some(10));
-        assert_eq!((outcome.checked, outcome.problem), (6, None));
-        // Without the anchor the same rows look like the first four went missing.
+        let outcome = verify("L", &records[4..], &keys, start, Some(11));
+        assert_eq!((outcome.checked, outcome.problem), (7, None));
+        // Without the start the same rows look like the first four went missing.
         let outcome = verify("L", &records[4..], &keys, ChainStart::GENESIS, None);
         assert_eq!(class(&outcome), Some(ProblemClass::Missing));
+        // A start that no anchor vouches for (someone deleted more and moved the start) fails.
+        let moved = ChainStart {
+            after_seq: 6,
+            prev_mac: records[5].mac,
+        };
+        let outcome = verify("L", &records[6..], &keys, moved, None);
+        assert_eq!(class(&outcome), Some(ProblemClass::Missing));
+        assert!(outcome
+            .problem
+            .expect("problem")
+            .message
+            .contains("no signed prune anchor"));
     }
 }
