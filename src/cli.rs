@@ -212,6 +212,16 @@ pub enum AuditCommand {
         #[arg(long)]
         before: String,
     },
+    /// Measure this disk: signed records per second with one durable commit each and through
+    /// the batching writer, and records verified per second. Writes scratch logs in --dir.
+    Bench {
+        /// Folder for the scratch logs (use the disk the real log will live on).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Records written through the batching writer (a tenth of them one commit each).
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+    },
     /// Count records by kind and outcome over a period.
     Report {
         #[command(flatten)]

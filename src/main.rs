@@ -530,6 +530,20 @@ fn audit(command: AuditCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
+        AuditCommand::Bench { dir, records } => match commands::bench(&dir, records) {
+            Ok(report) => {
+                println!(
+                    "{} records: {:.0} records/s with one durable commit each ({} records), {:.0} records/s batched by the writer thread, {:.0} records/s verified",
+                    report.records,
+                    report.single_per_second,
+                    (report.records / 10).max(1),
+                    report.batched_per_second,
+                    report.verify_per_second
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(error),
+        },
         AuditCommand::Report { records } => {
             let selected = match audit_records(&records) {
                 Ok(selected) => selected,

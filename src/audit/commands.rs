@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use foretell_core::audit::keys::encode_hex;
-use foretell_core::audit::{verify, KeyError, KeyRing, Record, Verification};
+use foretell_core::audit::{verify, Entry, KeyError, KeyRing, Record, Verification};
 use serde_json::json;
 
 use super::store::{self, StoreError};
@@ -93,6 +93,82 @@ pub fn prune_file(
         now_ms,
         "cli:audit prune",
     )?)
+}
+
+/// Throughput of the log on this machine's disk (`foretell audit bench`).
+#[derive(Clone, Copy, Debug)]
+pub struct BenchReport {
+    pub records: usize,
+    /// One record per durable commit (a decision that waits for its own commit).
+    pub single_per_second: f64,
+    /// Records queued to the sidecar's writer thread, batched into commits.
+    pub batched_per_second: f64,
+    /// Reading and verifying the log.
+    pub verify_per_second: f64,
+}
+
+/// Writes `records` records twice into fresh logs under `dir` (one commit each, then through
+/// the batching writer thread) and verifies the second log.
+pub fn bench(dir: &Path, records: usize) -> Result<BenchReport, AuditCommandError> {
+    use std::time::Instant;
+    let keys = KeyRing::parse(&format!("bench:{}", "42".repeat(32))).map_err(|source| {
+        AuditCommandError::Keys {
+            origin: "bench".into(),
+            source,
+        }
+    })?;
+    let entry = |i: usize| Entry {
+        timestamp_ms: i as i64,
+        kind: "alert.forwarded".into(),
+        actor: "foretell".into(),
+        subject: format!("fingerprint-{i:016x}"),
+        outcome: "ok".into(),
+        details: format!(
+            r#"{{"receiver":"pager","confidence":0.87,"attempt":{}}}"#,
+            i % 3
+        ),
+    };
+    let single_db = dir.join("bench-single.db");
+    let batched_db = dir.join("bench-batched.db");
+    for path in [&single_db, &batched_db] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    // Single commits: a tenth of the records is plenty to see the fsync cost.
+    let single = (records / 10).max(1);
+    let mut writer = store::AuditWriter::open(&single_db, keys.clone())?;
+    let started = Instant::now();
+    for i in 0..single {
+        writer.transaction(|tx, appender| appender.append(tx, entry(i)))?;
+    }
+    let single_per_second = single as f64 / started.elapsed().as_secs_f64();
+    drop(writer);
+
+    let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::new("bench"));
+    let log = super::log::AuditLog::start(&batched_db, keys.clone(), telemetry, 0)?;
+    let started = Instant::now();
+    for i in 0..records {
+        log.record_blocking(entry(i));
+    }
+    log.close();
+    let batched_per_second = records as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let (_, outcome) = verify_file(&batched_db, &keys, Some(records as u64))?;
+    let verify_per_second = outcome.checked as f64 / started.elapsed().as_secs_f64();
+    if let Some(problem) = outcome.problem {
+        return Err(AuditCommandError::DoesNotVerify {
+            db: batched_db.display().to_string(),
+            problem: problem.to_string(),
+        });
+    }
+    Ok(BenchReport {
+        records,
+        single_per_second,
+        batched_per_second,
+        verify_per_second,
+    })
 }
 
 /// The verify report: a summary line and the first problem, if any.
@@ -236,7 +312,6 @@ pub fn render_report(records: &[Record]) -> String {
 mod tests {
     use super::*;
     use crate::audit::store::AuditWriter;
-    use foretell_core::audit::Entry;
 
     const KEY_TEXT: &str = "k1:0101010101010101010101010101010101010101010101010101010101010101";
 
@@ -342,6 +417,15 @@ mod tests {
             error.to_string().starts_with("refusing to prune"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_bench_writes_verifiable_logs_and_reports_rates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = bench(dir.path(), 200).expect("bench");
+        assert_eq!(report.records, 200);
+        assert!(report.single_per_second > 0.0 && report.batched_per_second > 0.0);
+        assert!(report.verify_per_second > 0.0);
     }
 
     #[test]

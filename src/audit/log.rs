@@ -77,6 +77,14 @@ impl AuditLog {
         }
     }
 
+    /// Queues `entry`, waiting for room when the queue is full (for bulk writers outside the
+    /// sidecar's hot paths, such as the benchmark).
+    pub fn record_blocking(&self, entry: Entry) {
+        if self.sender.send(Request::Append(entry, None)).is_err() {
+            self.telemetry.audit_write_failed(1);
+        }
+    }
+
     /// Appends `entry` and waits for its commit; returns its sequence number.
     pub async fn record_durably(&self, entry: Entry) -> Result<u64, String> {
         let (reply, committed) = tokio::sync::oneshot::channel();
