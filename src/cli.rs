@@ -221,6 +221,9 @@ pub enum AuditCommand {
         /// Records written through the batching writer (a tenth of them one commit each).
         #[arg(long, default_value_t = 100_000)]
         records: usize,
+        /// Continue the scratch logs already in --dir instead of starting them afresh.
+        #[arg(long)]
+        append: bool,
     },
     /// Count records by kind and outcome over a period.
     Report {

@@ -530,7 +530,11 @@ fn audit(command: AuditCommand) -> ExitCode {
                 Err(error) => fail(error),
             }
         }
-        AuditCommand::Bench { dir, records } => match commands::bench(&dir, records) {
+        AuditCommand::Bench {
+            dir,
+            records,
+            append,
+        } => match commands::bench(&dir, records, append) {
             Ok(report) => {
                 println!(
                     "{} records: {:.0} records/s with one durable commit each ({} records), {:.0} records/s batched by the writer thread, {:.0} records/s verified",

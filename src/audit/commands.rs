@@ -107,9 +107,11 @@ pub struct BenchReport {
     pub verify_per_second: f64,
 }
 
-/// Writes `records` records twice into fresh logs under `dir` (one commit each, then through
-/// the batching writer thread) and verifies the second log.
-pub fn bench(dir: &Path, records: usize) -> Result<BenchReport, AuditCommandError> {
+/// Writes `records` records twice into logs under `dir` (one commit each, then through the
+/// batching writer) and verifies the second log. The logs start fresh unless `append`: then the
+/// records continue the chains already there (the crash test kills this mid-write, round after
+/// round).
+pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, AuditCommandError> {
     use std::time::Instant;
     let keys = KeyRing::parse(&format!("bench:{}", "42".repeat(32))).map_err(|source| {
         AuditCommandError::Keys {
@@ -130,7 +132,7 @@ pub fn bench(dir: &Path, records: usize) -> Result<BenchReport, AuditCommandErro
     };
     let single_db = dir.join("bench-single.db");
     let batched_db = dir.join("bench-batched.db");
-    for path in [&single_db, &batched_db] {
+    for path in [&single_db, &batched_db].into_iter().filter(|_| !append) {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
@@ -155,7 +157,7 @@ pub fn bench(dir: &Path, records: usize) -> Result<BenchReport, AuditCommandErro
     let batched_per_second = records as f64 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (_, outcome) = verify_file(&batched_db, &keys, Some(records as u64))?;
+    let (_, outcome) = verify_file(&batched_db, &keys, (!append).then_some(records as u64))?;
     let verify_per_second = outcome.checked as f64 / started.elapsed().as_secs_f64();
     if let Some(problem) = outcome.problem {
         return Err(AuditCommandError::DoesNotVerify {
@@ -422,7 +424,9 @@ mod tests {
     #[test]
     fn the_bench_writes_verifiable_logs_and_reports_rates() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let report = bench(dir.path(), 200).expect("bench");
+        let report = bench(dir.path(), 200, false).expect("bench");
+        let again = bench(dir.path(), 100, true).expect("appended");
+        assert_eq!(again.records, 100);
         assert_eq!(report.records, 200);
         assert!(report.single_per_second > 0.0 && report.batched_per_second > 0.0);
         assert!(report.verify_per_second > 0.0);

@@ -267,3 +267,55 @@ fn a_key_rotation_mid_log_verifies_with_both_keys() {
     );
     assert_eq!(outcome.checked, 3);
 }
+
+#[test]
+fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    let keys = ring(&[("k1", 1)]);
+    let mut writer = AuditWriter::open(&path, keys.clone()).expect("open");
+    writer.append(entry(0)).expect("append");
+    // Cap the file at the pages it has now: the database is "full".
+    let pages: i64 = writer
+        .transaction(|tx, _| tx.query_row("PRAGMA page_count", [], |r| r.get(0)))
+        .expect("pages")
+        .0;
+    writer
+        .transaction(|tx, _| {
+            tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .expect("cap");
+    let mut failures = 0;
+    for i in 1..200 {
+        let big = Entry {
+            details: format!(r#"{{"padding":"{}"}}"#, "x".repeat(2000)),
+            ..entry(i)
+        };
+        match writer.append(big) {
+            Ok(_) => {}
+            Err(error) => {
+                assert!(error.to_string().contains("full"), "{error}");
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 0, "the cap never bit");
+    let head = writer.head_seq();
+    // Space returns: appends continue the chain where the last committed record left it.
+    writer
+        .transaction(|tx, _| {
+            tx.query_row("PRAGMA max_page_count = 1073741823", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .expect("uncap");
+    let record = writer
+        .append(entry(500))
+        .expect("append after space returns");
+    assert_eq!(record.seq, head + 1);
+    drop(writer);
+    let outcome = check(&path, &keys, Some(head + 1));
+    assert_eq!((outcome.checked, outcome.problem), (head + 1, None));
+}
