@@ -109,6 +109,20 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
             None
         }
     };
+    let stop_verifying = CancellationToken::new();
+    let mut verifying = None;
+    if let (Some(audit), Some(settings)) = (&audit, &config.audit) {
+        if let Some(interval) = settings.verify_interval {
+            verifying = Some(tokio::spawn(crate::audit::log::self_verify(
+                Arc::clone(audit),
+                settings.path.clone(),
+                settings.keys.clone(),
+                interval,
+                Arc::clone(&clock),
+                stop_verifying.clone(),
+            )));
+        }
+    }
     if let Some(audit) = &audit {
         audit.record(decision(
             clock.as_ref(),
@@ -190,6 +204,11 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         .is_err()
     {
         tracing::warn!("HTTP server did not stop within the grace period");
+    }
+    stop_verifying.cancel();
+    if let Some(verifying) = verifying {
+        // It holds a handle on the log; a check in progress finishes first.
+        let _ = tokio::time::timeout(grace, verifying).await;
     }
     if let Some(audit) = running.audit.take() {
         let stopped = decision(

@@ -76,6 +76,8 @@ struct AuditStats {
     written: u64,
     write_errors: u64,
     head_seq: u64,
+    /// `(successful, records checked, Unix time)` of the newest self-verification.
+    last_verify: Option<(bool, u64, f64)>,
 }
 
 /// What one finished cycle reports.
@@ -179,6 +181,13 @@ impl Telemetry {
         });
     }
 
+    pub fn audit_verified(&self, ok: bool, checked: u64, now_seconds: f64) {
+        self.with(|s| {
+            s.audit.get_or_insert_with(AuditStats::default).last_verify =
+                Some((ok, checked, now_seconds))
+        });
+    }
+
     pub fn audit_write_failed(&self, records: u64) {
         self.with(|s| s.audit.get_or_insert_with(AuditStats::default).write_errors += records);
     }
@@ -269,6 +278,30 @@ impl Telemetry {
                 MetricType::Gauge,
             );
             w.sample("foretell_audit_head_seq", &[], audit.head_seq as f64);
+            if let Some((ok, checked, at)) = audit.last_verify {
+                w.family(
+                    "foretell_audit_last_verify_successful",
+                    "1 when the newest periodic self-verification of the audit log found every record valid and the chain unbroken up to the head.",
+                    MetricType::Gauge,
+                );
+                w.sample(
+                    "foretell_audit_last_verify_successful",
+                    &[],
+                    f64::from(u8::from(ok)),
+                );
+                w.family(
+                    "foretell_audit_last_verify_timestamp_seconds",
+                    "Unix time of the newest periodic self-verification.",
+                    MetricType::Gauge,
+                );
+                w.sample("foretell_audit_last_verify_timestamp_seconds", &[], at);
+                w.family(
+                    "foretell_audit_last_verify_records",
+                    "Records the newest self-verification checked.",
+                    MetricType::Gauge,
+                );
+                w.sample("foretell_audit_last_verify_records", &[], checked as f64);
+            }
         }
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
         w.sample(

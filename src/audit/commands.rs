@@ -61,7 +61,7 @@ pub fn verify_file(
     if !db.is_file() {
         return Err(AuditCommandError::NoDatabase(db.display().to_string()));
     }
-    let connection = store::open(db)?;
+    let connection = store::open_read_only(db)?;
     let log = store::read_log(&connection, db)?;
     let outcome = verify(&log.log_id, &log.records, keys, log.start, expect_head);
     Ok((log.log_id, outcome))
@@ -224,7 +224,7 @@ pub fn read_records(db: &Path, filter: &RecordFilter) -> Result<Vec<Record>, Aud
     if !db.is_file() {
         return Err(AuditCommandError::NoDatabase(db.display().to_string()));
     }
-    let connection = store::open(db)?;
+    let connection = store::open_read_only(db)?;
     let log = store::read_log(&connection, db)?;
     Ok(log
         .records
@@ -351,6 +351,14 @@ mod tests {
         assert!(
             text.contains("PROBLEM truncated: the newest record is seq 3, but seq 5"),
             "{text}"
+        );
+        // Verifying writes nothing: the file is byte for byte what it was.
+        let before = std::fs::read(&db).expect("read");
+        verify_file(&db, &keys, None).expect("verify");
+        read_records(&db, &RecordFilter::default()).expect("show");
+        assert!(
+            std::fs::read(&db).expect("read") == before,
+            "verify changed the file"
         );
         let missing = verify_file(&dir.path().join("nope.db"), &keys, None).expect_err("missing");
         assert!(

@@ -6,9 +6,11 @@
 //! for decisions that must not be reported before they are on disk (process stop).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use foretell_core::audit::{Entry, KeyRing};
 
@@ -32,6 +34,8 @@ pub struct AuditLog {
     sender: SyncSender<Request>,
     writer: Option<JoinHandle<()>>,
     telemetry: Arc<Telemetry>,
+    /// Sequence number of the newest committed record.
+    head: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -48,11 +52,13 @@ impl AuditLog {
             tracing::info!(seq = rotation.seq, key = %rotation.key_id, "audit key rotated");
         }
         telemetry.audit_head(writer.head_seq());
+        let head = Arc::new(AtomicU64::new(writer.head_seq()));
         let (sender, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread_telemetry = Arc::clone(&telemetry);
+        let thread_head = Arc::clone(&head);
         let handle = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(writer, requests, &thread_telemetry))
+            .spawn(move || write_loop(writer, requests, &thread_telemetry, &thread_head))
             .map_err(|e| StoreError::Corrupt {
                 path: path.to_owned(),
                 message: format!("cannot start the writer thread: {e}"),
@@ -61,7 +67,13 @@ impl AuditLog {
             sender,
             writer: Some(handle),
             telemetry,
+            head,
         })
+    }
+
+    /// Sequence number of the newest committed record.
+    pub fn head_seq(&self) -> u64 {
+        self.head.load(Ordering::SeqCst)
     }
 
     /// Queues `entry`; never waits.
@@ -113,7 +125,58 @@ impl AuditLog {
     }
 }
 
-fn write_loop(mut writer: AuditWriter, requests: Receiver<Request>, telemetry: &Telemetry) {
+/// Verifies the log every `interval` until cancelled, against the head the writer had reached
+/// when each check began, and reports the outcome in self-metrics and, on a problem, the log.
+pub async fn self_verify(
+    log: Arc<AuditLog>,
+    path: std::path::PathBuf,
+    keys: KeyRing,
+    interval: Duration,
+    clock: Arc<dyn crate::clock::Clock>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let head = log.head_seq();
+        let (path, keys) = (path.clone(), keys.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            super::commands::verify_file(&path, &keys, Some(head))
+        })
+        .await;
+        let now_seconds = clock.now_ms() as f64 / 1000.0;
+        match checked {
+            Ok(Ok((_, outcome))) => {
+                let ok = outcome.problem.is_none();
+                if let Some(problem) = &outcome.problem {
+                    tracing::error!(%problem, checked = outcome.checked, "audit log self-verification found a problem");
+                }
+                log.telemetry
+                    .audit_verified(ok, outcome.checked, now_seconds);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "audit log self-verification could not read the log");
+                log.telemetry.audit_verified(false, 0, now_seconds);
+            }
+            Err(error) => {
+                tracing::error!(%error, "audit log self-verification panicked");
+                log.telemetry.audit_verified(false, 0, now_seconds);
+            }
+        }
+    }
+}
+
+fn write_loop(
+    mut writer: AuditWriter,
+    requests: Receiver<Request>,
+    telemetry: &Telemetry,
+    head: &AtomicU64,
+) {
     let mut stopping = false;
     while !stopping {
         let Ok(first) = requests.recv() else {
@@ -143,6 +206,7 @@ fn write_loop(mut writer: AuditWriter, requests: Receiver<Request>, telemetry: &
         });
         match result {
             Ok((seqs, _)) => {
+                head.store(writer.head_seq(), Ordering::SeqCst);
                 telemetry.audit_written(count as u64, writer.head_seq());
                 for (reply, seq) in replies.into_iter().zip(seqs) {
                     if let Some(reply) = reply {
@@ -246,5 +310,56 @@ mod tests {
             metrics.contains("\nforetell_audit_head_seq 1\n"),
             "{metrics}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_periodic_self_verification_reports_a_tampered_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let telemetry = Arc::new(Telemetry::new("test"));
+        let log =
+            Arc::new(AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("start"));
+        for i in 0..5 {
+            log.record_durably(entry(i)).await.expect("durable");
+        }
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(self_verify(
+            Arc::clone(&log),
+            path.clone(),
+            keys(),
+            Duration::from_millis(20),
+            Arc::new(crate::clock::SystemClock),
+            cancel.clone(),
+        ));
+        let metric = |name: &str| {
+            let mut text = String::new();
+            telemetry.render(&mut text);
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
+        };
+        let wait_for = |value: &'static str| {
+            let metric = &metric;
+            async move {
+                for _ in 0..250 {
+                    if metric("foretell_audit_last_verify_successful").as_deref() == Some(value) {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                false
+            }
+        };
+        assert!(wait_for("1").await, "no successful self-verification");
+        assert_eq!(
+            metric("foretell_audit_last_verify_records").as_deref(),
+            Some("5")
+        );
+        let raw = rusqlite::Connection::open(&path).expect("raw");
+        raw.execute_batch("UPDATE records SET outcome = 'failed' WHERE seq = 3")
+            .expect("tamper");
+        assert!(wait_for("0").await, "the tampered record was not noticed");
+        cancel.cancel();
+        task.await.expect("stops");
+        Arc::try_unwrap(log).ok().expect("last handle").close();
     }
 }

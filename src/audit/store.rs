@@ -84,6 +84,34 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
+/// Opens an existing log for reading only (verify, show, export, report): nothing is written,
+/// so a copy on read-only storage can be checked too.
+pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let connection = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite)?;
+    let applied: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    if applied as usize > MIGRATIONS.len() {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found: applied,
+            known: MIGRATIONS.len(),
+        });
+    }
+    if applied == 0 {
+        return Err(corrupt(path, "not a foretell audit log (no schema)".into()));
+    }
+    Ok(connection)
+}
+
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sqlite = |source| StoreError::Sqlite {
         path: path.to_owned(),
@@ -108,6 +136,20 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
         transaction.commit().map_err(sqlite)?;
     }
     Ok(())
+}
+
+/// The log's id as stored; a log that never had one is not an audit log.
+fn stored_log_id(connection: &Connection, path: &Path) -> Result<String, StoreError> {
+    connection
+        .query_row("SELECT value FROM meta WHERE name = 'log_id'", [], |row| {
+            row.get(0)
+        })
+        .optional()
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| corrupt(path, "the log has no id (meta.log_id is missing)".into()))
 }
 
 /// The log's random id, created with the database.
@@ -164,7 +206,7 @@ pub fn read_log(connection: &Connection, path: &Path) -> Result<StoredLog, Store
         path: path.to_owned(),
         source,
     };
-    let log_id = log_id(connection, path)?;
+    let log_id = stored_log_id(connection, path)?;
     let mut statement = connection
         .prepare(
             "SELECT id, seq, log_id, ts_ms, kind, actor, subject, outcome, details, key_id, \

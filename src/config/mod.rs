@@ -32,6 +32,7 @@ pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
 const MAX_POINTS_PER_SERIES: u64 = 1_000_000;
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_AUDIT_VERIFY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,8 @@ pub struct Config {
 pub struct AuditConfig {
     pub path: PathBuf,
     pub keys: KeyRing,
+    /// How often the sidecar verifies its own log (`None`: never).
+    pub verify_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -371,9 +374,19 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let verify_interval = match raw.verify_interval.as_deref() {
+            None => Some(DEFAULT_AUDIT_VERIFY_INTERVAL),
+            Some("off") => None,
+            Some(text) => Some(self.positive_duration(
+                "audit.verify_interval",
+                Some(text),
+                DEFAULT_AUDIT_VERIFY_INTERVAL,
+            )?),
+        };
         (!raw.path.trim().is_empty()).then(|| AuditConfig {
             path: self.base_dir.join(&raw.path),
             keys,
+            verify_interval,
         })
     }
 

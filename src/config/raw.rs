@@ -21,6 +21,7 @@ pub struct RawAudit {
     pub path: String,
     pub key_file: Option<String>,
     pub key_env: Option<String>,
+    pub verify_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -382,6 +382,14 @@ fn the_audit_log_takes_its_keys_from_a_file_or_the_environment() {
     let audit = config.audit.expect("audit");
     assert_eq!(audit.path, PathBuf::from("/etc/foretell/audit.db"));
     assert_eq!(audit.keys.active().id(), "k2");
+    assert_eq!(audit.verify_interval, Some(Duration::from_secs(3600)));
+    let off = parse(
+        &with("  path: a.db\n  key_file: audit.keys\n  verify_interval: off\n"),
+        origin(),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(off.audit.expect("audit").verify_interval, None);
     let config = parse(
         &with("  path: /var/lib/foretell/audit.db\n  key_env: AUDIT_KEYS\n"),
         origin(),
@@ -397,6 +405,10 @@ fn the_audit_log_takes_its_keys_from_a_file_or_the_environment() {
         }
         other => panic!("expected field errors, got {other:?}"),
     };
+    assert_eq!(
+        errors("  path: a.db\n  key_file: audit.keys\n  verify_interval: soon\n"),
+        vec!["audit.verify_interval: `soon` is not a duration; write a number with a unit such as `30s`, `5m`, `1h30m` or `7d`"]
+    );
     assert_eq!(
         errors("  path: a.db\n"),
         vec!["audit: needs key_file or key_env: the keys that sign the log (KEY_ID:HEX_SECRET per line)"]
