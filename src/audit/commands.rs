@@ -360,6 +360,21 @@ mod tests {
             std::fs::read(&db).expect("read") == before,
             "verify changed the file"
         );
+        // A log whose creation was cut short (schema, no id, no record) is empty, not damaged;
+        // so is a file SQLite created but never wrote.
+        let cut_short = dir.path().join("cut-short.db");
+        drop(store::open(&cut_short).expect("schema only"));
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, b"").expect("empty file");
+        for path in [&cut_short, &empty] {
+            let (_, outcome) = verify_file(path, &keys, None).expect("verify");
+            assert_eq!(
+                (outcome.checked, outcome.problem),
+                (0, None),
+                "{}",
+                path.display()
+            );
+        }
         let missing = verify_file(&dir.path().join("nope.db"), &keys, None).expect_err("missing");
         assert!(
             missing.to_string().contains("no audit database at"),

@@ -106,9 +106,6 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
             known: MIGRATIONS.len(),
         });
     }
-    if applied == 0 {
-        return Err(corrupt(path, "not a foretell audit log (no schema)".into()));
-    }
     Ok(connection)
 }
 
@@ -206,7 +203,34 @@ pub fn read_log(connection: &Connection, path: &Path) -> Result<StoredLog, Store
         path: path.to_owned(),
         source,
     };
-    let log_id = stored_log_id(connection, path)?;
+    // A crash while the log was being created leaves no schema or no id yet, and no record:
+    // an empty log, which is not damage.
+    let has_records_table: bool = connection
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'records'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sqlite)?;
+    if !has_records_table {
+        return Ok(StoredLog {
+            log_id: String::new(),
+            start: ChainStart::GENESIS,
+            records: Vec::new(),
+        });
+    }
+    let log_id = match stored_log_id(connection, path) {
+        Ok(id) => id,
+        Err(missing) => {
+            let records: i64 = connection
+                .query_row("SELECT count(*) FROM records", [], |row| row.get(0))
+                .map_err(sqlite)?;
+            if records > 0 {
+                return Err(missing);
+            }
+            String::new()
+        }
+    };
     let mut statement = connection
         .prepare(
             "SELECT id, seq, log_id, ts_ms, kind, actor, subject, outcome, details, key_id, \
