@@ -96,17 +96,27 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sqlite)?;
+    applied_migrations(&connection, path)?;
+    Ok(connection)
+}
+
+/// Migrations the database has had; a database from a newer foretell is refused, not read
+/// with assumptions that may no longer hold.
+fn applied_migrations(connection: &Connection, path: &Path) -> Result<usize, StoreError> {
     let applied: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(sqlite)?;
-    if applied as usize > MIGRATIONS.len() {
+        .map_err(|source| StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    if applied < 0 || applied as usize > MIGRATIONS.len() {
         return Err(StoreError::NewerSchema {
             path: path.to_owned(),
             found: applied,
             known: MIGRATIONS.len(),
         });
     }
-    Ok(connection)
+    Ok(applied as usize)
 }
 
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -114,17 +124,8 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
         path: path.to_owned(),
         source,
     };
-    let applied: i64 = connection
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(sqlite)?;
-    if applied as usize > MIGRATIONS.len() {
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found: applied,
-            known: MIGRATIONS.len(),
-        });
-    }
-    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+    let applied = applied_migrations(connection, path)?;
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         let transaction = connection.transaction().map_err(sqlite)?;
         transaction.execute_batch(migration).map_err(sqlite)?;
         transaction
