@@ -6,7 +6,7 @@
 
 pub mod backtest;
 pub mod csv;
-pub mod timestamp;
+pub use foretell_core::timestamp;
 
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! millisecond timestamps in arguments, data arrives as slices, results leave as values. The
 //! `foretell` binary owns every edge (HTTP, files, signals) and calls into this crate.
 
+pub mod alerts;
 pub mod audit;
 pub mod backtest;
 pub mod exposition;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod snapshot;
 pub mod store;
 pub mod synthetic;
+pub mod timestamp;
 pub mod tracker;
 
 pub use labels::Labels;

@@ -1,4 +1,4 @@
-//! Timestamps of offline CSV files: Unix seconds, `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB's
+//! Timestamps as people and tools write them: Unix seconds, `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB's
 //! form, read as UTC) or RFC 3339 (`2024-05-01T12:00:00Z`, `...+02:00`).
 
 use std::fmt;

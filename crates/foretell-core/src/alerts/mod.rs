@@ -1,0 +1,3 @@
+//! Alerts from Alertmanager: the webhook payload foretell receives and forwards.
+
+pub mod webhook;

@@ -1,0 +1,249 @@
+//! Alertmanager's webhook notification, version 4: bytes in, a checked view out, and the same
+//! document back out with annotations added.
+//!
+//! The checked view ([`Notification`]) holds what foretell reads: alert labels, times, the rule's
+//! generator URL. The original JSON is kept as it came ([`Notification::raw`]) because the
+//! forwarded body must be Alertmanager's payload unchanged apart from the added annotations:
+//! fields foretell does not know (`truncatedAlerts`, `orgId`, fields of future Alertmanager
+//! versions) pass through untouched. Problems name the field: `alerts[2].startsAt: ...`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::timestamp;
+
+/// Alertmanager's `version` for this payload.
+pub const PAYLOAD_VERSION: &str = "4";
+
+/// `firing` or `resolved`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+/// One alert as foretell reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub status: AlertStatus,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at_ms: i64,
+    /// `None` for Go's zero time, which Alertmanager sends for alerts still firing.
+    pub ends_at_ms: Option<i64>,
+    pub generator_url: String,
+    pub fingerprint: String,
+}
+
+/// A notification as foretell reads it, with the document it came in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub raw: Value,
+    pub receiver: String,
+    pub status: AlertStatus,
+    pub group_key: String,
+    pub group_labels: BTreeMap<String, String>,
+    pub external_url: String,
+    pub alerts: Vec<Alert>,
+}
+
+/// Why a body is not a usable notification; the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("the body is not JSON: {0}")]
+    Json(String),
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+    #[error("version: foretell reads Alertmanager webhook payload version {PAYLOAD_VERSION}, got {found}")]
+    Version { found: String },
+}
+
+fn field(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
+    PayloadError::Field {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses and checks a webhook body.
+pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
+    let raw: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let top = raw
+        .as_object()
+        .ok_or_else(|| field("(body)", "must be a JSON object"))?;
+    match top.get("version") {
+        Some(Value::String(v)) if v == PAYLOAD_VERSION => {}
+        Some(other) => {
+            return Err(PayloadError::Version {
+                found: other.to_string(),
+            })
+        }
+        None => return Err(field("version", "is missing")),
+    }
+    let alerts = match top.get("alerts") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| alert(&format!("alerts[{i}]"), item))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(field("alerts", "must be a list")),
+        None => return Err(field("alerts", "is missing")),
+    };
+    let notification = Notification {
+        receiver: string(top, "", "receiver")?,
+        status: status(top, "", "status")?,
+        group_key: string(top, "", "groupKey")?,
+        group_labels: string_map(top, "", "groupLabels")?,
+        external_url: optional_string(top, "", "externalURL")?,
+        alerts,
+        raw,
+    };
+    Ok(notification)
+}
+
+fn alert(path: &str, item: &Value) -> Result<Alert, PayloadError> {
+    let object = item
+        .as_object()
+        .ok_or_else(|| field(path, "must be a JSON object"))?;
+    let starts_at = string(object, path, "startsAt")?;
+    let ends_at = optional_string(object, path, "endsAt")?;
+    Ok(Alert {
+        status: status(object, path, "status")?,
+        labels: string_map(object, path, "labels")?,
+        annotations: optional_string_map(object, path, "annotations")?,
+        starts_at_ms: time(path, "startsAt", &starts_at)?.ok_or_else(|| {
+            field(
+                format!("{path}.startsAt"),
+                "is the zero time; an alert has a start",
+            )
+        })?,
+        ends_at_ms: if ends_at.is_empty() {
+            None
+        } else {
+            time(path, "endsAt", &ends_at)?
+        },
+        generator_url: optional_string(object, path, "generatorURL")?,
+        fingerprint: optional_string(object, path, "fingerprint")?,
+    })
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn string(object: &Map<String, Value>, path: &str, name: &str) -> Result<String, PayloadError> {
+    match object.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(field(join(path, name), "must be a string")),
+        None => Err(field(join(path, name), "is missing")),
+    }
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<String, PayloadError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(_) => string(object, path, name),
+    }
+}
+
+fn status(
+    object: &Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<AlertStatus, PayloadError> {
+    match string(object, path, name)?.as_str() {
+        "firing" => Ok(AlertStatus::Firing),
+        "resolved" => Ok(AlertStatus::Resolved),
+        other => Err(field(
+            join(path, name),
+            format!("must be `firing` or `resolved`, got `{other}`"),
+        )),
+    }
+}
+
+fn string_map(
+    object: &Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, PayloadError> {
+    match object.get(name) {
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(key, value)| match value {
+                Value::String(s) => Ok((key.clone(), s.clone())),
+                _ => Err(field(
+                    format!("{}.{key}", join(path, name)),
+                    "must be a string",
+                )),
+            })
+            .collect(),
+        Some(_) => Err(field(join(path, name), "must be an object of strings")),
+        None => Err(field(join(path, name), "is missing")),
+    }
+}
+
+fn optional_string_map(
+    object: &Map<String, Value>,
+    path: &str,
+    name: &str,
+) -> Result<BTreeMap<String, String>, PayloadError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(_) => string_map(object, path, name),
+    }
+}
+
+/// Milliseconds since the epoch; `None` for Go's zero time (`0001-01-01T00:00:00Z`).
+fn time(path: &str, name: &str, text: &str) -> Result<Option<i64>, PayloadError> {
+    let (ms, format) =
+        timestamp::parse(text).map_err(|message| field(join(path, name), message))?;
+    if format != timestamp::TimestampFormat::Rfc3339 {
+        return Err(field(
+            join(path, name),
+            format!("`{text}` is not an RFC 3339 time"),
+        ));
+    }
+    // Go's zero time.
+    const ZERO_TIME_MS: i64 = -62_135_596_800_000;
+    Ok((ms != ZERO_TIME_MS).then_some(ms))
+}
+
+impl Notification {
+    /// The original document with `additions[i]` merged into the annotations of alert `i`
+    /// (creating them where an alert had none); everything else unchanged. Existing
+    /// annotations of the same name are replaced: foretell's keys are its own (`foretell_*`).
+    pub fn with_annotations(&self, additions: &[BTreeMap<String, String>]) -> Value {
+        let mut document = self.raw.clone();
+        if let Some(Value::Array(alerts)) = document.get_mut("alerts") {
+            for (alert, added) in alerts.iter_mut().zip(additions) {
+                let Some(object) = alert.as_object_mut() else {
+                    continue;
+                };
+                let annotations = object
+                    .entry("annotations")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if annotations.is_null() {
+                    *annotations = Value::Object(Map::new());
+                }
+                if let Some(map) = annotations.as_object_mut() {
+                    for (key, value) in added {
+                        map.insert(key.clone(), Value::String(value.clone()));
+                    }
+                }
+            }
+        }
+        document
+    }
+}
+
+#[cfg(test)]
+mod tests;
