@@ -395,13 +395,24 @@ fn finish(command: &str, result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// Prints an audit command's error; exit 2 for bad flags or keys, 1 for a log that cannot be
+/// read or does not verify.
+fn audit_failure(error: audit::commands::AuditCommandError) -> ExitCode {
+    eprintln!("foretell audit: {error}");
+    ExitCode::from(if error.is_bad_input() {
+        EXIT_INVALID
+    } else {
+        EXIT_RUNTIME
+    })
+}
+
 /// The records `args` select, or the exit code after printing why there are none to give.
 fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Record>, ExitCode> {
-    use audit::commands::{self, AuditCommandError, RecordFilter};
+    use audit::commands::{self, RecordFilter};
     let now = clock::SystemClock.now_ms();
-    let instant = |flag, text: &Option<String>| {
+    let instant = |flag: &str, text: &Option<String>| {
         text.as_deref()
-            .map(|t| offline::backtest::instant(flag, t, now))
+            .map(|t| offline::parse_instant(t, now).map_err(|m| format!("{flag}: {m}")))
             .transpose()
     };
     let (since_ms, until_ms) = match (
@@ -420,29 +431,14 @@ fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Rec
         kind: args.kind.clone(),
         subject: args.subject.clone(),
     };
-    commands::read_records(&args.db, &filter).map_err(|error| {
-        eprintln!("foretell audit: {error}");
-        ExitCode::from(match error {
-            AuditCommandError::Store(_) | AuditCommandError::NoDatabase(_) => EXIT_RUNTIME,
-            _ => EXIT_INVALID,
-        })
-    })
+    commands::read_records(&args.db, &filter).map_err(audit_failure)
 }
 
 /// `foretell audit ...`: exit 0 when fine, 1 when verification finds a problem or the log
 /// cannot be read, 2 for bad flags or keys.
 fn audit(command: AuditCommand) -> ExitCode {
-    use audit::commands::{self, AuditCommandError};
-    let fail = |error: AuditCommandError| {
-        eprintln!("foretell audit: {error}");
-        let code = match error {
-            AuditCommandError::Store(_)
-            | AuditCommandError::NoDatabase(_)
-            | AuditCommandError::DoesNotVerify { .. } => EXIT_RUNTIME,
-            _ => EXIT_INVALID,
-        };
-        ExitCode::from(code)
-    };
+    use audit::commands;
+    let fail = audit_failure;
     match command {
         AuditCommand::Verify {
             db,
@@ -495,10 +491,10 @@ fn audit(command: AuditCommand) -> ExitCode {
             before,
         } => {
             let now = clock::SystemClock.now_ms();
-            let before_ms = match offline::backtest::instant("--before", &before, now) {
+            let before_ms = match offline::parse_instant(&before, now) {
                 Ok(ms) => ms,
                 Err(error) => {
-                    eprintln!("foretell audit prune: {error}");
+                    eprintln!("foretell audit prune: --before: {error}");
                     return ExitCode::from(EXIT_INVALID);
                 }
             };

@@ -10,6 +10,19 @@ use serde_json::json;
 use super::store::{self, StoreError};
 use crate::offline::timestamp::format_rfc3339;
 
+impl AuditCommandError {
+    /// True when the user's flags or key material are at fault (exit code 2), false when the
+    /// log itself cannot be read or does not verify (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            AuditCommandError::KeyFile { .. }
+                | AuditCommandError::Keys { .. }
+                | AuditCommandError::NoKeys
+        )
+    }
+}
+
 /// Environment variable that may hold the key file's text instead of `--key-file`.
 pub const KEYS_ENV: &str = "FORETELL_AUDIT_KEYS";
 

@@ -14,7 +14,7 @@ use foretell_core::backtest::{
 use foretell_core::Labels;
 use serde_json::json;
 
-use super::timestamp;
+use super::{parse_instant, timestamp};
 use crate::config::{duration, Config, QueryConfig, PROMETHEUS_MAX_POINTS};
 use crate::pipeline::tracker_settings;
 use crate::reader::{PrometheusReader, RangeQuery, ReadError};
@@ -140,23 +140,8 @@ pub fn plan(
     })
 }
 
-/// `now`, `now-7d`, Unix seconds, `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339.
-pub fn instant(flag: &'static str, text: &str, now_ms: i64) -> Result<i64, BacktestError> {
-    let error = |message: String| BacktestError::Flag { flag, message };
-    let text = text.trim();
-    if let Some(rest) = text.strip_prefix("now") {
-        if rest.is_empty() {
-            return Ok(now_ms);
-        }
-        let ago = rest
-            .strip_prefix('-')
-            .ok_or_else(|| error(format!("`{text}`: write now or now-DURATION, e.g. now-7d")))?;
-        let ago = duration::parse(ago).map_err(|m| error(format!("`{text}`: {m}")))?;
-        return Ok(now_ms - ago.as_millis() as i64);
-    }
-    timestamp::parse(text)
-        .map(|(ms, _)| ms)
-        .map_err(|m| error(format!("{m}, or now-DURATION")))
+fn instant(flag: &'static str, text: &str, now_ms: i64) -> Result<i64, BacktestError> {
+    parse_instant(text, now_ms).map_err(|message| BacktestError::Flag { flag, message })
 }
 
 /// Fetches the range and lays each series on the grid (NaN where Prometheus has no point), at

@@ -159,6 +159,25 @@ pub struct DetectOptions {
     pub refit_interval: Duration,
 }
 
+/// A time given on the command line: `now`, `now-DURATION` (`now-7d`), Unix seconds,
+/// `YYYY-MM-DD HH:MM:SS` (UTC) or RFC 3339. Shared by `backtest` and the `audit` commands.
+pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("now") {
+        if rest.is_empty() {
+            return Ok(now_ms);
+        }
+        let ago = rest
+            .strip_prefix('-')
+            .ok_or_else(|| format!("`{text}`: write now or now-DURATION, e.g. now-7d"))?;
+        let ago = duration::parse(ago).map_err(|m| format!("`{text}`: {m}"))?;
+        return Ok(now_ms - ago.as_millis() as i64);
+    }
+    timestamp::parse(text)
+        .map(|(ms, _)| ms)
+        .map_err(|m| format!("{m}, or now-DURATION"))
+}
+
 /// Two weekly cycles and a day: the shortest window in which a weekly season can be modelled.
 pub const DEFAULT_DETECT_HISTORY: Duration = Duration::from_secs(15 * 86_400);
 

@@ -147,3 +147,18 @@ fn impossible_seasons_and_horizons_are_flag_errors() {
         Some(OfflineError::NoStep)
     );
 }
+
+#[test]
+fn command_line_times_are_relative_to_now_or_absolute() {
+    let now = 1_700_000_000_000;
+    assert_eq!(parse_instant("now", now), Ok(now));
+    assert_eq!(parse_instant(" now-2h ", now), Ok(now - 7_200_000));
+    assert_eq!(parse_instant("1700000000", now), Ok(now));
+    assert_eq!(parse_instant("2023-11-14T22:13:20Z", now), Ok(now));
+    assert_eq!(
+        parse_instant("now+1h", now),
+        Err("`now+1h`: write now or now-DURATION, e.g. now-7d".to_owned())
+    );
+    let error = parse_instant("yesterday", now).expect_err("not a time");
+    assert!(error.ends_with(", or now-DURATION"), "{error}");
+}

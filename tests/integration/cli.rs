@@ -159,3 +159,34 @@ async fn an_unreachable_prometheus_does_not_stop_the_sidecar() {
         "{logs}"
     );
 }
+
+#[test]
+fn audit_commands_tell_bad_flags_from_a_missing_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("k1:{}\n", "ab".repeat(32))).expect("keys");
+    let missing_db = dir.path().join("nope.db");
+    let (code, _, stderr) = run(foretell()
+        .args(["audit", "verify", "--db"])
+        .arg(&missing_db)
+        .arg("--key-file")
+        .arg(dir.path().join("no-keys")));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cannot read the key file"), "{stderr}");
+    let (code, _, stderr) = run(foretell()
+        .args(["audit", "verify", "--db"])
+        .arg(&missing_db)
+        .arg("--key-file")
+        .arg(&keys)
+        .env_remove("FORETELL_AUDIT_KEYS"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no audit database at"), "{stderr}");
+    let (code, _, stderr) = run(foretell()
+        .args(["audit", "show", "--since", "soon", "--db"])
+        .arg(&missing_db));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--since: `soon` is not a timestamp"),
+        "{stderr}"
+    );
+}
