@@ -15,6 +15,7 @@ use crate::audit::log::AuditLog;
 use crate::audit::store::StoreError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, SystemEnvironment};
+use crate::enrichment::Enrichment;
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell, UpstreamHealth};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadRequest};
@@ -145,14 +146,33 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         .map_err(|source| AppError::Bind { address, source })?;
     let mut signals = Signals::install().map_err(AppError::Signals)?;
     let (reload_sender, mut reload_requests) = mpsc::channel::<ReloadRequest>(4);
+    let snapshot = Arc::new(SnapshotCell::default());
+    let alerts = match (&config.alerts, &audit, &config.audit) {
+        (Some(settings), Some(audit), Some(audit_settings)) => Some(Arc::new(Enrichment::new(
+            settings.clone(),
+            Arc::clone(audit),
+            audit_settings.path.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&snapshot),
+            &config.queries,
+            Some(PrometheusReader::new(&config.prometheus)?),
+        ))),
+        _ => None,
+    };
     let state = Arc::new(AppState {
-        snapshot: Arc::new(SnapshotCell::default()),
+        snapshot,
         upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
         telemetry,
         lifecycle_enabled: AtomicBool::new(config.server.enable_lifecycle),
         reload: reload_sender,
         shutting_down: AtomicBool::new(false),
+        alerts: alerts.clone(),
     });
+    let stop_alerts = CancellationToken::new();
+    let alert_tasks = alerts
+        .as_ref()
+        .map(|alerts| alerts.start(&stop_alerts))
+        .unwrap_or_default();
     let stop_serving = CancellationToken::new();
     let grace = config.server.shutdown_grace;
     let server = tokio::spawn(server::serve(
@@ -205,6 +225,14 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     {
         tracing::warn!("HTTP server did not stop within the grace period");
     }
+    // The server has drained, so no notification is being accepted any more; deliveries in
+    // flight finish or stay queued for the next start.
+    stop_alerts.cancel();
+    for task in alert_tasks {
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!("an alert task did not stop within the grace period");
+        }
+    }
     stop_verifying.cancel();
     if let Some(verifying) = verifying {
         // It holds a handle on the log; a check in progress finishes first.
@@ -221,11 +249,8 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         if let Err(error) = audit.record_durably(stopped).await {
             tracing::error!(%error, "the stop could not be recorded in the audit log");
         }
-        // The pipeline has stopped, so this is the last handle; close it to flush the writer.
-        match Arc::try_unwrap(audit) {
-            Ok(audit) => audit.close(),
-            Err(_) => tracing::warn!("audit log still in use at shutdown"),
-        }
+        // Everything that records has stopped; closing flushes the writer.
+        audit.close();
     }
     tracing::info!("foretell stopped");
     Ok(())
@@ -275,6 +300,11 @@ impl Running {
         };
         if new.audit != self.config.audit {
             tracing::warn!("audit.path and audit keys take effect after a restart");
+        }
+        if new.alerts != self.config.alerts {
+            tracing::warn!(
+                "changes to `alerts` (receivers, routes, limits) take effect after a restart"
+            );
         }
         if new.server.listen_address != self.config.server.listen_address
             || new.server.shutdown_grace != self.config.server.shutdown_grace

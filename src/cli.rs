@@ -65,6 +65,11 @@ pub enum Command {
         /// Accept repeated or backward timestamps: such a row repeats the previous row's output.
         #[arg(long)]
         allow_disorder: bool,
+        /// Also write the evidence an alert at each row would get: the open excursion
+        /// (`excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas`) and
+        /// the `confidence` computed from it (input of `bench/confidence_eval.py`).
+        #[arg(long)]
+        evidence: bool,
     },
     /// Fit the models on a `timestamp,value` CSV and forecast: writes `step,forecast,lower,upper`.
     Forecast {

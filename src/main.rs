@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod clock;
 mod config;
+mod enrichment;
 mod offline;
 mod pipeline;
 mod reader;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
             model,
             refit_interval,
             allow_disorder,
+            evidence,
         } => report(
             "detect",
             detect(
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
                 &model,
                 &refit_interval,
                 allow_disorder,
+                evidence,
             ),
         ),
         Command::Forecast {
@@ -294,6 +297,7 @@ fn detect(
     model: &ModelArgs,
     refit_interval: &str,
     allow_disorder: bool,
+    evidence: bool,
 ) -> anyhow::Result<()> {
     let disorder = if allow_disorder {
         offline::csv::Disorder::Tolerate
@@ -308,7 +312,7 @@ fn detect(
             .context("--refit-interval")?,
     };
     let detections = offline::detect(&rows, &options)?;
-    write_output(output, &offline::render_detections(&detections))
+    write_output(output, &offline::render_detections(&detections, evidence))
 }
 
 fn forecast(

@@ -12,9 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use foretell_core::audit::{Entry, KeyRing};
+use std::any::Any;
 
-use super::store::{AuditWriter, StoreError};
+use foretell_core::audit::{Entry, KeyRing};
+use rusqlite::Transaction;
+
+use super::store::{Appender, AuditWriter, StoreError};
 use crate::telemetry::Telemetry;
 
 /// Entries waiting for the writer; beyond this the process is producing decisions faster than
@@ -25,14 +28,21 @@ const MAX_BATCH: usize = 512;
 
 type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
 
+/// Work on the database that commits with the records it appends (see [`AuditLog::transact`]).
+type Work = Box<
+    dyn FnOnce(&Transaction, &mut Appender) -> Result<Box<dyn Any + Send>, rusqlite::Error> + Send,
+>;
+type WorkReply = tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>, String>>;
+
 enum Request {
     Append(Entry, Option<Reply>),
+    Transact(Work, WorkReply),
     Stop,
 }
 
 pub struct AuditLog {
     sender: SyncSender<Request>,
-    writer: Option<JoinHandle<()>>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     telemetry: Arc<Telemetry>,
     /// Sequence number of the newest committed record.
     head: Arc<AtomicU64>,
@@ -65,7 +75,7 @@ impl AuditLog {
             })?;
         Ok(AuditLog {
             sender,
-            writer: Some(handle),
+            writer: std::sync::Mutex::new(Some(handle)),
             telemetry,
             head,
         })
@@ -116,10 +126,42 @@ impl AuditLog {
             .unwrap_or_else(|_| Err("the audit writer stopped before committing".into()))
     }
 
+    /// Runs `work` on the writer's connection inside a transaction and returns its value once
+    /// it has committed: the rows it writes and the records it appends are on disk together
+    /// or not at all. Other queued work may share the commit; a failing `work` is rolled back
+    /// alone (a savepoint), a failing commit fails every item in it.
+    pub async fn transact<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction, &mut Appender) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, String> {
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        let work: Work = Box::new(move |transaction, appender| {
+            work(transaction, appender).map(|value| Box::new(value) as Box<dyn Any + Send>)
+        });
+        let sender = self.sender.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            sender.send(Request::Transact(work, reply)).is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if !sent {
+            return Err("the audit writer has stopped".into());
+        }
+        let value = committed
+            .await
+            .unwrap_or_else(|_| Err("the audit writer stopped before committing".into()))?;
+        value
+            .downcast::<T>()
+            .map(|value| *value)
+            .map_err(|_| "the audit writer returned a value of another type".into())
+    }
+
     /// Commits what is queued and stops the writer.
-    pub fn close(mut self) {
+    /// Later appends and transactions fail; a second close does nothing.
+    pub fn close(&self) {
         let _ = self.sender.send(Request::Stop);
-        if let Some(handle) = self.writer.take() {
+        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
             let _ = handle.join();
         }
     }
@@ -186,8 +228,8 @@ fn write_loop(
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
-                Request::Append(entry, reply) => batch.push((entry, reply)),
                 Request::Stop => stopping = true,
+                item => batch.push(item),
             }
             if batch.len() < MAX_BATCH && !stopping {
                 next = requests.try_recv().ok();
@@ -196,29 +238,93 @@ fn write_loop(
         if batch.is_empty() {
             continue;
         }
-        let count = batch.len();
-        let (entries, replies): (Vec<Entry>, Vec<Option<Reply>>) = batch.into_iter().unzip();
-        let result = writer.transaction(|transaction, appender| {
-            entries
-                .into_iter()
-                .map(|entry| appender.append(transaction, entry).map(|r| r.seq))
-                .collect::<Result<Vec<u64>, _>>()
-        });
-        match result {
-            Ok((seqs, _)) => {
-                head.store(writer.head_seq(), Ordering::SeqCst);
-                telemetry.audit_written(count as u64, writer.head_seq());
-                for (reply, seq) in replies.into_iter().zip(seqs) {
-                    if let Some(reply) = reply {
+        commit_batch(&mut writer, batch, telemetry, head);
+    }
+}
+
+/// What one queued item got from the transaction, handed over after the commit.
+enum Done {
+    Appended(u64),
+    Transacted(Result<Box<dyn Any + Send>, String>),
+}
+
+enum Pending {
+    Append(Option<Reply>),
+    Transact(WorkReply),
+}
+
+enum Item {
+    Append(Entry),
+    Transact(Work),
+}
+
+fn commit_batch(
+    writer: &mut AuditWriter,
+    batch: Vec<Request>,
+    telemetry: &Telemetry,
+    head: &AtomicU64,
+) {
+    let mut items = Vec::with_capacity(batch.len());
+    let mut pending = Vec::with_capacity(batch.len());
+    for request in batch {
+        match request {
+            Request::Append(entry, reply) => {
+                items.push(Item::Append(entry));
+                pending.push(Pending::Append(reply));
+            }
+            Request::Transact(work, reply) => {
+                items.push(Item::Transact(work));
+                pending.push(Pending::Transact(reply));
+            }
+            Request::Stop => {}
+        }
+    }
+    let count = items.len();
+    let result = writer.transaction(|transaction, appender| {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Item::Append(entry) => appender
+                    .append(transaction, entry)
+                    .map(|record| Done::Appended(record.seq)),
+                Item::Transact(work) => Ok(Done::Transacted(
+                    appender
+                        .savepoint(transaction, work)
+                        .map_err(|error| error.to_string()),
+                )),
+            })
+            .collect::<Result<Vec<Done>, _>>()
+    });
+    match result {
+        Ok((done, written)) => {
+            head.store(writer.head_seq(), Ordering::SeqCst);
+            telemetry.audit_written(written.len() as u64, writer.head_seq());
+            for (reply, done) in pending.into_iter().zip(done) {
+                match (reply, done) {
+                    (Pending::Append(Some(reply)), Done::Appended(seq)) => {
                         let _ = reply.send(Ok(seq));
                     }
+                    (Pending::Transact(reply), Done::Transacted(outcome)) => {
+                        let _ = reply.send(outcome);
+                    }
+                    _ => {}
                 }
             }
-            Err(error) => {
-                telemetry.audit_write_failed(count as u64);
-                tracing::error!(%error, records = count, "audit records could not be written");
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(error.to_string()));
+        }
+        Err(error) => {
+            // Nothing of the batch is on disk; every waiting caller hears why.
+            telemetry.audit_write_failed(count as u64);
+            tracing::error!(%error, items = count, "audit transaction could not be committed");
+            let message = error.to_string();
+            for reply in pending {
+                match reply {
+                    Pending::Append(Some(reply)) => {
+                        let _ = reply.send(Err(message.clone()));
+                    }
+                    Pending::Transact(reply) => {
+                        let _ = reply.send(Err(message.clone()));
+                    }
+                    Pending::Append(None) => {}
                 }
             }
         }
@@ -360,6 +466,6 @@ mod tests {
         assert!(wait_for("0").await, "the tampered record was not noticed");
         cancel.cancel();
         task.await.expect("stops");
-        Arc::try_unwrap(log).ok().expect("last handle").close();
+        log.close();
     }
 }

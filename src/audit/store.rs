@@ -35,6 +35,33 @@ pub const MIGRATIONS: &[&str] = &[
          mac      BLOB NOT NULL
      );
      CREATE INDEX records_ts ON records (ts_ms);",
+    // 2: the alert outbox, beside the records so that a decision and its record commit
+    // together.
+    "CREATE TABLE notifications (
+         id          INTEGER PRIMARY KEY,
+         received_ms INTEGER NOT NULL,
+         group_key   TEXT NOT NULL,
+         dedupe_key  TEXT NOT NULL,
+         body        BLOB NOT NULL,
+         state       TEXT NOT NULL
+     );
+     CREATE INDEX notifications_dedupe ON notifications (dedupe_key, received_ms);
+     CREATE INDEX notifications_state ON notifications (state, id);
+     CREATE TABLE deliveries (
+         id              INTEGER PRIMARY KEY,
+         notification_id INTEGER NOT NULL REFERENCES notifications (id),
+         receiver        TEXT NOT NULL,
+         group_key       TEXT NOT NULL,
+         body            BLOB NOT NULL,
+         state           TEXT NOT NULL,
+         attempts        INTEGER NOT NULL DEFAULT 0,
+         created_ms      INTEGER NOT NULL,
+         next_attempt_ms INTEGER NOT NULL,
+         updated_ms      INTEGER NOT NULL,
+         last_error      TEXT
+     );
+     CREATE INDEX deliveries_due ON deliveries (receiver, state, group_key, id);
+     CREATE INDEX deliveries_notification ON deliveries (notification_id);",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -392,6 +419,29 @@ pub struct Appender<'w> {
 }
 
 impl Appender<'_> {
+    /// Runs `work` inside a savepoint: when it fails, its rows and its records are undone and
+    /// the rest of the transaction goes on, so one bad item does not sink a batch.
+    pub fn savepoint<T>(
+        &mut self,
+        transaction: &Transaction,
+        work: impl FnOnce(&Transaction, &mut Appender) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, rusqlite::Error> {
+        transaction.execute_batch("SAVEPOINT item")?;
+        let (chain, written) = (self.chain.clone(), self.written.len());
+        match work(transaction, self) {
+            Ok(value) => {
+                transaction.execute_batch("RELEASE item")?;
+                Ok(value)
+            }
+            Err(error) => {
+                self.chain = chain;
+                self.written.truncate(written);
+                transaction.execute_batch("ROLLBACK TO item; RELEASE item")?;
+                Err(error)
+            }
+        }
+    }
+
     /// Signs `entry` as the next record and inserts it in `transaction`.
     pub fn append(
         &mut self,

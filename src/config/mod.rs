@@ -5,6 +5,7 @@
 //! (`queries[1].step: must be > 0, got 0s`), and secret resolution through an [`Environment`]
 //! so files and variables are read in one place and tests can pass maps.
 
+mod alerts;
 pub mod duration;
 mod raw;
 mod secret;
@@ -22,6 +23,9 @@ use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
+pub use alerts::{AlertsConfig, ReceiverConfig};
+#[cfg(test)]
+pub use alerts::{BreakerConfig, RouteConfig};
 use raw::{
     RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawSeasonality, RawServer, RawThreshold,
 };
@@ -41,6 +45,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `None`: no audit log is kept.
     pub audit: Option<AuditConfig>,
+    /// `None`: the Alertmanager webhook receiver is off.
+    pub alerts: Option<AlertsConfig>,
     pub queries: Vec<QueryConfig>,
 }
 
@@ -213,6 +219,10 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
     let prometheus = v.prometheus(&raw.prometheus);
     let server = v.server(&raw.server);
     let audit = raw.audit.as_ref().map(|a| v.audit(a));
+    let alerts = raw
+        .alerts
+        .as_ref()
+        .map(|a| v.alerts(a, raw.audit.is_some()));
     // The timeout is checked against each query even when another prometheus field is wrong.
     let timeout = raw
         .prometheus
@@ -227,6 +237,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
             prometheus,
             server,
             audit: audit.flatten(),
+            alerts: alerts.flatten(),
             queries,
         }),
         _ => Err(ConfigError::Invalid {
@@ -390,6 +401,74 @@ impl Validator<'_> {
         })
     }
 
+    /// A bearer token or basic auth (at most one) for an HTTP client at `path`.
+    fn auth(
+        &mut self,
+        path: &str,
+        bearer_token_file: Option<&str>,
+        bearer_token_env: Option<&str>,
+        basic_auth: Option<&raw::RawBasicAuth>,
+    ) -> Option<Auth> {
+        let bearer = self.secret(
+            &format!("{path}.bearer_token"),
+            bearer_token_file,
+            bearer_token_env,
+        );
+        let basic = basic_auth.and_then(|b| {
+            if b.username.is_empty() {
+                self.fail(format!("{path}.basic_auth.username"), "must not be empty");
+            }
+            if b.password_file.is_none() && b.password_env.is_none() {
+                self.fail(
+                    format!("{path}.basic_auth"),
+                    "needs `password_file` or `password_env` (passwords are never written inline)",
+                );
+            }
+            let password = self.secret(
+                &format!("{path}.basic_auth.password"),
+                b.password_file.as_deref(),
+                b.password_env.as_deref(),
+            )?;
+            Some(Auth::Basic {
+                username: b.username.clone(),
+                password,
+            })
+        });
+        match (bearer, basic) {
+            (Some(_), Some(_)) => {
+                self.fail(path, "set either a bearer token or basic_auth, not both");
+                None
+            }
+            (Some(token), None) => Some(Auth::Bearer(token)),
+            (None, basic) => basic,
+        }
+    }
+
+    /// Extra request headers at `path`; credentials belong in the auth settings instead.
+    fn headers(
+        &mut self,
+        path: &str,
+        raw: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        let mut headers = Vec::new();
+        for (name, value) in raw {
+            let path = format!("{path}.{name}");
+            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                (Ok(n), _) if n == http::header::AUTHORIZATION => self.fail(
+                    path,
+                    "set credentials with bearer_token_file/_env or basic_auth, so they stay out of the config file",
+                ),
+                (Ok(n), Ok(mut v)) => {
+                    v.set_sensitive(true);
+                    headers.push((n, v));
+                }
+                (Err(_), _) => self.fail(path, "is not a valid HTTP header name"),
+                (_, Err(_)) => self.fail(path, "value has characters not allowed in an HTTP header"),
+            }
+        }
+        headers
+    }
+
     fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {
         let before = self.errors.len();
         let url = match Url::parse(&raw.url) {
@@ -421,58 +500,13 @@ impl Validator<'_> {
             raw.timeout.as_deref(),
             DEFAULT_TIMEOUT,
         );
-        let bearer = self.secret(
-            "prometheus.bearer_token",
+        let auth = self.auth(
+            "prometheus",
             raw.bearer_token_file.as_deref(),
             raw.bearer_token_env.as_deref(),
+            raw.basic_auth.as_ref(),
         );
-        let basic = raw.basic_auth.as_ref().and_then(|b| {
-            if b.username.is_empty() {
-                self.fail("prometheus.basic_auth.username", "must not be empty");
-            }
-            if b.password_file.is_none() && b.password_env.is_none() {
-                self.fail(
-                    "prometheus.basic_auth",
-                    "needs `password_file` or `password_env` (passwords are never written inline)",
-                );
-            }
-            let password = self.secret(
-                "prometheus.basic_auth.password",
-                b.password_file.as_deref(),
-                b.password_env.as_deref(),
-            )?;
-            Some(Auth::Basic {
-                username: b.username.clone(),
-                password,
-            })
-        });
-        let auth = match (bearer, basic) {
-            (Some(_), Some(_)) => {
-                self.fail(
-                    "prometheus",
-                    "set either a bearer token or basic_auth, not both",
-                );
-                None
-            }
-            (Some(token), None) => Some(Auth::Bearer(token)),
-            (None, basic) => basic,
-        };
-        let mut headers = Vec::new();
-        for (name, value) in &raw.headers {
-            let path = format!("prometheus.headers.{name}");
-            match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
-                (Ok(n), _) if n == http::header::AUTHORIZATION => self.fail(
-                    path,
-                    "set credentials with bearer_token_file/_env or basic_auth, so they stay out of the config file",
-                ),
-                (Ok(n), Ok(mut v)) => {
-                    v.set_sensitive(true);
-                    headers.push((n, v));
-                }
-                (Err(_), _) => self.fail(path, "is not a valid HTTP header name"),
-                (_, Err(_)) => self.fail(path, "value has characters not allowed in an HTTP header"),
-            }
-        }
+        let headers = self.headers("prometheus.headers", &raw.headers);
         let (ca_pem, insecure_skip_verify) = match &raw.tls {
             None => (None, false),
             Some(tls) => {

@@ -12,7 +12,78 @@ pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
     pub audit: Option<RawAudit>,
+    pub alerts: Option<RawAlerts>,
     pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub external_url: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub body_read_timeout: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub dedupe_window: Option<String>,
+    pub retry: Option<RawDeliveryRetry>,
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    pub on_demand: Option<RawOnDemand>,
+    #[serde(default)]
+    pub receivers: Vec<RawReceiver>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeliveryRetry {
+    pub initial_backoff: Option<String>,
+    pub max_backoff: Option<String>,
+    pub give_up_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    pub failures: Option<u32>,
+    pub cooldown: Option<String>,
+    pub max_cooldown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnDemand {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    pub history: Option<String>,
+    pub step: Option<String>,
+    pub timeout: Option<String>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    pub name: String,
+    pub url: String,
+    pub timeout: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub receiver: String,
+    #[serde(default, rename = "match")]
+    pub matchers: BTreeMap<String, String>,
+    pub min_confidence: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -435,3 +435,66 @@ fn the_audit_log_takes_its_keys_from_a_file_or_the_environment() {
         other => panic!("{other:?}"),
     }
 }
+
+const WITH_AUDIT: &str = "
+prometheus:
+  url: http://127.0.0.1:9090
+audit:
+  path: audit.db
+  key_env: KEYS
+queries:
+  - name: load
+    expr: node_load1
+";
+
+fn with_keys() -> FakeEnvironment {
+    let mut env = FakeEnvironment::default();
+    env.vars
+        .insert("KEYS".into(), format!("k1:{}", "ab".repeat(32)));
+    env
+}
+
+#[test]
+fn the_alerts_section_gets_documented_defaults() {
+    let text = format!(
+        "{WITH_AUDIT}alerts:\n  receivers:\n    - name: pager\n      url: http://pager:8080/hook\n  routes:\n    - receiver: pager\n      match: {{severity: critical}}\n      min_confidence: 0.7\n"
+    );
+    let config = parse(&text, origin(), &with_keys()).expect("valid");
+    let alerts = config.alerts.expect("alerts");
+    assert_eq!(alerts.max_body_bytes, 4 << 20);
+    assert_eq!(alerts.dedupe_window, Duration::from_secs(120));
+    assert_eq!(alerts.retry.max_backoff_ms, 300_000);
+    assert_eq!(alerts.retry.give_up_after_ms, 86_400_000);
+    assert_eq!(alerts.circuit_breaker.failures, 5);
+    let on_demand = alerts.on_demand.expect("on by default");
+    assert_eq!(on_demand.history, Duration::from_secs(86_400));
+    assert_eq!(alerts.receivers[0].timeout, Duration::from_secs(10));
+    assert_eq!(
+        alerts.routes[0].matchers,
+        vec![("severity".to_owned(), "critical".to_owned())]
+    );
+    assert_eq!(alerts.routes[0].min_confidence.map(|c| c.get()), Some(0.7));
+}
+
+#[test]
+fn alerts_problems_are_reported_with_their_paths() {
+    let text = format!(
+        "{MINIMAL}alerts:\n  max_body_bytes: 10\n  receivers:\n    - name: pager\n      url: ftp://x\n    - name: pager\n      url: http://user:pw@x/\n  routes:\n    - receiver: nobody\n      min_confidence: 1.5\n"
+    );
+    let errors = field_errors(&text);
+    let expected = [
+        "alerts: needs the `audit` section",
+        "alerts.max_body_bytes: must be at least 1024, got 10",
+        "alerts.receivers[0].url: must be an http:// or https:// URL with a host, got `ftp://x`",
+        "alerts.receivers[1].name: `pager` is used by an earlier receiver",
+        "alerts.receivers[1].url: must not carry credentials",
+        "alerts.routes[0].receiver: `nobody` is not a receiver; known: pager",
+        "alerts.routes[0].min_confidence: a confidence must be between 0 and 1, got 1.5",
+    ];
+    for prefix in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(prefix)),
+            "no error starting with `{prefix}` in {errors:#?}"
+        );
+    }
+}

@@ -11,7 +11,8 @@ pub use foretell_core::timestamp;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::alerts::confidence::{Confidence, Features};
+use foretell_core::model::{Coverage, Excursion, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::tracker::{QueryTracker, TrackerSettings};
@@ -150,6 +151,9 @@ pub struct Detection<'a> {
     pub row: &'a Row,
     pub score: Option<f64>,
     pub probability: f64,
+    /// The excursion open after this row and the confidence an alert would get from it.
+    pub excursion: Excursion,
+    pub confidence: Option<Confidence>,
 }
 
 /// Settings of `detect` beyond the model: how often the model is refitted, in data time.
@@ -213,7 +217,7 @@ pub fn detect<'a>(
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);
     let mut newest_slot = i64::MIN;
-    let mut last = (None, 0.0);
+    let mut last = (None, 0.0, Excursion::default(), None);
     let mut detections = Vec::with_capacity(rows.len());
     for row in rows {
         let slot = row.timestamp_ms - row.timestamp_ms.rem_euclid(step_ms);
@@ -227,26 +231,44 @@ pub fn detect<'a>(
                 tracker.evaluate(vec![(labels.clone(), vec![sample])], row.timestamp_ms);
             last = match output.series.first().map(|s| &s.state) {
                 Some(SeriesState::Ready {
-                    score, probability, ..
-                }) => (*score, *probability),
-                _ => (None, 0.0),
+                    score,
+                    probability,
+                    excursion,
+                    ..
+                }) => (
+                    *score,
+                    *probability,
+                    *excursion,
+                    Some(Features::of(excursion, step_ms).confidence()),
+                ),
+                _ => (None, 0.0, Excursion::default(), None),
             };
         }
         detections.push(Detection {
             row,
             score: last.0,
             probability: last.1,
+            excursion: last.2,
+            confidence: last.3,
         });
     }
     Ok(detections)
 }
 
 /// `timestamp,value,anomaly_score,anomaly_probability`; the score is empty where there is none.
-pub fn render_detections(detections: &[Detection]) -> String {
-    let mut out = String::from("timestamp,value,anomaly_score,anomaly_probability\n");
+/// With `evidence`, the open excursion and the confidence follow (empty before the model is
+/// ready).
+pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
+    let mut out = String::from("timestamp,value,anomaly_score,anomaly_probability");
+    if evidence {
+        out.push_str(
+            ",excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas,confidence",
+        );
+    }
+    out.push('\n');
     for d in detections {
         let score = d.score.map(number).unwrap_or_default();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{},{},{},{}",
             d.row.timestamp_text,
@@ -254,6 +276,25 @@ pub fn render_detections(detections: &[Detection]) -> String {
             score,
             number(d.probability)
         );
+        if evidence {
+            match d.confidence {
+                Some(confidence) => {
+                    let e = &d.excursion;
+                    let _ = write!(
+                        out,
+                        ",{},{},{},{},{},{}",
+                        e.length,
+                        e.outside,
+                        number(e.peak_sigmas),
+                        number(e.peak_probability),
+                        number(e.latest_sigmas),
+                        number(confidence.get())
+                    );
+                }
+                None => out.push_str(",,,,,,"),
+            }
+        }
+        out.push('\n');
     }
     out
 }

@@ -58,7 +58,7 @@ fn detect_scores_every_row_and_flags_the_spike() {
         "{outside} of {} rows outside",
         last_day.len()
     );
-    let rendered = render_detections(&detections);
+    let rendered = render_detections(&detections, false);
     assert!(rendered.starts_with("timestamp,value,anomaly_score,anomaly_probability\n1700000100,"));
     assert_eq!(rendered.lines().count(), rows.len() + 1);
 }

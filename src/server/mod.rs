@@ -31,6 +31,8 @@ pub struct AppState {
     pub lifecycle_enabled: AtomicBool,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub shutting_down: AtomicBool,
+    /// The Alertmanager webhook receiver, when `alerts` is configured.
+    pub alerts: Option<Arc<crate::enrichment::Enrichment>>,
 }
 
 /// How long a client may take to send its request head.

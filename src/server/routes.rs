@@ -14,12 +14,41 @@ use crate::pipeline::UpstreamStatus;
 
 type Reply = Response<Full<Bytes>>;
 
+/// Where Alertmanager's webhook_config points.
+pub const WEBHOOK_PATH: &str = "/alertmanager/webhook";
+
+/// Dead letters: list (GET, JSON lines) and retry (POST, `?id=N&id=M` or `?all`).
+pub const DEAD_LETTERS_PATH: &str = "/api/v1/dead-letters";
+pub const DEAD_LETTERS_RETRY_PATH: &str = "/api/v1/dead-letters/retry";
+
 /// How long `POST /-/reload` waits for the reload to finish.
 const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub async fn handle<B>(state: &AppState, request: Request<B>) -> Reply {
+pub async fn handle<B>(state: &AppState, request: Request<B>) -> Reply
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let method = request.method().clone();
     match (request.uri().path(), method) {
+        (WEBHOOK_PATH, Method::POST) => match &state.alerts {
+            Some(alerts) => {
+                let (status, reason) = crate::enrichment::receiver::receive(alerts, request).await;
+                text(status, reason)
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "the Alertmanager webhook receiver is off (configure `alerts`)\n",
+            ),
+        },
+        (WEBHOOK_PATH, _) => method_not_allowed("POST"),
+        (DEAD_LETTERS_PATH, Method::GET) => dead_letters(state).await,
+        (DEAD_LETTERS_RETRY_PATH, Method::POST) => {
+            let query = request.uri().query().unwrap_or("").to_owned();
+            retry_dead_letters(state, &query).await
+        }
+        (DEAD_LETTERS_PATH, _) => method_not_allowed("GET"),
+        (DEAD_LETTERS_RETRY_PATH, _) => method_not_allowed("POST"),
         ("/metrics", Method::GET | Method::HEAD) => metrics(state),
         ("/-/healthy", Method::GET | Method::HEAD) => {
             text(StatusCode::OK, "foretell is Healthy.\n")
@@ -37,7 +66,8 @@ const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prome
     /metrics     predictions and self-metrics (Prometheus text format)\n\
     /-/healthy   liveness\n\
     /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable\n\
-    /-/reload    POST to reload the configuration (server.enable_lifecycle)\n";
+    /-/reload    POST to reload the configuration (server.enable_lifecycle)\n\
+    /alertmanager/webhook   POST: Alertmanager webhook receiver (alerts)\n";
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()));
@@ -62,12 +92,103 @@ fn metrics(state: &AppState) -> Reply {
     let mut body = String::with_capacity(64 * 1024);
     exposition::render_snapshot(&snapshot, &mut body);
     state.telemetry.render(&mut body);
+    if let Some(alerts) = &state.alerts {
+        alerts.telemetry.render(&mut body);
+    }
     let mut response = text(StatusCode::OK, body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(CONTENT_TYPE),
     );
     response
+}
+
+async fn dead_letters(state: &AppState) -> Reply {
+    let Some(alerts) = &state.alerts else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the alert path is off (configure `alerts`)\n",
+        );
+    };
+    match alerts.dead_letters().await {
+        Ok(letters) => {
+            let mut body = String::new();
+            for letter in letters {
+                body.push_str(&serde_json::to_string(&letter).unwrap_or_default());
+                body.push('\n');
+            }
+            let mut response = text(StatusCode::OK, body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/x-ndjson"),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot list dead letters");
+            text(StatusCode::SERVICE_UNAVAILABLE, "cannot read the outbox\n")
+        }
+    }
+}
+
+/// Requeues dead letters; an admin action, so it needs `server.enable_lifecycle` like reload.
+async fn retry_dead_letters(state: &AppState, query: &str) -> Reply {
+    if !state.lifecycle_enabled.load(Ordering::SeqCst) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled (set server.enable_lifecycle: true).\n",
+        );
+    }
+    let Some(alerts) = &state.alerts else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "the alert path is off (configure `alerts`)\n",
+        );
+    };
+    let mut ids = Vec::new();
+    let mut all = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("id", value)) => match value.parse::<i64>() {
+                Ok(id) => ids.push(id),
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("id: `{value}` is not a delivery id\n"),
+                    )
+                }
+            },
+            None if pair == "all" => all = true,
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter `{pair}`; use id=N (repeatable) or all\n"),
+                )
+            }
+        }
+    }
+    if ids.is_empty() && !all {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "name the dead letters: id=N (repeatable) or all\n",
+        );
+    }
+    match alerts
+        .retry_dead_letters((!all).then_some(ids), "http:/api/v1/dead-letters/retry")
+        .await
+    {
+        Ok(requeued) => text(
+            StatusCode::OK,
+            format!("requeued {} dead letter(s): {requeued:?}\n", requeued.len()),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "cannot requeue dead letters");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the outbox could not be updated; retry later\n",
+            )
+        }
+    }
 }
 
 fn ready(state: &AppState) -> Reply {
@@ -146,6 +267,7 @@ mod tests {
                 lifecycle_enabled: AtomicBool::new(lifecycle),
                 reload,
                 shutting_down: AtomicBool::new(false),
+                alerts: None,
             },
             requests,
         )
@@ -188,6 +310,7 @@ mod tests {
                     probability: 0.0,
                     forecasts: vec![],
                     threshold_eta_seconds: None,
+                    excursion: Default::default(),
                 },
             )],
         });

@@ -4,6 +4,7 @@
 // A test binary: a failed expectation is a failed test, which is what `expect` reports.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod alerts;
 mod audit;
 mod cli;
 mod e2e;

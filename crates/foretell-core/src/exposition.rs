@@ -361,6 +361,7 @@ mod tests {
                     },
                 ],
                 threshold_eta_seconds: Some(3600.0),
+                excursion: Default::default(),
             },
         );
         let learning = SeriesOutput::new(

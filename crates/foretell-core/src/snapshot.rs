@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::exposition;
 use crate::labels::{Labels, METRIC_NAME};
-use crate::model::Band;
+use crate::model::{Band, Excursion};
 
 /// Label carrying the query name on every exported series.
 pub const QUERY_LABEL: &str = "query";
@@ -65,6 +65,8 @@ pub enum SeriesState {
         probability: f64,
         forecasts: Vec<Band>,
         threshold_eta_seconds: Option<f64>,
+        /// The excursion outside the band that is open now, if any (evidence for alerts).
+        excursion: Excursion,
     },
 }
 

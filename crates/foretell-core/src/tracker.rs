@@ -13,7 +13,8 @@ use std::hash::{Hash, Hasher};
 
 use crate::labels::Labels;
 use crate::model::{
-    FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings, SurpriseHistory,
+    Excursion, FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings,
+    SurpriseHistory,
 };
 use crate::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
 use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits};
@@ -79,6 +80,7 @@ pub struct SeriesModel {
     /// Grid timestamp of the newest point the model has taken in.
     observed_through_ms: i64,
     last: Option<(Observation, f64)>,
+    excursion: Excursion,
 }
 
 /// What one evaluation did, for self-metrics.
@@ -153,6 +155,7 @@ impl QueryTracker {
                 fitted_at_ms: i64::MIN,
                 observed_through_ms: i64::MIN,
                 last: None,
+                excursion: Excursion::default(),
             });
             stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
             let due = model.fitted.is_err()
@@ -178,6 +181,7 @@ impl QueryTracker {
                             threshold_eta_steps(fitted, &t, newest.value)
                                 .map(|steps| f64::from(steps) * step_seconds)
                         }),
+                        excursion: model.excursion,
                     }
                 }
                 _ => SeriesState::NotReady,
@@ -226,12 +230,14 @@ impl SeriesModel {
                 missed: behind as usize,
             });
             self.last = None;
+            self.excursion = Excursion::default();
             return 0;
         }
         for k in 1..=behind {
             let value = window.value_at(self.observed_through_ms + k * step_ms);
             let observation = fitted.observe(value);
             let probability = self.surprise.observe(observation.surprise);
+            self.excursion.observe(&observation, probability);
             self.last = Some((observation, probability));
         }
         self.observed_through_ms = newest_ms;
@@ -274,6 +280,8 @@ impl SeriesModel {
                         let mut fitted = fit.model;
                         let observation = fitted.observe(newest.value);
                         let probability = self.surprise.observe(observation.surprise);
+                        self.excursion = Excursion::default();
+                        self.excursion.observe(&observation, probability);
                         self.last = Some((observation, probability));
                         self.fitted = Ok(fitted);
                         self.fitted_at_ms =

@@ -243,6 +243,32 @@ impl Notification {
         }
         document
     }
+
+    /// The document sent to one receiver: like [`Notification::with_annotations`], keeping
+    /// only the alerts at `keep` (in order); the top-level `status` follows the alerts kept
+    /// (`firing` when any of them fires), as Alertmanager computes it.
+    pub fn share(&self, additions: &[BTreeMap<String, String>], keep: &[usize]) -> Value {
+        let mut document = self.with_annotations(additions);
+        if let Some(Value::Array(alerts)) = document.get_mut("alerts") {
+            let kept: Vec<Value> = keep
+                .iter()
+                .filter_map(|&i| alerts.get(i).cloned())
+                .collect();
+            *alerts = kept;
+        }
+        let firing = keep.iter().any(|&i| {
+            self.alerts
+                .get(i)
+                .is_some_and(|a| a.status == AlertStatus::Firing)
+        });
+        if let Some(object) = document.as_object_mut() {
+            object.insert(
+                "status".into(),
+                Value::String(if firing { "firing" } else { "resolved" }.into()),
+            );
+        }
+        document
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod decompose;
 pub mod ets;
+pub mod excursion;
 pub mod forecaster;
 mod optimize;
 pub mod probability;
@@ -19,6 +20,7 @@ use std::fmt;
 
 use statrs::distribution::{ContinuousCDF, Normal};
 
+pub use excursion::Excursion;
 pub use forecaster::{FittedForecaster, ForecastModel, Observation, SeasonSpec};
 pub use probability::{ProbabilitySettings, SurpriseHistory};
 pub use score::anomaly_score;

@@ -161,3 +161,33 @@ fn bad_bodies_say_what_is_wrong_and_where() {
         .to_string();
     assert!(error.contains("recursion limit"), "{error}");
 }
+
+#[test]
+fn a_receiver_share_keeps_its_alerts_and_recomputes_the_status() {
+    let notification = parse(NOTIFICATION.as_bytes()).expect("valid");
+    let added = vec![
+        BTreeMap::from([("foretell_confidence".to_owned(), "0.91".to_owned())]),
+        BTreeMap::new(),
+    ];
+    let resolved_only = notification.share(&added, &[1]);
+    assert_eq!(resolved_only["status"], "resolved");
+    assert_eq!(resolved_only["alerts"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        resolved_only["alerts"][0]["fingerprint"],
+        "bc97ff14869b13e3"
+    );
+    assert_eq!(
+        resolved_only["truncatedAlerts"], 0,
+        "other fields pass through"
+    );
+    let both = notification.share(&added, &[0, 1]);
+    assert_eq!(both["status"], "firing");
+    assert_eq!(
+        both["alerts"][0]["annotations"]["foretell_confidence"],
+        "0.91"
+    );
+    assert_eq!(
+        both["alerts"][0]["annotations"]["summary"],
+        "error rate above 5%"
+    );
+}

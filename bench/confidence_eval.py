@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Measures how well foretell's alert confidence is calibrated, on labelled series.
+
+Method (docs/confidence.md explains it):
+1. `foretell detect --evidence` replays each series through the sidecar's models, writing for
+   every row the evidence an alert at that row would get and the confidence computed from it.
+2. Alerts are simulated with the rules an SRE would write without foretell: static thresholds
+   at the 99th and 99.9th percentile (and the 1st and 0.1th) of the series' first 15% (NAB's
+   probationary period), plus foretell's own anomaly alert (probability >= 0.5). An alert is a
+   run of rows where its rule holds, ending after 5 rows without it; it is enriched at its first
+   row.
+3. An alert is real when its first row lies inside a labelled anomaly window.
+4. Reliability table (10 bins) and expected calibration error (ECE: the bins' mean
+   |share real - mean confidence|, weighted by alerts per bin) of the confidence column.
+
+With --fit, the logistic weights of crates/foretell-core/src/alerts/confidence.rs are refitted
+on the features (same formulas as `Features::of`), and the ECE of leave-one-file-out
+predictions (each file scored by weights fitted on the others) is reported: the honest figure
+for data the weights never saw.
+
+  python3 bench/confidence_eval.py [--fit] [--data DIR] [--windows FILE] [--json OUT]
+
+Needs numpy and target/release/foretell (cargo build --release).
+"""
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
+PROBATION = 0.15
+QUIET_ROWS = 5
+BINS = 10
+
+
+def detect(path):
+    out = subprocess.run(
+        [os.path.join(ROOT, "target/release/foretell"), "detect", "--input", path,
+         "--allow-disorder", "--evidence"],
+        check=True, capture_output=True, text=True).stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def minutes_between(rows):
+    from datetime import datetime
+    ts = [datetime.fromisoformat(r["timestamp"]) for r in rows[:200]]
+    gaps = sorted((b - a).total_seconds() / 60 for a, b in zip(ts, ts[1:]) if b > a)
+    return gaps[len(gaps) // 2] if gaps else 5.0
+
+
+def simulate_alerts(values, probability):
+    """(rule, first row) of every alert the rules fire after the probationary period."""
+    n = len(values)
+    start = int(n * PROBATION)
+    history = np.array([v for v in values[:start] if math.isfinite(v)])
+    rules = {"foretell_probability": [p >= 0.5 for p in probability]}
+    if len(history) > 10:
+        for q in (0.99, 0.999):
+            hi, lo = np.quantile(history, q), np.quantile(history, 1 - q)
+            rules[f"above_p{q * 100:g}"] = [v > hi for v in values]
+            rules[f"below_p{(1 - q) * 100:g}"] = [v < lo for v in values]
+    alerts = []
+    for rule, holds in rules.items():
+        firing, quiet = False, 0
+        for i in range(start, n):
+            if holds[i]:
+                if not firing:
+                    alerts.append((rule, i))
+                firing, quiet = True, 0
+            elif firing:
+                quiet += 1
+                if quiet >= QUIET_ROWS:
+                    firing = False
+    return alerts
+
+
+def features(row, step_minutes):
+    return [
+        math.log1p(abs(float(row["peak_sigmas"]))),
+        min(max(float(row["peak_probability"]), 0.0), 1.0),
+        math.log1p(max(float(row["outside_points"]) * step_minutes, 0.0)),
+        math.log1p(abs(float(row["latest_sigmas"]))),
+    ]
+
+
+def collect(data, windows):
+    files = sorted(os.path.join(c, f) for c in os.listdir(data)
+                   for f in os.listdir(os.path.join(data, c)) if f.endswith(".csv"))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        outputs = list(pool.map(lambda f: detect(os.path.join(data, f)), files))
+    samples = []
+    for name, rows in zip(files, outputs):
+        spans = [(a[:19], b[:19]) for a, b in windows.get(name, [])]
+        step = minutes_between(rows)
+        values = [float(r["value"]) for r in rows]
+        probability = [float(r["anomaly_probability"]) for r in rows]
+        for rule, i in simulate_alerts(values, probability):
+            row = rows[i]
+            if row["confidence"] == "":
+                continue
+            ts = row["timestamp"][:19]
+            real = any(a <= ts <= b for a, b in spans)
+            samples.append({
+                "file": name, "rule": rule, "timestamp": ts, "real": int(real),
+                "confidence": float(row["confidence"]), "features": features(row, step),
+            })
+    return samples
+
+
+def reliability(confidence, real):
+    confidence, real = np.asarray(confidence), np.asarray(real)
+    table, ece = [], 0.0
+    for b in range(BINS):
+        lo, hi = b / BINS, (b + 1) / BINS
+        mask = (confidence >= lo) & ((confidence < hi) if b < BINS - 1 else (confidence <= hi))
+        n = int(mask.sum())
+        if n == 0:
+            table.append((lo, hi, 0, None, None))
+            continue
+        mean_conf, share_real = float(confidence[mask].mean()), float(real[mask].mean())
+        ece += n / len(confidence) * abs(share_real - mean_conf)
+        table.append((lo, hi, n, mean_conf, share_real))
+    return table, ece
+
+
+def fit_logistic(x, y, l2=1.0, iterations=50):
+    """Newton-Raphson on the L2-penalised log-likelihood (the intercept is not penalised)."""
+    x = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=float)])
+    y = np.asarray(y, dtype=float)
+    w = np.zeros(x.shape[1])
+    penalty = np.eye(x.shape[1]) * l2
+    penalty[0, 0] = 0.0
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(x @ w)))
+        gradient = x.T @ (p - y) + penalty @ w
+        hessian = (x.T * (p * (1 - p))) @ x + penalty
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return w
+
+
+def predict(w, x):
+    x = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=float)])
+    return 1 / (1 + np.exp(-(x @ w)))
+
+
+def print_table(title, table, ece, confidence, real):
+    brier = float(np.mean((np.asarray(confidence) - np.asarray(real)) ** 2))
+    print(f"\n{title}: {len(real)} alerts, {int(np.sum(real))} real, "
+          f"ECE {ece:.3f}, Brier {brier:.3f}")
+    print("| confidence | alerts | mean confidence | share real |")
+    print("|---|---|---|---|")
+    for lo, hi, n, mean_conf, share in table:
+        if n:
+            print(f"| {lo:.1f}-{hi:.1f} | {n} | {mean_conf:.3f} | {share:.3f} |")
+        else:
+            print(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=os.path.join(SHARED, "datasets/nab-public/data"))
+    parser.add_argument("--windows", default=os.path.join(SHARED, "datasets/nab-public/windows.json"))
+    parser.add_argument("--fit", action="store_true", help="refit the weights, report cross-validated ECE")
+    parser.add_argument("--json", help="write the per-alert samples here")
+    args = parser.parse_args()
+    with open(args.windows) as f:
+        windows = json.load(f)
+    samples = collect(args.data, windows)
+    if not samples:
+        sys.exit("no alerts were simulated")
+    real = [s["real"] for s in samples]
+    confidence = [s["confidence"] for s in samples]
+    table, ece = reliability(confidence, real)
+    print_table("foretell confidence (weights in confidence.rs)", table, ece, confidence, real)
+    by_rule = {}
+    for s in samples:
+        by_rule.setdefault(s["rule"], []).append(s)
+    print("\n| rule | alerts | share real | mean confidence real | mean confidence not real |")
+    print("|---|---|---|---|---|")
+    for rule, group in sorted(by_rule.items()):
+        reals = [s["confidence"] for s in group if s["real"]]
+        others = [s["confidence"] for s in group if not s["real"]]
+        mean = lambda v: f"{np.mean(v):.3f}" if v else "-"
+        print(f"| {rule} | {len(group)} | {len(reals) / len(group):.3f} | {mean(reals)} | {mean(others)} |")
+    if args.fit:
+        files = sorted({s["file"] for s in samples})
+        held_out = np.zeros(len(samples))
+        for name in files:
+            train = [i for i, s in enumerate(samples) if s["file"] != name]
+            test = [i for i, s in enumerate(samples) if s["file"] == name]
+            w = fit_logistic([samples[i]["features"] for i in train], [real[i] for i in train])
+            held_out[test] = predict(w, [samples[i]["features"] for i in test])
+        table, ece = reliability(held_out, real)
+        print_table("refitted weights, leave-one-file-out", table, ece, held_out, real)
+        w = fit_logistic([s["features"] for s in samples], real)
+        print("\nweights fitted on all alerts (intercept, peak, peak_probability, outside, latest):")
+        print("pub const WEIGHTS: [f64; 5] = [" + ", ".join(f"{v:.4f}" for v in w) + "];")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(samples, f)
+
+
+if __name__ == "__main__":
+    main()

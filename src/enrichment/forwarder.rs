@@ -1,0 +1,275 @@
+//! Delivers queued notifications to one receiver, oldest first per group, with retries,
+//! dead letters and a circuit breaker; each outcome commits with its audit record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use foretell_core::alerts::delivery::{judge, Attempt, CircuitBreaker, Verdict};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::DeliveryOutcome;
+use super::outbox::{self, Delivery};
+use super::{pause, Enrichment};
+use crate::config::{Auth, ReceiverConfig};
+
+/// Deliveries looked at per pass.
+const BATCH: usize = 32;
+/// Longest sleep between looks at the outbox.
+const POLL: Duration = Duration::from_secs(1);
+
+pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: CancellationToken) {
+    let path = enrichment.db_path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let connection = outbox::open_reader(&path)?;
+        let log_id: String = connection
+            .query_row("SELECT value FROM meta WHERE name = 'log_id'", [], |row| {
+                row.get(0)
+            })
+            .unwrap_or_default();
+        Ok::<_, crate::audit::store::StoreError>((connection, log_id))
+    })
+    .await;
+    let (connection, log_id) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => {
+            tracing::error!(%error, receiver = %receiver.name, "the forwarder cannot open the outbox; deliveries wait until restart");
+            return;
+        }
+        Err(_) => return,
+    };
+    let reader = Arc::new(std::sync::Mutex::new(connection));
+    let client = match reqwest::Client::builder()
+        .timeout(receiver.timeout)
+        .connect_timeout(receiver.timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, receiver = %receiver.name, "cannot build the HTTP client");
+            return;
+        }
+    };
+    let breaker_config = enrichment.config.circuit_breaker;
+    let mut breaker = CircuitBreaker::new(
+        breaker_config.failures,
+        breaker_config.cooldown.as_millis() as i64,
+        breaker_config.max_cooldown.as_millis() as i64,
+    );
+    let wake = enrichment.queued.get(&receiver.name);
+    let log_prefix: String = log_id.chars().take(16).collect();
+    loop {
+        let now_ms = enrichment.clock.now_ms();
+        if let Some(until) = breaker.blocked_until(now_ms) {
+            enrichment.telemetry.circuit(&receiver.name, true);
+            let wait = Duration::from_millis((until - now_ms).clamp(1, 60_000) as u64);
+            if !pause(None, &cancel, wait).await {
+                return;
+            }
+            continue;
+        }
+        enrichment.telemetry.circuit(&receiver.name, false);
+        let reading = Arc::clone(&reader);
+        let name = receiver.name.clone();
+        let heads = tokio::task::spawn_blocking(move || {
+            let connection = reading.lock().unwrap_or_else(|e| e.into_inner());
+            outbox::heads(&connection, &name, BATCH)
+        })
+        .await;
+        let heads = match heads {
+            Ok(Ok(heads)) => heads,
+            Ok(Err(error)) => {
+                tracing::error!(%error, receiver = %receiver.name, "cannot read the outbox");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut next_due: Option<i64> = None;
+        for delivery in heads {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let now_ms = enrichment.clock.now_ms();
+            if delivery.next_attempt_ms > now_ms {
+                next_due = Some(next_due.map_or(delivery.next_attempt_ms, |d: i64| {
+                    d.min(delivery.next_attempt_ms)
+                }));
+                continue;
+            }
+            if breaker.is_open(now_ms) {
+                break;
+            }
+            let idempotency_key = format!("{log_prefix}-{}", delivery.id);
+            let attempt = send(&client, &receiver, &delivery, &idempotency_key).await;
+            let now_ms = enrichment.clock.now_ms();
+            breaker.record(&attempt, now_ms);
+            let attempts = delivery.attempts.saturating_add(1);
+            let verdict = judge(
+                &attempt,
+                attempts,
+                delivery.created_ms,
+                now_ms,
+                fastrand::f64(),
+                &enrichment.config.retry,
+            );
+            if let Err(error) = settle(
+                &enrichment,
+                &receiver,
+                &delivery,
+                &verdict,
+                &attempt,
+                attempts,
+                now_ms,
+            )
+            .await
+            {
+                // Not recorded, so not settled: the same delivery is attempted again (the
+                // receiver drops the repeat by its Idempotency-Key).
+                tracing::error!(%error, receiver = %receiver.name, delivery = delivery.id, "the delivery outcome could not be committed");
+                break;
+            }
+        }
+        let now_ms = enrichment.clock.now_ms();
+        let wait = next_due
+            .map(|due| {
+                Duration::from_millis((due - now_ms).clamp(1, POLL.as_millis() as i64) as u64)
+            })
+            .unwrap_or(POLL);
+        if !pause(wake, &cancel, wait).await {
+            return;
+        }
+    }
+}
+
+async fn settle(
+    enrichment: &Enrichment,
+    receiver: &ReceiverConfig,
+    delivery: &Delivery,
+    verdict: &Verdict,
+    attempt: &Attempt,
+    attempts: u32,
+    now_ms: i64,
+) -> Result<(), String> {
+    let status = match attempt {
+        Attempt::Answered { status, .. } => Some(*status),
+        Attempt::Transport(_) => None,
+    };
+    let mut details = serde_json::json!({
+        "delivery": delivery.id,
+        "notification": delivery.notification_id,
+        "receiver": receiver.name,
+        "attempts": attempts,
+        "status": status,
+    });
+    let (state, next_ms, error, kind, outcome, counted) = match verdict {
+        Verdict::Delivered => (
+            outbox::DELIVERED,
+            now_ms,
+            None,
+            "alert.forwarded",
+            "ok",
+            DeliveryOutcome::Delivered,
+        ),
+        Verdict::RetryAt { at_ms, reason } => {
+            details["next_attempt_ms"] = (*at_ms).into();
+            details["error"] = reason.clone().into();
+            (
+                outbox::PENDING,
+                *at_ms,
+                Some(reason.clone()),
+                "alert.retried",
+                "failed",
+                DeliveryOutcome::Retried,
+            )
+        }
+        Verdict::DeadLetter { reason } => {
+            details["error"] = reason.clone().into();
+            (
+                outbox::DEAD,
+                now_ms,
+                Some(reason.clone()),
+                "alert.dead_lettered",
+                "failed",
+                DeliveryOutcome::DeadLettered,
+            )
+        }
+    };
+    let id = delivery.id;
+    let subject = delivery.group_key.clone();
+    enrichment
+        .audit
+        .transact(move |transaction, appender| {
+            outbox::settle(transaction, id, state, next_ms, now_ms, error.as_deref())?;
+            appender.append(
+                transaction,
+                outbox::entry(now_ms, kind, &subject, outcome, &details),
+            )?;
+            Ok(())
+        })
+        .await?;
+    enrichment.telemetry.delivery(&receiver.name, counted);
+    match verdict {
+        Verdict::Delivered => {}
+        Verdict::RetryAt { reason, .. } => {
+            tracing::warn!(receiver = %receiver.name, delivery = delivery.id, attempts, %reason, "delivery failed; retrying later")
+        }
+        Verdict::DeadLetter { reason } => {
+            tracing::error!(receiver = %receiver.name, delivery = delivery.id, attempts, %reason, "delivery dead-lettered; retry it with `foretell alerts retry`")
+        }
+    }
+    Ok(())
+}
+
+async fn send(
+    client: &reqwest::Client,
+    receiver: &ReceiverConfig,
+    delivery: &Delivery,
+    idempotency_key: &str,
+) -> Attempt {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(key) = HeaderValue::from_str(idempotency_key) {
+        headers.insert("idempotency-key", key);
+    }
+    for (name, value) in &receiver.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    let mut request = client
+        .post(receiver.url.clone())
+        .headers(headers)
+        .body(delivery.body.clone());
+    request = match &receiver.auth {
+        Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
+        Some(Auth::Basic { username, password }) => {
+            request.basic_auth(username, Some(password.expose()))
+        }
+        None => request,
+    };
+    match request.send().await {
+        Ok(response) => {
+            let retry_after_ms = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .map(|seconds| seconds.saturating_mul(1000));
+            Attempt::Answered {
+                status: response.status().as_u16(),
+                retry_after_ms,
+            }
+        }
+        Err(error) => Attempt::Transport(error_chain(&error)),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,171 @@
+//! The alert path: Alertmanager's webhook in ([`receiver`]), confidence and routing
+//! ([`enricher`]), delivery out ([`forwarder`]), all through the durable [`outbox`] in the
+//! audit database.
+//!
+//! A notification is committed with its `alert.received` record before Alertmanager hears 2xx;
+//! every later step (routed, forwarded, retried, dead-lettered, suppressed) commits its state
+//! change with its record. A crash at any point leaves work the next start picks up.
+
+pub mod enricher;
+pub mod forwarder;
+pub mod metrics;
+pub mod outbox;
+pub mod receiver;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::log::AuditLog;
+use crate::clock::Clock;
+use crate::config::{AlertsConfig, QueryConfig};
+use crate::pipeline::SnapshotCell;
+use crate::reader::PrometheusReader;
+use metrics::AlertTelemetry;
+
+/// What enrichment needs to know about a tracked query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryShape {
+    pub step_ms: i64,
+    /// `(label, steps)` of each forecast horizon.
+    pub horizons: Vec<(String, u32)>,
+}
+
+impl QueryShape {
+    pub fn of(query: &QueryConfig) -> QueryShape {
+        QueryShape {
+            step_ms: query.step_ms(),
+            horizons: query
+                .horizons
+                .iter()
+                .map(|h| (h.label.clone(), h.steps))
+                .collect(),
+        }
+    }
+}
+
+/// Shared by the webhook handler and the alert tasks.
+pub struct Enrichment {
+    pub config: AlertsConfig,
+    pub audit: Arc<AuditLog>,
+    pub db_path: PathBuf,
+    pub telemetry: Arc<AlertTelemetry>,
+    pub clock: Arc<dyn Clock>,
+    pub snapshot: Arc<SnapshotCell>,
+    /// Shapes of the queries configured at start (step, horizons).
+    pub queries: BTreeMap<String, QueryShape>,
+    /// For alerts on series foretell does not track; `None` when on-demand is off.
+    pub prometheus: Option<PrometheusReader>,
+    /// Wakes the enricher when a notification was committed.
+    pub received: Notify,
+    /// Wakes each receiver's forwarder when deliveries were queued.
+    pub queued: BTreeMap<String, Notify>,
+}
+
+impl Enrichment {
+    pub fn new(
+        config: AlertsConfig,
+        audit: Arc<AuditLog>,
+        db_path: PathBuf,
+        clock: Arc<dyn Clock>,
+        snapshot: Arc<SnapshotCell>,
+        queries: &[QueryConfig],
+        prometheus: Option<PrometheusReader>,
+    ) -> Enrichment {
+        let receivers: Vec<String> = config.receivers.iter().map(|r| r.name.clone()).collect();
+        Enrichment {
+            telemetry: Arc::new(AlertTelemetry::new(&receivers)),
+            queued: receivers
+                .iter()
+                .map(|r| (r.clone(), Notify::new()))
+                .collect(),
+            queries: queries
+                .iter()
+                .map(|q| (q.name.clone(), QueryShape::of(q)))
+                .collect(),
+            prometheus: if config.on_demand.is_some() {
+                prometheus
+            } else {
+                None
+            },
+            config,
+            audit,
+            db_path,
+            clock,
+            snapshot,
+            received: Notify::new(),
+        }
+    }
+
+    /// Starts the enricher and one forwarder per receiver; they run until `cancel`.
+    pub fn start(self: &Arc<Self>, cancel: &CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(enricher::run(
+            Arc::clone(self),
+            cancel.clone(),
+        ))];
+        for receiver in &self.config.receivers {
+            tasks.push(tokio::spawn(forwarder::run(
+                Arc::clone(self),
+                receiver.clone(),
+                cancel.clone(),
+            )));
+        }
+        tasks
+    }
+}
+
+impl Enrichment {
+    /// Dead letters as JSON lines, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<outbox::DeadLetter>, String> {
+        let path = self.db_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = outbox::open_reader(&path).map_err(|e| e.to_string())?;
+            outbox::dead_letters(&connection).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Puts dead letters back in the queue (`None`: all of them); returns the ids requeued.
+    pub async fn retry_dead_letters(
+        &self,
+        ids: Option<Vec<i64>>,
+        actor: &str,
+    ) -> Result<Vec<i64>, String> {
+        let now_ms = self.clock.now_ms();
+        let actor = actor.to_owned();
+        let requeued = self
+            .audit
+            .transact(move |transaction, appender| {
+                outbox::requeue_dead_letters(transaction, appender, ids.as_deref(), &actor, now_ms)
+            })
+            .await?;
+        for notify in self.queued.values() {
+            notify.notify_one();
+        }
+        Ok(requeued)
+    }
+}
+
+/// Waits for `notify`, `cancel` or `timeout`, whichever comes first; false when cancelled.
+async fn pause(notify: Option<&Notify>, cancel: &CancellationToken, timeout: Duration) -> bool {
+    let notified = async {
+        match notify {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = notified => true,
+        _ = tokio::time::sleep(timeout) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests;

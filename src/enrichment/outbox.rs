@@ -1,0 +1,327 @@
+//! The durable outbox in the audit database: notifications as received, then one delivery per
+//! receiver. Writes take the audit writer's transaction so each state change commits with the
+//! record that describes it; reads use their own connection (WAL lets them run beside the
+//! writer).
+
+use std::path::Path;
+
+use foretell_core::audit::Entry;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use sha2::{Digest, Sha256};
+
+use crate::audit::store::{self, Appender, StoreError};
+
+/// Notification states.
+pub const RECEIVED: &str = "received";
+pub const ROUTED: &str = "routed";
+/// Delivery states.
+pub const PENDING: &str = "pending";
+pub const DELIVERED: &str = "delivered";
+pub const DEAD: &str = "dead";
+
+/// Identity of a notification for HA deduplication: group, status and each alert's
+/// fingerprint, status and start, in order. Two Alertmanager peers sending the same group
+/// produce the same key; `endsAt` and annotations are left out as peers may differ there.
+pub fn dedupe_key(notification: &foretell_core::alerts::webhook::Notification) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |text: &str| {
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    };
+    field(&notification.group_key);
+    field(status_text(notification.status));
+    for alert in &notification.alerts {
+        field(&alert.fingerprint);
+        field(status_text(alert.status));
+        field(&alert.starts_at_ms.to_string());
+    }
+    foretell_core::audit::keys::encode_hex(&hasher.finalize())
+}
+
+pub fn status_text(status: foretell_core::alerts::webhook::AlertStatus) -> &'static str {
+    match status {
+        foretell_core::alerts::webhook::AlertStatus::Firing => "firing",
+        foretell_core::alerts::webhook::AlertStatus::Resolved => "resolved",
+    }
+}
+
+/// What became of a notification handed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored under this id.
+    Stored(i64),
+    /// The same notification arrived within the dedupe window; stored earlier under this id.
+    Duplicate(i64),
+}
+
+/// Stores a notification (or notes it as a duplicate) with its audit record, in `transaction`.
+#[allow(clippy::too_many_arguments)]
+pub fn accept(
+    transaction: &Transaction,
+    appender: &mut Appender,
+    body: &[u8],
+    group_key: &str,
+    dedupe_key: &str,
+    dedupe_window_ms: i64,
+    now_ms: i64,
+    details: serde_json::Value,
+) -> Result<Accepted, rusqlite::Error> {
+    let earlier: Option<i64> = transaction
+        .query_row(
+            "SELECT id FROM notifications WHERE dedupe_key = ?1 AND received_ms >= ?2 \
+             ORDER BY id DESC LIMIT 1",
+            params![dedupe_key, now_ms.saturating_sub(dedupe_window_ms)],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let mut details = details;
+    if let Some(id) = earlier {
+        details["duplicate_of"] = id.into();
+        appender.append(
+            transaction,
+            entry(now_ms, "alert.deduplicated", group_key, "ok", &details),
+        )?;
+        return Ok(Accepted::Duplicate(id));
+    }
+    transaction.execute(
+        "INSERT INTO notifications (received_ms, group_key, dedupe_key, body, state) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now_ms, group_key, dedupe_key, body, RECEIVED],
+    )?;
+    let id = transaction.last_insert_rowid();
+    details["notification"] = id.into();
+    appender.append(
+        transaction,
+        entry(now_ms, "alert.received", group_key, "ok", &details),
+    )?;
+    Ok(Accepted::Stored(id))
+}
+
+/// An audit entry by the alert path.
+pub fn entry(
+    now_ms: i64,
+    kind: &str,
+    subject: &str,
+    outcome: &str,
+    details: &serde_json::Value,
+) -> Entry {
+    Entry {
+        timestamp_ms: now_ms,
+        kind: kind.to_owned(),
+        actor: "foretell".to_owned(),
+        subject: subject.to_owned(),
+        outcome: outcome.to_owned(),
+        details: details.to_string(),
+    }
+}
+
+/// A stored notification waiting for enrichment.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub id: i64,
+    pub received_ms: i64,
+    pub body: Vec<u8>,
+}
+
+/// Opens a reading connection on the audit database.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    store::open(path)
+}
+
+pub fn received(connection: &Connection, limit: usize) -> Result<Vec<Received>, rusqlite::Error> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, received_ms, body FROM notifications WHERE state = ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![RECEIVED, limit as i64], |row| {
+        Ok(Received {
+            id: row.get(0)?,
+            received_ms: row.get(1)?,
+            body: row.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One receiver's copy of a notification.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDelivery {
+    pub receiver: String,
+    pub body: Vec<u8>,
+}
+
+/// Marks a notification routed and queues its deliveries, in `transaction`.
+pub fn route(
+    transaction: &Transaction,
+    notification_id: i64,
+    group_key: &str,
+    deliveries: &[NewDelivery],
+    now_ms: i64,
+) -> Result<(), rusqlite::Error> {
+    let changed = transaction.execute(
+        "UPDATE notifications SET state = ?1 WHERE id = ?2 AND state = ?3",
+        params![ROUTED, notification_id, RECEIVED],
+    )?;
+    if changed == 0 {
+        // Routed already (a second enricher pass after a restart); nothing to add.
+        return Ok(());
+    }
+    for delivery in deliveries {
+        transaction.execute(
+            "INSERT INTO deliveries (notification_id, receiver, group_key, body, state, \
+             created_ms, next_attempt_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+            params![
+                notification_id,
+                delivery.receiver,
+                group_key,
+                delivery.body,
+                PENDING,
+                now_ms
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A delivery waiting for its next attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub notification_id: i64,
+    pub group_key: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+    pub created_ms: i64,
+    pub next_attempt_ms: i64,
+}
+
+/// The oldest pending delivery of each group of `receiver`, in arrival order; a later
+/// notification of a group waits until the earlier one is delivered or dead-lettered, which
+/// keeps the order per `groupKey`.
+pub fn heads(
+    connection: &Connection,
+    receiver: &str,
+    limit: usize,
+) -> Result<Vec<Delivery>, rusqlite::Error> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, notification_id, group_key, body, attempts, created_ms, next_attempt_ms \
+         FROM deliveries d WHERE receiver = ?1 AND state = ?2 AND id = (\
+             SELECT min(id) FROM deliveries e \
+             WHERE e.receiver = d.receiver AND e.group_key = d.group_key AND e.state = ?2) \
+         ORDER BY next_attempt_ms, id LIMIT ?3",
+    )?;
+    let rows = statement.query_map(params![receiver, PENDING, limit as i64], |row| {
+        Ok(Delivery {
+            id: row.get(0)?,
+            notification_id: row.get(1)?,
+            group_key: row.get(2)?,
+            body: row.get(3)?,
+            attempts: row.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+            created_ms: row.get(5)?,
+            next_attempt_ms: row.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Records the end of an attempt: delivered, retry at a time, or dead.
+pub fn settle(
+    transaction: &Transaction,
+    delivery_id: i64,
+    state: &str,
+    next_attempt_ms: i64,
+    now_ms: i64,
+    error: Option<&str>,
+) -> Result<(), rusqlite::Error> {
+    transaction.execute(
+        "UPDATE deliveries SET state = ?1, attempts = attempts + 1, next_attempt_ms = ?2, \
+         updated_ms = ?3, last_error = ?4 WHERE id = ?5",
+        params![state, next_attempt_ms, now_ms, error, delivery_id],
+    )?;
+    Ok(())
+}
+
+/// Pending deliveries and the creation time of the oldest, for self-metrics.
+pub fn backlog(connection: &Connection) -> Result<(u64, Option<i64>), rusqlite::Error> {
+    connection.query_row(
+        "SELECT count(*), min(created_ms) FROM deliveries WHERE state = ?1",
+        params![PENDING],
+        |row| Ok((row.get::<_, i64>(0)?.max(0) as u64, row.get(1)?)),
+    )
+}
+
+/// A delivery that will not be retried automatically.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub notification_id: i64,
+    pub receiver: String,
+    pub group_key: String,
+    pub attempts: u32,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub last_error: Option<String>,
+}
+
+pub fn dead_letters(connection: &Connection) -> Result<Vec<DeadLetter>, rusqlite::Error> {
+    let mut statement = connection.prepare(
+        "SELECT id, notification_id, receiver, group_key, attempts, created_ms, updated_ms, \
+         last_error FROM deliveries WHERE state = ?1 ORDER BY id",
+    )?;
+    let rows = statement.query_map(params![DEAD], |row| {
+        Ok(DeadLetter {
+            id: row.get(0)?,
+            notification_id: row.get(1)?,
+            receiver: row.get(2)?,
+            group_key: row.get(3)?,
+            attempts: row.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
+            created_ms: row.get(5)?,
+            updated_ms: row.get(6)?,
+            last_error: row.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Puts dead letters back in the queue (all, or the ids given), each with its audit record;
+/// returns the ids requeued. The give-up age counts again from now.
+pub fn requeue_dead_letters(
+    transaction: &Transaction,
+    appender: &mut Appender,
+    ids: Option<&[i64]>,
+    actor: &str,
+    now_ms: i64,
+) -> Result<Vec<i64>, rusqlite::Error> {
+    let dead: Vec<(i64, String, String)> = {
+        let mut statement = transaction
+            .prepare("SELECT id, receiver, group_key FROM deliveries WHERE state = ?1")?;
+        let rows = statement.query_map(params![DEAD], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut requeued = Vec::new();
+    for (id, receiver, group_key) in dead {
+        if ids.is_some_and(|ids| !ids.contains(&id)) {
+            continue;
+        }
+        transaction.execute(
+            "UPDATE deliveries SET state = ?1, attempts = 0, created_ms = ?2, \
+             next_attempt_ms = ?2, updated_ms = ?2 WHERE id = ?3",
+            params![PENDING, now_ms, id],
+        )?;
+        let mut record = entry(
+            now_ms,
+            "alert.dead_letter_retried",
+            &group_key,
+            "ok",
+            &serde_json::json!({"delivery": id, "receiver": receiver}),
+        );
+        record.actor = actor.to_owned();
+        appender.append(transaction, record)?;
+        requeued.push(id);
+    }
+    Ok(requeued)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+use crate::audit::store::AuditWriter;
+use foretell_core::audit::KeyRing;
+
+fn writer(dir: &tempfile::TempDir) -> (AuditWriter, std::path::PathBuf) {
+    let path = dir.path().join("audit.db");
+    let keys = KeyRing::parse(&format!("k1:{}", "09".repeat(32))).expect("keys");
+    (AuditWriter::open(&path, keys).expect("open"), path)
+}
+
+fn accept_one(writer: &mut AuditWriter, group: &str, dedupe: &str, now_ms: i64) -> Accepted {
+    writer
+        .transaction(|transaction, appender| {
+            accept(
+                transaction,
+                appender,
+                b"{}",
+                group,
+                dedupe,
+                60_000,
+                now_ms,
+                serde_json::json!({}),
+            )
+        })
+        .expect("commit")
+        .0
+}
+
+#[test]
+fn the_same_notification_within_the_window_is_a_duplicate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, _) = writer(&dir);
+    assert_eq!(accept_one(&mut writer, "g", "k", 0), Accepted::Stored(1));
+    assert_eq!(
+        accept_one(&mut writer, "g", "k", 59_999),
+        Accepted::Duplicate(1)
+    );
+    assert_eq!(
+        accept_one(&mut writer, "g", "k", 130_000),
+        Accepted::Stored(2),
+        "a repeat after the window is a new notification"
+    );
+    assert_eq!(
+        accept_one(&mut writer, "g", "other", 130_001),
+        Accepted::Stored(3)
+    );
+}
+
+#[test]
+fn only_the_oldest_pending_delivery_of_a_group_is_a_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, path) = writer(&dir);
+    for (n, group) in ["a", "b", "a"].iter().enumerate() {
+        let id = match accept_one(&mut writer, group, &n.to_string(), n as i64) {
+            Accepted::Stored(id) => id,
+            other => panic!("{other:?}"),
+        };
+        writer
+            .transaction(|transaction, _| {
+                route(
+                    transaction,
+                    id,
+                    group,
+                    &[NewDelivery {
+                        receiver: "r".into(),
+                        body: vec![],
+                    }],
+                    10,
+                )
+            })
+            .expect("route");
+    }
+    let reader = open_reader(&path).expect("reader");
+    let first: Vec<(i64, String)> = heads(&reader, "r", 10)
+        .expect("heads")
+        .into_iter()
+        .map(|d| (d.id, d.group_key))
+        .collect();
+    assert_eq!(first, vec![(1, "a".into()), (2, "b".into())]);
+    writer
+        .transaction(|transaction, _| settle(transaction, 1, DELIVERED, 20, 20, None))
+        .expect("settle");
+    let then: Vec<i64> = heads(&reader, "r", 10)
+        .expect("heads")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        then,
+        vec![2, 3],
+        "the next of group a moves up once the first is done"
+    );
+    assert_eq!(backlog(&reader).expect("backlog"), (2, Some(10)));
+}
+
+#[test]
+fn routing_twice_adds_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, path) = writer(&dir);
+    accept_one(&mut writer, "g", "k", 0);
+    let delivery = [NewDelivery {
+        receiver: "r".into(),
+        body: vec![],
+    }];
+    for _ in 0..2 {
+        writer
+            .transaction(|transaction, _| route(transaction, 1, "g", &delivery, 1))
+            .expect("route");
+    }
+    let reader = open_reader(&path).expect("reader");
+    assert_eq!(backlog(&reader).expect("backlog").0, 1);
+    assert!(received(&reader, 10).expect("received").is_empty());
+}

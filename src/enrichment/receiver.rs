@@ -1,0 +1,163 @@
+//! `POST /alertmanager/webhook`: checks, bounds and commits a notification before answering.
+//!
+//! Answers: 200 once committed (or recognised as an HA duplicate of a committed one); 400 with
+//! the reason for a body that is not a version-4 payload; 401 without the configured bearer
+//! token; 408 when the body does not arrive within `body_read_timeout`; 413 for a body over
+//! `max_body_bytes`, decided from `Content-Length` before reading and enforced while reading;
+//! 503 when the commit fails (disk full, database locked), so Alertmanager retries.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foretell_core::alerts::webhook;
+use http::{header, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+
+use super::outbox::{self, Accepted};
+use super::Enrichment;
+
+/// Fingerprints listed in the `alert.received` record; the count is always there.
+const MAX_FINGERPRINTS_RECORDED: usize = 1_000;
+
+/// The status and a short plain-text reason.
+pub type Answer = (StatusCode, String);
+
+pub async fn receive<B>(enrichment: &Arc<Enrichment>, request: Request<B>) -> Answer
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let answer = handle(enrichment, request).await;
+    enrichment.telemetry.webhook_answered(answer.0.as_u16());
+    answer
+}
+
+async fn handle<B>(enrichment: &Arc<Enrichment>, request: Request<B>) -> Answer
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let config = &enrichment.config;
+    if let Some(token) = &config.bearer_token {
+        let expected = format!("Bearer {}", token.expose());
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !given.is_some_and(|given| constant_time_eq(given, expected.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (alerts.bearer_token_file)\n".into(),
+            );
+        }
+    }
+    let max = config.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max) {
+        return too_large(max);
+    }
+    let body = Limited::new(request.into_body(), max as usize);
+    let bytes = match tokio::time::timeout(config.body_read_timeout, body.collect()).await {
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:?} (alerts.body_read_timeout)\n",
+                    config.body_read_timeout
+                ),
+            )
+        }
+        Ok(Err(error))
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large(max)
+        }
+        Ok(Err(error)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {error}\n"),
+            )
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    let notification = match webhook::parse(&bytes) {
+        Ok(notification) => notification,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")),
+    };
+    let now_ms = enrichment.clock.now_ms();
+    let fingerprints: Vec<&str> = notification
+        .alerts
+        .iter()
+        .take(MAX_FINGERPRINTS_RECORDED)
+        .map(|a| a.fingerprint.as_str())
+        .collect();
+    let details = serde_json::json!({
+        "receiver": notification.receiver,
+        "status": outbox::status_text(notification.status),
+        "alerts": notification.alerts.len(),
+        "fingerprints": fingerprints,
+        "bytes": bytes.len(),
+    });
+    let group_key = notification.group_key.clone();
+    let dedupe_key = outbox::dedupe_key(&notification);
+    let window_ms = config.dedupe_window.as_millis() as i64;
+    let alerts = notification.alerts.len();
+    let body = bytes.to_vec();
+    let committed = enrichment
+        .audit
+        .transact(move |transaction, appender| {
+            outbox::accept(
+                transaction,
+                appender,
+                &body,
+                &group_key,
+                &dedupe_key,
+                window_ms,
+                now_ms,
+                details,
+            )
+        })
+        .await;
+    match committed {
+        Ok(Accepted::Stored(id)) => {
+            enrichment.telemetry.received(alerts, false);
+            enrichment.received.notify_one();
+            (StatusCode::OK, format!("accepted as notification {id}\n"))
+        }
+        Ok(Accepted::Duplicate(id)) => {
+            enrichment.telemetry.received(alerts, true);
+            (
+                StatusCode::OK,
+                format!(
+                    "duplicate of notification {id} (alerts.dedupe_window); not forwarded again\n"
+                ),
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "a notification could not be committed to the outbox; Alertmanager will retry");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the notification could not be stored; retry later\n".into(),
+            )
+        }
+    }
+}
+
+fn too_large(max: u64) -> Answer {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body exceeds {max} bytes (alerts.max_body_bytes); lower max_alerts in Alertmanager's webhook_config or raise the cap\n"),
+    )
+}
+
+/// Compares without returning early, so the time taken does not reveal how much of a guessed
+/// token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,503 @@
+//! The alert path end to end in-process: the webhook handler, real SQLite, the enricher and a
+//! forwarder posting to a scripted receiver on 127.0.0.1.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foretell_core::audit::{verify, KeyRing};
+use foretell_core::model::{Band, Excursion};
+use foretell_core::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
+use foretell_core::Labels;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::audit::store;
+use crate::clock::SystemClock;
+use crate::config::{BreakerConfig, ReceiverConfig, RouteConfig, Secret};
+use crate::server::{handle, AppState};
+use crate::telemetry::Telemetry;
+use crate::testing::{json, FakeUpstream};
+use foretell_core::alerts::confidence::Confidence;
+use foretell_core::alerts::delivery::RetrySchedule;
+
+const FIRING: &str = r#"{
+  "receiver": "foretell", "status": "firing", "version": "4", "truncatedAlerts": 0,
+  "groupKey": "{}:{alertname=\"HighErrors\"}", "groupLabels": {"alertname": "HighErrors"},
+  "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am:9093",
+  "alerts": [
+    {"status": "firing", "labels": {"alertname": "HighErrors", "job": "api", "instance": "a", "severity": "critical"},
+     "annotations": {"summary": "errors up"}, "startsAt": "2026-11-22T09:00:00Z",
+     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "f1"},
+    {"status": "firing", "labels": {"alertname": "HighErrors", "job": "api", "instance": "zz", "severity": "critical"},
+     "annotations": {}, "startsAt": "2026-11-22T09:00:00Z",
+     "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "f2"}
+  ]
+}"#;
+
+fn keys() -> KeyRing {
+    KeyRing::parse(&format!("k1:{}", "05".repeat(32))).expect("keys")
+}
+
+fn config(receiver_url: &str, min_confidence: Option<f64>) -> AlertsConfig {
+    AlertsConfig {
+        external_url: None,
+        max_body_bytes: 64 * 1024,
+        body_read_timeout: Duration::from_secs(2),
+        bearer_token: Some(Secret::new("s3cret".into())),
+        dedupe_window: Duration::from_secs(60),
+        retry: RetrySchedule {
+            initial_backoff_ms: 10,
+            max_backoff_ms: 40,
+            give_up_after_ms: 60_000,
+        },
+        circuit_breaker: BreakerConfig {
+            failures: 100,
+            cooldown: Duration::from_millis(50),
+            max_cooldown: Duration::from_millis(100),
+        },
+        on_demand: None,
+        receivers: vec![ReceiverConfig {
+            name: "pager".into(),
+            url: url::Url::parse(receiver_url).expect("url"),
+            timeout: Duration::from_secs(2),
+            auth: None,
+            headers: vec![],
+        }],
+        routes: vec![RouteConfig {
+            receiver: "pager".into(),
+            matchers: vec![("severity".into(), "critical".into())],
+            min_confidence: min_confidence.and_then(|c| Confidence::new(c).ok()),
+        }],
+    }
+}
+
+/// A tracked series for instance `a` with an open excursion of 6σ for 10 points.
+fn tracked_snapshot() -> QueryOutput {
+    QueryOutput {
+        query: "errors".into(),
+        evaluated_at_ms: 0,
+        horizons: vec![],
+        series: vec![SeriesOutput::new(
+            export_labels(
+                "errors",
+                &Labels::from_pairs([("__name__", "errors"), ("job", "api"), ("instance", "a")]),
+            ),
+            SeriesState::Ready {
+                band: Band {
+                    expected: 10.0,
+                    lower: 8.0,
+                    upper: 12.0,
+                },
+                score: Some(6.0),
+                probability: 0.4,
+                forecasts: vec![],
+                threshold_eta_seconds: None,
+                excursion: Excursion {
+                    length: 10,
+                    outside: 10,
+                    peak_sigmas: 12.0,
+                    peak_probability: 0.99,
+                    latest_sigmas: 12.0,
+                    direction: 1,
+                    ..Excursion::default()
+                },
+            },
+        )],
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    audit: Arc<AuditLog>,
+    state: AppState,
+    enrichment: Arc<Enrichment>,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _reload: mpsc::Receiver<crate::server::ReloadRequest>,
+}
+
+impl Harness {
+    fn start(alerts: AlertsConfig) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let telemetry = Arc::new(Telemetry::new("test"));
+        let audit =
+            Arc::new(AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("audit"));
+        let snapshot = Arc::new(SnapshotCell::default());
+        snapshot.publish(tracked_snapshot());
+        let enrichment = Arc::new(Enrichment::new(
+            alerts,
+            Arc::clone(&audit),
+            path.clone(),
+            Arc::new(SystemClock),
+            Arc::clone(&snapshot),
+            &[],
+            None,
+        ));
+        let cancel = CancellationToken::new();
+        let tasks = enrichment.start(&cancel);
+        let (reload, reload_requests) = mpsc::channel(1);
+        let state = AppState {
+            snapshot,
+            upstream: Arc::new(crate::pipeline::UpstreamHealth::new(Arc::clone(&telemetry))),
+            telemetry,
+            lifecycle_enabled: AtomicBool::new(true),
+            reload,
+            shutting_down: AtomicBool::new(false),
+            alerts: Some(Arc::clone(&enrichment)),
+        };
+        Harness {
+            _dir: dir,
+            path,
+            audit,
+            state,
+            enrichment,
+            cancel,
+            tasks,
+            _reload: reload_requests,
+        }
+    }
+
+    async fn post(&self, body: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/alertmanager/webhook");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = handle(&self.state, request).await;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn request(&self, method: Method, uri: &str) -> (StatusCode, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = handle(&self.state, request).await;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Kinds of the audit records so far, and whether the log verifies.
+    fn records(&self) -> Vec<(String, String)> {
+        let connection = store::open_read_only(&self.path).expect("open");
+        let stored = store::read_log(&connection, &self.path).expect("read");
+        let outcome = verify(&stored.log_id, &stored.records, &keys(), stored.start, None);
+        assert_eq!(outcome.problem, None, "the log verifies");
+        stored
+            .records
+            .iter()
+            .map(|r| (r.entry.kind.clone(), r.entry.outcome.clone()))
+            .collect()
+    }
+
+    fn metrics(&self) -> String {
+        let mut out = String::new();
+        self.enrichment.telemetry.render(&mut out);
+        out
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            task.await.expect("task");
+        }
+        self.audit.close();
+    }
+}
+
+/// Waits (bounded) until `done` holds.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..300 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+fn body_of(request: &str) -> serde_json::Value {
+    let body = request.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).expect("json body")
+}
+
+#[tokio::test]
+async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    assert!(
+        eventually(|| receiver.requests().len() == 1).await,
+        "delivered"
+    );
+    let request = &receiver.requests()[0];
+    assert!(
+        request.to_ascii_lowercase().contains("idempotency-key: "),
+        "{request}"
+    );
+    let body = body_of(request);
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["truncatedAlerts"], 0, "fields pass through");
+    let tracked = &body["alerts"][0]["annotations"];
+    assert_eq!(tracked["summary"], "errors up", "existing annotations kept");
+    let confidence: f64 = tracked["foretell_confidence"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .expect("a number");
+    assert!((0.0..=1.0).contains(&confidence));
+    assert_eq!(tracked["foretell_baseline"], "10");
+    assert_eq!(tracked["foretell_anomaly_score"], "6.00");
+    assert!(
+        tracked["foretell_explanation"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("HighErrors 12.0σ above its baseline")),
+        "{tracked}"
+    );
+    let untracked = &body["alerts"][1]["annotations"];
+    assert_eq!(untracked["foretell_confidence"], "unavailable");
+    assert!(untracked["foretell_confidence_reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("no tracked series")));
+    assert!(
+        eventually(|| harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.forwarded"))
+        .await
+    );
+    let kinds: Vec<String> = harness.records().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        [
+            "alert.received",
+            "alert.enriched",
+            "alert.enriched",
+            "alert.forwarded"
+        ]
+    );
+    let metrics = harness.metrics();
+    assert!(
+        metrics.contains("foretell_alerts_received_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foretell_deliveries_total{receiver=\"pager\",outcome=\"delivered\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("foretell_alerts_enriched_total{confidence=\"unavailable\"} 1\n"));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn failures_are_retried_until_delivered_and_duplicates_are_not_forwarded_again() {
+    let receiver =
+        FakeUpstream::start(vec![json(503, "{}"), json(502, "{}"), json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
+    let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(reason.contains("duplicate of notification 1"), "{reason}");
+    assert!(
+        eventually(|| harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.forwarded"))
+        .await
+    );
+    let outcomes: Vec<(String, String)> = harness
+        .records()
+        .into_iter()
+        .filter(|(kind, _)| kind.starts_with("alert.") && kind != "alert.enriched")
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("alert.received", "ok"),
+        ("alert.deduplicated", "ok"),
+        ("alert.retried", "failed"),
+        ("alert.retried", "failed"),
+        ("alert.forwarded", "ok"),
+    ]
+    .iter()
+    .map(|(k, o)| (k.to_string(), o.to_string()))
+    .collect();
+    assert_eq!(outcomes, expected);
+    let keys: Vec<String> = receiver
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("idempotency-key: ")
+                    .map(str::to_owned)
+            })
+        })
+        .collect();
+    assert_eq!(keys.len(), 3);
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "the same key on every attempt: {keys:?}"
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_delivery_is_dead_lettered_and_can_be_retried() {
+    let receiver = FakeUpstream::start(vec![json(400, "{}"), json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(
+        eventually(|| harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.dead_lettered"))
+        .await
+    );
+    let (status, listed) = harness.request(Method::GET, "/api/v1/dead-letters").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listed.contains("\"receiver\":\"pager\"") && listed.contains("HTTP 400"),
+        "{listed}"
+    );
+    let (status, answer) = harness
+        .request(Method::POST, "/api/v1/dead-letters/retry?id=1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(
+        eventually(|| harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.forwarded"))
+        .await
+    );
+    let kinds: Vec<String> = harness
+        .records()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k != "alert.enriched")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "alert.received",
+            "alert.dead_lettered",
+            "alert.dead_letter_retried",
+            "alert.forwarded"
+        ]
+    );
+    let (status, _) = harness
+        .request(Method::POST, "/api/v1/dead-letters/retry?id=x")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn unconfident_alerts_are_suppressed_for_a_demanding_route_and_recorded() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, Some(0.99)));
+    assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(eventually(|| receiver.requests().len() == 1).await);
+    let body = body_of(&receiver.requests()[0]);
+    let fingerprints: Vec<&str> = body["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["fingerprint"].as_str())
+        .collect();
+    assert_eq!(
+        fingerprints,
+        ["f2"],
+        "the assessed alert is held back, the unassessed one is not"
+    );
+    assert!(harness
+        .records()
+        .iter()
+        .any(|(kind, outcome)| kind == "alert.suppressed" && outcome == "suppressed"));
+    assert!(harness
+        .metrics()
+        .contains("foretell_alerts_suppressed_total{receiver=\"pager\"} 1\n"));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_defined_answer_and_nothing_is_stored() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let (status, _) = harness.post(FIRING, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        harness.post(FIRING, Some("wrong")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, reason) = harness.post("{not json", Some("s3cret")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reason.starts_with("the body is not JSON"), "{reason}");
+    let wrong_version = FIRING.replace("\"version\": \"4\"", "\"version\": \"3\"");
+    let (status, reason) = harness.post(&wrong_version, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reason.contains("version"), "{reason}");
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(70 * 1024));
+    let (status, reason) = harness.post(&huge, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reason.contains("alerts.max_body_bytes"), "{reason}");
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert_eq!(
+        harness.post(&nested, Some("s3cret")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, _) = harness.request(Method::GET, "/alertmanager/webhook").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let metrics = harness.metrics();
+    assert!(
+        metrics.contains("foretell_webhook_requests_total{code=\"401\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foretell_webhook_requests_total{code=\"413\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(harness.records().is_empty(), "nothing was accepted");
+    assert!(receiver.requests().is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_notification_that_cannot_be_committed_gets_503() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let raw = rusqlite::Connection::open(&harness.path).expect("raw");
+    raw.execute_batch("DROP TABLE deliveries; DROP TABLE notifications;")
+        .expect("drop");
+    let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    assert!(
+        harness.records().is_empty(),
+        "no record without its outbox row"
+    );
+    harness.stop().await;
+}
