@@ -18,8 +18,6 @@ const DEFAULT_MAX_BODY_BYTES: u64 = 4 << 20;
 /// A validated `alerts` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertsConfig {
-    /// Base URL under which users reach this foretell (graph links in annotations).
-    pub external_url: Option<Url>,
     /// Webhook bodies larger than this are refused with 413 before they are read.
     pub max_body_bytes: u64,
     /// Time a client has to send the whole body.
@@ -85,19 +83,6 @@ impl Validator<'_> {
                 "needs the `audit` section: accepted notifications are kept in the audit database's outbox, beside the records of what was done with them",
             );
         }
-        let external_url = raw
-            .external_url
-            .as_deref()
-            .and_then(|text| match Url::parse(text) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-                _ => {
-                    self.fail(
-                        "alerts.external_url",
-                        format!("must be an http:// or https:// URL, got `{text}`"),
-                    );
-                    None
-                }
-            });
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes < 1024 {
             self.fail(
@@ -130,7 +115,6 @@ impl Validator<'_> {
             return None;
         }
         Some(AlertsConfig {
-            external_url,
             max_body_bytes,
             body_read_timeout: body_read_timeout?,
             bearer_token,

@@ -19,7 +19,6 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
-    pub external_url: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub body_read_timeout: Option<String>,
     pub bearer_token_file: Option<String>,

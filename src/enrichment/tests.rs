@@ -45,7 +45,6 @@ fn keys() -> KeyRing {
 
 fn config(receiver_url: &str, min_confidence: Option<f64>) -> AlertsConfig {
     AlertsConfig {
-        external_url: None,
         max_body_bytes: 64 * 1024,
         body_read_timeout: Duration::from_secs(2),
         bearer_token: Some(Secret::new("s3cret".into())),
