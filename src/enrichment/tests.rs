@@ -500,3 +500,55 @@ async fn a_notification_that_cannot_be_committed_gets_503() {
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_disk_gets_503_and_acceptance_resumes_when_space_returns() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let page_size: i64 = harness
+        .audit
+        .transact(|transaction, _| transaction.query_row("PRAGMA page_size", [], |row| row.get(0)))
+        .await
+        .expect("page size");
+    let pages: i64 = harness
+        .audit
+        .transact(|transaction, _| transaction.query_row("PRAGMA page_count", [], |row| row.get(0)))
+        .await
+        .expect("page count");
+    // The disk is full: the database may not grow beyond its current pages.
+    harness
+        .audit
+        .transact(move |transaction, _| {
+            transaction.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        })
+        .await
+        .expect("limit");
+    let mut refused = 0;
+    for n in 0..200 {
+        let body = FIRING.replace("\"f1\"", &format!("\"full-{n}\""));
+        let padded = body.replace(
+            "\"errors up\"",
+            &format!("\"{}\"", "x".repeat(page_size as usize)),
+        );
+        match harness.post(&padded, Some("s3cret")).await.0 {
+            StatusCode::OK => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(refused, 1, "a full database refuses with 503");
+    harness
+        .audit
+        .transact(|transaction, _| {
+            transaction.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))
+        })
+        .await
+        .expect("space returns");
+    let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    harness.records();
+    harness.stop().await;
+}
