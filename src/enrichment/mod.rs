@@ -1,11 +1,12 @@
-//! The alert path: Alertmanager's webhook in ([`receiver`]), confidence and routing
-//! ([`enricher`]), delivery out ([`forwarder`]), all through the durable [`outbox`] in the
+//! The alert path: Alertmanager's webhook in ([`receiver`]), evidence and confidence
+//! ([`assess`]), routing ([`enricher`]), delivery out ([`forwarder`]), all through the durable [`outbox`] in the
 //! audit database.
 //!
 //! A notification is committed with its `alert.received` record before Alertmanager hears 2xx;
 //! every later step (routed, forwarded, retried, dead-lettered, suppressed) commits its state
 //! change with its record. A crash at any point leaves work the next start picks up.
 
+pub mod assess;
 pub mod enricher;
 pub mod forwarder;
 pub mod metrics;

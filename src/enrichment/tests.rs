@@ -19,9 +19,10 @@ use super::*;
 use crate::audit::store;
 use crate::clock::SystemClock;
 use crate::config::{BreakerConfig, ReceiverConfig, RouteConfig, Secret};
+use crate::reader::PrometheusReader;
 use crate::server::{handle, AppState};
 use crate::telemetry::Telemetry;
-use crate::testing::{json, FakeUpstream};
+use crate::testing::{json, matrix, Canned, FakeUpstream};
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::delivery::RetrySchedule;
 
@@ -123,6 +124,10 @@ struct Harness {
 
 impl Harness {
     fn start(alerts: AlertsConfig) -> Harness {
+        Harness::start_with(alerts, None)
+    }
+
+    fn start_with(alerts: AlertsConfig, prometheus: Option<PrometheusReader>) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
@@ -137,7 +142,7 @@ impl Harness {
             Arc::new(SystemClock),
             Arc::clone(&snapshot),
             &[],
-            None,
+            prometheus,
         ));
         let cancel = CancellationToken::new();
         let tasks = enrichment.start(&cancel);
@@ -170,26 +175,16 @@ impl Harness {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.to_owned())))
-            .expect("request");
-        let response = handle(&self.state, request).await;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        self.send(request, Bytes::from(body.to_owned())).await
     }
 
     async fn request(&self, method: Method, uri: &str) -> (StatusCode, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let request = Request::builder().method(method).uri(uri);
+        self.send(request, Bytes::new()).await
+    }
+
+    async fn send(&self, request: http::request::Builder, body: Bytes) -> (StatusCode, String) {
+        let request = request.body(Full::new(body)).expect("request");
         let response = handle(&self.state, request).await;
         let status = response.status();
         let bytes = response
@@ -550,5 +545,144 @@ async fn a_full_disk_gets_503_and_acceptance_resumes_when_space_returns() {
     let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
     harness.records();
+    harness.stop().await;
+}
+
+fn prometheus_at(url: &str) -> PrometheusReader {
+    let text = format!(
+        "prometheus:\n  url: {url}\n  timeout: 5s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: q\n    expr: up\n"
+    );
+    let config = crate::config::parse(
+        &text,
+        std::path::Path::new("test.yml"),
+        &crate::config::SystemEnvironment,
+    )
+    .expect("valid config");
+    PrometheusReader::new(&config.prometheus).expect("client")
+}
+
+/// A notification of alerts from one rule (`up > 0`) on untracked series.
+fn untracked(instances: &[&str], generator_exprs: &[&str]) -> String {
+    let alerts: Vec<serde_json::Value> = instances
+        .iter()
+        .zip(generator_exprs)
+        .map(|(instance, expr)| {
+            serde_json::json!({
+                "status": "firing",
+                "labels": {"alertname": "Up", "instance": instance, "severity": "critical"},
+                "annotations": {},
+                "startsAt": "2026-11-22T09:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": format!("http://p/graph?g0.expr={expr}&g0.tab=1"),
+                "fingerprint": instance,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "receiver": "foretell", "status": "firing", "version": "4", "groupKey": "{}:{alertname=\"Up\"}",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "", "alerts": alerts
+    })
+    .to_string()
+}
+
+fn annotations_of(receiver: &FakeUpstream) -> Vec<serde_json::Value> {
+    receiver
+        .requests()
+        .iter()
+        .flat_map(|r| body_of(r)["alerts"].as_array().cloned().unwrap_or_default())
+        .map(|alert| alert["annotations"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn alerts_of_one_rule_share_one_on_demand_query() {
+    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
+    let points: Vec<(i64, String)> = (0..240)
+        .map(|i| {
+            let t = now_s - (240 - i) * 60;
+            let value = 10.0 + ((i * 7919) % 13) as f64 / 13.0 + if i > 225 { 30.0 } else { 0.0 };
+            (t, value.to_string())
+        })
+        .collect();
+    let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
+    let prometheus = FakeUpstream::start(vec![json(
+        200,
+        &matrix(&[("x", &borrowed), ("y", &borrowed)]),
+    )])
+    .await;
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.on_demand = Some(crate::config::OnDemandConfig {
+        history: Duration::from_secs(86_400),
+        step: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    });
+    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let body = untracked(&["x", "y"], &["up+%3E+0", "up+%3E+0"]);
+    assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(eventually(|| receiver.requests().len() == 1).await);
+    let requests = prometheus.requests();
+    assert_eq!(requests.len(), 1, "one query for both alerts: {requests:?}");
+    assert!(
+        requests[0].contains("query=up&"),
+        "the threshold is taken off: {}",
+        requests[0]
+    );
+    for annotations in annotations_of(&receiver) {
+        let confidence: Option<f64> = annotations["foretell_confidence"]
+            .as_str()
+            .and_then(|c| c.parse().ok());
+        assert!(confidence.is_some(), "{annotations}");
+        assert!(
+            annotations["foretell_series"]
+                .as_str()
+                .is_some_and(|s| s.contains("instance=")),
+            "{annotations}"
+        );
+        assert!(
+            annotations["foretell_explanation"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("Up ") && e.contains("above its baseline")),
+            "the replay found the spike: {annotations}"
+        );
+    }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_prometheus_delays_a_notification_by_one_budget_at_most() {
+    let prometheus = FakeUpstream::start(vec![Canned::Hang]).await;
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.on_demand = Some(crate::config::OnDemandConfig {
+        history: Duration::from_secs(86_400),
+        step: Duration::from_secs(60),
+        timeout: Duration::from_millis(300),
+    });
+    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let body = untracked(&["a1", "a2", "a3", "a4"], &["e1", "e2", "e3", "e4"]);
+    let started = std::time::Instant::now();
+    assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(
+        eventually(|| receiver.requests().len() == 1).await,
+        "forwarded"
+    );
+    // Four expressions one after the other would take 4 x 300 ms.
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "took {:?}",
+        started.elapsed()
+    );
+    let annotations = annotations_of(&receiver);
+    assert_eq!(annotations.len(), 4);
+    for annotations in annotations {
+        assert_eq!(annotations["foretell_confidence"], "unavailable");
+        assert!(
+            annotations["foretell_confidence_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("on-demand budget")),
+            "{annotations}"
+        );
+    }
     harness.stop().await;
 }
