@@ -331,6 +331,9 @@ impl Running {
         self.state
             .lifecycle_enabled
             .store(new.server.enable_lifecycle, Ordering::SeqCst);
+        if let Some(alerts) = &self.state.alerts {
+            alerts.set_queries(&new.queries);
+        }
         self.config = new;
         telemetry.config_loaded(true, now_seconds);
         tracing::info!(queries = names.len(), "configuration reloaded");

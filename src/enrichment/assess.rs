@@ -159,8 +159,8 @@ impl Assessor<'_> {
         let only_query = alert.annotations.get("foretell_query").map(String::as_str);
         if let Some(tracked) = find_tracked(snapshot.queries(), &alert.labels, only_query) {
             let series = describe_labels(tracked.series.labels.iter());
-            let shape = enrichment.queries.get(&tracked.query.query);
-            let step_ms = shape.map_or(60_000, |s| s.step_ms);
+            let shape = enrichment.query_shape(&tracked.query.query);
+            let step_ms = shape.as_ref().map_or(60_000, |s| s.step_ms);
             return match &tracked.series.state {
                 SeriesState::Ready {
                     band,
@@ -171,6 +171,7 @@ impl Assessor<'_> {
                     ..
                 } => {
                     let forecast = shape
+                        .as_ref()
                         .and_then(|s| hour_horizon(&s.horizons, step_ms))
                         .and_then(|(label, _)| {
                             let at = tracked.query.horizons.iter().position(|h| h == label)?;

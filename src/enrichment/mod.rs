@@ -50,6 +50,13 @@ impl QueryShape {
     }
 }
 
+fn shapes(queries: &[QueryConfig]) -> BTreeMap<String, QueryShape> {
+    queries
+        .iter()
+        .map(|q| (q.name.clone(), QueryShape::of(q)))
+        .collect()
+}
+
 /// Shared by the webhook handler and the alert tasks.
 pub struct Enrichment {
     pub config: AlertsConfig,
@@ -58,8 +65,8 @@ pub struct Enrichment {
     pub telemetry: Arc<AlertTelemetry>,
     pub clock: Arc<dyn Clock>,
     pub snapshot: Arc<SnapshotCell>,
-    /// Shapes of the queries configured at start (step, horizons).
-    pub queries: BTreeMap<String, QueryShape>,
+    /// Shapes (step, horizons) of the queries running now; replaced on reload.
+    queries: std::sync::RwLock<BTreeMap<String, QueryShape>>,
     /// For alerts on series foretell does not track; `None` when on-demand is off.
     pub prometheus: Option<PrometheusReader>,
     /// Wakes the enricher when a notification was committed.
@@ -85,10 +92,7 @@ impl Enrichment {
                 .iter()
                 .map(|r| (r.clone(), Notify::new()))
                 .collect(),
-            queries: queries
-                .iter()
-                .map(|q| (q.name.clone(), QueryShape::of(q)))
-                .collect(),
+            queries: std::sync::RwLock::new(shapes(queries)),
             prometheus: if config.on_demand.is_some() {
                 prometheus
             } else {
@@ -101,6 +105,20 @@ impl Enrichment {
             snapshot,
             received: Notify::new(),
         }
+    }
+
+    /// Follows a reload: alerts on series of new or changed queries use their new step and
+    /// horizons.
+    pub fn set_queries(&self, queries: &[QueryConfig]) {
+        *self.queries.write().unwrap_or_else(|e| e.into_inner()) = shapes(queries);
+    }
+
+    pub fn query_shape(&self, query: &str) -> Option<QueryShape> {
+        self.queries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(query)
+            .cloned()
     }
 
     /// Starts the enricher and one forwarder per receiver; they run until `cancel`.

@@ -686,3 +686,41 @@ async fn a_hanging_prometheus_delays_a_notification_by_one_budget_at_most() {
     }
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_gives_tracked_queries_their_new_step_and_horizons() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let reloaded = crate::config::parse(
+        "prometheus:\n  url: http://127.0.0.1:9\nqueries:\n  - name: errors\n    expr: errors\n    step: 5m\n    history: 3d\n    model:\n      horizons: [1h, 1d]\n",
+        std::path::Path::new("test.yml"),
+        &crate::config::SystemEnvironment,
+    )
+    .expect("valid");
+    harness.enrichment.set_queries(&reloaded.queries);
+    let mut output = tracked_snapshot();
+    output.horizons = vec!["1h".into(), "1d".into()];
+    if let SeriesState::Ready { forecasts, .. } = &mut output.series[0].state {
+        let band = |expected: f64| Band {
+            expected,
+            lower: expected - 1.0,
+            upper: expected + 1.0,
+        };
+        *forecasts = vec![band(40.0), band(90.0)];
+    }
+    harness.state.snapshot.publish(output);
+    assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(eventually(|| receiver.requests().len() == 1).await);
+    let annotations = &annotations_of(&receiver)[0];
+    assert_eq!(
+        annotations["foretell_forecast"],
+        "40 in 1h (between 39 and 41)"
+    );
+    assert!(
+        annotations["foretell_explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains(" for 50m;")),
+        "10 points of 5m: {annotations}"
+    );
+    harness.stop().await;
+}
