@@ -14,29 +14,47 @@ const DURATION_BUCKETS: [f64; 13] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    counts: [u64; DURATION_BUCKETS.len()],
+/// Counts of observations per bucket; each metric family picks its bucket bounds.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    upper_bounds: &'static [f64],
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+    pub fn new(upper_bounds: &'static [f64]) -> Self {
+        Histogram {
+            upper_bounds,
+            counts: vec![0; upper_bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        if let Some(i) = self.upper_bounds.iter().position(|bound| value <= *bound) {
             self.counts[i] += 1;
         }
-        self.sum += seconds;
+        self.sum += value;
         self.count += 1;
     }
 
-    fn values(&self) -> HistogramValues<'_> {
+    pub fn values(&self) -> HistogramValues<'_> {
         HistogramValues {
-            upper_bounds: &DURATION_BUCKETS,
+            upper_bounds: self.upper_bounds,
             bucket_counts: &self.counts,
             sum: self.sum,
             count: self.count,
         }
+    }
+}
+
+/// Durations in seconds, the common case.
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(&DURATION_BUCKETS)
     }
 }
 

@@ -129,28 +129,23 @@ impl Validator<'_> {
 
     fn delivery_retry(&mut self, raw: &RawAlerts) -> Option<RetrySchedule> {
         let retry = raw.retry.as_ref();
-        let initial = self.positive_duration(
-            "alerts.retry.initial_backoff",
-            retry.and_then(|r| r.initial_backoff.as_deref()),
-            Duration::from_secs(1),
-        )?;
-        let max = self.positive_duration(
-            "alerts.retry.max_backoff",
-            retry.and_then(|r| r.max_backoff.as_deref()),
-            Duration::from_secs(300),
+        let (initial, max) = self.ordered_durations(
+            (
+                "alerts.retry.initial_backoff",
+                retry.and_then(|r| r.initial_backoff.as_deref()),
+                Duration::from_secs(1),
+            ),
+            (
+                "alerts.retry.max_backoff",
+                retry.and_then(|r| r.max_backoff.as_deref()),
+                Duration::from_secs(300),
+            ),
         )?;
         let give_up = self.positive_duration(
             "alerts.retry.give_up_after",
             retry.and_then(|r| r.give_up_after.as_deref()),
             Duration::from_secs(86_400),
         )?;
-        if initial > max {
-            self.fail(
-                "alerts.retry.initial_backoff",
-                format!("must not exceed max_backoff ({})", duration::format(max)),
-            );
-            return None;
-        }
         Some(RetrySchedule {
             initial_backoff_ms: initial.as_millis() as i64,
             max_backoff_ms: max.as_millis() as i64,
@@ -164,26 +159,18 @@ impl Validator<'_> {
         if failures == 0 {
             self.fail("alerts.circuit_breaker.failures", "must be > 0, got 0");
         }
-        let cooldown = self.positive_duration(
-            "alerts.circuit_breaker.cooldown",
-            breaker.and_then(|b| b.cooldown.as_deref()),
-            Duration::from_secs(30),
-        )?;
-        let max_cooldown = self.positive_duration(
-            "alerts.circuit_breaker.max_cooldown",
-            breaker.and_then(|b| b.max_cooldown.as_deref()),
-            Duration::from_secs(600),
-        )?;
-        if cooldown > max_cooldown {
-            self.fail(
+        let (cooldown, max_cooldown) = self.ordered_durations(
+            (
                 "alerts.circuit_breaker.cooldown",
-                format!(
-                    "must not exceed max_cooldown ({})",
-                    duration::format(max_cooldown)
-                ),
-            );
-            return None;
-        }
+                breaker.and_then(|b| b.cooldown.as_deref()),
+                Duration::from_secs(30),
+            ),
+            (
+                "alerts.circuit_breaker.max_cooldown",
+                breaker.and_then(|b| b.max_cooldown.as_deref()),
+                Duration::from_secs(600),
+            ),
+        )?;
         (failures > 0).then_some(BreakerConfig {
             failures,
             cooldown,

@@ -299,6 +299,27 @@ impl Validator<'_> {
         }
     }
 
+    /// Two durations of which the first may not exceed the second (a backoff and its cap),
+    /// each given as `(path, text, default)`.
+    fn ordered_durations(
+        &mut self,
+        low: (&str, Option<&str>, Duration),
+        high: (&str, Option<&str>, Duration),
+    ) -> Option<(Duration, Duration)> {
+        let first = self.positive_duration(low.0, low.1, low.2);
+        let second = self.positive_duration(high.0, high.1, high.2);
+        let (first, second) = (first?, second?);
+        if first > second {
+            let name = high.0.rsplit('.').next().unwrap_or(high.0);
+            self.fail(
+                low.0,
+                format!("must not exceed {name} ({})", duration::format(second)),
+            );
+            return None;
+        }
+        Some((first, second))
+    }
+
     /// A secret from exactly one of a file or an environment variable.
     fn secret(&mut self, path: &str, file: Option<&str>, env_var: Option<&str>) -> Option<Secret> {
         match (file, env_var) {
@@ -574,23 +595,18 @@ impl Validator<'_> {
                 format!("must be between 1 and 10, got {max_attempts}"),
             );
         }
-        let initial = self.positive_duration(
-            "prometheus.retry.initial_backoff",
-            retry.and_then(|r| r.initial_backoff.as_deref()),
-            Duration::from_millis(250),
-        )?;
-        let max = self.positive_duration(
-            "prometheus.retry.max_backoff",
-            retry.and_then(|r| r.max_backoff.as_deref()),
-            Duration::from_secs(5),
-        )?;
-        if initial > max {
-            self.fail(
+        let (initial, max) = self.ordered_durations(
+            (
                 "prometheus.retry.initial_backoff",
-                format!("must not exceed max_backoff ({})", duration::format(max)),
-            );
-            return None;
-        }
+                retry.and_then(|r| r.initial_backoff.as_deref()),
+                Duration::from_millis(250),
+            ),
+            (
+                "prometheus.retry.max_backoff",
+                retry.and_then(|r| r.max_backoff.as_deref()),
+                Duration::from_secs(5),
+            ),
+        )?;
         Some(RetryPolicy {
             max_attempts,
             initial_backoff: initial,

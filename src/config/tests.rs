@@ -479,12 +479,14 @@ fn the_alerts_section_gets_documented_defaults() {
 #[test]
 fn alerts_problems_are_reported_with_their_paths() {
     let text = format!(
-        "{MINIMAL}alerts:\n  max_body_bytes: 10\n  receivers:\n    - name: pager\n      url: ftp://x\n    - name: pager\n      url: http://user:pw@x/\n  routes:\n    - receiver: nobody\n      min_confidence: 1.5\n"
+        "{MINIMAL}alerts:\n  max_body_bytes: 10\n  circuit_breaker: {{cooldown: 20m}}\n  retry: {{initial_backoff: 0s, max_backoff: 1s}}\n  receivers:\n    - name: pager\n      url: ftp://x\n    - name: pager\n      url: http://user:pw@x/\n  routes:\n    - receiver: nobody\n      min_confidence: 1.5\n"
     );
     let errors = field_errors(&text);
     let expected = [
         "alerts: needs the `audit` section",
         "alerts.max_body_bytes: must be at least 1024, got 10",
+        "alerts.circuit_breaker.cooldown: must not exceed max_cooldown (10m)",
+        "alerts.retry.initial_backoff: must be > 0, got 0s",
         "alerts.receivers[0].url: must be an http:// or https:// URL with a host, got `ftp://x`",
         "alerts.receivers[1].name: `pager` is used by an earlier receiver",
         "alerts.receivers[1].url: must not carry credentials",

@@ -12,6 +12,7 @@ use super::metrics::DeliveryOutcome;
 use super::outbox::{self, Delivery};
 use super::{pause, Enrichment};
 use crate::config::{Auth, ReceiverConfig};
+use crate::reader::error_chain;
 
 /// Deliveries looked at per pass.
 const BATCH: usize = 32;
@@ -261,15 +262,4 @@ async fn send(
         }
         Err(error) => Attempt::Transport(error_chain(&error)),
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

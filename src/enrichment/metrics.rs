@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use foretell_core::exposition::{HistogramValues, MetricType, TextWriter};
+use foretell_core::exposition::{MetricType, TextWriter};
+
+use crate::telemetry::Histogram;
 
 const CONFIDENCE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -29,42 +31,6 @@ impl DeliveryOutcome {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Buckets<const N: usize> {
-    counts: [u64; N],
-    sum: f64,
-    count: u64,
-}
-
-impl<const N: usize> Default for Buckets<N> {
-    fn default() -> Self {
-        Buckets {
-            counts: [0; N],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-}
-
-impl<const N: usize> Buckets<N> {
-    fn observe(&mut self, bounds: &[f64; N], value: f64) {
-        if let Some(i) = bounds.iter().position(|bound| value <= *bound) {
-            self.counts[i] += 1;
-        }
-        self.sum += value;
-        self.count += 1;
-    }
-
-    fn values<'a>(&'a self, bounds: &'a [f64; N]) -> HistogramValues<'a> {
-        HistogramValues {
-            upper_bounds: bounds,
-            bucket_counts: &self.counts,
-            sum: self.sum,
-            count: self.count,
-        }
-    }
-}
-
 #[derive(Clone, Debug, Default)]
 struct State {
     webhook_requests: BTreeMap<u16, u64>,
@@ -78,18 +44,24 @@ struct State {
     circuit_open: BTreeMap<String, bool>,
     backlog: u64,
     oldest_pending_seconds: f64,
-    confidence: Buckets<10>,
-    enrichment_seconds: Buckets<12>,
+    confidence: Histogram,
+    enrichment_seconds: Histogram,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AlertTelemetry {
     state: Mutex<State>,
 }
 
 impl AlertTelemetry {
     pub fn new(receivers: &[String]) -> Self {
-        let telemetry = AlertTelemetry::default();
+        let telemetry = AlertTelemetry {
+            state: Mutex::new(State {
+                confidence: Histogram::new(&CONFIDENCE_BUCKETS),
+                enrichment_seconds: Histogram::new(&LATENCY_BUCKETS),
+                ..State::default()
+            }),
+        };
         telemetry.with(|s| {
             for receiver in receivers {
                 s.circuit_open.insert(receiver.clone(), false);
@@ -131,14 +103,14 @@ impl AlertTelemetry {
         self.with(|s| match confidence {
             Some(value) => {
                 s.enriched[0] += 1;
-                s.confidence.observe(&CONFIDENCE_BUCKETS, value);
+                s.confidence.observe(value);
             }
             None => s.enriched[1] += 1,
         });
     }
 
     pub fn enrichment_took(&self, seconds: f64) {
-        self.with(|s| s.enrichment_seconds.observe(&LATENCY_BUCKETS, seconds));
+        self.with(|s| s.enrichment_seconds.observe(seconds));
     }
 
     pub fn unrouted(&self, alerts: usize) {
@@ -231,11 +203,7 @@ impl AlertTelemetry {
             "Confidence given to enriched alerts.",
             MetricType::Histogram,
         );
-        w.histogram(
-            "foretell_alert_confidence",
-            &[],
-            &s.confidence.values(&CONFIDENCE_BUCKETS),
-        );
+        w.histogram("foretell_alert_confidence", &[], &s.confidence.values());
         w.family(
             "foretell_enrichment_duration_seconds",
             "Time from a notification's commit to the outbox to its deliveries being queued (assessment, routing, commit).",
@@ -244,7 +212,7 @@ impl AlertTelemetry {
         w.histogram(
             "foretell_enrichment_duration_seconds",
             &[],
-            &s.enrichment_seconds.values(&LATENCY_BUCKETS),
+            &s.enrichment_seconds.values(),
         );
         w.family(
             "foretell_alerts_unrouted_total",

@@ -305,6 +305,11 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
         "{metrics}"
     );
     assert!(metrics.contains("foretell_alerts_enriched_total{confidence=\"unavailable\"} 1\n"));
+    assert!(
+        metrics.contains("foretell_alert_confidence_count 1\n")
+            && metrics.contains("foretell_alert_confidence_bucket{le=\"1\"} 1\n"),
+        "{metrics}"
+    );
     harness.stop().await;
 }
 

@@ -403,7 +403,7 @@ fn seconds(ms: i64) -> String {
 }
 
 /// An error and its causes on one line; reqwest's own message alone says little.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
