@@ -19,6 +19,11 @@ const BATCH: usize = 64;
 /// How often the outbox is looked at without being woken (work left by a previous run, a
 /// failed commit).
 const POLL: Duration = Duration::from_secs(1);
+/// Notifications fully delivered are kept this long (for `GET /api/v1/dead-letters` context
+/// and inspection), then deleted; their audit records stay.
+pub const SETTLED_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+/// How often settled notifications are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
     let path = enrichment.db_path.clone();
@@ -30,7 +35,12 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
         }
         Err(_) => return,
     };
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            purge(&enrichment).await;
+        }
         let reading = Arc::clone(&reader);
         let read = tokio::task::spawn_blocking(move || {
             let connection = reading.lock().unwrap_or_else(|e| e.into_inner());
@@ -204,6 +214,20 @@ async fn enrich(enrichment: &Enrichment, received: Received) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// Deletes what is settled and old, so the outbox does not grow without bound.
+async fn purge(enrichment: &Enrichment) {
+    let before_ms = enrichment.clock.now_ms() - SETTLED_RETENTION.as_millis() as i64;
+    match enrichment
+        .audit
+        .transact(move |transaction, _| outbox::purge_settled(transaction, before_ms))
+        .await
+    {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "settled notifications purged from the outbox"),
+        Err(error) => tracing::warn!(%error, "settled notifications could not be purged"),
+    }
 }
 
 /// `HighErrorRate/c6eadffa33fcdf37`: the alert's name and fingerprint.

@@ -240,6 +240,23 @@ pub fn settle(
     Ok(())
 }
 
+/// Deletes notifications received before `before_ms` whose deliveries are all delivered (or
+/// that had none: suppressed or unrouted), with their deliveries; dead letters and pending
+/// deliveries are kept. The audit records of what happened stay. Returns the notifications
+/// deleted.
+pub fn purge_settled(transaction: &Transaction, before_ms: i64) -> Result<usize, rusqlite::Error> {
+    let settled = "SELECT id FROM notifications n WHERE n.state = ?1 AND n.received_ms < ?2 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification_id = n.id AND d.state != ?3)";
+    transaction.execute(
+        &format!("DELETE FROM deliveries WHERE notification_id IN ({settled})"),
+        params![ROUTED, before_ms, DELIVERED],
+    )?;
+    transaction.execute(
+        &format!("DELETE FROM notifications WHERE id IN ({settled})"),
+        params![ROUTED, before_ms, DELIVERED],
+    )
+}
+
 /// Pending deliveries and the creation time of the oldest, for self-metrics.
 pub fn backlog(connection: &Connection) -> Result<(u64, Option<i64>), rusqlite::Error> {
     connection.query_row(

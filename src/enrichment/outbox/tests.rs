@@ -111,3 +111,46 @@ fn routing_twice_adds_nothing() {
     assert_eq!(backlog(&reader).expect("backlog").0, 1);
     assert!(received(&reader, 10).expect("received").is_empty());
 }
+
+#[test]
+fn only_old_fully_delivered_notifications_are_purged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, path) = writer(&dir);
+    // 1: old, delivered. 2: old, dead letter. 3: new, delivered. 4: old, suppressed (no delivery).
+    for (n, received_ms) in [(1, 0), (2, 0), (3, 50_000), (4, 0)] {
+        accept_one(&mut writer, "g", &n.to_string(), received_ms);
+        let deliveries = if n == 4 {
+            vec![]
+        } else {
+            vec![NewDelivery {
+                receiver: "r".into(),
+                body: vec![],
+            }]
+        };
+        writer
+            .transaction(|transaction, _| route(transaction, n, "g", &deliveries, received_ms))
+            .expect("route");
+    }
+    writer
+        .transaction(|transaction, _| {
+            settle(transaction, 1, DELIVERED, 1, 1, None)?;
+            settle(transaction, 2, DEAD, 1, 1, Some("HTTP 400"))?;
+            settle(transaction, 3, DELIVERED, 1, 1, None)
+        })
+        .expect("settle");
+    let purged = writer
+        .transaction(|transaction, _| purge_settled(transaction, 10_000))
+        .expect("purge")
+        .0;
+    assert_eq!(purged, 2);
+    let reader = open_reader(&path).expect("reader");
+    let left: Vec<i64> = reader
+        .prepare("SELECT id FROM notifications ORDER BY id")
+        .expect("prepare")
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(left, vec![2, 3], "the dead letter and the recent one stay");
+    assert_eq!(dead_letters(&reader).expect("dead").len(), 1);
+}
