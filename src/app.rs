@@ -10,12 +10,14 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use url::Url;
 
 use crate::audit::log::AuditLog;
 use crate::audit::store::StoreError;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, Config, SystemEnvironment};
+use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::enrichment::Enrichment;
+use crate::graph::Grapher;
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell, UpstreamHealth};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadRequest};
@@ -62,6 +64,35 @@ fn context(
         upstream: Arc::clone(&state.upstream),
         clock: Arc::clone(clock),
     }))
+}
+
+/// Where users reach foretell, for links: `server.external_url`, else the listen address (this
+/// host's name when listening on all interfaces), the way Prometheus derives its own.
+fn external_url(server: &ServerConfig) -> Option<Url> {
+    if let Some(url) = &server.external_url {
+        return Some(url.clone());
+    }
+    let address = server.listen_address;
+    let host = if address.ip().is_unspecified() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    } else {
+        match address.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    let url = format!("http://{host}:{}/", address.port());
+    match Url::parse(&url) {
+        Ok(url) => Some(url),
+        Err(error) => {
+            tracing::warn!(%url, %error, "no graph links in enriched alerts: set server.external_url");
+            None
+        }
+    }
 }
 
 /// An audit entry by foretell itself, stamped now.
@@ -147,18 +178,31 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     let mut signals = Signals::install().map_err(AppError::Signals)?;
     let (reload_sender, mut reload_requests) = mpsc::channel::<ReloadRequest>(4);
     let snapshot = Arc::new(SnapshotCell::default());
+    let external_url = external_url(&config.server);
+    let base = external_url
+        .as_ref()
+        .map_or_else(String::new, |url| url.to_string());
     let alerts = match (&config.alerts, &audit, &config.audit) {
-        (Some(settings), Some(audit), Some(audit_settings)) => Some(Arc::new(Enrichment::new(
-            settings.clone(),
-            Arc::clone(audit),
-            audit_settings.path.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&snapshot),
-            &config.queries,
-            Some(PrometheusReader::new(&config.prometheus)?),
-        ))),
+        (Some(settings), Some(audit), Some(audit_settings)) => Some(Arc::new(
+            Enrichment::new(
+                settings.clone(),
+                Arc::clone(audit),
+                audit_settings.path.clone(),
+                Arc::clone(&clock),
+                Arc::clone(&snapshot),
+                &config.queries,
+                Some(PrometheusReader::new(&config.prometheus)?),
+            )
+            .with_graph_links(external_url),
+        )),
         _ => None,
     };
+    let graphs = Arc::new(Grapher::new(
+        Arc::new(PrometheusReader::new(&config.prometheus)?),
+        &config.queries,
+        config.alerts.as_ref().and_then(|a| a.on_demand),
+        Arc::clone(&clock),
+    ));
     let state = Arc::new(AppState {
         snapshot,
         upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
@@ -167,6 +211,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         reload: reload_sender,
         shutting_down: AtomicBool::new(false),
         alerts: alerts.clone(),
+        graphs,
     });
     let stop_alerts = CancellationToken::new();
     let alert_tasks = alerts
@@ -183,7 +228,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     ));
     let tasks = carry_over(Vec::new(), &config.queries);
     let pipeline = Pipeline::start(context(&config, &state, &clock, &audit)?, tasks);
-    tracing::info!(version = VERSION, %address, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
+    tracing::info!(version = VERSION, %address, external_url = %base, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
 
     let mut running = Running {
         config_path: config_path.to_owned(),
@@ -333,6 +378,14 @@ impl Running {
             .store(new.server.enable_lifecycle, Ordering::SeqCst);
         if let Some(alerts) = &self.state.alerts {
             alerts.set_queries(&new.queries);
+        }
+        match PrometheusReader::new(&new.prometheus) {
+            Ok(reader) => self
+                .state
+                .graphs
+                .set_queries(&new.queries, Some(Arc::new(reader))),
+            // `context` above built the same client without error.
+            Err(error) => tracing::warn!(%error, "charts keep the previous Prometheus client"),
         }
         self.config = new;
         telemetry.config_loaded(true, now_seconds);

@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod config;
 mod enrichment;
+mod graph;
 mod offline;
 mod pipeline;
 mod reader;

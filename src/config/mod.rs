@@ -94,6 +94,9 @@ pub struct ServerConfig {
     pub listen_address: SocketAddr,
     pub shutdown_grace: Duration,
     pub enable_lifecycle: bool,
+    /// The URL users reach foretell at, for links (graph links in enriched alerts); `None`:
+    /// derived from the listen address at start.
+    pub external_url: Option<Url>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -640,10 +643,34 @@ impl Validator<'_> {
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(10),
         );
+        let external_url = match raw.external_url.as_deref().map(Url::parse) {
+            None => Some(None),
+            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                Some(Some(url))
+            }
+            Some(Ok(url)) => {
+                self.fail(
+                    "server.external_url",
+                    format!("`{url}` is not an http:// or https:// URL with a host"),
+                );
+                None
+            }
+            Some(Err(error)) => {
+                self.fail(
+                    "server.external_url",
+                    format!(
+                        "`{}` is not a URL ({error}); for example https://foretell.example.com",
+                        raw.external_url.as_deref().unwrap_or_default()
+                    ),
+                );
+                None
+            }
+        };
         Some(ServerConfig {
             listen_address: listen_address?,
             shutdown_grace: shutdown_grace?,
             enable_lifecycle: raw.enable_lifecycle,
+            external_url: external_url?,
         })
     }
 

@@ -142,6 +142,7 @@ pub struct RawServer {
     pub shutdown_grace: Option<String>,
     #[serde(default)]
     pub enable_lifecycle: bool,
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -340,6 +340,29 @@ fn listen_address_accepts_the_port_only_shorthand() {
 }
 
 #[test]
+fn external_url_must_be_an_absolute_http_url() {
+    let text = format!("{MINIMAL}server:\n  external_url: https://ops.example/foretell\n");
+    let config = parse_text(&text).expect("valid");
+    assert_eq!(
+        config.server.external_url.map(|u| u.to_string()),
+        Some("https://ops.example/foretell".to_owned())
+    );
+    for (url, says) in [
+        ("foretell.example", "is not a URL"),
+        ("ftp://foretell.example", "not an http:// or https:// URL"),
+    ] {
+        let text = format!("{MINIMAL}server:\n  external_url: {url}\n");
+        let errors = field_errors(&text);
+        assert!(
+            errors.len() == 1
+                && errors[0].starts_with("server.external_url: ")
+                && errors[0].contains(says),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
 fn a_ca_file_without_certificates_is_rejected() {
     let mut env = FakeEnvironment::default();
     env.files.insert(

@@ -16,6 +16,7 @@ use foretell_core::Labels;
 
 use super::Enrichment;
 use crate::config::OnDemandConfig;
+use crate::graph::Source;
 use crate::reader::RangeQuery;
 
 /// Points fitted at least before an on-demand replay starts.
@@ -77,7 +78,12 @@ impl Assessor<'_> {
     /// details of its `alert.enriched` record.
     pub async fn assess(&mut self, alert: &Alert) -> Assessment {
         match self.find_evidence(alert).await {
-            Ok((evidence, series, source)) => {
+            Ok(Found {
+                evidence,
+                series,
+                source,
+                graph,
+            }) => {
                 let confidence = evidence.confidence();
                 let subject = alert
                     .labels
@@ -114,6 +120,12 @@ impl Assessor<'_> {
                 }
                 annotations.insert("foretell_explanation".into(), evidence.explanation(subject));
                 annotations.insert("foretell_series".into(), series.clone());
+                if let Some(base) = &self.enrichment.graph_base {
+                    annotations.insert(
+                        "foretell_graph_url".into(),
+                        crate::graph::link(base, &graph.0, &graph.1),
+                    );
+                }
                 let features = evidence.features();
                 Assessment {
                     confidence: Some(confidence),
@@ -147,13 +159,21 @@ impl Assessor<'_> {
     }
 }
 
+/// The evidence for an alert and where it came from.
+struct Found {
+    evidence: Evidence,
+    /// The series, described for people.
+    series: String,
+    /// `tracked` or `on_demand`.
+    source: &'static str,
+    /// What `/graph` needs to draw the series.
+    graph: (Source, Labels),
+}
+
 impl Assessor<'_> {
     /// The evidence for `alert`, the series it came from and whether that series is tracked or
     /// was fetched on demand; or why there is none.
-    async fn find_evidence(
-        &mut self,
-        alert: &Alert,
-    ) -> Result<(Evidence, String, &'static str), String> {
+    async fn find_evidence(&mut self, alert: &Alert) -> Result<Found, String> {
         let enrichment = self.enrichment;
         let snapshot = enrichment.snapshot.load();
         let only_query = alert.annotations.get("foretell_query").map(String::as_str);
@@ -177,8 +197,8 @@ impl Assessor<'_> {
                             let at = tracked.query.horizons.iter().position(|h| h == label)?;
                             Some((label.clone(), *forecasts.get(at)?))
                         });
-                    Ok((
-                        Evidence {
+                    Ok(Found {
+                        evidence: Evidence {
                             band: *band,
                             score: *score,
                             probability: *probability,
@@ -189,8 +209,12 @@ impl Assessor<'_> {
                             siblings_anomalous: tracked.siblings_anomalous,
                         },
                         series,
-                        "tracked",
-                    ))
+                        source: "tracked",
+                        graph: (
+                            Source::Query(tracked.query.query.clone()),
+                            Labels::from_pairs(lookup::source_labels(tracked.series)),
+                        ),
+                    })
                 }
                 SeriesState::NotReady => Err(format!(
                     "the model of {series} (query {}) is still learning its history",
@@ -203,10 +227,7 @@ impl Assessor<'_> {
 
     /// The alert's rule expression, fetched (once per notification) and the series matching the
     /// alert replayed through a model fitted on the fly.
-    async fn on_demand(
-        &mut self,
-        alert: &Alert,
-    ) -> Result<(Evidence, String, &'static str), String> {
+    async fn on_demand(&mut self, alert: &Alert) -> Result<Found, String> {
         let Some(settings) = self.enrichment.config.on_demand else {
             return Err(
                 "no tracked series matches the alert's labels (on-demand assessment is off)".into(),
@@ -270,8 +291,8 @@ impl Assessor<'_> {
         let forecast_label = crate::config::duration::format(Duration::from_millis(
             (i64::from(horizon_steps) * step_ms) as u64,
         ));
-        Ok((
-            Evidence {
+        Ok(Found {
+            evidence: Evidence {
                 band: replayed.band,
                 score: replayed.score,
                 probability: replayed.probability,
@@ -282,8 +303,9 @@ impl Assessor<'_> {
                 siblings_anomalous: 0,
             },
             series,
-            "on_demand",
-        ))
+            source: "on_demand",
+            graph: (Source::Expr(expr), labels.clone()),
+        })
     }
 
     /// Runs `expr` over the on-demand history, within what is left of the notification's budget.

@@ -73,6 +73,8 @@ pub struct Enrichment {
     pub received: Notify,
     /// Wakes each receiver's forwarder when deliveries were queued.
     pub queued: BTreeMap<String, Notify>,
+    /// foretell's external URL: enriched alerts link to `/graph` under it.
+    pub graph_base: Option<url::Url>,
 }
 
 impl Enrichment {
@@ -104,7 +106,14 @@ impl Enrichment {
             clock,
             snapshot,
             received: Notify::new(),
+            graph_base: None,
         }
+    }
+
+    /// Enriched alerts get a `foretell_graph_url` annotation under `base`.
+    pub fn with_graph_links(mut self, base: Option<url::Url>) -> Enrichment {
+        self.graph_base = base;
+        self
     }
 
     /// Follows a reload: alerts on series of new or changed queries use their new step and

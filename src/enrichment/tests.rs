@@ -135,15 +135,18 @@ impl Harness {
             Arc::new(AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("audit"));
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(tracked_snapshot());
-        let enrichment = Arc::new(Enrichment::new(
-            alerts,
-            Arc::clone(&audit),
-            path.clone(),
-            Arc::new(SystemClock),
-            Arc::clone(&snapshot),
-            &[],
-            prometheus,
-        ));
+        let enrichment = Arc::new(
+            Enrichment::new(
+                alerts,
+                Arc::clone(&audit),
+                path.clone(),
+                Arc::new(SystemClock),
+                Arc::clone(&snapshot),
+                &[],
+                prometheus,
+            )
+            .with_graph_links(url::Url::parse("https://foretell.example/").ok()),
+        );
         let cancel = CancellationToken::new();
         let tasks = enrichment.start(&cancel);
         let (reload, reload_requests) = mpsc::channel(1);
@@ -155,6 +158,12 @@ impl Harness {
             reload,
             shutting_down: AtomicBool::new(false),
             alerts: Some(Arc::clone(&enrichment)),
+            graphs: Arc::new(crate::graph::Grapher::new(
+                Arc::new(prometheus_at("http://127.0.0.1:9")),
+                &[],
+                None,
+                Arc::new(SystemClock),
+            )),
         };
         Harness {
             _dir: dir,
@@ -273,8 +282,13 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
             .is_some_and(|e| e.starts_with("HighErrors 12.0σ above its baseline")),
         "{tracked}"
     );
+    assert_eq!(
+        tracked["foretell_graph_url"],
+        "https://foretell.example/graph?query=errors&series=%7Binstance%3D%22a%22%2C+job%3D%22api%22%7D"
+    );
     let untracked = &body["alerts"][1]["annotations"];
     assert_eq!(untracked["foretell_confidence"], "unavailable");
+    assert!(untracked.get("foretell_graph_url").is_none(), "{untracked}");
     assert!(untracked["foretell_confidence_reason"]
         .as_str()
         .is_some_and(|r| r.contains("no tracked series")));
@@ -649,6 +663,12 @@ async fn alerts_of_one_rule_share_one_on_demand_query() {
                 .as_str()
                 .is_some_and(|e| e.starts_with("Up ") && e.contains("above its baseline")),
             "the replay found the spike: {annotations}"
+        );
+        assert!(
+            annotations["foretell_graph_url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("https://foretell.example/graph?expr=up&series=")),
+            "{annotations}"
         );
     }
     harness.stop().await;

@@ -33,6 +33,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// The Alertmanager webhook receiver, when `alerts` is configured.
     pub alerts: Option<Arc<crate::enrichment::Enrichment>>,
+    /// Charts of series (`/graph`).
+    pub graphs: Arc<crate::graph::Grapher>,
 }
 
 /// How long a client may take to send its request head.

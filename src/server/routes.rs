@@ -10,6 +10,7 @@ use http_body_util::Full;
 use tokio::sync::oneshot;
 
 use super::{AppState, ReloadRequest};
+use crate::graph::{self, GRAPH_PATH};
 use crate::pipeline::UpstreamStatus;
 
 type Reply = Response<Full<Bytes>>;
@@ -49,6 +50,10 @@ where
         }
         (DEAD_LETTERS_PATH, _) => method_not_allowed("GET"),
         (DEAD_LETTERS_RETRY_PATH, _) => method_not_allowed("POST"),
+        (GRAPH_PATH, Method::GET | Method::HEAD) => {
+            graph(state, request.uri().query().unwrap_or("")).await
+        }
+        (GRAPH_PATH, _) => method_not_allowed("GET, HEAD"),
         ("/metrics", Method::GET | Method::HEAD) => metrics(state),
         ("/-/healthy", Method::GET | Method::HEAD) => {
             text(StatusCode::OK, "foretell is Healthy.\n")
@@ -67,7 +72,8 @@ const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prome
     /-/healthy   liveness\n\
     /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable\n\
     /-/reload    POST to reload the configuration (server.enable_lifecycle)\n\
-    /alertmanager/webhook   POST: Alertmanager webhook receiver (alerts)\n";
+    /alertmanager/webhook   POST: Alertmanager webhook receiver (alerts)\n\
+    /graph       a series with its band and forecast as SVG (?query=NAME&series={...}&range=6h)\n";
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()));
@@ -85,6 +91,34 @@ fn method_not_allowed(allow: &'static str) -> Reply {
         .headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     response
+}
+
+async fn graph(state: &AppState, query: &str) -> Reply {
+    let request = match graph::parse_request(query) {
+        Ok(request) => request,
+        Err(error) => return text(error.status(), format!("{error}\n")),
+    };
+    match state.graphs.render(&request).await {
+        Ok(svg) => {
+            let mut response = text(StatusCode::OK, svg);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("image/svg+xml; charset=utf-8"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            // Label values end up in the picture: no script may ever run from it.
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+            );
+            response
+        }
+        Err(error) => text(error.status(), format!("{error}\n")),
+    }
 }
 
 fn metrics(state: &AppState) -> Reply {
@@ -256,6 +290,16 @@ mod tests {
     use crate::pipeline::{SnapshotCell, UpstreamHealth};
     use crate::telemetry::Telemetry;
 
+    fn unreachable_prometheus() -> crate::reader::PrometheusReader {
+        let config = crate::config::parse(
+            "prometheus:\n  url: http://127.0.0.1:9\nqueries:\n  - name: q\n    expr: up\n",
+            std::path::Path::new("test.yml"),
+            &crate::config::SystemEnvironment,
+        )
+        .expect("config");
+        crate::reader::PrometheusReader::new(&config.prometheus).expect("client")
+    }
+
     fn state(lifecycle: bool) -> (AppState, mpsc::Receiver<ReloadRequest>) {
         let telemetry = Arc::new(Telemetry::new("test"));
         let (reload, requests) = mpsc::channel(1);
@@ -268,6 +312,12 @@ mod tests {
                 reload,
                 shutting_down: AtomicBool::new(false),
                 alerts: None,
+                graphs: Arc::new(crate::graph::Grapher::new(
+                    Arc::new(unreachable_prometheus()),
+                    &[],
+                    None,
+                    Arc::new(crate::clock::SystemClock),
+                )),
             },
             requests,
         )
@@ -326,6 +376,20 @@ mod tests {
             body.contains("foretell_build_info{version=\"test\"} 1\n"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn graph_requests_are_checked_and_failures_answered_in_text() {
+        let (state, _requests) = state(false);
+        let response = handle(&state, request(Method::GET, "/graph?colour=red")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(body_of(response)
+            .await
+            .contains("unknown parameter `colour`"));
+        let response = handle(&state, request(Method::GET, "/graph?query=missing")).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let response = handle(&state, request(Method::POST, "/graph?query=q")).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[tokio::test]

@@ -59,6 +59,125 @@ impl Labels {
     }
 }
 
+/// Why a label set in selector style could not be read; `at` is a character offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem} at character {at} of the label set (expected {{name=\"value\", ...}})")]
+pub struct LabelSetError {
+    pub problem: String,
+    pub at: usize,
+}
+
+impl Labels {
+    /// Reads a label set written in selector style, `{instance="a", job="b"}` (braces optional,
+    /// only `=`), as [`Labels`]' `Display` writes it: the escapes of PromQL strings and of
+    /// Rust's debug output (`\u{..}`) are understood, so every displayed set reads back.
+    pub fn parse_selector(text: &str) -> Result<Labels, LabelSetError> {
+        let chars: Vec<char> = text.trim().chars().collect();
+        let mut at = 0;
+        let fail = |problem: &str, at: usize| LabelSetError {
+            problem: problem.to_owned(),
+            at,
+        };
+        let braced = chars.first() == Some(&'{');
+        if braced {
+            if chars.last() != Some(&'}') {
+                return Err(fail("missing closing `}`", chars.len()));
+            }
+            at = 1;
+        }
+        let end = if braced { chars.len() - 1 } else { chars.len() };
+        let mut pairs = Vec::new();
+        let skip_space = |at: &mut usize| {
+            while *at < end && chars[*at].is_whitespace() {
+                *at += 1;
+            }
+        };
+        loop {
+            skip_space(&mut at);
+            if at >= end {
+                break;
+            }
+            let start = at;
+            while at < end && (chars[at].is_ascii_alphanumeric() || chars[at] == '_') {
+                at += 1;
+            }
+            let name: String = chars[start..at].iter().collect();
+            if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(fail("a label name ([a-zA-Z_][a-zA-Z0-9_]*)", start));
+            }
+            skip_space(&mut at);
+            if chars.get(at) != Some(&'=') || chars.get(at + 1) == Some(&'~') {
+                return Err(fail("`=` after the label name (only equality)", at));
+            }
+            at += 1;
+            skip_space(&mut at);
+            if chars.get(at) != Some(&'"') {
+                return Err(fail("a double-quoted value", at));
+            }
+            at += 1;
+            let mut value = String::new();
+            loop {
+                match chars.get(at).filter(|_| at < end) {
+                    None => return Err(fail("an unterminated value", at)),
+                    Some('"') => {
+                        at += 1;
+                        break;
+                    }
+                    Some('\\') => {
+                        let escape_at = at;
+                        at += 1;
+                        match chars.get(at) {
+                            Some('n') => value.push('\n'),
+                            Some('t') => value.push('\t'),
+                            Some('r') => value.push('\r'),
+                            Some('0') => value.push('\0'),
+                            Some(c @ ('\\' | '"' | '\'')) => value.push(*c),
+                            Some('u') => {
+                                let braces = chars.get(at + 1) == Some(&'{');
+                                let digits_from = at + 1 + usize::from(braces);
+                                let mut digits_to = digits_from;
+                                while digits_to < end && chars[digits_to].is_ascii_hexdigit() {
+                                    digits_to += 1;
+                                }
+                                let digits: String = chars[digits_from..digits_to].iter().collect();
+                                let code = u32::from_str_radix(&digits, 16)
+                                    .ok()
+                                    .filter(|_| braces || digits.len() == 4)
+                                    .and_then(char::from_u32)
+                                    .ok_or_else(|| fail("a valid \\u escape", escape_at))?;
+                                if braces && chars.get(digits_to) != Some(&'}') {
+                                    return Err(fail("`}` closing the \\u{..} escape", digits_to));
+                                }
+                                value.push(code);
+                                at = digits_to + usize::from(braces) - 1;
+                            }
+                            _ => {
+                                return Err(fail(
+                                    "a known escape (\\\\, \\\", \\n, \\t, \\u)",
+                                    escape_at,
+                                ))
+                            }
+                        }
+                        at += 1;
+                    }
+                    Some(c) => {
+                        value.push(*c);
+                        at += 1;
+                    }
+                }
+            }
+            pairs.push((name, value));
+            skip_space(&mut at);
+            match chars.get(at).filter(|_| at < end) {
+                Some(',') => at += 1,
+                None => break,
+                Some(_) => return Err(fail("`,` between labels", at)),
+            }
+        }
+        Ok(Labels::from_pairs(pairs))
+    }
+}
+
 impl fmt::Debug for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
@@ -90,6 +209,51 @@ mod tests {
         assert_eq!(pairs, vec![("instance", "x"), ("job", "b")]);
         assert_eq!(labels.get("job"), Some("b"));
         assert_eq!(labels.get("missing"), None);
+    }
+
+    #[test]
+    fn displayed_sets_read_back() {
+        for pairs in [
+            vec![],
+            vec![("job", "a\"b")],
+            vec![
+                ("instance", "10.0.0.1:9100"),
+                ("path", "C:\\x\n\ty"),
+                ("z", "\u{1b}é{}=,"),
+            ],
+        ] {
+            let labels = Labels::from_pairs(pairs);
+            let text = labels.to_string();
+            assert_eq!(Labels::parse_selector(&text), Ok(labels), "{text}");
+        }
+        let bare = Labels::parse_selector(r#" job = "api" ,instance="a", "#).expect("valid");
+        assert_eq!(
+            bare,
+            Labels::from_pairs([("job", "api"), ("instance", "a")])
+        );
+        assert_eq!(
+            Labels::parse_selector(r#"{a="\u0041"}"#)
+                .expect("go escape")
+                .get("a"),
+            Some("A")
+        );
+    }
+
+    #[test]
+    fn malformed_sets_say_where() {
+        for (text, problem) in [
+            (r#"{job="a""#, "closing"),
+            (r#"{job=~"a"}"#, "only equality"),
+            (r#"{1job="a"}"#, "label name"),
+            (r#"{job=a}"#, "double-quoted"),
+            (r#"{job="a}"#, "unterminated"),
+            (r#"{job="a" x="b"}"#, "`,`"),
+            (r#"{job="\q"}"#, "known escape"),
+            (r#"{job="\u{110000}"}"#, "\\u"),
+        ] {
+            let error = Labels::parse_selector(text).expect_err(text);
+            assert!(error.to_string().contains(problem), "{text}: {error}");
+        }
     }
 
     #[test]

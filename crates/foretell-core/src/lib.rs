@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod backtest;
+pub mod chart;
 pub mod exposition;
 pub mod labels;
 pub mod model;

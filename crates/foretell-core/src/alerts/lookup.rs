@@ -9,10 +9,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::chart::{self, Grid};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::model::{
-    Band, Excursion, ForecastModel, NotReady, ProbabilitySettings, SurpriseHistory,
-};
+use crate::model::{Band, Excursion, ForecastModel, NotReady, ProbabilitySettings};
 use crate::snapshot::{QueryOutput, SeriesOutput, SeriesState, QUERY_LABEL, SOURCE_METRIC_LABEL};
 
 /// An excursion at least this large (robust standard deviations) makes a sibling series count
@@ -31,7 +30,7 @@ pub struct Tracked<'a> {
 
 /// The labels of an exported series that identify its source series (what foretell adds is
 /// left out).
-fn source_labels(series: &SeriesOutput) -> impl Iterator<Item = (&str, &str)> {
+pub fn source_labels(series: &SeriesOutput) -> impl Iterator<Item = (&str, &str)> {
     series
         .labels
         .iter()
@@ -225,31 +224,27 @@ pub fn replay(
     probability: ProbabilitySettings,
     horizon_steps: u32,
 ) -> Result<Replayed, NotReady> {
-    let replay_from = replay_from.clamp(1, values.len().max(1));
-    let fit = model.fit(&values[..replay_from.min(values.len())], None)?;
-    let mut surprise = SurpriseHistory::new(probability);
-    for s in &fit.in_sample_surprises {
-        surprise.learn(*s);
-    }
-    let mut fitted = fit.model;
-    let mut excursion = Excursion::default();
-    let mut last = None;
-    for value in &values[replay_from.min(values.len())..] {
-        let observation = fitted.observe(*value);
-        let p = surprise.observe(observation.surprise);
-        excursion.observe(&observation, p);
-        last = Some((observation, p));
-    }
-    let (observation, probability) = last.ok_or(NotReady::TooFewPoints {
-        have: values.len(),
-        need: values.len() + 1,
-    })?;
+    // Only the newest point and the last forecast step matter here; the grid is positional.
+    let grid = Grid {
+        start_ms: 0,
+        step_ms: 1,
+    };
+    let trace = chart::trace(values, grid, replay_from, model, probability, horizon_steps)?;
+    let (last, forecast) = match (trace.points.last(), trace.forecast.last()) {
+        (Some(last), Some((_, forecast))) => (*last, *forecast),
+        _ => {
+            return Err(NotReady::TooFewPoints {
+                have: values.len(),
+                need: values.len() + 1,
+            })
+        }
+    };
     Ok(Replayed {
-        band: observation.band,
-        score: observation.score,
-        probability,
-        excursion,
-        forecast: fitted.forecast(horizon_steps.max(1)),
+        band: last.band,
+        score: last.score,
+        probability: last.probability,
+        excursion: trace.excursion,
+        forecast,
     })
 }
 

@@ -1,0 +1,585 @@
+//! `GET /graph`: one series drawn with the band each point was judged by and the forecast after
+//! it, as SVG. Linked from enriched alerts (`foretell_graph_url`) and the status page.
+//!
+//! The chart is made from Prometheus, not from the sidecar's memory, so that it works for any
+//! series (tracked, or only named by an alert rule's expression) and costs nothing until asked
+//! for: the series' history is fetched, a model of the same settings is fitted on the older part
+//! and the shown range replayed through it point by point ([`foretell_core::chart::trace`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use foretell_core::chart::{self, Grid};
+use foretell_core::labels::METRIC_NAME;
+use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::Labels;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::clock::Clock;
+use crate::config::{duration, OnDemandConfig, QueryConfig};
+use crate::reader::{PrometheusReader, RangeQuery};
+
+pub const GRAPH_PATH: &str = "/graph";
+
+/// Shown when the request names no range.
+const DEFAULT_RANGE: Duration = Duration::from_secs(6 * 3600);
+/// More points than this would make a chart nobody can read and a large body.
+const MAX_SHOWN_POINTS: i64 = 5_000;
+/// History fitted before the shown range, at most (enough for two daily cycles).
+const MAX_FIT_SPAN: Duration = Duration::from_secs(3 * 86_400);
+/// Charts drawn at once; more wait (fits are CPU work on two cores).
+const CONCURRENT_CHARTS: usize = 2;
+/// A chart that cannot start and finish within this is abandoned.
+const CHART_TIMEOUT: Duration = Duration::from_secs(20);
+/// Points fitted at least before the shown range starts.
+const MIN_FIT_POINTS: usize = 30;
+/// Band coverage of charts for expressions foretell does not track (as on-demand enrichment).
+const EXPR_COVERAGE: f64 = 0.99;
+
+/// What to draw: a tracked query's series, or a series of an alert rule's expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    Query(String),
+    Expr(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphRequest {
+    pub source: Source,
+    /// Labels the series must have (a subset is enough when it singles one series out).
+    pub series: Labels,
+    pub range: Duration,
+}
+
+/// Why no chart was drawn; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("Prometheus could not evaluate the chart's expression: {0}")]
+    Upstream(String),
+    #[error("{0}")]
+    NotEnoughData(String),
+    #[error("too many charts are being drawn; try again in a moment")]
+    Busy,
+}
+
+impl GraphError {
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            GraphError::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+            GraphError::NotFound(_) => http::StatusCode::NOT_FOUND,
+            GraphError::Upstream(_) => http::StatusCode::BAD_GATEWAY,
+            GraphError::NotEnoughData(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
+            GraphError::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Reads `query=NAME` or `expr=PROMQL`, `series={name="value", ...}` and `range=6h`.
+pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
+    let bad = |message: String| GraphError::BadRequest(message);
+    let mut query = None;
+    let mut expr = None;
+    let mut series = Labels::default();
+    let mut range = DEFAULT_RANGE;
+    for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
+        match name.as_ref() {
+            "query" => query = Some(value.into_owned()),
+            "expr" => expr = Some(value.into_owned()),
+            "series" => {
+                series = Labels::parse_selector(&value)
+                    .map_err(|e| bad(format!("parameter `series`: {e}")))?;
+            }
+            "range" => {
+                range = duration::parse(&value)
+                    .ok()
+                    .filter(|r| !r.is_zero())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "parameter `range`: `{value}` is not a positive duration such as 6h"
+                        ))
+                    })?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown parameter `{other}` (known: query, expr, series, range)"
+                )))
+            }
+        }
+    }
+    let source = match (query, expr) {
+        (Some(query), None) => Source::Query(query),
+        (None, Some(expr)) if !expr.trim().is_empty() => Source::Expr(expr),
+        (Some(_), Some(_)) => return Err(bad("give `query` or `expr`, not both".into())),
+        _ => {
+            return Err(bad(
+                "name the series: `query=NAME` (a configured query) or `expr=PROMQL`, with `series={label=\"value\", ...}`".into(),
+            ))
+        }
+    };
+    Ok(GraphRequest {
+        source,
+        series,
+        range,
+    })
+}
+
+/// The link to a chart, relative to foretell's external URL.
+pub fn link(base: &Url, source: &Source, series: &Labels) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    match source {
+        Source::Query(name) => query.append_pair("query", name),
+        Source::Expr(expr) => query.append_pair("expr", expr),
+    };
+    let shown: Vec<(&str, &str)> = series.iter().filter(|(n, _)| *n != METRIC_NAME).collect();
+    query.append_pair("series", &Labels::from_pairs(shown).to_string());
+    format!(
+        "{}{GRAPH_PATH}?{}",
+        base.as_str().trim_end_matches('/'),
+        query.finish()
+    )
+}
+
+/// Restricts `expr` to the series carrying `labels`, so Prometheus sends one series and not
+/// every series of the expression: `(expr) and on(a, b) label_replace(...vector(1)...)`.
+pub fn restricted(expr: &str, labels: &Labels) -> String {
+    let names: Vec<&str> = labels
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| *name != METRIC_NAME)
+        .collect();
+    if names.is_empty() {
+        return expr.to_owned();
+    }
+    let mut vector = "vector(1)".to_owned();
+    for (name, value) in labels.iter().filter(|(name, _)| *name != METRIC_NAME) {
+        // `$` starts a group reference in label_replace's replacement.
+        let replacement = promql_string(&value.replace('$', "$$"));
+        vector = format!("label_replace({vector}, \"{name}\", {replacement}, \"\", \"\")");
+    }
+    format!("({expr}) and on({}) {vector}", names.join(", "))
+}
+
+/// A PromQL double-quoted string literal.
+fn promql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// How a tracked query's charts are made (replaced on reload).
+#[derive(Clone, Debug)]
+struct QuerySource {
+    expr: String,
+    step: Duration,
+    history: Duration,
+    model: ForecastModel,
+}
+
+/// Draws charts; shared by the routes.
+pub struct Grapher {
+    reader: RwLock<Arc<PrometheusReader>>,
+    queries: RwLock<BTreeMap<String, QuerySource>>,
+    /// Charts of arbitrary expressions follow `alerts.on_demand`; `None`: not allowed.
+    expressions: Option<OnDemandConfig>,
+    permits: Semaphore,
+    clock: Arc<dyn Clock>,
+}
+
+impl Grapher {
+    pub fn new(
+        reader: Arc<PrometheusReader>,
+        queries: &[QueryConfig],
+        expressions: Option<OnDemandConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Grapher {
+        let grapher = Grapher {
+            reader: RwLock::new(reader),
+            queries: RwLock::new(BTreeMap::new()),
+            expressions,
+            permits: Semaphore::new(CONCURRENT_CHARTS),
+            clock,
+        };
+        grapher.set_queries(queries, None);
+        grapher
+    }
+
+    /// Follows a reload: new queries, and the new Prometheus client when it changed.
+    pub fn set_queries(&self, queries: &[QueryConfig], reader: Option<Arc<PrometheusReader>>) {
+        let sources = queries
+            .iter()
+            .map(|q| {
+                (
+                    q.name.clone(),
+                    QuerySource {
+                        expr: q.expr.clone(),
+                        step: q.step,
+                        history: q.history,
+                        model: q.model.clone(),
+                    },
+                )
+            })
+            .collect();
+        *self.queries.write().unwrap_or_else(|e| e.into_inner()) = sources;
+        if let Some(reader) = reader {
+            *self.reader.write().unwrap_or_else(|e| e.into_inner()) = reader;
+        }
+    }
+
+    /// Draws the chart `request` asks for, ending now.
+    pub async fn render(&self, request: &GraphRequest) -> Result<String, GraphError> {
+        let now_ms = self.clock.now_ms();
+        let _permit = tokio::time::timeout(CHART_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| GraphError::Busy)?
+            .map_err(|_| GraphError::Busy)?;
+        tokio::time::timeout(CHART_TIMEOUT, self.draw(request, now_ms))
+            .await
+            .map_err(|_| {
+                GraphError::Upstream(format!(
+                    "no chart within {CHART_TIMEOUT:?} (Prometheus slow or the expression heavy)"
+                ))
+            })?
+    }
+
+    async fn draw(&self, request: &GraphRequest, now_ms: i64) -> Result<String, GraphError> {
+        let (expr, step, fit_span, model, subtitle) = match &request.source {
+            Source::Query(name) => {
+                let source = self
+                    .queries
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        GraphError::NotFound(format!("no query named `{name}` is configured"))
+                    })?;
+                let subtitle = format!("query {name}: {}", source.expr);
+                (
+                    source.expr,
+                    source.step,
+                    source.history.min(MAX_FIT_SPAN),
+                    source.model,
+                    subtitle,
+                )
+            }
+            Source::Expr(expr) => {
+                let settings = self.expressions.ok_or_else(|| {
+                    GraphError::NotFound(
+                        "charts of expressions are off (they follow alerts.on_demand); chart a configured query with `query=NAME`".into(),
+                    )
+                })?;
+                let model = ForecastModel {
+                    coverage: Coverage::new(EXPR_COVERAGE)
+                        .map_err(|e| GraphError::BadRequest(e.to_string()))?,
+                    min_points: MIN_FIT_POINTS,
+                    season: match crate::config::auto_season_candidates(
+                        settings.step,
+                        settings.history,
+                    ) {
+                        candidates if candidates.is_empty() => SeasonSpec::None,
+                        candidates => SeasonSpec::Auto(candidates),
+                    },
+                };
+                (
+                    expr.clone(),
+                    settings.step,
+                    settings.history,
+                    model,
+                    format!("expression {expr}"),
+                )
+            }
+        };
+        let step_ms = (step.as_millis() as i64).max(1);
+        let shown_points = request.range.as_millis() as i64 / step_ms;
+        if shown_points > MAX_SHOWN_POINTS {
+            return Err(GraphError::BadRequest(format!(
+                "range {} at step {} is {shown_points} points; at most {MAX_SHOWN_POINTS} are drawn",
+                duration::format(request.range),
+                duration::format(step)
+            )));
+        }
+        let shown_points = shown_points.max(10);
+        let end_ms = now_ms - now_ms.rem_euclid(step_ms);
+        let fit_points = (fit_span.as_millis() as i64 / step_ms).max(MIN_FIT_POINTS as i64);
+        let start_ms = end_ms - (fit_points + shown_points - 1) * step_ms;
+        let reader = Arc::clone(&self.reader.read().unwrap_or_else(|e| e.into_inner()));
+        let fetched_expr = restricted(&expr, &request.series);
+        let answer = reader
+            .query_range(&RangeQuery {
+                expr: &fetched_expr,
+                start_ms,
+                end_ms,
+                step_ms,
+            })
+            .await
+            .map_err(|e| GraphError::Upstream(e.to_string()))?;
+        let (labels, samples) = pick(&answer.series, &request.series)?;
+        let points = ((end_ms - start_ms) / step_ms + 1) as usize;
+        let mut values = vec![f64::NAN; points];
+        for sample in samples {
+            let slot = (sample.timestamp_ms - start_ms) / step_ms;
+            if (0..points as i64).contains(&slot) {
+                values[slot as usize] = sample.value;
+            }
+        }
+        let replay_from = points - shown_points as usize;
+        let horizon_steps = (3_600_000 / step_ms).clamp(1, (shown_points / 4).max(1)) as u32;
+        let title = match labels.get(METRIC_NAME) {
+            Some(name) => format!(
+                "{name}{}",
+                Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME))
+            ),
+            None => labels.to_string(),
+        };
+        let subtitle = format!(
+            "{subtitle} · step {} · band fitted on the {} before the range",
+            duration::format(step),
+            duration::format(Duration::from_millis((fit_points * step_ms) as u64))
+        );
+        tokio::task::spawn_blocking(move || {
+            let trace = chart::trace(
+                &values,
+                Grid { start_ms, step_ms },
+                replay_from,
+                &model,
+                ProbabilitySettings::default(),
+                horizon_steps,
+            )
+            .map_err(|reason| {
+                GraphError::NotEnoughData(format!("no model for {title} yet: {reason}"))
+            })?;
+            Ok(chart::svg::render(&trace, &title, &subtitle))
+        })
+        .await
+        .map_err(|e| GraphError::Upstream(format!("the chart's model fit failed: {e}")))?
+    }
+}
+
+/// The one series carrying every label of `wanted` (an exact match wins over a wider one).
+fn pick<'a, T>(results: &'a [(Labels, T)], wanted: &Labels) -> Result<&'a (Labels, T), GraphError> {
+    let carries = |labels: &Labels| wanted.iter().all(|(n, v)| labels.get(n) == Some(v));
+    let matching: Vec<&(Labels, T)> = results.iter().filter(|(l, _)| carries(l)).collect();
+    let exact = |labels: &Labels| {
+        labels.iter().filter(|(n, _)| *n != METRIC_NAME).count()
+            == wanted.iter().filter(|(n, _)| *n != METRIC_NAME).count()
+    };
+    match matching.as_slice() {
+        [] => Err(GraphError::NotFound(format!(
+            "no series with the labels {wanted} in the range"
+        ))),
+        [one] => Ok(one),
+        many => match many.iter().find(|(labels, _)| exact(labels)) {
+            Some(one) => Ok(one),
+            None => Err(GraphError::BadRequest(format!(
+                "{} series carry the labels {wanted}; add labels to single one out (for example {})",
+                many.len(),
+                many[0].0
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_read_with_defaults_and_errors_say_which_parameter() {
+        let request = parse_request("query=demo&series=%7Binstance%3D%22a%22%7D").expect("valid");
+        assert_eq!(request.source, Source::Query("demo".into()));
+        assert_eq!(request.series, Labels::from_pairs([("instance", "a")]));
+        assert_eq!(request.range, DEFAULT_RANGE);
+        let request = parse_request("expr=rate(x%5B5m%5D)&range=1h").expect("valid");
+        assert_eq!(request.source, Source::Expr("rate(x[5m])".into()));
+        assert_eq!(request.range, Duration::from_secs(3600));
+        for (query, says) in [
+            ("", "name the series"),
+            ("query=a&expr=b", "not both"),
+            ("query=a&range=0s", "`range`"),
+            ("query=a&range=soon", "`range`"),
+            ("query=a&series=%7Bjob%3D~%22a%22%7D", "`series`"),
+            ("query=a&colour=red", "unknown parameter `colour`"),
+        ] {
+            let error = parse_request(query).expect_err(query).to_string();
+            assert!(error.contains(says), "{query}: {error}");
+        }
+    }
+
+    #[test]
+    fn links_read_back_as_the_same_request() {
+        let base = Url::parse("http://foretell.example:9896/").expect("url");
+        let labels = Labels::from_pairs([
+            ("__name__", "up"),
+            ("job", "a&b=\"c\""),
+            ("instance", "x y"),
+        ]);
+        let link = link(&base, &Source::Expr("sum(rate(x[5m])) > 1".into()), &labels);
+        assert!(
+            link.starts_with("http://foretell.example:9896/graph?expr="),
+            "{link}"
+        );
+        let request = parse_request(link.split_once('?').expect("query").1).expect("parses");
+        assert_eq!(request.source, Source::Expr("sum(rate(x[5m])) > 1".into()));
+        assert_eq!(
+            request.series,
+            Labels::from_pairs([("job", "a&b=\"c\""), ("instance", "x y")])
+        );
+        let prefixed = Url::parse("https://ops.example/foretell").expect("url");
+        assert!(link_for_query(&prefixed).starts_with("https://ops.example/foretell/graph?query=q"));
+    }
+
+    fn link_for_query(base: &Url) -> String {
+        link(base, &Source::Query("q".into()), &Labels::default())
+    }
+
+    #[test]
+    fn expressions_are_restricted_to_the_series_with_escaped_values() {
+        let labels =
+            Labels::from_pairs([("__name__", "x"), ("instance", "a\"b\\c$1"), ("job", "api")]);
+        assert_eq!(
+            restricted("rate(x[5m])", &labels),
+            r#"(rate(x[5m])) and on(instance, job) label_replace(label_replace(vector(1), "instance", "a\"b\\c$$1", "", ""), "job", "api", "", "")"#
+        );
+        assert_eq!(restricted("sum(x)", &Labels::default()), "sum(x)");
+    }
+
+    fn grapher(prometheus: &str, on_demand: bool, now_ms: i64) -> Grapher {
+        let text = format!(
+            "prometheus:\n  url: {prometheus}\n  timeout: 2s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: demo\n    expr: up\n    step: 1m\n    history: 6h\n"
+        );
+        let config = crate::config::parse(
+            &text,
+            std::path::Path::new("test.yml"),
+            &crate::config::SystemEnvironment,
+        )
+        .expect("config");
+        Grapher::new(
+            Arc::new(PrometheusReader::new(&config.prometheus).expect("client")),
+            &config.queries,
+            on_demand.then_some(OnDemandConfig {
+                history: Duration::from_secs(6 * 3600),
+                step: Duration::from_secs(60),
+                timeout: Duration::from_secs(2),
+            }),
+            Arc::new(crate::clock::ManualClock::new(now_ms)),
+        )
+    }
+
+    /// Eight hours of a noisy series at 1m ending at `end_s`, with a spike near the end.
+    fn history(end_s: i64) -> String {
+        let points: Vec<(i64, String)> = (0..480)
+            .map(|i| {
+                let value =
+                    50.0 + ((i * 7919) % 17) as f64 / 4.0 + if i == 470 { 60.0 } else { 0.0 };
+                (end_s - (479 - i) * 60, value.to_string())
+            })
+            .collect();
+        let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
+        crate::testing::matrix(&[("a", &borrowed)])
+    }
+
+    #[tokio::test]
+    async fn a_tracked_series_is_fetched_alone_and_drawn() {
+        let end_s = 1_800_000_000;
+        let prometheus =
+            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
+                .await;
+        let grapher = grapher(&prometheus.url, false, end_s * 1000 + 5_000);
+        let request =
+            parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=2h").expect("valid");
+        let svg = grapher.render(&request).await.expect("drawn");
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(
+            svg.contains(r#"<title>up{instance=&quot;a&quot;}</title>"#),
+            "{svg}"
+        );
+        assert!(svg.contains("class=\"anomalous\"") || svg.contains("class=\"outside\""));
+        let requests = prometheus.requests();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        // Restricted to the one series; 6h fitted before the 2h shown, ending on the grid.
+        assert!(requests[0].contains("label_replace"), "{}", requests[0]);
+        assert!(
+            requests[0].contains(&format!("end={end_s}")),
+            "{}",
+            requests[0]
+        );
+        assert!(
+            requests[0].contains(&format!("start={}", end_s - (360 + 120 - 1) * 60)),
+            "{}",
+            requests[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_queries_expressions_when_off_and_failures_say_so() {
+        let end_s = 1_800_000_000;
+        let down = grapher("http://127.0.0.1:9", false, end_s * 1000);
+        let request = |q: &str| parse_request(q).expect("valid");
+        let error = down
+            .render(&request("query=nope"))
+            .await
+            .expect_err("unknown");
+        assert!(matches!(error, GraphError::NotFound(_)), "{error}");
+        let error = down.render(&request("expr=up")).await.expect_err("off");
+        assert!(error.to_string().contains("alerts.on_demand"), "{error}");
+        let error = down.render(&request("query=demo")).await.expect_err("down");
+        assert_eq!(error.status(), http::StatusCode::BAD_GATEWAY, "{error}");
+        let error = down
+            .render(&request("query=demo&range=30d"))
+            .await
+            .expect_err("too long");
+        assert!(error.to_string().contains("at most 5000"), "{error}");
+        let prometheus =
+            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
+                .await;
+        let up = grapher(&prometheus.url, true, end_s * 1000);
+        let error = up
+            .render(&request("expr=up&series=%7Binstance%3D%22b%22%7D"))
+            .await
+            .expect_err("no such series");
+        assert!(
+            error.to_string().contains("no series with the labels"),
+            "{error}"
+        );
+        let svg = up
+            .render(&request("expr=up"))
+            .await
+            .expect("the only series");
+        assert!(svg.contains("expression up"), "{svg}");
+    }
+
+    #[test]
+    fn the_series_is_singled_out_or_the_ambiguity_reported() {
+        let results = vec![
+            (Labels::from_pairs([("instance", "a"), ("job", "x")]), ()),
+            (Labels::from_pairs([("instance", "b"), ("job", "x")]), ()),
+            (Labels::from_pairs([("job", "x")]), ()),
+        ];
+        let one = pick(&results, &Labels::from_pairs([("instance", "b")])).expect("one");
+        assert_eq!(one.0.get("instance"), Some("b"));
+        let exact = pick(&results, &Labels::from_pairs([("job", "x")])).expect("exact");
+        assert_eq!(exact.0.len(), 1);
+        let results = &results[..2];
+        let error = pick(results, &Labels::from_pairs([("job", "x")])).expect_err("two");
+        assert!(error.to_string().contains("2 series carry"), "{error}");
+        let error = pick(results, &Labels::from_pairs([("job", "y")])).expect_err("none");
+        assert!(matches!(error, GraphError::NotFound(_)));
+    }
+}
