@@ -115,6 +115,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// List or requeue the dead-lettered deliveries of a running foretell (through its HTTP
+    /// API; requeueing needs server.enable_lifecycle).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
     /// Inspect the signed audit log.
     Audit {
         #[command(subcommand)]
@@ -169,6 +175,38 @@ pub struct ModelArgs {
     /// Points needed before the model is ready.
     #[arg(long, default_value_t = 30)]
     pub min_history_points: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Print the dead letters, oldest first, with their last error.
+    List {
+        /// The running foretell.
+        #[arg(long, default_value = crate::admin::DEFAULT_URL)]
+        url: String,
+        #[arg(long, value_enum, default_value_t = DeadLetterFormat::Table)]
+        format: DeadLetterFormat,
+    },
+    /// Put dead letters back in the delivery queue (each is audited as
+    /// alert.dead_letter_retried).
+    Retry {
+        /// The running foretell.
+        #[arg(long, default_value = crate::admin::DEFAULT_URL)]
+        url: String,
+        /// A dead letter's id (from `list`); repeat for several.
+        #[arg(long = "id", value_name = "ID", required_unless_present = "all")]
+        ids: Vec<i64>,
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeadLetterFormat {
+    Table,
+    /// JSON lines, as the API sends them.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! foretell: forecasts, baselines and anomaly scores for Prometheus series, served as metrics.
 
+mod admin;
 mod app;
 mod audit;
 mod cli;
@@ -23,7 +24,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use foretell_core::synthetic;
 
-use cli::{AuditCommand, BacktestFormat, Cli, Command, LogFormat, ModelArgs, RecordFormat};
+use cli::{
+    AuditCommand, BacktestFormat, Cli, Command, DeadLetterCommand, DeadLetterFormat, LogFormat,
+    ModelArgs, RecordFormat,
+};
 use clock::Clock;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage (as clap).
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             output.as_deref(),
         ),
         Command::Audit { command } => audit(command),
+        Command::DeadLetters { command } => dead_letters(command),
         Command::SampleData {
             history_out,
             rules_out,
@@ -437,6 +442,58 @@ fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Rec
         subject: args.subject.clone(),
     };
     commands::read_records(&args.db, &filter).map_err(audit_failure)
+}
+
+/// `foretell dead-letters ...`: exit 0 when done, 1 when foretell is unreachable or refuses,
+/// 2 for bad flags.
+fn dead_letters(command: DeadLetterCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("foretell: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let url = match &command {
+        DeadLetterCommand::List { url, .. } | DeadLetterCommand::Retry { url, .. } => url,
+    };
+    let client = match admin::AdminClient::new(url) {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("foretell dead-letters: {error}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match &command {
+            DeadLetterCommand::List { format, .. } => {
+                let letters = client.list().await?;
+                Ok(match format {
+                    DeadLetterFormat::Table => admin::render_table(&letters),
+                    DeadLetterFormat::Json => letters
+                        .iter()
+                        .map(|l| serde_json::to_string(l).unwrap_or_default() + "\n")
+                        .collect(),
+                })
+            }
+            DeadLetterCommand::Retry { ids, all, .. } => {
+                client.retry((!*all).then_some(ids.as_slice())).await
+            }
+        }
+    });
+    match outcome {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("foretell dead-letters: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// `foretell audit ...`: exit 0 when fine, 1 when verification finds a problem or the log

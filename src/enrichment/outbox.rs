@@ -267,7 +267,7 @@ pub fn backlog(connection: &Connection) -> Result<(u64, Option<i64>), rusqlite::
 }
 
 /// A delivery that will not be retried automatically.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     pub id: i64,
     pub notification_id: i64,

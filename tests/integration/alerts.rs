@@ -4,113 +4,10 @@
 //! unavailable`. Ignored by default; run by `.ci/run`'s end-to-end stage.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-
 use crate::support::*;
-
-/// A receiver that records every body it gets and answers with a status tests can change.
-struct Recorder {
-    url: String,
-    status: Arc<AtomicU16>,
-    bodies: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
-}
-
-impl Recorder {
-    async fn start() -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let status = Arc::new(AtomicU16::new(200));
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let (answer, seen) = (Arc::clone(&status), Arc::clone(&bodies));
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        let Some(head_end) = text.find("\r\n\r\n") else {
-                            continue;
-                        };
-                        let length = text[..head_end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .and_then(|v| v.trim().parse::<usize>().ok())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() < head_end + 4 + length {
-                            continue;
-                        }
-                        let status = answer.load(Ordering::SeqCst);
-                        if status == 200 {
-                            let body =
-                                serde_json::from_slice(&buf[head_end + 4..head_end + 4 + length])
-                                    .unwrap_or(serde_json::Value::Null);
-                            seen.lock()
-                                .expect("lock")
-                                .push((text[..head_end].to_owned(), body));
-                        }
-                        let response = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                        let _ = socket.write_all(response.as_bytes()).await;
-                        return;
-                    }
-                });
-            }
-        });
-        Recorder {
-            url,
-            status,
-            bodies,
-        }
-    }
-
-    /// Alerts received so far: (alertname, annotations, request head).
-    fn alerts(&self) -> Vec<(String, serde_json::Value, String)> {
-        self.bodies
-            .lock()
-            .expect("lock")
-            .iter()
-            .flat_map(|(head, body)| {
-                body["alerts"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |alert| {
-                        (
-                            alert["labels"]["alertname"]
-                                .as_str()
-                                .unwrap_or("")
-                                .to_owned(),
-                            alert["annotations"].clone(),
-                            head.clone(),
-                        )
-                    })
-            })
-            .collect()
-    }
-
-    fn got(&self, alertname: &str) -> bool {
-        self.alerts().iter().any(|(name, _, _)| name == alertname)
-    }
-}
 
 fn alertmanager_config(foretell_port: u16) -> String {
     format!(
@@ -123,7 +20,7 @@ fn foretell_config(foretell_port: u16, receiver_url: &str) -> String {
     // Nothing listens on port 9 of loopback: Prometheus is down for this whole test.
     format!(
         "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 500ms\n  retry:\n    max_attempts: 1\n\
-         server:\n  listen_address: 127.0.0.1:{foretell_port}\n  shutdown_grace: 5s\n\
+         server:\n  listen_address: 127.0.0.1:{foretell_port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
          audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
          alerts:\n  bearer_token_file: webhook.token\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n  on_demand:\n    timeout: 500ms\n\
          \x20 receivers:\n    - name: recorder\n      url: {receiver_url}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
@@ -147,7 +44,7 @@ async fn post_alert(alertmanager: &str, alertname: &str) {
     assert!(response.status().is_success(), "{}", response.status());
 }
 
-async fn counter(port: u16, name: &str) -> f64 {
+pub async fn counter(port: u16, name: &str) -> f64 {
     let body = get(&format!("http://127.0.0.1:{port}/metrics"))
         .await
         .map(|(_, body)| body)
@@ -188,26 +85,8 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
     foretell
         .wait_http_ok(&health, Duration::from_secs(30))
         .await;
-    let alertmanager_url = format!("http://127.0.0.1:{am_port}");
-    let mut alertmanager = Process::spawn(
-        "alertmanager",
-        Command::new(require_binary("prometheus-alertmanager"))
-            .current_dir(dir.path())
-            .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address="),
-        dir.path().join("alertmanager.log"),
-    );
-    alertmanager
-        .wait_http_ok(
-            &format!("{alertmanager_url}/-/ready"),
-            Duration::from_secs(30),
-        )
-        .await;
+    let (alertmanager_url, alertmanager) =
+        start_alertmanager(dir.path(), &am_config, am_port).await;
 
     // 1. An alert arrives enriched; Prometheus being down makes the confidence unavailable,
     //    never blocks the alert.
@@ -296,6 +175,49 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
     )
     .await;
 
+    // 4. A receiver that rejects the payload (400) gets no retries: the delivery becomes a dead
+    //    letter, which the CLI lists and, once the receiver is fixed, puts back in the queue.
+    recorder.status.store(400, Ordering::SeqCst);
+    post_alert(&alertmanager_url, "Rejected").await;
+    eventually(
+        "the rejected delivery is dead-lettered",
+        Duration::from_secs(30),
+        || async {
+            (counter(
+                foretell_port,
+                "foretell_deliveries_total{receiver=\"recorder\",outcome=\"dead_lettered\"}",
+            )
+            .await
+                >= 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    let foretell_url = format!("http://127.0.0.1:{foretell_port}");
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_foretell"));
+        command
+            .arg("dead-letters")
+            .args(args)
+            .args(["--url", &foretell_url]);
+        command
+    };
+    let listed = run_ok(&mut cli(&["list"]));
+    assert!(
+        listed.lines().count() == 2 && listed.contains("recorder") && listed.contains("400"),
+        "{listed}"
+    );
+    recorder.status.store(200, Ordering::SeqCst);
+    let retried = run_ok(&mut cli(&["retry", "--all"]));
+    assert!(retried.contains("requeued 1 dead letter"), "{retried}");
+    eventually(
+        "the requeued alert is delivered",
+        Duration::from_secs(30),
+        || async { recorder.got("Rejected").then_some(()) },
+    )
+    .await;
+    assert_eq!(run_ok(&mut cli(&["list"])), "no dead letters\n");
+
     // The audit log holds every step and verifies.
     assert!(
         foretell.terminate(Duration::from_secs(20)).is_some(),
@@ -319,6 +241,8 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
         "alert.enriched",
         "alert.retried",
         "alert.forwarded",
+        "alert.dead_lettered",
+        "alert.dead_letter_retried",
     ] {
         assert!(
             shown.contains(&format!("\"kind\":\"{kind}\"")),

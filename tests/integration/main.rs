@@ -8,4 +8,5 @@ mod alerts;
 mod audit;
 mod cli;
 mod e2e;
+mod incident;
 mod support;

@@ -7,7 +7,11 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU16;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -344,15 +348,44 @@ pub fn prepare_prometheus(
             .arg(&history)
             .arg(dir.join("data")),
     );
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: foretell\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{foretell_port}']\n",
-        rules.display()
-    );
-    std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus.yml");
-    Prometheus {
+    let prometheus = Prometheus {
         port: free_port(),
         dir: dir.to_owned(),
         process: None,
+    };
+    prometheus.configure(&[rules], foretell_port, None);
+    prometheus
+}
+
+impl Prometheus {
+    /// (Re)writes prometheus.yml: `rule_files`, evaluated every second, a scrape of foretell at
+    /// `foretell_port` with `honor_labels: true`, and alerts sent to an Alertmanager on
+    /// `alertmanager_port` when given.
+    pub fn configure(
+        &self,
+        rule_files: &[PathBuf],
+        foretell_port: u16,
+        alertmanager_port: Option<u16>,
+    ) {
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n",
+        );
+        for file in rule_files {
+            config.push_str(&format!("  - {}\n", file.display()));
+        }
+        config.push_str(&format!(
+            "scrape_configs:\n  - job_name: foretell\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{foretell_port}']\n"
+        ));
+        if let Some(port) = alertmanager_port {
+            config.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{port}']\n"
+            ));
+        }
+        std::fs::write(self.dir.join("prometheus.yml"), config).expect("prometheus.yml");
+    }
+
+    pub fn live_rules(&self) -> PathBuf {
+        self.dir.join("live-rules.yml")
     }
 }
 
@@ -365,4 +398,135 @@ pub fn start_foretell(config: &Path, log: PathBuf) -> Process {
             .args(["--log.level", "debug"]),
         log,
     )
+}
+
+/// A receiver that records every body it gets and answers with a status tests can change.
+pub struct Recorder {
+    pub url: String,
+    pub status: Arc<AtomicU16>,
+    bodies: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let status = Arc::new(AtomicU16::new(200));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (answer, seen) = (Arc::clone(&status), Arc::clone(&bodies));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        let Some(head_end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < head_end + 4 + length {
+                            continue;
+                        }
+                        let status = answer.load(std::sync::atomic::Ordering::SeqCst);
+                        if status == 200 {
+                            let body =
+                                serde_json::from_slice(&buf[head_end + 4..head_end + 4 + length])
+                                    .unwrap_or(serde_json::Value::Null);
+                            seen.lock()
+                                .expect("lock")
+                                .push((text[..head_end].to_owned(), body));
+                        }
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        );
+                        let _ = socket.write_all(response.as_bytes()).await;
+                        return;
+                    }
+                });
+            }
+        });
+        Recorder {
+            url,
+            status,
+            bodies,
+        }
+    }
+
+    /// Bodies received so far, oldest first.
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// Alerts received so far: (alertname, annotations, request head).
+    pub fn alerts(&self) -> Vec<(String, serde_json::Value, String)> {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .flat_map(|(head, body)| {
+                body["alerts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |alert| {
+                        (
+                            alert["labels"]["alertname"]
+                                .as_str()
+                                .unwrap_or("")
+                                .to_owned(),
+                            alert["annotations"].clone(),
+                            head.clone(),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    pub fn got(&self, alertname: &str) -> bool {
+        self.alerts().iter().any(|(name, _, _)| name == alertname)
+    }
+}
+
+/// Starts Debian's `prometheus-alertmanager` with `config` on `port` (no clustering) and waits
+/// until it is ready; returns its URL and process.
+pub async fn start_alertmanager(dir: &Path, config: &Path, port: u16) -> (String, Process) {
+    let url = format!("http://127.0.0.1:{port}");
+    let mut alertmanager = Process::spawn(
+        "alertmanager",
+        Command::new(require_binary("prometheus-alertmanager"))
+            .current_dir(dir)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address="),
+        dir.join("alertmanager.log"),
+    );
+    alertmanager
+        .wait_http_ok(&format!("{url}/-/ready"), Duration::from_secs(30))
+        .await;
+    (url, alertmanager)
 }
