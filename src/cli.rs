@@ -121,6 +121,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// Benchmarks with documented inputs (results in docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Inspect the signed audit log.
     Audit {
         #[command(subcommand)]
@@ -175,6 +180,38 @@ pub struct ModelArgs {
     /// Points needed before the model is ready.
     #[arg(long, default_value_t = 30)]
     pub min_history_points: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
+    /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on
+    /// tracked series, alerts needing an on-demand Prometheus query.
+    Enrichment {
+        /// Folder for the scratch outboxes (use the disk the real one will live on).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Notifications sent in each phase.
+        #[arg(long, default_value_t = 1000)]
+        notifications: usize,
+        /// Notifications per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Series in the tracked snapshot the tracked phase searches.
+        #[arg(long, default_value_t = 10_000)]
+        tracked_series: usize,
+        /// A real Prometheus for the on-demand phase (default: one in-process, answering at
+        /// once, so only foretell's own cost is measured).
+        #[arg(long, value_name = "URL", requires = "expr")]
+        prometheus: Option<String>,
+        /// The expression the on-demand alerts carry (with --prometheus); the alerts take the
+        /// labels of up to 20 of its series in turn.
+        #[arg(long, requires = "prometheus")]
+        expr: Option<String>,
+        /// Longest a phase may send for.
+        #[arg(long, default_value = "120s")]
+        time_limit: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,8 +25,8 @@ use clap::Parser;
 use foretell_core::synthetic;
 
 use cli::{
-    AuditCommand, BacktestFormat, Cli, Command, DeadLetterCommand, DeadLetterFormat, LogFormat,
-    ModelArgs, RecordFormat,
+    AuditCommand, BacktestFormat, BenchCommand, Cli, Command, DeadLetterCommand, DeadLetterFormat,
+    LogFormat, ModelArgs, RecordFormat,
 };
 use clock::Clock;
 
@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         ),
         Command::Audit { command } => audit(command),
         Command::DeadLetters { command } => dead_letters(command),
+        Command::Bench { command } => bench(command),
         Command::SampleData {
             history_out,
             rules_out,
@@ -442,6 +443,61 @@ fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Rec
         subject: args.subject.clone(),
     };
     commands::read_records(&args.db, &filter).map_err(audit_failure)
+}
+
+/// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
+fn bench(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Enrichment {
+            dir,
+            notifications,
+            rate,
+            tracked_series,
+            prometheus,
+            expr,
+            time_limit,
+        } => {
+            let time_limit = match config::duration::parse(&time_limit) {
+                Ok(limit) if !limit.is_zero() => limit,
+                _ => {
+                    eprintln!("foretell bench enrichment: --time-limit: `{time_limit}` is not a positive duration such as 120s");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            if !(rate.is_finite() && rate > 0.0) || notifications == 0 {
+                eprintln!("foretell bench enrichment: --rate and --notifications must be positive");
+                return ExitCode::from(EXIT_INVALID);
+            }
+            let settings = enrichment::bench::BenchSettings {
+                dir,
+                notifications,
+                rate,
+                tracked_series,
+                prometheus: prometheus.zip(expr),
+                time_limit,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("foretell: cannot start the async runtime: {error}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            match runtime.block_on(enrichment::bench::run(&settings)) {
+                Ok(reports) => {
+                    print!("{}", enrichment::bench::render(&reports));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("foretell bench enrichment: {error}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+    }
 }
 
 /// `foretell dead-letters ...`: exit 0 when done, 1 when foretell is unreachable or refuses,

@@ -2,7 +2,7 @@
 //! matches the alert, or from the alert rule's expression fetched from Prometheus and replayed
 //! through a model fitted on the fly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,22 +32,60 @@ pub struct Assessment {
     pub details: serde_json::Value,
 }
 
-/// One on-demand range, shared by the alerts of a notification that come from the same rule.
-struct Fetched {
+/// One on-demand range, shared by the alerts that come from the same rule within one step
+/// (see [`RangeCache`]).
+pub struct Fetched {
     start_ms: i64,
     step_ms: i64,
     points: usize,
     series: Vec<(Labels, Vec<Sample>)>,
 }
 
-/// Assesses the alerts of one notification. On-demand queries are made once per expression and
-/// all share one deadline (`alerts.on_demand.timeout` from the start), so a slow Prometheus
-/// delays a notification by that much at most, however many alerts it holds.
+type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, String>>>;
+
+/// On-demand ranges by expression and grid end. Until the grid moves on (one on-demand step),
+/// every alert of a rule, across notifications, uses one answer: an alert storm from one rule
+/// costs Prometheus one query per step, not one per notification. Single flight: alerts that
+/// arrive while the query is out wait for it (each within its own budget).
+#[derive(Default)]
+pub struct RangeCache {
+    /// Slots in the order they were made, the newest last.
+    ranges: std::sync::Mutex<Vec<((String, i64), SharedRange)>>,
+}
+
+/// Ranges kept at most: each can hold a day of every series of a rule, so many rules alerting
+/// at once must not keep them all.
+const CACHED_RANGES: usize = 16;
+
+impl RangeCache {
+    /// The slot of `expr` for the grid ending at `end_ms`; older grids and, past
+    /// [`CACHED_RANGES`], the oldest slots are dropped.
+    fn slot(&self, expr: &str, end_ms: i64) -> SharedRange {
+        let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        ranges.retain(|((_, end), _)| *end >= end_ms);
+        if let Some((_, slot)) = ranges
+            .iter()
+            .find(|((cached, end), _)| cached == expr && *end == end_ms)
+        {
+            return Arc::clone(slot);
+        }
+        if ranges.len() >= CACHED_RANGES {
+            ranges.remove(0);
+        }
+        let slot = SharedRange::default();
+        ranges.push(((expr.to_owned(), end_ms), Arc::clone(&slot)));
+        slot
+    }
+}
+
+/// Assesses the alerts of one notification. On-demand queries are shared (see [`RangeCache`])
+/// and all of a notification's waits share one deadline (`alerts.on_demand.timeout` from the
+/// start), so a slow Prometheus delays a notification by that much at most, however many
+/// alerts it holds.
 pub struct Assessor<'a> {
     enrichment: &'a Enrichment,
     now_ms: i64,
     deadline: tokio::time::Instant,
-    fetched: HashMap<String, Result<Arc<Fetched>, String>>,
 }
 
 impl<'a> Assessor<'a> {
@@ -60,7 +98,6 @@ impl<'a> Assessor<'a> {
             enrichment,
             now_ms,
             deadline: tokio::time::Instant::now() + budget,
-            fetched: HashMap::new(),
         }
     }
 }
@@ -242,14 +279,7 @@ impl Assessor<'_> {
             "no tracked series matches the alert's labels and the alert carries no expression (generatorURL g0.expr or a foretell_expr annotation)".to_owned()
         })?;
         let expr = lookup::without_threshold(&expr).to_owned();
-        let fetched = match self.fetched.get(&expr) {
-            Some(fetched) => fetched.clone(),
-            None => {
-                let fetched = self.fetch(&expr, &settings).await;
-                self.fetched.insert(expr.clone(), fetched.clone());
-                fetched
-            }
-        }?;
+        let fetched = self.fetch(&expr, &settings).await?;
         let (labels, samples) = lookup::pick_series(&fetched.series, &alert.labels)
             .ok_or_else(|| format!("`{expr}` returned no series matching the alert's labels"))?;
         let (start_ms, step_ms, points) = (fetched.start_ms, fetched.step_ms, fetched.points);
@@ -308,7 +338,8 @@ impl Assessor<'_> {
         })
     }
 
-    /// Runs `expr` over the on-demand history, within what is left of the notification's budget.
+    /// `expr` over the on-demand history ending at the current grid point: from the cache, or
+    /// fetched, within what is left of the notification's budget.
     async fn fetch(&self, expr: &str, settings: &OnDemandConfig) -> Result<Arc<Fetched>, String> {
         let Some(prometheus) = &self.enrichment.prometheus else {
             return Err("on-demand assessment has no Prometheus client".into());
@@ -316,27 +347,36 @@ impl Assessor<'_> {
         let step_ms = settings.step.as_millis() as i64;
         let end_ms = self.now_ms - self.now_ms.rem_euclid(step_ms);
         let start_ms = end_ms - settings.history.as_millis() as i64;
+        let slot = self.enrichment.ranges.slot(expr, end_ms);
         let query = RangeQuery {
             expr,
             start_ms,
             end_ms,
             step_ms,
         };
-        let answer = tokio::time::timeout_at(self.deadline, prometheus.query_range(&query))
-        .await
-        .map_err(|_| {
-            format!(
-                "Prometheus did not answer `{expr}` within this notification's on-demand budget of {:?} (alerts.on_demand.timeout)",
-                settings.timeout
-            )
-        })?
-        .map_err(|error| format!("Prometheus could not evaluate `{expr}`: {error}"))?;
-        Ok(Arc::new(Fetched {
-            start_ms,
-            step_ms,
-            points: ((end_ms - start_ms) / step_ms + 1) as usize,
-            series: answer.series,
-        }))
+        let fetch = slot.get_or_init(|| async {
+            prometheus
+                .query_range(&query)
+                .await
+                .map(|answer| {
+                    Arc::new(Fetched {
+                        start_ms,
+                        step_ms,
+                        points: ((end_ms - start_ms) / step_ms + 1) as usize,
+                        series: answer.series,
+                    })
+                })
+                .map_err(|error| format!("Prometheus could not evaluate `{expr}`: {error}"))
+        });
+        tokio::time::timeout_at(self.deadline, fetch)
+            .await
+            .map_err(|_| {
+                format!(
+                    "Prometheus did not answer `{expr}` within this notification's on-demand budget of {:?} (alerts.on_demand.timeout)",
+                    settings.timeout
+                )
+            })?
+            .clone()
     }
 }
 
@@ -360,6 +400,22 @@ fn hour_horizon(horizons: &[(String, u32)], step_ms: i64) -> Option<&(String, u3
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_range_cache_shares_a_slot_per_rule_and_grid_and_stays_bounded() {
+        let cache = RangeCache::default();
+        let first = cache.slot("up", 60_000);
+        assert!(Arc::ptr_eq(&first, &cache.slot("up", 60_000)));
+        assert!(!Arc::ptr_eq(&first, &cache.slot("down", 60_000)));
+        // The grid moved on: a new slot, and the old ones are gone.
+        assert!(!Arc::ptr_eq(&first, &cache.slot("up", 120_000)));
+        let held = |cache: &RangeCache| cache.ranges.lock().expect("lock").len();
+        assert_eq!(held(&cache), 1);
+        for rule in 0..100 {
+            cache.slot(&format!("rule{rule}"), 120_000);
+        }
+        assert_eq!(held(&cache), CACHED_RANGES);
+    }
 
     #[test]
     fn numbers_keep_four_significant_digits() {

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::route::{route, Route};
-use foretell_core::alerts::webhook::{self, Alert};
+use foretell_core::alerts::webhook::{self, Alert, Notification};
 use tokio_util::sync::CancellationToken;
 
-use super::assess::Assessor;
+use futures_util::StreamExt;
+
+use super::assess::{Assessment, Assessor};
 use super::outbox::{self, NewDelivery, Received};
 use super::{pause, Enrichment};
 
@@ -55,11 +57,19 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
                 let now_ms = enrichment.clock.now_ms();
                 let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
                 enrichment.telemetry.backlog(pending, age);
-                for notification in received {
+                // Assessments (on-demand fits are CPU work) run side by side; routing commits
+                // in arrival order, so deliveries of a group keep their order.
+                let mut assessed = futures_util::stream::iter(
+                    received
+                        .into_iter()
+                        .map(|notification| assess(&enrichment, notification)),
+                )
+                .buffered(concurrent_assessments());
+                while let Some(assessed) = assessed.next().await {
                     if cancel.is_cancelled() {
                         return;
                     }
-                    if let Err(error) = enrich(&enrichment, notification).await {
+                    if let Err(error) = route_and_commit(&enrichment, assessed).await {
                         tracing::error!(%error, "routing a notification could not be committed; it is retried");
                         failed = true;
                         break;
@@ -83,7 +93,25 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
     }
 }
 
-async fn enrich(enrichment: &Enrichment, received: Received) -> Result<(), String> {
+/// Notifications assessed at once: one per core, at least two (an on-demand query waiting on
+/// Prometheus leaves its core free).
+fn concurrent_assessments() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8)
+}
+
+/// A notification with the assessment of each of its alerts.
+struct Assessed {
+    received: Received,
+    started: Instant,
+    now_ms: i64,
+    /// `None` when the stored body no longer parses (forwarded unchanged).
+    notification: Option<Notification>,
+    assessments: Vec<Assessment>,
+}
+
+async fn assess(enrichment: &Enrichment, received: Received) -> Assessed {
     let started = Instant::now();
     let now_ms = enrichment.clock.now_ms();
     let (notification, assessments) = match webhook::parse(&received.body) {
@@ -101,6 +129,23 @@ async fn enrich(enrichment: &Enrichment, received: Received) -> Result<(), Strin
             (None, Vec::new())
         }
     };
+    Assessed {
+        received,
+        started,
+        now_ms,
+        notification,
+        assessments,
+    }
+}
+
+async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result<(), String> {
+    let Assessed {
+        received,
+        started,
+        now_ms,
+        notification,
+        assessments,
+    } = assessed;
     let routes: Vec<Route> = enrichment
         .config
         .routes

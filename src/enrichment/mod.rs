@@ -7,6 +7,7 @@
 //! change with its record. A crash at any point leaves work the next start picks up.
 
 pub mod assess;
+pub mod bench;
 pub mod enricher;
 pub mod forwarder;
 pub mod metrics;
@@ -75,6 +76,8 @@ pub struct Enrichment {
     pub queued: BTreeMap<String, Notify>,
     /// foretell's external URL: enriched alerts link to `/graph` under it.
     pub graph_base: Option<url::Url>,
+    /// On-demand ranges shared across notifications within one step.
+    ranges: assess::RangeCache,
 }
 
 impl Enrichment {
@@ -107,6 +110,7 @@ impl Enrichment {
             snapshot,
             received: Notify::new(),
             graph_base: None,
+            ranges: assess::RangeCache::default(),
         }
     }
 

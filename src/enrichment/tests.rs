@@ -483,6 +483,30 @@ async fn bad_requests_get_a_defined_answer_and_nothing_is_stored() {
         harness.post(&nested, Some("s3cret")).await.0,
         StatusCode::BAD_REQUEST
     );
+    let lone_surrogate = FIRING.replace("errors up", "errors \\ud800 up");
+    let (status, reason) = harness.post(&lone_surrogate, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+    assert!(reason.contains("hex escape"), "{reason}");
+    let mut invalid_utf8 = FIRING.as_bytes().to_vec();
+    let at = FIRING.find("errors up").expect("summary");
+    invalid_utf8[at] = 0xff;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/alertmanager/webhook")
+        .header("authorization", "Bearer s3cret");
+    let (status, reason) = harness.send(request, Bytes::from(invalid_utf8)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
+    assert!(reason.contains("invalid unicode"), "{reason}");
+    // 50,000 alerts are far over the body cap: refused before being read whole.
+    let one = r#"{"status":"firing","labels":{"alertname":"A"},"startsAt":"2024-05-01T12:00:00Z"}"#;
+    let many = FIRING.replace(
+        &FIRING[FIRING.find("\"alerts\": [").expect("alerts")..FIRING.rfind(']').expect("end") + 1],
+        &format!("\"alerts\": [{}]", vec![one; 50_000].join(",")),
+    );
+    assert_eq!(
+        harness.post(&many, Some("s3cret")).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     let (status, _) = harness.request(Method::GET, "/alertmanager/webhook").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let metrics = harness.metrics();
@@ -491,11 +515,30 @@ async fn bad_requests_get_a_defined_answer_and_nothing_is_stored() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("foretell_webhook_requests_total{code=\"413\"} 1\n"),
+        metrics.contains("foretell_webhook_requests_total{code=\"413\"} 2\n"),
         "{metrics}"
     );
     assert!(harness.records().is_empty(), "nothing was accepted");
     assert!(receiver.requests().is_empty());
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_alert_list_is_acknowledged_and_recorded_and_nothing_is_sent() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let empty = r#"{"version":"4","receiver":"foretell","status":"resolved","groupKey":"{}:{}","groupLabels":{},"alerts":[]}"#;
+    let (status, reason) = harness.post(empty, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    assert!(
+        eventually(|| harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.received"))
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(receiver.requests().is_empty(), "no alert, no delivery");
     harness.stop().await;
 }
 
@@ -640,8 +683,17 @@ async fn alerts_of_one_rule_share_one_on_demand_query() {
     let body = untracked(&["x", "y"], &["up+%3E+0", "up+%3E+0"]);
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
     assert!(eventually(|| receiver.requests().len() == 1).await);
+    // A later notification of the same rule within the step reuses the answer.
+    let later = body.replace("\"groupKey\":\"", "\"groupKey\":\"later-");
+    assert_ne!(later, body);
+    assert_eq!(harness.post(&later, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(eventually(|| receiver.requests().len() == 2).await);
     let requests = prometheus.requests();
-    assert_eq!(requests.len(), 1, "one query for both alerts: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one query for both alerts and both notifications: {requests:?}"
+    );
     assert!(
         requests[0].contains("query=up&"),
         "the threshold is taken off: {}",

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::{SnapshotCell, UpstreamHealth};
 use crate::telemetry::Telemetry;
-pub use routes::{handle, DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH};
+pub use routes::{handle, DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH, WEBHOOK_PATH};
 
 /// A request to reload the configuration file, answered with the outcome.
 pub struct ReloadRequest {
