@@ -102,7 +102,14 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 break;
             }
             let idempotency_key = format!("{log_prefix}-{}", delivery.id);
-            let attempt = send(&client, &receiver, &delivery, &idempotency_key).await;
+            let attempt = send(
+                &client,
+                &receiver,
+                &delivery,
+                &idempotency_key,
+                enrichment.clock.as_ref(),
+            )
+            .await;
             let now_ms = enrichment.clock.now_ms();
             breaker.record(&attempt, now_ms);
             let attempts = delivery.attempts.saturating_add(1);
@@ -227,6 +234,7 @@ async fn send(
     receiver: &ReceiverConfig,
     delivery: &Delivery,
     idempotency_key: &str,
+    clock: &dyn crate::clock::Clock,
 ) -> Attempt {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -249,12 +257,12 @@ async fn send(
     };
     match request.send().await {
         Ok(response) => {
+            let now_ms = clock.now_ms();
             let retry_after_ms = response
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .map(|seconds| seconds.saturating_mul(1000));
+                .and_then(|v| foretell_core::timestamp::retry_after_ms(v, now_ms));
             Attempt::Answered {
                 status: response.status().as_u16(),
                 retry_after_ms,

@@ -343,12 +343,13 @@ impl PrometheusReader {
         };
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
+        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| foretell_core::timestamp::retry_after_ms(v, now_ms))
+            .map(|ms| Duration::from_millis(ms as u64));
         let too_large = || ReadError::TooLarge {
             url: url.clone(),
             limit: self.max_response_bytes,

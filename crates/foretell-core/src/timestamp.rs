@@ -143,6 +143,48 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// The wait an HTTP `Retry-After` value asks for, in milliseconds from `now_ms`: delay-seconds
+/// (`120`) or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110's IMF-fixdate). A date in
+/// the past is no wait; anything else is `None` (ignored, as RFC 9110 lets a client do).
+pub fn retry_after_ms(value: &str, now_ms: i64) -> Option<i64> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return value
+            .parse::<i64>()
+            .ok()
+            .map(|seconds| seconds.saturating_mul(1000));
+    }
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let [weekday, day, month, year, time, "GMT"] = fields.as_slice() else {
+        return None;
+    };
+    if !weekday.ends_with(',') || day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let number = |text: &str| -> Option<i64> {
+        text.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| text.parse().ok())
+            .flatten()
+    };
+    let (day, year) = (number(day)?, number(year)?);
+    let clock: Vec<&str> = time.split(':').collect();
+    let [hour, minute, second] = clock.as_slice() else {
+        return None;
+    };
+    let (hour, minute, second) = (number(hour)?, number(minute)?, number(second)?);
+    if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let at_ms =
+        (days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second) * 1000;
+    Some((at_ms - now_ms).max(0))
+}
+
 /// `2014-04-01T00:00:00Z` (milliseconds are dropped).
 pub fn format_rfc3339(ms: i64) -> String {
     let seconds = ms.div_euclid(1000);
@@ -159,6 +201,33 @@ pub fn format_rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = parse("1994-11-06T08:49:00Z").expect("valid").0;
+        assert_eq!(retry_after_ms("120", now), Some(120_000));
+        assert_eq!(retry_after_ms(" 0 ", now), Some(0));
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(37_000)
+        );
+        assert_eq!(
+            retry_after_ms("Sun, 06 Nov 1994 08:48:00 GMT", now),
+            Some(0)
+        );
+        for bad in [
+            "",
+            "-5",
+            "1.5",
+            "soon",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Now 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(retry_after_ms(bad, now), None, "{bad}");
+        }
+    }
 
     #[test]
     fn formatting_round_trips_through_parsing() {
