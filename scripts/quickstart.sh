@@ -39,6 +39,7 @@ global:
 rule_files:
   - $work/live-rules.yml
   - $PWD/rules/foretell.rules.yml
+  - $PWD/rules/foretell-self.rules.yml
 scrape_configs:
   - job_name: foretell
     honor_labels: true
