@@ -212,6 +212,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         shutting_down: AtomicBool::new(false),
         alerts: alerts.clone(),
         graphs,
+        info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
     });
     let stop_alerts = CancellationToken::new();
     let alert_tasks = alerts
@@ -379,6 +380,7 @@ impl Running {
         if let Some(alerts) = &self.state.alerts {
             alerts.set_queries(&new.queries);
         }
+        *self.state.info.write().unwrap_or_else(|e| e.into_inner()) = server::StatusInfo::of(&new);
         match PrometheusReader::new(&new.prometheus) {
             Ok(reader) => self
                 .state

@@ -76,6 +76,20 @@ struct QueryStats {
     fits: u64,
     updates: u64,
     last_success_seconds: Option<f64>,
+    last_cycle_seconds: Option<f64>,
+}
+
+/// What the status page shows of one query's cycles.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuerySummary {
+    pub cycles: u64,
+    pub cycles_skipped: u64,
+    /// Failed range requests, every reason.
+    pub failures: u64,
+    pub series_tracked: Option<u64>,
+    pub series_ready: Option<u64>,
+    pub last_cycle_seconds: Option<f64>,
+    pub last_success_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -183,7 +197,35 @@ impl Telemetry {
             stats.retries += report.retries;
             stats.warnings += report.warnings;
             stats.last_success_seconds = Some(now_seconds);
+            stats.last_cycle_seconds = Some(seconds);
         });
+    }
+
+    /// Per query: cycles, failures and the newest cycle, for the status page.
+    pub fn query_summaries(&self) -> BTreeMap<String, QuerySummary> {
+        self.with(|s| {
+            s.queries
+                .iter()
+                .map(|(name, stats)| {
+                    (
+                        name.clone(),
+                        QuerySummary {
+                            cycles: stats.cycles,
+                            cycles_skipped: stats.cycles_skipped,
+                            failures: stats.failures.values().sum(),
+                            series_tracked: stats.series_tracked,
+                            series_ready: stats.series_ready,
+                            last_cycle_seconds: stats.last_cycle_seconds,
+                            last_success_seconds: stats.last_success_seconds,
+                        },
+                    )
+                })
+                .collect()
+        })
+    }
+
+    pub fn version(&self) -> &'static str {
+        self.version
     }
 
     /// The audit log is open with its newest record at `head_seq`.

@@ -164,6 +164,7 @@ impl Assessor<'_> {
                     );
                 }
                 let features = evidence.features();
+                let graph = annotations.get("foretell_graph_url").cloned();
                 Assessment {
                     confidence: Some(confidence),
                     annotations,
@@ -181,6 +182,7 @@ impl Assessor<'_> {
                         "siblings": evidence.siblings,
                         "siblings_anomalous": evidence.siblings_anomalous,
                         "features": [features.peak, features.peak_probability, features.outside, features.latest],
+                        "graph": graph,
                     }),
                 }
             }

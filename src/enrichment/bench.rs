@@ -418,6 +418,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
             None,
             Arc::clone(&clock),
         )),
+        info: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -152,6 +152,17 @@ impl Enrichment {
 }
 
 impl Enrichment {
+    /// The newest `limit` alerts with their confidence and outcome, for the status page.
+    pub async fn recent_alerts(&self, limit: usize) -> Result<Vec<outbox::RecentAlert>, String> {
+        let path = self.db_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = outbox::open_reader(&path).map_err(|e| e.to_string())?;
+            outbox::recent_alerts(&connection, limit).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Dead letters as JSON lines, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<outbox::DeadLetter>, String> {
         let path = self.db_path.clone();

@@ -266,6 +266,120 @@ pub fn backlog(connection: &Connection) -> Result<(u64, Option<i64>), rusqlite::
     )
 }
 
+/// One alert as the status page shows it: its `alert.enriched` record and what became of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecentAlert {
+    pub at_ms: i64,
+    pub alertname: String,
+    pub confidence: Option<f64>,
+    /// The series it was assessed on, or why it was not.
+    pub detail: String,
+    pub chart: Option<String>,
+    /// Per receiver: `delivered to pager`, `pending for tickets`, `dead letter for chat`,
+    /// `suppressed for pager`; `no route matched` when none took it.
+    pub outcome: String,
+}
+
+/// The newest `limit` enriched alerts, newest first.
+pub fn recent_alerts(
+    connection: &Connection,
+    limit: usize,
+) -> Result<Vec<RecentAlert>, rusqlite::Error> {
+    let mut enriched = connection.prepare_cached(
+        "SELECT ts_ms, subject, details FROM records WHERE kind = 'alert.enriched' \
+         ORDER BY seq DESC LIMIT ?1",
+    )?;
+    let rows: Vec<(i64, String, String)> = enriched
+        .query_map(params![limit as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut deliveries = connection.prepare_cached(
+        "SELECT receiver, state, body FROM deliveries WHERE notification_id = ?1 ORDER BY id",
+    )?;
+    let mut suppressed = connection.prepare_cached(
+        "SELECT outcome, details FROM records WHERE kind = 'alert.suppressed' AND subject = ?1 \
+         AND ts_ms >= ?2 ORDER BY seq",
+    )?;
+    let mut alerts = Vec::with_capacity(rows.len());
+    for (at_ms, subject, details) in rows {
+        let details: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+        let fingerprint = details["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let notification = details["notification"].as_i64().unwrap_or(-1);
+        let mut outcomes = Vec::new();
+        let held: Vec<(String, serde_json::Value)> = suppressed
+            .query_map(params![subject, at_ms], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .filter_map(Result::ok)
+            .map(|(outcome, text)| (outcome, serde_json::from_str(&text).unwrap_or_default()))
+            .filter(|(_, d): &(String, serde_json::Value)| {
+                d["notification"].as_i64() == Some(notification)
+            })
+            .collect();
+        for (outcome, d) in &held {
+            match outcome.as_str() {
+                "unrouted" => outcomes.push("no route matched".to_owned()),
+                _ => outcomes.push(format!(
+                    "suppressed for {}",
+                    d["receiver"].as_str().unwrap_or("?")
+                )),
+            }
+        }
+        let carried: Vec<(String, String)> = deliveries
+            .query_map(params![notification], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
+            .filter_map(Result::ok)
+            .filter(|(_, _, body)| {
+                serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|b| b["alerts"].as_array().cloned())
+                    .is_some_and(|a| {
+                        a.iter()
+                            .any(|alert| alert["fingerprint"] == fingerprint.as_str())
+                    })
+            })
+            .map(|(receiver, state, _)| (receiver, state))
+            .collect();
+        for (receiver, state) in carried {
+            outcomes.push(match state.as_str() {
+                DELIVERED => format!("delivered to {receiver}"),
+                DEAD => format!("dead letter for {receiver}"),
+                _ => format!("pending for {receiver}"),
+            });
+        }
+        if outcomes.is_empty() {
+            outcomes.push("not routed yet".to_owned());
+        }
+        let confidence = details["confidence"].as_f64();
+        let detail = details["series"]
+            .as_str()
+            .or_else(|| details["reason"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        alerts.push(RecentAlert {
+            at_ms,
+            alertname: subject
+                .rsplit_once('/')
+                .map_or(subject.as_str(), |(name, _)| name)
+                .to_owned(),
+            confidence,
+            detail,
+            chart: details["graph"].as_str().map(str::to_owned),
+            outcome: outcomes.join("; "),
+        });
+    }
+    Ok(alerts)
+}
+
 /// A delivery that will not be retried automatically.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetter {

@@ -164,6 +164,7 @@ impl Harness {
                 None,
                 Arc::new(SystemClock),
             )),
+            info: Default::default(),
         };
         Harness {
             _dir: dir,

@@ -1,6 +1,7 @@
 //! The HTTP listener: `/metrics`, health, readiness and the lifecycle API, on hyper 1.
 
 mod routes;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::atomic::AtomicBool;
@@ -35,6 +36,45 @@ pub struct AppState {
     pub alerts: Option<Arc<crate::enrichment::Enrichment>>,
     /// Charts of series (`/graph`).
     pub graphs: Arc<crate::graph::Grapher>,
+    /// What the status page says about the configuration; replaced on reload.
+    pub info: std::sync::RwLock<StatusInfo>,
+}
+
+/// The configuration as the status page shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatusInfo {
+    pub prometheus_url: String,
+    pub queries: Vec<QueryInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryInfo {
+    pub name: String,
+    pub expr: String,
+    pub step: Duration,
+    pub history: Duration,
+}
+
+impl StatusInfo {
+    pub fn of(config: &crate::config::Config) -> StatusInfo {
+        let mut url = config.prometheus.url.clone();
+        // Never show credentials (the loader refuses them, but a URL is a URL).
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+        StatusInfo {
+            prometheus_url: url.to_string(),
+            queries: config
+                .queries
+                .iter()
+                .map(|q| QueryInfo {
+                    name: q.name.clone(),
+                    expr: q.expr.clone(),
+                    step: q.step,
+                    history: q.history,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// How long a client may take to send its request head.

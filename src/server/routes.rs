@@ -9,7 +9,7 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::sync::oneshot;
 
-use super::{AppState, ReloadRequest};
+use super::{status, AppState, ReloadRequest};
 use crate::graph::{self, GRAPH_PATH};
 use crate::pipeline::UpstreamStatus;
 
@@ -60,14 +60,30 @@ where
         }
         ("/-/ready", Method::GET | Method::HEAD) => ready(state),
         ("/-/reload", Method::POST | Method::PUT) => reload(state).await,
-        ("/", Method::GET | Method::HEAD) => text(StatusCode::OK, INDEX),
-        ("/metrics" | "/-/healthy" | "/-/ready" | "/", _) => method_not_allowed("GET, HEAD"),
+        ("/", Method::GET | Method::HEAD) => {
+            let (code, page) = status::overview(state).await;
+            html(code, page)
+        }
+        (status::QUERY_PATH, Method::GET | Method::HEAD) => {
+            let (code, page) = status::query(state, request.uri().query().unwrap_or(""));
+            html(code, page)
+        }
+        (status::SERIES_PATH, Method::GET | Method::HEAD) => {
+            let (code, page) = status::series(state, request.uri().query().unwrap_or(""));
+            html(code, page)
+        }
+        (status::QUERY_PATH | status::SERIES_PATH, _) => method_not_allowed("GET, HEAD"),
+        ("/api", Method::GET | Method::HEAD) => text(StatusCode::OK, INDEX),
+        ("/metrics" | "/-/healthy" | "/-/ready" | "/" | "/api", _) => {
+            method_not_allowed("GET, HEAD")
+        }
         ("/-/reload", _) => method_not_allowed("POST, PUT"),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }
 
 const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prometheus series\n\n\
+    /            status page (HTML): queries, top anomalies, recent alerts, charts\n\
     /metrics     predictions and self-metrics (Prometheus text format)\n\
     /-/healthy   liveness\n\
     /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable\n\
@@ -81,6 +97,31 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A status page; a failure is answered as text. No script may run from a page that shows
+/// label values, so none is allowed at all.
+fn html(status: StatusCode, body: String) -> Reply {
+    if !status.is_success() {
+        return text(status, body);
+    }
+    let mut response = text(status, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
     );
     response
 }
@@ -318,6 +359,7 @@ mod tests {
                     None,
                     Arc::new(crate::clock::SystemClock),
                 )),
+                info: Default::default(),
             },
             requests,
         )
@@ -376,6 +418,116 @@ mod tests {
             body.contains("foretell_build_info{version=\"test\"} 1\n"),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_status_pages_show_queries_series_and_link_the_chart() {
+        let (state, _requests) = state(false);
+        *state.info.write().expect("lock") = crate::server::StatusInfo {
+            prometheus_url: "http://prometheus:9090/".into(),
+            queries: vec![crate::server::QueryInfo {
+                name: "load".into(),
+                expr: "node_load1".into(),
+                step: Duration::from_secs(60),
+                history: Duration::from_secs(7 * 86_400),
+            }],
+        };
+        let ready = |instance: &str, score: f64| {
+            SeriesOutput::new(
+                export_labels(
+                    "load",
+                    &Labels::from_pairs([("__name__", "node_load1"), ("instance", instance)]),
+                ),
+                SeriesState::Ready {
+                    band: Band {
+                        expected: 1.0,
+                        lower: 0.5,
+                        upper: 1.5,
+                    },
+                    score: Some(score),
+                    probability: 0.3,
+                    forecasts: vec![],
+                    threshold_eta_seconds: None,
+                    excursion: Default::default(),
+                },
+            )
+        };
+        state.snapshot.publish(QueryOutput {
+            query: "load".into(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series: vec![ready("calm", 0.2), ready("<b>hot</b>", 4.0)],
+        });
+        let response = handle(&state, request(Method::GET, "/")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        assert!(response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii")
+            .starts_with("default-src 'none'"));
+        let page = body_of(response).await;
+        assert!(
+            page.contains("<a href=\"/status/query?name=load\">load</a>"),
+            "{page}"
+        );
+        assert!(page.contains("http://prometheus:9090/"));
+        // The hottest series first, its label escaped.
+        let hot = page
+            .find("&lt;b&gt;hot&lt;/b&gt;")
+            .expect("hot series listed");
+        let calm = page.find("calm").expect("calm series listed");
+        assert!(hot < calm, "most anomalous first");
+        assert!(page.contains("The Alertmanager receiver is off"));
+
+        let page =
+            body_of(handle(&state, request(Method::GET, "/status/query?name=load")).await).await;
+        assert!(
+            page.contains("node_load1{instance=&quot;calm&quot;}"),
+            "{page}"
+        );
+        let href = "/status/series?query=load&amp;series=%7Binstance%3D%22calm%22%7D";
+        assert!(page.contains(href), "{page}");
+
+        let response = handle(
+            &state,
+            request(
+                Method::GET,
+                "/status/series?query=load&series=%7Binstance%3D%22calm%22%7D&range=1d",
+            ),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let page = body_of(response).await;
+        assert!(
+            page.contains(
+                "src=\"/graph?query=load&amp;series=%7Binstance%3D%22calm%22%7D&amp;range=1d\""
+            ),
+            "{page}"
+        );
+        for (path, code) in [
+            ("/status/query?name=nope", StatusCode::NOT_FOUND),
+            ("/status/query", StatusCode::BAD_REQUEST),
+            (
+                "/status/series?query=load&series=%7Binstance%3D%22gone%22%7D",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/status/series?query=load&series=%7Bbroken",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/status/series?query=load&series=%7B%7D&range=soon",
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let response = handle(&state, request(Method::GET, path)).await;
+            assert_eq!(response.status(), code, "{path}");
+        }
+        let api = body_of(handle(&state, request(Method::GET, "/api")).await).await;
+        assert!(api.contains("/graph"), "{api}");
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ fn the_documented_example_config_is_valid() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/foretell.example.yml");
     let (code, stdout, stderr) = run(foretell().arg("check-config").arg(&example));
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.ends_with("valid, 3 queries\n"), "{stdout}");
+    assert!(stdout.ends_with("valid, 7 queries\n"), "{stdout}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod labels;
 pub mod model;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod synthetic;
 pub mod timestamp;

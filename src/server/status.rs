@@ -1,0 +1,299 @@
+//! The status pages: what foretell knows (the snapshot, its self-metrics, the outbox) put into
+//! the core's views (`foretell_core::status`), with the links between them built here.
+
+use std::collections::BTreeMap;
+
+use foretell_core::labels::METRIC_NAME;
+use foretell_core::snapshot::{SeriesOutput, SeriesState, QUERY_LABEL, SOURCE_METRIC_LABEL};
+use foretell_core::status::{
+    self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
+    SeriesRow, Upstream,
+};
+use foretell_core::Labels;
+use http::StatusCode;
+
+use super::AppState;
+use crate::clock::{Clock, SystemClock};
+use crate::config::duration;
+use crate::pipeline::UpstreamStatus;
+
+pub const QUERY_PATH: &str = "/status/query";
+pub const SERIES_PATH: &str = "/status/series";
+
+/// Rows in "most anomalous now" and "recent alerts".
+const OVERVIEW_ROWS: usize = 15;
+/// Series listed on a query's page (the most anomalous first).
+const QUERY_PAGE_ROWS: usize = 500;
+/// Ranges a series' chart can be shown over.
+const CHART_RANGES: [&str; 4] = ["1h", "6h", "1d", "3d"];
+
+/// The source labels of an exported series (what foretell adds left out) and its metric name.
+fn source_of(series: &SeriesOutput) -> (Option<&str>, Labels) {
+    let labels = Labels::from_pairs(
+        series
+            .labels
+            .iter()
+            .filter(|(name, _)| *name != QUERY_LABEL && *name != SOURCE_METRIC_LABEL),
+    );
+    (series.labels.get(SOURCE_METRIC_LABEL), labels)
+}
+
+fn link(path: &str, pairs: &[(&str, &str)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        query.append_pair(name, value);
+    }
+    format!("{path}?{}", query.finish())
+}
+
+fn series_link(query: &str, labels: &Labels) -> String {
+    link(
+        SERIES_PATH,
+        &[("query", query), ("series", &labels.to_string())],
+    )
+}
+
+fn numbers(state: &SeriesState) -> Option<SeriesNumbers> {
+    match state {
+        SeriesState::Ready {
+            band,
+            score,
+            probability,
+            ..
+        } => Some(SeriesNumbers {
+            score: *score,
+            probability: *probability,
+            baseline: band.expected,
+            lower: band.lower,
+            upper: band.upper,
+        }),
+        SeriesState::NotReady => None,
+    }
+}
+
+fn score_of(series: &SeriesOutput) -> f64 {
+    match &series.state {
+        SeriesState::Ready {
+            score: Some(score), ..
+        } if !score.is_nan() => *score,
+        _ => f64::NEG_INFINITY,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+pub async fn overview(state: &AppState) -> (StatusCode, String) {
+    let info = state.info.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let summaries = state.telemetry.query_summaries();
+    let snapshot = state.snapshot.load();
+    let queries = info
+        .queries
+        .iter()
+        .map(|q| {
+            let summary = summaries.get(&q.name).cloned().unwrap_or_default();
+            let output = snapshot.queries().find(|o| o.query == q.name);
+            QueryRow {
+                name: q.name.clone(),
+                expr: q.expr.clone(),
+                step: duration::format(q.step),
+                history: duration::format(q.history),
+                tracked: output.map_or(0, |o| o.series.len()),
+                ready: output.map_or(0, |o| {
+                    o.series
+                        .iter()
+                        .filter(|s| matches!(s.state, SeriesState::Ready { .. }))
+                        .count()
+                }),
+                last_cycle_seconds: summary.last_cycle_seconds,
+                last_success_ms: summary.last_success_seconds.map(|s| (s * 1000.0) as i64),
+                cycles: summary.cycles,
+                skipped: summary.cycles_skipped,
+                failures: summary.failures,
+                href: link(QUERY_PATH, &[("name", &q.name)]),
+            }
+        })
+        .collect();
+    let mut ranked: Vec<(&str, &SeriesOutput)> = snapshot
+        .queries()
+        .flat_map(|o| o.series.iter().map(move |s| (o.query.as_str(), s)))
+        .filter(|(_, s)| score_of(s).is_finite() || score_of(s) == f64::INFINITY)
+        .collect();
+    ranked.sort_by(|a, b| score_of(b.1).total_cmp(&score_of(a.1)));
+    let anomalies = ranked
+        .into_iter()
+        .take(OVERVIEW_ROWS)
+        .map(|(query, series)| {
+            let (metric, labels) = source_of(series);
+            let probability = match &series.state {
+                SeriesState::Ready { probability, .. } => *probability,
+                SeriesState::NotReady => 0.0,
+            };
+            AnomalyRow {
+                query: query.to_owned(),
+                series: status::describe_series(metric, &labels),
+                score: score_of(series),
+                probability,
+                href: series_link(query, &labels),
+            }
+        })
+        .collect();
+    let alerts = match &state.alerts {
+        None => None,
+        Some(alerts) => Some(match alerts.recent_alerts(OVERVIEW_ROWS).await {
+            Ok(recent) => recent
+                .into_iter()
+                .map(|a| AlertRow {
+                    at_ms: a.at_ms,
+                    subject: a.alertname,
+                    confidence: a.confidence,
+                    detail: a.detail,
+                    outcome: a.outcome,
+                    chart_href: a.chart,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "the status page cannot read the outbox");
+                Vec::new()
+            }
+        }),
+    };
+    let upstream = match state.upstream.status() {
+        UpstreamStatus::Unknown => Upstream::Waiting,
+        UpstreamStatus::Up { .. } => Upstream::Up,
+        UpstreamStatus::Down { error, .. } => Upstream::Down(error),
+    };
+    let view = Overview {
+        version: format!("version {}", state.telemetry.version()),
+        now_ms: now_ms(),
+        prometheus_url: info.prometheus_url,
+        upstream,
+        queries,
+        anomalies,
+        alerts,
+    };
+    (StatusCode::OK, status::overview(&view))
+}
+
+fn parameters(query_string: &str) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query_string.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub fn query(state: &AppState, query_string: &str) -> (StatusCode, String) {
+    let parameters = parameters(query_string);
+    let Some(name) = parameters.get("name") else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "name the query: /status/query?name=NAME\n".into(),
+        );
+    };
+    let info = state.info.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(config) = info.queries.iter().find(|q| &q.name == name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no query named `{name}` is configured\n"),
+        );
+    };
+    let snapshot = state.snapshot.load();
+    let mut series: Vec<&SeriesOutput> = snapshot
+        .queries()
+        .find(|o| &o.query == name)
+        .map(|o| o.series.iter().collect())
+        .unwrap_or_default();
+    series.sort_by(|a, b| score_of(b).total_cmp(&score_of(a)));
+    let hidden = series.len().saturating_sub(QUERY_PAGE_ROWS);
+    let rows = series
+        .into_iter()
+        .take(QUERY_PAGE_ROWS)
+        .map(|s| {
+            let (metric, labels) = source_of(s);
+            SeriesRow {
+                series: status::describe_series(metric, &labels),
+                ready: numbers(&s.state),
+                href: series_link(name, &labels),
+            }
+        })
+        .collect();
+    let view = QueryPage {
+        version: format!("version {}", state.telemetry.version()),
+        name: name.clone(),
+        expr: config.expr.clone(),
+        rows,
+        hidden,
+    };
+    (StatusCode::OK, status::query_page(&view))
+}
+
+pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
+    let parameters = parameters(query_string);
+    let (Some(name), Some(selector)) = (parameters.get("query"), parameters.get("series")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "name the series: /status/series?query=NAME&series={label=\"value\", ...}\n".into(),
+        );
+    };
+    let wanted = match Labels::parse_selector(selector) {
+        Ok(labels) => labels,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("series: {error}\n")),
+    };
+    let range = parameters.get("range").map_or("6h", String::as_str);
+    if duration::parse(range).is_err() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("range: `{range}` is not a duration such as 6h\n"),
+        );
+    }
+    let snapshot = state.snapshot.load();
+    let Some(output) = snapshot.queries().find(|o| &o.query == name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("query `{name}` has no results yet\n"),
+        );
+    };
+    let Some(found) = output.series.iter().find(|s| source_of(s).1 == wanted) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("query `{name}` tracks no series {wanted}\n"),
+        );
+    };
+    let (metric, labels) = source_of(found);
+    let forecasts = match &found.state {
+        SeriesState::Ready { forecasts, .. } => output
+            .horizons
+            .iter()
+            .zip(forecasts)
+            .map(|(h, b)| (h.clone(), b.expected, b.lower, b.upper))
+            .collect(),
+        SeriesState::NotReady => Vec::new(),
+    };
+    let chart_labels: Labels = Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME));
+    let selector = chart_labels.to_string();
+    let view = SeriesPage {
+        version: format!("version {}", state.telemetry.version()),
+        query: name.clone(),
+        query_href: link(QUERY_PATH, &[("name", name)]),
+        series: status::describe_series(metric, &labels),
+        numbers: numbers(&found.state),
+        forecasts,
+        chart_src: link(
+            crate::graph::GRAPH_PATH,
+            &[("query", name), ("series", &selector), ("range", range)],
+        ),
+        ranges: CHART_RANGES
+            .iter()
+            .map(|r| {
+                (
+                    (*r).to_owned(),
+                    link(
+                        SERIES_PATH,
+                        &[("query", name), ("series", &selector), ("range", r)],
+                    ),
+                )
+            })
+            .collect(),
+    };
+    (StatusCode::OK, status::series_page(&view))
+}
