@@ -41,6 +41,17 @@ pub enum Command {
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run foretell on a bundled synthetic dataset with nothing to set up: status page,
+    /// /metrics, charts, and a sample alert that comes back enriched. Ctrl-C stops it.
+    Demo {
+        /// Where foretell listens.
+        #[arg(long, default_value = "127.0.0.1:9896")]
+        listen: std::net::SocketAddr,
+        /// Folder for the demo's configuration, keys and audit log (default: a temporary one,
+        /// removed at the end).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Validate a configuration file: exit 0 when valid, 2 with every problem listed when not.
     CheckConfig {
         #[arg(value_name = "FILE")]

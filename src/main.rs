@@ -6,8 +6,10 @@ mod audit;
 mod cli;
 mod clock;
 mod config;
+mod demo;
 mod enrichment;
 mod graph;
+mod loopback;
 mod offline;
 mod pipeline;
 mod reader;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => run(&config),
+        Command::Demo { listen, dir } => demo(demo::DemoSettings { listen, dir }),
         Command::Detect {
             input,
             output,
@@ -443,6 +446,27 @@ fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Rec
         subject: args.subject.clone(),
     };
     commands::read_records(&args.db, &filter).map_err(audit_failure)
+}
+
+/// `foretell demo`: exit 0 when stopped by a signal, 1 when it cannot start.
+fn demo(settings: demo::DemoSettings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("foretell: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(demo::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("foretell demo: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.

@@ -14,7 +14,6 @@
 //! `time_limit` per phase.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -26,9 +25,6 @@ use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::{Band, Excursion};
 use foretell_core::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
 use foretell_core::Labels;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +40,10 @@ use crate::telemetry::Telemetry;
 /// Series the fake Prometheus returns for the on-demand expression; alerts pick one each.
 const ON_DEMAND_SERIES: usize = 20;
 const METRIC: &str = "bench_errors";
+const ANY_LOOPBACK_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
 
 #[derive(Clone, Debug)]
 pub struct BenchSettings {
@@ -136,49 +136,6 @@ fn tracked_snapshot(count: usize, now_ms: i64) -> QueryOutput {
         horizons: vec!["1h".into()],
         series,
     }
-}
-
-/// Serves `handler` over HTTP/1 on 127.0.0.1 until `stop`.
-async fn serve_http<F>(handler: F, stop: CancellationToken) -> std::io::Result<SocketAddr>
-where
-    F: Fn(http::Request<Bytes>) -> (u16, String) + Clone + Send + Sync + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let stream = tokio::select! {
-                _ = stop.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(_) => continue,
-                },
-            };
-            let handler = handler.clone();
-            let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = request.into_parts();
-                    let bytes = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    let (status, text) = handler(http::Request::from_parts(parts, bytes));
-                    let mut response = http::Response::new(Full::new(Bytes::from(text)));
-                    *response.status_mut() =
-                        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(address)
 }
 
 /// A Prometheus answering every range query with [`ON_DEMAND_SERIES`] noisy series on the
@@ -321,7 +278,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let arrivals: Arc<Mutex<HashMap<String, Arrival>>> = Arc::default();
     let sink = {
         let arrivals = Arc::clone(&arrivals);
-        serve_http(
+        crate::loopback::serve(
             move |request| {
                 let body: serde_json::Value =
                     serde_json::from_slice(request.body()).unwrap_or_default();
@@ -342,6 +299,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
                 (200, String::new())
             },
             stop.clone(),
+            ANY_LOOPBACK_PORT,
         )
         .await
         .map_err(|e| format!("cannot start the receiver: {e}"))?
@@ -349,7 +307,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let (prometheus_url, expr) = match &settings.prometheus {
         Some((url, expr)) => (url.clone(), expr.clone()),
         None => {
-            let address = serve_http(fake_prometheus, stop.clone())
+            let address = crate::loopback::serve(fake_prometheus, stop.clone(), ANY_LOOPBACK_PORT)
                 .await
                 .map_err(|e| format!("cannot start the fake Prometheus: {e}"))?;
             (format!("http://{address}"), METRIC.to_owned())

@@ -6,6 +6,7 @@
 
 mod alerts;
 mod audit;
+mod browser;
 mod cli;
 mod e2e;
 mod incident;

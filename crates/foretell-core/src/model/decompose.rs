@@ -1,10 +1,20 @@
 //! Seasonal decomposition with MSTL (the `stlrs` implementation that augurs-mstl uses), and
 //! the seasonal profiles that carry the decomposition forward in time.
 //!
-//! MSTL splits a window into trend, one seasonal component per period, and remainder. The
-//! newest cycle of each seasonal component becomes its profile; the profiles are repeated into
-//! the future (as augurs-mstl does for its forecasts), and the deseasonalised series is left to
-//! the ETS model.
+//! MSTL splits a window into trend, one seasonal component per period, and remainder. Each
+//! period becomes a profile: at each phase, the median over the newest cycles of its smooth
+//! seasonal component, unless the data at that phase (seasonal plus remainder, median over the
+//! same cycles) disagree by more than the noise explains, where the data's median is taken.
+//! The profiles are repeated into the future and the deseasonalised series is left to the ETS
+//! model.
+//!
+//! Why not the newest cycle of the seasonal component, as augurs-mstl repeats it: with the few
+//! cycles a window holds, STL's cycle-subseries smoothing spreads a one-off incident into the
+//! seasonal component of every cycle (its robustness weights never see it, the remainder being
+//! already small), and the incident would come back as a predicted spike at the same time of
+//! day after every refit: a false anomaly one period after each real one. The median over
+//! cycles of the data keeps what recurs and drops what happened once; the smooth component
+//! keeps the noise out of the profile everywhere else.
 
 use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
 
@@ -12,6 +22,12 @@ use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
 /// period needs before it is kept. 0.4 keeps the daily cycles of real traffic and rejects the
 /// faint structure MSTL finds in noise.
 const MIN_SEASONAL_STRENGTH: f64 = 0.4;
+/// Newest cycles a profile is the median of: enough to outvote disturbed cycles, few enough to
+/// follow a season that changes over the weeks.
+const PROFILE_CYCLES: usize = 5;
+/// Robust standard deviations of the remainder by which the data must disagree with the smooth
+/// seasonal component before a profile slot follows the data.
+const DISAGREEMENT: f64 = 3.0;
 
 /// Repeating seasonal profiles, indexed by grid position.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,16 +113,44 @@ fn robust_mstl(y: &[f64], periods: &[usize]) -> Option<(Vec<usize>, MstlResult<f
 /// The profiles of an MSTL fit and `y` with them removed.
 fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Decomposition {
     let n = y.len();
+    let seasonal = result.seasonal();
+    let remainder = result.remainder();
     let components: Vec<(usize, Vec<f64>)> = periods
         .iter()
-        .zip(result.seasonal())
-        .map(|(&period, seasonal)| {
-            // position p (0 = first point) maps to slot p mod period, so the newest cycle
-            // seasonal[n - period .. n] is laid out by its positions' residues.
-            let mut profile = vec![0.0; period];
-            for (position, value) in seasonal.iter().enumerate().skip(n - period) {
-                profile[position % period] = f64::from(*value);
+        .enumerate()
+        .map(|(index, &period)| {
+            // Position p (0 = first point) maps to slot p mod period. Per slot, over the newest
+            // complete cycles: the median of the smooth seasonal component, and the median of
+            // what the period accounts for in the data (seasonal plus remainder, observed points
+            // only). The smooth one is kept unless the data disagree by more than the noise can
+            // explain: there the seasonal component carries something that did not recur.
+            let cycles = (n / period).clamp(1, PROFILE_CYCLES);
+            let first = n - cycles * period;
+            let mut smooth: Vec<Vec<f64>> = vec![Vec::with_capacity(cycles); period];
+            let mut observed: Vec<Vec<f64>> = vec![Vec::with_capacity(cycles); period];
+            for position in first..n {
+                let component = f64::from(seasonal[index][position]);
+                smooth[position % period].push(component);
+                if y[position].is_finite() {
+                    observed[position % period].push(component + f64::from(remainder[position]));
+                }
             }
+            let residuals: Vec<f64> = (first..n)
+                .filter(|p| y[*p].is_finite())
+                .map(|p| f64::from(remainder[p]).abs())
+                .collect();
+            let noise = 1.4826 * median(residuals).unwrap_or(0.0);
+            let profile = smooth
+                .into_iter()
+                .zip(observed)
+                .map(|(smooth, observed)| {
+                    let smooth = median(smooth).unwrap_or(0.0);
+                    match median(observed) {
+                        Some(data) if (data - smooth).abs() > DISAGREEMENT * noise => data,
+                        _ => smooth,
+                    }
+                })
+                .collect();
             (period, profile)
         })
         .collect();
@@ -120,6 +164,20 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
         profiles,
         deseasonalised,
     }
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` when empty.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
 }
 
 /// Fills NaN gaps by linear interpolation between the nearest finite neighbours (the ends take
@@ -192,6 +250,24 @@ mod tests {
             max - min
         };
         assert!(spread(&decomposition.deseasonalised) < 10.0);
+    }
+
+    #[test]
+    fn an_incident_one_period_back_does_not_come_back_in_the_profile() {
+        let period = 96;
+        let mut y = daily(4 * period, period);
+        // A large burst at the start of the newest cycle.
+        for value in &mut y[3 * period..3 * period + 4] {
+            *value += 60.0;
+        }
+        let decomposition = decompose(&y, &[period]).expect("seasonal");
+        let clean = decompose(&daily(4 * period, period), &[period]).expect("seasonal");
+        let next = (4 * period) as u64;
+        let leaked = decomposition.profiles.value_at(next) - clean.profiles.value_at(next);
+        assert!(
+            leaked.abs() < 5.0,
+            "the burst leaks {leaked} into the next cycle"
+        );
     }
 
     #[test]

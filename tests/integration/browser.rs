@@ -1,0 +1,151 @@
+//! `foretell demo` from nothing, looked at in a real browser: headless Chromium (Debian's
+//! `chromium`) loads the status pages, their content is checked in the DOM it built, and
+//! screenshots are kept in `target/screenshots/`. Ignored by default; run by `.ci/run`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
+
+fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
+    Command::new(require_binary("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
+
+/// The DOM Chromium built from `url`, as HTML.
+fn dom(url: &str, profile: &Path) -> String {
+    let output = chromium(&["--virtual-time-budget=3000", "--dump-dom", url], profile);
+    assert!(output.status.success(), "chromium failed on {url}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A PNG of `url`, saved for people to look at; returns its path.
+fn screenshot(url: &str, name: &str, profile: &Path) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let path = dir.join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let output = chromium(
+        &[
+            "--window-size=1280,1000",
+            "--virtual-time-budget=3000",
+            &format!("--screenshot={}", path.display()),
+            url,
+        ],
+        profile,
+    );
+    assert!(
+        output.status.success(),
+        "chromium failed to screenshot {url}"
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Debian's chromium; run by .ci/run's end-to-end stage"]
+async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("chromium-profile");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut demo = Process::spawn(
+        "foretell demo",
+        Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--dir"])
+            .arg(dir.path().join("demo")),
+        dir.path().join("demo.log"),
+    );
+    demo.wait_http_ok(&format!("{base}/-/ready"), Duration::from_secs(60))
+        .await;
+    // Within a minute: every series has a model and the sample alert came back enriched.
+    eventually(
+        "the demo's models are ready",
+        Duration::from_secs(60),
+        || async {
+            get(&format!("{base}/metrics"))
+                .await
+                .filter(|(_, body)| body.contains("foretell_series_ready{query=\"demo\"} 12\n"))
+        },
+    )
+    .await;
+    let metrics = get(&format!("{base}/metrics")).await.expect("metrics").1;
+    assert!(
+        metrics.contains("foretell_forecast{instance=\"web-a\",job=\"demo\",query=\"demo\",source_metric=\"demo_requests_per_second\",horizon=\"1h\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("foretell_anomaly_score{instance=\"web-b\""));
+    let log = eventually(
+        "the demo receiver prints the enriched sample alert",
+        Duration::from_secs(30),
+        || async {
+            let log = std::fs::read_to_string(&demo.log).unwrap_or_default();
+            log.contains("[demo receiver] firing DemoTrafficHigh (web-a)")
+                .then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("  confidence:  0."), "{log}");
+    assert!(log.contains("  chart:       http://127.0.0.1:"), "{log}");
+
+    // The overview: queries, the most anomalous series, the alert and its outcome.
+    let overview = dom(&format!("{base}/"), &profile);
+    for expected in [
+        "<h2>Queries</h2>",
+        "demo_requests_per_second",
+        "Most anomalous now",
+        "instance=\"web-a\", job=\"demo\"}",
+        "DemoTrafficHigh",
+        "delivered to demo-receiver",
+    ] {
+        assert!(
+            overview.contains(expected),
+            "{expected} missing:\n{overview}"
+        );
+    }
+    // A series page with its chart, which the browser loads from /graph.
+    let series_url = format!(
+        "{base}/status/series?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D"
+    );
+    let series = dom(&series_url, &profile);
+    assert!(series.contains("<img class=\"chart\""), "{series}");
+    assert!(
+        series.contains("Forecasts") && series.contains("<td>1h</td>"),
+        "{series}"
+    );
+    let chart = get(&format!(
+        "{base}/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D"
+    ))
+    .await
+    .expect("chart");
+    assert_eq!(chart.0, 200);
+    assert!(chart.1.contains("class=\"band\""), "{}", chart.1);
+    for (url, name) in [
+        (format!("{base}/"), "status"),
+        (series_url.clone(), "series"),
+    ] {
+        let png = screenshot(&url, name, &profile);
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 20_000, "{} is only {size} bytes", png.display());
+    }
+
+    assert!(
+        demo.terminate(Duration::from_secs(20))
+            .is_some_and(|status| status.success()),
+        "the demo stops cleanly on SIGTERM"
+    );
+}
