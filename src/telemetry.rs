@@ -405,11 +405,12 @@ impl Telemetry {
             MetricType::Counter,
         );
         for (query, stats) in &queries {
-            for (reason, count) in &stats.failures {
+            for reason in FailureReason::ALL {
+                let count = stats.failures.get(&reason).copied().unwrap_or(0);
                 w.sample(
                     "foretell_query_failures_total",
                     &[("query", query), ("reason", reason.as_str())],
-                    *count as f64,
+                    count as f64,
                 );
             }
         }

@@ -80,6 +80,21 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
+    /// Every reason, so counters can start at 0 for each (a rate over a counter that appears
+    /// only at its first failure misses that failure).
+    pub const ALL: [FailureReason; 10] = [
+        FailureReason::Connect,
+        FailureReason::Timeout,
+        FailureReason::ServerError,
+        FailureReason::BadQuery,
+        FailureReason::Unauthorized,
+        FailureReason::Throttled,
+        FailureReason::ClientError,
+        FailureReason::Decode,
+        FailureReason::TooLarge,
+        FailureReason::Setup,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Connect => "connect",

@@ -50,7 +50,7 @@ fn foretell_config(prometheus: &str, port: u16, receiver: &str) -> String {
          audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
          alerts:\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n  on_demand:\n    timeout: 2s\n\
          \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
-         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n"
+         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n"
     )
 }
 
@@ -211,6 +211,8 @@ async fn a_real_incident_gets_more_confidence_than_a_threshold_alert_on_a_quiet_
         svg.contains("class=\"anomalous\"") || svg.contains("class=\"outside\""),
         "the incident is marked"
     );
+    // Every dashboard query runs on what this Prometheus now holds.
+    crate::dashboards::check_all(&prometheus).await;
     assert!(
         foretell.terminate(Duration::from_secs(20)).is_some(),
         "stops on SIGTERM"

@@ -8,6 +8,8 @@ mod alerts;
 mod audit;
 mod browser;
 mod cli;
+mod dashboards;
+mod deploy;
 mod e2e;
 mod incident;
 mod support;

@@ -261,6 +261,27 @@ impl Prometheus {
             .unwrap_or_default()
     }
 
+    /// Runs an instant query; `(succeeded, data.result)`, without failing the test.
+    pub async fn try_query(&self, expr: &str) -> (bool, Vec<serde_json::Value>) {
+        let Ok(response) = http()
+            .get(format!("{}/api/v1/query", self.url()))
+            .query(&[("query", expr)])
+            .send()
+            .await
+        else {
+            return (false, Vec::new());
+        };
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or_default();
+        (
+            body["status"] == "success",
+            body["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+
     /// Runs a range query and returns `(labels, [(t, value)])` per series.
     pub async fn query_range(
         &self,

@@ -2,19 +2,17 @@
 //! the seasonal profiles that carry the decomposition forward in time.
 //!
 //! MSTL splits a window into trend, one seasonal component per period, and remainder. Each
-//! period becomes a profile: at each phase, the median over the newest cycles of its smooth
-//! seasonal component, unless the data at that phase (seasonal plus remainder, median over the
-//! same cycles) disagree by more than the noise explains, where the data's median is taken.
-//! The profiles are repeated into the future and the deseasonalised series is left to the ETS
-//! model.
+//! period becomes a profile carried forward: at each phase, the newest cycle of its seasonal
+//! component (as augurs-mstl repeats it), except at the phases where that misses the data's
+//! median over the newest cycles (seasonal plus remainder) by far more than the data vary from
+//! cycle to cycle; there the data's median is carried forward instead. The window itself is
+//! deseasonalised with the newest cycle throughout, and left to the ETS model.
 //!
-//! Why not the newest cycle of the seasonal component, as augurs-mstl repeats it: with the few
-//! cycles a window holds, STL's cycle-subseries smoothing spreads a one-off incident into the
-//! seasonal component of every cycle (its robustness weights never see it, the remainder being
-//! already small), and the incident would come back as a predicted spike at the same time of
-//! day after every refit: a false anomaly one period after each real one. The median over
-//! cycles of the data keeps what recurs and drops what happened once; the smooth component
-//! keeps the noise out of the profile everywhere else.
+//! Why the exception: with the few cycles a window holds, STL's cycle-subseries smoothing
+//! spreads a one-off incident into the seasonal component of every cycle (its robustness weights
+//! never see it, the remainder being already small), so without it the incident came back as a
+//! predicted spike at the same time of day after every refit: a false anomaly one period after
+//! each real one. The median over cycles keeps what recurs and drops what happened once.
 
 use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
 
@@ -25,9 +23,10 @@ const MIN_SEASONAL_STRENGTH: f64 = 0.4;
 /// Newest cycles a profile is the median of: enough to outvote disturbed cycles, few enough to
 /// follow a season that changes over the weeks.
 const PROFILE_CYCLES: usize = 5;
-/// Robust standard deviations of the remainder by which the data must disagree with the smooth
-/// seasonal component before a profile slot follows the data.
-const DISAGREEMENT: f64 = 3.0;
+/// Robust standard deviations of the data's cycle-to-cycle spread by which the smooth component
+/// must miss the data's median at a phase before the profile follows the data there: far more
+/// than noise, so ordinary phases keep the smooth component.
+const DISAGREEMENT: f64 = 5.0;
 
 /// Repeating seasonal profiles, indexed by grid position.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,54 +110,70 @@ fn robust_mstl(y: &[f64], periods: &[usize]) -> Option<(Vec<usize>, MstlResult<f
 }
 
 /// The profiles of an MSTL fit and `y` with them removed.
+///
+/// The window is deseasonalised with the newest cycles of the smooth components, as before any
+/// correction, so the ETS fit sees what it always saw; only the profiles carried forward take
+/// the corrected phases, so what did not recur is not predicted again.
 fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Decomposition {
     let n = y.len();
     let seasonal = result.seasonal();
     let remainder = result.remainder();
+    let mut smooth_components = Vec::with_capacity(periods.len());
     let components: Vec<(usize, Vec<f64>)> = periods
         .iter()
         .enumerate()
         .map(|(index, &period)| {
-            // Position p (0 = first point) maps to slot p mod period. Per slot, over the newest
-            // complete cycles: the median of the smooth seasonal component, and the median of
-            // what the period accounts for in the data (seasonal plus remainder, observed points
-            // only). The smooth one is kept unless the data disagree by more than the noise can
-            // explain: there the seasonal component carries something that did not recur.
+            // Position p (0 = first point) maps to slot p mod period. Per slot: the newest cycle
+            // of the smooth seasonal component, and the median over the newest complete cycles
+            // of what the period accounts for in the data (seasonal plus remainder, observed
+            // points only). The smooth one is kept unless it misses the data by far more than
+            // the data vary from cycle to cycle: then it carries something that did not recur.
             let cycles = (n / period).clamp(1, PROFILE_CYCLES);
             let first = n - cycles * period;
-            let mut smooth: Vec<Vec<f64>> = vec![Vec::with_capacity(cycles); period];
+            let mut smooth = vec![0.0; period];
+            for position in n - period..n {
+                smooth[position % period] = f64::from(seasonal[index][position]);
+            }
             let mut observed: Vec<Vec<f64>> = vec![Vec::with_capacity(cycles); period];
             for position in first..n {
-                let component = f64::from(seasonal[index][position]);
-                smooth[position % period].push(component);
                 if y[position].is_finite() {
-                    observed[position % period].push(component + f64::from(remainder[position]));
+                    let own = f64::from(seasonal[index][position]) + f64::from(remainder[position]);
+                    observed[position % period].push(own);
                 }
             }
-            let residuals: Vec<f64> = (first..n)
-                .filter(|p| y[*p].is_finite())
-                .map(|p| f64::from(remainder[p]).abs())
-                .collect();
-            let noise = 1.4826 * median(residuals).unwrap_or(0.0);
-            let profile = smooth
+            // The data's own cycle-to-cycle spread at a phase, pooled over the phases.
+            let mut deviations = Vec::with_capacity(cycles * period);
+            let observed: Vec<Option<f64>> = observed
                 .into_iter()
-                .zip(observed)
-                .map(|(smooth, observed)| {
-                    let smooth = median(smooth).unwrap_or(0.0);
-                    match median(observed) {
-                        Some(data) if (data - smooth).abs() > DISAGREEMENT * noise => data,
-                        _ => smooth,
+                .map(|values| {
+                    let centre = median(values.clone())?;
+                    if values.len() > 1 {
+                        deviations.extend(values.iter().map(|v| (v - centre).abs()));
                     }
+                    Some(centre)
                 })
                 .collect();
+            let noise = 1.4826 * median(deviations).unwrap_or(f64::INFINITY);
+            let profile = smooth
+                .iter()
+                .zip(&observed)
+                .map(|(smooth, observed)| match observed {
+                    Some(data) if (data - smooth).abs() > DISAGREEMENT * noise => *data,
+                    _ => *smooth,
+                })
+                .collect();
+            smooth_components.push((period, smooth));
             (period, profile)
         })
         .collect();
     let profiles = SeasonalProfiles { components };
+    let in_window = SeasonalProfiles {
+        components: smooth_components,
+    };
     let deseasonalised = y
         .iter()
         .enumerate()
-        .map(|(position, v)| v - profiles.value_at(position as u64))
+        .map(|(position, v)| v - in_window.value_at(position as u64))
         .collect();
     Decomposition {
         profiles,
