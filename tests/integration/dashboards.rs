@@ -4,14 +4,15 @@
 
 use crate::support::Prometheus;
 
-/// What Grafana would put in place of each variable, for the data the tests create.
+/// What Grafana would put in place of each variable, for the data the tests create (a few
+/// minutes of it: the shortest horizon, so `offset $horizon` reaches back into data).
 const SUBSTITUTIONS: [(&str, &str); 9] = [
     ("$__rate_interval", "1m"),
     ("$__range", "5m"),
     ("$__interval", "15s"),
     ("$source_metric", "demo_requests_per_second"),
     ("$instance", ".*"),
-    ("$horizon", "1h"),
+    ("$horizon", "1m"),
     ("$query", "demo"),
     ("$job", ".*"),
     ("${datasource}", ""),
