@@ -42,6 +42,7 @@ pub enum AppError {
 }
 
 struct Running {
+    overrides: Overrides,
     config_path: PathBuf,
     config: Config,
     pipeline: Pipeline,
@@ -63,6 +64,7 @@ fn context(
         snapshot: Arc::clone(&state.snapshot),
         upstream: Arc::clone(&state.upstream),
         clock: Arc::clone(clock),
+        shard: config.shard,
     }))
 }
 
@@ -123,10 +125,27 @@ fn config_hash(path: &Path) -> Option<String> {
 }
 
 /// Runs until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
-pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
+/// What the command line sets over the configuration file, on every load and reload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    pub shard: Option<foretell_core::shard::Shard>,
+}
+
+impl Overrides {
+    fn apply(self, mut config: Config) -> Config {
+        if let Some(shard) = self.shard {
+            config.shard = shard;
+        }
+        config
+    }
+}
+
+pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Result<(), AppError> {
+    let config = overrides.apply(config);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
+    telemetry.set_shard(config.shard.index(), config.shard.count());
     let audit = match &config.audit {
         Some(settings) => Some(Arc::new(AuditLog::start(
             &settings.path,
@@ -213,6 +232,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
         alerts: alerts.clone(),
         graphs,
         info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
+        metrics_capacity: Default::default(),
     });
     let stop_alerts = CancellationToken::new();
     let alert_tasks = alerts
@@ -232,6 +252,7 @@ pub async fn run(config_path: &Path, config: Config) -> Result<(), AppError> {
     tracing::info!(version = VERSION, %address, external_url = %base, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
 
     let mut running = Running {
+        overrides,
         config_path: config_path.to_owned(),
         config,
         pipeline,
@@ -337,7 +358,7 @@ impl Running {
         let now_seconds = self.clock.now_ms() as f64 / 1000.0;
         let telemetry = Arc::clone(&self.state.telemetry);
         let new = match config::load_file(&self.config_path, &SystemEnvironment) {
-            Ok(new) => new,
+            Ok(new) => self.overrides.apply(new),
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
                 tracing::error!(%error, "configuration reload rejected; the previous configuration keeps running");
@@ -389,6 +410,7 @@ impl Running {
             // `context` above built the same client without error.
             Err(error) => tracing::warn!(%error, "charts keep the previous Prometheus client"),
         }
+        telemetry.set_shard(new.shard.index(), new.shard.count());
         self.config = new;
         telemetry.config_loaded(true, now_seconds);
         tracing::info!(queries = names.len(), "configuration reloaded");

@@ -40,6 +40,10 @@ pub enum Command {
         /// Configuration file (YAML).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
+        /// This replica's shard, INDEX/COUNT (e.g. 0/3): overrides the file's `shard`, on every
+        /// reload too. With a StatefulSet: `--shard "${HOSTNAME##*-}/3"`.
+        #[arg(long, value_name = "INDEX/COUNT", value_parser = foretell_core::shard::Shard::parse)]
+        shard: Option<foretell_core::shard::Shard>,
     },
     /// Run foretell on a bundled synthetic dataset with nothing to set up: status page,
     /// /metrics, charts, and a sample alert that comes back enriched. Ctrl-C stops it.

@@ -310,7 +310,7 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
             eprintln!("foretell demo: the sample alert was not accepted: {error}");
         }
     });
-    let outcome = crate::app::run(&config_path, config)
+    let outcome = crate::app::run(&config_path, config, crate::app::Overrides::default())
         .await
         .map_err(|e| e.to_string());
     guide.abort();

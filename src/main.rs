@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run { config } => run(&config),
+        Command::Run { config, shard } => run(&config, app::Overrides { shard }),
         Command::Demo { listen, dir } => demo(demo::DemoSettings { listen, dir }),
         Command::Detect {
             input,
@@ -172,7 +172,7 @@ fn load_config(config_path: &std::path::Path) -> Result<config::Config, ExitCode
     })
 }
 
-fn run(config_path: &std::path::Path) -> ExitCode {
+fn run(config_path: &std::path::Path, overrides: app::Overrides) -> ExitCode {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -187,7 +187,7 @@ fn run(config_path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    match runtime.block_on(app::run(config_path, config)) {
+    match runtime.block_on(app::run(config_path, config, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "foretell failed");

@@ -92,7 +92,7 @@ pub struct QuerySummary {
     pub last_success_seconds: Option<f64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     queries: BTreeMap<String, QueryStats>,
     upstream_up: bool,
@@ -100,6 +100,22 @@ struct State {
     last_reload_success_seconds: f64,
     reloads: [u64; 2],
     audit: Option<AuditStats>,
+    /// `(index, count)` of this replica's shard.
+    shard: (u32, u32),
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            queries: BTreeMap::new(),
+            upstream_up: false,
+            reload_successful: false,
+            last_reload_success_seconds: 0.0,
+            reloads: [0; 2],
+            audit: None,
+            shard: (0, 1),
+        }
+    }
 }
 
 /// Counters of the audit log, present once a log is open.
@@ -224,6 +240,11 @@ impl Telemetry {
         })
     }
 
+    /// This replica's shard, for `foretell_shard_index` and `foretell_shard_count`.
+    pub fn set_shard(&self, index: u32, count: u32) {
+        self.with(|s| s.shard = (index, count));
+    }
+
     pub fn version(&self) -> &'static str {
         self.version
     }
@@ -270,9 +291,10 @@ impl Telemetry {
                 s.last_reload_success_seconds,
                 s.reloads,
                 s.audit,
+                s.shard,
             )
         });
-        let (queries, upstream_up, reload_ok, reload_at, reloads, audit) = state;
+        let (queries, upstream_up, reload_ok, reload_at, reloads, audit, shard) = state;
         let mut w = TextWriter::new(out);
         w.family(
             "foretell_build_info",
@@ -363,6 +385,18 @@ impl Telemetry {
                 w.sample("foretell_audit_last_verify_records", &[], checked as f64);
             }
         }
+        w.family(
+            "foretell_shard_index",
+            "This replica's shard: it tracks the series whose label hash modulo foretell_shard_count equals this.",
+            MetricType::Gauge,
+        );
+        w.sample("foretell_shard_index", &[], f64::from(shard.0));
+        w.family(
+            "foretell_shard_count",
+            "Replicas the series are split among (1: this one tracks them all).",
+            MetricType::Gauge,
+        );
+        w.sample("foretell_shard_count", &[], f64::from(shard.1));
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
         w.sample(
             "foretell_upstream_up",

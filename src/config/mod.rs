@@ -47,6 +47,8 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// `None`: the Alertmanager webhook receiver is off.
     pub alerts: Option<AlertsConfig>,
+    /// This replica's share of every query's series (default: all of them).
+    pub shard: foretell_core::shard::Shard,
     pub queries: Vec<QueryConfig>,
 }
 
@@ -235,12 +237,23 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
         .ok()
         .filter(|t| !t.is_zero());
     let queries = v.queries(&raw.queries, timeout);
-    match (prometheus, server, v.errors.is_empty()) {
-        (Some(prometheus), Some(server), true) => Ok(Config {
+    let shard = match &raw.shard {
+        None => Some(foretell_core::shard::Shard::default()),
+        Some(shard) => match foretell_core::shard::Shard::new(shard.index, shard.count) {
+            Ok(shard) => Some(shard),
+            Err(message) => {
+                v.fail("shard", message);
+                None
+            }
+        },
+    };
+    match (prometheus, server, shard, v.errors.is_empty()) {
+        (Some(prometheus), Some(server), Some(shard), true) => Ok(Config {
             prometheus,
             server,
             audit: audit.flatten(),
             alerts: alerts.flatten(),
+            shard,
             queries,
         }),
         _ => Err(ConfigError::Invalid {

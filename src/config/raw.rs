@@ -13,7 +13,15 @@ pub struct RawConfig {
     pub server: RawServer,
     pub audit: Option<RawAudit>,
     pub alerts: Option<RawAlerts>,
+    pub shard: Option<RawShard>,
     pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    pub index: u32,
+    pub count: u32,
 }
 
 #[derive(Debug, Deserialize)]

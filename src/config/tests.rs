@@ -340,6 +340,22 @@ fn listen_address_accepts_the_port_only_shorthand() {
 }
 
 #[test]
+fn a_shard_is_one_of_count_replicas() {
+    let config = parse_text(MINIMAL).expect("valid");
+    assert_eq!(config.shard, foretell_core::shard::Shard::default());
+    let text = format!("{MINIMAL}shard:\n  index: 2\n  count: 3\n");
+    let config = parse_text(&text).expect("valid");
+    assert_eq!((config.shard.index(), config.shard.count()), (2, 3));
+    let text = format!("{MINIMAL}shard:\n  index: 3\n  count: 3\n");
+    assert_eq!(
+        field_errors(&text),
+        vec!["shard: index 3 is not below count 3 (shards are numbered 0 to count - 1)"]
+    );
+    let text = format!("{MINIMAL}shard:\n  index: 0\n  count: 0\n");
+    assert_eq!(field_errors(&text), vec!["shard: count must be at least 1"]);
+}
+
+#[test]
 fn external_url_must_be_an_absolute_http_url() {
     let text = format!("{MINIMAL}server:\n  external_url: https://ops.example/foretell\n");
     let config = parse_text(&text).expect("valid");

@@ -377,6 +377,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
             Arc::clone(&clock),
         )),
         info: Default::default(),
+        metrics_capacity: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

@@ -165,6 +165,7 @@ impl Harness {
                 Arc::new(SystemClock),
             )),
             info: Default::default(),
+            metrics_capacity: Default::default(),
         };
         Harness {
             _dir: dir,

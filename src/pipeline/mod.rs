@@ -57,6 +57,8 @@ pub struct Context {
     pub snapshot: Arc<SnapshotCell>,
     pub upstream: Arc<UpstreamHealth>,
     pub clock: Arc<dyn Clock>,
+    /// The series of each query this replica tracks.
+    pub shard: foretell_core::shard::Shard,
 }
 
 /// One query's configuration, its tracked series, and where the next fetch starts.
@@ -136,7 +138,7 @@ pub async fn run_cycle(
         result = ctx.reader.query_range(&query) => result,
     };
     let fetch_seconds = fetch_started.elapsed().as_secs_f64();
-    let answer = match result {
+    let mut answer = match result {
         Ok(answer) => answer,
         Err(error) => {
             ctx.telemetry
@@ -153,6 +155,9 @@ pub async fn run_cycle(
     };
     ctx.telemetry.query_finished(&name, fetch_seconds, None);
     ctx.upstream.record_up(ctx.clock.now_ms());
+    // Other replicas track the other shards' series (Prometheus cannot hash label sets, so
+    // every replica fetches them all and keeps its own).
+    answer.series.retain(|(labels, _)| ctx.shard.owns(labels));
     for warning in &answer.warnings {
         tracing::warn!(query = %name, %warning, "Prometheus answered with a warning");
     }

@@ -32,6 +32,7 @@ fn harness(config: &Config, now_ms: i64) -> Harness {
             snapshot: Arc::new(SnapshotCell::default()),
             upstream: Arc::new(UpstreamHealth::new(telemetry)),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
+            shard: config.shard,
         },
         clock,
     }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub graphs: Arc<crate::graph::Grapher>,
     /// What the status page says about the configuration; replaced on reload.
     pub info: std::sync::RwLock<StatusInfo>,
+    /// Bytes of the last `/metrics` body: the next one starts with that much room.
+    pub metrics_capacity: std::sync::atomic::AtomicUsize,
 }
 
 /// The configuration as the status page shows it.

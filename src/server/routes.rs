@@ -1,6 +1,7 @@
 //! Request routing. [`handle`] needs no socket, so tests call it directly.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,7 +55,10 @@ where
             graph(state, request.uri().query().unwrap_or("")).await
         }
         (GRAPH_PATH, _) => method_not_allowed("GET, HEAD"),
-        ("/metrics", Method::GET | Method::HEAD) => metrics(state),
+        ("/metrics", Method::GET | Method::HEAD) => {
+            let gzip = accepts_gzip(request.headers());
+            metrics(state, gzip).await
+        }
         ("/-/healthy", Method::GET | Method::HEAD) => {
             text(StatusCode::OK, "foretell is Healthy.\n")
         }
@@ -162,20 +166,92 @@ async fn graph(state: &AppState, query: &str) -> Reply {
     }
 }
 
-fn metrics(state: &AppState) -> Reply {
+/// Whether the client takes gzip: `Accept-Encoding` names `gzip` (or `*`) without `q=0`.
+/// Prometheus asks for it on every scrape.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// Renders (and compresses) on the blocking pool: 100,000 series are tens of megabytes, and
+/// the runtime must keep answering the webhook and health checks meanwhile. The buffer starts
+/// at the size of the previous scrape, so a scrape does not grow it step by step.
+async fn metrics(state: &AppState, gzip: bool) -> Reply {
     let snapshot = state.snapshot.load();
-    let mut body = String::with_capacity(64 * 1024);
-    exposition::render_snapshot(&snapshot, &mut body);
-    state.telemetry.render(&mut body);
-    if let Some(alerts) = &state.alerts {
-        alerts.telemetry.render(&mut body);
+    let telemetry = Arc::clone(&state.telemetry);
+    let alerts = state.alerts.as_ref().map(|a| Arc::clone(&a.telemetry));
+    let capacity = state.metrics_capacity.load(Ordering::Relaxed);
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut body = String::with_capacity(capacity.max(64 * 1024));
+        exposition::render_snapshot(&snapshot, &mut body);
+        telemetry.render(&mut body);
+        if let Some(alerts) = alerts {
+            alerts.render(&mut body);
+        }
+        let length = body.len();
+        if !gzip {
+            return Ok::<_, std::io::Error>((length, body.into_bytes()));
+        }
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(length / 6),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(body.as_bytes())?;
+        Ok((length, encoder.finish()?))
+    })
+    .await;
+    match rendered {
+        Ok(Ok((length, bytes))) => {
+            state
+                .metrics_capacity
+                .store(length + length / 16, Ordering::Relaxed);
+            let mut response = text(StatusCode::OK, bytes);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static(CONTENT_TYPE),
+            );
+            headers.insert(
+                header::VARY,
+                header::HeaderValue::from_static("Accept-Encoding"),
+            );
+            if gzip {
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            response
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot compress /metrics");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot compress the metrics\n",
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "rendering /metrics failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot render the metrics\n",
+            )
+        }
     }
-    let mut response = text(StatusCode::OK, body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    response
 }
 
 async fn dead_letters(state: &AppState) -> Reply {
@@ -360,6 +436,7 @@ mod tests {
                     Arc::new(crate::clock::SystemClock),
                 )),
                 info: Default::default(),
+                metrics_capacity: Default::default(),
             },
             requests,
         )
@@ -542,6 +619,62 @@ mod tests {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         let response = handle(&state, request(Method::POST, "/graph?query=q")).await;
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_gzipped_when_the_scraper_asks() {
+        let (state, _requests) = state(false);
+        let plain = handle(&state, request(Method::GET, "/metrics")).await;
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(plain.headers()[header::VARY], "Accept-Encoding");
+        let plain = body_of(plain).await;
+        let gzip_request = Request::builder()
+            .method(Method::GET)
+            .uri("/metrics")
+            .header(header::ACCEPT_ENCODING, "gzip, deflate")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = handle(&state, gzip_request).await;
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        let compressed = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let mut unpacked = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&compressed[..]),
+            &mut unpacked,
+        )
+        .expect("valid gzip");
+        // The same families (the counters of the two scrapes themselves aside).
+        let families = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("# TYPE"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(families(&unpacked), families(&plain));
+        assert!(state.metrics_capacity.load(Ordering::Relaxed) >= plain.len());
+    }
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        let accepts = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_str(value).expect("header"),
+            );
+            accepts_gzip(&headers)
+        };
+        assert!(accepts("gzip"));
+        assert!(accepts("deflate, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("identity"));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
     }
 
     #[tokio::test]

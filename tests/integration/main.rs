@@ -12,4 +12,5 @@ mod dashboards;
 mod deploy;
 mod e2e;
 mod incident;
+mod shard;
 mod support;

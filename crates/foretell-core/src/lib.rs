@@ -11,6 +11,7 @@ pub mod chart;
 pub mod exposition;
 pub mod labels;
 pub mod model;
+pub mod shard;
 pub mod snapshot;
 pub mod status;
 pub mod store;

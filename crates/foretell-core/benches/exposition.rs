@@ -1,0 +1,180 @@
+//! `/metrics` rendering: `cargo bench -p foretell-core --bench exposition [-- SERIES]`.
+//!
+//! A snapshot of SERIES tracked series (default 100,000: 20 queries of 5,000 node-exporter-like
+//! series, every model ready, no forecast horizon) is rendered by foretell's encoder, which
+//! writes each series' label block once per cycle and reuses it on every scrape, and the same
+//! samples by prometheus-client 0.24's text encoder (the reference). Six families per series:
+//! baseline, its lower and upper edge, score, probability, model ready. Wall-clock median of
+//! several renders on one core; the machine's other core should be idle.
+
+// A benchmark binary: a failed render is a failed run, which is what `expect` reports.
+#![allow(clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use foretell_core::exposition::render_snapshot;
+use foretell_core::model::{Band, Excursion};
+use foretell_core::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState, Snapshot};
+use foretell_core::Labels;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+const QUERIES: usize = 20;
+const RENDERS: usize = 7;
+
+fn state(i: usize) -> SeriesState {
+    let x = i as f64;
+    SeriesState::Ready {
+        band: Band {
+            expected: 1000.0 + x * 0.37,
+            lower: 900.0 + x * 0.29,
+            upper: 1100.0 + x * 0.41,
+        },
+        score: Some((i % 97) as f64 / 31.0),
+        probability: (i % 1000) as f64 / 1001.0,
+        forecasts: vec![],
+        threshold_eta_seconds: None,
+        excursion: Excursion::default(),
+    }
+}
+
+fn source(query: usize, i: usize) -> Labels {
+    Labels::from_pairs([
+        ("__name__", "node_network_receive_bytes_total".to_owned()),
+        (
+            "instance",
+            format!("host-{:05}.prod.example.com:9100", i / 4),
+        ),
+        ("job", "node".to_owned()),
+        ("device", format!("eth{}", i % 4)),
+        ("datacenter", format!("dc-{}", query % 3)),
+    ])
+}
+
+fn snapshot(series: usize) -> Snapshot {
+    let per_query = series / QUERIES;
+    (0..QUERIES).fold(Snapshot::default(), |snapshot, q| {
+        let name = format!("network_{q:02}");
+        snapshot.with_query(QueryOutput {
+            query: name.clone(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series: (0..per_query)
+                .map(|i| SeriesOutput::new(export_labels(&name, &source(q, i)), state(i)))
+                .collect(),
+        })
+    })
+}
+
+type GaugeFamily = Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>;
+
+/// The same samples in a prometheus-client registry.
+fn registry(snapshot: &Snapshot) -> Registry {
+    let mut registry = Registry::default();
+    let families: Vec<(&str, GaugeFamily)> = [
+        "foretell_baseline",
+        "foretell_baseline_lower",
+        "foretell_baseline_upper",
+        "foretell_anomaly_score",
+        "foretell_anomaly_probability",
+        "foretell_model_ready",
+    ]
+    .into_iter()
+    .map(|name| (name, GaugeFamily::default()))
+    .collect();
+    for series in snapshot.series() {
+        let labels: Vec<(String, String)> = series
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        if let SeriesState::Ready {
+            band,
+            score,
+            probability,
+            ..
+        } = &series.state
+        {
+            let values = [
+                band.expected,
+                band.lower,
+                band.upper,
+                score.unwrap_or(f64::NAN),
+                *probability,
+                1.0,
+            ];
+            for ((_, family), value) in families.iter().zip(values) {
+                family.get_or_create(&labels).set(value);
+            }
+        }
+    }
+    for (name, family) in families {
+        // prometheus-client wants names without the unit/total suffix handling of its own.
+        registry.register(name, "help", family);
+    }
+    registry
+}
+
+fn median_of(mut run: impl FnMut() -> usize) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(RENDERS);
+    let mut bytes = 0;
+    for _ in 0..RENDERS {
+        let start = Instant::now();
+        bytes = black_box(run());
+        times.push(start.elapsed());
+    }
+    times.sort();
+    (times[RENDERS / 2], bytes)
+}
+
+fn main() {
+    let series: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let snapshot = snapshot(series);
+    // The first render sizes the buffer; the server keeps the size of the last scrape the same way.
+    let mut capacity = 0;
+    let (ours, ours_bytes) = median_of(|| {
+        let mut out = String::with_capacity(capacity);
+        render_snapshot(&snapshot, &mut out);
+        capacity = out.len();
+        out.len()
+    });
+    let mut rendered = String::new();
+    render_snapshot(&snapshot, &mut rendered);
+    // What the server adds when the scraper sends `Accept-Encoding: gzip` (Prometheus does).
+    let (gzip, gzip_bytes) = median_of(|| {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(rendered.len() / 6),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(rendered.as_bytes()).expect("compress");
+        encoder.finish().expect("compress").len()
+    });
+    let registry = registry(&snapshot);
+    let (theirs, theirs_bytes) = median_of(|| {
+        let mut out = String::new();
+        encode(&mut out, &registry).expect("encodes");
+        out.len()
+    });
+    println!(
+        "{series} series x 6 families: foretell {:.1} ms ({:.1} MB), prometheus-client 0.24 {:.1} ms ({:.1} MB): {:.1}x faster",
+        ours.as_secs_f64() * 1000.0,
+        ours_bytes as f64 / 1e6,
+        theirs.as_secs_f64() * 1000.0,
+        theirs_bytes as f64 / 1e6,
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    println!(
+        "gzip (fast) of foretell's output: {:.1} ms, {:.1} MB ({:.1}x smaller)",
+        gzip.as_secs_f64() * 1000.0,
+        gzip_bytes as f64 / 1e6,
+        ours_bytes as f64 / gzip_bytes as f64
+    );
+}

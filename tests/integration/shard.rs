@@ -1,0 +1,137 @@
+//! Three replicas sharing one real Prometheus: together they track every series exactly once,
+//! and a replica's restart brings back the same series and moves none of the others'. Ignored
+//! by default; run by `.ci/run`'s end-to-end stage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::support::*;
+
+const INSTANCES: usize = 24;
+
+fn config(prometheus: &str, port: u16) -> String {
+    format!(
+        "prometheus:\n  url: {prometheus}\n  timeout: 1s\n\
+         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n\
+         queries:\n  - name: demo\n    expr: demo_requests_per_second\n    step: 1m\n    history: 1d\n    evaluation_interval: 2s\n    model:\n      seasonality: none\n"
+    )
+}
+
+/// The instances whose model-readiness series a replica exports.
+async fn instances(port: u16) -> Option<BTreeSet<String>> {
+    let (_, body) = get(&format!("http://127.0.0.1:{port}/metrics")).await?;
+    let found: BTreeSet<String> = body
+        .lines()
+        .filter(|l| l.starts_with("foretell_model_ready{"))
+        .filter_map(|l| {
+            l.split("instance=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        })
+        .collect();
+    (!found.is_empty()).then_some(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Debian prometheus package; run by .ci/run's end-to-end stage"]
+async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Prometheus scrapes nothing here; the replicas only read from it.
+    let history = dir.path().join("history.om");
+    let rules = dir.path().join("live-rules.yml");
+    let now = now_secs();
+    run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .arg("sample-data")
+            .arg("--history-out")
+            .arg(&history)
+            .arg("--rules-out")
+            .arg(&rules)
+            .args(["--instances", &INSTANCES.to_string()])
+            .args([
+                "--end",
+                &(now - 30).to_string(),
+                "--span",
+                "1d",
+                "--step",
+                "1m",
+            ]),
+    );
+    run_ok(
+        std::process::Command::new(require_binary("promtool"))
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&history)
+            .arg(dir.path().join("data")),
+    );
+    let mut prometheus = Prometheus {
+        port: free_port(),
+        dir: dir.path().to_owned(),
+        process: None,
+    };
+    prometheus.configure(&[rules], free_port(), None);
+    prometheus.start();
+    prometheus.wait_ready().await;
+
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let start = |index: usize, round: usize| {
+        let path = dir.path().join(format!("foretell-{index}.yml"));
+        std::fs::write(&path, config(&prometheus.url(), ports[index])).expect("config");
+        Process::spawn(
+            "foretell replica",
+            std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
+                .args(["run", "--config"])
+                .arg(&path)
+                .args(["--shard", &format!("{index}/3")]),
+            dir.path().join(format!("foretell-{index}-{round}.log")),
+        )
+    };
+    let mut replicas: Vec<Process> = (0..3).map(|i| start(i, 0)).collect();
+    let mut owned: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for (index, port) in ports.iter().enumerate() {
+        let found = eventually(
+            "a replica exports its shard",
+            Duration::from_secs(60),
+            || instances(*port),
+        )
+        .await;
+        owned.insert(index, found);
+    }
+    let mut union = BTreeSet::new();
+    for (index, found) in &owned {
+        for instance in found {
+            assert!(
+                union.insert(instance.clone()),
+                "{instance} is tracked twice (again by replica {index}): {owned:?}"
+            );
+        }
+        // A fair share each: 24 series, 3 replicas.
+        assert!((3..=15).contains(&found.len()), "{owned:?}");
+    }
+    assert_eq!(union.len(), INSTANCES, "every series is tracked: {owned:?}");
+    let metrics = get(&format!("http://127.0.0.1:{}/metrics", ports[1]))
+        .await
+        .expect("metrics")
+        .1;
+    assert!(
+        metrics.contains("\nforetell_shard_index 1\n")
+            && metrics.contains("\nforetell_shard_count 3\n")
+    );
+
+    // Replica 1 restarts: it comes back with the same series; the others keep theirs.
+    assert!(replicas[1].terminate(Duration::from_secs(20)).is_some());
+    replicas[1] = start(1, 1);
+    let again = eventually(
+        "the restarted replica exports its shard",
+        Duration::from_secs(60),
+        || instances(ports[1]),
+    )
+    .await;
+    assert_eq!(again, owned[&1]);
+    for index in [0, 2] {
+        assert_eq!(instances(ports[index]).await.as_ref(), Some(&owned[&index]));
+    }
+    for replica in &mut replicas {
+        assert!(replica.terminate(Duration::from_secs(20)).is_some());
+    }
+}
