@@ -3,7 +3,6 @@
 //! The exporter renders the current [`Snapshot`] plus self-metrics on every scrape. Model
 //! outputs carry pre-escaped label blocks, so a scrape is mostly string concatenation.
 
-use std::fmt::Write as _;
 
 use crate::labels::Labels;
 use crate::model::Band;
@@ -181,9 +180,11 @@ fn push_value(out: &mut String, value: f64) {
         out.push_str("-Inf");
     } else if value.fract() == 0.0 && value.abs() < 1e15 {
         // Integers print without a fraction ("3", not "3.0"), as Prometheus' own clients do.
-        let _ = write!(out, "{}", value as i64);
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else {
-        let _ = write!(out, "{value:?}");
+        // The shortest decimal that reads back as the same f64 (Ryū), without the formatting
+        // machinery: this runs for every sample of every scrape.
+        out.push_str(ryu::Buffer::new().format_finite(value));
     }
 }
 
