@@ -75,6 +75,8 @@ pub struct PrometheusConfig {
     pub max_response_bytes: u64,
     pub max_points_per_request: u64,
     pub retry: RetryPolicy,
+    /// Thanos Query's `partial_response`, sent with every range query when set.
+    pub partial_response: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -599,6 +601,7 @@ impl Validator<'_> {
             max_response_bytes,
             max_points_per_request,
             retry: retry?,
+            partial_response: raw.partial_response,
         })
     }
 

@@ -117,6 +117,7 @@ pub struct RawPrometheus {
     pub max_response_bytes: Option<u64>,
     pub max_points_per_request: Option<u64>,
     pub retry: Option<RawRetry>,
+    pub partial_response: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

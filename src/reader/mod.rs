@@ -199,6 +199,7 @@ pub struct PrometheusReader {
     max_points_per_request: u64,
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
+    partial_response: Option<bool>,
 }
 
 impl PrometheusReader {
@@ -235,6 +236,7 @@ impl PrometheusReader {
             max_points_per_request: config.max_points_per_request,
             retry: config.retry,
             permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            partial_response: config.partial_response,
         })
     }
 
@@ -321,12 +323,7 @@ impl PrometheusReader {
 
     async fn fetch_once(&self, chunk: &RangeQuery<'_>) -> Result<wire::RangeBody, ReadError> {
         let url = self.endpoint.to_string();
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", chunk.expr)
-            .append_pair("start", &seconds(chunk.start_ms))
-            .append_pair("end", &seconds(chunk.end_ms))
-            .append_pair("step", &seconds(chunk.step_ms))
-            .finish();
+        let form = range_form(chunk, self.partial_response);
         let mut request = self
             .client
             .post(self.endpoint.clone())
@@ -410,6 +407,21 @@ impl PrometheusReader {
 }
 
 /// Milliseconds as the decimal seconds the API takes.
+/// The form body of one `query_range` request.
+fn range_form(chunk: &RangeQuery<'_>, partial_response: Option<bool>) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("query", chunk.expr)
+        .append_pair("start", &seconds(chunk.start_ms))
+        .append_pair("end", &seconds(chunk.end_ms))
+        .append_pair("step", &seconds(chunk.step_ms));
+    if let Some(partial) = partial_response {
+        // Thanos: false fails the query when a store is down, instead of answering with a
+        // silent hole that would read as a drop in every series.
+        form.append_pair("partial_response", if partial { "true" } else { "false" });
+    }
+    form.finish()
+}
+
 fn seconds(ms: i64) -> String {
     if ms % 1000 == 0 {
         (ms / 1000).to_string()

@@ -254,6 +254,19 @@ async fn unreachable_and_silent_upstreams_are_classified() {
 }
 
 #[tokio::test]
+async fn thanos_partial_response_is_sent_when_configured() {
+    let upstream = FakeUpstream::start(vec![json(200, &matrix(&[("a", &[(0, "1")])]))]).await;
+    let reader = reader_for(&upstream.url, "  partial_response: false\n");
+    reader.query_range(&query(0, 0, 10_000)).await.expect("ok");
+    let requests = upstream.requests();
+    assert!(
+        requests[0].ends_with("query=up&start=0&end=0&step=10&partial_response=false"),
+        "{}",
+        requests[0]
+    );
+}
+
+#[tokio::test]
 async fn credentials_and_tenant_headers_are_sent_and_path_prefix_kept() {
     let upstream = FakeUpstream::start(vec![json(200, &matrix(&[]))]).await;
     std::env::set_var("FORETELL_TEST_READER_TOKEN", "tok-123");

@@ -3,7 +3,6 @@
 //! The exporter renders the current [`Snapshot`] plus self-metrics on every scrape. Model
 //! outputs carry pre-escaped label blocks, so a scrape is mostly string concatenation.
 
-
 use crate::labels::Labels;
 use crate::model::Band;
 use crate::snapshot::{SeriesState, Snapshot, HORIZON_LABEL};
