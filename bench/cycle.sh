@@ -4,11 +4,15 @@
 # recording rules. Reports the cold cycle (load the whole history, fit every series) and the
 # steady cycles that follow (fetch the new minute, score; refits staggered over 5 minutes).
 #
-#   bench/cycle.sh [SERIES] [SECONDS_TO_RUN]      e.g. bench/cycle.sh 1000 200
+#   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
+#
+# Also reports foretell's CPU use over the steady phase (from the end of the cold cycle on),
+# as a share of one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 series=${1:-1000}
 run_secs=${2:-200}
+refit=${3:-5m}
 work=$(mktemp -d /tmp/foretell-bench.XXXXXX)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 prom_port=$(port)
@@ -46,11 +50,17 @@ queries:
     evaluation_interval: 15s
     model:
       seasonality: 1d
-      refit_interval: 5m
+      refit_interval: $refit
 YAML
 "$foretell" --log.format json --log.level foretell=debug,info run --config "$work/foretell.yml" 2>"$work/foretell.log" &
 pids+=($!)
+foretell_pid=${pids[1]}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$foretell_pid/stat"; }
+for _ in $(seq 1 1200); do grep -q '"cycle finished"' "$work/foretell.log" 2>/dev/null && break; sleep 0.5; done
+steady_from=$(date +%s.%N); ticks_from=$(cpu_ticks)
 sleep "$run_secs"
+steady_to=$(date +%s.%N); ticks_to=$(cpu_ticks)
+python3 -c "print(f'steady phase CPU: {($ticks_to - $ticks_from) / $(getconf CLK_TCK) / ($steady_to - $steady_from) * 100:.1f} % of one core over {$steady_to - $steady_from:.0f} s')"
 curl -fsS "http://127.0.0.1:$foretell_port/metrics" > "$work/metrics.txt"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/${pids[1]}/status")
 
