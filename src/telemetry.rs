@@ -240,7 +240,7 @@ impl Telemetry {
         })
     }
 
-    /// This replica's shard, for `foretell_shard_index` and `foretell_shard_count`.
+    /// This replica's shard, for `foretell_shard_index` and `foretell_shard_replicas`.
     pub fn set_shard(&self, index: u32, count: u32) {
         self.with(|s| s.shard = (index, count));
     }
@@ -387,16 +387,16 @@ impl Telemetry {
         }
         w.family(
             "foretell_shard_index",
-            "This replica's shard: it tracks the series whose label hash modulo foretell_shard_count equals this.",
+            "This replica's shard: it tracks the series whose label hash modulo foretell_shard_replicas equals this.",
             MetricType::Gauge,
         );
         w.sample("foretell_shard_index", &[], f64::from(shard.0));
         w.family(
-            "foretell_shard_count",
+            "foretell_shard_replicas",
             "Replicas the series are split among (1: this one tracks them all).",
             MetricType::Gauge,
         );
-        w.sample("foretell_shard_count", &[], f64::from(shard.1));
+        w.sample("foretell_shard_replicas", &[], f64::from(shard.1));
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
         w.sample(
             "foretell_upstream_up",

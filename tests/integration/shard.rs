@@ -72,6 +72,18 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
     prometheus.configure(&[rules], free_port(), None);
     prometheus.start();
     prometheus.wait_ready().await;
+    // The backfilled history is queryable before any replica starts.
+    eventually(
+        "Prometheus serves the backfilled series",
+        Duration::from_secs(60),
+        || async {
+            let (ok, result) = prometheus
+                .try_query("count(count_over_time(demo_requests_per_second[1h]))")
+                .await;
+            (ok && result.first().and_then(|r| r["value"][1].as_str()) == Some("24")).then_some(())
+        },
+    )
+    .await;
 
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let start = |index: usize, round: usize| {
@@ -91,7 +103,7 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
     for (index, port) in ports.iter().enumerate() {
         let found = eventually(
             "a replica exports its shard",
-            Duration::from_secs(60),
+            Duration::from_secs(90),
             || instances(*port),
         )
         .await;
@@ -115,7 +127,7 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
         .1;
     assert!(
         metrics.contains("\nforetell_shard_index 1\n")
-            && metrics.contains("\nforetell_shard_count 3\n")
+            && metrics.contains("\nforetell_shard_replicas 3\n")
     );
 
     // Replica 1 restarts: it comes back with the same series; the others keep theirs.
