@@ -172,20 +172,34 @@ fn load_config(config_path: &std::path::Path) -> Result<config::Config, ExitCode
     })
 }
 
+/// How many worker threads a command's async runtime gets.
+enum Threads {
+    /// A client making a request or two.
+    One,
+    /// The sidecar and what runs it (demo, benchmarks).
+    Many,
+}
+
+/// The async runtime of a command; on failure the message is printed and exit code 1 returned.
+fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("foretell: cannot start the async runtime: {error}");
+        ExitCode::from(EXIT_RUNTIME)
+    })
+}
+
 fn run(config_path: &std::path::Path, overrides: app::Overrides) -> ExitCode {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Threads::Many) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("foretell: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(app::run(config_path, config, overrides)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -450,15 +464,9 @@ fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Rec
 
 /// `foretell demo`: exit 0 when stopped by a signal, 1 when it cannot start.
 fn demo(settings: demo::DemoSettings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Threads::Many) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("foretell: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(demo::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -500,15 +508,9 @@ fn bench(command: BenchCommand) -> ExitCode {
                 prometheus: prometheus.zip(expr),
                 time_limit,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match runtime(Threads::Many) {
                 Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("foretell: cannot start the async runtime: {error}");
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
+                Err(code) => return code,
             };
             match runtime.block_on(enrichment::bench::run(&settings)) {
                 Ok(reports) => {
@@ -527,15 +529,9 @@ fn bench(command: BenchCommand) -> ExitCode {
 /// `foretell dead-letters ...`: exit 0 when done, 1 when foretell is unreachable or refuses,
 /// 2 for bad flags.
 fn dead_letters(command: DeadLetterCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(Threads::One) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("foretell: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     let url = match &command {
         DeadLetterCommand::List { url, .. } | DeadLetterCommand::Retry { url, .. } => url,

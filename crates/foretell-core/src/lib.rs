@@ -10,6 +10,7 @@ pub mod backtest;
 pub mod chart;
 pub mod exposition;
 pub mod labels;
+pub mod markup;
 pub mod model;
 pub mod shard;
 pub mod snapshot;

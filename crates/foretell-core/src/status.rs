@@ -4,24 +4,9 @@
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::timestamp::format_rfc3339;
 use crate::Labels;
-
-/// Escapes text for HTML content and double-quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// One configured query on the overview.
 #[derive(Clone, Debug, PartialEq)]
