@@ -58,12 +58,7 @@ fn answer(series: &[DemoSeries], request: &http::Request<Bytes>) -> (u16, String
             r#"{"status":"error","errorType":"not_found","error":"the demo serves only /api/v1/query_range"}"#.into(),
         );
     }
-    let mut parameters = std::collections::BTreeMap::new();
-    for (name, value) in url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        .chain(url::form_urlencoded::parse(request.body()))
-    {
-        parameters.insert(name.into_owned(), value.into_owned());
-    }
+    let parameters = crate::loopback::parameters(request);
     let number = |name: &str| parameters.get(name).and_then(|v| v.parse::<f64>().ok());
     let (Some(start), Some(end), Some(step)) = (number("start"), number("end"), number("step"))
     else {

@@ -1,6 +1,7 @@
 //! Small HTTP servers on 127.0.0.1 inside the process, for the demo (its data source and its
 //! receiver) and the benchmarks: a handler from request to status and body, nothing more.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -57,4 +58,13 @@ where
         }
     });
     Ok(bound)
+}
+
+/// The parameters of a request as Prometheus' API reads them: from the URL (GET) and from a
+/// form body (POST, as foretell's reader sends them); a name in both takes the body's value.
+pub fn parameters(request: &http::Request<Bytes>) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .chain(url::form_urlencoded::parse(request.body()))
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
 }

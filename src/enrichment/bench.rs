@@ -141,23 +141,10 @@ fn tracked_snapshot(count: usize, now_ms: i64) -> QueryOutput {
 /// A Prometheus answering every range query with [`ON_DEMAND_SERIES`] noisy series on the
 /// asked grid, each ending in a step up (the incident the alerts are about).
 fn fake_prometheus(request: http::Request<Bytes>) -> (u16, String) {
-    let mut start = 0.0;
-    let mut end = 0.0;
-    let mut step = 60.0;
-    // Parameters come as a form body (POST, as foretell sends them) or in the URL (GET).
-    let parameters = url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        .chain(url::form_urlencoded::parse(request.body()))
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect::<Vec<_>>();
-    for (name, value) in parameters {
-        let value: f64 = value.parse().unwrap_or(0.0);
-        match name.as_str() {
-            "start" => start = value,
-            "end" => end = value,
-            "step" => step = value.max(1.0),
-            _ => {}
-        }
-    }
+    let parameters = crate::loopback::parameters(&request);
+    let number = |name: &str| parameters.get(name).and_then(|v| v.parse::<f64>().ok());
+    let (start, end) = (number("start").unwrap_or(0.0), number("end").unwrap_or(0.0));
+    let step = number("step").unwrap_or(60.0).max(1.0);
     let points = (((end - start) / step).floor() as usize + 1).min(11_000);
     let result: Vec<String> = (0..ON_DEMAND_SERIES)
         .map(|s| {

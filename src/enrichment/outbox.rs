@@ -294,8 +294,11 @@ pub fn recent_alerts(
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
+    // A receiver's copy holds only its alerts; bodies are compact JSON written by the enricher,
+    // so the alert's fingerprint field is found without parsing a body that may be megabytes.
     let mut deliveries = connection.prepare_cached(
-        "SELECT receiver, state, body FROM deliveries WHERE notification_id = ?1 ORDER BY id",
+        "SELECT receiver, state FROM deliveries WHERE notification_id = ?1 \
+         AND instr(body, ?2) > 0 ORDER BY id",
     )?;
     let mut suppressed = connection.prepare_cached(
         "SELECT outcome, details FROM records WHERE kind = 'alert.suppressed' AND subject = ?1 \
@@ -314,7 +317,8 @@ pub fn recent_alerts(
             .query_map(params![subject, at_ms], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })?
-            .filter_map(Result::ok)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
             .map(|(outcome, text)| (outcome, serde_json::from_str(&text).unwrap_or_default()))
             .filter(|(_, d): &(String, serde_json::Value)| {
                 d["notification"].as_i64() == Some(notification)
@@ -329,26 +333,15 @@ pub fn recent_alerts(
                 )),
             }
         }
+        let field = format!(
+            "\"fingerprint\":{}",
+            serde_json::Value::from(fingerprint.as_str())
+        );
         let carried: Vec<(String, String)> = deliveries
-            .query_map(params![notification], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Vec<u8>>(2)?,
-                ))
+            .query_map(params![notification, field.as_bytes()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })?
-            .filter_map(Result::ok)
-            .filter(|(_, _, body)| {
-                serde_json::from_slice::<serde_json::Value>(body)
-                    .ok()
-                    .and_then(|b| b["alerts"].as_array().cloned())
-                    .is_some_and(|a| {
-                        a.iter()
-                            .any(|alert| alert["fingerprint"] == fingerprint.as_str())
-                    })
-            })
-            .map(|(receiver, state, _)| (receiver, state))
-            .collect();
+            .collect::<Result<_, _>>()?;
         for (receiver, state) in carried {
             outcomes.push(match state.as_str() {
                 DELIVERED => format!("delivered to {receiver}"),

@@ -456,6 +456,34 @@ async fn unconfident_alerts_are_suppressed_for_a_demanding_route_and_recorded() 
     assert!(harness
         .metrics()
         .contains("foretell_alerts_suppressed_total{receiver=\"pager\"} 1\n"));
+    // The status page's view: the held-back alert and the delivered one, each with its outcome.
+    let mut recent = Vec::new();
+    for _ in 0..100 {
+        recent = harness
+            .enrichment
+            .recent_alerts(10)
+            .await
+            .expect("readable");
+        if recent.iter().any(|a| a.outcome == "delivered to pager") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(recent.len(), 2, "{recent:?}");
+    let assessed = recent.iter().find(|a| a.confidence.is_some()).expect("f1");
+    assert_eq!(assessed.outcome, "suppressed for pager", "{recent:?}");
+    assert_eq!(assessed.alertname, "HighErrors");
+    assert!(assessed.detail.contains("instance=\"a\""), "{recent:?}");
+    assert!(assessed
+        .chart
+        .as_deref()
+        .is_some_and(|c| c.contains("/graph?query=errors")));
+    let unassessed = recent.iter().find(|a| a.confidence.is_none()).expect("f2");
+    assert_eq!(unassessed.outcome, "delivered to pager", "{recent:?}");
+    assert!(
+        unassessed.detail.contains("no tracked series"),
+        "{recent:?}"
+    );
     harness.stop().await;
 }
 

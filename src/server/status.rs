@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use foretell_core::alerts::lookup;
 use foretell_core::labels::METRIC_NAME;
-use foretell_core::snapshot::{SeriesOutput, SeriesState, QUERY_LABEL, SOURCE_METRIC_LABEL};
+use foretell_core::snapshot::{SeriesOutput, SeriesState, SOURCE_METRIC_LABEL};
 use foretell_core::status::{
     self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
     SeriesRow, Upstream,
@@ -29,13 +30,10 @@ const CHART_RANGES: [&str; 4] = ["1h", "6h", "1d", "3d"];
 
 /// The source labels of an exported series (what foretell adds left out) and its metric name.
 fn source_of(series: &SeriesOutput) -> (Option<&str>, Labels) {
-    let labels = Labels::from_pairs(
-        series
-            .labels
-            .iter()
-            .filter(|(name, _)| *name != QUERY_LABEL && *name != SOURCE_METRIC_LABEL),
-    );
-    (series.labels.get(SOURCE_METRIC_LABEL), labels)
+    (
+        series.labels.get(SOURCE_METRIC_LABEL),
+        Labels::from_pairs(lookup::source_labels(series)),
+    )
 }
 
 fn link(path: &str, pairs: &[(&str, &str)]) -> String {
@@ -71,6 +69,7 @@ fn numbers(state: &SeriesState) -> Option<SeriesNumbers> {
     }
 }
 
+/// The newest score, for ranking; `-inf` when there is none (a gap, a model still learning).
 fn score_of(series: &SeriesOutput) -> f64 {
     match &series.state {
         SeriesState::Ready {
@@ -118,7 +117,7 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
     let mut ranked: Vec<(&str, &SeriesOutput)> = snapshot
         .queries()
         .flat_map(|o| o.series.iter().map(move |s| (o.query.as_str(), s)))
-        .filter(|(_, s)| score_of(s).is_finite() || score_of(s) == f64::INFINITY)
+        .filter(|(_, s)| score_of(s) > f64::NEG_INFINITY)
         .collect();
     ranked.sort_by(|a, b| score_of(b.1).total_cmp(&score_of(a.1)));
     let anomalies = ranked
