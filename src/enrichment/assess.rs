@@ -46,7 +46,10 @@ type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, String>>>;
 /// On-demand ranges by expression and grid end. Until the grid moves on (one on-demand step),
 /// every alert of a rule, across notifications, uses one answer: an alert storm from one rule
 /// costs Prometheus one query per step, not one per notification. Single flight: alerts that
-/// arrive while the query is out wait for it (each within its own budget).
+/// arrive while the query is out wait for it (each within its own budget). An error answer is
+/// shared the same way until the step ends (the step's alerts say why at once instead of each
+/// asking a failing Prometheus again); a query abandoned at a notification's deadline is not
+/// kept, so the next alert asks again.
 #[derive(Default)]
 pub struct RangeCache {
     /// Slots in the order they were made, the newest last.
