@@ -296,10 +296,14 @@ impl Assessor<'_> {
             }
         }
         // Fit on what came before the alert (with half an hour of lead, so the excursion's onset
-        // is replayed), replay the rest.
+        // is replayed), replay the rest. A series younger than that (or one with gaps) is fitted
+        // on its first samples instead: a model on the alert's own early data still says more
+        // than no model.
         let lead_ms = 1_800_000.max(5 * step_ms);
         let starts = ((alert.starts_at_ms - lead_ms - start_ms) / step_ms).max(0) as usize;
-        let replay_from = starts.clamp(MIN_ON_DEMAND_POINTS.min(points), points.saturating_sub(1));
+        let replay_from = starts
+            .max(index_after_finite(&values, MIN_ON_DEMAND_POINTS))
+            .min(points.saturating_sub(1));
         let model = ForecastModel {
             coverage: Coverage::new(ON_DEMAND_COVERAGE).map_err(|e| e.to_string())?,
             min_points: MIN_ON_DEMAND_POINTS,
@@ -402,9 +406,31 @@ fn hour_horizon(horizons: &[(String, u32)], step_ms: i64) -> Option<&(String, u3
         .min_by_key(|(_, steps)| (i64::from(*steps) * step_ms - 3_600_000).abs())
 }
 
+/// The index just after the `count`-th finite value, or the length when there are fewer.
+fn index_after_finite(values: &[f64], count: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, value)| value.is_finite())
+        .nth(count - 1)
+        .map_or(values.len(), |(index, _)| index + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fit_starts_after_enough_finite_values() {
+        let values = [f64::NAN, 1.0, f64::NAN, 2.0, 3.0, f64::NAN];
+        assert_eq!(index_after_finite(&values, 1), 2);
+        assert_eq!(index_after_finite(&values, 3), 5);
+        assert_eq!(index_after_finite(&values, 4), values.len());
+        assert_eq!(index_after_finite(&values, 0), 0);
+    }
 
     #[test]
     fn the_range_cache_shares_a_slot_per_rule_and_grid_and_stays_bounded() {

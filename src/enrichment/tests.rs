@@ -653,8 +653,12 @@ fn prometheus_at(url: &str) -> PrometheusReader {
     PrometheusReader::new(&config.prometheus).expect("client")
 }
 
-/// A notification of alerts from one rule (`up > 0`) on untracked series.
+/// A notification of alerts from one rule (`up > 0`) on untracked series, started 15 minutes
+/// ago: relative to now, so that the history before the start always holds enough for a model.
 fn untracked(instances: &[&str], generator_exprs: &[&str]) -> String {
+    let starts_at = foretell_core::timestamp::format_rfc3339(
+        crate::clock::Clock::now_ms(&SystemClock) - 15 * 60_000,
+    );
     let alerts: Vec<serde_json::Value> = instances
         .iter()
         .zip(generator_exprs)
@@ -663,7 +667,7 @@ fn untracked(instances: &[&str], generator_exprs: &[&str]) -> String {
                 "status": "firing",
                 "labels": {"alertname": "Up", "instance": instance, "severity": "critical"},
                 "annotations": {},
-                "startsAt": "2026-11-22T09:00:00Z",
+                "startsAt": starts_at,
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": format!("http://p/graph?g0.expr={expr}&g0.tab=1"),
                 "fingerprint": instance,
@@ -718,11 +722,24 @@ async fn alerts_of_one_rule_share_one_on_demand_query() {
     assert_ne!(later, body);
     assert_eq!(harness.post(&later, Some("s3cret")).await.0, StatusCode::OK);
     assert!(eventually(|| receiver.requests().len() == 2).await);
+    // An alert older than the series' history: the model is fitted on the series' first samples.
+    let long_firing = later
+        .replace("\"groupKey\":\"", "\"groupKey\":\"old-")
+        .replace(
+            "\"startsAt\":\"",
+            "\"startsAt\":\"2020-01-01T00:00:00Z\",\"ignored\":\"",
+        );
+    assert!(long_firing.contains("2020-01-01") && long_firing.contains("old-"));
+    assert_eq!(
+        harness.post(&long_firing, Some("s3cret")).await.0,
+        StatusCode::OK
+    );
+    assert!(eventually(|| receiver.requests().len() == 3).await);
     let requests = prometheus.requests();
     assert_eq!(
         requests.len(),
         1,
-        "one query for both alerts and both notifications: {requests:?}"
+        "one query for every alert and notification: {requests:?}"
     );
     assert!(
         requests[0].contains("query=up&"),
