@@ -39,6 +39,8 @@ pub enum AppError {
     Reader(#[from] ReadError),
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] StoreError),
+    #[error("remote_write: {0}")]
+    RemoteWrite(String),
 }
 
 struct Running {
@@ -247,6 +249,22 @@ pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Re
         stop_serving.clone(),
         grace,
     ));
+    let stop_pushing = CancellationToken::new();
+    let pushing = match &config.remote_write {
+        Some(settings) => {
+            let writer = crate::remote_write::RemoteWriter::new(
+                settings.clone(),
+                Arc::clone(&state.telemetry),
+                Arc::clone(&clock),
+            )
+            .map_err(AppError::RemoteWrite)?;
+            tracing::info!(url = %settings.url, "pushing predictions by remote write");
+            Some(tokio::spawn(
+                writer.run(Arc::clone(&state.snapshot), stop_pushing.clone()),
+            ))
+        }
+        None => None,
+    };
     let tasks = carry_over(Vec::new(), &config.queries);
     let pipeline = Pipeline::start(context(&config, &state, &clock, &audit)?, tasks);
     tracing::info!(version = VERSION, %address, external_url = %base, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
@@ -299,6 +317,11 @@ pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Re
         if tokio::time::timeout(grace, task).await.is_err() {
             tracing::warn!("an alert task did not stop within the grace period");
         }
+    }
+    stop_pushing.cancel();
+    if let Some(pushing) = pushing {
+        // A request in flight is abandoned; the predictions are derived data.
+        let _ = tokio::time::timeout(grace, pushing).await;
     }
     stop_verifying.cancel();
     if let Some(verifying) = verifying {

@@ -13,6 +13,7 @@ mod loopback;
 mod offline;
 mod pipeline;
 mod reader;
+mod remote_write;
 mod server;
 mod shutdown;
 mod telemetry;

@@ -102,6 +102,42 @@ struct State {
     audit: Option<AuditStats>,
     /// `(index, count)` of this replica's shard.
     shard: (u32, u32),
+    remote_write: Option<RemoteWriteStats>,
+}
+
+/// What happened to the samples pushed by remote write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteWriteOutcome {
+    Sent,
+    /// Refused with a 4xx other than 429; never retried.
+    Rejected,
+    /// Still failing after the last retry; dropped.
+    Failed,
+}
+
+impl RemoteWriteOutcome {
+    const ALL: [RemoteWriteOutcome; 3] = [
+        RemoteWriteOutcome::Sent,
+        RemoteWriteOutcome::Rejected,
+        RemoteWriteOutcome::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RemoteWriteOutcome::Sent => "sent",
+            RemoteWriteOutcome::Rejected => "rejected",
+            RemoteWriteOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Counters of remote write, present when it is configured.
+#[derive(Clone, Copy, Debug, Default)]
+struct RemoteWriteStats {
+    /// Samples by [`RemoteWriteOutcome`], in the order of `ALL`.
+    samples: [u64; 3],
+    retries: u64,
+    last_success_seconds: Option<f64>,
 }
 
 impl Default for State {
@@ -114,6 +150,7 @@ impl Default for State {
             reloads: [0; 2],
             audit: None,
             shard: (0, 1),
+            remote_write: None,
         }
     }
 }
@@ -273,6 +310,34 @@ impl Telemetry {
         self.with(|s| s.audit.get_or_insert_with(AuditStats::default).write_errors += records);
     }
 
+    pub fn remote_write_enabled(&self) {
+        self.with(|s| {
+            s.remote_write.get_or_insert_with(RemoteWriteStats::default);
+        });
+    }
+
+    pub fn remote_written(&self, outcome: RemoteWriteOutcome, samples: u64, now_seconds: f64) {
+        self.with(|s| {
+            let stats = s.remote_write.get_or_insert_with(RemoteWriteStats::default);
+            let index = RemoteWriteOutcome::ALL
+                .iter()
+                .position(|o| *o == outcome)
+                .unwrap_or(0);
+            stats.samples[index] += samples;
+            if outcome == RemoteWriteOutcome::Sent {
+                stats.last_success_seconds = Some(now_seconds);
+            }
+        });
+    }
+
+    pub fn remote_write_retried(&self) {
+        self.with(|s| {
+            s.remote_write
+                .get_or_insert_with(RemoteWriteStats::default)
+                .retries += 1;
+        });
+    }
+
     pub fn cycles_skipped(&self, query: &str, skipped: u64) {
         self.with(|s| {
             s.queries
@@ -292,9 +357,11 @@ impl Telemetry {
                 s.reloads,
                 s.audit,
                 s.shard,
+                s.remote_write,
             )
         });
-        let (queries, upstream_up, reload_ok, reload_at, reloads, audit, shard) = state;
+        let (queries, upstream_up, reload_ok, reload_at, reloads, audit, shard, remote_write) =
+            state;
         let mut w = TextWriter::new(out);
         w.family(
             "foretell_build_info",
@@ -397,6 +464,42 @@ impl Telemetry {
             MetricType::Gauge,
         );
         w.sample("foretell_shard_replicas", &[], f64::from(shard.1));
+        if let Some(remote) = remote_write {
+            w.family(
+                "foretell_remote_write_samples_total",
+                "Prediction samples pushed by remote write, by outcome: sent, rejected (a 4xx, never retried) or failed (dropped after the last retry).",
+                MetricType::Counter,
+            );
+            for (outcome, samples) in RemoteWriteOutcome::ALL.iter().zip(remote.samples) {
+                w.sample(
+                    "foretell_remote_write_samples_total",
+                    &[("outcome", outcome.as_str())],
+                    samples as f64,
+                );
+            }
+            w.family(
+                "foretell_remote_write_retries_total",
+                "Remote-write requests retried after a 5xx, a 429 or a transport error.",
+                MetricType::Counter,
+            );
+            w.sample(
+                "foretell_remote_write_retries_total",
+                &[],
+                remote.retries as f64,
+            );
+            if let Some(at) = remote.last_success_seconds {
+                w.family(
+                    "foretell_remote_write_last_success_timestamp_seconds",
+                    "Unix time of the newest remote-write request the receiver accepted.",
+                    MetricType::Gauge,
+                );
+                w.sample(
+                    "foretell_remote_write_last_success_timestamp_seconds",
+                    &[],
+                    at,
+                );
+            }
+        }
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
         w.sample(
             "foretell_upstream_up",

@@ -10,8 +10,11 @@ use tokio::net::TcpListener;
 /// order (the last one repeats) and records each request's head and body.
 pub struct FakeUpstream {
     pub url: String,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
 }
+
+/// One request as text (lossy) and its body's bytes.
+type Recorded = (String, Vec<u8>);
 
 /// One scripted answer.
 #[derive(Clone)]
@@ -87,7 +90,8 @@ impl FakeUpstream {
                                 })
                                 .unwrap_or(0);
                             if len >= head_end + 4 + content_length {
-                                seen.lock().expect("lock").push(text);
+                                let body = buf[head_end + 4..len].to_vec();
+                                seen.lock().expect("lock").push((text, body));
                                 break;
                             }
                         }
@@ -113,6 +117,13 @@ impl FakeUpstream {
     }
 
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().expect("lock").clone()
+        let requests = self.requests.lock().expect("lock");
+        requests.iter().map(|(text, _)| text.clone()).collect()
+    }
+
+    /// The bodies of the requests, byte for byte.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        let requests = self.requests.lock().expect("lock");
+        requests.iter().map(|(_, body)| body.clone()).collect()
     }
 }

@@ -243,26 +243,7 @@ impl Validator<'_> {
                     format!("`{}` is used by an earlier receiver", receiver.name),
                 );
             }
-            let url = match Url::parse(&receiver.url) {
-                Ok(url) if url.password().is_some() || !url.username().is_empty() => {
-                    self.fail(
-                        format!("{path}.url"),
-                        "must not carry credentials; use basic_auth or bearer_token_file",
-                    );
-                    None
-                }
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
-                _ => {
-                    self.fail(
-                        format!("{path}.url"),
-                        format!(
-                            "must be an http:// or https:// URL with a host, got `{}`",
-                            receiver.url
-                        ),
-                    );
-                    None
-                }
-            };
+            let url = self.http_url(&format!("{path}.url"), &receiver.url);
             let timeout = self.positive_duration(
                 &format!("{path}.timeout"),
                 receiver.timeout.as_deref(),

@@ -27,7 +27,8 @@ pub use alerts::{AlertsConfig, OnDemandConfig, ReceiverConfig};
 #[cfg(test)]
 pub use alerts::{BreakerConfig, RouteConfig};
 use raw::{
-    RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawSeasonality, RawServer, RawThreshold,
+    RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawRemoteWrite, RawRetry,
+    RawSeasonality, RawServer, RawThreshold,
 };
 pub use secret::{Environment, Secret, SystemEnvironment};
 
@@ -49,7 +50,23 @@ pub struct Config {
     pub alerts: Option<AlertsConfig>,
     /// This replica's share of every query's series (default: all of them).
     pub shard: foretell_core::shard::Shard,
+    /// `None`: predictions are only served on `/metrics`.
+    pub remote_write: Option<RemoteWriteConfig>,
     pub queries: Vec<QueryConfig>,
+}
+
+/// Where predictions are pushed with the remote-write 1.0 protocol, besides `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteWriteConfig {
+    pub url: Url,
+    pub timeout: Duration,
+    pub auth: Option<Auth>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub max_samples_per_request: usize,
+    /// How often the current predictions are pushed.
+    pub interval: Duration,
+    /// Retries of 5xx, 429 and transport errors; other 4xx are never retried.
+    pub retry: RetryPolicy,
 }
 
 /// Where the signed audit log lives and the keys that sign it (the last one signs; the
@@ -74,6 +91,8 @@ pub struct PrometheusConfig {
     pub max_concurrent_requests: usize,
     pub max_response_bytes: u64,
     pub max_points_per_request: u64,
+    /// Series whose history one request loads, when new series appear.
+    pub history_batch_series: usize,
     pub retry: RetryPolicy,
     /// Thanos Query's `partial_response`, sent with every range query when set.
     pub partial_response: Option<bool>,
@@ -239,6 +258,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
         .ok()
         .filter(|t| !t.is_zero());
     let queries = v.queries(&raw.queries, timeout);
+    let remote_write = raw.remote_write.as_ref().map(|r| v.remote_write(r));
     let shard = match &raw.shard {
         None => Some(foretell_core::shard::Shard::default()),
         Some(shard) => match foretell_core::shard::Shard::new(shard.index, shard.count) {
@@ -256,6 +276,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
             audit: audit.flatten(),
             alerts: alerts.flatten(),
             shard,
+            remote_write: remote_write.flatten(),
             queries,
         }),
         _ => Err(ConfigError::Invalid {
@@ -483,6 +504,31 @@ impl Validator<'_> {
         }
     }
 
+    /// An http(s) URL with a host and without credentials (those belong in the auth settings).
+    fn http_url(&mut self, path: &str, text: &str) -> Option<Url> {
+        match Url::parse(text) {
+            Ok(url) if url.password().is_some() || !url.username().is_empty() => {
+                self.fail(
+                    path,
+                    "must not carry credentials; use basic_auth with password_file or password_env, or a bearer token file",
+                );
+                None
+            }
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(_) => {
+                self.fail(
+                    path,
+                    format!("must be an http:// or https:// URL with a host, got `{text}`"),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(path, format!("`{text}` is not a URL: {e}"));
+                None
+            }
+        }
+    }
+
     /// Extra request headers at `path`; credentials belong in the auth settings instead.
     fn headers(
         &mut self,
@@ -510,30 +556,7 @@ impl Validator<'_> {
 
     fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {
         let before = self.errors.len();
-        let url = match Url::parse(&raw.url) {
-            Ok(url) if url.password().is_some() || !url.username().is_empty() => {
-                self.fail(
-                    "prometheus.url",
-                    "must not carry credentials; use basic_auth with password_file or password_env",
-                );
-                None
-            }
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
-            Ok(_) => {
-                self.fail(
-                    "prometheus.url",
-                    format!(
-                        "must be an http:// or https:// URL with a host, got `{}`",
-                        raw.url
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                self.fail("prometheus.url", format!("`{}` is not a URL: {e}", raw.url));
-                None
-            }
-        };
+        let url = self.http_url("prometheus.url", &raw.url);
         let timeout = self.positive_duration(
             "prometheus.timeout",
             raw.timeout.as_deref(),
@@ -586,7 +609,14 @@ impl Validator<'_> {
                 format!("must be between 2 and {PROMETHEUS_MAX_POINTS} (Prometheus' own limit), got {max_points_per_request}"),
             );
         }
-        let retry = self.retry(raw);
+        let history_batch_series = raw.history_batch_series.unwrap_or(100);
+        if !(1..=10_000).contains(&history_batch_series) {
+            self.fail(
+                "prometheus.history_batch_series",
+                format!("must be between 1 and 10000, got {history_batch_series}"),
+            );
+        }
+        let retry = self.retry("prometheus.retry", raw.retry.as_ref(), 3);
         if self.errors.len() > before {
             return None;
         }
@@ -600,28 +630,37 @@ impl Validator<'_> {
             max_concurrent_requests,
             max_response_bytes,
             max_points_per_request,
+            history_batch_series,
             retry: retry?,
             partial_response: raw.partial_response,
         })
     }
 
-    fn retry(&mut self, raw: &RawPrometheus) -> Option<RetryPolicy> {
-        let retry = raw.retry.as_ref();
-        let max_attempts = retry.and_then(|r| r.max_attempts).unwrap_or(3);
+    fn retry(
+        &mut self,
+        path: &str,
+        retry: Option<&RawRetry>,
+        default_attempts: u32,
+    ) -> Option<RetryPolicy> {
+        let max_attempts = retry
+            .and_then(|r| r.max_attempts)
+            .unwrap_or(default_attempts);
         if !(1..=10).contains(&max_attempts) {
             self.fail(
-                "prometheus.retry.max_attempts",
+                format!("{path}.max_attempts"),
                 format!("must be between 1 and 10, got {max_attempts}"),
             );
         }
+        let initial_path = format!("{path}.initial_backoff");
+        let max_path = format!("{path}.max_backoff");
         let (initial, max) = self.ordered_durations(
             (
-                "prometheus.retry.initial_backoff",
+                &initial_path,
                 retry.and_then(|r| r.initial_backoff.as_deref()),
                 Duration::from_millis(250),
             ),
             (
-                "prometheus.retry.max_backoff",
+                &max_path,
                 retry.and_then(|r| r.max_backoff.as_deref()),
                 Duration::from_secs(5),
             ),
@@ -630,6 +669,48 @@ impl Validator<'_> {
             max_attempts,
             initial_backoff: initial,
             max_backoff: max,
+        })
+    }
+
+    fn remote_write(&mut self, raw: &RawRemoteWrite) -> Option<RemoteWriteConfig> {
+        let before = self.errors.len();
+        let url = self.http_url("remote_write.url", &raw.url);
+        let timeout = self.positive_duration(
+            "remote_write.timeout",
+            raw.timeout.as_deref(),
+            DEFAULT_TIMEOUT,
+        );
+        let auth = self.auth(
+            "remote_write",
+            raw.bearer_token_file.as_deref(),
+            raw.bearer_token_env.as_deref(),
+            raw.basic_auth.as_ref(),
+        );
+        let headers = self.headers("remote_write.headers", &raw.headers);
+        let max_samples_per_request = raw.max_samples_per_request.unwrap_or(2_000);
+        if !(1..=100_000).contains(&max_samples_per_request) {
+            self.fail(
+                "remote_write.max_samples_per_request",
+                format!("must be between 1 and 100000, got {max_samples_per_request}"),
+            );
+        }
+        let interval = self.positive_duration(
+            "remote_write.interval",
+            raw.interval.as_deref(),
+            Duration::from_secs(30),
+        );
+        let retry = self.retry("remote_write.retry", raw.retry.as_ref(), 5);
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(RemoteWriteConfig {
+            url: url?,
+            timeout: timeout?,
+            auth,
+            headers,
+            max_samples_per_request,
+            interval: interval?,
+            retry: retry?,
         })
     }
 

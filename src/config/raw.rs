@@ -14,7 +14,23 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     pub alerts: Option<RawAlerts>,
     pub shard: Option<RawShard>,
+    pub remote_write: Option<RawRemoteWrite>,
     pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemoteWrite {
+    pub url: String,
+    pub timeout: Option<String>,
+    pub bearer_token_file: Option<String>,
+    pub bearer_token_env: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub max_samples_per_request: Option<usize>,
+    pub interval: Option<String>,
+    pub retry: Option<RawRetry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +132,7 @@ pub struct RawPrometheus {
     pub max_concurrent_requests: Option<usize>,
     pub max_response_bytes: Option<u64>,
     pub max_points_per_request: Option<u64>,
+    pub history_batch_series: Option<usize>,
     pub retry: Option<RawRetry>,
     pub partial_response: Option<bool>,
 }

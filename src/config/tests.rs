@@ -329,7 +329,7 @@ fn horizons_and_thresholds_are_validated() {
 fn credentials_in_the_url_are_refused() {
     let text = MINIMAL.replace("http://127.0.0.1:9090", "http://user:pw@127.0.0.1:9090");
     let errors = field_errors(&text);
-    assert_eq!(errors, vec!["prometheus.url: must not carry credentials; use basic_auth with password_file or password_env"]);
+    assert_eq!(errors, vec!["prometheus.url: must not carry credentials; use basic_auth with password_file or password_env, or a bearer token file"]);
 }
 
 #[test]
@@ -538,4 +538,64 @@ fn alerts_problems_are_reported_with_their_paths() {
             "no error starting with `{prefix}` in {errors:#?}"
         );
     }
+}
+
+#[test]
+fn remote_write_is_optional_and_validated() {
+    assert_eq!(parse_text(MINIMAL).expect("valid").remote_write, None);
+    let text = MINIMAL.replace(
+        "queries:",
+        "remote_write:\n  url: http://mimir:8080/api/v1/push\n  headers:\n    X-Scope-OrgID: team-a\nqueries:",
+    );
+    let remote = parse_text(&text)
+        .expect("valid")
+        .remote_write
+        .expect("configured");
+    assert_eq!(remote.url.as_str(), "http://mimir:8080/api/v1/push");
+    assert_eq!(remote.max_samples_per_request, 2_000);
+    assert_eq!(remote.retry.max_attempts, 5);
+    assert_eq!(remote.timeout, Duration::from_secs(10));
+    assert_eq!(remote.interval, Duration::from_secs(30));
+    assert_eq!(remote.headers.len(), 1);
+    let text = MINIMAL.replace(
+        "queries:",
+        "remote_write:\n  url: ftp://x\n  max_samples_per_request: 0\n  retry:\n    max_attempts: 11\nqueries:",
+    );
+    assert_eq!(
+        field_errors(&text),
+        vec![
+            "remote_write.url: must be an http:// or https:// URL with a host, got `ftp://x`",
+            "remote_write.max_samples_per_request: must be between 1 and 100000, got 0",
+            "remote_write.retry.max_attempts: must be between 1 and 10, got 11",
+        ]
+    );
+    let text = MINIMAL.replace(
+        "queries:",
+        "remote_write:\n  url: http://x\n  batch: 3\nqueries:",
+    );
+    match parse_text(&text) {
+        Err(ConfigError::Syntax { message, .. }) => {
+            assert!(message.contains("unknown field `batch`"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn history_batches_are_bounded() {
+    assert_eq!(
+        parse_text(MINIMAL)
+            .expect("valid")
+            .prometheus
+            .history_batch_series,
+        100
+    );
+    let text = MINIMAL.replace(
+        "  url: http://127.0.0.1:9090",
+        "  url: http://127.0.0.1:9090\n  history_batch_series: 0",
+    );
+    assert_eq!(
+        field_errors(&text),
+        vec!["prometheus.history_batch_series: must be between 1 and 10000, got 0"]
+    );
 }

@@ -6,13 +6,17 @@
 
 mod health;
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use foretell_core::audit::Entry;
+use foretell_core::labels::Labels;
 use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{QueryOutput, Snapshot};
-use foretell_core::tracker::{QueryTracker, TrackerSettings};
+use foretell_core::store::Sample;
+use foretell_core::tracker::{EvaluationStats, QueryTracker, TrackerSettings};
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::QueryConfig;
-use crate::reader::{PrometheusReader, RangeQuery};
+use crate::reader::{PrometheusReader, RangeAnswer, RangeQuery};
 use crate::telemetry::{CycleReport, Telemetry};
 pub use health::{UpstreamHealth, UpstreamStatus};
 
@@ -104,18 +108,32 @@ impl QueryTask {
     }
 
     /// The range the next cycle fetches at `now_ms`: everything new on the grid since the
-    /// last fetch, at most the configured history. `None` when no new grid point exists yet.
+    /// last fetch, at most the configured history. The first fetch only discovers the series
+    /// (those seen within the freshness window); their history is loaded in batches.
+    /// `None` when no new grid point exists yet.
     pub fn next_range(&self, now_ms: i64) -> Option<(i64, i64)> {
         let step = self.config.step_ms();
         let end = now_ms - now_ms.rem_euclid(step);
-        let history = self.config.history.as_millis() as i64;
-        let oldest = end - (history - history.rem_euclid(step));
-        let start = self.next_start_ms.map_or(oldest, |next| next.max(oldest));
+        let oldest = self.oldest_ms(end);
+        let discovery = self.config.freshness.as_millis() as i64;
+        let first = (end - (discovery - discovery.rem_euclid(step))).max(oldest);
+        let start = self.next_start_ms.map_or(first, |next| next.max(oldest));
         (start <= end).then_some((start, end))
+    }
+
+    /// The oldest grid point of the history a window holds when its newest point is `end_ms`.
+    fn oldest_ms(&self, end_ms: i64) -> i64 {
+        let step = self.config.step_ms();
+        let history = self.config.history.as_millis() as i64;
+        end_ms - (history - history.rem_euclid(step))
     }
 }
 
 /// Runs one cycle. Returns the task, whatever happened; failures are logged and counted.
+///
+/// Series the query returned before are scored on the new points and published at once.
+/// Series seen for the first time are then loaded: their history is fetched in batches and
+/// each batch fitted while the next one is fetched; they are published when all have loaded.
 pub async fn run_cycle(
     ctx: &Context,
     mut task: QueryTask,
@@ -132,45 +150,43 @@ pub async fn run_cycle(
         end_ms,
         step_ms: task.config.step_ms(),
     };
-    let fetch_started = Instant::now();
-    let result = tokio::select! {
+    let mut answer = tokio::select! {
         _ = cancel.cancelled() => return task,
-        result = ctx.reader.query_range(&query) => result,
+        answer = fetch(ctx, &name, &query) => match answer {
+            Some(answer) => answer,
+            None => return task,
+        },
     };
-    let fetch_seconds = fetch_started.elapsed().as_secs_f64();
-    let mut answer = match result {
-        Ok(answer) => answer,
-        Err(error) => {
-            ctx.telemetry
-                .query_finished(&name, fetch_seconds, Some(error.reason()));
-            if error.means_upstream_down() {
-                ctx.upstream
-                    .record_down(&error.to_string(), ctx.clock.now_ms());
-            } else {
-                ctx.upstream.record_up(ctx.clock.now_ms());
-            }
-            tracing::warn!(query = %name, reason = error.reason().as_str(), %error, "range query failed");
-            return task;
-        }
-    };
-    ctx.telemetry.query_finished(&name, fetch_seconds, None);
-    ctx.upstream.record_up(ctx.clock.now_ms());
     // Other replicas track the other shards' series (Prometheus cannot hash label sets, so
     // every replica fetches them all and keeps its own).
     answer.series.retain(|(labels, _)| ctx.shard.owns(labels));
-    for warning in &answer.warnings {
-        tracing::warn!(query = %name, %warning, "Prometheus answered with a warning");
-    }
-    let samples = answer.series.iter().map(|(_, s)| s.len() as u64).sum();
-    let (retries, warnings) = (answer.retries, answer.warnings.len());
+    let (known, new): (Vec<_>, Vec<_>) = answer
+        .series
+        .into_iter()
+        .partition(|(labels, _)| task.tracker.tracks(labels));
+    let mut new: Vec<Labels> = new.into_iter().map(|(labels, _)| labels).collect();
+    // Series beyond the limit are not worth their history.
+    new.sort();
+    let room = task
+        .config
+        .max_series
+        .saturating_sub(task.tracker.series_count());
+    let refused = new.len().saturating_sub(room);
+    new.truncate(room);
+    let mut report = CycleReport {
+        samples: known.iter().map(|(_, s)| s.len() as u64).sum(),
+        retries: u64::from(answer.retries),
+        warnings: answer.warnings.len() as u64,
+        series_rejected: refused as u64,
+        ..CycleReport::default()
+    };
     let config = Arc::clone(&task.config);
-    let evaluated = tokio::task::spawn_blocking(move || {
-        let (output, stats) = task.tracker.evaluate(answer.series, end_ms);
-        (task, output, stats)
-    })
-    .await;
-    let (mut task, output, stats) = match evaluated {
-        Ok(done) => done,
+    task = match evaluate(task, known, end_ms).await {
+        Ok((task, output, stats)) => {
+            ctx.snapshot.publish(output);
+            count(&mut report, &stats);
+            task
+        }
         Err(panic) => {
             // A model bug must not take the query down for good: start it afresh.
             tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
@@ -178,27 +194,37 @@ pub async fn run_cycle(
         }
     };
     task.next_start_ms = Some(end_ms + task.config.step_ms());
-    if stats.merge.series_rejected > 0 {
-        tracing::warn!(query = %name, rejected = stats.merge.series_rejected, max_series = task.config.max_series, "new series refused: the query already tracks max_series");
+    if !new.is_empty() {
+        let history = (task.oldest_ms(end_ms), end_ms);
+        let loading = load_history(ctx, task, new, history, cancel).await;
+        task = loading.task;
+        report.samples += loading.samples;
+        report.retries += loading.retries;
+        report.warnings += loading.warnings;
+        count(&mut report, &loading.stats);
+        match evaluate(task, Vec::new(), end_ms).await {
+            Ok((evaluated, output, stats)) => {
+                ctx.snapshot.publish(output);
+                count(&mut report, &stats);
+                task = evaluated;
+            }
+            Err(panic) => {
+                tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
+                return QueryTask::new(config);
+            }
+        }
     }
-    ctx.snapshot.publish(output);
+    report.series_tracked = task.tracker.series_count() as u64;
+    if report.series_rejected > 0 {
+        tracing::warn!(query = %name, rejected = report.series_rejected, max_series = task.config.max_series, "new series refused: the query already tracks max_series");
+    }
     ctx.telemetry.cycle_finished(
         &name,
         cycle_started.elapsed().as_secs_f64(),
-        CycleReport {
-            samples,
-            series_tracked: task.tracker.series_count() as u64,
-            series_ready: stats.ready as u64,
-            series_rejected: stats.merge.series_rejected as u64,
-            series_expired: stats.merge.series_expired as u64,
-            fits: stats.fits as u64,
-            updates: stats.updates as u64,
-            retries: u64::from(retries),
-            warnings: warnings as u64,
-        },
+        report,
         ctx.clock.now_ms() as f64 / 1000.0,
     );
-    if let (Some(audit), true) = (&ctx.audit, stats.fits > 0) {
+    if let (Some(audit), true) = (&ctx.audit, report.fits > 0) {
         audit.record(Entry {
             timestamp_ms: ctx.clock.now_ms(),
             kind: "model.refit".into(),
@@ -206,9 +232,9 @@ pub async fn run_cycle(
             subject: name.clone(),
             outcome: "ok".into(),
             details: serde_json::json!({
-                "fits": stats.fits,
+                "fits": report.fits,
                 "series": task.tracker.series_count(),
-                "ready": stats.ready,
+                "ready": report.series_ready,
                 "seconds": cycle_started.elapsed().as_secs_f64(),
             })
             .to_string(),
@@ -217,14 +243,162 @@ pub async fn run_cycle(
     tracing::debug!(
         query = %name,
         series = task.tracker.series_count(),
-        samples,
-        fits = stats.fits,
-        updates = stats.updates,
-        fetch_seconds,
+        samples = report.samples,
+        fits = report.fits,
+        updates = report.updates,
         seconds = cycle_started.elapsed().as_secs_f64(),
         "cycle finished"
     );
     task
+}
+
+/// Adds what an evaluation or a load did to the cycle's report.
+fn count(report: &mut CycleReport, stats: &EvaluationStats) {
+    report.series_rejected += stats.merge.series_rejected as u64;
+    report.series_expired += stats.merge.series_expired as u64;
+    report.fits += stats.fits as u64;
+    report.updates += stats.updates as u64;
+    report.series_ready = stats.ready as u64;
+}
+
+/// Fetches one range, recording the outcome in self-metrics and upstream health; `None` when
+/// it failed (logged).
+async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<RangeAnswer> {
+    let started = Instant::now();
+    let result = ctx.reader.query_range(query).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(answer) => {
+            ctx.telemetry.query_finished(name, seconds, None);
+            ctx.upstream.record_up(ctx.clock.now_ms());
+            for warning in &answer.warnings {
+                tracing::warn!(query = %name, %warning, "Prometheus answered with a warning");
+            }
+            Some(answer)
+        }
+        Err(error) => {
+            ctx.telemetry
+                .query_finished(name, seconds, Some(error.reason()));
+            if error.means_upstream_down() {
+                ctx.upstream
+                    .record_down(&error.to_string(), ctx.clock.now_ms());
+            } else {
+                ctx.upstream.record_up(ctx.clock.now_ms());
+            }
+            tracing::warn!(query = %name, reason = error.reason().as_str(), %error, "range query failed");
+            None
+        }
+    }
+}
+
+/// Merges `fetched` and scores every series on the blocking pool (CPU work).
+async fn evaluate(
+    mut task: QueryTask,
+    fetched: Vec<(Labels, Vec<Sample>)>,
+    end_ms: i64,
+) -> Result<(QueryTask, QueryOutput, EvaluationStats), tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || {
+        let (output, stats) = task.tracker.evaluate(fetched, end_ms);
+        (task, output, stats)
+    })
+    .await
+}
+
+/// What loading the history of new series did.
+struct Loading {
+    task: QueryTask,
+    stats: EvaluationStats,
+    samples: u64,
+    retries: u64,
+    warnings: u64,
+}
+
+/// Loads the history `(start_ms, end_ms)` of `new` series: requests of a batch of series each,
+/// two in flight, each answer fitted on the blocking pool while the next ones are fetched.
+/// Series whose request fails stay unloaded and are tried again next cycle.
+async fn load_history(
+    ctx: &Context,
+    task: QueryTask,
+    new: Vec<Labels>,
+    (start_ms, end_ms): (i64, i64),
+    cancel: &CancellationToken,
+) -> Loading {
+    let name = task.config.name.clone();
+    let config = Arc::clone(&task.config);
+    let step_ms = task.config.step_ms();
+    let requests = foretell_core::batch::history_requests(
+        &task.config.expr,
+        new,
+        task.tracker.series_count(),
+        ctx.reader.history_batch_series(),
+    );
+    tracing::debug!(query = %name, requests = requests.len(), "loading the history of new series");
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
+    let fetching = async move {
+        let name = &name;
+        let mut answers = futures_util::stream::iter(requests)
+            .map(move |request| async move {
+                let query = RangeQuery {
+                    expr: &request.expr,
+                    start_ms,
+                    end_ms,
+                    step_ms,
+                };
+                let answer = fetch(ctx, name, &query).await;
+                (request.members, answer)
+            })
+            .buffered(2);
+        while let Some(fetched) = answers.next().await {
+            if sender.send(fetched).await.is_err() {
+                return;
+            }
+        }
+    };
+    let fitting = async move {
+        let mut loading = Loading {
+            task,
+            stats: EvaluationStats::default(),
+            samples: 0,
+            retries: 0,
+            warnings: 0,
+        };
+        while let Some((members, answer)) = receiver.recv().await {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let Some(answer) = answer else { continue };
+            let members: HashSet<Labels> = members.into_iter().collect();
+            let mut series = answer.series;
+            // A restricted request can return other series sharing the batch's label values.
+            series.retain(|(labels, _)| members.contains(labels));
+            loading.samples += series.iter().map(|(_, s)| s.len() as u64).sum::<u64>();
+            loading.retries += u64::from(answer.retries);
+            loading.warnings += answer.warnings.len() as u64;
+            let mut task = loading.task;
+            let loaded = tokio::task::spawn_blocking(move || {
+                let stats = task.tracker.load(series, end_ms);
+                (task, stats)
+            })
+            .await;
+            match loaded {
+                Ok((task, stats)) => {
+                    loading.task = task;
+                    loading.stats.merge.series_added += stats.merge.series_added;
+                    loading.stats.merge.series_rejected += stats.merge.series_rejected;
+                    loading.stats.fits += stats.fits;
+                    loading.stats.updates += stats.updates;
+                }
+                Err(panic) => {
+                    tracing::error!(error = %panic, "loading history panicked; the query's series are reloaded from scratch");
+                    loading.task = QueryTask::new(config);
+                    break;
+                }
+            }
+        }
+        loading
+    };
+    let ((), loading) = tokio::join!(fetching, fitting);
+    loading
 }
 
 /// Runs cycles every evaluation interval until cancelled; returns the task for reuse.

@@ -52,7 +52,12 @@ fn ranges_cover_history_then_only_new_grid_points() {
     let mut task = QueryTask::new(Arc::new(config.queries[0].clone()));
     let now = 10 * 3_600_000 + 30_000;
     let end = 10 * 3_600_000;
-    assert_eq!(task.next_range(now), Some((end - 3_600_000, end)));
+    assert_eq!(
+        task.next_range(now),
+        Some((end - 300_000, end)),
+        "the first fetch discovers the series seen within the freshness window"
+    );
+    assert_eq!(task.oldest_ms(end), end - 3_600_000);
     task.next_start_ms = Some(end + STEP_MS);
     assert_eq!(task.next_range(now + 10_000), None, "no new grid point yet");
     assert_eq!(
@@ -70,6 +75,7 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     let mut values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
     values[59] = "50";
     let upstream = FakeUpstream::start(vec![
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
         json(200, &matrix(&[("a", &points(first_s, &values))])),
         Canned::Reply {
             status: 503,
@@ -123,6 +129,84 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
     assert!(
         metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 1"),
+        "{metrics}"
+    );
+}
+
+fn request_exprs(upstream: &FakeUpstream) -> Vec<String> {
+    upstream
+        .requests()
+        .iter()
+        .map(|request| {
+            let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
+            url::form_urlencoded::parse(body.as_bytes())
+                .find(|(key, _)| key == "query")
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn new_series_load_their_history_in_batches_also_when_they_appear_later() {
+    let end_s = 1_700_000_040;
+    let first_s = end_s - 59 * 60;
+    let values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    let history = points(first_s, &values);
+    let newest = points(end_s, &["10"]);
+    let later = points(end_s + 60, &["10.1"]);
+    let upstream = FakeUpstream::start(vec![
+        // Discovery: two series.
+        json(200, &matrix(&[("a", &newest), ("b", &newest)])),
+        // Their histories, one batch each (either order: both answers hold both).
+        json(200, &matrix(&[("a", &history), ("b", &history)])),
+        json(200, &matrix(&[("a", &history), ("b", &history)])),
+        // Next cycle: a third series appears.
+        json(200, &matrix(&[("a", &later), ("b", &later), ("c", &later)])),
+        json(200, &matrix(&[("c", &points(first_s + 60, &values))])),
+    ])
+    .await;
+    let mut config = config(&upstream.url, "up");
+    config.prometheus.history_batch_series = 1;
+    let h = harness(&config, end_s * 1000 + 5_000);
+    let cancel = CancellationToken::new();
+    let task = run_cycle(
+        &h.ctx,
+        QueryTask::new(Arc::new(config.queries[0].clone())),
+        &cancel,
+    )
+    .await;
+    let mut exprs = request_exprs(&upstream);
+    exprs[1..].sort();
+    assert_eq!(
+        exprs,
+        vec!["up", r#"up{instance=~"a"}"#, r#"up{instance=~"b"}"#]
+    );
+    let ready = |h: &Harness| {
+        h.ctx
+            .snapshot
+            .load()
+            .series()
+            .filter(|s| matches!(s.state, SeriesState::Ready { .. }))
+            .filter_map(|s| s.labels.get("instance").map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ready(&h), vec!["a", "b"], "both fitted on their history");
+
+    h.clock.set((end_s + 60) * 1000 + 5_000);
+    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let exprs = request_exprs(&upstream);
+    assert_eq!(exprs.len(), 5, "{exprs:?}");
+    assert_eq!(
+        exprs[4], r#"up{instance=~"c"}"#,
+        "only the new series' history"
+    );
+    assert_eq!(ready(&h), vec!["a", "b", "c"]);
+    assert_eq!(task.tracker.series_count(), 3);
+    let mut metrics = String::new();
+    h.ctx.telemetry.render(&mut metrics);
+    assert!(
+        metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 0"),
         "{metrics}"
     );
 }

@@ -197,6 +197,7 @@ pub struct PrometheusReader {
     timeout: Duration,
     max_response_bytes: u64,
     max_points_per_request: u64,
+    history_batch_series: usize,
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
     partial_response: Option<bool>,
@@ -234,10 +235,16 @@ impl PrometheusReader {
             timeout: config.timeout,
             max_response_bytes: config.max_response_bytes,
             max_points_per_request: config.max_points_per_request,
+            history_batch_series: config.history_batch_series,
             retry: config.retry,
             permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             partial_response: config.partial_response,
         })
+    }
+
+    /// Series whose history one request loads.
+    pub fn history_batch_series(&self) -> usize {
+        self.history_batch_series
     }
 
     /// Fetches the whole range, split into requests Prometheus accepts, merging series.

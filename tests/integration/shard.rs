@@ -1,6 +1,8 @@
 //! Three replicas sharing one real Prometheus: together they track every series exactly once,
-//! and a replica's restart brings back the same series and moves none of the others'. Ignored
-//! by default; run by `.ci/run`'s end-to-end stage.
+//! and a replica's restart brings back the same series and moves none of the others'. One
+//! replica also pushes its predictions back into that Prometheus by remote write (nothing
+//! scrapes the replicas), and they are queryable there with their labels. Ignored by default;
+//! run by `.ci/run`'s end-to-end stage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,11 +11,16 @@ use crate::support::*;
 
 const INSTANCES: usize = 24;
 
-fn config(prometheus: &str, port: u16) -> String {
+fn config(prometheus: &str, port: u16, remote_write: bool) -> String {
+    let push = if remote_write {
+        format!("remote_write:\n  url: {prometheus}/api/v1/write\n  timeout: 5s\n  interval: 2s\n")
+    } else {
+        String::new()
+    };
     format!(
         "prometheus:\n  url: {prometheus}\n  timeout: 1s\n\
-         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n\
-         queries:\n  - name: demo\n    expr: demo_requests_per_second\n    step: 1m\n    history: 1d\n    evaluation_interval: 2s\n    model:\n      seasonality: none\n"
+         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n{push}\
+         queries:\n  - name: demo\n    expr: demo_requests_per_second\n    step: 1m\n    history: 1d\n    evaluation_interval: 2s\n    model:\n      seasonality: none\n      horizons: [30m]\n"
     )
 }
 
@@ -51,7 +58,9 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
             .args(["--instances", &INSTANCES.to_string()])
             .args([
                 "--end",
-                &(now - 30).to_string(),
+                // On the minute: the harness' Prometheus looks back only 20s, so history off
+                // the replicas' 1m grid would be invisible to their range queries.
+                &((now - 30) / 60 * 60).to_string(),
                 "--span",
                 "1d",
                 "--step",
@@ -88,7 +97,7 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let start = |index: usize, round: usize| {
         let path = dir.path().join(format!("foretell-{index}.yml"));
-        std::fs::write(&path, config(&prometheus.url(), ports[index])).expect("config");
+        std::fs::write(&path, config(&prometheus.url(), ports[index], index == 0)).expect("config");
         Process::spawn(
             "foretell replica",
             std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
@@ -128,6 +137,48 @@ async fn three_replicas_cover_every_series_once_and_a_restart_moves_only_its_own
     assert!(
         metrics.contains("\nforetell_shard_index 1\n")
             && metrics.contains("\nforetell_shard_replicas 3\n")
+    );
+
+    // Replica 0's predictions arrived by remote write, with the series' labels and foretell's.
+    let pushed = eventually(
+        "replica 0's predictions are queryable in Prometheus",
+        Duration::from_secs(60),
+        || async {
+            let (ok, result) = prometheus
+                .try_query(
+                    "foretell_baseline{query=\"demo\",source_metric=\"demo_requests_per_second\"}",
+                )
+                .await;
+            let found: BTreeSet<String> = result
+                .iter()
+                .filter_map(|r| r["metric"]["instance"].as_str().map(str::to_owned))
+                .collect();
+            (ok && found == owned[&0]).then_some(result)
+        },
+    )
+    .await;
+    let now = now_secs() as f64;
+    for series in &pushed {
+        let stamped = series["value"][0].as_f64().expect("timestamp");
+        assert!(stamped <= now + 1.0, "never in the future: {series}");
+    }
+    let (ok, forecasts) = prometheus
+        .try_query("foretell_forecast{query=\"demo\",horizon=\"30m\"}")
+        .await;
+    assert!(ok && forecasts.len() == owned[&0].len(), "{forecasts:?}");
+    let replica_metrics = get(&format!("http://127.0.0.1:{}/metrics", ports[0]))
+        .await
+        .expect("metrics")
+        .1;
+    let sent: f64 = replica_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("foretell_remote_write_samples_total{outcome=\"sent\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("remote-write counter");
+    assert!(sent > 0.0, "{replica_metrics}");
+    assert!(
+        replica_metrics.contains("foretell_remote_write_samples_total{outcome=\"rejected\"} 0"),
+        "{replica_metrics}"
     );
 
     // Replica 1 restarts: it comes back with the same series; the others keep theirs.

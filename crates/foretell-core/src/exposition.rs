@@ -5,7 +5,7 @@
 
 use crate::labels::Labels;
 use crate::model::Band;
-use crate::snapshot::{SeriesState, Snapshot, HORIZON_LABEL};
+use crate::snapshot::{SeriesOutput, SeriesState, Snapshot, HORIZON_LABEL};
 
 /// Content type of the text format written here.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -211,51 +211,99 @@ fn ready_band(state: &SeriesState) -> Option<Band> {
     }
 }
 
+/// The families exported once per series: name, help, and the value (none: not exported).
+const PER_SERIES: [(&str, &str, Pick); 6] = [
+    (
+        names::BASELINE,
+        "Expected value of the source series at its newest point, predicted by its model before the point arrived.",
+        |s| ready_band(s).map(|b| b.expected),
+    ),
+    (
+        names::BASELINE_LOWER,
+        "Lower edge of the prediction band of the newest point at the configured coverage.",
+        |s| ready_band(s).map(|b| b.lower),
+    ),
+    (
+        names::BASELINE_UPPER,
+        "Upper edge of the prediction band of the newest point at the configured coverage.",
+        |s| ready_band(s).map(|b| b.upper),
+    ),
+    (
+        names::ANOMALY_SCORE,
+        "Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.",
+        |s| match s {
+            SeriesState::Ready { score, .. } => *score,
+            SeriesState::NotReady => None,
+        },
+    ),
+    (
+        names::ANOMALY_PROBABILITY,
+        "Probability in [0, 1] that the series is behaving anomalously, from its recent surprise against its usual surprise.",
+        |s| match s {
+            SeriesState::Ready { probability, .. } => Some(*probability),
+            SeriesState::NotReady => None,
+        },
+    ),
+    (
+        names::MODEL_READY,
+        "1 when the series has enough history for its model, 0 while it is still learning.",
+        |s| match s {
+            SeriesState::Ready { .. } => Some(1.0),
+            SeriesState::NotReady => Some(0.0),
+        },
+    ),
+];
+/// The families exported once per series and forecast horizon.
+const PER_HORIZON: [(&str, &str, PickBand); 3] = [
+    (
+        names::FORECAST,
+        "Forecast of the source series at the horizon after its newest point (stamped now, never in the future).",
+        |b| b.expected,
+    ),
+    (
+        names::FORECAST_LOWER,
+        "Lower edge of the forecast's prediction interval at the configured coverage.",
+        |b| b.lower,
+    ),
+    (
+        names::FORECAST_UPPER,
+        "Upper edge of the forecast's prediction interval at the configured coverage.",
+        |b| b.upper,
+    ),
+];
+/// Calls `emit(family, horizon, value)` for every sample one series exports, the same samples
+/// the text format renders (remote write sends them series by series).
+pub fn for_each_sample(
+    series: &SeriesOutput,
+    horizons: &[String],
+    mut emit: impl FnMut(&'static str, Option<&str>, f64),
+) {
+    for (name, _, pick) in PER_SERIES {
+        if let Some(value) = pick(&series.state) {
+            emit(name, None, value);
+        }
+    }
+    if let SeriesState::Ready {
+        forecasts,
+        threshold_eta_seconds,
+        ..
+    } = &series.state
+    {
+        for (name, _, pick) in PER_HORIZON {
+            for (horizon, band) in horizons.iter().zip(forecasts) {
+                emit(name, Some(horizon), pick(band));
+            }
+        }
+        if let Some(eta) = threshold_eta_seconds {
+            emit(names::THRESHOLD_ETA, None, *eta);
+        }
+    }
+}
+
 /// Renders every series of the snapshot: one family at a time, all series in each.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
     let mut writer = TextWriter::new(out);
-    let per_series: [(&str, &str, Pick); 6] = [
-        (
-            names::BASELINE,
-            "Expected value of the source series at its newest point, predicted by its model before the point arrived.",
-            |s| ready_band(s).map(|b| b.expected),
-        ),
-        (
-            names::BASELINE_LOWER,
-            "Lower edge of the prediction band of the newest point at the configured coverage.",
-            |s| ready_band(s).map(|b| b.lower),
-        ),
-        (
-            names::BASELINE_UPPER,
-            "Upper edge of the prediction band of the newest point at the configured coverage.",
-            |s| ready_band(s).map(|b| b.upper),
-        ),
-        (
-            names::ANOMALY_SCORE,
-            "Distance of the newest point from the baseline in band half-widths: below 1 inside the band, 1 on its edge, above 1 outside.",
-            |s| match s {
-                SeriesState::Ready { score, .. } => *score,
-                SeriesState::NotReady => None,
-            },
-        ),
-        (
-            names::ANOMALY_PROBABILITY,
-            "Probability in [0, 1] that the series is behaving anomalously, from its recent surprise against its usual surprise.",
-            |s| match s {
-                SeriesState::Ready { probability, .. } => Some(*probability),
-                SeriesState::NotReady => None,
-            },
-        ),
-        (
-            names::MODEL_READY,
-            "1 when the series has enough history for its model, 0 while it is still learning.",
-            |s| match s {
-                SeriesState::Ready { .. } => Some(1.0),
-                SeriesState::NotReady => Some(0.0),
-            },
-        ),
-    ];
-    for (name, help, pick) in per_series {
+    for (name, help, pick) in PER_SERIES {
         let mut values = snapshot
             .series()
             .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)))
@@ -268,24 +316,7 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
             writer.sample_with_block(name, block, value);
         }
     }
-    let per_horizon: [(&str, &str, PickBand); 3] = [
-        (
-            names::FORECAST,
-            "Forecast of the source series at the horizon after its newest point (stamped now, never in the future).",
-            |b| b.expected,
-        ),
-        (
-            names::FORECAST_LOWER,
-            "Lower edge of the forecast's prediction interval at the configured coverage.",
-            |b| b.lower,
-        ),
-        (
-            names::FORECAST_UPPER,
-            "Upper edge of the forecast's prediction interval at the configured coverage.",
-            |b| b.upper,
-        ),
-    ];
-    for (name, help, pick) in per_horizon {
+    for (name, help, pick) in PER_HORIZON {
         let mut opened = false;
         for query in snapshot.queries() {
             for series in &query.series {

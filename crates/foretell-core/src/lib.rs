@@ -7,11 +7,13 @@
 pub mod alerts;
 pub mod audit;
 pub mod backtest;
+pub mod batch;
 pub mod chart;
 pub mod exposition;
 pub mod labels;
 pub mod markup;
 pub mod model;
+pub mod remote_write;
 pub mod shard;
 pub mod snapshot;
 pub mod status;

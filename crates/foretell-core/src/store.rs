@@ -235,6 +235,14 @@ impl<M> QueryStore<M> {
         self.series.is_empty()
     }
 
+    pub fn get(&self, labels: &Labels) -> Option<&TrackedSeries<M>> {
+        self.series.get(labels)
+    }
+
+    pub fn get_mut(&mut self, labels: &Labels) -> Option<&mut TrackedSeries<M>> {
+        self.series.get_mut(labels)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&Labels, &TrackedSeries<M>)> {
         self.series.iter()
     }

@@ -17,7 +17,7 @@ use crate::model::{
     SurpriseHistory,
 };
 use crate::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
-use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits};
+use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits, TrackedSeries};
 
 /// A forecast horizon: its label value (`15m`) and its length in grid steps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,25 +145,14 @@ impl QueryTracker {
             let Some(newest) = tracked.window.newest() else {
                 continue;
             };
-            let model = tracked.model.get_or_insert_with(|| SeriesModel {
-                exported: export_labels(&settings.query, labels),
-                fitted: Err(NotReady::TooFewPoints {
-                    have: 0,
-                    need: settings.model.min_points,
-                }),
-                surprise: SurpriseHistory::new(settings.probability),
-                fitted_at_ms: i64::MIN,
-                observed_through_ms: i64::MIN,
-                last: None,
-                excursion: Excursion::default(),
-            });
-            stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
-            let due = model.fitted.is_err()
-                || evaluated_at_ms.saturating_sub(model.fitted_at_ms) >= settings.refit_interval_ms;
-            if due {
-                stats.fits += 1;
-                model.refit(settings, &tracked.window, newest, evaluated_at_ms, labels);
-            }
+            let model = advance(
+                settings,
+                labels,
+                tracked,
+                newest,
+                evaluated_at_ms,
+                &mut stats,
+            );
             let state = match (&model.fitted, &model.last) {
                 (Ok(fitted), Some((observation, probability))) => {
                     stats.ready += 1;
@@ -200,6 +189,46 @@ impl QueryTracker {
         )
     }
 
+    /// Whether `labels` is one of the tracked series.
+    pub fn tracks(&self, labels: &Labels) -> bool {
+        self.store.get(labels).is_some()
+    }
+
+    /// Merges the history of series and brings their models up to date (fitting new ones),
+    /// without building output: the next [`QueryTracker::evaluate`] reports them. Loading the
+    /// history of many new series this way, a batch at a time, lets fitting one batch overlap
+    /// with fetching the next.
+    pub fn load(
+        &mut self,
+        fetched: Vec<(Labels, Vec<Sample>)>,
+        evaluated_at_ms: i64,
+    ) -> EvaluationStats {
+        let loaded: Vec<Labels> = fetched.iter().map(|(labels, _)| labels.clone()).collect();
+        let mut stats = EvaluationStats {
+            merge: self.store.merge(fetched, evaluated_at_ms),
+            ..EvaluationStats::default()
+        };
+        for labels in loaded {
+            if let Some(tracked) = self.store.get_mut(&labels) {
+                if let Some(newest) = tracked.window.newest() {
+                    let settings = &self.settings;
+                    let model = advance(
+                        settings,
+                        &labels,
+                        tracked,
+                        newest,
+                        evaluated_at_ms,
+                        &mut stats,
+                    );
+                    if model.fitted.is_ok() {
+                        stats.ready += 1;
+                    }
+                }
+            }
+        }
+        stats
+    }
+
     /// Why each series that is not ready is not, for status output and logs.
     pub fn not_ready(&self) -> impl Iterator<Item = (&Labels, NotReady)> {
         self.store.iter().filter_map(|(labels, tracked)| {
@@ -209,6 +238,38 @@ impl QueryTracker {
             }
         })
     }
+}
+
+/// Scores and takes in the points `tracked`'s model has not seen, up to the window's `newest`
+/// slot, and refits it when due.
+fn advance<'a>(
+    settings: &TrackerSettings,
+    labels: &Labels,
+    tracked: &'a mut TrackedSeries<SeriesModel>,
+    newest: Sample,
+    evaluated_at_ms: i64,
+    stats: &mut EvaluationStats,
+) -> &'a SeriesModel {
+    let model = tracked.model.get_or_insert_with(|| SeriesModel {
+        exported: export_labels(&settings.query, labels),
+        fitted: Err(NotReady::TooFewPoints {
+            have: 0,
+            need: settings.model.min_points,
+        }),
+        surprise: SurpriseHistory::new(settings.probability),
+        fitted_at_ms: i64::MIN,
+        observed_through_ms: i64::MIN,
+        last: None,
+        excursion: Excursion::default(),
+    });
+    stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
+    let due = model.fitted.is_err()
+        || evaluated_at_ms.saturating_sub(model.fitted_at_ms) >= settings.refit_interval_ms;
+    if due {
+        stats.fits += 1;
+        model.refit(settings, &tracked.window, newest, evaluated_at_ms, labels);
+    }
+    model
 }
 
 impl SeriesModel {
@@ -389,6 +450,34 @@ mod tests {
         (0..n)
             .map(|i| 10.0 + [0.0, 0.3, -0.2, 0.1, -0.3][i % 5])
             .collect()
+    }
+
+    #[test]
+    fn loaded_history_fits_new_series_and_the_next_evaluation_reports_them() {
+        let mut tracker = QueryTracker::new(settings(20));
+        let (output, _) = tracker.evaluate(vec![series("old", &noisy(100), 0)], 99 * STEP);
+        assert_eq!(output.series.len(), 1);
+        assert!(!tracker.tracks(&series("new", &[], 0).0));
+        let stats = tracker.load(vec![series("new", &noisy(100), 0)], 99 * STEP);
+        assert_eq!(
+            (stats.merge.series_added, stats.fits, stats.ready),
+            (1, 1, 1)
+        );
+        assert!(tracker.tracks(&series("new", &[], 0).0));
+        // The next point of both: the loaded one is scored like the other, nothing refitted.
+        let (output, stats) = tracker.evaluate(
+            vec![
+                series("old", &[10.0], 100 * STEP),
+                series("new", &[10.0], 100 * STEP),
+            ],
+            100 * STEP,
+        );
+        assert_eq!((stats.fits, stats.ready, stats.updates), (0, 2, 2));
+        assert_eq!(output.series.len(), 2);
+        assert!(output
+            .series
+            .iter()
+            .all(|s| matches!(s.state, SeriesState::Ready { .. })));
     }
 
     #[test]

@@ -219,6 +219,8 @@ impl Prometheus {
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
                 .arg("--storage.tsdb.retention.time=30d")
+                // foretell's remote-write output is tested against the real receiver.
+                .arg("--web.enable-remote-write-receiver")
                 // Between the end of the backfill and the first live rule evaluation there is
                 // no data. With the default 5m lookback, Prometheus would paint that gap with
                 // the last backfilled value and the live series would jump back onto its
