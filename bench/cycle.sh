@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures foretell's evaluation cycle against a real local Prometheus (Debian's package):
 # N synthetic series (default 1,000) with 2 days of 1-minute history, continued live by
-# recording rules. Reports the cold cycle (load the whole history, fit every series) and the
-# steady cycles that follow (fetch the new minute, score; refits staggered over 5 minutes).
+# recording rules. Reports the cold cycle (discover the series, load their history in batches
+# and fit them, pipelined) against the time Prometheus alone takes to serve the same batches,
+# and the steady cycles that follow (fetch the new minute, score; refits staggered).
 #
 #   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
 #
@@ -57,22 +58,66 @@ pids+=($!)
 foretell_pid=${pids[1]}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$foretell_pid/stat"; }
 for _ in $(seq 1 1200); do grep -q '"cycle finished"' "$work/foretell.log" 2>/dev/null && break; sleep 0.5; done
+rss_cold_kib=$(awk '/VmRSS/ {print $2}' "/proc/$foretell_pid/status")
 steady_from=$(date +%s.%N); ticks_from=$(cpu_ticks)
 sleep "$run_secs"
 steady_to=$(date +%s.%N); ticks_to=$(cpu_ticks)
 python3 -c "print(f'steady phase CPU: {($ticks_to - $ticks_from) / $(getconf CLK_TCK) / ($steady_to - $steady_from) * 100:.1f} % of one core over {$steady_to - $steady_from:.0f} s')"
 curl -fsS "http://127.0.0.1:$foretell_port/metrics" > "$work/metrics.txt"
 rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/${pids[1]}/status")
+kill "$foretell_pid"
 
-python3 - "$work/foretell.log" "$work/metrics.txt" "$rss_kib" <<'PY'
+python3 - "$work/foretell.log" "$work/metrics.txt" "$rss_kib" "$rss_cold_kib" <<'PY'
 import json, sys
-cycles = [e for e in map(json.loads, open(sys.argv[1])) if e.get("message") == "cycle finished"]
+events = list(map(json.loads, open(sys.argv[1])))
+cycles = [e for e in events if e.get("message") == "cycle finished"]
 if not cycles:
     sys.exit("no cycle finished; see the log")
-cold, steady = cycles[0], cycles[1:]
-print(f"cold cycle:   {cold['seconds']:.2f} s  (fetch {cold['fetch_seconds']:.2f} s, {cold['series']} series, {cold['samples']} samples, {cold['fits']} fits)")
+cold = next(c for c in cycles if c["series"] > 0)
+steady = cycles[cycles.index(cold) + 1:]
+loads = [e for e in events if e.get("message") == "history loaded"]
+load = loads[0] if loads else {}
+print(f"cold cycle:   {cold['seconds']:.2f} s  ({cold['series']} series, {cold['samples']} samples, {cold['fits']} fits; history in {load.get('requests', '?')} requests)")
 for c in steady:
-    print(f"steady cycle: {c['seconds']*1000:.0f} ms (fetch {c['fetch_seconds']*1000:.0f} ms, {c['samples']} samples, {c['fits']} fits)")
+    print(f"steady cycle: {c['seconds']*1000:.0f} ms ({c['samples']} samples, {c['fits']} fits)")
 scores = sum(1 for line in open(sys.argv[2]) if line.startswith("foretell_anomaly_score{"))
-print(f"exported scores: {scores}; foretell RSS: {int(sys.argv[3]) / 1024:.0f} MiB")
+print(f"exported scores: {scores}; foretell RSS after the cold cycle {int(sys.argv[4]) / 1024:.0f} MiB, at the end {int(sys.argv[3]) / 1024:.0f} MiB")
+PY
+
+# Prometheus alone: the same history requests (batches of 100 series on the instance label,
+# two in flight), bodies read but not parsed.
+python3 - "http://127.0.0.1:$prom_port" "$series" <<'PY'
+import concurrent.futures, json, sys, time, urllib.parse, urllib.request
+base, series = sys.argv[1], int(sys.argv[2])
+query = lambda expr, **extra: json.load(urllib.request.urlopen(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, **extra})))
+instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_requests_per_second[5m])")["data"]["result"])
+end = int(time.time()) // 60 * 60
+start = end - 2 * 86400
+batches = [instances[i:i + 100] for i in range(0, len(instances), 100)]
+def fetch(batch):
+    expr = 'demo_requests_per_second{instance=~"%s"}' % "|".join(batch)
+    data = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 60}).encode()
+    with urllib.request.urlopen(f"{base}/api/v1/query_range", data=data) as response:
+        return len(response.read())
+began = time.time()
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    size = sum(pool.map(fetch, batches))
+print(f"Prometheus alone: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.0f} MB of JSON)")
+
+# The steady fetch, two ways: one query_range of the newest grid point of every series (what
+# foretell does) and Prometheus' /federate of the same series (the newest sample as text).
+def timed(url, data=None, repeat=5):
+    best = None
+    for _ in range(repeat):
+        began = time.time()
+        with urllib.request.urlopen(url, data=data) as response:
+            size = len(response.read())
+        elapsed = time.time() - began
+        best = elapsed if best is None else min(best, elapsed)
+    return best, size
+range_data = urllib.parse.urlencode({"query": "demo_requests_per_second", "start": end, "end": end, "step": 60}).encode()
+t, size = timed(f"{base}/api/v1/query_range", range_data)
+print(f"steady fetch by query_range (newest point of every series): {t * 1000:.0f} ms, {size / 1e6:.1f} MB (best of 5)")
+t, size = timed(f"{base}/federate?" + urllib.parse.urlencode({"match[]": "demo_requests_per_second"}))
+print(f"steady fetch by /federate (same series): {t * 1000:.0f} ms, {size / 1e6:.1f} MB (best of 5)")
 PY

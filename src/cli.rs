@@ -199,6 +199,31 @@ pub struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// foretell's own cost of tracking many series (no Prometheus): load and fit synthetic
+    /// series with their history, then steady cycles of one new point each; reports time, CPU,
+    /// RSS and bytes per series.
+    Scale {
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        /// Queries the series are split among (each evaluated on its own, as in the sidecar).
+        #[arg(long, default_value_t = 10)]
+        queries: usize,
+        #[arg(long, default_value = "2d")]
+        history: String,
+        #[arg(long, default_value = "1m")]
+        step: String,
+        /// Seasonal period of the models, or `none`.
+        #[arg(long, default_value = "1d")]
+        season: String,
+        #[arg(long, default_value = "1h")]
+        refit_interval: String,
+        /// Steady cycles after the load (one step each).
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+        /// Threads evaluating queries side by side (the sidecar's blocking pool on 2 cores).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
     /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on
     /// tracked series, alerts needing an on-demand Prometheus query.

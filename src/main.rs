@@ -481,6 +481,62 @@ fn demo(settings: demo::DemoSettings) -> ExitCode {
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
 fn bench(command: BenchCommand) -> ExitCode {
     match command {
+        BenchCommand::Scale {
+            series,
+            queries,
+            history,
+            step,
+            season,
+            refit_interval,
+            cycles,
+            threads,
+        } => {
+            let parse = |flag: &str, text: &str| match config::duration::parse(text) {
+                Ok(duration) if !duration.is_zero() => Ok(duration),
+                _ => Err(format!(
+                    "foretell bench scale: --{flag}: `{text}` is not a positive duration such as 1m"
+                )),
+            };
+            let settings = (|| {
+                let step = parse("step", &step)?;
+                let history = parse("history", &history)?;
+                if history < step * 30 {
+                    return Err(
+                        "foretell bench scale: --history must hold at least 30 steps".to_owned(),
+                    );
+                }
+                Ok(pipeline::bench::ScaleSettings {
+                    series,
+                    queries: queries.clamp(1, series.max(1)),
+                    history,
+                    step,
+                    season: match season.as_str() {
+                        "none" => None,
+                        text => Some(parse("season", text)?),
+                    },
+                    refit_interval: parse("refit-interval", &refit_interval)?,
+                    cycles,
+                    threads,
+                })
+            })();
+            match settings {
+                Ok(settings) if settings.series > 0 => {
+                    print!(
+                        "{}",
+                        pipeline::bench::render(&pipeline::bench::run(&settings))
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(_) => {
+                    eprintln!("foretell bench scale: --series must be positive");
+                    ExitCode::from(EXIT_INVALID)
+                }
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
         BenchCommand::Enrichment {
             dir,
             notifications,

@@ -932,7 +932,7 @@ impl Validator<'_> {
         step: Duration,
         history: Duration,
     ) -> Option<ForecastModel> {
-        let coverage = match Coverage::new(raw.coverage.unwrap_or(0.99)) {
+        let coverage = match Coverage::new(raw.coverage.unwrap_or(Coverage::DEFAULT.get())) {
             Ok(c) => Some(c),
             Err(e) => {
                 self.fail(format!("{path}.coverage"), e.to_string());

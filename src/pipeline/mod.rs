@@ -4,6 +4,7 @@
 //! the blocking pool. The newest output of each query is published into the [`SnapshotCell`]
 //! the exporter reads.
 
+pub mod bench;
 mod health;
 
 use std::collections::HashSet;
@@ -332,7 +333,9 @@ async fn load_history(
         task.tracker.series_count(),
         ctx.reader.history_batch_series(),
     );
-    tracing::debug!(query = %name, requests = requests.len(), "loading the history of new series");
+    let started = Instant::now();
+    let request_count = requests.len();
+    tracing::debug!(query = %name, requests = request_count, "loading the history of new series");
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1);
     let fetching = async move {
         let name = &name;
@@ -398,6 +401,14 @@ async fn load_history(
         loading
     };
     let ((), loading) = tokio::join!(fetching, fitting);
+    tracing::debug!(
+        query = %loading.task.config.name,
+        requests = request_count,
+        series = loading.stats.merge.series_added,
+        fits = loading.stats.fits,
+        seconds = started.elapsed().as_secs_f64(),
+        "history loaded"
+    );
     loading
 }
 

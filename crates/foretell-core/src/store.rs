@@ -84,6 +84,14 @@ impl SeriesWindow {
         }
     }
 
+    /// Gives back what the deque's doubling allocated beyond the window's capacity (a full
+    /// 2,881-point window would otherwise hold 4,096 slots: 9 KB more per series).
+    fn trim_allocation(&mut self) {
+        if self.values.capacity() > self.capacity {
+            self.values.shrink_to(self.capacity);
+        }
+    }
+
     /// Finite points, oldest first, as `(timestamp_ms, value)`.
     pub fn finite_points(&self) -> Vec<(i64, f64)> {
         let oldest = self.oldest_ms();
@@ -218,6 +226,7 @@ impl<M> QueryStore<M> {
             for sample in samples {
                 tracked.window.insert(sample);
             }
+            tracked.window.trim_allocation();
         }
         let oldest_fresh = evaluated_at_ms.saturating_sub(self.limits.freshness_ms);
         let before = self.series.len();
@@ -239,8 +248,14 @@ impl<M> QueryStore<M> {
         self.series.get(labels)
     }
 
-    pub fn get_mut(&mut self, labels: &Labels) -> Option<&mut TrackedSeries<M>> {
-        self.series.get_mut(labels)
+    /// Removes a series to work on it elsewhere; [`QueryStore::put_back`] returns it.
+    pub fn take(&mut self, labels: &Labels) -> Option<TrackedSeries<M>> {
+        self.series.remove(labels)
+    }
+
+    /// Returns a series [`QueryStore::take`] removed (the limits were checked when it came in).
+    pub fn put_back(&mut self, labels: Labels, tracked: TrackedSeries<M>) {
+        self.series.insert(labels, tracked);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Labels, &TrackedSeries<M>)> {
@@ -298,6 +313,19 @@ mod tests {
         let values: Vec<f64> = tracked.window.finite_points().iter().map(|p| p.1).collect();
         assert_eq!(values, vec![3.0, 4.0, 5.0, 6.0, 7.0]);
         assert_eq!(tracked.window.finite_points()[0].0, 3 * STEP);
+    }
+
+    #[test]
+    fn a_full_window_allocates_no_more_than_its_capacity() {
+        let mut store: QueryStore<()> = QueryStore::new(StoreLimits {
+            capacity_points: 2_881,
+            ..limits()
+        });
+        let points: Vec<_> = (0..3_000).map(|i| (i * STEP, i as f64)).collect();
+        store.merge(vec![(series("a"), samples(&points))], 2_999 * STEP);
+        let (_, tracked) = store.iter().next().expect("one series");
+        assert_eq!(tracked.window.len(), 2_881);
+        assert_eq!(tracked.window.heap_bytes(), 2_881 * 8);
     }
 
     #[test]

@@ -83,6 +83,28 @@ pub struct SeriesModel {
     excursion: Excursion,
 }
 
+/// Bytes the tracked series hold on the heap and inline, by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerMemory {
+    pub series: usize,
+    /// Source label sets and the windows of values.
+    pub windows_and_labels: usize,
+    /// The fixed-size model state (smoothing state and parameters, band, probability state).
+    pub model_state: usize,
+    pub seasonal_profiles: usize,
+    pub exported_labels: usize,
+}
+
+impl TrackerMemory {
+    pub fn add(&mut self, other: &TrackerMemory) {
+        self.series += other.series;
+        self.windows_and_labels += other.windows_and_labels;
+        self.model_state += other.model_state;
+        self.seasonal_profiles += other.seasonal_profiles;
+        self.exported_labels += other.exported_labels;
+    }
+}
+
 /// What one evaluation did, for self-metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EvaluationStats {
@@ -189,6 +211,25 @@ impl QueryTracker {
         )
     }
 
+    /// What the tracked series hold, for memory accounting.
+    pub fn memory(&self) -> TrackerMemory {
+        let mut memory = TrackerMemory {
+            series: self.store.len(),
+            windows_and_labels: self.store.heap_bytes(),
+            ..TrackerMemory::default()
+        };
+        for (_, tracked) in self.store.iter() {
+            if let Some(model) = &tracked.model {
+                memory.model_state += std::mem::size_of::<SeriesModel>();
+                memory.exported_labels += model.exported.heap_bytes();
+                if let Ok(fitted) = &model.fitted {
+                    memory.seasonal_profiles += fitted.heap_bytes();
+                }
+            }
+        }
+        memory
+    }
+
     /// Whether `labels` is one of the tracked series.
     pub fn tracks(&self, labels: &Labels) -> bool {
         self.store.get(labels).is_some()
@@ -208,23 +249,59 @@ impl QueryTracker {
             merge: self.store.merge(fetched, evaluated_at_ms),
             ..EvaluationStats::default()
         };
-        for labels in loaded {
-            if let Some(tracked) = self.store.get_mut(&labels) {
-                if let Some(newest) = tracked.window.newest() {
-                    let settings = &self.settings;
-                    let model = advance(
-                        settings,
-                        &labels,
-                        tracked,
-                        newest,
-                        evaluated_at_ms,
-                        &mut stats,
-                    );
-                    if model.fitted.is_ok() {
-                        stats.ready += 1;
-                    }
-                }
-            }
+        // Fitting is the cost of a load: the series are fitted on every core, taken out of
+        // the store meanwhile so each thread owns its share.
+        let mut taken: Vec<(Labels, TrackedSeries<SeriesModel>)> = loaded
+            .into_iter()
+            .filter_map(|labels| self.store.take(&labels).map(|tracked| (labels, tracked)))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, taken.len().max(1));
+        let share = taken.len().div_ceil(threads).max(1);
+        let settings = &self.settings;
+        let counted: Vec<EvaluationStats> = std::thread::scope(|scope| {
+            let workers: Vec<_> = taken
+                .chunks_mut(share)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut stats = EvaluationStats::default();
+                        for (labels, tracked) in part.iter_mut() {
+                            let Some(newest) = tracked.window.newest() else {
+                                continue;
+                            };
+                            let model = advance(
+                                settings,
+                                labels,
+                                tracked,
+                                newest,
+                                evaluated_at_ms,
+                                &mut stats,
+                            );
+                            if model.fitted.is_ok() {
+                                stats.ready += 1;
+                            }
+                        }
+                        stats
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| {
+                    worker
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for part in counted {
+            stats.fits += part.fits;
+            stats.updates += part.updates;
+            stats.ready += part.ready;
+        }
+        for (labels, tracked) in taken {
+            self.store.put_back(labels, tracked);
         }
         stats
     }

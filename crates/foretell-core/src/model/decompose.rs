@@ -37,6 +37,16 @@ pub struct SeasonalProfiles {
 }
 
 impl SeasonalProfiles {
+    /// Bytes held by the profiles, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.components.capacity() * std::mem::size_of::<(usize, Vec<f64>)>()
+            + self
+                .components
+                .iter()
+                .map(|(_, profile)| profile.capacity() * std::mem::size_of::<f64>())
+                .sum::<usize>()
+    }
+
     /// Sum of the seasonal components at grid `position` (counted from the fitted window's
     /// first point).
     pub fn value_at(&self, position: u64) -> f64 {
@@ -87,6 +97,10 @@ pub fn decompose_detected(y: &[f64], candidates: &[usize]) -> Option<Decompositi
     }
 }
 
+/// Robustness passes of each STL fit (the default of 15 is the full convergence of R's `stl`;
+/// the weights of outliers settle in the first few passes, at a third of the cost).
+const ROBUSTNESS_ITERATIONS: usize = 5;
+
 /// Robust MSTL (the anomalies in the window must not become part of the season) with the
 /// periods that fit twice in `y`, gaps interpolated. Returns those periods and the fit.
 fn robust_mstl(y: &[f64], periods: &[usize]) -> Option<(Vec<usize>, MstlResult<f32>)> {
@@ -101,7 +115,7 @@ fn robust_mstl(y: &[f64], periods: &[usize]) -> Option<(Vec<usize>, MstlResult<f
     let filled = interpolate_gaps(y)?;
     let series: Vec<f32> = filled.iter().map(|&v| v as f32).collect();
     let mut stl = StlParams::new();
-    stl.robust(true);
+    stl.robust(true).outer_loops(ROBUSTNESS_ITERATIONS);
     let result = MstlParams::new()
         .stl_params(stl)
         .fit(&series, &usable)

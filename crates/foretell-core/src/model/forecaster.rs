@@ -202,6 +202,14 @@ fn band_half_width(errors: &[f64], sigma: f64, coverage: Coverage) -> f64 {
 }
 
 impl FittedForecaster {
+    /// Bytes held on the heap (the seasonal profiles; the rest is inline), for memory
+    /// accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.seasonal
+            .as_ref()
+            .map_or(0, SeasonalProfiles::heap_bytes)
+    }
+
     fn seasonal_at(&self, position: u64) -> f64 {
         self.seasonal.as_ref().map_or(0.0, |s| s.value_at(position))
     }

@@ -35,6 +35,9 @@ pub struct Coverage(f64);
 pub struct InvalidCoverage(pub f64);
 
 impl Coverage {
+    /// The default coverage of bands and intervals: 99 %.
+    pub const DEFAULT: Coverage = Coverage(0.99);
+
     pub fn new(value: f64) -> Result<Self, InvalidCoverage> {
         if value > 0.0 && value < 1.0 {
             Ok(Coverage(value))

@@ -1,0 +1,351 @@
+//! `foretell bench scale`: foretell's own cost of tracking many series, without Prometheus.
+//!
+//! Synthetic series (the demo set: daily cycles, noise) are split among queries, loaded with
+//! their history a batch at a time as the pipeline loads them, then driven through steady
+//! cycles of one new point each (scoring, the refits that fall due, the query outputs) with a
+//! `/metrics` render per cycle. Reported: load time, per-cycle wall and CPU time, RSS and the
+//! bytes each series holds, by part. The real fetch from Prometheus is measured separately
+//! (`bench/cycle.sh`).
+
+use std::time::{Duration, Instant};
+
+use foretell_core::labels::Labels;
+use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::snapshot::Snapshot;
+use foretell_core::store::{Sample, StoreLimits};
+use foretell_core::synthetic::{demo_set, DemoSeries};
+use foretell_core::tracker::{Horizon, QueryTracker, TrackerMemory, TrackerSettings};
+
+/// What to run, from the command line.
+#[derive(Clone, Debug)]
+pub struct ScaleSettings {
+    pub series: usize,
+    pub queries: usize,
+    pub history: Duration,
+    pub step: Duration,
+    /// The seasonal period models look for; `None`: no season.
+    pub season: Option<Duration>,
+    pub refit_interval: Duration,
+    pub cycles: usize,
+    pub threads: usize,
+}
+
+/// What one steady cycle cost.
+#[derive(Clone, Copy, Debug)]
+pub struct CycleCost {
+    pub wall: Duration,
+    pub cpu: Duration,
+    pub fits: usize,
+    pub render: Duration,
+    pub rendered_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScaleReport {
+    pub settings: ScaleSettings,
+    pub load_wall: Duration,
+    pub load_cpu: Duration,
+    pub load_fits: usize,
+    pub ready: usize,
+    pub cycles: Vec<CycleCost>,
+    pub rss_after_load: Option<u64>,
+    pub rss_at_end: Option<u64>,
+    pub memory: TrackerMemory,
+}
+
+const BATCH: usize = 100;
+
+/// Runs the benchmark; takes minutes at 100,000 series (every series is fitted once).
+pub fn run(settings: &ScaleSettings) -> ScaleReport {
+    let step_ms = settings.step.as_millis() as i64;
+    let capacity = (settings.history.as_millis() as i64 / step_ms) as usize + 1;
+    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let end_ms = now_ms - now_ms.rem_euclid(step_ms) - settings.cycles as i64 * step_ms;
+    let all = demo_set(settings.series.max(3), end_ms / 1000, None);
+    let mut queries: Vec<(QueryTracker, Vec<(Labels, DemoSeries)>)> = (0..settings.queries)
+        .map(|q| {
+            let tracker = QueryTracker::new(tracker_settings(settings, q, capacity));
+            (tracker, Vec::new())
+        })
+        .collect();
+    for (i, series) in all.into_iter().take(settings.series).enumerate() {
+        let mut pairs = vec![("__name__".to_owned(), series.metric.clone())];
+        pairs.extend(series.labels.iter().cloned());
+        queries[i % settings.queries]
+            .1
+            .push((Labels::from_pairs(pairs), series));
+    }
+    let cpu_before = process_cpu();
+    let started = Instant::now();
+    let fits: usize = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
+        let first_ms = end_ms - (capacity as i64 - 1) * step_ms;
+        let mut fits = 0;
+        for batch in series.chunks(BATCH) {
+            let fetched = batch
+                .iter()
+                .map(|(labels, demo)| (labels.clone(), samples(demo, first_ms, end_ms, step_ms)))
+                .collect();
+            fits += tracker.load(fetched, end_ms).fits;
+        }
+        fits
+    })
+    .into_iter()
+    .sum();
+    let load_wall = started.elapsed();
+    let load_cpu = process_cpu().saturating_sub(cpu_before);
+    let rss_after_load = rss_bytes();
+    let mut cycles = Vec::with_capacity(settings.cycles);
+    let mut ready = 0;
+    let mut rendered = String::new();
+    for cycle in 1..=settings.cycles as i64 {
+        let at_ms = end_ms + cycle * step_ms;
+        let cpu_before = process_cpu();
+        let started = Instant::now();
+        let results = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
+            let fetched = series
+                .iter()
+                .map(|(labels, demo)| (labels.clone(), samples(demo, at_ms, at_ms, step_ms)))
+                .collect();
+            tracker.evaluate(fetched, at_ms)
+        });
+        let mut snapshot = Snapshot::default();
+        let mut fits = 0;
+        ready = 0;
+        for (output, stats) in results {
+            fits += stats.fits;
+            ready += stats.ready;
+            snapshot = snapshot.with_query(output);
+        }
+        let wall = started.elapsed();
+        let render_started = Instant::now();
+        rendered.clear();
+        foretell_core::exposition::render_snapshot(&snapshot, &mut rendered);
+        let render = render_started.elapsed();
+        cycles.push(CycleCost {
+            wall,
+            cpu: process_cpu().saturating_sub(cpu_before),
+            fits,
+            render,
+            rendered_bytes: rendered.len(),
+        });
+    }
+    let mut memory = TrackerMemory::default();
+    for (tracker, _) in &queries {
+        memory.add(&tracker.memory());
+    }
+    ScaleReport {
+        settings: settings.clone(),
+        load_wall,
+        load_cpu,
+        load_fits: fits,
+        ready,
+        cycles,
+        rss_after_load,
+        rss_at_end: rss_bytes(),
+        memory,
+    }
+}
+
+fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> TrackerSettings {
+    let step_ms = settings.step.as_millis() as i64;
+    TrackerSettings {
+        query: format!("scale{query}"),
+        limits: StoreLimits {
+            step_ms,
+            capacity_points: capacity,
+            max_series: settings.series,
+            freshness_ms: 10 * step_ms,
+        },
+        model: ForecastModel {
+            coverage: Coverage::DEFAULT,
+            min_points: 30,
+            season: match settings.season {
+                Some(period) => {
+                    SeasonSpec::Periods(vec![(period.as_millis() as i64 / step_ms).max(2) as usize])
+                }
+                None => SeasonSpec::None,
+            },
+        },
+        probability: ProbabilitySettings::default(),
+        refit_interval_ms: settings.refit_interval.as_millis() as i64,
+        horizons: vec![Horizon {
+            label: "1h".to_owned(),
+            steps: (3_600_000 / step_ms).max(1) as u32,
+        }],
+        threshold: None,
+    }
+}
+
+fn samples(demo: &DemoSeries, first_ms: i64, last_ms: i64, step_ms: i64) -> Vec<Sample> {
+    (first_ms..=last_ms)
+        .step_by(step_ms as usize)
+        .map(|t| Sample {
+            timestamp_ms: t,
+            value: demo.value_at(t as f64 / 1000.0),
+        })
+        .collect()
+}
+
+/// Runs `work` on every item, `threads` items at a time, as the pipeline's blocking pool runs
+/// one evaluation per query; results in the items' order.
+fn in_parallel<T: Send, R: Send>(
+    items: &mut [T],
+    threads: usize,
+    work: impl Fn(&mut T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.max(1);
+    let mut results: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let mut lanes: Vec<Vec<(usize, &mut T, &mut Option<R>)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, (item, result)) in items.iter_mut().zip(results.iter_mut()).enumerate() {
+            lanes[i % threads].push((i, item, result));
+        }
+        let work = &work;
+        for lane in lanes {
+            scope.spawn(move || {
+                for (_, item, result) in lane {
+                    *result = Some(work(item));
+                }
+            });
+        }
+    });
+    results.into_iter().flatten().collect()
+}
+
+/// CPU time of the whole process (user + system), from `/proc/self/stat`, whose tick is
+/// Linux' fixed USER_HZ of 100.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+pub fn render(report: &ScaleReport) -> String {
+    let s = &report.settings;
+    let per_series = |bytes: usize| bytes as f64 / report.memory.series.max(1) as f64;
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let mut out = format!(
+        "{} series in {} queries, history {} at step {}, season {}, refit every {}, {} threads\n",
+        s.series,
+        s.queries,
+        crate::config::duration::format(s.history),
+        crate::config::duration::format(s.step),
+        s.season
+            .map_or_else(|| "none".to_owned(), crate::config::duration::format),
+        crate::config::duration::format(s.refit_interval),
+        s.threads,
+    );
+    out += &format!(
+        "load (history in batches of {BATCH}, fit): {:.1} s wall, {:.1} s CPU, {} fits\n",
+        report.load_wall.as_secs_f64(),
+        report.load_cpu.as_secs_f64(),
+        report.load_fits
+    );
+    for (i, cycle) in report.cycles.iter().enumerate() {
+        out += &format!(
+            "cycle {:>3}: {:>7.0} ms wall, {:>7.0} ms CPU ({:.2} % of one core at a {} interval), {} refits; /metrics render {:.0} ms, {:.0} MB\n",
+            i + 1,
+            cycle.wall.as_secs_f64() * 1000.0,
+            cycle.cpu.as_secs_f64() * 1000.0,
+            cycle.cpu.as_secs_f64() / s.step.as_secs_f64() * 100.0,
+            crate::config::duration::format(s.step),
+            cycle.fits,
+            cycle.render.as_secs_f64() * 1000.0,
+            cycle.rendered_bytes as f64 / 1e6,
+        );
+    }
+    if !report.cycles.is_empty() {
+        let cpu: f64 = report
+            .cycles
+            .iter()
+            .map(|c| c.cpu.as_secs_f64())
+            .sum::<f64>()
+            / report.cycles.len() as f64;
+        out += &format!(
+            "steady mean: {:.0} ms CPU per cycle = {:.2} % of one core; {} series ready\n",
+            cpu * 1000.0,
+            cpu / s.step.as_secs_f64() * 100.0,
+            report.ready
+        );
+    }
+    let m = &report.memory;
+    out += &format!(
+        "memory per series: windows and source labels {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels {:.0} B\n",
+        per_series(m.windows_and_labels),
+        per_series(m.seasonal_profiles),
+        per_series(m.model_state),
+        per_series(m.exported_labels),
+    );
+    if let (Some(load), Some(end)) = (report.rss_after_load, report.rss_at_end) {
+        out += &format!(
+            "RSS: {:.0} MiB after the load, {:.0} MiB at the end ({:.0} B per series)\n",
+            mib(load),
+            mib(end),
+            end as f64 / m.series.max(1) as f64
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_run_loads_fits_and_cycles_every_series() {
+        let settings = ScaleSettings {
+            series: 40,
+            queries: 3,
+            history: Duration::from_secs(6 * 3600),
+            step: Duration::from_secs(60),
+            season: None,
+            refit_interval: Duration::from_secs(600),
+            cycles: 12,
+            threads: 2,
+        };
+        let report = run(&settings);
+        assert_eq!(report.load_fits, 40);
+        assert_eq!(report.ready, 40);
+        assert_eq!(report.memory.series, 40);
+        assert_eq!(report.cycles.len(), 12);
+        // Every model is refitted within the ten-minute interval, spread over its cycles
+        // rather than all at once.
+        let refits: Vec<usize> = report.cycles.iter().map(|c| c.fits).collect();
+        assert!(refits.iter().sum::<usize>() >= 40, "{refits:?}");
+        assert!(refits.iter().all(|&f| f < 20), "{refits:?}");
+        assert!(report.cycles.iter().all(|c| c.rendered_bytes > 0));
+        // 361 values per window.
+        assert!(report.memory.windows_and_labels >= 40 * 361 * 8);
+        let text = render(&report);
+        assert!(text.contains("40 series in 3 queries"), "{text}");
+        assert!(text.contains("steady mean"), "{text}");
+    }
+}
