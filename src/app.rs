@@ -142,7 +142,13 @@ impl Overrides {
     }
 }
 
-pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Result<(), AppError> {
+/// `web`: TLS and basic auth of the listener (`--web.config.file`); restart to change.
+pub async fn run(
+    config_path: &Path,
+    config: Config,
+    overrides: Overrides,
+    web: crate::server::web_config::WebConfig,
+) -> Result<(), AppError> {
     let config = overrides.apply(config);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let telemetry = Arc::new(Telemetry::new(VERSION));
@@ -243,9 +249,11 @@ pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Re
         .unwrap_or_default();
     let stop_serving = CancellationToken::new();
     let grace = config.server.shutdown_grace;
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
     let server = tokio::spawn(server::serve(
         listener,
         Arc::clone(&state),
+        web,
         stop_serving.clone(),
         grace,
     ));
@@ -267,7 +275,7 @@ pub async fn run(config_path: &Path, config: Config, overrides: Overrides) -> Re
     };
     let tasks = carry_over(Vec::new(), &config.queries);
     let pipeline = Pipeline::start(context(&config, &state, &clock, &audit)?, tasks);
-    tracing::info!(version = VERSION, %address, external_url = %base, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
+    tracing::info!(version = VERSION, %address, scheme, external_url = %base, queries = config.queries.len(), prometheus = %config.prometheus.url, "foretell started");
 
     let mut running = Running {
         overrides,

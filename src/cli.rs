@@ -44,6 +44,10 @@ pub enum Command {
         /// reload too. With a StatefulSet: `--shard "${HOSTNAME##*-}/3"`.
         #[arg(long, value_name = "INDEX/COUNT", value_parser = foretell_core::shard::Shard::parse)]
         shard: Option<foretell_core::shard::Shard>,
+        /// TLS and basic auth of the listener, in the Prometheus exporter toolkit's web
+        /// configuration format (`tls_server_config`, `basic_auth_users`). Restart to change.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
     },
     /// Run foretell on a bundled synthetic dataset with nothing to set up: status page,
     /// /metrics, charts, and a sample alert that comes back enriched. Ctrl-C stops it.

@@ -305,9 +305,14 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
             eprintln!("foretell demo: the sample alert was not accepted: {error}");
         }
     });
-    let outcome = crate::app::run(&config_path, config, crate::app::Overrides::default())
-        .await
-        .map_err(|e| e.to_string());
+    let outcome = crate::app::run(
+        &config_path,
+        config,
+        crate::app::Overrides::default(),
+        crate::server::web_config::WebConfig::default(),
+    )
+    .await
+    .map_err(|e| e.to_string());
     guide.abort();
     stop.cancel();
     outcome

@@ -42,7 +42,15 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Run { config, shard } => run(&config, app::Overrides { shard }),
+        Command::Run {
+            config,
+            shard,
+            web_config_file,
+        } => run(
+            &config,
+            app::Overrides { shard },
+            web_config_file.as_deref(),
+        ),
         Command::Demo { listen, dir } => demo(demo::DemoSettings { listen, dir }),
         Command::Detect {
             input,
@@ -193,16 +201,27 @@ fn runtime(threads: Threads) -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run(config_path: &std::path::Path, overrides: app::Overrides) -> ExitCode {
+fn run(
+    config_path: &std::path::Path,
+    overrides: app::Overrides,
+    web_config_file: Option<&std::path::Path>,
+) -> ExitCode {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
+    };
+    let web = match web_config_file.map(server::web_config::load).transpose() {
+        Ok(web) => web.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("foretell: --web.config.file: {error}");
+            return ExitCode::from(EXIT_INVALID);
+        }
     };
     let runtime = match runtime(Threads::Many) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(app::run(config_path, config, overrides)) {
+    match runtime.block_on(app::run(config_path, config, overrides, web)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "foretell failed");

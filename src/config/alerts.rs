@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::delivery::RetrySchedule;
+use foretell_core::alerts::rate_limit::RateLimit;
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
@@ -27,6 +28,9 @@ pub struct AlertsConfig {
     /// A notification identical to one received this recently (Alertmanager HA peers send
     /// the same notification each) is acknowledged and not forwarded again.
     pub dedupe_window: Duration,
+    /// Webhook notifications each client address may send: `burst` at once, `per_second` on
+    /// average; beyond, 429 with `Retry-After`.
+    pub rate_limit: RateLimit,
     pub retry: RetrySchedule,
     pub circuit_breaker: BreakerConfig,
     pub on_demand: Option<OnDemandConfig>,
@@ -105,6 +109,29 @@ impl Validator<'_> {
             raw.dedupe_window.as_deref(),
             Duration::from_secs(120),
         );
+        let rate_limit = RateLimit {
+            per_second: raw
+                .rate_limit
+                .as_ref()
+                .and_then(|r| r.per_second)
+                .unwrap_or(100.0),
+            burst: raw
+                .rate_limit
+                .as_ref()
+                .and_then(|r| r.burst)
+                .unwrap_or(1000.0),
+        };
+        for (field, value) in [
+            ("per_second", rate_limit.per_second),
+            ("burst", rate_limit.burst),
+        ] {
+            if !(value.is_finite() && value >= 1.0) {
+                self.fail(
+                    format!("alerts.rate_limit.{field}"),
+                    format!("must be at least 1, got {value}"),
+                );
+            }
+        }
         let retry = self.delivery_retry(raw);
         let circuit_breaker = self.circuit_breaker(raw);
         let on_demand = self.on_demand(raw);
@@ -119,6 +146,7 @@ impl Validator<'_> {
             body_read_timeout: body_read_timeout?,
             bearer_token,
             dedupe_window: dedupe_window?,
+            rate_limit,
             retry: retry?,
             circuit_breaker: circuit_breaker?,
             on_demand: on_demand?,

@@ -42,12 +42,20 @@ pub struct RawShard {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_second: Option<f64>,
+    pub burst: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawAlerts {
     pub max_body_bytes: Option<u64>,
     pub body_read_timeout: Option<String>,
     pub bearer_token_file: Option<String>,
     pub bearer_token_env: Option<String>,
     pub dedupe_window: Option<String>,
+    pub rate_limit: Option<RawRateLimit>,
     pub retry: Option<RawDeliveryRetry>,
     pub circuit_breaker: Option<RawCircuitBreaker>,
     pub on_demand: Option<RawOnDemand>,

@@ -599,3 +599,37 @@ fn history_batches_are_bounded() {
         vec!["prometheus.history_batch_series: must be between 1 and 10000, got 0"]
     );
 }
+
+#[test]
+fn the_webhook_rate_limit_has_defaults_and_bounds() {
+    let text = |limit: &str| {
+        format!(
+            "{WITH_AUDIT}alerts:\n{limit}  receivers:\n    - name: pager\n      url: http://pager:8080/hook\n  routes:\n    - receiver: pager\n"
+        )
+    };
+    let alerts = parse(&text(""), origin(), &with_keys())
+        .expect("valid")
+        .alerts
+        .expect("alerts");
+    assert_eq!(
+        (alerts.rate_limit.per_second, alerts.rate_limit.burst),
+        (100.0, 1000.0)
+    );
+    match parse(
+        &text("  rate_limit: {per_second: 0.5, burst: .nan}\n"),
+        origin(),
+        &with_keys(),
+    ) {
+        Err(ConfigError::Invalid { errors, .. }) => {
+            let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            assert_eq!(
+                errors,
+                vec![
+                    "alerts.rate_limit.per_second: must be at least 1, got 0.5",
+                    "alerts.rate_limit.burst: must be at least 1, got NaN",
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

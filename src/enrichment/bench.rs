@@ -377,6 +377,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let serving = tokio::spawn(server::serve(
         listener,
         Arc::clone(&state),
+        server::web_config::WebConfig::default(),
         stop.clone(),
         Duration::from_secs(1),
     ));

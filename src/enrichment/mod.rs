@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use foretell_core::alerts::rate_limit::{Admission, RateLimiter};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,9 +79,29 @@ pub struct Enrichment {
     pub graph_base: Option<url::Url>,
     /// On-demand ranges shared across notifications within one step.
     ranges: assess::RangeCache,
+    /// Per-client token buckets of the webhook, on a monotonic clock from `started`.
+    limiter: std::sync::Mutex<RateLimiter<std::net::IpAddr>>,
+    started: std::time::Instant,
 }
 
+/// Client addresses whose webhook rate is remembered at once.
+const MAX_RATE_LIMITED_CLIENTS: usize = 10_000;
+
 impl Enrichment {
+    /// `None` when `client` may post a notification now; otherwise how long it should wait.
+    pub fn rate_limited(&self, client: std::net::IpAddr) -> Option<std::time::Duration> {
+        let now_ms = self.started.elapsed().as_millis() as i64;
+        match self
+            .limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(&client, now_ms)
+        {
+            Admission::Allowed => None,
+            Admission::RetryAfterMs(ms) => Some(std::time::Duration::from_millis(ms as u64)),
+        }
+    }
+
     pub fn new(
         config: AlertsConfig,
         audit: Arc<AuditLog>,
@@ -90,6 +111,7 @@ impl Enrichment {
         queries: &[QueryConfig],
         prometheus: Option<PrometheusReader>,
     ) -> Enrichment {
+        let config_rate_limit = config.rate_limit;
         let receivers: Vec<String> = config.receivers.iter().map(|r| r.name.clone()).collect();
         Enrichment {
             telemetry: Arc::new(AlertTelemetry::new(&receivers)),
@@ -111,6 +133,11 @@ impl Enrichment {
             received: Notify::new(),
             graph_base: None,
             ranges: assess::RangeCache::default(),
+            limiter: std::sync::Mutex::new(RateLimiter::new(
+                config_rate_limit,
+                MAX_RATE_LIMITED_CLIENTS,
+            )),
+            started: std::time::Instant::now(),
         }
     }
 

@@ -50,6 +50,10 @@ fn config(receiver_url: &str, min_confidence: Option<f64>) -> AlertsConfig {
         body_read_timeout: Duration::from_secs(2),
         bearer_token: Some(Secret::new("s3cret".into())),
         dedupe_window: Duration::from_secs(60),
+        rate_limit: foretell_core::alerts::rate_limit::RateLimit {
+            per_second: 1000.0,
+            burst: 1000.0,
+        },
         retry: RetrySchedule {
             initial_backoff_ms: 10,
             max_backoff_ms: 40,
@@ -311,13 +315,12 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
             "alert.forwarded"
         ]
     );
+    // The delivery is counted once its audit record has committed, a moment later.
+    let delivered = "foretell_deliveries_total{receiver=\"pager\",outcome=\"delivered\"} 1\n";
+    assert!(eventually(|| harness.metrics().contains(delivered)).await);
     let metrics = harness.metrics();
     assert!(
         metrics.contains("foretell_alerts_received_total 2\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("foretell_deliveries_total{receiver=\"pager\",outcome=\"delivered\"} 1\n"),
         "{metrics}"
     );
     assert!(metrics.contains("foretell_alerts_enriched_total{confidence=\"unavailable\"} 1\n"));

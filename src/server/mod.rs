@@ -2,6 +2,7 @@
 
 mod routes;
 mod status;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::sync::atomic::AtomicBool;
@@ -18,6 +19,12 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::{SnapshotCell, UpstreamHealth};
 use crate::telemetry::Telemetry;
 pub use routes::{handle, DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH, WEBHOOK_PATH};
+use web_config::{BasicAuth, WebConfig};
+
+/// The client address of a request, set by the listener (the webhook's rate limit is per
+/// address).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// A request to reload the configuration file, answered with the outcome.
 pub struct ReloadRequest {
@@ -86,10 +93,12 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    web: WebConfig,
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let tls = web.tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -105,24 +114,193 @@ pub async fn serve(
             }
         };
         let state = Arc::clone(&state);
-        let service = service_fn(move |request| {
+        let basic_auth = web.basic_auth.clone();
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = watched.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            let basic_auth = basic_auth.clone();
+            request.extensions_mut().insert(Peer(peer));
+            async move {
+                if let Some(refused) = authenticate(&state, basic_auth, &request).await {
+                    return Ok::<_, Infallible>(refused);
+                }
+                Ok::<_, Infallible>(handle(&state, request).await)
             }
         });
+        let builder = {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            builder
+        };
+        match &tls {
+            None => {
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = watched.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs in the connection's own task, bounded like a request
+                // head, so a client that stalls it holds up nobody else.
+                let acceptor = acceptor.clone();
+                let graceful = Arc::clone(&graceful);
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(error) = graceful.watch(connection).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tokio::select! {
         _ = graceful.shutdown() => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them"),
+    }
+}
+
+/// `None` when the request may proceed; otherwise the 401 to answer. With `basic_auth_users`
+/// every path needs a configured user, except the webhook when `alerts.bearer_token_file` (or
+/// `_env`) protects it: Alertmanager sends one `Authorization` header, and the webhook's own
+/// token is checked by the receiver.
+async fn authenticate<B>(
+    state: &AppState,
+    basic_auth: Option<Arc<BasicAuth>>,
+    request: &hyper::Request<B>,
+) -> Option<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
+    let basic_auth = basic_auth?;
+    let webhook_has_token = state
+        .alerts
+        .as_ref()
+        .is_some_and(|alerts| alerts.config.bearer_token.is_some());
+    if request.uri().path() == WEBHOOK_PATH && webhook_has_token {
+        return None;
+    }
+    let header = request
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // bcrypt is deliberately slow: off the async threads.
+    let allowed = tokio::task::spawn_blocking(move || basic_auth.allows(header.as_deref()))
+        .await
+        .unwrap_or(false);
+    if allowed {
+        return None;
+    }
+    let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+        b"Unauthorized: this foretell requires a user of its web configuration file\n",
+    )));
+    *response.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic realm=\"foretell\""),
+    );
+    Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tls_and_basic_auth_guard_the_listener() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = bcrypt::hash("pw", 4).expect("hash");
+        let path = dir.path().join("web.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  prometheus: {hash}\n",
+                fixtures.join("server.crt").display(),
+                fixtures.join("server.key").display()
+            ),
+        )
+        .expect("write");
+        let web = web_config::load(&path).expect("valid");
+        let (state, _reloads) = routes::tests::state(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(state),
+            web,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("ca.crt")).expect("ca"))
+                .expect("pem");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client");
+        let url = format!("https://127.0.0.1:{port}/metrics");
+        let anonymous = client.get(&url).send().await.expect("TLS works");
+        assert_eq!(anonymous.status(), 401);
+        assert_eq!(
+            anonymous.headers()["www-authenticate"],
+            "Basic realm=\"foretell\""
+        );
+        let wrong = client
+            .get(&url)
+            .basic_auth("prometheus", Some("nope"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(wrong.status(), 401);
+        let allowed = client
+            .get(&url)
+            .basic_auth("prometheus", Some("pw"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(allowed.status(), 200);
+        assert!(allowed
+            .text()
+            .await
+            .expect("body")
+            .contains("foretell_build_info"));
+        let health = client
+            .get(format!("https://127.0.0.1:{port}/-/healthy"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            health.status(),
+            401,
+            "every path, as in the exporter toolkit"
+        );
+        assert!(
+            reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .is_err(),
+            "plain HTTP gets no answer"
+        );
+        stop.cancel();
+        server.await.expect("stops");
     }
 }

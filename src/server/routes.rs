@@ -35,6 +35,20 @@ where
     match (request.uri().path(), method) {
         (WEBHOOK_PATH, Method::POST) => match &state.alerts {
             Some(alerts) => {
+                let peer = request.extensions().get::<super::Peer>().map(|p| p.0.ip());
+                if let Some(wait) = peer.and_then(|ip| alerts.rate_limited(ip)) {
+                    alerts.telemetry.webhook_answered(429);
+                    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    let mut response = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("too many notifications from this address (alerts.rate_limit); retry in {seconds} s\n"),
+                    );
+                    response.headers_mut().insert(
+                        hyper::header::RETRY_AFTER,
+                        hyper::header::HeaderValue::from(seconds),
+                    );
+                    return response;
+                }
                 let (status, reason) = crate::enrichment::receiver::receive(alerts, request).await;
                 text(status, reason)
             }
@@ -393,7 +407,7 @@ async fn reload(state: &AppState) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
@@ -417,7 +431,7 @@ mod tests {
         crate::reader::PrometheusReader::new(&config.prometheus).expect("client")
     }
 
-    fn state(lifecycle: bool) -> (AppState, mpsc::Receiver<ReloadRequest>) {
+    pub(in crate::server) fn state(lifecycle: bool) -> (AppState, mpsc::Receiver<ReloadRequest>) {
         let telemetry = Arc::new(Telemetry::new("test"));
         let (reload, requests) = mpsc::channel(1);
         (

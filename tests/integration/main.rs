@@ -12,5 +12,6 @@ mod dashboards;
 mod deploy;
 mod e2e;
 mod incident;
+mod security;
 mod shard;
 mod support;

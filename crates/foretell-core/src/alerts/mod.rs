@@ -4,5 +4,6 @@
 pub mod confidence;
 pub mod delivery;
 pub mod lookup;
+pub mod rate_limit;
 pub mod route;
 pub mod webhook;
