@@ -851,3 +851,44 @@ async fn a_reload_gives_tracked_queries_their_new_step_and_horizons() {
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn each_address_gets_its_burst_then_waits_its_turn() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.rate_limit = foretell_core::alerts::rate_limit::RateLimit {
+        per_second: 0.5,
+        burst: 2.0,
+    };
+    let harness = Harness::start_with(alerts, None);
+    let post = |peer: &str, n: usize| {
+        let body = FIRING.replace("\"f1\"", &format!("\"rate-{n}\""));
+        Request::builder()
+            .method(Method::POST)
+            .uri("/alertmanager/webhook")
+            .header("authorization", "Bearer s3cret")
+            .extension(crate::server::Peer(peer.parse().expect("address")))
+            .body(Full::new(Bytes::from(body)))
+            .expect("request")
+    };
+    for n in 0..2 {
+        let response = handle(&harness.state, post("10.0.0.1:5000", n)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let refused = handle(&harness.state, post("10.0.0.1:5001", 2)).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "2");
+    // Another Alertmanager has its own bucket.
+    let other = handle(&harness.state, post("10.0.0.2:5000", 3)).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    let metrics = harness.metrics();
+    assert!(
+        metrics.contains("foretell_webhook_requests_total{code=\"429\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("foretell_notifications_received_total 3\n"),
+        "{metrics}"
+    );
+    harness.stop().await;
+}
