@@ -892,3 +892,42 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_its_record() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    // Another process holds the write lock: the commit waits out the busy timeout, then 503.
+    let blocker = rusqlite::Connection::open(&harness.path).expect("open");
+    blocker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    blocker.execute_batch("COMMIT").expect("unlock");
+    // The database turns read-only (as a remount would make it): 503 again.
+    harness
+        .audit
+        .transact(|transaction, _| transaction.execute_batch("PRAGMA query_only = ON"))
+        .await
+        .expect("read-only");
+    let other = FIRING.replace("\"f1\"", "\"read-only\"");
+    let (status, reason) = harness.post(&other, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        receiver.requests().is_empty(),
+        "nothing refused was forwarded"
+    );
+    harness
+        .audit
+        .transact(|transaction, _| transaction.execute_batch("PRAGMA query_only = OFF"))
+        .await
+        .expect("writable");
+    // Both come back once Alertmanager retries.
+    for body in [FIRING.to_owned(), other] {
+        let (status, reason) = harness.post(&body, Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK, "{reason}");
+    }
+    assert!(eventually(|| receiver.requests().len() == 2).await);
+    harness.records();
+    harness.stop().await;
+}

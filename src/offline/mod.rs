@@ -5,7 +5,7 @@
 //! for each row, using only the rows up to it.
 
 pub mod backtest;
-pub mod csv;
+pub use foretell_core::csv;
 pub use foretell_core::timestamp;
 
 use std::fmt::Write as _;

@@ -5,7 +5,7 @@
 //! series; requests share a bounded number of permits; connect errors, timeouts, 5xx and 429
 //! are retried with jittered exponential backoff, other 4xx never; bodies are capped.
 
-pub mod wire;
+pub use foretell_core::wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

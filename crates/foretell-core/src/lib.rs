@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backtest;
 pub mod batch;
 pub mod chart;
+pub mod csv;
 pub mod exposition;
 pub mod labels;
 pub mod markup;
@@ -21,5 +22,6 @@ pub mod store;
 pub mod synthetic;
 pub mod timestamp;
 pub mod tracker;
+pub mod wire;
 
 pub use labels::Labels;

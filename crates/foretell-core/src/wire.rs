@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use foretell_core::store::Sample;
-use foretell_core::Labels;
+use crate::store::Sample;
+use crate::Labels;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

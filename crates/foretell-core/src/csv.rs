@@ -1,7 +1,7 @@
 //! The CSV files of the offline commands: a header naming `timestamp` and `value` (other
 //! columns are ignored), then one row per point in time order.
 
-use super::timestamp::{self, TimestampFormat};
+use crate::timestamp::{self, TimestampFormat};
 
 /// One data row, with its text kept so that output rows repeat it exactly.
 #[derive(Clone, Debug, PartialEq)]
