@@ -28,6 +28,9 @@ pub struct AlertsConfig {
     /// A notification identical to one received this recently (Alertmanager HA peers send
     /// the same notification each) is acknowledged and not forwarded again.
     pub dedupe_window: Duration,
+    /// Notifications waiting to be routed plus deliveries waiting to go out, beyond which new
+    /// notifications are refused with 503 (and audited).
+    pub max_queued: u64,
     /// Webhook notifications each client address may send: `burst` at once, `per_second` on
     /// average; beyond, 429 with `Retry-After`.
     pub rate_limit: RateLimit,
@@ -109,6 +112,13 @@ impl Validator<'_> {
             raw.dedupe_window.as_deref(),
             Duration::from_secs(120),
         );
+        let max_queued = raw.max_queued.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_queued) {
+            self.fail(
+                "alerts.max_queued",
+                format!("must be between 1 and 1000000, got {max_queued}"),
+            );
+        }
         let rate_limit = RateLimit {
             per_second: raw
                 .rate_limit
@@ -146,6 +156,7 @@ impl Validator<'_> {
             body_read_timeout: body_read_timeout?,
             bearer_token,
             dedupe_window: dedupe_window?,
+            max_queued,
             rate_limit,
             retry: retry?,
             circuit_breaker: circuit_breaker?,

@@ -55,6 +55,7 @@ pub struct RawAlerts {
     pub bearer_token_file: Option<String>,
     pub bearer_token_env: Option<String>,
     pub dedupe_window: Option<String>,
+    pub max_queued: Option<u64>,
     pub rate_limit: Option<RawRateLimit>,
     pub retry: Option<RawDeliveryRetry>,
     pub circuit_breaker: Option<RawCircuitBreaker>,

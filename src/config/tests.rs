@@ -502,6 +502,7 @@ fn the_alerts_section_gets_documented_defaults() {
     let alerts = config.alerts.expect("alerts");
     assert_eq!(alerts.max_body_bytes, 4 << 20);
     assert_eq!(alerts.dedupe_window, Duration::from_secs(120));
+    assert_eq!(alerts.max_queued, 10_000);
     assert_eq!(alerts.retry.max_backoff_ms, 300_000);
     assert_eq!(alerts.retry.give_up_after_ms, 86_400_000);
     assert_eq!(alerts.circuit_breaker.failures, 5);

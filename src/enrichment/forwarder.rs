@@ -121,6 +121,10 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 fastrand::f64(),
                 &enrichment.config.retry,
             );
+            // A retry due before the next poll is waited for, not the whole poll.
+            if let Verdict::RetryAt { at_ms, .. } = &verdict {
+                next_due = Some(next_due.map_or(*at_ms, |d: i64| d.min(*at_ms)));
+            }
             if let Err(error) = settle(
                 &enrichment,
                 &receiver,

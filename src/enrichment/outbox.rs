@@ -52,6 +52,8 @@ pub enum Accepted {
     Stored(i64),
     /// The same notification arrived within the dedupe window; stored earlier under this id.
     Duplicate(i64),
+    /// Refused (and audited): this many notifications and deliveries wait already, the limit.
+    Overflow { queued: u64 },
 }
 
 /// Stores a notification (or notes it as a duplicate) with its audit record, in `transaction`.
@@ -63,6 +65,7 @@ pub fn accept(
     group_key: &str,
     dedupe_key: &str,
     dedupe_window_ms: i64,
+    max_queued: u64,
     now_ms: i64,
     details: serde_json::Value,
 ) -> Result<Accepted, rusqlite::Error> {
@@ -82,6 +85,19 @@ pub fn accept(
             entry(now_ms, "alert.deduplicated", group_key, "ok", &details),
         )?;
         return Ok(Accepted::Duplicate(id));
+    }
+    // The overflow policy: past the limit new notifications are refused, so Alertmanager keeps
+    // them and retries, instead of the disk filling while a receiver is down. What was
+    // accepted stays and is delivered.
+    let waiting = queued(transaction)?;
+    if waiting >= max_queued {
+        details["queued"] = waiting.into();
+        details["max_queued"] = max_queued.into();
+        appender.append(
+            transaction,
+            entry(now_ms, "alert.refused", group_key, "overflow", &details),
+        )?;
+        return Ok(Accepted::Overflow { queued: waiting });
     }
     transaction.execute(
         "INSERT INTO notifications (received_ms, group_key, dedupe_key, body, state) \
@@ -254,6 +270,16 @@ pub fn purge_settled(transaction: &Transaction, before_ms: i64) -> Result<usize,
     transaction.execute(
         &format!("DELETE FROM notifications WHERE id IN ({settled})"),
         params![ROUTED, before_ms, DELIVERED],
+    )
+}
+
+/// Notifications waiting to be routed plus deliveries waiting to go out.
+pub fn queued(connection: &Connection) -> Result<u64, rusqlite::Error> {
+    connection.query_row(
+        "SELECT (SELECT count(*) FROM notifications WHERE state = ?1) \
+              + (SELECT count(*) FROM deliveries WHERE state = ?2)",
+        params![RECEIVED, PENDING],
+        |row| Ok(row.get::<_, i64>(0)?.max(0) as u64),
     )
 }
 

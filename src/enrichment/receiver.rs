@@ -107,6 +107,7 @@ where
     let group_key = notification.group_key.clone();
     let dedupe_key = outbox::dedupe_key(&notification);
     let window_ms = config.dedupe_window.as_millis() as i64;
+    let max_queued = config.max_queued;
     let alerts = notification.alerts.len();
     let body = bytes.to_vec();
     let committed = enrichment
@@ -119,6 +120,7 @@ where
                 &group_key,
                 &dedupe_key,
                 window_ms,
+                max_queued,
                 now_ms,
                 details,
             )
@@ -137,6 +139,17 @@ where
                 format!(
                     "duplicate of notification {id} (alerts.dedupe_window); not forwarded again\n"
                 ),
+            )
+        }
+        Ok(Accepted::Overflow { queued }) => {
+            tracing::warn!(
+                queued,
+                max_queued,
+                "outbox full: a notification was refused; Alertmanager keeps it and retries"
+            );
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("foretell holds {queued} undelivered notifications and deliveries (alerts.max_queued is {max_queued}); retry later\n"),
             )
         }
         Err(error) => {

@@ -50,6 +50,7 @@ fn config(receiver_url: &str, min_confidence: Option<f64>) -> AlertsConfig {
         body_read_timeout: Duration::from_secs(2),
         bearer_token: Some(Secret::new("s3cret".into())),
         dedupe_window: Duration::from_secs(60),
+        max_queued: 10_000,
         rate_limit: foretell_core::alerts::rate_limit::RateLimit {
             per_second: 1000.0,
             burst: 1000.0,
@@ -240,8 +241,12 @@ impl Harness {
 }
 
 /// Waits (bounded) until `done` holds.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..300 {
+async fn eventually(done: impl FnMut() -> bool) -> bool {
+    eventually_for(Duration::from_secs(3), done).await
+}
+
+async fn eventually_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..limit.as_millis() / 10 {
         if done() {
             return true;
         }
@@ -929,5 +934,68 @@ async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_it
     }
     assert!(eventually(|| receiver.requests().len() == 2).await);
     harness.records();
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_outbox_refuses_new_notifications_until_deliveries_drain_in_order() {
+    // The receiver fails a while, then recovers.
+    const FAILURES: usize = 3;
+    let mut script = vec![json(503, "{}"); FAILURES];
+    script.push(json(200, "{}"));
+    let receiver = FakeUpstream::start(script).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.max_queued = 3;
+    let harness = Harness::start(alerts);
+    let numbered = |n: usize| FIRING.replace("\"f1\"", &format!("\"queued-{n}\""));
+    for n in 0..3 {
+        let (status, reason) = harness.post(&numbered(n), Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK, "{reason}");
+    }
+    let (status, reason) = harness.post(&numbered(3), Some("s3cret")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reason.contains("alerts.max_queued is 3"), "{reason}");
+    // Once the receiver is back the queue drains, oldest first within the group, and the
+    // refused notification is accepted when Alertmanager retries it.
+    let drained = eventually_for(Duration::from_secs(15), || {
+        receiver.requests().len() >= FAILURES + 3
+    })
+    .await;
+    assert!(
+        drained,
+        "{} requests: {:?}",
+        receiver.requests().len(),
+        harness.records()
+    );
+    let (status, reason) = harness.post(&numbered(3), Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    assert!(
+        eventually_for(Duration::from_secs(15), || receiver.requests().len()
+            == FAILURES + 4)
+        .await
+    );
+    let delivered: Vec<String> = receiver.requests()[FAILURES..]
+        .iter()
+        .map(|request| {
+            let body = body_of(request);
+            body["alerts"][0]["fingerprint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        vec!["queued-0", "queued-1", "queued-2", "queued-3"]
+    );
+    let kinds: Vec<(String, String)> = harness
+        .records()
+        .into_iter()
+        .filter(|(kind, _)| kind == "alert.refused")
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("alert.refused".to_owned(), "overflow".to_owned())]
+    );
     harness.stop().await;
 }

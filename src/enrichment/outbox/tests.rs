@@ -9,6 +9,16 @@ fn writer(dir: &tempfile::TempDir) -> (AuditWriter, std::path::PathBuf) {
 }
 
 fn accept_one(writer: &mut AuditWriter, group: &str, dedupe: &str, now_ms: i64) -> Accepted {
+    accept_within(writer, group, dedupe, now_ms, 10_000)
+}
+
+fn accept_within(
+    writer: &mut AuditWriter,
+    group: &str,
+    dedupe: &str,
+    now_ms: i64,
+    max_queued: u64,
+) -> Accepted {
     writer
         .transaction(|transaction, appender| {
             accept(
@@ -18,12 +28,49 @@ fn accept_one(writer: &mut AuditWriter, group: &str, dedupe: &str, now_ms: i64) 
                 group,
                 dedupe,
                 60_000,
+                max_queued,
                 now_ms,
                 serde_json::json!({}),
             )
         })
         .expect("commit")
         .0
+}
+
+#[test]
+fn past_the_limit_notifications_are_refused_and_audited_but_duplicates_still_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, path) = writer(&dir);
+    assert_eq!(
+        accept_within(&mut writer, "g", "a", 0, 2),
+        Accepted::Stored(1)
+    );
+    assert_eq!(
+        accept_within(&mut writer, "g", "b", 1, 2),
+        Accepted::Stored(2)
+    );
+    assert_eq!(
+        accept_within(&mut writer, "g", "c", 2, 2),
+        Accepted::Overflow { queued: 2 }
+    );
+    assert_eq!(
+        accept_within(&mut writer, "g", "a", 3, 2),
+        Accepted::Duplicate(1),
+        "a duplicate adds nothing to the queue"
+    );
+    let connection = open_reader(&path).expect("reader");
+    assert_eq!(queued(&connection).expect("count"), 2);
+    let refused: Vec<(String, String)> = connection
+        .prepare("SELECT kind, outcome FROM records WHERE kind = 'alert.refused'")
+        .expect("query")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("read");
+    assert_eq!(
+        refused,
+        vec![("alert.refused".to_owned(), "overflow".to_owned())]
+    );
 }
 
 #[test]
