@@ -203,6 +203,19 @@ pub struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Concurrent scrapers on the real listener's `/metrics` serving many series, for a
+    /// bounded time: scrapes per second, latency percentiles, memory.
+    Metrics {
+        #[arg(long, default_value_t = 100_000)]
+        series: usize,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        #[arg(long, default_value = "20s")]
+        duration: String,
+        /// Ask for gzip, as Prometheus does.
+        #[arg(long)]
+        gzip: bool,
+    },
     /// foretell's own cost of tracking many series (no Prometheus): load and fit synthetic
     /// series with their history, then steady cycles of one new point each; reports time, CPU,
     /// RSS and bytes per series.

@@ -500,6 +500,44 @@ fn demo(settings: demo::DemoSettings) -> ExitCode {
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
 fn bench(command: BenchCommand) -> ExitCode {
     match command {
+        BenchCommand::Metrics {
+            series,
+            clients,
+            duration,
+            gzip,
+        } => {
+            let duration = match config::duration::parse(&duration) {
+                Ok(d) if !d.is_zero() && d <= std::time::Duration::from_secs(600) => d,
+                _ => {
+                    eprintln!("foretell bench metrics: --duration: `{duration}` is not a duration between 1ms and 10m");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+            if series == 0 || clients == 0 {
+                eprintln!("foretell bench metrics: --series and --clients must be positive");
+                return ExitCode::from(EXIT_INVALID);
+            }
+            let settings = server::bench::MetricsLoadSettings {
+                series,
+                clients,
+                duration,
+                gzip,
+            };
+            let runtime = match runtime(Threads::Many) {
+                Ok(runtime) => runtime,
+                Err(code) => return code,
+            };
+            match runtime.block_on(server::bench::run(&settings)) {
+                Ok(report) => {
+                    print!("{}", server::bench::render(&report));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("foretell bench metrics: {error}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         BenchCommand::Scale {
             series,
             queries,

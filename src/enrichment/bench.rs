@@ -88,7 +88,7 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 }
 
 /// A tracked snapshot of `count` series of `bench_errors`, a tenth of them in an excursion.
-fn tracked_snapshot(count: usize, now_ms: i64) -> QueryOutput {
+pub(crate) fn tracked_snapshot(count: usize, now_ms: i64) -> QueryOutput {
     let series = (0..count)
         .map(|i| {
             let source = Labels::from_pairs([
