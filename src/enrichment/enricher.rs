@@ -52,8 +52,11 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
         })
         .await;
         let mut failed = false;
+        let mut full_batch = false;
         match read {
             Ok(Ok((received, (pending, oldest)))) => {
+                // A full batch means more wait: read again at once instead of after a poll.
+                full_batch = received.len() == BATCH;
                 let now_ms = enrichment.clock.now_ms();
                 let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
                 enrichment.telemetry.backlog(pending, age);
@@ -81,6 +84,12 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
                 failed = true;
             }
             Err(_) => failed = true,
+        }
+        if full_batch && !failed {
+            if cancel.is_cancelled() {
+                return;
+            }
+            continue;
         }
         let wake = if failed {
             None

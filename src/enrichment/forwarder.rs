@@ -87,6 +87,9 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
             Err(_) => Vec::new(),
         };
         let mut next_due: Option<i64> = None;
+        // A settled head uncovers the next delivery of its group: look again at once, so a
+        // backlog drains at the receiver's pace, not one delivery per group per poll.
+        let mut progressed = false;
         for delivery in heads {
             if cancel.is_cancelled() {
                 return;
@@ -122,8 +125,11 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 &enrichment.config.retry,
             );
             // A retry due before the next poll is waited for, not the whole poll.
-            if let Verdict::RetryAt { at_ms, .. } = &verdict {
-                next_due = Some(next_due.map_or(*at_ms, |d: i64| d.min(*at_ms)));
+            match &verdict {
+                Verdict::RetryAt { at_ms, .. } => {
+                    next_due = Some(next_due.map_or(*at_ms, |d: i64| d.min(*at_ms)));
+                }
+                Verdict::Delivered | Verdict::DeadLetter { .. } => progressed = true,
             }
             if let Err(error) = settle(
                 &enrichment,
@@ -141,6 +147,12 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 tracing::error!(%error, receiver = %receiver.name, delivery = delivery.id, "the delivery outcome could not be committed");
                 break;
             }
+        }
+        if progressed {
+            if cancel.is_cancelled() {
+                return;
+            }
+            continue;
         }
         let now_ms = enrichment.clock.now_ms();
         let wait = next_due

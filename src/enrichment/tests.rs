@@ -999,3 +999,21 @@ async fn a_full_outbox_refuses_new_notifications_until_deliveries_drain_in_order
     );
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn a_backlog_drains_at_the_receivers_pace_not_one_per_group_per_poll() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    // Forty notifications of one group, queued faster than they are forwarded.
+    for n in 0..40 {
+        let body = FIRING.replace("\"f1\"", &format!("\"backlog-{n}\""));
+        assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
+    }
+    // One delivery per group per one-second poll would take forty seconds.
+    assert!(
+        eventually(|| receiver.requests().len() == 40).await,
+        "{} of 40 delivered",
+        receiver.requests().len()
+    );
+    harness.stop().await;
+}

@@ -14,4 +14,5 @@ mod e2e;
 mod incident;
 mod security;
 mod shard;
+mod shutdown;
 mod support;

@@ -98,6 +98,12 @@ impl Process {
     /// Sends SIGTERM and waits up to `within` for the exit status.
     pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         self.signal("TERM");
+        self.wait_exit(within)
+    }
+
+    /// Waits for the process to exit on its own; `None` when it is still running after
+    /// `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

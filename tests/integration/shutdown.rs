@@ -1,0 +1,215 @@
+//! SIGTERM while Alertmanager-like clients post notifications as fast as they can: readiness
+//! drops at once, requests in flight are answered, the process exits 0 within its grace period
+//! with a stop record, and every notification acknowledged with 200 reaches the receiver (after
+//! a restart when the receiver had not got it yet). No external binary needed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn config(port: u16, receiver: &str) -> String {
+    // Prometheus is unreachable (port 9): alerts are forwarded with confidence unavailable.
+    format!(
+        "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 500ms\n  retry:\n    max_attempts: 1\n\
+         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n\
+         audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
+         alerts:\n  on_demand:\n    timeout: 200ms\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
+         \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
+         queries:\n  - name: demo\n    expr: up\n    evaluation_interval: 5s\n"
+    )
+}
+
+fn notification(client: usize, n: usize) -> String {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "foretell",
+        "groupKey": format!("{{}}:{{client=\"{client}\"}}"),
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+        "alerts": [{
+            "status": "firing",
+            "labels": {"alertname": "Load", "client": client.to_string(), "n": n.to_string()},
+            "annotations": {},
+            "startsAt": "2026-11-22T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": format!("c{client}-n{n}")
+        }]
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("audit.keys"),
+        format!("k1:{}\n", "5a".repeat(32)),
+    )
+    .expect("keys");
+    let recorder = Recorder::start().await;
+    let port = free_port();
+    let config_path = dir.path().join("foretell.yml");
+    std::fs::write(&config_path, config(port, &recorder.url)).expect("config");
+    let start = |round: usize| {
+        Process::spawn(
+            "foretell",
+            std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
+                .current_dir(dir.path())
+                .args(["run", "--config"])
+                .arg(&config_path),
+            dir.path().join(format!("foretell-{round}.log")),
+        )
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let mut foretell = start(0);
+    foretell
+        .wait_http_ok(&format!("{base}/-/healthy"), Duration::from_secs(30))
+        .await;
+
+    // Four clients post back to back, at most 400 notifications each, until told to stop.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let odd_answers = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (acknowledged, odd_answers, stop, dropped) = (
+                Arc::clone(&acknowledged),
+                Arc::clone(&odd_answers),
+                Arc::clone(&stop),
+                Arc::clone(&dropped),
+            );
+            let url = format!("{base}/alertmanager/webhook");
+            tokio::spawn(async move {
+                let http = http();
+                for n in 0..400 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match http.post(&url).body(notification(client, n)).send().await {
+                        Ok(response) if response.status() == 200 => acknowledged
+                            .lock()
+                            .expect("lock")
+                            .push(format!("c{client}-n{n}")),
+                        // Refused during shutdown: Alertmanager would retry it elsewhere.
+                        Ok(response) if response.status() == 503 => {}
+                        Ok(response) => odd_answers
+                            .lock()
+                            .expect("lock")
+                            .push(format!("HTTP {}", response.status())),
+                        // The listener has closed: nothing was sent.
+                        Err(error) if error.is_connect() => {}
+                        // A request on a keep-alive connection the server was closing as
+                        // idle: never read, so never acknowledged; a client retries it.
+                        Err(_) => {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !acknowledged.lock().expect("lock").is_empty(),
+        "the load is running"
+    );
+    // Readiness over a connection opened before the signal answers 503 at once.
+    let prober = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .expect("client");
+    let ready = format!("{base}/-/ready");
+    let _ = prober.get(&ready).send().await;
+    foretell.signal("TERM");
+    let signalled = Instant::now();
+    let after = prober.get(&ready).send().await;
+    if let Ok(response) = after {
+        assert_eq!(response.status(), 503, "ready right after SIGTERM");
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let status = foretell.wait_exit(Duration::from_secs(10));
+        (status, foretell)
+    })
+    .await
+    .expect("join");
+    let (exit, _stopped) = status;
+    let exit = exit.expect("exits within the grace period");
+    assert!(exit.success(), "exit 0: {exit:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.expect("client");
+    }
+    let odd = odd_answers.lock().expect("lock").clone();
+    assert!(odd.is_empty(), "every answer was 200 or 503: {odd:?}");
+    assert!(
+        dropped.load(Ordering::SeqCst) <= 4,
+        "at most one closing keep-alive connection per client"
+    );
+
+    // What was acknowledged and not yet delivered goes out after a restart.
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let mut restarted = start(1);
+    let delivered = |recorder: &Recorder| -> std::collections::BTreeSet<String> {
+        recorder
+            .bodies()
+            .iter()
+            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|alert| alert["fingerprint"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = delivered(&recorder);
+        let missing: Vec<&String> = acknowledged.iter().filter(|a| !got.contains(*a)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged notifications never arrived (delivered {}), e.g. {:?}; log: {}",
+            missing.len(),
+            acknowledged.len(),
+            got.len(),
+            &missing[..missing.len().min(5)],
+            restarted.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(restarted.terminate(Duration::from_secs(10)).is_some());
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
+        .current_dir(dir.path())
+        .args([
+            "audit",
+            "verify",
+            "--db",
+            "audit.db",
+            "--key-file",
+            "audit.keys",
+        ])
+        .output()
+        .expect("verify");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let records = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
+        .current_dir(dir.path())
+        .args([
+            "audit",
+            "show",
+            "--db",
+            "audit.db",
+            "--kind",
+            "process.stopped",
+        ])
+        .output()
+        .expect("show");
+    let shown = String::from_utf8_lossy(&records.stdout);
+    assert_eq!(
+        shown.matches("process.stopped").count(),
+        2,
+        "a stop record per run: {shown}"
+    );
+}
