@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{serve, AppState};
 use crate::enrichment::bench::{percentile, tracked_snapshot};
+use crate::pipeline::bench::rss_bytes;
 use crate::pipeline::{SnapshotCell, UpstreamHealth};
 use crate::telemetry::Telemetry;
 
@@ -158,19 +159,6 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
         rss_before,
         rss_peak,
     })
-}
-
-fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 pub fn render(report: &MetricsLoadReport) -> String {
