@@ -304,4 +304,52 @@ mod tests {
         stop.cancel();
         server.await.expect("stops");
     }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_head_is_cut_off_and_others_are_served() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (state, _reloads) = routes::tests::state(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(state),
+            WebConfig::default(),
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        // Slowloris: a request head begun and never ended.
+        let mut slow = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        // Meanwhile others are served at once.
+        let started = std::time::Instant::now();
+        let response = reqwest::get(format!("http://{address}/-/healthy"))
+            .await
+            .expect("served");
+        assert_eq!(response.status(), 200);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The slow one is answered 408 or dropped once the head timeout passes.
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            HEADER_READ_TIMEOUT + Duration::from_secs(5),
+            slow.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(
+            read.is_ok(),
+            "the connection is closed after the head timeout"
+        );
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
+        stop.cancel();
+        server.await.expect("stops");
+    }
 }
