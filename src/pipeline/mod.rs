@@ -155,7 +155,10 @@ pub async fn run_cycle(
         _ = cancel.cancelled() => return task,
         answer = fetch(ctx, &name, &query) => match answer {
             Some(answer) => answer,
-            None => return task,
+            None => {
+                expire_if_stale(ctx, &task, end_ms);
+                return task;
+            }
         },
     };
     // Other replicas track the other shards' series (Prometheus cannot hash label sets, so
@@ -251,6 +254,33 @@ pub async fn run_cycle(
         "cycle finished"
     );
     task
+}
+
+/// While Prometheus fails, the last output keeps being served only within the query's
+/// freshness window; after that its series leave `/metrics`, so they go stale in Prometheus
+/// instead of repeating old predictions. The loaded series stay in the tracker for when
+/// Prometheus answers again.
+fn expire_if_stale(ctx: &Context, task: &QueryTask, end_ms: i64) {
+    let Some(next_start_ms) = task.next_start_ms else {
+        return;
+    };
+    let last_evaluated_ms = next_start_ms - task.config.step_ms();
+    let freshness_ms = task.config.freshness.as_millis() as i64;
+    let name = &task.config.name;
+    let serving = ctx
+        .snapshot
+        .load()
+        .queries()
+        .any(|output| &output.query == name && !output.series.is_empty());
+    if serving && end_ms - last_evaluated_ms > freshness_ms {
+        tracing::warn!(query = %name, "no fresh data for longer than the freshness window: the query's series are withdrawn from /metrics until Prometheus answers again");
+        ctx.snapshot.publish(QueryOutput {
+            query: name.clone(),
+            evaluated_at_ms: last_evaluated_ms,
+            horizons: Vec::new(),
+            series: Vec::new(),
+        });
+    }
 }
 
 /// Adds what an evaluation or a load did to the cycle's report.

@@ -124,11 +124,20 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
         Some(1_700_000_040_000 + STEP_MS),
         "the missed range is fetched next time"
     );
+    // Still failing past the freshness window (5m): the series leave /metrics and go stale.
+    h.clock.set(1_700_000_040_000 + 6 * STEP_MS + 1_000);
+    let task = run_cycle(&h.ctx, task, &cancel).await;
+    assert_eq!(h.ctx.snapshot.load().series().count(), 0, "withdrawn");
+    assert_eq!(
+        task.tracker.series_count(),
+        1,
+        "but kept for when Prometheus returns"
+    );
     let mut metrics = String::new();
     h.ctx.telemetry.render(&mut metrics);
     assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
     assert!(
-        metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 1"),
+        metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 2"),
         "{metrics}"
     );
 }
