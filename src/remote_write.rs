@@ -143,6 +143,8 @@ impl RemoteWriter {
 
     /// One request with its retries.
     async fn send(&self, body: Vec<u8>) -> Sent {
+        // Shared, not copied, by each attempt.
+        let body = bytes::Bytes::from(body);
         let mut attempt = 1;
         loop {
             let (reason, retry_after) = match self.send_once(body.clone()).await {
@@ -183,7 +185,7 @@ impl RemoteWriter {
         }
     }
 
-    async fn send_once(&self, body: Vec<u8>) -> Result<reqwest::Response, reqwest::Error> {
+    async fn send_once(&self, body: bytes::Bytes) -> Result<reqwest::Response, reqwest::Error> {
         let request = self
             .client
             .post(self.config.url.clone())
