@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 pub struct FakeUpstream {
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    script: Arc<Mutex<(Vec<Canned>, usize)>>,
 }
 
 /// One request as text (lossy) and its body's bytes.
@@ -25,6 +26,8 @@ pub enum Canned {
         body: String,
     },
     Hang,
+    /// Reads the request, then closes the connection without an answer.
+    Close,
 }
 
 pub fn json(status: u16, body: &str) -> Canned {
@@ -61,11 +64,17 @@ impl FakeUpstream {
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
+        let script = Arc::new(Mutex::new((script, 0usize)));
+        let scripted = Arc::clone(&script);
         tokio::spawn(async move {
-            let mut served = 0usize;
             while let Ok((mut socket, _)) = listener.accept().await {
-                let canned = script[served.min(script.len() - 1)].clone();
-                served += 1;
+                let canned = {
+                    let mut script = scripted.lock().expect("lock");
+                    let (answers, served) = &mut *script;
+                    let canned = answers[(*served).min(answers.len() - 1)].clone();
+                    *served += 1;
+                    canned
+                };
                 let seen = Arc::clone(&seen);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
@@ -98,6 +107,7 @@ impl FakeUpstream {
                     }
                     match canned {
                         Canned::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+                        Canned::Close => {}
                         Canned::Reply {
                             status,
                             content_type,
@@ -113,7 +123,16 @@ impl FakeUpstream {
                 });
             }
         });
-        FakeUpstream { url, requests }
+        FakeUpstream {
+            url,
+            requests,
+            script,
+        }
+    }
+
+    /// Answers the next requests from `script` (its last answer repeating), as from the start.
+    pub fn rescript(&self, script: Vec<Canned>) {
+        *self.script.lock().expect("lock") = (script, 0);
     }
 
     pub fn requests(&self) -> Vec<String> {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use foretell_core::alerts::delivery::{judge, Attempt, CircuitBreaker, Verdict};
+use foretell_core::alerts::delivery::{is_due, judge, Attempt, CircuitBreaker, Verdict};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,9 @@ use crate::reader::error_chain;
 
 /// Deliveries looked at per pass.
 const BATCH: usize = 32;
-/// Longest sleep between looks at the outbox.
+/// Longest sleep between looks at the outbox, also while the circuit is open: the due times
+/// are wall-clock times (they survive restarts), and a wall clock that steps is noticed
+/// within a poll instead of after a sleep computed before the step.
 const POLL: Duration = Duration::from_secs(1);
 
 pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: CancellationToken) {
@@ -60,12 +62,17 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
     );
     let wake = enrichment.queued.get(&receiver.name);
     let log_prefix: String = log_id.chars().take(16).collect();
+    let retry = enrichment.config.retry;
     loop {
-        let now_ms = enrichment.clock.now_ms();
-        if let Some(until) = breaker.blocked_until(now_ms) {
+        // The breaker's cooldowns run on the monotonic clock: a wall clock stepping back an
+        // hour must not keep a recovered receiver blocked for that hour.
+        let monotonic_ms = enrichment.clock.monotonic_ms();
+        if let Some(until) = breaker.blocked_until(monotonic_ms) {
             enrichment.telemetry.circuit(&receiver.name, true);
-            let wait = Duration::from_millis((until - now_ms).clamp(1, 60_000) as u64);
-            if !pause(None, &cancel, wait).await {
+            let wait = Duration::from_millis(
+                (until - monotonic_ms).clamp(1, POLL.as_millis() as i64) as u64,
+            );
+            if !pause(wake, &cancel, wait).await {
                 return;
             }
             continue;
@@ -95,13 +102,18 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 return;
             }
             let now_ms = enrichment.clock.now_ms();
-            if delivery.next_attempt_ms > now_ms {
+            if !is_due(
+                delivery.next_attempt_ms,
+                delivery.scheduled_ms,
+                now_ms,
+                &retry,
+            ) {
                 next_due = Some(next_due.map_or(delivery.next_attempt_ms, |d: i64| {
                     d.min(delivery.next_attempt_ms)
                 }));
                 continue;
             }
-            if breaker.is_open(now_ms) {
+            if breaker.is_open(enrichment.clock.monotonic_ms()) {
                 break;
             }
             let idempotency_key = format!("{log_prefix}-{}", delivery.id);
@@ -113,8 +125,8 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 enrichment.clock.as_ref(),
             )
             .await;
+            breaker.record(&attempt, enrichment.clock.monotonic_ms());
             let now_ms = enrichment.clock.now_ms();
-            breaker.record(&attempt, now_ms);
             let attempts = delivery.attempts.saturating_add(1);
             let verdict = judge(
                 &attempt,
@@ -122,7 +134,7 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 delivery.created_ms,
                 now_ms,
                 fastrand::f64(),
-                &enrichment.config.retry,
+                &retry,
             );
             // A retry due before the next poll is waited for, not the whole poll.
             match &verdict {

@@ -208,6 +208,8 @@ pub struct Delivery {
     pub attempts: u32,
     pub created_ms: i64,
     pub next_attempt_ms: i64,
+    /// When `next_attempt_ms` was set.
+    pub scheduled_ms: i64,
 }
 
 /// The oldest pending delivery of each group of `receiver`, in arrival order; a later
@@ -219,8 +221,8 @@ pub fn heads(
     limit: usize,
 ) -> Result<Vec<Delivery>, rusqlite::Error> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, notification_id, group_key, body, attempts, created_ms, next_attempt_ms \
-         FROM deliveries d WHERE receiver = ?1 AND state = ?2 AND id = (\
+        "SELECT id, notification_id, group_key, body, attempts, created_ms, next_attempt_ms, \
+         updated_ms FROM deliveries d WHERE receiver = ?1 AND state = ?2 AND id = (\
              SELECT min(id) FROM deliveries e \
              WHERE e.receiver = d.receiver AND e.group_key = d.group_key AND e.state = ?2) \
          ORDER BY next_attempt_ms, id LIMIT ?3",
@@ -234,6 +236,7 @@ pub fn heads(
             attempts: row.get::<_, i64>(4)?.clamp(0, i64::from(u32::MAX)) as u32,
             created_ms: row.get(5)?,
             next_attempt_ms: row.get(6)?,
+            scheduled_ms: row.get(7)?,
         })
     })?;
     rows.collect()

@@ -133,6 +133,14 @@ impl Harness {
     }
 
     fn start_with(alerts: AlertsConfig, prometheus: Option<PrometheusReader>) -> Harness {
+        Harness::start_on(alerts, prometheus, Arc::new(SystemClock))
+    }
+
+    fn start_on(
+        alerts: AlertsConfig,
+        prometheus: Option<PrometheusReader>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
@@ -145,7 +153,7 @@ impl Harness {
                 alerts,
                 Arc::clone(&audit),
                 path.clone(),
-                Arc::new(SystemClock),
+                clock,
                 Arc::clone(&snapshot),
                 &[],
                 prometheus,
@@ -1014,6 +1022,156 @@ async fn a_backlog_drains_at_the_receivers_pace_not_one_per_group_per_poll() {
         eventually(|| receiver.requests().len() == 40).await,
         "{} of 40 delivered",
         receiver.requests().len()
+    );
+    harness.stop().await;
+}
+
+/// The request's `Idempotency-Key`, its group and its first alert's fingerprint.
+fn delivery_of(request: &str) -> (String, String, String) {
+    let key = request
+        .lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("idempotency-key:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let body = body_of(request);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    (
+        key,
+        text(&body["groupKey"]),
+        text(&body["alerts"][0]["fingerprint"]),
+    )
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_an_hour_and_wall_clock_steps_lose_nothing_and_keep_group_order() {
+    use crate::clock::{Clock, ManualClock};
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    // Real defaults' shape: backoff to 5 min, give up after a day, breaker cooling to 5 min.
+    let receiver = FakeUpstream::start(vec![Canned::Close]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.retry = RetrySchedule {
+        initial_backoff_ms: 1_000,
+        max_backoff_ms: 5 * MINUTE,
+        give_up_after_ms: 24 * HOUR,
+    };
+    alerts.circuit_breaker = BreakerConfig {
+        failures: 5,
+        cooldown: Duration::from_secs(10),
+        max_cooldown: Duration::from_secs(300),
+    };
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let harness = Harness::start_on(alerts, None, Arc::clone(&clock) as Arc<dyn Clock>);
+    let mut posted: Vec<(String, String)> = Vec::new();
+    let post = |n: usize| {
+        let group = format!("group-{}", n % 3);
+        let fingerprint = format!("outage-{n}");
+        let body = FIRING
+            .replace("\"groupKey\": \"{}:", &format!("\"groupKey\": \"{group}:"))
+            .replace("\"f1\"", &format!("\"{fingerprint}\""));
+        (body, group, fingerprint)
+    };
+    let pending_due = |path: &std::path::Path| -> (i64, i64) {
+        let connection = rusqlite::Connection::open(path).expect("open");
+        connection
+            .query_row(
+                "SELECT count(*), coalesce(max(next_attempt_ms), 0) FROM deliveries WHERE state = 'pending'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("query")
+    };
+
+    // An hour of a dead receiver in 30-second steps, a notification each step.
+    for n in 0..120 {
+        clock.advance(30_000);
+        let (body, group, fingerprint) = post(n);
+        let (status, reason) = harness.post(&body, Some("s3cret")).await;
+        assert_eq!(status, StatusCode::OK, "minute {}: {reason}", n / 2);
+        posted.push((group, fingerprint));
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let attempts_in_the_hour = receiver.requests().len();
+    assert!(
+        (3..=240).contains(&attempts_in_the_hour),
+        "tried, but the breaker keeps it from hammering: {attempts_in_the_hour} attempts"
+    );
+    let (pending, latest_due) = pending_due(&harness.path);
+    assert_eq!(pending, 120, "everything accepted is still queued");
+    assert!(
+        latest_due <= clock.now_ms() + 5 * MINUTE,
+        "backoff capped at 5 min: due {} ms ahead",
+        latest_due - clock.now_ms()
+    );
+
+    // The wall clock steps back an hour: acceptance goes on, and retries scheduled before the
+    // step are not pushed an hour out.
+    clock.step_wall(-HOUR);
+    let (body, group, fingerprint) = post(120);
+    assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
+    posted.push((group, fingerprint));
+    clock.advance(6 * MINUTE);
+    let before = receiver.requests().len();
+    assert!(
+        eventually(|| receiver.requests().len() > before).await,
+        "attempts go on after the clock stepped back"
+    );
+    // Then forward a day: the queue looks a day old but was not tried through a day.
+    clock.step_wall(24 * HOUR + HOUR);
+    clock.advance(6 * MINUTE);
+    let before = receiver.requests().len();
+    assert!(eventually(|| receiver.requests().len() > before).await);
+
+    // The receiver recovers: everything arrives, each group in the order it was accepted.
+    receiver.rescript(vec![json(200, "{}")]);
+    clock.advance(6 * MINUTE);
+    let delivered = eventually_for(Duration::from_secs(20), || {
+        pending_due(&harness.path).0 == 0
+    })
+    .await;
+    assert!(delivered, "pending: {:?}", pending_due(&harness.path));
+    let kinds = harness.records();
+    let count = |kind: &str| kinds.iter().filter(|(k, _)| k == kind).count();
+    assert_eq!(count("alert.forwarded"), 121);
+    assert_eq!(
+        count("alert.dead_lettered"),
+        0,
+        "the day's step gave up nothing"
+    );
+    // Each delivery's last request is its successful one.
+    let requests = receiver.requests();
+    let mut last_seen: Vec<(String, String, String)> = Vec::new();
+    for request in requests.iter().rev() {
+        let delivery = delivery_of(request);
+        if !last_seen.iter().any(|(key, _, _)| *key == delivery.0) {
+            last_seen.push(delivery);
+        }
+    }
+    last_seen.reverse();
+    assert_eq!(last_seen.len(), 121, "one key per delivery");
+    for group in ["group-0", "group-1", "group-2"] {
+        let arrived: Vec<&str> = last_seen
+            .iter()
+            .filter(|(_, g, _)| g.starts_with(group))
+            .map(|(_, _, fingerprint)| fingerprint.as_str())
+            .collect();
+        let accepted: Vec<&str> = posted
+            .iter()
+            .filter(|(g, _)| g == group)
+            .map(|(_, fingerprint)| fingerprint.as_str())
+            .collect();
+        assert_eq!(arrived, accepted, "{group} in acceptance order");
+    }
+    let metrics = harness.metrics();
+    assert!(
+        !metrics
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .any(|line| line.rsplit(' ').next().is_some_and(|v| v.starts_with('-'))),
+        "no negative age or duration after the steps:\n{metrics}"
     );
     harness.stop().await;
 }

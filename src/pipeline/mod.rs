@@ -143,6 +143,15 @@ pub async fn run_cycle(
     let cycle_started = Instant::now();
     let name = task.config.name.clone();
     let Some((start_ms, end_ms)) = task.next_range(ctx.clock.now_ms()) else {
+        // Only a wall clock stepped back behind the last evaluated point gets here: Prometheus
+        // has nothing newer either, and evaluation resumes once the clock passes that point.
+        if let Some(next_start_ms) = task.next_start_ms {
+            tracing::warn!(
+                query = %name,
+                resumes_at = %foretell_core::timestamp::format_rfc3339(next_start_ms),
+                "the wall clock is behind the last evaluated point (stepped back?); cycle skipped"
+            );
+        }
         return task;
     };
     let query = RangeQuery {

@@ -267,3 +267,67 @@ fn reload_keeps_series_only_for_queries_fetching_the_same_data() {
     assert_eq!(fresh[0].next_start_ms, None);
     assert_eq!(fresh[0].config.expr, "node_load1");
 }
+
+fn request_parameter(request: &str, name: &str) -> String {
+    let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
+    url::form_urlencoded::parse(body.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn wall_clock_steps_skip_cycles_going_back_and_fetch_at_most_the_history_going_forward() {
+    const HOUR: i64 = 3_600_000;
+    let first_s = 1_700_000_040 - 59 * 60;
+    let values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    let day_later_s = first_s + 24 * 3600;
+    let upstream = FakeUpstream::start(vec![
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
+        json(200, &matrix(&[("a", &points(day_later_s, &values))])),
+    ])
+    .await;
+    let config = config(&upstream.url, "up");
+    let now = 1_700_000_040_000 + 5_000;
+    let h = harness(&config, now);
+    let cancel = CancellationToken::new();
+    let task = run_cycle(
+        &h.ctx,
+        QueryTask::new(Arc::new(config.queries[0].clone())),
+        &cancel,
+    )
+    .await;
+    assert_eq!(h.ctx.snapshot.load().series().count(), 1);
+    let requests = upstream.requests().len();
+    let next_start = task.next_start_ms;
+
+    // Back an hour: nothing newer can exist, so no request, and the output stays.
+    h.clock.step_wall(-HOUR);
+    let task = run_cycle(&h.ctx, task, &cancel).await;
+    assert_eq!(upstream.requests().len(), requests, "no request");
+    assert_eq!(task.next_start_ms, next_start, "resumes where it stopped");
+    assert_eq!(h.ctx.snapshot.load().series().count(), 1);
+
+    // Forward a day: one fetch of at most the history, and the series scored on its points.
+    h.clock.step_wall(HOUR + 24 * HOUR);
+    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let last = upstream.requests().last().cloned().unwrap_or_default();
+    let start: f64 = request_parameter(&last, "start").parse().expect("start");
+    let end: f64 = request_parameter(&last, "end").parse().expect("end");
+    assert!(end * 1000.0 <= h.clock.now_ms() as f64);
+    assert!(
+        end - start <= 3600.0,
+        "the gap is not fetched beyond the 1h history: {start}..{end}"
+    );
+    assert_eq!(task.tracker.series_count(), 1);
+    let snapshot = h.ctx.snapshot.load();
+    let series: Vec<_> = snapshot.series().collect();
+    assert_eq!(series.len(), 1, "published after the step");
+    assert!(
+        matches!(series[0].state, SeriesState::Ready { .. }),
+        "{:?}",
+        series[0].state
+    );
+    assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));
+}

@@ -17,6 +17,10 @@ pub struct RetrySchedule {
 /// asked again within the hour.
 pub const MAX_RETRY_AFTER_MS: i64 = 3_600_000;
 
+/// A delivery is given up only after at least one attempt per this much of its age: a wall
+/// clock stepping forward makes deliveries look old, not tried, so it dead-letters nothing.
+pub const GIVE_UP_ATTEMPT_SPACING_MS: i64 = MAX_RETRY_AFTER_MS;
+
 /// How an attempt ended, as seen on the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {
@@ -87,7 +91,9 @@ pub fn judge(
             reason: format!("{reason}: the receiver rejected the notification; not retried"),
         };
     }
-    if now_ms.saturating_sub(created_ms) >= schedule.give_up_after_ms {
+    if now_ms.saturating_sub(created_ms) >= schedule.give_up_after_ms
+        && i64::from(attempts) >= schedule.give_up_min_attempts()
+    {
         return Verdict::DeadLetter {
             reason: format!("{reason}: still failing after {attempts} attempts; gave up"),
         };
@@ -103,6 +109,34 @@ pub fn judge(
         at_ms: now_ms.saturating_add(delay_ms),
         reason,
     }
+}
+
+impl RetrySchedule {
+    /// Failed attempts a delivery needs, besides its age, before it is given up.
+    pub fn give_up_min_attempts(&self) -> i64 {
+        let spacing = GIVE_UP_ATTEMPT_SPACING_MS;
+        (self.give_up_after_ms.max(1) + spacing - 1) / spacing
+    }
+
+    /// The longest wait `judge` ever schedules.
+    pub fn longest_wait_ms(&self) -> i64 {
+        self.max_backoff_ms.max(MAX_RETRY_AFTER_MS)
+    }
+}
+
+/// Whether a delivery is due whose next attempt was set, at `scheduled_ms`, for
+/// `next_attempt_ms`. A wall clock now behind the moment of scheduling, or a schedule further
+/// ahead than any wait `judge` sets, means the clock stepped back since: such a delivery is
+/// due now (one early retry) rather than after the step.
+pub fn is_due(
+    next_attempt_ms: i64,
+    scheduled_ms: i64,
+    now_ms: i64,
+    schedule: &RetrySchedule,
+) -> bool {
+    next_attempt_ms <= now_ms
+        || now_ms < scheduled_ms
+        || next_attempt_ms.saturating_sub(now_ms) > schedule.longest_wait_ms()
 }
 
 /// The wait after failed attempt number `attempts`: `initial * 2^(attempts-1)` capped at the
@@ -270,6 +304,48 @@ mod tests {
         assert!(
             matches!(&verdict, Verdict::DeadLetter { reason } if reason.contains("after 40 attempts")),
             "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn a_wall_clock_stepping_forward_does_not_make_deliveries_dead_letters() {
+        let day = 86_400_000;
+        let schedule = RetrySchedule {
+            give_up_after_ms: day,
+            ..SCHEDULE
+        };
+        assert_eq!(schedule.give_up_min_attempts(), 24);
+        // Twelve attempts over an hour, then the clock reads a day later.
+        let verdict = judge(&answered(503), 13, 0, day + 3_600_000, 0.5, &schedule);
+        assert!(matches!(verdict, Verdict::RetryAt { .. }), "{verdict:?}");
+        // Tried through the day (at least hourly), it is given up.
+        let verdict = judge(&answered(503), 24, 0, day, 0.5, &schedule);
+        assert!(matches!(verdict, Verdict::DeadLetter { .. }), "{verdict:?}");
+        // A short give-up age needs one attempt, as before.
+        assert_eq!(SCHEDULE.give_up_min_attempts(), 1);
+    }
+
+    #[test]
+    fn a_retry_is_due_early_when_the_clock_stepped_back_since_it_was_set() {
+        let now = 10 * 3_600_000;
+        let set = now - 10_000;
+        assert!(is_due(now, set, now, &SCHEDULE));
+        assert!(is_due(now - 1, set, now, &SCHEDULE));
+        assert!(
+            !is_due(now + 60_000, set, now, &SCHEDULE),
+            "a backoff to wait for"
+        );
+        assert!(
+            !is_due(now + MAX_RETRY_AFTER_MS, now, now, &SCHEDULE),
+            "a Retry-After to wait for"
+        );
+        // Set for 30 s after it was set, then the clock went back a minute.
+        assert!(is_due(set + 30_000, set, set - 60_000, &SCHEDULE));
+        // A schedule beyond any wait (set before a step back, by an older version).
+        assert!(is_due(now + 3_600_000 + 30_000, 0, now, &SCHEDULE));
+        assert!(
+            is_due(i64::MAX, i64::MIN, i64::MIN, &SCHEDULE),
+            "no overflow"
         );
     }
 
