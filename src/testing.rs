@@ -28,6 +28,12 @@ pub enum Canned {
     Hang,
     /// Reads the request, then closes the connection without an answer.
     Close,
+    /// Answers 200 with a head announcing `length` bytes, then sends the body one byte per
+    /// `every`, as a proxy stuck behind a slow link would.
+    Trickle {
+        length: usize,
+        every: Duration,
+    },
 }
 
 pub fn json(status: u16, body: &str) -> Canned {
@@ -108,6 +114,20 @@ impl FakeUpstream {
                     match canned {
                         Canned::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
                         Canned::Close => {}
+                        Canned::Trickle { length, every } => {
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"
+                            );
+                            if socket.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            for _ in 0..length {
+                                tokio::time::sleep(every).await;
+                                if socket.write_all(b" ").await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         Canned::Reply {
                             status,
                             content_type,

@@ -43,6 +43,8 @@ pub struct RangeAnswer {
 pub enum ReadError {
     #[error("cannot build the HTTP client for Prometheus: {0}")]
     Setup(String),
+    #[error("cannot resolve the host of {url}: {detail}")]
+    Resolve { url: String, detail: String },
     #[error("cannot reach {url}: {detail}")]
     Connect { url: String, detail: String },
     #[error("no complete answer from {url} within prometheus.timeout ({timeout:?})")]
@@ -67,6 +69,7 @@ pub enum ReadError {
 /// Bounded set of failure classes, used as a metric label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FailureReason {
+    Dns,
     Connect,
     Timeout,
     ServerError,
@@ -82,7 +85,8 @@ pub enum FailureReason {
 impl FailureReason {
     /// Every reason, so counters can start at 0 for each (a rate over a counter that appears
     /// only at its first failure misses that failure).
-    pub const ALL: [FailureReason; 10] = [
+    pub const ALL: [FailureReason; 11] = [
+        FailureReason::Dns,
         FailureReason::Connect,
         FailureReason::Timeout,
         FailureReason::ServerError,
@@ -97,6 +101,7 @@ impl FailureReason {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            FailureReason::Dns => "dns",
             FailureReason::Connect => "connect",
             FailureReason::Timeout => "timeout",
             FailureReason::ServerError => "server_error",
@@ -115,6 +120,7 @@ impl ReadError {
     pub fn reason(&self) -> FailureReason {
         match self {
             ReadError::Setup(_) => FailureReason::Setup,
+            ReadError::Resolve { .. } => FailureReason::Dns,
             ReadError::Connect { .. } => FailureReason::Connect,
             ReadError::Timeout { .. } => FailureReason::Timeout,
             ReadError::Rejected { status, .. } => match status {
@@ -134,7 +140,8 @@ impl ReadError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.reason(),
-            FailureReason::Connect
+            FailureReason::Dns
+                | FailureReason::Connect
                 | FailureReason::Timeout
                 | FailureReason::ServerError
                 | FailureReason::Throttled
@@ -146,7 +153,8 @@ impl ReadError {
     pub fn means_upstream_down(&self) -> bool {
         matches!(
             self.reason(),
-            FailureReason::Connect
+            FailureReason::Dns
+                | FailureReason::Connect
                 | FailureReason::Timeout
                 | FailureReason::ServerError
                 | FailureReason::Unauthorized
@@ -205,7 +213,24 @@ pub struct PrometheusReader {
 
 impl PrometheusReader {
     pub fn new(config: &PrometheusConfig) -> Result<Self, ReadError> {
-        let mut builder = reqwest::Client::builder()
+        PrometheusReader::build(config, reqwest::Client::builder())
+    }
+
+    /// A reader resolving host names with `resolver` instead of the system's, so tests can
+    /// fail a lookup without sending a query to a name server.
+    #[cfg(test)]
+    pub fn with_resolver<R: reqwest::dns::Resolve + 'static>(
+        config: &PrometheusConfig,
+        resolver: Arc<R>,
+    ) -> Result<Self, ReadError> {
+        PrometheusReader::build(config, reqwest::Client::builder().dns_resolver(resolver))
+    }
+
+    fn build(
+        config: &PrometheusConfig,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<Self, ReadError> {
+        let mut builder = builder
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
@@ -348,15 +373,23 @@ impl PrometheusReader {
             None => request,
         };
         let transport = |e: reqwest::Error| {
+            let detail = error_chain(&e);
             if e.is_timeout() {
                 ReadError::Timeout {
                     url: url.clone(),
                     timeout: self.timeout,
                 }
+            } else if e.is_connect() && detail.contains("dns error") {
+                // hyper's connector names a failed lookup so; the system resolver's reason
+                // (no such host, no name server answering) follows in the chain.
+                ReadError::Resolve {
+                    url: url.clone(),
+                    detail,
+                }
             } else {
                 ReadError::Connect {
                     url: url.clone(),
-                    detail: error_chain(&e),
+                    detail,
                 }
             }
         };

@@ -286,3 +286,74 @@ async fn credentials_and_tenant_headers_are_sent_and_path_prefix_kept() {
     );
     assert!(request.contains("x-scope-orgid: team-a"), "{request}");
 }
+
+/// A resolver whose every lookup fails the way a name server answering NXDOMAIN makes the
+/// system resolver fail, counting the lookups.
+struct NoSuchHost(std::sync::atomic::AtomicUsize);
+
+impl reqwest::dns::Resolve for NoSuchHost {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("failed to lookup address information: Name or service not known ({host})"),
+            )) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_host_that_does_not_resolve_is_a_dns_failure_retried_with_backoff() {
+    let text = "prometheus:\n  url: http://prometheus.invalid:9090\n  timeout: 500ms\n  retry:\n    max_attempts: 3\n    initial_backoff: 20ms\n    max_backoff: 40ms\nqueries:\n  - name: q\n    expr: up\n";
+    let config = config::parse(text, Path::new("test.yml"), &SystemEnvironment).expect("valid");
+    let resolver = Arc::new(NoSuchHost(Default::default()));
+    let reader =
+        PrometheusReader::with_resolver(&config.prometheus, Arc::clone(&resolver)).expect("client");
+    let started = std::time::Instant::now();
+    let error = reader
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
+    assert_eq!(error.reason(), FailureReason::Dns);
+    assert_eq!(error.reason().as_str(), "dns");
+    assert!(error.is_retryable() && error.means_upstream_down());
+    let message = error.to_string();
+    assert!(
+        message.starts_with("cannot resolve the host of http://prometheus.invalid:9090/")
+            && message.contains("Name or service not known"),
+        "{message}"
+    );
+    // Three lookups, with backoff between them: no hot loop.
+    assert_eq!(
+        resolver.0.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one lookup per attempt"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(20));
+}
+
+#[tokio::test]
+async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_timeout() {
+    // 100 KB at a byte per 10 ms would take 17 minutes.
+    let upstream = FakeUpstream::start(vec![Canned::Trickle {
+        length: 100_000,
+        every: std::time::Duration::from_millis(10),
+    }])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    let started = std::time::Instant::now();
+    let error = reader
+        .query_range(&query(0, 0, 1000))
+        .await
+        .expect_err("fails");
+    assert_eq!(error.reason(), FailureReason::Timeout, "{error}");
+    // Three attempts of 500 ms each and their backoff, not the body's 17 minutes.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(upstream.requests().len(), 3);
+}

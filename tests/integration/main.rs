@@ -12,6 +12,7 @@ mod dashboards;
 mod deploy;
 mod e2e;
 mod incident;
+mod reload;
 mod security;
 mod shard;
 mod shutdown;
