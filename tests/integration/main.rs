@@ -8,6 +8,7 @@ mod alerts;
 mod audit;
 mod browser;
 mod cli;
+mod clock;
 mod dashboards;
 mod deploy;
 mod e2e;

@@ -297,6 +297,26 @@ mod tests {
     }
 
     #[test]
+    fn records_are_ordered_by_sequence_so_a_wall_clock_stepping_back_is_no_tampering() {
+        let keys = keys(&[("k1", 1)]);
+        let mut chain = Chain::resume("L", 0, GENESIS_MAC);
+        let steps = [0, -3_600_000, 86_400_000];
+        let records: Vec<Record> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let mut entry = entry(i);
+                entry.timestamp_ms += step;
+                let record = chain.next(&keys, entry);
+                chain.commit(&record);
+                record
+            })
+            .collect();
+        let outcome = verify("L", &records, &keys, ChainStart::GENESIS, Some(3));
+        assert_eq!((outcome.checked, outcome.problem), (3, None));
+    }
+
+    #[test]
     fn each_kind_of_tampering_gets_its_class() {
         let keys = keys(&[("k1", 1)]);
         let records = log(&keys, "L", 10);
