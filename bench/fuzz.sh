@@ -15,6 +15,9 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
 cargo fuzz build -s none
+# The config loader starts from the documented example, which lists every key.
+mkdir -p corpus/config
+cp ../docs/foretell.example.yml corpus/config/example.yml
 for target in "${targets[@]}"; do
   printf '%-22s ' "$target"
   cargo fuzz run -s none "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \

@@ -3,8 +3,8 @@
 
 A fake Prometheus on 127.0.0.1 answers query_range with valid series most of the time and,
 in a fixed rotation, with a body trickled a byte at a time, a hang, an HTML 502 from a proxy,
-truncated JSON and status "error". foretell runs with a 1 s Prometheus timeout and a 2 s
-evaluation interval; every SAMPLE seconds the script reads foretell's resident memory
+truncated JSON and status "error". foretell runs with a 1 s Prometheus timeout, a 5 s step and a
+2 s evaluation interval; every SAMPLE seconds the script reads foretell's resident memory
 (/proc/PID/status) and its failure counters. At the end it prints the samples and the growth of
 resident memory between the first minute and the end.
 
@@ -29,9 +29,10 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-# One answer kind per request, in this rotation: two thirds valid, the rest faults.
-ROTATION = ["ok", "ok", "trickle", "ok", "ok", "hang", "ok", "ok", "html502",
-            "ok", "ok", "truncated", "ok", "ok", "error"]
+# One answer kind per request, in this rotation: about half valid, the rest faults. Faults
+# that are retried come in pairs, so that the retry fails too and the cycle fails.
+ROTATION = ["ok", "ok", "trickle", "trickle", "ok", "ok", "hang", "hang", "ok", "ok",
+            "html502", "html502", "ok", "truncated", "ok", "error"]
 
 
 def free_port():
@@ -146,6 +147,8 @@ def failures(metrics_url):
         if line.startswith("foretell_query_failures_total{"):
             reason = line.split('reason="')[1].split('"')[0]
             counts[reason] = counts.get(reason, 0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("foretell_query_retries_total{"):
+            counts["retries"] = counts.get("retries", 0) + float(line.rsplit(" ", 1)[1])
         elif line.startswith("foretell_cycles_skipped_total{"):
             counts["cycles_skipped"] = counts.get("cycles_skipped", 0) + float(line.rsplit(" ", 1)[1])
     return counts
@@ -183,8 +186,8 @@ server:
 queries:
   - name: soak
     expr: soak
-    step: 15s
-    history: 2h
+    step: 5s
+    history: 1h
     evaluation_interval: 2s
     model:
       seasonality: none
@@ -201,8 +204,8 @@ queries:
                 sys.exit(f"foretell exited with {process.returncode}; log in {workdir}")
             elapsed = time.monotonic() - started
             samples.append((elapsed, rss_kib(process.pid), failures(metrics_url)))
-            print(f"{elapsed:6.0f} s  RSS {samples[-1][1] / 1024:7.1f} MiB  {samples[-1][2]}",
-                  flush=True)
+            nonzero = {k: int(v) for k, v in samples[-1][2].items() if v}
+            print(f"{elapsed:6.0f} s  RSS {samples[-1][1] / 1024:7.1f} MiB  {nonzero}", flush=True)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

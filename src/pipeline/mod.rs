@@ -122,6 +122,14 @@ impl QueryTask {
         (start <= end).then_some((start, end))
     }
 
+    /// When the wall clock reads earlier than the last evaluated point (it stepped back), the
+    /// time evaluation resumes at.
+    pub fn clock_behind(&self, now_ms: i64) -> Option<i64> {
+        let step = self.config.step_ms();
+        let grid = now_ms - now_ms.rem_euclid(step);
+        self.next_start_ms.filter(|next| grid < next - step)
+    }
+
     /// The oldest grid point of the history a window holds when its newest point is `end_ms`.
     fn oldest_ms(&self, end_ms: i64) -> i64 {
         let step = self.config.step_ms();
@@ -142,10 +150,12 @@ pub async fn run_cycle(
 ) -> QueryTask {
     let cycle_started = Instant::now();
     let name = task.config.name.clone();
-    let Some((start_ms, end_ms)) = task.next_range(ctx.clock.now_ms()) else {
-        // Only a wall clock stepped back behind the last evaluated point gets here: Prometheus
-        // has nothing newer either, and evaluation resumes once the clock passes that point.
-        if let Some(next_start_ms) = task.next_start_ms {
+    let now_ms = ctx.clock.now_ms();
+    let Some((start_ms, end_ms)) = task.next_range(now_ms) else {
+        // No new grid point yet; or the wall clock stepped back behind the last evaluated
+        // point: Prometheus has nothing newer either, and evaluation resumes once the clock
+        // passes that point.
+        if let Some(next_start_ms) = task.clock_behind(now_ms) {
             tracing::warn!(
                 query = %name,
                 resumes_at = %foretell_core::timestamp::format_rfc3339(next_start_ms),

@@ -61,6 +61,12 @@ fn ranges_cover_history_then_only_new_grid_points() {
     task.next_start_ms = Some(end + STEP_MS);
     assert_eq!(task.next_range(now + 10_000), None, "no new grid point yet");
     assert_eq!(
+        task.clock_behind(now + 10_000),
+        None,
+        "which is no clock step"
+    );
+    assert_eq!(task.clock_behind(now - 3_600_000), Some(end + STEP_MS));
+    assert_eq!(
         task.next_range(now + 40_000),
         Some((end + STEP_MS, end + STEP_MS))
     );

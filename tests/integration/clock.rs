@@ -44,7 +44,7 @@ fn notification(group: usize, n: usize) -> String {
             "labels": {"alertname": "Steps", "group": group.to_string()},
             "annotations": {},
             // Half of them start in the future of the real clock.
-            "startsAt": if n % 2 == 0 { "2026-11-22T00:00:00Z" } else { "2099-01-01T00:00:00Z" },
+            "startsAt": if n.is_multiple_of(2) { "2026-11-22T00:00:00Z" } else { "2099-01-01T00:00:00Z" },
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "", "fingerprint": format!("g{group}-n{n}")
         }]

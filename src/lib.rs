@@ -1,0 +1,26 @@
+//! foretell: forecasts, baselines and anomaly scores for Prometheus series, served as metrics.
+//!
+//! The binary (`src/main.rs`) only calls [`commands::main`]. The library exists so the fuzz
+//! targets in `fuzz/` reach the configuration loader and the audit store; its modules are
+//! not a stable API.
+
+mod admin;
+mod app;
+pub mod audit;
+mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+mod demo;
+mod enrichment;
+mod graph;
+mod loopback;
+mod offline;
+mod pipeline;
+mod reader;
+mod remote_write;
+mod server;
+mod shutdown;
+mod telemetry;
+#[cfg(test)]
+mod testing;
