@@ -43,19 +43,12 @@ fn invalid_configs(valid: &str) -> Vec<(String, &'static str)> {
 }
 
 fn notification(client: usize, n: usize) -> String {
-    serde_json::json!({
-        "version": "4", "status": "firing", "receiver": "foretell",
-        "groupKey": format!("{{}}:{{client=\"{client}\"}}"),
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "Storm", "client": client.to_string()},
-            "annotations": {},
-            "startsAt": "2026-11-22T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "", "fingerprint": format!("c{client}-n{n}")
-        }]
-    })
-    .to_string()
+    one_alert_notification(
+        &format!("{{}}:{{client=\"{client}\"}}"),
+        serde_json::json!({"alertname": "Storm", "client": client.to_string()}),
+        "2026-11-22T00:00:00Z",
+        &format!("c{client}-n{n}"),
+    )
 }
 
 /// Threads and resident memory (KiB) of a process, from /proc.
@@ -319,38 +312,8 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
     );
 
     assert!(foretell.terminate(Duration::from_secs(10)).is_some());
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-        .current_dir(dir.path())
-        .args([
-            "audit",
-            "verify",
-            "--db",
-            "audit.db",
-            "--key-file",
-            "audit.keys",
-        ])
-        .output()
-        .expect("verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-        .current_dir(dir.path())
-        .args([
-            "audit",
-            "show",
-            "--db",
-            "audit.db",
-            "--kind",
-            "config.rejected",
-        ])
-        .output()
-        .expect("show");
-    let rejected = String::from_utf8_lossy(&shown.stdout)
-        .matches("config.rejected")
-        .count();
+    assert_audit_verifies(dir.path(), "the log verifies after the storm");
+    let rejected = audit_records_of_kind(dir.path(), "config.rejected");
     assert!(
         rejected >= 75,
         "each refused reload recorded (SIGHUPs may coalesce): {rejected}"

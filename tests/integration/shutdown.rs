@@ -22,19 +22,12 @@ fn config(port: u16, receiver: &str) -> String {
 }
 
 fn notification(client: usize, n: usize) -> String {
-    serde_json::json!({
-        "version": "4", "status": "firing", "receiver": "foretell",
-        "groupKey": format!("{{}}:{{client=\"{client}\"}}"),
-        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
-        "alerts": [{
-            "status": "firing",
-            "labels": {"alertname": "Load", "client": client.to_string(), "n": n.to_string()},
-            "annotations": {},
-            "startsAt": "2026-11-22T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "", "fingerprint": format!("c{client}-n{n}")
-        }]
-    })
-    .to_string()
+    one_alert_notification(
+        &format!("{{}}:{{client=\"{client}\"}}"),
+        serde_json::json!({"alertname": "Load", "client": client.to_string(), "n": n.to_string()}),
+        "2026-11-22T00:00:00Z",
+        &format!("c{client}-n{n}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,39 +170,10 @@ async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(restarted.terminate(Duration::from_secs(10)).is_some());
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-        .current_dir(dir.path())
-        .args([
-            "audit",
-            "verify",
-            "--db",
-            "audit.db",
-            "--key-file",
-            "audit.keys",
-        ])
-        .output()
-        .expect("verify");
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
-    let records = std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-        .current_dir(dir.path())
-        .args([
-            "audit",
-            "show",
-            "--db",
-            "audit.db",
-            "--kind",
-            "process.stopped",
-        ])
-        .output()
-        .expect("show");
-    let shown = String::from_utf8_lossy(&records.stdout);
+    assert_audit_verifies(dir.path(), "the log verifies after SIGTERM and a restart");
     assert_eq!(
-        shown.matches("process.stopped").count(),
+        audit_records_of_kind(dir.path(), "process.stopped"),
         2,
-        "a stop record per run: {shown}"
+        "a stop record per run"
     );
 }

@@ -559,3 +559,57 @@ pub async fn start_alertmanager(dir: &Path, config: &Path, port: u16) -> (String
         .await;
     (url, alertmanager)
 }
+
+/// Runs `foretell audit verify` on `audit.db` with `audit.keys` in `dir` and asserts the log
+/// verifies (`why` says what the test expects of it).
+pub fn assert_audit_verifies(dir: &Path, why: &str) {
+    let verify = Command::new(env!("CARGO_BIN_EXE_foretell"))
+        .current_dir(dir)
+        .args([
+            "audit",
+            "verify",
+            "--db",
+            "audit.db",
+            "--key-file",
+            "audit.keys",
+        ])
+        .output()
+        .expect("verify");
+    assert!(
+        verify.status.success(),
+        "{why}: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+/// How many records of `kind` `foretell audit show` lists from `audit.db` in `dir`.
+pub fn audit_records_of_kind(dir: &Path, kind: &str) -> usize {
+    let shown = Command::new(env!("CARGO_BIN_EXE_foretell"))
+        .current_dir(dir)
+        .args(["audit", "show", "--db", "audit.db", "--kind", kind])
+        .output()
+        .expect("show");
+    String::from_utf8_lossy(&shown.stdout).matches(kind).count()
+}
+
+/// An Alertmanager notification (webhook version 4) of one firing alert.
+pub fn one_alert_notification(
+    group_key: &str,
+    labels: serde_json::Value,
+    starts_at: &str,
+    fingerprint: &str,
+) -> String {
+    serde_json::json!({
+        "version": "4", "status": "firing", "receiver": "foretell",
+        "groupKey": group_key,
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+        "alerts": [{
+            "status": "firing",
+            "labels": labels,
+            "annotations": {},
+            "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "", "fingerprint": fingerprint
+        }]
+    })
+    .to_string()
+}
