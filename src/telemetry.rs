@@ -235,6 +235,15 @@ impl Telemetry {
         });
     }
 
+    /// Requests of a failed fetch that were repeated after a transient failure.
+    pub fn query_retried(&self, query: &str, retries: u32) {
+        if retries > 0 {
+            self.with(|s| {
+                s.queries.entry(query.to_owned()).or_default().retries += u64::from(retries);
+            });
+        }
+    }
+
     pub fn cycle_finished(&self, query: &str, seconds: f64, report: CycleReport, now_seconds: f64) {
         self.with(|s| {
             let stats = s.queries.entry(query.to_owned()).or_default();

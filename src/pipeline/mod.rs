@@ -315,7 +315,8 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
 /// it failed (logged).
 async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<RangeAnswer> {
     let started = Instant::now();
-    let result = ctx.reader.query_range(query).await;
+    let mut retries = 0;
+    let result = ctx.reader.query_range_counting(query, &mut retries).await;
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(answer) => {
@@ -329,6 +330,8 @@ async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<Rang
         Err(error) => {
             ctx.telemetry
                 .query_finished(name, seconds, Some(error.reason()));
+            // A successful cycle reports its answer's retries; a failed one has only these.
+            ctx.telemetry.query_retried(name, retries);
             if error.means_upstream_down() {
                 ctx.upstream
                     .record_down(&error.to_string(), ctx.clock.now_ms());

@@ -278,6 +278,16 @@ impl PrometheusReader {
     /// fetched instead (down to a single grid point), so a query returning many series still
     /// loads its history in bounded pieces instead of failing forever.
     pub async fn query_range(&self, query: &RangeQuery<'_>) -> Result<RangeAnswer, ReadError> {
+        self.query_range_counting(query, &mut 0).await
+    }
+
+    /// [`query_range`](Self::query_range), adding to `retries` every request repeated after a
+    /// transient failure, also when the range fails in the end (an answer carries its own count).
+    pub async fn query_range_counting(
+        &self,
+        query: &RangeQuery<'_>,
+        retries: &mut u32,
+    ) -> Result<RangeAnswer, ReadError> {
         let mut answer = RangeAnswer::default();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut pending: VecDeque<(i64, i64)> = split_range(
@@ -293,8 +303,11 @@ impl PrometheusReader {
                 end_ms,
                 ..*query
             };
-            let (body, retries) = match self.fetch_with_retries(&chunk).await {
-                Ok(fetched) => fetched,
+            let mut chunk_retries = 0;
+            let fetched = self.fetch_with_retries(&chunk, &mut chunk_retries).await;
+            *retries += chunk_retries;
+            let body = match fetched {
+                Ok(body) => body,
                 Err(ReadError::TooLarge { .. }) if end_ms - start_ms >= query.step_ms => {
                     answer.requests += 1;
                     let points = (end_ms - start_ms) / query.step_ms + 1;
@@ -307,7 +320,7 @@ impl PrometheusReader {
                 Err(error) => return Err(error),
             };
             answer.requests += 1;
-            answer.retries += retries;
+            answer.retries += chunk_retries;
             answer.warnings.extend(body.warnings);
             for (labels, samples) in body.series {
                 match index.get(&labels) {
@@ -325,7 +338,8 @@ impl PrometheusReader {
     async fn fetch_with_retries(
         &self,
         chunk: &RangeQuery<'_>,
-    ) -> Result<(wire::RangeBody, u32), ReadError> {
+        retries: &mut u32,
+    ) -> Result<wire::RangeBody, ReadError> {
         let mut attempt = 1;
         loop {
             let result = {
@@ -337,7 +351,7 @@ impl PrometheusReader {
                 self.fetch_once(chunk).await
             };
             match result {
-                Ok(body) => return Ok((body, attempt - 1)),
+                Ok(body) => return Ok(body),
                 Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
                     let retry_after = match &error {
                         ReadError::Rejected { retry_after, .. } => *retry_after,
@@ -347,6 +361,7 @@ impl PrometheusReader {
                     tracing::debug!(%error, attempt, ?delay, "retrying Prometheus request");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
+                    *retries += 1;
                 }
                 Err(error) => return Err(error),
             }

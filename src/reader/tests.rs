@@ -357,3 +357,21 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_timeout() {
     );
     assert_eq!(upstream.requests().len(), 3);
 }
+
+#[tokio::test]
+async fn retries_of_a_range_that_fails_in_the_end_are_counted_too() {
+    let upstream = FakeUpstream::start(vec![Canned::Reply {
+        status: 503,
+        content_type: "text/plain",
+        body: "overloaded".into(),
+    }])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    let mut retries = 0;
+    let error = reader
+        .query_range_counting(&query(0, 0, 1000), &mut retries)
+        .await
+        .expect_err("fails");
+    assert_eq!(error.reason(), FailureReason::ServerError);
+    assert_eq!((retries, upstream.requests().len()), (2, 3));
+}
