@@ -9,6 +9,7 @@ mod audit;
 mod browser;
 mod cli;
 mod clock;
+mod crash;
 mod dashboards;
 mod deploy;
 mod e2e;

@@ -9,18 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn config(port: u16, receiver: &str) -> String {
-    // Prometheus is unreachable (port 9): alerts are forwarded with confidence unavailable.
-    format!(
-        "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 500ms\n  retry:\n    max_attempts: 1\n\
-         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n\
-         audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
-         alerts:\n  on_demand:\n    timeout: 200ms\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
-         \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
-         queries:\n  - name: demo\n    expr: up\n    evaluation_interval: 5s\n"
-    )
-}
-
 fn notification(client: usize, n: usize) -> String {
     one_alert_notification(
         &format!("{{}}:{{client=\"{client}\"}}"),
@@ -41,7 +29,7 @@ async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
     let recorder = Recorder::start().await;
     let port = free_port();
     let config_path = dir.path().join("foretell.yml");
-    std::fs::write(&config_path, config(port, &recorder.url)).expect("config");
+    std::fs::write(&config_path, alert_path_config(port, &recorder.url)).expect("config");
     let start = |round: usize| {
         Process::spawn(
             "foretell",

@@ -613,3 +613,17 @@ pub fn one_alert_notification(
     })
     .to_string()
 }
+
+/// A configuration for the alert path alone: Prometheus unreachable (port 9), so alerts are
+/// forwarded with confidence unavailable; one receiver; audit log `audit.db` signed with
+/// `audit.keys` in the working directory.
+pub fn alert_path_config(port: u16, receiver: &str) -> String {
+    format!(
+        "prometheus:\n  url: http://127.0.0.1:9\n  timeout: 500ms\n  retry:\n    max_attempts: 1\n\
+         server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n\
+         audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
+         alerts:\n  on_demand:\n    timeout: 200ms\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
+         \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
+         queries:\n  - name: demo\n    expr: up\n    evaluation_interval: 5s\n"
+    )
+}
