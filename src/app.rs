@@ -18,7 +18,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::enrichment::Enrichment;
 use crate::graph::Grapher;
-use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell, UpstreamHealth};
+use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadRequest};
 use crate::shutdown::{SignalEvent, Signals};
@@ -231,16 +231,10 @@ pub async fn run(
         Arc::clone(&clock),
     ));
     let state = Arc::new(AppState {
-        snapshot,
-        upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
-        telemetry,
         lifecycle_enabled: AtomicBool::new(config.server.enable_lifecycle),
-        reload: reload_sender,
-        shutting_down: AtomicBool::new(false),
         alerts: alerts.clone(),
-        graphs,
         info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
-        metrics_capacity: Default::default(),
+        ..AppState::new(snapshot, telemetry, reload_sender, graphs)
     });
     let stop_alerts = CancellationToken::new();
     let alert_tasks = alerts

@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,7 @@ use super::Enrichment;
 use crate::audit::log::AuditLog;
 use crate::clock::{Clock, SystemClock};
 use crate::graph::Grapher;
-use crate::pipeline::{SnapshotCell, UpstreamHealth};
+use crate::pipeline::SnapshotCell;
 use crate::reader::{PrometheusReader, RangeQuery};
 use crate::server::{self, AppState};
 use crate::telemetry::Telemetry;
@@ -350,21 +349,18 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let tasks = enrichment.start(&stop);
     let (reload, _reload_requests) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(AppState {
-        snapshot,
-        upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
-        telemetry,
-        lifecycle_enabled: AtomicBool::new(false),
-        reload,
-        shutting_down: AtomicBool::new(false),
         alerts: Some(Arc::clone(&enrichment)),
-        graphs: Arc::new(Grapher::new(
-            Arc::new(reader()?),
-            &config.queries,
-            None,
-            Arc::clone(&clock),
-        )),
-        info: Default::default(),
-        metrics_capacity: Default::default(),
+        ..AppState::new(
+            snapshot,
+            telemetry,
+            reload,
+            Arc::new(Grapher::new(
+                Arc::new(reader()?),
+                &config.queries,
+                None,
+                Arc::clone(&clock),
+            )),
+        )
     });
     let listener = TcpListener::bind("127.0.0.1:0")
         .await

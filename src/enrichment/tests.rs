@@ -164,21 +164,19 @@ impl Harness {
         let tasks = enrichment.start(&cancel);
         let (reload, reload_requests) = mpsc::channel(1);
         let state = AppState {
-            snapshot,
-            upstream: Arc::new(crate::pipeline::UpstreamHealth::new(Arc::clone(&telemetry))),
-            telemetry,
             lifecycle_enabled: AtomicBool::new(true),
-            reload,
-            shutting_down: AtomicBool::new(false),
             alerts: Some(Arc::clone(&enrichment)),
-            graphs: Arc::new(crate::graph::Grapher::new(
-                Arc::new(prometheus_at("http://127.0.0.1:9")),
-                &[],
-                None,
-                Arc::new(SystemClock),
-            )),
-            info: Default::default(),
-            metrics_capacity: Default::default(),
+            ..AppState::new(
+                snapshot,
+                telemetry,
+                reload,
+                Arc::new(crate::graph::Grapher::new(
+                    Arc::new(prometheus_at("http://127.0.0.1:9")),
+                    &[],
+                    None,
+                    Arc::new(SystemClock),
+                )),
+            )
         };
         Harness {
             _dir: dir,

@@ -2,7 +2,6 @@
 //! a snapshot of many series, for a bounded time. Reports scrapes per second, latency
 //! percentiles, the size of a scrape and the process' memory (server and scrapers share it).
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{serve, AppState};
 use crate::enrichment::bench::{percentile, tracked_snapshot};
 use crate::pipeline::bench::rss_bytes;
-use crate::pipeline::{SnapshotCell, UpstreamHealth};
+use crate::pipeline::SnapshotCell;
 use crate::telemetry::Telemetry;
 
 #[derive(Clone, Debug)]
@@ -51,23 +50,17 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
     let reader =
         crate::reader::PrometheusReader::new(&config.prometheus).map_err(|e| e.to_string())?;
     let (reload, _reload_requests) = tokio::sync::mpsc::channel(1);
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         snapshot,
-        upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
         telemetry,
-        lifecycle_enabled: AtomicBool::new(false),
         reload,
-        shutting_down: AtomicBool::new(false),
-        alerts: None,
-        graphs: Arc::new(crate::graph::Grapher::new(
+        Arc::new(crate::graph::Grapher::new(
             Arc::new(reader),
             &config.queries,
             None,
             Arc::new(crate::clock::SystemClock),
         )),
-        info: Default::default(),
-        metrics_capacity: Default::default(),
-    });
+    ));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen: {e}"))?;

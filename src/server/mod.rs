@@ -50,6 +50,30 @@ pub struct AppState {
     pub metrics_capacity: std::sync::atomic::AtomicUsize,
 }
 
+impl AppState {
+    /// A state with the lifecycle endpoints off, no alert path and nothing configured to show;
+    /// callers set what differs (`AppState { alerts: ..., ..AppState::new(...) }`).
+    pub fn new(
+        snapshot: Arc<SnapshotCell>,
+        telemetry: Arc<Telemetry>,
+        reload: mpsc::Sender<ReloadRequest>,
+        graphs: Arc<crate::graph::Grapher>,
+    ) -> AppState {
+        AppState {
+            snapshot,
+            upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
+            telemetry,
+            lifecycle_enabled: AtomicBool::new(false),
+            reload,
+            shutting_down: AtomicBool::new(false),
+            alerts: None,
+            graphs,
+            info: Default::default(),
+            metrics_capacity: Default::default(),
+        }
+    }
+}
+
 /// The configuration as the status page shows it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatusInfo {

@@ -418,7 +418,7 @@ pub(super) mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::pipeline::{SnapshotCell, UpstreamHealth};
+    use crate::pipeline::SnapshotCell;
     use crate::telemetry::Telemetry;
 
     fn unreachable_prometheus() -> crate::reader::PrometheusReader {
@@ -436,21 +436,18 @@ pub(super) mod tests {
         let (reload, requests) = mpsc::channel(1);
         (
             AppState {
-                snapshot: Arc::new(SnapshotCell::default()),
-                upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
-                telemetry,
                 lifecycle_enabled: AtomicBool::new(lifecycle),
-                reload,
-                shutting_down: AtomicBool::new(false),
-                alerts: None,
-                graphs: Arc::new(crate::graph::Grapher::new(
-                    Arc::new(unreachable_prometheus()),
-                    &[],
-                    None,
-                    Arc::new(crate::clock::SystemClock),
-                )),
-                info: Default::default(),
-                metrics_capacity: Default::default(),
+                ..AppState::new(
+                    Arc::new(SnapshotCell::default()),
+                    telemetry,
+                    reload,
+                    Arc::new(crate::graph::Grapher::new(
+                        Arc::new(unreachable_prometheus()),
+                        &[],
+                        None,
+                        Arc::new(crate::clock::SystemClock),
+                    )),
+                )
             },
             requests,
         )
