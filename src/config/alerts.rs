@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use foretell_core::alerts::confidence::Confidence;
-use foretell_core::alerts::delivery::RetrySchedule;
+use foretell_core::alerts::delivery::{RetrySchedule, GIVE_UP_ATTEMPT_SPACING_MS};
 use foretell_core::alerts::rate_limit::RateLimit;
 use http::{HeaderName, HeaderValue};
 use url::Url;
@@ -180,6 +180,7 @@ impl Validator<'_> {
                 Duration::from_secs(300),
             ),
         )?;
+        self.at_most_an_hour("alerts.retry.max_backoff", max);
         let give_up = self.positive_duration(
             "alerts.retry.give_up_after",
             retry.and_then(|r| r.give_up_after.as_deref()),
@@ -210,11 +211,29 @@ impl Validator<'_> {
                 Duration::from_secs(600),
             ),
         )?;
+        self.at_most_an_hour("alerts.circuit_breaker.max_cooldown", max_cooldown);
         (failures > 0).then_some(BreakerConfig {
             failures,
             cooldown,
             max_cooldown,
         })
+    }
+
+    /// A delivery is given up only after an attempt per hour of its age (so that a wall
+    /// clock stepping forward gives nothing up); a wait between attempts longer than an hour
+    /// would keep a failing delivery forever.
+    fn at_most_an_hour(&mut self, path: &str, wait: Duration) {
+        let hour = Duration::from_millis(GIVE_UP_ATTEMPT_SPACING_MS as u64);
+        if wait > hour {
+            self.fail(
+                path,
+                format!(
+                    "must be at most {} (a delivery is given up only after an attempt per hour of its age), got {}",
+                    duration::format(hour),
+                    duration::format(wait)
+                ),
+            );
+        }
     }
 
     /// `Some(None)`: on-demand assessment switched off.

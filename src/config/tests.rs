@@ -542,6 +542,20 @@ fn alerts_problems_are_reported_with_their_paths() {
 }
 
 #[test]
+fn waits_between_delivery_attempts_longer_than_an_hour_are_refused() {
+    let text = format!(
+        "{MINIMAL}alerts:\n  circuit_breaker: {{max_cooldown: 2h}}\n  retry: {{max_backoff: 90m}}\n  receivers:\n    - name: pager\n      url: http://x/\n"
+    );
+    let errors = field_errors(&text);
+    for expected in [
+        "alerts.circuit_breaker.max_cooldown: must be at most 1h (a delivery is given up only after an attempt per hour of its age), got 2h",
+        "alerts.retry.max_backoff: must be at most 1h (a delivery is given up only after an attempt per hour of its age), got 1h30m",
+    ] {
+        assert!(errors.iter().any(|e| e == expected), "{expected} not in {errors:#?}");
+    }
+}
+
+#[test]
 fn remote_write_is_optional_and_validated() {
     assert_eq!(parse_text(MINIMAL).expect("valid").remote_write, None);
     let text = MINIMAL.replace(
