@@ -164,17 +164,11 @@ impl QueryTracker {
         let settings = &self.settings;
         let mut series = Vec::with_capacity(self.store.len());
         for (labels, tracked) in self.store.iter_mut() {
-            let Some(newest) = tracked.window.newest() else {
+            let Some((newest, model)) =
+                advance(settings, labels, tracked, evaluated_at_ms, &mut stats)
+            else {
                 continue;
             };
-            let model = advance(
-                settings,
-                labels,
-                tracked,
-                newest,
-                evaluated_at_ms,
-                &mut stats,
-            );
             let state = match (&model.fitted, &model.last) {
                 (Ok(fitted), Some((observation, probability))) => {
                     stats.ready += 1;
@@ -267,18 +261,9 @@ impl QueryTracker {
                     scope.spawn(move || {
                         let mut stats = EvaluationStats::default();
                         for (labels, tracked) in part.iter_mut() {
-                            let Some(newest) = tracked.window.newest() else {
-                                continue;
-                            };
-                            let model = advance(
-                                settings,
-                                labels,
-                                tracked,
-                                newest,
-                                evaluated_at_ms,
-                                &mut stats,
-                            );
-                            if model.fitted.is_ok() {
+                            let advanced =
+                                advance(settings, labels, tracked, evaluated_at_ms, &mut stats);
+                            if advanced.is_some_and(|(_, model)| model.fitted.is_ok()) {
                                 stats.ready += 1;
                             }
                         }
@@ -317,16 +302,17 @@ impl QueryTracker {
     }
 }
 
-/// Scores and takes in the points `tracked`'s model has not seen, up to the window's `newest`
-/// slot, and refits it when due.
+/// Scores and takes in the points `tracked`'s model has not seen, up to the window's newest
+/// slot, and refits it when due; that newest sample and the model, `None` while the window is
+/// empty.
 fn advance<'a>(
     settings: &TrackerSettings,
     labels: &Labels,
     tracked: &'a mut TrackedSeries<SeriesModel>,
-    newest: Sample,
     evaluated_at_ms: i64,
     stats: &mut EvaluationStats,
-) -> &'a SeriesModel {
+) -> Option<(Sample, &'a SeriesModel)> {
+    let newest = tracked.window.newest()?;
     let model = tracked.model.get_or_insert_with(|| SeriesModel {
         exported: export_labels(&settings.query, labels),
         fitted: Err(NotReady::TooFewPoints {
@@ -346,7 +332,7 @@ fn advance<'a>(
         stats.fits += 1;
         model.refit(settings, &tracked.window, newest, evaluated_at_ms, labels);
     }
-    model
+    Some((newest, model))
 }
 
 impl SeriesModel {
