@@ -66,31 +66,21 @@ fn step_wall_clock(file: &Path, offset: &str) {
 #[ignore = "needs Debian's faketime package; run by .ci/run's end-to-end stage"]
 async fn wall_clock_steps_back_and_forward_lose_and_give_up_nothing() {
     let libfaketime = libfaketime();
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("audit.keys"),
-        format!("k1:{}\n", "5a".repeat(32)),
-    )
-    .expect("keys");
     let recorder = Recorder::start().await;
     recorder
         .status
         .store(503, std::sync::atomic::Ordering::SeqCst);
     let port = free_port();
-    let config_path = dir.path().join("foretell.yml");
-    std::fs::write(&config_path, config(port, &recorder.url)).expect("config");
+    let dir = run_dir(&config(port, &recorder.url));
     let offset_file = dir.path().join("faketime");
     step_wall_clock(&offset_file, "+0");
     let mut foretell = Process::spawn(
         "foretell",
-        std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-            .current_dir(dir.path())
+        foretell_run(dir.path())
             .env("LD_PRELOAD", &libfaketime)
             .env("FAKETIME_TIMESTAMP_FILE", &offset_file)
             .env("FAKETIME_NO_CACHE", "1")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .args(["run", "--config"])
-            .arg(&config_path),
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         dir.path().join("foretell.log"),
     );
     let base = format!("http://127.0.0.1:{port}");

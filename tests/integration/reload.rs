@@ -83,22 +83,14 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
     let mut prometheus = prepare_prometheus(dir.path(), now_secs() - 30, None, port);
     prometheus.start();
     prometheus.wait_ready().await;
-    std::fs::write(
-        dir.path().join("audit.keys"),
-        format!("k1:{}\n", "5a".repeat(32)),
-    )
-    .expect("keys");
     let recorder = Recorder::start().await;
     let config_path = dir.path().join("foretell.yml");
     let one_query = config(&prometheus.url(), port, &recorder.url, false);
     let two_queries = config(&prometheus.url(), port, &recorder.url, true);
-    std::fs::write(&config_path, &one_query).expect("config");
+    write_run_files(dir.path(), &one_query);
     let mut foretell = Process::spawn(
         "foretell",
-        std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-            .current_dir(dir.path())
-            .args(["run", "--config"])
-            .arg(&config_path),
+        &mut foretell_run(dir.path()),
         dir.path().join("foretell.log"),
     );
     let base = format!("http://127.0.0.1:{port}");

@@ -20,23 +20,13 @@ fn notification(client: usize, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("audit.keys"),
-        format!("k1:{}\n", "5a".repeat(32)),
-    )
-    .expect("keys");
     let recorder = Recorder::start().await;
     let port = free_port();
-    let config_path = dir.path().join("foretell.yml");
-    std::fs::write(&config_path, alert_path_config(port, &recorder.url)).expect("config");
+    let dir = run_dir(&alert_path_config(port, &recorder.url));
     let start = |round: usize| {
         Process::spawn(
             "foretell",
-            std::process::Command::new(env!("CARGO_BIN_EXE_foretell"))
-                .current_dir(dir.path())
-                .args(["run", "--config"])
-                .arg(&config_path),
+            &mut foretell_run(dir.path()),
             dir.path().join(format!("foretell-{round}.log")),
         )
     };

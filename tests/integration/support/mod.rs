@@ -627,3 +627,27 @@ pub fn alert_path_config(port: u16, receiver: &str) -> String {
          queries:\n  - name: demo\n    expr: up\n    evaluation_interval: 5s\n"
     )
 }
+
+/// Writes what `foretell run` needs in its working directory `dir`: `foretell.yml` holding
+/// `config` and the key its audit log is signed with (`audit.keys`).
+pub fn write_run_files(dir: &Path, config: &str) {
+    std::fs::write(dir.join("audit.keys"), format!("k1:{}\n", "5a".repeat(32))).expect("keys");
+    std::fs::write(dir.join("foretell.yml"), config).expect("config");
+}
+
+/// A fresh working directory with [`write_run_files`]' files.
+pub fn run_dir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_run_files(dir.path(), config);
+    dir
+}
+
+/// `foretell run --config foretell.yml` in `dir`.
+pub fn foretell_run(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_foretell"));
+    command
+        .current_dir(dir)
+        .args(["run", "--config"])
+        .arg(dir.join("foretell.yml"));
+    command
+}
