@@ -115,12 +115,7 @@ async fn sigkill_during_webhook_handling_loses_nothing_acknowledged() {
         "every acknowledged notification delivered after the last restart",
         Duration::from_secs(120),
         || async {
-            let delivered: std::collections::BTreeSet<String> = recorder
-                .bodies()
-                .iter()
-                .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
-                .filter_map(|alert| alert["fingerprint"].as_str().map(str::to_owned))
-                .collect();
+            let delivered = recorder.fingerprints();
             let missing = acknowledged
                 .iter()
                 .filter(|fingerprint| !delivered.contains(*fingerprint))

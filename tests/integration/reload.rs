@@ -272,12 +272,7 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
         "every acknowledged notification delivered",
         Duration::from_secs(60),
         || async {
-            let delivered: std::collections::BTreeSet<String> = recorder
-                .bodies()
-                .iter()
-                .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
-                .filter_map(|alert| alert["fingerprint"].as_str().map(str::to_owned))
-                .collect();
+            let delivered = recorder.fingerprints();
             acknowledged
                 .iter()
                 .all(|fingerprint| delivered.contains(fingerprint))

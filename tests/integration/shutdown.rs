@@ -121,17 +121,9 @@ async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
     // What was acknowledged and not yet delivered goes out after a restart.
     let acknowledged = acknowledged.lock().expect("lock").clone();
     let mut restarted = start(1);
-    let delivered = |recorder: &Recorder| -> std::collections::BTreeSet<String> {
-        recorder
-            .bodies()
-            .iter()
-            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
-            .filter_map(|alert| alert["fingerprint"].as_str().map(str::to_owned))
-            .collect()
-    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got = delivered(&recorder);
+        let got = recorder.fingerprints();
         let missing: Vec<&String> = acknowledged.iter().filter(|a| !got.contains(*a)).collect();
         if missing.is_empty() {
             break;

@@ -509,6 +509,15 @@ impl Recorder {
             .collect()
     }
 
+    /// The fingerprints of every alert received so far.
+    pub fn fingerprints(&self) -> std::collections::BTreeSet<String> {
+        self.bodies()
+            .iter()
+            .flat_map(|body| body["alerts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|alert| alert["fingerprint"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Alerts received so far: (alertname, annotations, request head).
     pub fn alerts(&self) -> Vec<(String, serde_json::Value, String)> {
         self.bodies
