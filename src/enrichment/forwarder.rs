@@ -80,9 +80,10 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
         enrichment.telemetry.circuit(&receiver.name, false);
         let reading = Arc::clone(&reader);
         let name = receiver.name.clone();
+        let now_ms = enrichment.clock.now_ms();
         let heads = tokio::task::spawn_blocking(move || {
             let connection = reading.lock().unwrap_or_else(|e| e.into_inner());
-            outbox::heads(&connection, &name, BATCH)
+            outbox::heads(&connection, &name, now_ms, &retry, BATCH)
         })
         .await;
         let heads = match heads {

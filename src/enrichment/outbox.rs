@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use foretell_core::alerts::delivery::RetrySchedule;
 use foretell_core::audit::Entry;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
@@ -212,12 +213,16 @@ pub struct Delivery {
     pub scheduled_ms: i64,
 }
 
-/// The oldest pending delivery of each group of `receiver`, in arrival order; a later
+/// The oldest pending delivery of each group of `receiver`, soonest due first; a later
 /// notification of a group waits until the earlier one is delivered or dead-lettered, which
-/// keeps the order per `groupKey`.
+/// keeps the order per `groupKey`. Deliveries that `delivery::is_due` takes as due because the
+/// wall clock stepped back since they were scheduled sort as due `now_ms`, so a step cannot
+/// push them behind `limit` others.
 pub fn heads(
     connection: &Connection,
     receiver: &str,
+    now_ms: i64,
+    schedule: &RetrySchedule,
     limit: usize,
 ) -> Result<Vec<Delivery>, rusqlite::Error> {
     let mut statement = connection.prepare_cached(
@@ -225,9 +230,18 @@ pub fn heads(
          updated_ms FROM deliveries d WHERE receiver = ?1 AND state = ?2 AND id = (\
              SELECT min(id) FROM deliveries e \
              WHERE e.receiver = d.receiver AND e.group_key = d.group_key AND e.state = ?2) \
-         ORDER BY next_attempt_ms, id LIMIT ?3",
+         ORDER BY CASE WHEN updated_ms > ?4 OR next_attempt_ms - ?4 > ?5 THEN ?4 \
+                  ELSE next_attempt_ms END, id \
+         LIMIT ?3",
     )?;
-    let rows = statement.query_map(params![receiver, PENDING, limit as i64], |row| {
+    let parameters = params![
+        receiver,
+        PENDING,
+        limit as i64,
+        now_ms,
+        schedule.longest_wait_ms()
+    ];
+    let rows = statement.query_map(parameters, |row| {
         Ok(Delivery {
             id: row.get(0)?,
             notification_id: row.get(1)?,

@@ -2,6 +2,12 @@ use super::*;
 use crate::audit::store::AuditWriter;
 use foretell_core::audit::KeyRing;
 
+const SCHEDULE: RetrySchedule = RetrySchedule {
+    initial_backoff_ms: 1_000,
+    max_backoff_ms: 300_000,
+    give_up_after_ms: 86_400_000,
+};
+
 fn writer(dir: &tempfile::TempDir) -> (AuditWriter, std::path::PathBuf) {
     let path = dir.path().join("audit.db");
     let keys = KeyRing::parse(&format!("k1:{}", "09".repeat(32))).expect("keys");
@@ -118,7 +124,7 @@ fn only_the_oldest_pending_delivery_of_a_group_is_a_head() {
             .expect("route");
     }
     let reader = open_reader(&path).expect("reader");
-    let first: Vec<(i64, String)> = heads(&reader, "r", 10)
+    let first: Vec<(i64, String)> = heads(&reader, "r", 15, &SCHEDULE, 10)
         .expect("heads")
         .into_iter()
         .map(|d| (d.id, d.group_key))
@@ -127,7 +133,7 @@ fn only_the_oldest_pending_delivery_of_a_group_is_a_head() {
     writer
         .transaction(|transaction, _| settle(transaction, 1, DELIVERED, 20, 20, None))
         .expect("settle");
-    let then: Vec<i64> = heads(&reader, "r", 10)
+    let then: Vec<i64> = heads(&reader, "r", 25, &SCHEDULE, 10)
         .expect("heads")
         .into_iter()
         .map(|d| d.id)
@@ -138,6 +144,46 @@ fn only_the_oldest_pending_delivery_of_a_group_is_a_head() {
         "the next of group a moves up once the first is done"
     );
     assert_eq!(backlog(&reader).expect("backlog"), (2, Some(10)));
+}
+
+#[test]
+fn a_delivery_scheduled_before_the_clock_stepped_back_comes_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut writer, path) = writer(&dir);
+    for group in ["a", "b"] {
+        let Accepted::Stored(id) = accept_one(&mut writer, group, group, 10) else {
+            panic!("not stored");
+        };
+        writer
+            .transaction(|transaction, _| {
+                let delivery = [NewDelivery {
+                    receiver: "r".into(),
+                    body: vec![],
+                }];
+                route(transaction, id, group, &delivery, 10)
+            })
+            .expect("route");
+    }
+    // Delivery 1 was set at 500 for 1,000; delivery 2 at 100 for 200; the clock now reads 150.
+    writer
+        .transaction(|transaction, _| {
+            settle(transaction, 1, PENDING, 1_000, 500, Some("HTTP 503"))?;
+            settle(transaction, 2, PENDING, 200, 100, Some("HTTP 503"))
+        })
+        .expect("settle");
+    let reader = open_reader(&path).expect("reader");
+    let first: Vec<i64> = heads(&reader, "r", 150, &SCHEDULE, 1)
+        .expect("heads")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(first, vec![1], "due now, not after the step");
+    let later: Vec<i64> = heads(&reader, "r", 600, &SCHEDULE, 2)
+        .expect("heads")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(later, vec![2, 1], "soonest due first otherwise");
 }
 
 #[test]
