@@ -507,20 +507,11 @@ fn bench(command: BenchCommand) -> ExitCode {
                 duration,
                 gzip,
             };
-            let runtime = match runtime(Threads::Many) {
-                Ok(runtime) => runtime,
-                Err(code) => return code,
-            };
-            match runtime.block_on(server::bench::run(&settings)) {
-                Ok(report) => {
-                    print!("{}", server::bench::render(&report));
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("foretell bench metrics: {error}");
-                    ExitCode::from(EXIT_RUNTIME)
-                }
-            }
+            run_bench(
+                "metrics",
+                server::bench::run(&settings),
+                server::bench::render,
+            )
         }
         BenchCommand::Scale {
             series,
@@ -606,26 +597,37 @@ fn bench(command: BenchCommand) -> ExitCode {
                 prometheus: prometheus.zip(expr),
                 time_limit,
             };
-            let runtime = match runtime(Threads::Many) {
-                Ok(runtime) => runtime,
-                Err(code) => return code,
-            };
-            match runtime.block_on(enrichment::bench::run(&settings)) {
-                Ok(reports) => {
-                    print!("{}", enrichment::bench::render(&reports));
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("foretell bench enrichment: {error}");
-                    ExitCode::from(EXIT_RUNTIME)
-                }
-            }
+            run_bench("enrichment", enrichment::bench::run(&settings), |reports| {
+                enrichment::bench::render(reports)
+            })
         }
     }
 }
 
 /// `foretell dead-letters ...`: exit 0 when done, 1 when foretell is unreachable or refuses,
 /// 2 for bad flags.
+/// Runs `foretell bench NAME`'s future on a multi-threaded runtime and prints its report.
+fn run_bench<T>(
+    name: &str,
+    bench: impl std::future::Future<Output = Result<T, String>>,
+    render: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    let runtime = match runtime(Threads::Many) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(bench) {
+        Ok(report) => {
+            print!("{}", render(&report));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("foretell bench {name}: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn dead_letters(command: DeadLetterCommand) -> ExitCode {
     let runtime = match runtime(Threads::One) {
         Ok(runtime) => runtime,
