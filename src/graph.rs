@@ -145,44 +145,6 @@ pub fn link(base: &Url, source: &Source, series: &Labels) -> String {
     )
 }
 
-/// Restricts `expr` to the series carrying `labels`, so Prometheus sends one series and not
-/// every series of the expression: `(expr) and on(a, b) label_replace(...vector(1)...)`.
-pub fn restricted(expr: &str, labels: &Labels) -> String {
-    let names: Vec<&str> = labels
-        .iter()
-        .map(|(name, _)| name)
-        .filter(|name| *name != METRIC_NAME)
-        .collect();
-    if names.is_empty() {
-        return expr.to_owned();
-    }
-    let mut vector = "vector(1)".to_owned();
-    for (name, value) in labels.iter().filter(|(name, _)| *name != METRIC_NAME) {
-        // `$` starts a group reference in label_replace's replacement.
-        let replacement = promql_string(&value.replace('$', "$$"));
-        vector = format!("label_replace({vector}, \"{name}\", {replacement}, \"\", \"\")");
-    }
-    format!("({expr}) and on({}) {vector}", names.join(", "))
-}
-
-/// A PromQL double-quoted string literal.
-fn promql_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// How a tracked query's charts are made (replaced on reload).
 #[derive(Clone, Debug)]
 struct QuerySource {
@@ -320,7 +282,7 @@ impl Grapher {
         let fit_points = (fit_span.as_millis() as i64 / step_ms).max(MIN_FIT_POINTS as i64);
         let start_ms = end_ms - (fit_points + shown_points - 1) * step_ms;
         let reader = Arc::clone(&self.reader.read().unwrap_or_else(|e| e.into_inner()));
-        let fetched_expr = restricted(&expr, &request.series);
+        let fetched_expr = foretell_core::batch::restrict_to_series(&expr, &request.series);
         let answer = reader
             .query_range(&RangeQuery {
                 expr: &fetched_expr,
@@ -449,17 +411,6 @@ mod tests {
         link(base, &Source::Query("q".into()), &Labels::default())
     }
 
-    #[test]
-    fn expressions_are_restricted_to_the_series_with_escaped_values() {
-        let labels =
-            Labels::from_pairs([("__name__", "x"), ("instance", "a\"b\\c$1"), ("job", "api")]);
-        assert_eq!(
-            restricted("rate(x[5m])", &labels),
-            r#"(rate(x[5m])) and on(instance, job) label_replace(label_replace(vector(1), "instance", "a\"b\\c$$1", "", ""), "job", "api", "", "")"#
-        );
-        assert_eq!(restricted("sum(x)", &Labels::default()), "sum(x)");
-    }
-
     fn grapher(prometheus: &str, on_demand: bool, now_ms: i64) -> Grapher {
         let text = format!(
             "prometheus:\n  url: {prometheus}\n  timeout: 2s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: demo\n    expr: up\n    step: 1m\n    history: 6h\n"
@@ -513,8 +464,13 @@ mod tests {
         assert!(svg.contains("class=\"anomalous\"") || svg.contains("class=\"outside\""));
         let requests = prometheus.requests();
         assert_eq!(requests.len(), 1, "{requests:?}");
-        // Restricted to the one series; 6h fitted before the 2h shown, ending on the grid.
-        assert!(requests[0].contains("label_replace"), "{}", requests[0]);
+        // Restricted to the one series (a selector gets a matcher); 6h fitted before the 2h
+        // shown, ending on the grid.
+        assert!(
+            requests[0].contains("query=up%7Binstance%3D%22a%22%7D&"),
+            "{}",
+            requests[0]
+        );
         assert!(
             requests[0].contains(&format!("end={end_s}")),
             "{}",

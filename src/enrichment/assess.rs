@@ -19,6 +19,11 @@ use crate::config::OnDemandConfig;
 use crate::graph::Source;
 use crate::reader::RangeQuery;
 
+/// A rule with at most this many series is fetched whole, once per step, for all its alerts.
+/// A larger one would cost a day of every series per step: its alerts fetch only their own
+/// series, found in a one-point probe of the rule.
+const WHOLE_RULE_SERIES: usize = 100;
+
 /// Points fitted at least before an on-demand replay starts.
 const MIN_ON_DEMAND_POINTS: usize = 30;
 /// Band coverage of on-demand models: the queries' default, at which the confidence weights were
@@ -43,7 +48,17 @@ pub struct Fetched {
 
 type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, String>>>;
 
-/// On-demand ranges by expression and grid end. Until the grid moves on (one on-demand step),
+/// A cached range: its expression, span and grid end.
+type RangeKey = (String, Span, i64);
+
+/// The on-demand history, or its newest point only (the probe of a rule's series).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Span {
+    History,
+    Probe,
+}
+
+/// On-demand ranges by expression, span and grid end. Until the grid moves on (one on-demand step),
 /// every alert of a rule, across notifications, uses one answer: an alert storm from one rule
 /// costs Prometheus one query per step, not one per notification. Single flight: alerts that
 /// arrive while the query is out wait for it (each within its own budget). An error answer is
@@ -53,7 +68,7 @@ type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, String>>>;
 #[derive(Default)]
 pub struct RangeCache {
     /// Slots in the order they were made, the newest last.
-    ranges: std::sync::Mutex<Vec<((String, i64), SharedRange)>>,
+    ranges: std::sync::Mutex<Vec<(RangeKey, SharedRange)>>,
 }
 
 /// Ranges kept at most: each can hold a day of every series of a rule, so many rules alerting
@@ -63,12 +78,12 @@ const CACHED_RANGES: usize = 16;
 impl RangeCache {
     /// The slot of `expr` for the grid ending at `end_ms`; older grids and, past
     /// [`CACHED_RANGES`], the oldest slots are dropped.
-    fn slot(&self, expr: &str, end_ms: i64) -> SharedRange {
+    fn slot(&self, expr: &str, span: Span, end_ms: i64) -> SharedRange {
         let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
-        ranges.retain(|((_, end), _)| *end >= end_ms);
+        ranges.retain(|((_, _, end), _)| *end >= end_ms);
         if let Some((_, slot)) = ranges
             .iter()
-            .find(|((cached, end), _)| cached == expr && *end == end_ms)
+            .find(|((cached, kind, end), _)| cached == expr && *kind == span && *end == end_ms)
         {
             return Arc::clone(slot);
         }
@@ -76,7 +91,7 @@ impl RangeCache {
             ranges.remove(0);
         }
         let slot = SharedRange::default();
-        ranges.push(((expr.to_owned(), end_ms), Arc::clone(&slot)));
+        ranges.push(((expr.to_owned(), span, end_ms), Arc::clone(&slot)));
         slot
     }
 }
@@ -284,7 +299,7 @@ impl Assessor<'_> {
             "no tracked series matches the alert's labels and the alert carries no expression (generatorURL g0.expr or a foretell_expr annotation)".to_owned()
         })?;
         let expr = lookup::without_threshold(&expr).to_owned();
-        let fetched = self.fetch(&expr, &settings).await?;
+        let fetched = self.fetch_series_of(&expr, alert, &settings).await?;
         let (labels, samples) = lookup::pick_series(&fetched.series, &alert.labels)
             .ok_or_else(|| format!("`{expr}` returned no series matching the alert's labels"))?;
         let (start_ms, step_ms, points) = (fetched.start_ms, fetched.step_ms, fetched.points);
@@ -347,16 +362,47 @@ impl Assessor<'_> {
         })
     }
 
-    /// `expr` over the on-demand history ending at the current grid point: from the cache, or
-    /// fetched, within what is left of the notification's budget.
-    async fn fetch(&self, expr: &str, settings: &OnDemandConfig) -> Result<Arc<Fetched>, String> {
+    /// The on-demand history of the rule `expr` holding the alert's series: the whole rule's
+    /// when it has at most [`WHOLE_RULE_SERIES`] series (shared by all its alerts), otherwise
+    /// only the series the probe finds for the alert's labels.
+    async fn fetch_series_of(
+        &self,
+        expr: &str,
+        alert: &Alert,
+        settings: &OnDemandConfig,
+    ) -> Result<Arc<Fetched>, String> {
+        let probe = self.fetch(expr, Span::Probe, settings).await?;
+        if probe.series.len() <= WHOLE_RULE_SERIES {
+            return self.fetch(expr, Span::History, settings).await;
+        }
+        let (labels, _) = lookup::pick_series(&probe.series, &alert.labels).ok_or_else(|| {
+            format!(
+                "none of the {} series `{expr}` returns now matches the alert's labels",
+                probe.series.len()
+            )
+        })?;
+        let restricted = foretell_core::batch::restrict_to_series(expr, labels);
+        self.fetch(&restricted, Span::History, settings).await
+    }
+
+    /// `expr` over the on-demand history ending at the current grid point, or at that point
+    /// only: from the cache, or fetched, within what is left of the notification's budget.
+    async fn fetch(
+        &self,
+        expr: &str,
+        span: Span,
+        settings: &OnDemandConfig,
+    ) -> Result<Arc<Fetched>, String> {
         let Some(prometheus) = &self.enrichment.prometheus else {
             return Err("on-demand assessment has no Prometheus client".into());
         };
         let step_ms = settings.step.as_millis() as i64;
         let end_ms = self.now_ms - self.now_ms.rem_euclid(step_ms);
-        let start_ms = end_ms - settings.history.as_millis() as i64;
-        let slot = self.enrichment.ranges.slot(expr, end_ms);
+        let start_ms = match span {
+            Span::History => end_ms - settings.history.as_millis() as i64,
+            Span::Probe => end_ms,
+        };
+        let slot = self.enrichment.ranges.slot(expr, span, end_ms);
         let query = RangeQuery {
             expr,
             start_ms,
@@ -435,15 +481,25 @@ mod tests {
     #[test]
     fn the_range_cache_shares_a_slot_per_rule_and_grid_and_stays_bounded() {
         let cache = RangeCache::default();
-        let first = cache.slot("up", 60_000);
-        assert!(Arc::ptr_eq(&first, &cache.slot("up", 60_000)));
-        assert!(!Arc::ptr_eq(&first, &cache.slot("down", 60_000)));
+        let first = cache.slot("up", Span::History, 60_000);
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.slot("up", Span::History, 60_000)
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &cache.slot("down", Span::History, 60_000)
+        ));
+        assert!(!Arc::ptr_eq(&first, &cache.slot("up", Span::Probe, 60_000)));
         // The grid moved on: a new slot, and the old ones are gone.
-        assert!(!Arc::ptr_eq(&first, &cache.slot("up", 120_000)));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &cache.slot("up", Span::History, 120_000)
+        ));
         let held = |cache: &RangeCache| cache.ranges.lock().expect("lock").len();
         assert_eq!(held(&cache), 1);
         for rule in 0..100 {
-            cache.slot(&format!("rule{rule}"), 120_000);
+            cache.slot(&format!("rule{rule}"), Span::History, 120_000);
         }
         assert_eq!(held(&cache), CACHED_RANGES);
     }

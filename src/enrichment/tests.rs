@@ -705,7 +705,7 @@ fn annotations_of(receiver: &FakeUpstream) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn alerts_of_one_rule_share_one_on_demand_query() {
+async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
     let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
     let points: Vec<(i64, String)> = (0..240)
         .map(|i| {
@@ -752,14 +752,27 @@ async fn alerts_of_one_rule_share_one_on_demand_query() {
     let requests = prometheus.requests();
     assert_eq!(
         requests.len(),
-        1,
-        "one query for every alert and notification: {requests:?}"
+        2,
+        "one probe and one history query for every alert and notification: {requests:?}"
     );
-    assert!(
-        requests[0].contains("query=up&"),
-        "the threshold is taken off: {}",
-        requests[0]
-    );
+    for request in &requests {
+        assert!(
+            request.contains("query=up&"),
+            "the threshold is taken off, a small rule is fetched whole: {request}"
+        );
+    }
+    let span = |request: &str| {
+        let form = request.rsplit("\r\n\r\n").next().unwrap_or_default();
+        let value = |name: &str| -> i64 {
+            url::form_urlencoded::parse(form.as_bytes())
+                .find(|(key, _)| key == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or_default()
+        };
+        value("end") - value("start")
+    };
+    assert_eq!(span(&requests[0]), 0, "the probe asks for one point");
+    assert_eq!(span(&requests[1]), 86_400, "the history is a day");
     for annotations in annotations_of(&receiver) {
         let confidence: Option<f64> = annotations["foretell_confidence"]
             .as_str()
@@ -784,6 +797,62 @@ async fn alerts_of_one_rule_share_one_on_demand_query() {
             "{annotations}"
         );
     }
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
+    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
+    let newest = [(now_s, "1")];
+    let instances: Vec<String> = (0..150).map(|i| format!("host-{i}")).collect();
+    let probe: Vec<(&str, &[(i64, &str)])> = instances
+        .iter()
+        .map(|instance| (instance.as_str(), &newest[..]))
+        .collect();
+    let points: Vec<(i64, String)> = (0..240)
+        .map(|i| {
+            let t = now_s - (240 - i) * 60;
+            let value = 10.0 + ((i * 7919) % 13) as f64 / 13.0 + if i > 225 { 30.0 } else { 0.0 };
+            (t, value.to_string())
+        })
+        .collect();
+    let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
+    let prometheus = FakeUpstream::start(vec![
+        json(200, &matrix(&probe)),
+        json(200, &matrix(&[("host-7", &borrowed)])),
+    ])
+    .await;
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.on_demand = Some(crate::config::OnDemandConfig {
+        history: Duration::from_secs(86_400),
+        step: Duration::from_secs(60),
+        timeout: Duration::from_secs(5),
+    });
+    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let body = untracked(&["host-7"], &["up+%3E+0"]);
+    assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
+    assert!(eventually(|| receiver.requests().len() == 1).await);
+    let requests = prometheus.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests[1].contains("query=up%7Binstance%3D%22host-7%22%7D&"),
+        "the history of the alert's series only: {}",
+        requests[1]
+    );
+    let annotations = &annotations_of(&receiver)[0];
+    assert!(
+        annotations["foretell_confidence"]
+            .as_str()
+            .is_some_and(|c| c.parse::<f64>().is_ok()),
+        "{annotations}"
+    );
+    assert!(
+        annotations["foretell_explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("above its baseline")),
+        "{annotations}"
+    );
     harness.stop().await;
 }
 

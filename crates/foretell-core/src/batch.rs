@@ -178,6 +178,49 @@ pub fn restrict(expr: &str, label: &str, values: &[String]) -> String {
     format!("({expr}) and on({label}) ({})", vectors.join(" or "))
 }
 
+/// `expr` restricted to its one series with `labels` (the metric name aside), for fetching a
+/// day of one series of a rule over thousands. A plain selector gets an equality matcher per
+/// label; any other expression is intersected with a vector carrying exactly those labels
+/// (`(expr) and on(a, b) label_replace(label_replace(vector(1), "a", ...), "b", ...)`).
+/// Without labels the series is the expression's only one, and `expr` is returned as it is.
+pub fn restrict_to_series(expr: &str, labels: &Labels) -> String {
+    let pairs: Vec<(&str, &str)> = labels
+        .iter()
+        .filter(|(name, _)| *name != crate::labels::METRIC_NAME)
+        .collect();
+    if pairs.is_empty() {
+        return expr.to_owned();
+    }
+    if let Some(inner) = plain_selector(expr) {
+        let added: Vec<String> = pairs
+            .iter()
+            .map(|(name, value)| format!("{name}={}", promql_string(value)))
+            .collect();
+        let added = added.join(", ");
+        return match inner {
+            SelectorShape::Bare(name) => format!("{name}{{{added}}}"),
+            SelectorShape::Braced { head, matchers } if matchers.trim().is_empty() => {
+                format!("{head}{{{added}}}")
+            }
+            SelectorShape::Braced { head, matchers } => {
+                let matchers = matchers.trim().trim_end_matches(',');
+                format!("{head}{{{matchers}, {added}}}")
+            }
+        };
+    }
+    let names: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
+    let vector = pairs
+        .iter()
+        .fold("vector(1)".to_owned(), |inner, (name, value)| {
+            format!(
+                "label_replace({inner}, {}, {}, \"\", \"\")",
+                promql_string(name),
+                promql_string(&value.replace('$', "$$"))
+            )
+        });
+    format!("({expr}) and on({}) {vector}", names.join(", "))
+}
+
 enum SelectorShape<'a> {
     /// `metric_name`
     Bare(&'a str),
@@ -235,6 +278,8 @@ fn promql_string(text: &str) -> String {
             '"' => quoted.push_str("\\\""),
             '\\' => quoted.push_str("\\\\"),
             '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
             c => quoted.push(c),
         }
     }
@@ -260,6 +305,36 @@ mod tests {
 
     fn series(instance: &str, job: &str) -> Labels {
         Labels::from_pairs([("__name__", "up"), ("instance", instance), ("job", job)])
+    }
+
+    #[test]
+    fn one_series_is_picked_out_by_all_its_labels() {
+        let labels = Labels::from_pairs([
+            ("__name__", "up"),
+            ("instance", "a:9100"),
+            ("path", "/x\"y$1"),
+        ]);
+        assert_eq!(
+            restrict_to_series("up", &labels),
+            r#"up{instance="a:9100", path="/x\"y$1"}"#
+        );
+        assert_eq!(
+            restrict_to_series(r#"up{job="node",}"#, &labels),
+            r#"up{job="node", instance="a:9100", path="/x\"y$1"}"#
+        );
+        assert_eq!(
+            restrict_to_series("sum by (instance, path) (rate(x[5m]))", &labels),
+            r#"(sum by (instance, path) (rate(x[5m]))) and on(instance, path) label_replace(label_replace(vector(1), "instance", "a:9100", "", ""), "path", "/x\"y$$1", "", "")"#
+        );
+        let escaped =
+            Labels::from_pairs([("__name__", "x"), ("instance", "a\"b\\c$1"), ("job", "api")]);
+        assert_eq!(
+            restrict_to_series("rate(x[5m])", &escaped),
+            r#"(rate(x[5m])) and on(instance, job) label_replace(label_replace(vector(1), "instance", "a\"b\\c$$1", "", ""), "job", "api", "", "")"#
+        );
+        let bare = Labels::from_pairs([("__name__", "x")]);
+        assert_eq!(restrict_to_series("sum(x)", &bare), "sum(x)");
+        assert_eq!(restrict_to_series("sum(x)", &Labels::default()), "sum(x)");
     }
 
     #[test]
