@@ -704,30 +704,45 @@ fn annotations_of(receiver: &FakeUpstream) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
-    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
-    let points: Vec<(i64, String)> = (0..240)
+/// Four hours at 1m ending before `now_s`, noisy around 10, the last quarter hour 30 higher.
+fn spiking_minutes(now_s: i64) -> Vec<(i64, String)> {
+    (0..240)
         .map(|i| {
             let t = now_s - (240 - i) * 60;
             let value = 10.0 + ((i * 7919) % 13) as f64 / 13.0 + if i > 225 { 30.0 } else { 0.0 };
             (t, value.to_string())
         })
-        .collect();
+        .collect()
+}
+
+/// A recording receiver and the alert path assessing on demand (a day at 1m) against
+/// `prometheus` within `timeout` per notification.
+async fn on_demand_harness(
+    prometheus: &FakeUpstream,
+    timeout: Duration,
+) -> (FakeUpstream, Harness) {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut alerts = config(&receiver.url, None);
+    alerts.on_demand = Some(crate::config::OnDemandConfig {
+        history: Duration::from_secs(86_400),
+        step: Duration::from_secs(60),
+        timeout,
+    });
+    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    (receiver, harness)
+}
+
+#[tokio::test]
+async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
+    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
+    let points = spiking_minutes(now_s);
     let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
     let prometheus = FakeUpstream::start(vec![json(
         200,
         &matrix(&[("x", &borrowed), ("y", &borrowed)]),
     )])
     .await;
-    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
-    let mut alerts = config(&receiver.url, None);
-    alerts.on_demand = Some(crate::config::OnDemandConfig {
-        history: Duration::from_secs(86_400),
-        step: Duration::from_secs(60),
-        timeout: Duration::from_secs(5),
-    });
-    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_secs(5)).await;
     let body = untracked(&["x", "y"], &["up+%3E+0", "up+%3E+0"]);
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
     assert!(eventually(|| receiver.requests().len() == 1).await);
@@ -809,27 +824,14 @@ async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
         .iter()
         .map(|instance| (instance.as_str(), &newest[..]))
         .collect();
-    let points: Vec<(i64, String)> = (0..240)
-        .map(|i| {
-            let t = now_s - (240 - i) * 60;
-            let value = 10.0 + ((i * 7919) % 13) as f64 / 13.0 + if i > 225 { 30.0 } else { 0.0 };
-            (t, value.to_string())
-        })
-        .collect();
+    let points = spiking_minutes(now_s);
     let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
     let prometheus = FakeUpstream::start(vec![
         json(200, &matrix(&probe)),
         json(200, &matrix(&[("host-7", &borrowed)])),
     ])
     .await;
-    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
-    let mut alerts = config(&receiver.url, None);
-    alerts.on_demand = Some(crate::config::OnDemandConfig {
-        history: Duration::from_secs(86_400),
-        step: Duration::from_secs(60),
-        timeout: Duration::from_secs(5),
-    });
-    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_secs(5)).await;
     let body = untracked(&["host-7"], &["up+%3E+0"]);
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
     assert!(eventually(|| receiver.requests().len() == 1).await);
@@ -859,14 +861,7 @@ async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
 #[tokio::test]
 async fn a_hanging_prometheus_delays_a_notification_by_one_budget_at_most() {
     let prometheus = FakeUpstream::start(vec![Canned::Hang]).await;
-    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
-    let mut alerts = config(&receiver.url, None);
-    alerts.on_demand = Some(crate::config::OnDemandConfig {
-        history: Duration::from_secs(86_400),
-        step: Duration::from_secs(60),
-        timeout: Duration::from_millis(300),
-    });
-    let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
+    let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_millis(300)).await;
     let body = untracked(&["a1", "a2", "a3", "a4"], &["e1", "e2", "e3", "e4"]);
     let started = std::time::Instant::now();
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);

@@ -154,16 +154,7 @@ pub fn restrict(expr: &str, label: &str, values: &[String]) -> String {
     if let Some(inner) = plain_selector(expr) {
         let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
         let matcher = format!("{label}=~{}", promql_string(&alternatives.join("|")));
-        return match inner {
-            SelectorShape::Bare(name) => format!("{name}{{{matcher}}}"),
-            SelectorShape::Braced { head, matchers } if matchers.trim().is_empty() => {
-                format!("{head}{{{matcher}}}")
-            }
-            SelectorShape::Braced { head, matchers } => {
-                let matchers = matchers.trim().trim_end_matches(',');
-                format!("{head}{{{matchers}, {matcher}}}")
-            }
-        };
+        return inner.with_matchers(&matcher);
     }
     let vectors: Vec<String> = values
         .iter()
@@ -196,17 +187,7 @@ pub fn restrict_to_series(expr: &str, labels: &Labels) -> String {
             .iter()
             .map(|(name, value)| format!("{name}={}", promql_string(value)))
             .collect();
-        let added = added.join(", ");
-        return match inner {
-            SelectorShape::Bare(name) => format!("{name}{{{added}}}"),
-            SelectorShape::Braced { head, matchers } if matchers.trim().is_empty() => {
-                format!("{head}{{{added}}}")
-            }
-            SelectorShape::Braced { head, matchers } => {
-                let matchers = matchers.trim().trim_end_matches(',');
-                format!("{head}{{{matchers}, {added}}}")
-            }
-        };
+        return inner.with_matchers(&added.join(", "));
     }
     let names: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     let vector = pairs
@@ -226,6 +207,22 @@ enum SelectorShape<'a> {
     Bare(&'a str),
     /// `metric_name{matchers}` or `{matchers}`: `head` is the name (maybe empty).
     Braced { head: &'a str, matchers: &'a str },
+}
+
+impl SelectorShape<'_> {
+    /// The selector with `added` (`a="b", c=~"d"`) after its own matchers.
+    fn with_matchers(&self, added: &str) -> String {
+        match self {
+            SelectorShape::Bare(name) => format!("{name}{{{added}}}"),
+            SelectorShape::Braced { head, matchers } if matchers.trim().is_empty() => {
+                format!("{head}{{{added}}}")
+            }
+            SelectorShape::Braced { head, matchers } => {
+                let matchers = matchers.trim().trim_end_matches(',');
+                format!("{head}{{{matchers}, {added}}}")
+            }
+        }
+    }
 }
 
 /// Recognises an instant vector selector with nothing around it: an optional metric name and
