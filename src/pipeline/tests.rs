@@ -21,6 +21,18 @@ struct Harness {
     clock: Arc<ManualClock>,
 }
 
+impl Harness {
+    /// The first cycle of the config's first query.
+    async fn first_cycle(&self, config: &Config) -> QueryTask {
+        self.cycle(QueryTask::new(Arc::new(config.queries[0].clone())))
+            .await
+    }
+
+    async fn cycle(&self, task: QueryTask) -> QueryTask {
+        run_cycle(&self.ctx, task, &CancellationToken::new()).await
+    }
+}
+
 fn harness(config: &Config, now_ms: i64) -> Harness {
     let telemetry = Arc::new(Telemetry::new("test"));
     let clock = Arc::new(ManualClock::new(now_ms));
@@ -92,13 +104,7 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     .await;
     let config = config(&upstream.url, "up");
     let h = harness(&config, 1_700_000_040_000 + 5_000);
-    let cancel = CancellationToken::new();
-    let task = run_cycle(
-        &h.ctx,
-        QueryTask::new(Arc::new(config.queries[0].clone())),
-        &cancel,
-    )
-    .await;
+    let task = h.first_cycle(&config).await;
 
     let snapshot = h.ctx.snapshot.load();
     let series: Vec<_> = snapshot.series().collect();
@@ -115,7 +121,7 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     assert_eq!(task.next_start_ms, Some(1_700_000_040_000 + STEP_MS));
 
     h.clock.set(1_700_000_040_000 + STEP_MS + 1_000);
-    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let task = h.cycle(task).await;
     match h.ctx.upstream.status() {
         UpstreamStatus::Down { error, .. } => assert!(error.contains("HTTP 503"), "{error}"),
         other => panic!("{other:?}"),
@@ -132,7 +138,7 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     );
     // Still failing past the freshness window (5m): the series leave /metrics and go stale.
     h.clock.set(1_700_000_040_000 + 6 * STEP_MS + 1_000);
-    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let task = h.cycle(task).await;
     assert_eq!(h.ctx.snapshot.load().series().count(), 0, "withdrawn");
     assert_eq!(
         task.tracker.series_count(),
@@ -184,13 +190,7 @@ async fn new_series_load_their_history_in_batches_also_when_they_appear_later() 
     let mut config = config(&upstream.url, "up");
     config.prometheus.history_batch_series = 1;
     let h = harness(&config, end_s * 1000 + 5_000);
-    let cancel = CancellationToken::new();
-    let task = run_cycle(
-        &h.ctx,
-        QueryTask::new(Arc::new(config.queries[0].clone())),
-        &cancel,
-    )
-    .await;
+    let task = h.first_cycle(&config).await;
     let mut exprs = request_exprs(&upstream);
     exprs[1..].sort();
     assert_eq!(
@@ -209,7 +209,7 @@ async fn new_series_load_their_history_in_batches_also_when_they_appear_later() 
     assert_eq!(ready(&h), vec!["a", "b"], "both fitted on their history");
 
     h.clock.set((end_s + 60) * 1000 + 5_000);
-    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let task = h.cycle(task).await;
     let exprs = request_exprs(&upstream);
     assert_eq!(exprs.len(), 5, "{exprs:?}");
     assert_eq!(
@@ -235,12 +235,7 @@ async fn a_rejected_query_does_not_mark_the_upstream_down() {
     .await;
     let config = config(&upstream.url, "'up{'");
     let h = harness(&config, 1_700_000_000_000);
-    run_cycle(
-        &h.ctx,
-        QueryTask::new(Arc::new(config.queries[0].clone())),
-        &CancellationToken::new(),
-    )
-    .await;
+    h.first_cycle(&config).await;
     assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));
 }
 
@@ -297,27 +292,21 @@ async fn wall_clock_steps_skip_cycles_going_back_and_fetch_at_most_the_history_g
     let config = config(&upstream.url, "up");
     let now = 1_700_000_040_000 + 5_000;
     let h = harness(&config, now);
-    let cancel = CancellationToken::new();
-    let task = run_cycle(
-        &h.ctx,
-        QueryTask::new(Arc::new(config.queries[0].clone())),
-        &cancel,
-    )
-    .await;
+    let task = h.first_cycle(&config).await;
     assert_eq!(h.ctx.snapshot.load().series().count(), 1);
     let requests = upstream.requests().len();
     let next_start = task.next_start_ms;
 
     // Back an hour: nothing newer can exist, so no request, and the output stays.
     h.clock.step_wall(-HOUR);
-    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let task = h.cycle(task).await;
     assert_eq!(upstream.requests().len(), requests, "no request");
     assert_eq!(task.next_start_ms, next_start, "resumes where it stopped");
     assert_eq!(h.ctx.snapshot.load().series().count(), 1);
 
     // Forward a day: one fetch of at most the history, and the series scored on its points.
     h.clock.step_wall(HOUR + 24 * HOUR);
-    let task = run_cycle(&h.ctx, task, &cancel).await;
+    let task = h.cycle(task).await;
     let last = upstream.requests().last().cloned().unwrap_or_default();
     let start: f64 = request_parameter(&last, "start").parse().expect("start");
     let end: f64 = request_parameter(&last, "end").parse().expect("end");
