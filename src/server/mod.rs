@@ -122,7 +122,7 @@ pub async fn serve(
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = GracefulShutdown::new();
     let tls = web.tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let accepted = tokio::select! {
@@ -170,9 +170,10 @@ pub async fn serve(
             }
             Some(acceptor) => {
                 // The handshake runs in the connection's own task, bounded like a request
-                // head, so a client that stalls it holds up nobody else.
+                // head, so a client that stalls it holds up nobody else. The watcher is taken
+                // now, so shutdown waits for this connection too once it is established.
                 let acceptor = acceptor.clone();
-                let graceful = Arc::clone(&graceful);
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let stream =
                         match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
@@ -189,7 +190,7 @@ pub async fn serve(
                             }
                         };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(error) = graceful.watch(connection).await {
+                    if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });
@@ -197,7 +198,6 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     tokio::select! {
         _ = graceful.shutdown() => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "connections still open after the shutdown grace period; closing them"),
@@ -327,6 +327,61 @@ mod tests {
         );
         stop.cancel();
         server.await.expect("stops");
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_a_request_in_flight_on_a_tls_connection() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("web.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                fixtures.join("server.crt").display(),
+                fixtures.join("server.key").display()
+            ),
+        )
+        .expect("write");
+        let web = web_config::load(&path).expect("valid");
+        // A reload holds its request open until the test answers it.
+        let (state, mut reloads) = routes::tests::state(true);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(state),
+            web,
+            stop.clone(),
+            Duration::from_secs(10),
+        ));
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(fixtures.join("ca.crt")).expect("ca"))
+                .expect("pem");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .expect("client");
+        let in_flight = tokio::spawn(
+            client
+                .post(format!("https://127.0.0.1:{port}/-/reload"))
+                .send(),
+        );
+        let reload = reloads.recv().await.expect("the reload arrives");
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !server.is_finished(),
+            "shutdown waits for the TLS connection's request"
+        );
+        reload.reply.send(Ok(())).expect("answer");
+        let response = in_flight.await.expect("join").expect("answered");
+        assert_eq!(response.status(), 200);
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("drained once answered")
+            .expect("stops");
     }
 
     #[tokio::test]
