@@ -79,9 +79,8 @@ pub struct Enrichment {
     pub graph_base: Option<url::Url>,
     /// On-demand ranges shared across notifications within one step.
     ranges: assess::RangeCache,
-    /// Per-client token buckets of the webhook, on a monotonic clock from `started`.
+    /// Per-client token buckets of the webhook, refilled on the monotonic clock.
     limiter: std::sync::Mutex<RateLimiter<std::net::IpAddr>>,
-    started: std::time::Instant,
 }
 
 /// Client addresses whose webhook rate is remembered at once.
@@ -90,7 +89,7 @@ const MAX_RATE_LIMITED_CLIENTS: usize = 10_000;
 impl Enrichment {
     /// `None` when `client` may post a notification now; otherwise how long it should wait.
     pub fn rate_limited(&self, client: std::net::IpAddr) -> Option<std::time::Duration> {
-        let now_ms = self.started.elapsed().as_millis() as i64;
+        let now_ms = self.clock.monotonic_ms();
         match self
             .limiter
             .lock()
@@ -137,7 +136,6 @@ impl Enrichment {
                 config_rate_limit,
                 MAX_RATE_LIMITED_CLIENTS,
             )),
-            started: std::time::Instant::now(),
         }
     }
 

@@ -935,7 +935,12 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
         per_second: 0.5,
         burst: 2.0,
     };
-    let harness = Harness::start_with(alerts, None);
+    let clock = Arc::new(crate::clock::ManualClock::new(SystemClock.now_ms()));
+    let harness = Harness::start_on(
+        alerts,
+        None,
+        Arc::clone(&clock) as Arc<dyn crate::clock::Clock>,
+    );
     let post = |peer: &str, n: usize| {
         let body = FIRING.replace("\"f1\"", &format!("\"rate-{n}\""));
         Request::builder()
@@ -956,13 +961,20 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
     // Another Alertmanager has its own bucket.
     let other = handle(&harness.state, post("10.0.0.2:5000", 3)).await;
     assert_eq!(other.status(), StatusCode::OK);
+    // A wall clock stepping forward refills nothing; time passing does.
+    clock.step_wall(3_600_000);
+    let stepped = handle(&harness.state, post("10.0.0.1:5000", 4)).await;
+    assert_eq!(stepped.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(2_000);
+    let refilled = handle(&harness.state, post("10.0.0.1:5000", 5)).await;
+    assert_eq!(refilled.status(), StatusCode::OK);
     let metrics = harness.metrics();
     assert!(
-        metrics.contains("foretell_webhook_requests_total{code=\"429\"} 1\n"),
+        metrics.contains("foretell_webhook_requests_total{code=\"429\"} 2\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("foretell_notifications_received_total 3\n"),
+        metrics.contains("foretell_notifications_received_total 4\n"),
         "{metrics}"
     );
     harness.stop().await;
