@@ -8,7 +8,7 @@ mod admin;
 mod app;
 pub mod audit;
 mod cli;
-pub mod clock;
+mod clock;
 pub mod commands;
 pub mod config;
 mod demo;
