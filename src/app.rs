@@ -419,6 +419,7 @@ impl Running {
         let names: Vec<String> = new.queries.iter().map(|q| q.name.clone()).collect();
         self.state.snapshot.retain_queries(&names);
         telemetry.retain_queries(&names);
+        self.state.upstream.retain_queries(&names);
         self.pipeline = Pipeline::start(ctx, carry_over(old_tasks, &new.queries));
         self.state
             .lifecycle_enabled

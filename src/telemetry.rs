@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use foretell_core::exposition::{HistogramValues, MetricType, TextWriter};
+use foretell_core::labels::LabelNameProblem;
+use foretell_core::wire::RefusedSeries;
 
 use crate::reader::FailureReason;
 
@@ -73,6 +75,10 @@ struct QueryStats {
     series_ready: Option<u64>,
     series_rejected: u64,
     series_expired: u64,
+    /// Series left out of answers for their label names, by problem.
+    series_refused: BTreeMap<LabelNameProblem, u64>,
+    /// Evaluations or history loads that failed (a model panicked); the query restarted.
+    evaluation_failures: u64,
     fits: u64,
     updates: u64,
     last_success_seconds: Option<f64>,
@@ -260,6 +266,29 @@ impl Telemetry {
             stats.warnings += report.warnings;
             stats.last_success_seconds = Some(now_seconds);
             stats.last_cycle_seconds = Some(seconds);
+        });
+    }
+
+    /// Series an answer left out for their label names.
+    pub fn series_refused(&self, query: &str, refused: &RefusedSeries) {
+        if refused.total() == 0 {
+            return;
+        }
+        self.with(|s| {
+            let stats = s.queries.entry(query.to_owned()).or_default();
+            for (problem, count) in &refused.counts {
+                *stats.series_refused.entry(*problem).or_default() += count;
+            }
+        });
+    }
+
+    /// An evaluation or a history load of `query` failed; its series are loaded afresh.
+    pub fn evaluation_failed(&self, query: &str) {
+        self.with(|s| {
+            s.queries
+                .entry(query.to_owned())
+                .or_default()
+                .evaluation_failures += 1
         });
     }
 
@@ -517,7 +546,7 @@ impl Telemetry {
         );
 
         type Counter = fn(&QueryStats) -> f64;
-        let counters: [(&str, &str, Counter); 8] = [
+        let counters: [(&str, &str, Counter); 9] = [
             ("foretell_cycles_total", "Evaluation cycles completed per query.", |s| s.cycles as f64),
             ("foretell_cycles_skipped_total", "Evaluation ticks skipped because the previous cycle of the query was still running.", |s| s.cycles_skipped as f64),
             ("foretell_query_retries_total", "Requests to Prometheus retried after a transient failure.", |s| s.retries as f64),
@@ -526,11 +555,27 @@ impl Telemetry {
             ("foretell_series_rejected_total", "New series refused because the query already tracks max_series.", |s| s.series_rejected as f64),
             ("foretell_model_updates_total", "Points scored and taken into a model's state between refits (O(1) each).", |s| s.updates as f64),
             ("foretell_series_expired_total", "Series dropped because the source returned nothing for them within the freshness window.", |s| s.series_expired as f64),
+            ("foretell_evaluation_failures_total", "Evaluations that failed (a model fault); the query's series were loaded afresh and /-/ready answers 503 until an evaluation succeeds.", |s| s.evaluation_failures as f64),
         ];
         for (name, help, pick) in counters {
             w.family(name, help, MetricType::Counter);
             for (query, stats) in &queries {
                 w.sample(name, &[("query", query)], pick(stats));
+            }
+        }
+        w.family(
+            "foretell_series_refused_total",
+            "Series left out of Prometheus answers because a label name cannot be exported: empty, reserved (`__` prefix) or a UTF-8 name outside [a-zA-Z_][a-zA-Z0-9_]*.",
+            MetricType::Counter,
+        );
+        for (query, stats) in &queries {
+            for problem in LabelNameProblem::ALL {
+                let count = stats.series_refused.get(&problem).copied().unwrap_or(0);
+                w.sample(
+                    "foretell_series_refused_total",
+                    &[("query", query), ("reason", problem.as_str())],
+                    count as f64,
+                );
             }
         }
         w.family(

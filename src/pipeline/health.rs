@@ -1,5 +1,7 @@
-//! What foretell knows about its upstream Prometheus, for `/-/ready` and `foretell_upstream_up`.
+//! What foretell knows about its upstream Prometheus and its own evaluations, for `/-/ready`
+//! and `foretell_upstream_up`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::telemetry::Telemetry;
@@ -19,6 +21,9 @@ pub enum UpstreamStatus {
 
 pub struct UpstreamHealth {
     status: Mutex<UpstreamStatus>,
+    /// Queries whose newest evaluation failed, with the error: foretell serves nothing true
+    /// for them, so it is not ready until they evaluate again.
+    failing_evaluations: Mutex<BTreeMap<String, String>>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -26,6 +31,7 @@ impl UpstreamHealth {
     pub fn new(telemetry: Arc<Telemetry>) -> Self {
         UpstreamHealth {
             status: Mutex::new(UpstreamStatus::Unknown),
+            failing_evaluations: Mutex::new(BTreeMap::new()),
             telemetry,
         }
     }
@@ -59,5 +65,40 @@ impl UpstreamHealth {
             error: error.to_owned(),
         };
         self.telemetry.set_upstream_up(false);
+    }
+
+    /// Records how the newest evaluation of `query` went; a failure is counted too.
+    pub fn record_evaluation(&self, query: &str, outcome: Result<(), String>) {
+        let mut failing = self
+            .failing_evaluations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(()) => {
+                failing.remove(query);
+            }
+            Err(error) => {
+                self.telemetry.evaluation_failed(query);
+                failing.insert(query.to_owned(), error);
+            }
+        }
+    }
+
+    /// The queries whose newest evaluation failed, with the error.
+    pub fn failing_evaluations(&self) -> Vec<(String, String)> {
+        self.failing_evaluations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(query, error)| (query.clone(), error.clone()))
+            .collect()
+    }
+
+    /// Forgets queries that are no longer configured.
+    pub fn retain_queries(&self, names: &[String]) {
+        self.failing_evaluations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|query, _| names.contains(query));
     }
 }

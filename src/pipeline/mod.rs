@@ -211,8 +211,11 @@ pub async fn run_cycle(
             task
         }
         Err(panic) => {
-            // A model bug must not take the query down for good: start it afresh.
+            // A model bug must not take the query down for good: start it afresh, and say so
+            // in readiness and self-metrics until an evaluation succeeds again.
             tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
+            ctx.upstream
+                .record_evaluation(&name, Err(panic.to_string()));
             return QueryTask::new(config);
         }
     };
@@ -220,6 +223,7 @@ pub async fn run_cycle(
     if !new.is_empty() {
         let history = (task.oldest_ms(end_ms), end_ms);
         let loading = load_history(ctx, task, new, history, cancel).await;
+        let loading_failure = loading.failure;
         task = loading.task;
         report.samples += loading.samples;
         report.retries += loading.retries;
@@ -233,10 +237,17 @@ pub async fn run_cycle(
             }
             Err(panic) => {
                 tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
+                ctx.upstream
+                    .record_evaluation(&name, Err(panic.to_string()));
                 return QueryTask::new(config);
             }
         }
+        if let Some(error) = loading_failure {
+            ctx.upstream.record_evaluation(&name, Err(error));
+            return task;
+        }
     }
+    ctx.upstream.record_evaluation(&name, Ok(()));
     report.series_tracked = task.tracker.series_count() as u64;
     if report.series_rejected > 0 {
         tracing::warn!(query = %name, rejected = report.series_rejected, max_series = task.config.max_series, "new series refused: the query already tracks max_series");
@@ -322,6 +333,15 @@ async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<Rang
         Ok(answer) => {
             ctx.telemetry.query_finished(name, seconds, None);
             ctx.upstream.record_up(ctx.clock.now_ms());
+            if answer.refused.total() > 0 {
+                ctx.telemetry.series_refused(name, &answer.refused);
+                tracing::warn!(
+                    query = %name,
+                    series = answer.refused.total(),
+                    example = answer.refused.example.as_deref().unwrap_or_default(),
+                    "series left out: a label name cannot be exported (empty, `__` prefix, or outside [a-zA-Z_][a-zA-Z0-9_]*)"
+                );
+            }
             for warning in &answer.warnings {
                 tracing::warn!(query = %name, %warning, "Prometheus answered with a warning");
             }
@@ -360,6 +380,8 @@ async fn evaluate(
 /// What loading the history of new series did.
 struct Loading {
     task: QueryTask,
+    /// Why loading stopped when fitting the history failed (the task then starts afresh).
+    failure: Option<String>,
     stats: EvaluationStats,
     samples: u64,
     retries: u64,
@@ -412,6 +434,7 @@ async fn load_history(
     let fitting = async move {
         let mut loading = Loading {
             task,
+            failure: None,
             stats: EvaluationStats::default(),
             samples: 0,
             retries: 0,
@@ -445,6 +468,7 @@ async fn load_history(
                 }
                 Err(panic) => {
                     tracing::error!(error = %panic, "loading history panicked; the query's series are reloaded from scratch");
+                    loading.failure = Some(panic.to_string());
                     loading.task = QueryTask::new(config);
                     break;
                 }

@@ -326,3 +326,101 @@ async fn wall_clock_steps_skip_cycles_going_back_and_fetch_at_most_the_history_g
     );
     assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));
 }
+
+/// Issue 16, item 1: a label name that forged a sample in `/metrics`, and names that made the
+/// whole exposition unparsable, are left out and counted; the other series are served.
+#[tokio::test]
+async fn series_with_hostile_label_names_never_reach_metrics() {
+    let first_s = 1_700_000_040 - 59 * 60;
+    let values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    let injected = r#""zz=\"1\"} 1\nforetell_anomaly_score{query=\"payments\",instance=\"db-1\",injected=\"yes\"} 999\nx{a":"v""#;
+    let body = matrix(&[
+        ("a", &points(first_s, &values)),
+        ("b", &points(first_s, &values)),
+        ("c", &points(first_s, &values)),
+    ])
+    .replace(
+        r#""instance":"b""#,
+        &format!(r#""instance":"b",{injected}"#),
+    )
+    .replace(
+        r#""instance":"c""#,
+        r#""instance":"c","":"empty","bad name":"x""#,
+    );
+    let upstream = FakeUpstream::start(vec![json(200, &body), json(200, &body)]).await;
+    let config = config(&upstream.url, "up");
+    let h = harness(&config, 1_700_000_040_000 + 5_000);
+    h.first_cycle(&config).await;
+
+    let snapshot = h.ctx.snapshot.load();
+    let instances: Vec<_> = snapshot
+        .series()
+        .map(|s| s.labels.get("instance").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(instances, vec!["a"]);
+    let mut exposition = String::new();
+    foretell_core::exposition::render_snapshot(&snapshot, &mut exposition);
+    h.ctx.telemetry.render(&mut exposition);
+    assert!(!exposition.contains("injected"), "{exposition}");
+    let parsed = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_owned())))
+        .expect("the exposition parses");
+    assert!(parsed
+        .samples
+        .iter()
+        .all(|s| s.labels.get("injected").is_none()));
+    assert!(parsed
+        .samples
+        .iter()
+        .any(|s| s.metric == "foretell_baseline" && s.labels.get("instance") == Some("a")));
+    assert!(
+        exposition.contains(
+            r#"foretell_series_refused_total{query="up",reason="label_name_not_classic"} 2"#
+        ),
+        "{exposition}"
+    );
+}
+
+/// Issue 16, item 2: samples at `1e300` and `-1e18` seconds panicked the pipeline every cycle
+/// while readiness stayed 200. Such an answer now fails to decode, which self-metrics and
+/// readiness show, and the series already tracked keep their models.
+#[tokio::test]
+async fn absurd_timestamps_fail_the_answer_visibly_and_keep_the_tracked_series() {
+    let first_s = 1_700_000_040 - 59 * 60;
+    let values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    let good = matrix(&[("a", &points(first_s, &values))]);
+    let absurd = |at: &str| {
+        json(
+            200,
+            &matrix(&[("a", &[(1_700_000_100, "1")])]).replace("1700000100", at),
+        )
+    };
+    let upstream = FakeUpstream::start(vec![
+        json(200, &good),
+        json(200, &good),
+        absurd("1e300"),
+        absurd("-1e18"),
+    ])
+    .await;
+    let config = config(&upstream.url, "up");
+    let h = harness(&config, 1_700_000_040_000 + 5_000);
+    let mut task = h.first_cycle(&config).await;
+    assert_eq!(task.tracker.series_count(), 1);
+    for minutes in [1, 2] {
+        h.clock.set(1_700_000_040_000 + minutes * STEP_MS + 1_000);
+        task = h.cycle(task).await;
+        assert_eq!(task.tracker.series_count(), 1, "still tracked");
+        match h.ctx.upstream.status() {
+            UpstreamStatus::Down { error, .. } => {
+                assert!(error.contains("sample timestamp"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut metrics = String::new();
+    h.ctx.telemetry.render(&mut metrics);
+    assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
+    assert!(
+        metrics.contains(r#"foretell_query_failures_total{query="up",reason="decode"} 2"#),
+        "{metrics}"
+    );
+}

@@ -34,6 +34,8 @@ pub struct RangeQuery<'a> {
 pub struct RangeAnswer {
     pub series: Vec<(Labels, Vec<Sample>)>,
     pub warnings: Vec<String>,
+    /// Series left out for a label name that cannot be exported (see `wire::decode_range`).
+    pub refused: wire::RefusedSeries,
     pub requests: u32,
     pub retries: u32,
 }
@@ -322,6 +324,7 @@ impl PrometheusReader {
             answer.requests += 1;
             answer.retries += chunk_retries;
             answer.warnings.extend(body.warnings);
+            answer.refused.absorb(body.refused);
             for (labels, samples) in body.series {
                 match index.get(&labels) {
                     Some(&i) => answer.series[i].1.extend(samples),

@@ -104,7 +104,7 @@ const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prome
     /            status page (HTML): queries, top anomalies, recent alerts, charts\n\
     /metrics     predictions and self-metrics (Prometheus text format)\n\
     /-/healthy   liveness\n\
-    /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable\n\
+    /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable or a query's evaluation fails\n\
     /-/reload    POST to reload the configuration (server.enable_lifecycle)\n\
     /alertmanager/webhook   POST: Alertmanager webhook receiver (alerts)\n\
     /graph       a series with its band and forecast as SVG (?query=NAME&series={...}&range=6h)\n";
@@ -364,7 +364,15 @@ fn ready(state: &AppState) -> Reply {
         );
     }
     match state.upstream.status() {
-        UpstreamStatus::Up { .. } => text(StatusCode::OK, "foretell is Ready.\n"),
+        UpstreamStatus::Up { .. } => match state.upstream.failing_evaluations().first() {
+            None => text(StatusCode::OK, "foretell is Ready.\n"),
+            Some((query, error)) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "foretell is not ready: the evaluation of query {query:?} failed: {error}\n"
+                ),
+            ),
+        },
         UpstreamStatus::Unknown => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "foretell is not ready: no answer from Prometheus yet.\n",
@@ -727,6 +735,45 @@ pub(super) mod tests {
                 .await
                 .status(),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// Issue 16, item 2: a query whose evaluation failed every cycle left readiness at 200.
+    #[tokio::test]
+    async fn a_failing_evaluation_shows_in_readiness_and_self_metrics() {
+        let (state, _requests) = state(false);
+        state.upstream.record_up(1);
+        state.upstream.record_evaluation(
+            "payments",
+            Err("task 7 panicked with message \"capacity overflow\"".into()),
+        );
+        let response = handle(&state, request(Method::GET, "/-/ready")).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body_of(response)
+            .await
+            .contains(r#"the evaluation of query "payments" failed: task 7 panicked"#));
+        let metrics = body_of(handle(&state, request(Method::GET, "/metrics")).await).await;
+        assert!(
+            metrics.contains(r#"foretell_evaluation_failures_total{query="payments"} 1"#),
+            "{metrics}"
+        );
+
+        state.upstream.record_evaluation("payments", Ok(()));
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/ready"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        state
+            .upstream
+            .record_evaluation("gone", Err("panicked".into()));
+        state.upstream.retain_queries(&["payments".to_owned()]);
+        assert_eq!(
+            handle(&state, request(Method::GET, "/-/ready"))
+                .await
+                .status(),
+            StatusCode::OK
         );
     }
 

@@ -59,6 +59,82 @@ impl Labels {
     }
 }
 
+/// Why a label name from outside (a Prometheus answer, an alert) cannot be used as one.
+///
+/// foretell serves the text exposition format 0.0.4 and writes PromQL selectors, both of which
+/// carry only the classic names `[a-zA-Z_][a-zA-Z0-9_]*` unquoted. Prometheus 3 also stores
+/// UTF-8 names (`service.name`), which those forms can only carry quoted; a series with one
+/// is refused rather than exported under a guessed name that could collide with another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LabelNameProblem {
+    /// The empty name, which no Prometheus version accepts.
+    Empty,
+    /// A name starting with `__` other than `__name__`: reserved for Prometheus' own use.
+    Reserved,
+    /// A UTF-8 name outside `[a-zA-Z_][a-zA-Z0-9_]*` (dots, spaces, quotes, newlines...).
+    NotClassic,
+}
+
+impl LabelNameProblem {
+    /// Every problem, so counters can start at 0 for each.
+    pub const ALL: [LabelNameProblem; 3] = [
+        LabelNameProblem::Empty,
+        LabelNameProblem::Reserved,
+        LabelNameProblem::NotClassic,
+    ];
+
+    /// A short stable name for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelNameProblem::Empty => "label_name_empty",
+            LabelNameProblem::Reserved => "label_name_reserved",
+            LabelNameProblem::NotClassic => "label_name_not_classic",
+        }
+    }
+}
+
+impl fmt::Display for LabelNameProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LabelNameProblem::Empty => "an empty label name",
+            LabelNameProblem::Reserved => {
+                "a label name starting with `__` (reserved for Prometheus' internal use)"
+            }
+            LabelNameProblem::NotClassic => {
+                "a label name outside [a-zA-Z_][a-zA-Z0-9_]* (a UTF-8 name the text format 0.0.4 cannot carry)"
+            }
+        })
+    }
+}
+
+/// Checks a label name against what the exposition and PromQL selectors can carry unquoted.
+/// `__name__` is allowed: it holds the metric name and is exported as `source_metric`.
+pub fn check_label_name(name: &str) -> Result<(), LabelNameProblem> {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return Err(LabelNameProblem::Empty);
+    };
+    let classic = (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !classic {
+        Err(LabelNameProblem::NotClassic)
+    } else if name.starts_with("__") && name != METRIC_NAME {
+        Err(LabelNameProblem::Reserved)
+    } else {
+        Ok(())
+    }
+}
+
+/// A label name made safe to show in a log line or an error: control characters escaped, at
+/// most 64 characters (a hostile name can be megabytes of newlines).
+pub fn describe_label_name(name: &str) -> String {
+    let mut shown: String = name.chars().take(64).flat_map(char::escape_debug).collect();
+    if name.chars().count() > 64 {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
+}
+
 /// Why a label set in selector style could not be read; `at` is a character offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{problem} at character {at} of the label set (expected {{name=\"value\", ...}})")]
@@ -254,6 +330,35 @@ mod tests {
             let error = Labels::parse_selector(text).expect_err(text);
             assert!(error.to_string().contains(problem), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn label_names_are_checked_as_the_text_format_needs_them() {
+        for good in ["job", "_x", "__name__", "a1_B2", "X"] {
+            assert_eq!(check_label_name(good), Ok(()), "{good}");
+        }
+        let injected =
+            "zz=\"1\"} 1\nforetell_anomaly_score{query=\"payments\",injected=\"yes\"} 999\nx{a";
+        for (bad, problem) in [
+            ("", LabelNameProblem::Empty),
+            ("bad name", LabelNameProblem::NotClassic),
+            ("service.name", LabelNameProblem::NotClassic),
+            ("1job", LabelNameProblem::NotClassic),
+            ("é", LabelNameProblem::NotClassic),
+            (injected, LabelNameProblem::NotClassic),
+            ("__meta_x", LabelNameProblem::Reserved),
+            ("__", LabelNameProblem::Reserved),
+        ] {
+            assert_eq!(check_label_name(bad), Err(problem), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn described_names_are_one_short_line() {
+        let shown = describe_label_name(&format!("a\nb{}", "x".repeat(1000)));
+        assert!(shown.starts_with("\"a\\nb"), "{shown}");
+        assert!(!shown.contains('\n'));
+        assert!(shown.chars().count() < 80, "{shown}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ impl SeriesWindow {
     /// Places a sample in its slot. Off-grid timestamps snap down to the grid; samples older
     /// than the window are ignored; a re-delivered point overwrites its slot.
     fn insert(&mut self, sample: Sample) {
+        // Decoders refuse such timestamps; a window still ignores them rather than overflow.
+        if !(0..=MAX_TIMESTAMP_MS).contains(&sample.timestamp_ms) {
+            return;
+        }
         let ts = sample.timestamp_ms - sample.timestamp_ms.rem_euclid(self.step_ms);
         self.last_seen_ms = self.last_seen_ms.max(ts);
         if self.values.is_empty() {
@@ -63,7 +67,7 @@ impl SeriesWindow {
             return;
         }
         if ts > self.newest_ms {
-            let ahead = ((ts - self.newest_ms) / self.step_ms) as usize;
+            let ahead = steps_between(self.newest_ms, ts, self.step_ms);
             if ahead > self.capacity {
                 self.values.clear();
                 self.values.push_back(sample.value);
@@ -76,7 +80,7 @@ impl SeriesWindow {
                 self.values.pop_front();
             }
         } else {
-            let behind = ((self.newest_ms - ts) / self.step_ms) as usize;
+            let behind = steps_between(ts, self.newest_ms, self.step_ms);
             if behind < self.values.len() {
                 let index = self.values.len() - 1 - behind;
                 self.values[index] = sample.value;
@@ -113,11 +117,12 @@ impl SeriesWindow {
         if self.values.is_empty() || timestamp_ms > self.newest_ms {
             return f64::NAN;
         }
-        let behind = (self.newest_ms - timestamp_ms) / self.step_ms;
-        usize::try_from(behind)
-            .ok()
-            .filter(|&b| b < self.values.len())
-            .map_or(f64::NAN, |b| self.values[self.values.len() - 1 - b])
+        let behind = steps_between(timestamp_ms, self.newest_ms, self.step_ms);
+        if behind < self.values.len() {
+            self.values[self.values.len() - 1 - behind]
+        } else {
+            f64::NAN
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -275,6 +280,16 @@ impl<M> QueryStore<M> {
     }
 }
 
+/// The newest timestamp a window holds: the end of the year 9999.
+const MAX_TIMESTAMP_MS: i64 = crate::timestamp::MAX_UNIX_SECONDS as i64 * 1000 + 999;
+
+/// Whole steps from `from_ms` to `to_ms` (`to_ms >= from_ms`), saturating: timestamps are
+/// checked where they enter, but a window must not overflow whatever it is given.
+fn steps_between(from_ms: i64, to_ms: i64, step_ms: i64) -> usize {
+    let steps = (i128::from(to_ms) - i128::from(from_ms)) / i128::from(step_ms.max(1));
+    usize::try_from(steps).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +317,28 @@ mod tests {
 
     fn series(name: &str) -> Labels {
         Labels::from_pairs([("instance", name)])
+    }
+
+    /// Issue 16, item 2: `1e300` and `-1e18` seconds panicked with "capacity overflow".
+    #[test]
+    fn absurd_timestamps_are_ignored_without_overflow() {
+        let mut store: QueryStore<()> = QueryStore::new(limits());
+        let absurd = [i64::MAX, i64::MIN, i64::MIN + 1, -1, i64::MAX - 1];
+        for (round, &at) in absurd.iter().enumerate() {
+            let normal = 10 * STEP + round as i64 * STEP;
+            store.merge(
+                vec![(
+                    series("a"),
+                    samples(&[(normal, 1.0), (at, 2.0), (normal + STEP, 3.0)]),
+                )],
+                normal + STEP,
+            );
+        }
+        let (_, tracked) = store.iter().next().expect("one series");
+        assert_eq!(tracked.window.value_at(15 * STEP), 3.0);
+        assert!(tracked.window.value_at(i64::MIN).is_nan());
+        assert!(tracked.window.value_at(i64::MAX).is_nan());
+        assert!(tracked.window.len() <= 5);
     }
 
     #[test]

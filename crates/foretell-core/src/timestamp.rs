@@ -21,6 +21,18 @@ impl fmt::Display for TimestampFormat {
     }
 }
 
+/// The newest instant accepted anywhere: 9999-12-31T23:59:59Z, the last one RFC 3339 can write.
+pub const MAX_UNIX_SECONDS: f64 = 253_402_300_799.0;
+
+/// Unix seconds as milliseconds, when they fall between 1970 and the end of year 9999: what a
+/// monitoring sample can carry. Anything else (`1e300`, `-1e18`, `NaN`) is refused here, once,
+/// so that no later arithmetic on timestamps can overflow.
+pub fn unix_seconds_to_ms(seconds: f64) -> Option<i64> {
+    (0.0..=MAX_UNIX_SECONDS)
+        .contains(&seconds)
+        .then(|| (seconds * 1000.0).round() as i64)
+}
+
 /// Reads `text` as one of the formats; returns milliseconds since the epoch and the format.
 pub fn parse(text: &str) -> Result<(i64, TimestampFormat), String> {
     let text = text.trim();
@@ -28,10 +40,10 @@ pub fn parse(text: &str) -> Result<(i64, TimestampFormat), String> {
         let seconds: f64 = text
             .parse()
             .map_err(|_| format!("`{text}` is not a number of Unix seconds"))?;
-        return Ok((
-            (seconds * 1000.0).round() as i64,
-            TimestampFormat::UnixSeconds,
-        ));
+        let ms = unix_seconds_to_ms(seconds).ok_or_else(|| {
+            format!("`{text}` Unix seconds is after the year 9999; is it in milliseconds or nanoseconds?")
+        })?;
+        return Ok((ms, TimestampFormat::UnixSeconds));
     }
     let invalid = || {
         format!("`{text}` is not a timestamp; use Unix seconds, `YYYY-MM-DD HH:MM:SS` or RFC 3339")
@@ -241,6 +253,23 @@ mod tests {
             let (ms, _) = parse(text).expect(text);
             assert_eq!(format_rfc3339(ms), text);
         }
+    }
+
+    /// Issue 16, item 2: a CSV row at an absurd Unix time is an error naming it, not an
+    /// overflow further on.
+    #[test]
+    fn unix_seconds_past_the_year_9999_are_refused() {
+        let long = "9".repeat(400);
+        for text in ["253402300800", "100000000000000000000", long.as_str()] {
+            let error = parse(text).expect_err(text);
+            assert!(error.contains("after the year 9999"), "{error}");
+        }
+        assert_eq!(
+            parse("253402300799"),
+            Ok((253_402_300_799_000, TimestampFormat::UnixSeconds))
+        );
+        assert_eq!(unix_seconds_to_ms(f64::NAN), None);
+        assert_eq!(unix_seconds_to_ms(-0.5), None);
     }
 
     #[test]

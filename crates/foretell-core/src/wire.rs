@@ -3,17 +3,22 @@
 //! Format: <https://prometheus.io/docs/prometheus/latest/querying/api/#format-overview>.
 //! Sample values are JSON strings so that `NaN`, `+Inf` and `-Inf` survive.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::labels::{check_label_name, describe_label_name, LabelNameProblem};
 use crate::store::Sample;
+use crate::timestamp::unix_seconds_to_ms;
 use crate::Labels;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 #[derive(Debug, Deserialize)]
-struct ApiResponse {
+struct ApiResponse<'a> {
     status: String,
-    #[serde(default)]
-    data: Option<RangeData>,
+    #[serde(default, borrow)]
+    data: Option<RangeData<'a>>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -23,17 +28,21 @@ struct ApiResponse {
 }
 
 #[derive(Debug, Deserialize)]
-struct RangeData {
+struct RangeData<'a> {
     #[serde(rename = "resultType")]
     result_type: String,
-    result: serde_json::Value,
+    /// Kept as the raw text until `resultType` is known (JSON keys come in any order), then
+    /// decoded series by series straight into [`Sample`]s: no tree of the whole answer.
+    #[serde(borrow)]
+    result: &'a RawValue,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireSeries {
+struct WireSeries<'a> {
     metric: BTreeMap<String, String>,
-    #[serde(default)]
-    values: Vec<(f64, String)>,
+    /// Values borrow from the body: no string is allocated per sample.
+    #[serde(default, borrow)]
+    values: Vec<(f64, Cow<'a, str>)>,
 }
 
 /// A decoded successful `query_range` answer.
@@ -41,6 +50,39 @@ struct WireSeries {
 pub struct RangeBody {
     pub series: Vec<(Labels, Vec<Sample>)>,
     pub warnings: Vec<String>,
+    /// Series left out because a label name cannot be exported or queried.
+    pub refused: RefusedSeries,
+}
+
+/// Series of an answer left out for their label names, counted by problem, with the first
+/// offending name (escaped for logs) as an example.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RefusedSeries {
+    pub counts: BTreeMap<LabelNameProblem, u64>,
+    pub example: Option<String>,
+}
+
+impl RefusedSeries {
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Adds another answer's refusals (a range fetched in several requests).
+    pub fn absorb(&mut self, other: RefusedSeries) {
+        for (problem, count) in other.counts {
+            *self.counts.entry(problem).or_default() += count;
+        }
+        if self.example.is_none() {
+            self.example = other.example;
+        }
+    }
+
+    fn refuse(&mut self, problem: LabelNameProblem, name: &str) {
+        *self.counts.entry(problem).or_default() += 1;
+        if self.example.is_none() {
+            self.example = Some(describe_label_name(name));
+        }
+    }
 }
 
 /// Why a body could not be used.
@@ -57,10 +99,17 @@ pub enum WireError {
     MalformedSeries(String),
     #[error("sample value {value:?} at {timestamp} is not a number")]
     BadValue { value: String, timestamp: f64 },
+    /// A timestamp no Prometheus writes for a range query: before 1970, after the year 9999,
+    /// or not a number. The whole answer is refused; its source is broken or hostile.
+    #[error("sample timestamp {timestamp} is not Unix seconds between 1970 and the year 9999")]
+    BadTimestamp { timestamp: f64 },
 }
 
 /// Decodes a `query_range` body whatever its HTTP status: an API error object is returned as
 /// [`WireError::Api`] so the caller can report Prometheus' own words.
+///
+/// Series with a label name that cannot be exported ([`check_label_name`]) are left out and
+/// counted in [`RangeBody::refused`]; a sample with an impossible timestamp fails the answer.
 pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     let response: ApiResponse = serde_json::from_slice(body).map_err(|e| WireError::NotJson {
         detail: e.to_string(),
@@ -81,29 +130,84 @@ pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     if data.result_type != "matrix" {
         return Err(WireError::UnexpectedResultType(data.result_type));
     }
-    let wire: Vec<WireSeries> = serde_json::from_value(data.result)
+    let mut decoded = Matrix::default();
+    let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
+    serde::Deserializer::deserialize_seq(&mut deserializer, MatrixVisitor(&mut decoded))
         .map_err(|e| WireError::MalformedSeries(e.to_string()))?;
-    let mut series = Vec::with_capacity(wire.len());
-    for s in wire {
-        let samples = s
-            .values
-            .into_iter()
-            .map(|(timestamp, text)| {
-                Ok(Sample {
-                    timestamp_ms: (timestamp * 1000.0).round() as i64,
-                    value: parse_value(&text).ok_or(WireError::BadValue {
-                        value: text,
-                        timestamp,
-                    })?,
-                })
-            })
-            .collect::<Result<Vec<_>, WireError>>()?;
-        series.push((Labels::from_pairs(s.metric), samples));
+    if let Some(error) = decoded.error {
+        return Err(error);
     }
     Ok(RangeBody {
-        series,
+        series: decoded.series,
         warnings: response.warnings,
+        refused: decoded.refused,
     })
+}
+
+/// What the matrix decoder keeps: converted series, refusals, and the first sample error
+/// (after which the rest of the answer is only skipped).
+#[derive(Default)]
+struct Matrix {
+    series: Vec<(Labels, Vec<Sample>)>,
+    refused: RefusedSeries,
+    error: Option<WireError>,
+}
+
+struct MatrixVisitor<'m>(&'m mut Matrix);
+
+impl<'de> Visitor<'de> for MatrixVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of series")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let matrix = self.0;
+        while matrix.error.is_none() {
+            let Some(series) = seq.next_element::<WireSeries<'de>>()? else {
+                return Ok(());
+            };
+            match convert(series) {
+                Ok(Converted::Series(labels, samples)) => matrix.series.push((labels, samples)),
+                Ok(Converted::Refused(problem, name)) => matrix.refused.refuse(problem, &name),
+                Err(error) => matrix.error = Some(error),
+            }
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+}
+
+enum Converted {
+    Series(Labels, Vec<Sample>),
+    Refused(LabelNameProblem, String),
+}
+
+fn convert(series: WireSeries<'_>) -> Result<Converted, WireError> {
+    for name in series.metric.keys() {
+        if let Err(problem) = check_label_name(name) {
+            return Ok(Converted::Refused(problem, name.clone()));
+        }
+    }
+    let samples = series
+        .values
+        .into_iter()
+        .map(|(timestamp, text)| {
+            Ok(Sample {
+                timestamp_ms: unix_seconds_to_ms(timestamp)
+                    .ok_or(WireError::BadTimestamp { timestamp })?,
+                value: parse_value(&text).ok_or_else(|| WireError::BadValue {
+                    value: text.chars().take(64).collect(),
+                    timestamp,
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(Converted::Series(
+        Labels::from_pairs(series.metric),
+        samples,
+    ))
 }
 
 /// Parses a sample value as Prometheus (Go's strconv.ParseFloat) writes it.
@@ -203,6 +307,55 @@ mod tests {
             decode_range(wrong_shape),
             Err(WireError::MalformedSeries(_))
         ));
+    }
+
+    /// Issue 16, item 1: label names that would forge samples or break the exposition.
+    #[test]
+    fn series_with_label_names_that_cannot_be_exported_are_refused_and_counted() {
+        let injected = r#"zz=\"1\"} 1\nforetell_anomaly_score{query=\"payments\",instance=\"db-1\",injected=\"yes\"} 999\nx{a"#;
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[
+            {{"metric":{{"{injected}":"v","job":"a"}},"values":[[1700000000,"1"]]}},
+            {{"metric":{{"":"v"}},"values":[[1700000000,"1"]]}},
+            {{"metric":{{"bad name":"v"}},"values":[[1700000000,"1"]]}},
+            {{"metric":{{"__meta_x":"v"}},"values":[[1700000000,"1"]]}},
+            {{"metric":{{"__name__":"up","job":"ok"}},"values":[[1700000000,"2"]]}}]}}}}"#
+        );
+        let decoded = decode_range(body.as_bytes()).expect("decodes");
+        assert_eq!(decoded.series.len(), 1);
+        assert_eq!(decoded.series[0].0.get("job"), Some("ok"));
+        assert_eq!(decoded.refused.total(), 4);
+        assert_eq!(decoded.refused.counts[&LabelNameProblem::NotClassic], 2);
+        assert_eq!(decoded.refused.counts[&LabelNameProblem::Empty], 1);
+        assert_eq!(decoded.refused.counts[&LabelNameProblem::Reserved], 1);
+        let example = decoded.refused.example.expect("an example");
+        assert!(
+            example.starts_with(r#""zz=\"1\"} 1\nforetell"#),
+            "{example}"
+        );
+        assert!(!example.contains('\n'));
+    }
+
+    /// Issue 16, item 2: timestamps that overflowed the series window.
+    #[test]
+    fn impossible_timestamps_fail_the_answer() {
+        for timestamp in ["1e300", "-1e18", "-1", "253402300800"] {
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[1700000000,"1"],[{timestamp},"1"]]}}]}}}}"#
+            );
+            match decode_range(body.as_bytes()) {
+                Err(WireError::BadTimestamp { .. }) => {}
+                other => panic!("{timestamp}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn result_before_result_type_decodes_too() {
+        let body = br#"{"data":{"result":[{"values":[[1,"1"]],"metric":{"a":"b"}}],"resultType":"matrix"},"status":"success"}"#;
+        let decoded = decode_range(body).expect("valid");
+        assert_eq!(decoded.series[0].0.get("a"), Some("b"));
+        assert_eq!(decoded.series[0].1[0].timestamp_ms, 1000);
     }
 
     #[test]
