@@ -260,7 +260,10 @@ pub async fn run(
                 Arc::clone(&clock),
             )
             .map_err(AppError::RemoteWrite)?;
-            tracing::info!(url = %settings.url, "pushing predictions by remote write");
+            tracing::info!(
+                url = %settings.url,
+                "pushing predictions by remote write"
+            );
             Some(tokio::spawn(
                 writer.run(Arc::clone(&state.snapshot), stop_pushing.clone()),
             ))

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{Auth, RemoteWriteConfig};
 use crate::pipeline::SnapshotCell;
-use crate::reader::{backoff, error_chain};
+use crate::reader::{backoff, error_chain, transport_error};
 use crate::telemetry::{RemoteWriteOutcome, Telemetry};
 
 /// What one request came to after its retries.
@@ -172,7 +172,7 @@ impl RemoteWriter {
                     }
                     (reason, retry_after)
                 }
-                Err(error) => (error_chain(&error), None),
+                Err(error) => (transport_error(error), None),
             };
             if attempt >= self.config.retry.max_attempts {
                 return Sent::Failed(reason);
@@ -188,7 +188,7 @@ impl RemoteWriter {
     async fn send_once(&self, body: bytes::Bytes) -> Result<reqwest::Response, reqwest::Error> {
         let request = self
             .client
-            .post(self.config.url.clone())
+            .post(self.config.url.expose().clone())
             .headers(self.headers.clone())
             .body(body);
         let request = match &self.config.auth {
@@ -218,7 +218,10 @@ mod tests {
 
     fn writer(url: &str, telemetry: &Arc<Telemetry>) -> RemoteWriter {
         let config = RemoteWriteConfig {
-            url: url::Url::parse(&format!("{url}/api/v1/write")).expect("url"),
+            url: crate::config::SecretUrl::new(
+                url::Url::parse(&format!("{url}/api/v1/write")).expect("url"),
+                foretell_core::redact::Path::Shown,
+            ),
             timeout: Duration::from_secs(2),
             auth: None,
             headers: vec![(

@@ -7,7 +7,6 @@ use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::delivery::{RetrySchedule, GIVE_UP_ATTEMPT_SPACING_MS};
 use foretell_core::alerts::rate_limit::RateLimit;
 use http::{HeaderName, HeaderValue};
-use url::Url;
 
 use super::raw::{RawAlerts, RawReceiver, RawRoute};
 use super::{duration, Auth, Secret, Validator};
@@ -62,7 +61,7 @@ pub struct OnDemandConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiverConfig {
     pub name: String,
-    pub url: Url,
+    pub url: super::SecretUrl,
     pub timeout: Duration,
     pub auth: Option<Auth>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -301,7 +300,11 @@ impl Validator<'_> {
                     format!("`{}` is used by an earlier receiver", receiver.name),
                 );
             }
-            let url = self.http_url(&format!("{path}.url"), &receiver.url);
+            let url = self.http_url(
+                &format!("{path}.url"),
+                &receiver.url,
+                foretell_core::redact::Path::Hidden,
+            );
             let timeout = self.positive_duration(
                 &format!("{path}.timeout"),
                 receiver.timeout.as_deref(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use foretell_core::audit::KeyRing;
 use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
+use foretell_core::redact;
 use foretell_core::store::StoreLimits;
 use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
@@ -30,7 +31,7 @@ use raw::{
     RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawRemoteWrite, RawRetry,
     RawSeasonality, RawServer, RawThreshold,
 };
-pub use secret::{Environment, Secret, SystemEnvironment};
+pub use secret::{Environment, Secret, SecretUrl, SystemEnvironment};
 
 /// Prometheus refuses `query_range` requests for more than 11,000 points per series.
 pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
@@ -58,7 +59,7 @@ pub struct Config {
 /// Where predictions are pushed with the remote-write 1.0 protocol, besides `/metrics`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteWriteConfig {
-    pub url: Url,
+    pub url: SecretUrl,
     pub timeout: Duration,
     pub auth: Option<Auth>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -81,7 +82,7 @@ pub struct AuditConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrometheusConfig {
-    pub url: Url,
+    pub url: SecretUrl,
     pub timeout: Duration,
     pub auth: Option<Auth>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -505,7 +506,9 @@ impl Validator<'_> {
     }
 
     /// An http(s) URL with a host and without credentials (those belong in the auth settings).
-    fn http_url(&mut self, path: &str, text: &str) -> Option<Url> {
+    /// Errors show the text redacted: a URL that fails to parse can still hold a password.
+    fn http_url(&mut self, path: &str, text: &str, url_path: redact::Path) -> Option<SecretUrl> {
+        let shown = redact::url(text, url_path);
         match Url::parse(text) {
             Ok(url) if url.password().is_some() || !url.username().is_empty() => {
                 self.fail(
@@ -514,16 +517,18 @@ impl Validator<'_> {
                 );
                 None
             }
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                Some(SecretUrl::new(url, url_path))
+            }
             Ok(_) => {
                 self.fail(
                     path,
-                    format!("must be an http:// or https:// URL with a host, got `{text}`"),
+                    format!("must be an http:// or https:// URL with a host, got `{shown}`"),
                 );
                 None
             }
             Err(e) => {
-                self.fail(path, format!("`{text}` is not a URL: {e}"));
+                self.fail(path, format!("`{shown}` is not a URL: {e}"));
                 None
             }
         }
@@ -556,7 +561,7 @@ impl Validator<'_> {
 
     fn prometheus(&mut self, raw: &RawPrometheus) -> Option<PrometheusConfig> {
         let before = self.errors.len();
-        let url = self.http_url("prometheus.url", &raw.url);
+        let url = self.http_url("prometheus.url", &raw.url, redact::Path::Shown);
         let timeout = self.positive_duration(
             "prometheus.timeout",
             raw.timeout.as_deref(),
@@ -674,7 +679,7 @@ impl Validator<'_> {
 
     fn remote_write(&mut self, raw: &RawRemoteWrite) -> Option<RemoteWriteConfig> {
         let before = self.errors.len();
-        let url = self.http_url("remote_write.url", &raw.url);
+        let url = self.http_url("remote_write.url", &raw.url, redact::Path::Shown);
         let timeout = self.positive_duration(
             "remote_write.timeout",
             raw.timeout.as_deref(),
@@ -748,7 +753,10 @@ impl Validator<'_> {
             Some(Ok(url)) => {
                 self.fail(
                     "server.external_url",
-                    format!("`{url}` is not an http:// or https:// URL with a host"),
+                    format!(
+                        "`{}` is not an http:// or https:// URL with a host",
+                        redact::url(url.as_str(), redact::Path::Shown)
+                    ),
                 );
                 None
             }
@@ -757,7 +765,10 @@ impl Validator<'_> {
                     "server.external_url",
                     format!(
                         "`{}` is not a URL ({error}); for example https://foretell.example.com",
-                        raw.external_url.as_deref().unwrap_or_default()
+                        redact::url(
+                            raw.external_url.as_deref().unwrap_or_default(),
+                            redact::Path::Shown
+                        )
                     ),
                 );
                 None

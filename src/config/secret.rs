@@ -4,6 +4,9 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
+use foretell_core::redact;
+use url::Url;
+
 /// A credential. Its `Debug` never shows the value, so it cannot leak through logs or error
 /// chains; the value is only reachable through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
@@ -22,6 +25,38 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// An endpoint URL that may carry a credential: an `api_key` in the query string, a token in
+/// a webhook's path. `Display` and `Debug` show it redacted ([`foretell_core::redact::url`]),
+/// so logs, errors and pages cannot leak it; requests reach the whole URL through
+/// [`SecretUrl::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl {
+    url: Url,
+    path: redact::Path,
+}
+
+impl SecretUrl {
+    pub fn new(url: Url, path: redact::Path) -> Self {
+        SecretUrl { url, path }
+    }
+
+    pub fn expose(&self) -> &Url {
+        &self.url
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact::url(self.url.as_str(), self.path))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -566,7 +566,10 @@ fn remote_write_is_optional_and_validated() {
         .expect("valid")
         .remote_write
         .expect("configured");
-    assert_eq!(remote.url.as_str(), "http://mimir:8080/api/v1/push");
+    assert_eq!(
+        remote.url.expose().as_str(),
+        "http://mimir:8080/api/v1/push"
+    );
     assert_eq!(remote.max_samples_per_request, 2_000);
     assert_eq!(remote.retry.max_attempts, 5);
     assert_eq!(remote.timeout, Duration::from_secs(10));

@@ -12,7 +12,7 @@ use super::metrics::DeliveryOutcome;
 use super::outbox::{self, Delivery};
 use super::{pause, Enrichment};
 use crate::config::{Auth, ReceiverConfig};
-use crate::reader::error_chain;
+use crate::reader::transport_error;
 
 /// Deliveries looked at per pass.
 const BATCH: usize = 32;
@@ -274,7 +274,7 @@ async fn send(
         headers.insert(name.clone(), value.clone());
     }
     let mut request = client
-        .post(receiver.url.clone())
+        .post(receiver.url.expose().clone())
         .headers(headers)
         .body(delivery.body.clone());
     request = match &receiver.auth {
@@ -297,6 +297,6 @@ async fn send(
                 retry_after_ms,
             }
         }
-        Err(error) => Attempt::Transport(error_chain(&error)),
+        Err(error) => Attempt::Transport(transport_error(error)),
     }
 }

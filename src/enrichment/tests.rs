@@ -68,7 +68,10 @@ fn config(receiver_url: &str, min_confidence: Option<f64>) -> AlertsConfig {
         on_demand: None,
         receivers: vec![ReceiverConfig {
             name: "pager".into(),
-            url: url::Url::parse(receiver_url).expect("url"),
+            url: crate::config::SecretUrl::new(
+                url::Url::parse(receiver_url).expect("url"),
+                foretell_core::redact::Path::Hidden,
+            ),
             timeout: Duration::from_secs(2),
             auth: None,
             headers: vec![],

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::{Auth, PrometheusConfig, RetryPolicy};
+use foretell_core::redact;
 use wire::WireError;
 
 /// One range to fetch, on the grid `start_ms + k * step_ms`.
@@ -247,7 +248,7 @@ impl PrometheusReader {
         let client = builder
             .build()
             .map_err(|e| ReadError::Setup(error_chain(&e)))?;
-        let mut endpoint = config.url.clone();
+        let mut endpoint = config.url.expose().clone();
         let path = format!(
             "{}/api/v1/query_range",
             endpoint.path().trim_end_matches('/')
@@ -372,7 +373,7 @@ impl PrometheusReader {
     }
 
     async fn fetch_once(&self, chunk: &RangeQuery<'_>) -> Result<wire::RangeBody, ReadError> {
-        let url = self.endpoint.to_string();
+        let url = redact::url(self.endpoint.as_str(), redact::Path::Shown);
         let form = range_form(chunk, self.partial_response);
         let mut request = self
             .client
@@ -391,13 +392,14 @@ impl PrometheusReader {
             None => request,
         };
         let transport = |e: reqwest::Error| {
-            let detail = error_chain(&e);
-            if e.is_timeout() {
+            let (timed_out, connect) = (e.is_timeout(), e.is_connect());
+            let detail = transport_error(e);
+            if timed_out {
                 ReadError::Timeout {
                     url: url.clone(),
                     timeout: self.timeout,
                 }
-            } else if e.is_connect() && detail.contains("dns error") {
+            } else if connect && detail.contains("dns error") {
                 // hyper's connector names a failed lookup so; the system resolver's reason
                 // (no such host, no name server answering) follows in the chain.
                 ReadError::Resolve {
@@ -486,6 +488,12 @@ fn seconds(ms: i64) -> String {
     } else {
         format!("{:.3}", ms as f64 / 1000.0)
     }
+}
+
+/// A failed HTTP exchange on one line, without the URL reqwest puts in its message: a URL can
+/// carry a secret in its query string or path, and the caller names the endpoint redacted.
+pub(crate) fn transport_error(error: reqwest::Error) -> String {
+    error_chain(&error.without_url())
 }
 
 /// An error and its causes on one line; reqwest's own message alone says little.

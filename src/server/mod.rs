@@ -91,12 +91,8 @@ pub struct QueryInfo {
 
 impl StatusInfo {
     pub fn of(config: &crate::config::Config) -> StatusInfo {
-        let mut url = config.prometheus.url.clone();
-        // Never show credentials (the loader refuses them, but a URL is a URL).
-        let _ = url.set_password(None);
-        let _ = url.set_username("");
         StatusInfo {
-            prometheus_url: url.to_string(),
+            prometheus_url: config.prometheus.url.to_string(),
             queries: config
                 .queries
                 .iter()

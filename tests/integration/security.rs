@@ -16,6 +16,12 @@ const RECEIVER_PASSWORD: &str = "receiver-password-11f0c4aa";
 const WEBHOOK_TOKEN: &str = "webhook-token-9e8d7c6b";
 const AUDIT_SECRET_HEX: &str = "8f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const WEB_PASSWORD: &str = "web-password-42d0b6c1";
+/// Issue 16, item 7: secrets in URLs. An `api_key` in Prometheus' query string, a Slack-style
+/// receiver whose path and query are its credential, and a password in a malformed URL.
+const PROMETHEUS_QUERY_SECRET: &str = "prom-apikey-3b9f61d2";
+const RECEIVER_PATH_SECRET: &str = "slackpath77e1c0ab";
+const RECEIVER_QUERY_SECRET: &str = "recv-query-a4c2f9e0";
+const MALFORMED_URL_PASSWORD: &str = "malformed-pw-0d9e44b1";
 
 /// A stand-in for Prometheus answering every range query with an hour of one series, so that
 /// foretell has predictions to push; it records each request's head.
@@ -85,12 +91,12 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
     std::fs::write(
         &config,
         format!(
-            "prometheus:\n  url: {prometheus}\n  timeout: 500ms\n  bearer_token_env: TEST_PROMETHEUS_TOKEN\n  retry:\n    max_attempts: 1\n\
+            "prometheus:\n  url: {prometheus}/?api_key={PROMETHEUS_QUERY_SECRET}\n  timeout: 500ms\n  bearer_token_env: TEST_PROMETHEUS_TOKEN\n  retry:\n    max_attempts: 1\n\
              server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
              audit:\n  path: audit.db\n  key_file: audit.keys\n\
              remote_write:\n  url: http://127.0.0.1:9/api/v1/write\n  interval: 1s\n  timeout: 500ms\n  basic_auth:\n    username: writer\n    password_env: TEST_REMOTE_WRITE_PASSWORD\n  retry:\n    max_attempts: 1\n\
              alerts:\n  bearer_token_file: webhook.token\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 200ms\n\
-             \x20 receivers:\n    - name: pager\n      url: http://127.0.0.1:9/hook\n      timeout: 500ms\n      basic_auth:\n        username: foretell\n        password_env: TEST_RECEIVER_PASSWORD\n  routes:\n    - receiver: pager\n\
+             \x20 receivers:\n    - name: pager\n      url: http://127.0.0.1:9/services/T000/B000/{RECEIVER_PATH_SECRET}?token={RECEIVER_QUERY_SECRET}\n      timeout: 500ms\n      basic_auth:\n        username: foretell\n        password_env: TEST_RECEIVER_PASSWORD\n  routes:\n    - receiver: pager\n\
              queries:\n  - name: q\n    expr: up\n    evaluation_interval: 2s\n"
         ),
     )
@@ -147,6 +153,28 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
     }
     // Let Prometheus, remote write and the delivery fail a few times, and log it.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // A reload of a configuration whose URL is malformed and holds a password: refused with
+    // a 500 whose body, log line and `config.rejected` record must not echo the password.
+    let valid_config = std::fs::read_to_string(&config).expect("config");
+    let malformed = valid_config.replacen(
+        &format!("url: {prometheus}/?api_key={PROMETHEUS_QUERY_SECRET}"),
+        &format!("url: http://admin:{MALFORMED_URL_PASSWORD}@prometheus:99999/"),
+        1,
+    );
+    assert_ne!(malformed, valid_config);
+    std::fs::write(&config, &malformed).expect("malformed config");
+    let refused = client
+        .post(format!("{base}/-/reload"))
+        .basic_auth("ops", Some(WEB_PASSWORD))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 500);
+    let refused = refused.text().await.unwrap_or_default();
+    assert!(refused.contains("prometheus.url"), "{refused}");
+    assert!(refused.contains("<secret>@prometheus:99999"), "{refused}");
+    seen += &refused;
+    std::fs::write(&config, &valid_config).expect("config");
     let reload = client
         .post(format!("{base}/-/reload"))
         .basic_auth("ops", Some(WEB_PASSWORD))
@@ -186,6 +214,21 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
         heads.contains(&format!("authorization: Bearer {PROMETHEUS_TOKEN}")),
         "{heads}"
     );
+    assert!(
+        heads.contains(&format!("api_key={PROMETHEUS_QUERY_SECRET}")),
+        "the query string reached Prometheus: {heads}"
+    );
+    let audit_shown = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .current_dir(dir.path())
+            .args(["audit", "show", "--db", "audit.db"]),
+    );
+    assert!(
+        audit_shown.contains("config.rejected") && audit_shown.contains("alert.retried"),
+        "{audit_shown}"
+    );
+    let malformed_config = dir.path().join("malformed.yml");
+    std::fs::write(&malformed_config, &malformed).expect("malformed config");
     let (_, check_config) = {
         let output = Command::new(env!("CARGO_BIN_EXE_foretell"))
             .current_dir(dir.path())
@@ -196,15 +239,27 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
             .env("TEST_RECEIVER_PASSWORD", RECEIVER_PASSWORD)
             .output()
             .expect("check-config");
+        let malformed = Command::new(env!("CARGO_BIN_EXE_foretell"))
+            .current_dir(dir.path())
+            .arg("check-config")
+            .arg(&malformed_config)
+            .output()
+            .expect("check-config");
+        assert_eq!(malformed.status.code(), Some(2));
         (
             output.status,
             format!(
-                "{}{}",
+                "{}{}{}",
                 String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&malformed.stderr)
             ),
         )
     };
+    assert!(
+        check_config.contains("<secret>@prometheus:99999"),
+        "{check_config}"
+    );
     for secret in [
         PROMETHEUS_TOKEN,
         REMOTE_WRITE_PASSWORD,
@@ -213,13 +268,22 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
         AUDIT_SECRET_HEX,
         WEB_PASSWORD,
         &hash,
+        PROMETHEUS_QUERY_SECRET,
+        RECEIVER_PATH_SECRET,
+        RECEIVER_QUERY_SECRET,
+        MALFORMED_URL_PASSWORD,
     ] {
         for (what, text) in [
             ("the log", &logged),
             ("an HTTP answer", &seen),
             ("check-config", &check_config),
+            ("the audit log", &audit_shown),
         ] {
-            assert!(!text.contains(secret), "{what} holds the secret {secret}");
+            let leaks: Vec<&str> = text.lines().filter(|l| l.contains(secret)).collect();
+            assert!(
+                leaks.is_empty(),
+                "{what} holds the secret {secret}: {leaks:?}"
+            );
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod exposition;
 pub mod labels;
 pub mod markup;
 pub mod model;
+pub mod redact;
 pub mod remote_write;
 pub mod shard;
 pub mod snapshot;
