@@ -316,10 +316,12 @@ pub enum AuditCommand {
         /// (default: the text of $FORETELL_AUDIT_KEYS).
         #[arg(long, value_name = "FILE")]
         key_file: Option<PathBuf>,
-        /// The head sequence number recorded elsewhere (foretell_audit_head_seq in
-        /// Prometheus): a log whose newest record is older was cut or rolled back.
-        #[arg(long, value_name = "SEQ")]
-        expect_head: Option<u64>,
+        /// The head recorded elsewhere: foretell_audit_head_seq in Prometheus, optionally with
+        /// foretell_audit_head_mac_prefix (or 16+ hex digits of the record's MAC) after a colon.
+        /// A log whose newest record is older was cut; one whose record at SEQ has another MAC
+        /// was rolled back and written again.
+        #[arg(long, value_name = "SEQ[:MAC]", value_parser = foretell_core::audit::ExpectedHead::parse)]
+        expect_head: Option<foretell_core::audit::ExpectedHead>,
     },
     /// Print records, oldest first.
     Show {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use foretell_core::audit::{mac_prefix_value, MAC_BYTES};
 use foretell_core::exposition::{HistogramValues, MetricType, TextWriter};
 use foretell_core::labels::LabelNameProblem;
 use foretell_core::wire::RefusedSeries;
@@ -167,6 +168,10 @@ struct AuditStats {
     written: u64,
     write_errors: u64,
     head_seq: u64,
+    /// The first bytes of the head's MAC (`foretell_core::audit::mac_prefix_value`).
+    head_mac_prefix: u64,
+    /// Set when the log was opened with its head behind the newest head written to it.
+    head_went_backwards: bool,
     /// `(successful, records checked, Unix time)` of the newest self-verification.
     last_verify: Option<(bool, u64, f64)>,
 }
@@ -324,16 +329,30 @@ impl Telemetry {
         self.version
     }
 
-    /// The audit log is open with its newest record at `head_seq`.
-    pub fn audit_head(&self, head_seq: u64) {
-        self.with(|s| s.audit.get_or_insert_with(AuditStats::default).head_seq = head_seq);
+    /// The audit log is open with its newest record at `head_seq`, signed `head_mac`.
+    pub fn audit_head(&self, head_seq: u64, head_mac: &[u8; MAC_BYTES]) {
+        self.with(|s| {
+            let audit = s.audit.get_or_insert_with(AuditStats::default);
+            audit.head_seq = head_seq;
+            audit.head_mac_prefix = mac_prefix_value(head_mac);
+        });
     }
 
-    pub fn audit_written(&self, records: u64, head_seq: u64) {
+    pub fn audit_written(&self, records: u64, head_seq: u64, head_mac: &[u8; MAC_BYTES]) {
         self.with(|s| {
             let audit = s.audit.get_or_insert_with(AuditStats::default);
             audit.written += records;
             audit.head_seq = head_seq;
+            audit.head_mac_prefix = mac_prefix_value(head_mac);
+        });
+    }
+
+    /// The log was opened with its head behind the newest head written to it.
+    pub fn audit_head_went_backwards(&self) {
+        self.with(|s| {
+            s.audit
+                .get_or_insert_with(AuditStats::default)
+                .head_went_backwards = true
         });
     }
 
@@ -465,6 +484,26 @@ impl Telemetry {
                 MetricType::Gauge,
             );
             w.sample("foretell_audit_head_seq", &[], audit.head_seq as f64);
+            w.family(
+                "foretell_audit_head_mac_prefix",
+                "The first 6 bytes of the newest audit record's MAC as an integer; with foretell_audit_head_seq, pins the head for `foretell audit verify --expect-head SEQ:MAC`, so a log rolled back and written again is caught.",
+                MetricType::Gauge,
+            );
+            w.sample(
+                "foretell_audit_head_mac_prefix",
+                &[],
+                audit.head_mac_prefix as f64,
+            );
+            w.family(
+                "foretell_audit_head_went_backwards",
+                "1 when the audit log was opened with its head behind the newest head written to it (records removed or an older copy restored); recorded in the log as audit.head_went_backwards.",
+                MetricType::Gauge,
+            );
+            w.sample(
+                "foretell_audit_head_went_backwards",
+                &[],
+                f64::from(u8::from(audit.head_went_backwards)),
+            );
             if let Some((ok, checked, at)) = audit.last_verify {
                 w.family(
                     "foretell_audit_last_verify_successful",

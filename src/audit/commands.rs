@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use foretell_core::audit::keys::encode_hex;
-use foretell_core::audit::{verify, Entry, KeyError, KeyRing, Record, Verification};
+use foretell_core::audit::{
+    verify, Entry, ExpectedHead, KeyError, KeyRing, Problem, ProblemClass, Record, Verification,
+};
 use serde_json::json;
 
 use super::store::{self, StoreError};
@@ -65,16 +67,59 @@ pub fn load_keys(
 }
 
 /// Reads and verifies the log at `db`. The database must exist: verifying a path that is not
-/// there would otherwise create an empty log and report it clean.
+/// there would otherwise create an empty log and report it clean. A file that holds no audit
+/// log (zero bytes, another program's database) is a problem of its own class, never clean.
 pub fn verify_file(
     db: &Path,
     keys: &KeyRing,
-    expect_head: Option<u64>,
+    expect_head: Option<ExpectedHead>,
 ) -> Result<(String, Verification), AuditCommandError> {
     if !db.is_file() {
         return Err(AuditCommandError::NoDatabase(db.display().to_string()));
     }
+    let not_a_log = |message: String| {
+        Ok((
+            String::new(),
+            Verification {
+                checked: 0,
+                head_seq: 0,
+                problem: Some(Problem {
+                    class: ProblemClass::NotALog,
+                    position: None,
+                    message,
+                }),
+            },
+        ))
+    };
+    if std::fs::metadata(db).map(|m| m.len()).unwrap_or(0) == 0 {
+        return not_a_log("the file is empty (0 bytes): it holds no audit log".into());
+    }
     let connection = store::open_read_only(db)?;
+    let tables = store::table_names(&connection, db)?;
+    if !tables.iter().any(|t| t == "records") {
+        if tables.iter().any(|t| t == "meta") {
+            return Ok((
+                String::new(),
+                Verification {
+                    checked: 0,
+                    head_seq: 0,
+                    problem: Some(Problem {
+                        class: ProblemClass::Empty,
+                        position: None,
+                        message: "the log's `records` table is gone (dropped)".into(),
+                    }),
+                },
+            ));
+        }
+        return not_a_log(if tables.is_empty() {
+            "the database has no tables: it holds no audit log".into()
+        } else {
+            format!(
+                "the database holds no audit log (its tables: {}); is this the right file?",
+                tables.join(", ")
+            )
+        });
+    }
     let log = store::read_log(&connection, db)?;
     let outcome = verify(&log.log_id, &log.records, keys, log.start, expect_head);
     Ok((log.log_id, outcome))
@@ -170,7 +215,11 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     let batched_per_second = records as f64 / started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let (_, outcome) = verify_file(&batched_db, &keys, (!append).then_some(records as u64))?;
+    let (_, outcome) = verify_file(
+        &batched_db,
+        &keys,
+        (!append).then_some((records as u64).into()),
+    )?;
     let verify_per_second = outcome.checked as f64 / started.elapsed().as_secs_f64();
     if let Some(problem) = outcome.problem {
         return Err(AuditCommandError::DoesNotVerify {
@@ -354,12 +403,12 @@ mod tests {
         }
         let log_id = writer.log_id().to_owned();
         drop(writer);
-        let (id, outcome) = verify_file(&db, &keys, Some(3)).expect("verify");
+        let (id, outcome) = verify_file(&db, &keys, Some(3.into())).expect("verify");
         assert_eq!(id, log_id);
         let text = render_verification(&db, &id, &outcome);
         assert!(text.contains("3 records checked, head seq 3"), "{text}");
         assert!(text.contains("\nOK: "), "{text}");
-        let (_, outcome) = verify_file(&db, &keys, Some(5)).expect("verify");
+        let (_, outcome) = verify_file(&db, &keys, Some(5.into())).expect("verify");
         let text = render_verification(&db, &id, &outcome);
         assert!(
             text.contains("PROBLEM truncated: the newest record is seq 3, but seq 5"),
@@ -373,20 +422,43 @@ mod tests {
             std::fs::read(&db).expect("read") == before,
             "verify changed the file"
         );
-        // A log whose creation was cut short (schema, no id, no record) is empty, not damaged;
-        // so is a file SQLite created but never wrote.
+        // Issue 16, item 6: none of these is a log that verifies. A log without records (its
+        // creation cut short, every record deleted, the table dropped) is empty; a zero-byte
+        // file or another program's database is not a log.
         let cut_short = dir.path().join("cut-short.db");
         drop(store::open(&cut_short).expect("schema only"));
-        let empty = dir.path().join("empty.db");
-        std::fs::write(&empty, b"").expect("empty file");
-        for path in [&cut_short, &empty] {
-            let (_, outcome) = verify_file(path, &keys, None).expect("verify");
-            assert_eq!(
-                (outcome.checked, outcome.problem),
-                (0, None),
-                "{}",
-                path.display()
-            );
+        let emptied = dir.path().join("emptied.db");
+        std::fs::copy(&db, &emptied).expect("copy");
+        let dropped = dir.path().join("dropped.db");
+        std::fs::copy(&db, &dropped).expect("copy");
+        for (path, sql) in [
+            (&emptied, "DELETE FROM records"),
+            (&dropped, "DROP TABLE records"),
+        ] {
+            rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(sql))
+                .expect("tamper");
+        }
+        let zero_bytes = dir.path().join("zero.db");
+        std::fs::write(&zero_bytes, b"").expect("empty file");
+        let foreign = dir.path().join("foreign.db");
+        rusqlite::Connection::open(&foreign)
+            .and_then(|c| {
+                c.execute_batch("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('a');")
+            })
+            .expect("foreign");
+        for (path, class, words) in [
+            (&cut_short, ProblemClass::Empty, "holds no record"),
+            (&emptied, ProblemClass::Empty, "holds no record"),
+            (&dropped, ProblemClass::Empty, "`records` table is gone"),
+            (&zero_bytes, ProblemClass::NotALog, "0 bytes"),
+            (&foreign, ProblemClass::NotALog, "its tables: users"),
+        ] {
+            let (id, outcome) = verify_file(path, &keys, None).expect("verify");
+            let problem = outcome.problem.clone().expect(words);
+            assert_eq!(problem.class, class, "{}", path.display());
+            let text = render_verification(path, &id, &outcome);
+            assert!(text.contains(words) && !text.contains("OK"), "{text}");
         }
         let missing = verify_file(&dir.path().join("nope.db"), &keys, None).expect_err("missing");
         assert!(
@@ -418,7 +490,7 @@ mod tests {
             (pruned.removed, pruned.through_seq, pruned.anchor_seq),
             (5, 5, 11)
         );
-        let (_, outcome) = verify_file(&db, &keys, Some(11)).expect("verify");
+        let (_, outcome) = verify_file(&db, &keys, Some(11.into())).expect("verify");
         assert_eq!(
             (outcome.checked, outcome.head_seq, outcome.problem),
             (6, 11, None)

@@ -6,15 +6,14 @@
 //! for decisions that must not be reported before they are on disk (process stop).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use std::any::Any;
 
-use foretell_core::audit::{Entry, KeyRing};
+use foretell_core::audit::{Entry, ExpectedHead, KeyRing, MAC_BYTES};
 use rusqlite::Transaction;
 
 use super::store::{Appender, AuditWriter, StoreError};
@@ -40,12 +39,19 @@ enum Request {
     Stop,
 }
 
+/// The newest committed record: what self-verification pins the log to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub mac: [u8; MAC_BYTES],
+}
+
 pub struct AuditLog {
     sender: SyncSender<Request>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     telemetry: Arc<Telemetry>,
-    /// Sequence number of the newest committed record.
-    head: Arc<AtomicU64>,
+    /// Sequence number and MAC of the newest committed record.
+    head: Arc<Mutex<Head>>,
 }
 
 impl AuditLog {
@@ -58,11 +64,29 @@ impl AuditLog {
         now_ms: i64,
     ) -> Result<AuditLog, StoreError> {
         let mut writer = AuditWriter::open(path, keys)?;
+        if let Some(back) = writer.went_backwards().cloned() {
+            // Never silently: the gap is recorded, signed, and shown until the next start.
+            let (record, _) = writer.transaction(|transaction, appender| {
+                appender.append(transaction, back.entry(now_ms))
+            })?;
+            telemetry.audit_head_went_backwards();
+            tracing::error!(
+                written_seq = back.written_seq,
+                found_seq = back.found_seq,
+                recorded_at_seq = record.seq,
+                "the audit log's head went backwards: records after seq {} were removed or an older copy restored; foretell goes on from seq {} and `audit verify` reports the gap",
+                back.found_seq,
+                record.seq
+            );
+        }
         if let Some(rotation) = writer.record_key_rotation(now_ms)? {
             tracing::info!(seq = rotation.seq, key = %rotation.key_id, "audit key rotated");
         }
-        telemetry.audit_head(writer.head_seq());
-        let head = Arc::new(AtomicU64::new(writer.head_seq()));
+        telemetry.audit_head(writer.head_seq(), writer.head_mac());
+        let head = Arc::new(Mutex::new(Head {
+            seq: writer.head_seq(),
+            mac: *writer.head_mac(),
+        }));
         let (sender, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
         let thread_telemetry = Arc::clone(&telemetry);
         let thread_head = Arc::clone(&head);
@@ -83,7 +107,12 @@ impl AuditLog {
 
     /// Sequence number of the newest committed record.
     pub fn head_seq(&self) -> u64 {
-        self.head.load(Ordering::SeqCst)
+        self.head().seq
+    }
+
+    /// The newest committed record's sequence number and MAC.
+    pub fn head(&self) -> Head {
+        *self.head.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues `entry`; never waits.
@@ -185,10 +214,21 @@ pub async fn self_verify(
             _ = cancel.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let head = log.head_seq();
+        let head = log.head();
+        if head.seq == 0 {
+            // Nothing written yet: nothing to verify (an empty log is reported as such).
+            continue;
+        }
         let (path, keys) = (path.clone(), keys.clone());
         let checked = tokio::task::spawn_blocking(move || {
-            super::commands::verify_file(&path, &keys, Some(head))
+            super::commands::verify_file(
+                &path,
+                &keys,
+                Some(ExpectedHead {
+                    seq: head.seq,
+                    mac_prefix: Some(head.mac.to_vec()),
+                }),
+            )
         })
         .await;
         let now_seconds = clock.now_ms() as f64 / 1000.0;
@@ -217,7 +257,7 @@ fn write_loop(
     mut writer: AuditWriter,
     requests: Receiver<Request>,
     telemetry: &Telemetry,
-    head: &AtomicU64,
+    head: &Mutex<Head>,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -262,7 +302,7 @@ fn commit_batch(
     writer: &mut AuditWriter,
     batch: Vec<Request>,
     telemetry: &Telemetry,
-    head: &AtomicU64,
+    head: &Mutex<Head>,
 ) {
     let mut items = Vec::with_capacity(batch.len());
     let mut pending = Vec::with_capacity(batch.len());
@@ -297,8 +337,11 @@ fn commit_batch(
     });
     match result {
         Ok((done, written)) => {
-            head.store(writer.head_seq(), Ordering::SeqCst);
-            telemetry.audit_written(written.len() as u64, writer.head_seq());
+            *head.lock().unwrap_or_else(|e| e.into_inner()) = Head {
+                seq: writer.head_seq(),
+                mac: *writer.head_mac(),
+            };
+            telemetry.audit_written(written.len() as u64, writer.head_seq(), writer.head_mac());
             for (reply, done) in pending.into_iter().zip(done) {
                 match (reply, done) {
                     (Pending::Append(Some(reply)), Done::Appended(seq)) => {
@@ -374,7 +417,7 @@ mod tests {
             &stored.records,
             &keys(),
             stored.start,
-            Some(301),
+            Some(301.into()),
         );
         assert_eq!((outcome.checked, outcome.problem), (301, None));
         let mut metrics = String::new();
@@ -467,5 +510,114 @@ mod tests {
         cancel.cancel();
         task.await.expect("stops");
         log.close();
+    }
+
+    /// Issue 16, item 5: delete seq 17-19 of 19 and restart: foretell went on at 17 and
+    /// `audit verify --expect-head 19` printed OK. Now the restart sees its head went
+    /// backwards, records so as seq 20 (17-19 are never reused), says so in self-metrics, and
+    /// every later verification reports the rollback.
+    #[tokio::test]
+    async fn a_log_rolled_back_under_a_stopped_sidecar_is_recorded_and_never_verifies_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.db");
+        let first = Arc::new(Telemetry::new("test"));
+        let log = AuditLog::start(&path, keys(), Arc::clone(&first), 0).expect("start");
+        for i in 0..19 {
+            log.record_durably(entry(i)).await.expect("durable");
+        }
+        let pinned = log.head();
+        assert_eq!(pinned.seq, 19);
+        log.close();
+        let mut metrics = String::new();
+        first.render(&mut metrics);
+        let exported = format!(
+            "\nforetell_audit_head_mac_prefix {}\n",
+            foretell_core::audit::mac_prefix_value(&pinned.mac)
+        );
+        assert!(metrics.contains(&exported), "{metrics}");
+        assert!(metrics.contains("\nforetell_audit_head_went_backwards 0\n"));
+        let pin = ExpectedHead::parse(&format!(
+            "19:{}",
+            foretell_core::audit::mac_prefix_value(&pinned.mac)
+        ))
+        .expect("pin");
+        let (_, clean) =
+            super::super::commands::verify_file(&path, &keys(), Some(pin.clone())).expect("verify");
+        assert_eq!(clean.problem, None);
+
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("DELETE FROM records WHERE seq >= 17"))
+            .expect("roll back");
+        let second = Arc::new(Telemetry::new("test"));
+        let log = AuditLog::start(&path, keys(), Arc::clone(&second), 5).expect("restart");
+        assert_eq!(log.head_seq(), 20, "17-19 are not reused");
+        log.record_durably(entry(99)).await.expect("goes on");
+        log.close();
+        let mut metrics = String::new();
+        second.render(&mut metrics);
+        assert!(
+            metrics.contains("\nforetell_audit_head_went_backwards 1\n"),
+            "{metrics}"
+        );
+        let connection = store::open(&path).expect("open");
+        let stored = store::read_log(&connection, &path).expect("read");
+        let noted = stored.records.iter().find(|r| r.seq == 20).expect("seq 20");
+        assert_eq!(
+            noted.entry.kind,
+            foretell_core::audit::HEAD_WENT_BACKWARDS_KIND
+        );
+        assert!(noted.entry.details.contains(r#""written_seq":19"#));
+        assert!(noted.entry.details.contains(r#""found_seq":16"#));
+        for expect in [None, Some(19.into()), Some(pin.clone())] {
+            let (_, outcome) =
+                super::super::commands::verify_file(&path, &keys(), expect).expect("verify");
+            let problem = outcome.problem.expect("a problem");
+            assert_eq!(
+                problem.class,
+                foretell_core::audit::ProblemClass::RolledBack
+            );
+        }
+
+        // Someone who also rewinds the head foretell keeps in the database gets past the
+        // restart, but not past the head pinned by its MAC in Prometheus.
+        let rewound = dir.path().join("rewound.db");
+        {
+            let log =
+                AuditLog::start(&rewound, keys(), Arc::new(Telemetry::new("t")), 0).expect("start");
+            for i in 0..19 {
+                log.record_durably(entry(i)).await.expect("durable");
+            }
+            log.close();
+        }
+        let head = {
+            let connection = store::open(&rewound).expect("open");
+            store::read_log(&connection, &rewound)
+                .expect("read")
+                .records[18]
+                .mac
+        };
+        rusqlite::Connection::open(&rewound)
+            .and_then(|c| {
+                c.execute_batch(
+                    "DELETE FROM records WHERE seq >= 17; DELETE FROM meta WHERE name LIKE 'head_%'",
+                )
+            })
+            .expect("roll back quietly");
+        let log =
+            AuditLog::start(&rewound, keys(), Arc::new(Telemetry::new("t")), 0).expect("restart");
+        for i in 0..3 {
+            log.record_durably(entry(200 + i)).await.expect("durable");
+        }
+        log.close();
+        let pin = ExpectedHead {
+            seq: 19,
+            mac_prefix: Some(head[..6].to_vec()),
+        };
+        let (_, outcome) =
+            super::super::commands::verify_file(&rewound, &keys(), Some(pin)).expect("verify");
+        assert_eq!(
+            outcome.problem.expect("a problem").class,
+            foretell_core::audit::ProblemClass::RolledBack
+        );
     }
 }

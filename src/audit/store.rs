@@ -218,6 +218,23 @@ fn mac_from(blob: Vec<u8>, path: &Path, id: i64) -> Result<[u8; MAC_BYTES], Stor
         .map_err(|b: Vec<u8>| corrupt(path, format!("row id {id}: a MAC of {} bytes", b.len())))
 }
 
+/// The names of the database's tables, sorted (at most 20: enough to say what a file is).
+pub fn table_names(connection: &Connection, path: &Path) -> Result<Vec<String>, StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let mut statement = connection
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 20")
+        .map_err(sqlite)?;
+    let names = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sqlite)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite)?;
+    Ok(names)
+}
+
 /// Every record in storage order, the log's id and where its chain starts.
 pub struct StoredLog {
     pub log_id: String,
@@ -399,6 +416,42 @@ pub struct AuditWriter {
     chain: Chain,
     /// The key id of the newest record when the log was opened.
     head_key_id: Option<String>,
+    /// Set when the log's head was behind the head this writer's log had reached.
+    went_backwards: Option<WentBackwards>,
+}
+
+/// A log opened with its head behind the newest head written to it (kept in `meta` with every
+/// commit): records were deleted or an older copy restored. The writer goes on after the
+/// newest head it had written, never reusing those sequence numbers, so the gap stays visible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WentBackwards {
+    /// The newest head written before: sequence number and MAC.
+    pub written_seq: u64,
+    pub written_mac: [u8; MAC_BYTES],
+    /// The head found in the records.
+    pub found_seq: u64,
+    pub found_mac: [u8; MAC_BYTES],
+}
+
+impl WentBackwards {
+    /// The signed record that says so, the first one after the gap.
+    pub fn entry(&self, timestamp_ms: i64) -> Entry {
+        use foretell_core::audit::keys::encode_hex;
+        Entry {
+            timestamp_ms,
+            kind: foretell_core::audit::HEAD_WENT_BACKWARDS_KIND.into(),
+            actor: "foretell".into(),
+            subject: "audit log".into(),
+            outcome: "failed".into(),
+            details: serde_json::json!({
+                "written_seq": self.written_seq,
+                "written_mac": encode_hex(&self.written_mac),
+                "found_seq": self.found_seq,
+                "found_mac": encode_hex(&self.found_mac),
+            })
+            .to_string(),
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -494,19 +547,30 @@ impl AuditWriter {
             )
             .optional()
             .map_err(sqlite)?;
-        let (chain, head_key_id) = match head {
-            Some((seq, mac, key_id)) => (
-                Chain::resume(&log_id, seq as u64, mac_from(mac, path, seq)?),
-                Some(key_id),
-            ),
-            None => (Chain::resume(&log_id, 0, GENESIS_MAC), None),
+        let (found_seq, found_mac, head_key_id) = match head {
+            Some((seq, mac, key_id)) => (seq as u64, mac_from(mac, path, seq)?, Some(key_id)),
+            None => (0, GENESIS_MAC, None),
         };
+        let went_backwards = written_head(&connection, path)?
+            .filter(|&(seq, mac)| seq > found_seq || (seq == found_seq && mac != found_mac))
+            .map(|(written_seq, written_mac)| WentBackwards {
+                written_seq,
+                written_mac,
+                found_seq,
+                found_mac,
+            });
+        // After a rollback the chain links to the head found but numbers on from the newest
+        // head written: the sequence numbers in between are never used again.
+        let resume_seq = went_backwards
+            .as_ref()
+            .map_or(found_seq, |back| back.written_seq);
         Ok(AuditWriter {
             connection,
             path: path.to_owned(),
             keys,
-            chain,
+            chain: Chain::resume(&log_id, resume_seq, found_mac),
             head_key_id,
+            went_backwards,
         })
     }
 
@@ -550,6 +614,9 @@ impl AuditWriter {
         };
         let value = work(&transaction, &mut appender).map_err(sqlite)?;
         let (chain, written) = (appender.chain, appender.written);
+        if !written.is_empty() {
+            record_written_head(&transaction, &chain).map_err(sqlite)?;
+        }
         transaction.commit().map_err(sqlite)?;
         self.chain = chain;
         if let Some(last) = written.last() {
@@ -560,6 +627,59 @@ impl AuditWriter {
 
     pub fn head_seq(&self) -> u64 {
         self.chain.head_seq()
+    }
+
+    pub fn head_mac(&self) -> &[u8; MAC_BYTES] {
+        self.chain.head_mac()
+    }
+
+    /// Whether the log's head was behind the newest head written when it was opened.
+    pub fn went_backwards(&self) -> Option<&WentBackwards> {
+        self.went_backwards.as_ref()
+    }
+}
+
+/// Keeps the newest head written in `meta`, in the transaction that writes it: a later open
+/// that finds the records' head behind it knows records were removed.
+fn record_written_head(transaction: &Transaction, chain: &Chain) -> Result<(), rusqlite::Error> {
+    transaction.execute(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('head_seq', ?1), ('head_mac', ?2)",
+        params![
+            chain.head_seq().to_string(),
+            foretell_core::audit::keys::encode_hex(chain.head_mac())
+        ],
+    )?;
+    Ok(())
+}
+
+/// The newest head written, as [`record_written_head`] kept it; `None` in a log from before it
+/// was kept.
+fn written_head(
+    connection: &Connection,
+    path: &Path,
+) -> Result<Option<(u64, [u8; MAC_BYTES])>, StoreError> {
+    let value = |name: &str| -> Result<Option<String>, StoreError> {
+        connection
+            .query_row("SELECT value FROM meta WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|source| StoreError::Sqlite {
+                path: path.to_owned(),
+                source,
+            })
+    };
+    match (value("head_seq")?, value("head_mac")?) {
+        (Some(seq), Some(mac)) => {
+            let seq = seq
+                .parse()
+                .map_err(|_| corrupt(path, format!("meta head_seq `{seq}` is not a number")))?;
+            let mac = foretell_core::audit::keys::decode_hex(&mac)
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| corrupt(path, "meta head_mac is not a MAC".into()))?;
+            Ok(Some((seq, mac)))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -221,12 +221,14 @@ impl Harness {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Kinds of the audit records so far, and whether the log verifies.
+    /// Kinds of the audit records so far; a log holding any verifies.
     fn records(&self) -> Vec<(String, String)> {
         let connection = store::open_read_only(&self.path).expect("open");
         let stored = store::read_log(&connection, &self.path).expect("read");
-        let outcome = verify(&stored.log_id, &stored.records, &keys(), stored.start, None);
-        assert_eq!(outcome.problem, None, "the log verifies");
+        if !stored.records.is_empty() {
+            let outcome = verify(&stored.log_id, &stored.records, &keys(), stored.start, None);
+            assert_eq!(outcome.problem, None, "the log verifies");
+        }
         stored
             .records
             .iter()

@@ -36,7 +36,13 @@ fn check(
 ) -> foretell_core::audit::Verification {
     let connection = open(path).expect("open");
     let log = read_log(&connection, path).expect("read");
-    verify(&log.log_id, &log.records, keys, log.start, expect_head)
+    verify(
+        &log.log_id,
+        &log.records,
+        keys,
+        log.start,
+        expect_head.map(Into::into),
+    )
 }
 
 fn class(path: &Path, keys: &KeyRing, expect_head: Option<u64>) -> Option<ProblemClass> {

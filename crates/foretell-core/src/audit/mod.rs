@@ -10,4 +10,7 @@ pub mod verify;
 pub use anchor::{Anchor, ANCHOR_KIND};
 pub use keys::{AuditKey, KeyError, KeyRing};
 pub use record::{Chain, Entry, Record, GENESIS_MAC, MAC_BYTES};
-pub use verify::{verify, ChainStart, Problem, ProblemClass, Verification};
+pub use verify::{
+    mac_prefix_value, verify, ChainStart, ExpectedHead, Problem, ProblemClass, Verification,
+    HEAD_WENT_BACKWARDS_KIND,
+};

@@ -155,6 +155,10 @@ impl Chain {
         self.head_seq
     }
 
+    pub fn head_mac(&self) -> &[u8; MAC_BYTES] {
+        &self.head_mac
+    }
+
     pub fn log_id(&self) -> &str {
         &self.log_id
     }

@@ -13,7 +13,14 @@
 //!   **wrong key**;
 //! - a head below what an independent record of it says (`--expect-head`, or
 //!   `foretell_audit_head_seq` in Prometheus) means the log was **truncated** or rolled back to
-//!   an older copy. A chain alone cannot see that.
+//!   an older copy. A chain alone cannot see that;
+//! - a head pinned by its MAC as well (`--expect-head SEQ:MAC`, or
+//!   `foretell_audit_head_mac_prefix` in Prometheus) whose record now has another MAC, or a
+//!   record in which foretell itself noted that its head went backwards, means the log was
+//!   **rolled back** and written again past the cut;
+//! - a file with no record at all is **empty** (every record deleted, the table dropped), and
+//!   one that holds no audit log (a zero-byte file, another program's database) is **not a
+//!   log**: neither is ever reported clean.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,6 +39,9 @@ pub enum ProblemClass {
     Truncated,
     WrongKey,
     ForeignLog,
+    RolledBack,
+    Empty,
+    NotALog,
 }
 
 impl ProblemClass {
@@ -44,6 +54,9 @@ impl ProblemClass {
             ProblemClass::Truncated => "truncated",
             ProblemClass::WrongKey => "wrong key",
             ProblemClass::ForeignLog => "foreign log",
+            ProblemClass::RolledBack => "rolled back",
+            ProblemClass::Empty => "empty",
+            ProblemClass::NotALog => "not a log",
         }
     }
 }
@@ -78,6 +91,82 @@ impl ChainStart {
     };
 }
 
+/// The kind of record foretell appends when it opens a log whose head is behind the head it
+/// had written (records deleted, an older copy restored): the sequence numbers in between are
+/// never reused, so the gap stays visible to every later verification.
+pub const HEAD_WENT_BACKWARDS_KIND: &str = "audit.head_went_backwards";
+
+/// Bytes of a MAC that `foretell_audit_head_mac_prefix` carries: 48 bits, exact in the float64
+/// of a Prometheus sample, and beyond any guess by someone without the key.
+pub const MAC_PREFIX_BYTES: usize = 6;
+
+/// The first [`MAC_PREFIX_BYTES`] of a MAC as an integer, as the head's MAC is exported.
+pub fn mac_prefix_value(mac: &[u8; MAC_BYTES]) -> u64 {
+    mac[..MAC_PREFIX_BYTES]
+        .iter()
+        .fold(0u64, |value, byte| (value << 8) | u64::from(*byte))
+}
+
+/// The head as recorded somewhere the log's writer cannot reach: its sequence number and,
+/// optionally, the first bytes of its MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectedHead {
+    pub seq: u64,
+    pub mac_prefix: Option<Vec<u8>>,
+}
+
+impl ExpectedHead {
+    /// Reads `SEQ` or `SEQ:MAC`, where MAC is the decimal value of
+    /// `foretell_audit_head_mac_prefix` (at most 15 digits) or at least 16 hex digits of the
+    /// record's MAC as `foretell audit show` prints it.
+    pub fn parse(text: &str) -> Result<ExpectedHead, String> {
+        let (seq_text, mac_text) = match text.split_once(':') {
+            Some((seq, mac)) => (seq, Some(mac)),
+            None => (text, None),
+        };
+        let seq = seq_text.trim().parse::<u64>().map_err(|_| {
+            format!("`{seq_text}` is not a sequence number; expected SEQ or SEQ:MAC")
+        })?;
+        let mac_prefix = match mac_text.map(str::trim) {
+            None => None,
+            Some(mac)
+                if !mac.is_empty()
+                    && mac.len() <= 15
+                    && mac.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                let value: u64 = mac
+                    .parse()
+                    .map_err(|_| format!("`{mac}` is not a MAC prefix"))?;
+                if value >= 1 << (8 * MAC_PREFIX_BYTES) {
+                    return Err(format!(
+                        "`{mac}` is larger than a {}-byte MAC prefix (foretell_audit_head_mac_prefix)",
+                        MAC_PREFIX_BYTES
+                    ));
+                }
+                Some(value.to_be_bytes()[8 - MAC_PREFIX_BYTES..].to_vec())
+            }
+            Some(mac) => {
+                let bytes = super::keys::decode_hex(mac)
+                    .filter(|bytes| bytes.len() >= 8 && bytes.len() <= MAC_BYTES)
+                    .ok_or_else(|| {
+                        format!("`{mac}` is neither the decimal foretell_audit_head_mac_prefix nor 16 to 64 hex digits of a MAC")
+                    })?;
+                Some(bytes)
+            }
+        };
+        Ok(ExpectedHead { seq, mac_prefix })
+    }
+}
+
+impl From<u64> for ExpectedHead {
+    fn from(seq: u64) -> Self {
+        ExpectedHead {
+            seq,
+            mac_prefix: None,
+        }
+    }
+}
+
 /// The outcome of a verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verification {
@@ -95,13 +184,21 @@ pub fn verify(
     records: &[Record],
     keys: &KeyRing,
     start: ChainStart,
-    expect_head: Option<u64>,
+    expect_head: Option<ExpectedHead>,
 ) -> Verification {
     let mut result = Verification {
         checked: 0,
         head_seq: start.after_seq,
         problem: None,
     };
+    if records.is_empty() {
+        result.problem = Some(Problem {
+            class: ProblemClass::Empty,
+            position: None,
+            message: "the log holds no record: every record was deleted (or foretell stopped before writing its first)".into(),
+        });
+        return result;
+    }
     let validity: Vec<Option<bool>> = records.iter().map(|r| mac_is_valid(r, keys)).collect();
     if !records.is_empty() && !validity.contains(&Some(true)) {
         let mut used: Vec<&str> = records.iter().map(|r| r.key_id.as_str()).collect();
@@ -170,7 +267,16 @@ pub fn verify(
             Some(true) => {}
         }
         if seq > expected_seq {
-            result.problem = Some(if present.contains(&expected_seq) {
+            result.problem = Some(if record.entry.kind == HEAD_WENT_BACKWARDS_KIND {
+                problem(
+                    ProblemClass::RolledBack,
+                    format!(
+                        "records seq {expected_seq}..{} are gone: the log was rolled back to seq {} and foretell, finding its head behind the one it had written, recorded so at seq {seq}",
+                        seq - 1,
+                        expected_seq - 1
+                    ),
+                )
+            } else if present.contains(&expected_seq) {
                 problem(
                     ProblemClass::Reordered,
                     format!("record seq {seq} is stored where seq {expected_seq} belongs; {expected_seq} comes later"),
@@ -225,15 +331,34 @@ pub fn verify(
         }
     }
     if let Some(expected) = expect_head {
-        if result.head_seq < expected {
+        if result.head_seq < expected.seq {
             result.problem = Some(Problem {
                 class: ProblemClass::Truncated,
                 position: None,
                 message: format!(
-                    "the newest record is seq {}, but seq {expected} was written: the tail was cut off or an older copy restored",
-                    result.head_seq
+                    "the newest record is seq {}, but seq {} was written: the tail was cut off or an older copy restored",
+                    result.head_seq, expected.seq
                 ),
             });
+        } else if let Some(prefix) = expected
+            .mac_prefix
+            .as_ref()
+            .filter(|_| expected.seq > start.after_seq)
+        {
+            let pinned = records[..result.checked as usize]
+                .iter()
+                .find(|record| record.seq == expected.seq);
+            let matches = pinned.is_some_and(|record| record.mac.starts_with(prefix));
+            if !matches {
+                result.problem = Some(Problem {
+                    class: ProblemClass::RolledBack,
+                    position: None,
+                    message: format!(
+                        "record seq {} does not carry the MAC it was written with: the log was rolled back and written again past the cut",
+                        expected.seq
+                    ),
+                });
+            }
         }
     }
     result
@@ -283,7 +408,7 @@ mod tests {
     fn an_intact_log_verifies_to_its_head() {
         let keys = keys(&[("k1", 1)]);
         let records = log(&keys, "L", 10);
-        let outcome = verify("L", &records, &keys, ChainStart::GENESIS, Some(10));
+        let outcome = verify("L", &records, &keys, ChainStart::GENESIS, Some(10.into()));
         assert_eq!(
             outcome,
             Verification {
@@ -292,8 +417,12 @@ mod tests {
                 problem: None
             }
         );
+        // Issue 16, item 6: a log with every record deleted was reported clean.
         let empty = verify("L", &[], &keys, ChainStart::GENESIS, None);
-        assert_eq!((empty.checked, empty.problem), (0, None));
+        assert_eq!(
+            (empty.checked, class(&empty)),
+            (0, Some(ProblemClass::Empty))
+        );
     }
 
     #[test]
@@ -312,7 +441,7 @@ mod tests {
                 record
             })
             .collect();
-        let outcome = verify("L", &records, &keys, ChainStart::GENESIS, Some(3));
+        let outcome = verify("L", &records, &keys, ChainStart::GENESIS, Some(3.into()));
         assert_eq!((outcome.checked, outcome.problem), (3, None));
     }
 
@@ -321,7 +450,13 @@ mod tests {
         let keys = keys(&[("k1", 1)]);
         let records = log(&keys, "L", 10);
         let check = |records: &[Record], expect_head: Option<u64>| {
-            verify("L", records, &keys, ChainStart::GENESIS, expect_head)
+            verify(
+                "L",
+                records,
+                &keys,
+                ChainStart::GENESIS,
+                expect_head.map(Into::into),
+            )
         };
 
         let mut modified = records.clone();
@@ -374,6 +509,71 @@ mod tests {
         assert_eq!(outcome.checked, 0);
     }
 
+    /// Issue 16, item 5: seq 17-19 of 19 deleted and the log continued from 16 printed OK for
+    /// `--expect-head 19`. Pinned by its MAC too, the rewritten head is seen; and foretell's
+    /// own record of a head that went backwards is a rolled-back log forever after.
+    #[test]
+    fn a_head_pinned_by_its_mac_sees_a_rollback_written_over() {
+        let keys = keys(&[("k1", 1)]);
+        let original = log(&keys, "L", 19);
+        let pin = |seq: usize| ExpectedHead {
+            seq: seq as u64,
+            mac_prefix: Some(original[seq - 1].mac[..MAC_PREFIX_BYTES].to_vec()),
+        };
+        assert_eq!(
+            verify("L", &original, &keys, ChainStart::GENESIS, Some(pin(19))).problem,
+            None
+        );
+        // Rolled back to 16 and written again: 17, 18, 19 carry other MACs.
+        let mut rewritten = original[..16].to_vec();
+        let mut chain = Chain::resume("L", 16, original[15].mac);
+        for i in 0..3 {
+            let record = chain.next(&keys, entry(100 + i));
+            chain.commit(&record);
+            rewritten.push(record);
+        }
+        assert_eq!(
+            verify("L", &rewritten, &keys, ChainStart::GENESIS, Some(19.into())).problem,
+            None,
+            "the number alone cannot see it"
+        );
+        let outcome = verify("L", &rewritten, &keys, ChainStart::GENESIS, Some(pin(19)));
+        assert_eq!(class(&outcome), Some(ProblemClass::RolledBack));
+        // foretell noticed the rollback when it reopened the log: it went on at 20.
+        let mut noticed = original[..16].to_vec();
+        let mut chain = Chain::resume("L", 19, original[15].mac);
+        let mut note = entry(200);
+        note.kind = HEAD_WENT_BACKWARDS_KIND.into();
+        let record = chain.next(&keys, note);
+        chain.commit(&record);
+        noticed.push(record);
+        let outcome = verify("L", &noticed, &keys, ChainStart::GENESIS, None);
+        assert_eq!(class(&outcome), Some(ProblemClass::RolledBack));
+        assert!(outcome
+            .problem
+            .expect("problem")
+            .message
+            .contains("seq 17..19 are gone"),);
+    }
+
+    #[test]
+    fn expected_heads_read_seq_and_either_mac_form() {
+        let mac: [u8; MAC_BYTES] = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        let decimal = format!("42:{}", mac_prefix_value(&mac));
+        let from_metric = ExpectedHead::parse(&decimal).expect("decimal");
+        assert_eq!(from_metric.seq, 42);
+        assert!(mac.starts_with(from_metric.mac_prefix.as_deref().expect("prefix")));
+        let hex = format!("42:{}", crate::audit::keys::encode_hex(&mac));
+        assert_eq!(
+            ExpectedHead::parse(&hex).expect("hex").mac_prefix,
+            Some(mac.to_vec())
+        );
+        assert_eq!(ExpectedHead::parse("7").expect("seq"), 7.into());
+        for bad in ["x", "7:", "7:zz", "7:abcdef", "7:999999999999999"] {
+            assert!(ExpectedHead::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn a_rotated_log_needs_every_key_it_was_signed_with() {
         let old = keys(&[("k1", 1)]);
@@ -388,7 +588,7 @@ mod tests {
         }
         assert_eq!(records[3].key_id, "k2");
         assert_eq!(
-            verify("L", &records, &both, ChainStart::GENESIS, Some(6)).problem,
+            verify("L", &records, &both, ChainStart::GENESIS, Some(6.into())).problem,
             None
         );
         let outcome = verify("L", &records, &old, ChainStart::GENESIS, None);
@@ -412,7 +612,7 @@ mod tests {
             after_seq: 4,
             prev_mac: records[3].mac,
         };
-        let outcome = verify("L", &records[4..], &keys, start, Some(11));
+        let outcome = verify("L", &records[4..], &keys, start, Some(11.into()));
         assert_eq!((outcome.checked, outcome.problem), (7, None));
         // Without the start the same rows look like the first four went missing.
         let outcome = verify("L", &records[4..], &keys, ChainStart::GENESIS, None);
