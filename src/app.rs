@@ -17,12 +17,13 @@ use crate::audit::store::StoreError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::enrichment::Enrichment;
-use crate::graph::Grapher;
+use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadRequest};
 use crate::shutdown::{SignalEvent, Signals};
 use crate::telemetry::Telemetry;
+use foretell_core::chart::link::LinkSigner;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -72,6 +73,17 @@ fn context(
 
 /// Where users reach foretell, for links: `server.external_url`, else the listen address (this
 /// host's name when listening on all interfaces), the way Prometheus derives its own.
+/// Charts of expressions follow on-demand assessment, with links signed by the audit keys
+/// (alerts need an audit log, so there always are keys when there are alerts).
+fn expression_charts(config: &Config) -> Option<ExpressionCharts> {
+    let settings = config.alerts.as_ref()?.on_demand?;
+    let keys = &config.audit.as_ref()?.keys;
+    Some(ExpressionCharts {
+        settings,
+        signer: LinkSigner::new(keys),
+    })
+}
+
 fn external_url(server: &ServerConfig) -> Option<Url> {
     if let Some(url) = &server.external_url {
         return Some(url.clone());
@@ -220,14 +232,14 @@ pub async fn run(
                 &config.queries,
                 Some(PrometheusReader::new(&config.prometheus)?),
             )
-            .with_graph_links(external_url),
+            .with_graph_links(external_url, Some(LinkSigner::new(&audit_settings.keys))),
         )),
         _ => None,
     };
     let graphs = Arc::new(Grapher::new(
-        Arc::new(PrometheusReader::new(&config.prometheus)?),
+        PrometheusReader::new(&config.prometheus)?,
         &config.queries,
-        config.alerts.as_ref().and_then(|a| a.on_demand),
+        expression_charts(&config),
         Arc::clone(&clock),
     ));
     let state = Arc::new(AppState {
@@ -432,10 +444,7 @@ impl Running {
         }
         *self.state.info.write().unwrap_or_else(|e| e.into_inner()) = server::StatusInfo::of(&new);
         match PrometheusReader::new(&new.prometheus) {
-            Ok(reader) => self
-                .state
-                .graphs
-                .set_queries(&new.queries, Some(Arc::new(reader))),
+            Ok(reader) => self.state.graphs.set_queries(&new.queries, Some(reader)),
             // `context` above built the same client without error.
             Err(error) => tracing::warn!(%error, "charts keep the previous Prometheus client"),
         }

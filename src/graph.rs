@@ -18,8 +18,9 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::clock::Clock;
-use crate::config::{duration, OnDemandConfig, QueryConfig};
+use crate::config::{duration, GraphExpressions, OnDemandConfig, QueryConfig};
 use crate::reader::{PrometheusReader, RangeQuery};
+use foretell_core::chart::link::LinkSigner;
 
 pub const GRAPH_PATH: &str = "/graph";
 
@@ -37,6 +38,19 @@ const CHART_TIMEOUT: Duration = Duration::from_secs(20);
 const MIN_FIT_POINTS: usize = 30;
 /// Band coverage of charts for expressions foretell does not track (as on-demand enrichment).
 const EXPR_COVERAGE: f64 = 0.99;
+/// A chart draws one series; an expression returning more than this at the newest point is
+/// refused before its history is fetched (a 300,000-series expression took 1.2 GB).
+pub const MAX_CHART_SERIES: usize = 100;
+/// Bytes of one Prometheus answer a chart reads at most (its history: 100 series of 5,000
+/// points fit; the configured `prometheus.max_response_bytes` applies when lower).
+pub const MAX_CHART_RESPONSE_BYTES: u64 = 16 << 20;
+
+/// How charts of expressions (`expr=`) are allowed: their settings and what signs links.
+#[derive(Clone, Debug)]
+pub struct ExpressionCharts {
+    pub settings: OnDemandConfig,
+    pub signer: LinkSigner,
+}
 
 /// What to draw: a tracked query's series, or a series of an alert rule's expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +65,8 @@ pub struct GraphRequest {
     /// Labels the series must have (a subset is enough when it singles one series out).
     pub series: Labels,
     pub range: Duration,
+    /// `sig`: the signature of an `expr` link foretell made ([`link`]).
+    pub signature: Option<String>,
 }
 
 /// Why no chart was drawn; each maps to an HTTP status.
@@ -66,6 +82,8 @@ pub enum GraphError {
     NotEnoughData(String),
     #[error("too many charts are being drawn; try again in a moment")]
     Busy,
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl GraphError {
@@ -76,6 +94,7 @@ impl GraphError {
             GraphError::Upstream(_) => http::StatusCode::BAD_GATEWAY,
             GraphError::NotEnoughData(_) => http::StatusCode::UNPROCESSABLE_ENTITY,
             GraphError::Busy => http::StatusCode::SERVICE_UNAVAILABLE,
+            GraphError::Forbidden(_) => http::StatusCode::FORBIDDEN,
         }
     }
 }
@@ -87,9 +106,11 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
     let mut expr = None;
     let mut series = Labels::default();
     let mut range = DEFAULT_RANGE;
+    let mut signature = None;
     for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
         match name.as_ref() {
             "query" => query = Some(value.into_owned()),
+            "sig" => signature = Some(value.into_owned()),
             "expr" => expr = Some(value.into_owned()),
             "series" => {
                 series = Labels::parse_selector(&value)
@@ -107,7 +128,8 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
             }
             other => {
                 return Err(bad(format!(
-                    "unknown parameter `{other}` (known: query, expr, series, range)"
+                    "unknown parameter `{}` (known: query, expr, sig, series, range)",
+                    other.chars().take(64).collect::<String>()
                 )))
             }
         }
@@ -126,15 +148,23 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
         source,
         series,
         range,
+        signature,
     })
 }
 
-/// The link to a chart, relative to foretell's external URL.
-pub fn link(base: &Url, source: &Source, series: &Labels) -> String {
+/// The link to a chart, relative to foretell's external URL. A link to an expression's chart
+/// carries its signature when there is a signer: only such links are drawn by default.
+pub fn link(base: &Url, source: &Source, series: &Labels, signer: Option<&LinkSigner>) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     match source {
         Source::Query(name) => query.append_pair("query", name),
-        Source::Expr(expr) => query.append_pair("expr", expr),
+        Source::Expr(expr) => {
+            query.append_pair("expr", expr);
+            if let Some(signer) = signer {
+                query.append_pair("sig", &signer.sign(expr));
+            }
+            &mut query
+        }
     };
     let shown: Vec<(&str, &str)> = series.iter().filter(|(n, _)| *n != METRIC_NAME).collect();
     query.append_pair("series", &Labels::from_pairs(shown).to_string());
@@ -158,21 +188,23 @@ struct QuerySource {
 pub struct Grapher {
     reader: RwLock<Arc<PrometheusReader>>,
     queries: RwLock<BTreeMap<String, QuerySource>>,
-    /// Charts of arbitrary expressions follow `alerts.on_demand`; `None`: not allowed.
-    expressions: Option<OnDemandConfig>,
+    /// Charts of expressions follow `alerts.on_demand`; `None`: not allowed.
+    expressions: Option<ExpressionCharts>,
     permits: Semaphore,
     clock: Arc<dyn Clock>,
 }
 
 impl Grapher {
     pub fn new(
-        reader: Arc<PrometheusReader>,
+        reader: PrometheusReader,
         queries: &[QueryConfig],
-        expressions: Option<OnDemandConfig>,
+        expressions: Option<ExpressionCharts>,
         clock: Arc<dyn Clock>,
     ) -> Grapher {
         let grapher = Grapher {
-            reader: RwLock::new(reader),
+            reader: RwLock::new(Arc::new(
+                reader.with_max_response_bytes(MAX_CHART_RESPONSE_BYTES),
+            )),
             queries: RwLock::new(BTreeMap::new()),
             expressions,
             permits: Semaphore::new(CONCURRENT_CHARTS),
@@ -183,7 +215,7 @@ impl Grapher {
     }
 
     /// Follows a reload: new queries, and the new Prometheus client when it changed.
-    pub fn set_queries(&self, queries: &[QueryConfig], reader: Option<Arc<PrometheusReader>>) {
+    pub fn set_queries(&self, queries: &[QueryConfig], reader: Option<PrometheusReader>) {
         let sources = queries
             .iter()
             .map(|q| {
@@ -200,7 +232,8 @@ impl Grapher {
             .collect();
         *self.queries.write().unwrap_or_else(|e| e.into_inner()) = sources;
         if let Some(reader) = reader {
-            *self.reader.write().unwrap_or_else(|e| e.into_inner()) = reader;
+            *self.reader.write().unwrap_or_else(|e| e.into_inner()) =
+                Arc::new(reader.with_max_response_bytes(MAX_CHART_RESPONSE_BYTES));
         }
     }
 
@@ -242,11 +275,21 @@ impl Grapher {
                 )
             }
             Source::Expr(expr) => {
-                let settings = self.expressions.ok_or_else(|| {
+                let charts = self.expressions.as_ref().ok_or_else(|| {
                     GraphError::NotFound(
                         "charts of expressions are off (they follow alerts.on_demand); chart a configured query with `query=NAME`".into(),
                     )
                 })?;
+                let settings = charts.settings;
+                let signed = request
+                    .signature
+                    .as_deref()
+                    .is_some_and(|sig| charts.signer.verify(expr, sig));
+                if settings.graph_expressions == GraphExpressions::Linked && !signed {
+                    return Err(GraphError::Forbidden(
+                        "charts of expressions are drawn only from the links foretell puts on the alerts it enriches (alerts.on_demand.graph_expressions: linked); chart a configured query with `query=NAME`".into(),
+                    ));
+                }
                 let model = ForecastModel {
                     coverage: Coverage::new(EXPR_COVERAGE)
                         .map_err(|e| GraphError::BadRequest(e.to_string()))?,
@@ -283,6 +326,24 @@ impl Grapher {
         let start_ms = end_ms - (fit_points + shown_points - 1) * step_ms;
         let reader = Arc::clone(&self.reader.read().unwrap_or_else(|e| e.into_inner()));
         let fetched_expr = foretell_core::batch::restrict_to_series(&expr, &request.series);
+        // The newest point first: an expression of thousands of series is refused for the
+        // price of one point, not fetched whole.
+        let probe = reader
+            .query_range(&RangeQuery {
+                expr: &fetched_expr,
+                start_ms: end_ms,
+                end_ms,
+                step_ms,
+            })
+            .await
+            .map_err(|e| GraphError::Upstream(e.to_string()))?;
+        if probe.series.len() > MAX_CHART_SERIES {
+            return Err(GraphError::BadRequest(format!(
+                "the expression returns {} series; a chart draws one: name it with `series={{label=\"value\", ...}}` (at most {MAX_CHART_SERIES} may match)",
+                probe.series.len()
+            )));
+        }
+        drop(probe);
         let answer = reader
             .query_range(&RangeQuery {
                 expr: &fetched_expr,
@@ -392,13 +453,23 @@ mod tests {
             ("job", "a&b=\"c\""),
             ("instance", "x y"),
         ]);
-        let link = link(&base, &Source::Expr("sum(rate(x[5m])) > 1".into()), &labels);
+        let signer = signer();
+        let link = link(
+            &base,
+            &Source::Expr("sum(rate(x[5m])) > 1".into()),
+            &labels,
+            Some(&signer),
+        );
         assert!(
             link.starts_with("http://foretell.example:9896/graph?expr="),
             "{link}"
         );
         let request = parse_request(link.split_once('?').expect("query").1).expect("parses");
         assert_eq!(request.source, Source::Expr("sum(rate(x[5m])) > 1".into()));
+        assert!(signer.verify(
+            "sum(rate(x[5m])) > 1",
+            request.signature.as_deref().expect("signed")
+        ));
         assert_eq!(
             request.series,
             Labels::from_pairs([("job", "a&b=\"c\""), ("instance", "x y")])
@@ -408,10 +479,29 @@ mod tests {
     }
 
     fn link_for_query(base: &Url) -> String {
-        link(base, &Source::Query("q".into()), &Labels::default())
+        link(base, &Source::Query("q".into()), &Labels::default(), None)
+    }
+
+    fn signer() -> LinkSigner {
+        LinkSigner::new(
+            &foretell_core::audit::KeyRing::parse(&format!("k1:{}", "5a".repeat(32)))
+                .expect("keys"),
+        )
     }
 
     fn grapher(prometheus: &str, on_demand: bool, now_ms: i64) -> Grapher {
+        grapher_with(
+            prometheus,
+            on_demand.then_some(GraphExpressions::Any),
+            now_ms,
+        )
+    }
+
+    fn grapher_with(
+        prometheus: &str,
+        expressions: Option<GraphExpressions>,
+        now_ms: i64,
+    ) -> Grapher {
         let text = format!(
             "prometheus:\n  url: {prometheus}\n  timeout: 2s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: demo\n    expr: up\n    step: 1m\n    history: 6h\n"
         );
@@ -422,12 +512,16 @@ mod tests {
         )
         .expect("config");
         Grapher::new(
-            Arc::new(PrometheusReader::new(&config.prometheus).expect("client")),
+            PrometheusReader::new(&config.prometheus).expect("client"),
             &config.queries,
-            on_demand.then_some(OnDemandConfig {
-                history: Duration::from_secs(6 * 3600),
-                step: Duration::from_secs(60),
-                timeout: Duration::from_secs(2),
+            expressions.map(|graph_expressions| ExpressionCharts {
+                settings: OnDemandConfig {
+                    history: Duration::from_secs(6 * 3600),
+                    step: Duration::from_secs(60),
+                    timeout: Duration::from_secs(2),
+                    graph_expressions,
+                },
+                signer: signer(),
             }),
             Arc::new(crate::clock::ManualClock::new(now_ms)),
         )
@@ -463,23 +557,25 @@ mod tests {
         );
         assert!(svg.contains("class=\"anomalous\"") || svg.contains("class=\"outside\""));
         let requests = prometheus.requests();
-        assert_eq!(requests.len(), 1, "{requests:?}");
-        // Restricted to the one series (a selector gets a matcher); 6h fitted before the 2h
-        // shown, ending on the grid.
+        assert_eq!(requests.len(), 2, "a probe, then the range: {requests:?}");
+        // Restricted to the one series (a selector gets a matcher); the newest point first,
+        // then 6h fitted before the 2h shown, ending on the grid.
+        for request in &requests {
+            assert!(
+                request.contains("query=up%7Binstance%3D%22a%22%7D&"),
+                "{request}"
+            );
+            assert!(request.contains(&format!("end={end_s}")), "{request}");
+        }
         assert!(
-            requests[0].contains("query=up%7Binstance%3D%22a%22%7D&"),
+            requests[0].contains(&format!("start={end_s}&")),
             "{}",
             requests[0]
         );
         assert!(
-            requests[0].contains(&format!("end={end_s}")),
+            requests[1].contains(&format!("start={}", end_s - (360 + 120 - 1) * 60)),
             "{}",
-            requests[0]
-        );
-        assert!(
-            requests[0].contains(&format!("start={}", end_s - (360 + 120 - 1) * 60)),
-            "{}",
-            requests[0]
+            requests[1]
         );
     }
 
@@ -519,6 +615,86 @@ mod tests {
             .await
             .expect("the only series");
         assert!(svg.contains("expression up"), "{svg}");
+    }
+
+    /// Issue 16, item 3: `/graph?expr=` sent any expression to Prometheus with foretell's
+    /// credentials. By default only the expressions of links foretell signed are drawn.
+    #[tokio::test]
+    async fn expressions_are_drawn_only_from_signed_links_unless_any_is_allowed() {
+        let end_s = 1_800_000_000;
+        let prometheus =
+            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
+                .await;
+        let linked = grapher_with(
+            &prometheus.url,
+            Some(GraphExpressions::Linked),
+            end_s * 1000,
+        );
+        let request = |q: &str| parse_request(q).expect("valid");
+        for unsigned in [
+            "expr=secret_metric%7Btenant%3D%22other%22%7D",
+            "expr=secret_metric&sig=00112233445566778899aabbccddeeff",
+        ] {
+            let error = linked
+                .render(&request(unsigned))
+                .await
+                .expect_err("refused");
+            assert_eq!(error.status(), http::StatusCode::FORBIDDEN, "{error}");
+            assert!(error.to_string().contains("graph_expressions"), "{error}");
+        }
+        assert!(
+            prometheus.requests().is_empty(),
+            "nothing reached Prometheus"
+        );
+        let base = Url::parse("http://foretell.example/").expect("url");
+        let signed = link(
+            &base,
+            &Source::Expr("up".into()),
+            &Labels::default(),
+            Some(&signer()),
+        );
+        let svg = linked
+            .render(&request(signed.split_once('?').expect("query").1))
+            .await
+            .expect("a link foretell made is drawn");
+        assert!(svg.starts_with("<svg"));
+        // A signature is for its expression only.
+        let moved = signed.replace("expr=up", "expr=secret_metric");
+        let error = linked
+            .render(&request(moved.split_once('?').expect("query").1))
+            .await
+            .expect_err("refused");
+        assert_eq!(error.status(), http::StatusCode::FORBIDDEN);
+    }
+
+    /// Issue 16, item 3: two charts of a 300,000-series expression took RSS to 1.56 GB. The
+    /// newest point is probed first; more than MAX_CHART_SERIES series is refused before any
+    /// history is fetched.
+    #[tokio::test]
+    async fn an_expression_of_too_many_series_is_refused_after_one_point() {
+        let end_s = 1_800_000_000;
+        let many: Vec<(String, Vec<(i64, &str)>)> = (0..=MAX_CHART_SERIES)
+            .map(|i| (format!("i{i}"), vec![(end_s, "1")]))
+            .collect();
+        let borrowed: Vec<(&str, &[(i64, &str)])> = many
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_slice()))
+            .collect();
+        let prometheus = crate::testing::FakeUpstream::start(vec![crate::testing::json(
+            200,
+            &crate::testing::matrix(&borrowed),
+        )])
+        .await;
+        let any = grapher(&prometheus.url, true, end_s * 1000);
+        let error = any
+            .render(&parse_request("expr=up").expect("valid"))
+            .await
+            .expect_err("too many");
+        assert_eq!(error.status(), http::StatusCode::BAD_REQUEST);
+        assert!(error.to_string().contains("returns 101 series"), "{error}");
+        let requests = prometheus.requests();
+        assert_eq!(requests.len(), 1, "only the probe: {requests:?}");
+        assert!(requests[0].contains(&format!("start={end_s}&")));
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub struct OnDemandConfig {
     pub history: Duration,
     pub step: Duration,
     pub timeout: Duration,
+    /// Which expressions `/graph?expr=` draws.
+    pub graph_expressions: GraphExpressions,
+}
+
+/// Which expressions `/graph?expr=` draws (`alerts.on_demand.graph_expressions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphExpressions {
+    /// Only those of links foretell signed: the rule expressions of the alerts it enriched.
+    Linked,
+    /// Any expression anyone who reaches `/graph` sends: foretell evaluates it in Prometheus
+    /// with its own credentials. Opt in only behind authentication.
+    Any,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -269,10 +281,25 @@ impl Validator<'_> {
             );
             return None;
         }
+        let graph_expressions = match on_demand.and_then(|o| o.graph_expressions.as_deref()) {
+            None | Some("linked") => GraphExpressions::Linked,
+            Some("any") => GraphExpressions::Any,
+            Some(other) => {
+                self.fail(
+                    "alerts.on_demand.graph_expressions",
+                    format!(
+                        "`{}` is neither `linked` (only the expressions of chart links foretell signed, the default) nor `any`",
+                        other.chars().take(64).collect::<String>()
+                    ),
+                );
+                return None;
+            }
+        };
         Some(Some(OnDemandConfig {
             history,
             step,
             timeout,
+            graph_expressions,
         }))
     }
 

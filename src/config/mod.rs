@@ -24,7 +24,7 @@ use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-pub use alerts::{AlertsConfig, OnDemandConfig, ReceiverConfig};
+pub use alerts::{AlertsConfig, GraphExpressions, OnDemandConfig, ReceiverConfig};
 #[cfg(test)]
 pub use alerts::{BreakerConfig, RouteConfig};
 use raw::{

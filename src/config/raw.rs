@@ -90,6 +90,7 @@ pub struct RawOnDemand {
     pub history: Option<String>,
     pub step: Option<String>,
     pub timeout: Option<String>,
+    pub graph_expressions: Option<String>,
 }
 
 fn enabled() -> bool {

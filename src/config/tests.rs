@@ -508,6 +508,11 @@ fn the_alerts_section_gets_documented_defaults() {
     assert_eq!(alerts.circuit_breaker.failures, 5);
     let on_demand = alerts.on_demand.expect("on by default");
     assert_eq!(on_demand.history, Duration::from_secs(86_400));
+    assert_eq!(
+        on_demand.graph_expressions,
+        crate::config::GraphExpressions::Linked,
+        "charts of arbitrary expressions are opt-in (issue 16, item 3)"
+    );
     assert_eq!(alerts.receivers[0].timeout, Duration::from_secs(10));
     assert_eq!(
         alerts.routes[0].matchers,
@@ -519,12 +524,13 @@ fn the_alerts_section_gets_documented_defaults() {
 #[test]
 fn alerts_problems_are_reported_with_their_paths() {
     let text = format!(
-        "{MINIMAL}alerts:\n  max_body_bytes: 10\n  circuit_breaker: {{cooldown: 20m}}\n  retry: {{initial_backoff: 0s, max_backoff: 1s}}\n  receivers:\n    - name: pager\n      url: ftp://x\n    - name: pager\n      url: http://user:pw@x/\n  routes:\n    - receiver: nobody\n      min_confidence: 1.5\n"
+        "{MINIMAL}alerts:\n  max_body_bytes: 10\n  on_demand: {{graph_expressions: all}}\n  circuit_breaker: {{cooldown: 20m}}\n  retry: {{initial_backoff: 0s, max_backoff: 1s}}\n  receivers:\n    - name: pager\n      url: ftp://x\n    - name: pager\n      url: http://user:pw@x/\n  routes:\n    - receiver: nobody\n      min_confidence: 1.5\n"
     );
     let errors = field_errors(&text);
     let expected = [
         "alerts: needs the `audit` section",
         "alerts.max_body_bytes: must be at least 1024, got 10",
+        "alerts.on_demand.graph_expressions: `all` is neither `linked`",
         "alerts.circuit_breaker.cooldown: must not exceed max_cooldown (10m)",
         "alerts.retry.initial_backoff: must be > 0, got 0s",
         "alerts.receivers[0].url: must be an http:// or https:// URL with a host, got `ftp://x`",

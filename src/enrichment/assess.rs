@@ -178,7 +178,12 @@ impl Assessor<'_> {
                 if let Some(base) = &self.enrichment.graph_base {
                     annotations.insert(
                         "foretell_graph_url".into(),
-                        crate::graph::link(base, &graph.0, &graph.1),
+                        crate::graph::link(
+                            base,
+                            &graph.0,
+                            &graph.1,
+                            self.enrichment.graph_signer.as_ref(),
+                        ),
                     );
                 }
                 let features = evidence.features();

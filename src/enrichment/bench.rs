@@ -339,7 +339,12 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
             &config.queries,
             Some(reader()?),
         )
-        .with_graph_links(url::Url::parse("http://foretell.bench:9896/").ok()),
+        .with_graph_links(
+            url::Url::parse("http://foretell.bench:9896/").ok(),
+            Some(foretell_core::chart::link::LinkSigner::new(
+                &audit_settings.keys,
+            )),
+        ),
     );
     let on_demand = if matches!(phase, Phase::OnDemand | Phase::OneRule) {
         on_demand_series(&reader()?, &expr, clock.now_ms()).await?
@@ -355,7 +360,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
             telemetry,
             reload,
             Arc::new(Grapher::new(
-                Arc::new(reader()?),
+                reader()?,
                 &config.queries,
                 None,
                 Arc::clone(&clock),

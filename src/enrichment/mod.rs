@@ -77,6 +77,8 @@ pub struct Enrichment {
     pub queued: BTreeMap<String, Notify>,
     /// foretell's external URL: enriched alerts link to `/graph` under it.
     pub graph_base: Option<url::Url>,
+    /// Signs links to charts of rule expressions, the only ones `/graph` draws by default.
+    pub graph_signer: Option<foretell_core::chart::link::LinkSigner>,
     /// On-demand ranges shared across notifications within one step.
     ranges: assess::RangeCache,
     /// Per-client token buckets of the webhook, refilled on the monotonic clock.
@@ -131,6 +133,7 @@ impl Enrichment {
             snapshot,
             received: Notify::new(),
             graph_base: None,
+            graph_signer: None,
             ranges: assess::RangeCache::default(),
             limiter: std::sync::Mutex::new(RateLimiter::new(
                 config_rate_limit,
@@ -139,9 +142,15 @@ impl Enrichment {
         }
     }
 
-    /// Enriched alerts get a `foretell_graph_url` annotation under `base`.
-    pub fn with_graph_links(mut self, base: Option<url::Url>) -> Enrichment {
+    /// Enriched alerts get a `foretell_graph_url` annotation under `base`, links to charts of
+    /// expressions signed by `signer`.
+    pub fn with_graph_links(
+        mut self,
+        base: Option<url::Url>,
+        signer: Option<foretell_core::chart::link::LinkSigner>,
+    ) -> Enrichment {
         self.graph_base = base;
+        self.graph_signer = signer;
         self
     }
 

@@ -161,7 +161,10 @@ impl Harness {
                 &[],
                 prometheus,
             )
-            .with_graph_links(url::Url::parse("https://foretell.example/").ok()),
+            .with_graph_links(
+                url::Url::parse("https://foretell.example/").ok(),
+                Some(foretell_core::chart::link::LinkSigner::new(&keys())),
+            ),
         );
         let cancel = CancellationToken::new();
         let tasks = enrichment.start(&cancel);
@@ -174,7 +177,7 @@ impl Harness {
                 telemetry,
                 reload,
                 Arc::new(crate::graph::Grapher::new(
-                    Arc::new(prometheus_at("http://127.0.0.1:9")),
+                    prometheus_at("http://127.0.0.1:9"),
                     &[],
                     None,
                     Arc::new(SystemClock),
@@ -732,6 +735,7 @@ async fn on_demand_harness(
         history: Duration::from_secs(86_400),
         step: Duration::from_secs(60),
         timeout,
+        graph_expressions: crate::config::GraphExpressions::Linked,
     });
     let harness = Harness::start_with(alerts, Some(prometheus_at(&prometheus.url)));
     (receiver, harness)
@@ -811,9 +815,9 @@ async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
             "the replay found the spike: {annotations}"
         );
         assert!(
-            annotations["foretell_graph_url"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("https://foretell.example/graph?expr=up&series=")),
+            annotations["foretell_graph_url"].as_str().is_some_and(|u| u
+                .starts_with("https://foretell.example/graph?expr=up&sig=")
+                && u.contains("&series=")),
             "{annotations}"
         );
     }

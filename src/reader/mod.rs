@@ -219,6 +219,12 @@ impl PrometheusReader {
         PrometheusReader::build(config, reqwest::Client::builder())
     }
 
+    /// The same reader with answers capped at `bytes` (or the configured cap, when lower).
+    pub fn with_max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = self.max_response_bytes.min(bytes);
+        self
+    }
+
     /// A reader resolving host names with `resolver` instead of the system's, so tests can
     /// fail a lookup without sending a query to a name server.
     #[cfg(test)]

@@ -55,7 +55,7 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
         telemetry,
         reload,
         Arc::new(crate::graph::Grapher::new(
-            Arc::new(reader),
+            reader,
             &config.queries,
             None,
             Arc::new(crate::clock::SystemClock),

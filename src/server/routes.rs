@@ -450,7 +450,7 @@ pub(super) mod tests {
                     telemetry,
                     reload,
                     Arc::new(crate::graph::Grapher::new(
-                        Arc::new(unreachable_prometheus()),
+                        unreachable_prometheus(),
                         &[],
                         None,
                         Arc::new(crate::clock::SystemClock),

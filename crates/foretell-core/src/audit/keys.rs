@@ -77,6 +77,16 @@ impl AuditKey {
         self.keyed.clone()
     }
 
+    /// A key for another purpose derived from this one (HMAC of the purpose's name), so that
+    /// nothing signed for that purpose can pass for an audit record, and the secret itself
+    /// never leaves this type.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac();
+        mac.update(b"foretell derived key\n");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     #[cfg(test)]
     pub(crate) fn secret(&self) -> &[u8] {
         &self.secret

@@ -5,6 +5,7 @@
 //! window, then take the newer points in one by one, each scored against the prediction made
 //! before it arrived. So the band drawn at a point is the band that point was judged by.
 
+pub mod link;
 pub mod svg;
 
 use crate::model::{
