@@ -84,7 +84,9 @@ fn expression_charts(config: &Config) -> Option<ExpressionCharts> {
     })
 }
 
-fn external_url(server: &ServerConfig) -> Option<Url> {
+/// The URL foretell's links start with: `server.external_url`, or the listen address with the
+/// scheme it is served with.
+fn external_url(server: &ServerConfig, tls: bool) -> Option<Url> {
     if let Some(url) = &server.external_url {
         return Some(url.clone());
     }
@@ -101,7 +103,8 @@ fn external_url(server: &ServerConfig) -> Option<Url> {
             ip => ip.to_string(),
         }
     };
-    let url = format!("http://{host}:{}/", address.port());
+    let scheme = if tls { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{}/", address.port());
     match Url::parse(&url) {
         Ok(url) => Some(url),
         Err(error) => {
@@ -132,7 +135,7 @@ fn decision(
 /// SHA-256 of the configuration file as read, so a record names exactly which file was in force
 /// (`None` when it cannot be read again).
 fn config_hash(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = config::read_bounded(path, config::MAX_FILE_BYTES).ok()?;
     Some(foretell_core::audit::keys::encode_hex(&Sha256::digest(
         bytes,
     )))
@@ -162,6 +165,9 @@ pub async fn run(
     web: crate::server::web_config::WebConfig,
 ) -> Result<(), AppError> {
     let config = overrides.apply(config);
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "configuration");
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
@@ -217,7 +223,7 @@ pub async fn run(
     let mut signals = Signals::install().map_err(AppError::Signals)?;
     let (reload_sender, mut reload_requests) = mpsc::channel::<ReloadRequest>(4);
     let snapshot = Arc::new(SnapshotCell::default());
-    let external_url = external_url(&config.server);
+    let external_url = external_url(&config.server, web.tls.is_some());
     let base = external_url
         .as_ref()
         .map_or_else(String::new, |url| url.to_string());
@@ -307,7 +313,7 @@ pub async fn run(
                 }
             },
             Some(request) = reload_requests.recv() => {
-                let outcome = running.reload("http:/-/reload").await;
+                let outcome = running.reload(&request.actor).await;
                 let _ = request.reply.send(outcome);
             }
         }
@@ -398,7 +404,12 @@ impl Running {
         let now_seconds = self.clock.now_ms() as f64 / 1000.0;
         let telemetry = Arc::clone(&self.state.telemetry);
         let new = match config::load_file(&self.config_path, &SystemEnvironment) {
-            Ok(new) => self.overrides.apply(new),
+            Ok(new) => {
+                for warning in &new.warnings {
+                    tracing::warn!(%warning, "configuration");
+                }
+                self.overrides.apply(new)
+            }
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
                 tracing::error!(%error, "configuration reload rejected; the previous configuration keeps running");

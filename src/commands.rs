@@ -134,6 +134,9 @@ fn init_logging(format: LogFormat, level: &str) {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load_file(file, &config::SystemEnvironment) {
         Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: valid, {} quer{}",
                 file.display(),

@@ -52,6 +52,7 @@ impl RemoteWriter {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
+            .redirect(crate::reader::same_origin_redirects())
             .build()
             .map_err(|e| {
                 format!(

@@ -28,6 +28,10 @@ pub enum Canned {
     Hang,
     /// Reads the request, then closes the connection without an answer.
     Close,
+    /// Answers 307 Temporary Redirect to `location` (the method and body are kept).
+    Redirect {
+        location: String,
+    },
     /// Answers 200 with a head announcing `length` bytes, then sends the body one byte per
     /// `every`, as a proxy stuck behind a slow link would.
     Trickle {
@@ -114,6 +118,12 @@ impl FakeUpstream {
                     match canned {
                         Canned::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
                         Canned::Close => {}
+                        Canned::Redirect { location } => {
+                            let response = format!(
+                                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            );
+                            let _ = socket.write_all(response.as_bytes()).await;
+                        }
                         Canned::Trickle { length, every } => {
                             let head = format!(
                                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {length}\r\nconnection: close\r\n\r\n"

@@ -54,10 +54,16 @@ pub fn load_keys(
 ) -> Result<KeyRing, AuditCommandError> {
     let (text, origin) = match (key_file, from_env) {
         (Some(path), _) => (
-            std::fs::read_to_string(path).map_err(|source| AuditCommandError::KeyFile {
-                path: path.display().to_string(),
-                source,
-            })?,
+            crate::config::read_bounded(path, crate::config::MAX_FILE_BYTES)
+                .and_then(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                    })
+                })
+                .map_err(|source| AuditCommandError::KeyFile {
+                    path: path.display().to_string(),
+                    source,
+                })?,
             path.display().to_string(),
         ),
         (None, Some(text)) => (text, format!("${KEYS_ENV}")),

@@ -118,6 +118,11 @@ impl Validator<'_> {
             raw.bearer_token_file.as_deref(),
             raw.bearer_token_env.as_deref(),
         );
+        if raw.bearer_token_file.is_none() && raw.bearer_token_env.is_none() {
+            self.warnings.push(
+                "alerts: the webhook accepts notifications from anyone who reaches it; set alerts.bearer_token_file (and the same token in Alertmanager's http_config)".into(),
+            );
+        }
         let dedupe_window = self.duration(
             "alerts.dedupe_window",
             raw.dedupe_window.as_deref(),

@@ -31,7 +31,7 @@ use raw::{
     RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawRemoteWrite, RawRetry,
     RawSeasonality, RawServer, RawThreshold,
 };
-pub use secret::{Environment, Secret, SecretUrl, SystemEnvironment};
+pub use secret::{read_bounded, Environment, Secret, SecretUrl, SystemEnvironment, MAX_FILE_BYTES};
 
 /// Prometheus refuses `query_range` requests for more than 11,000 points per series.
 pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
@@ -54,6 +54,9 @@ pub struct Config {
     /// `None`: predictions are only served on `/metrics`.
     pub remote_write: Option<RemoteWriteConfig>,
     pub queries: Vec<QueryConfig>,
+    /// Settings that work but are risky (a world-readable key file, a webhook without a
+    /// token), as `path: what and the fix`; `check-config` prints them and `run` logs them.
+    pub warnings: Vec<String>,
 }
 
 /// Where predictions are pushed with the remote-write 1.0 protocol, besides `/metrics`.
@@ -230,9 +233,63 @@ pub fn load_file(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErr
     parse(&text, path, env)
 }
 
+/// Levels of nesting a configuration may have; foretell's own need fewer than ten.
+const MAX_NESTING: usize = 64;
+
+/// Refuses text nested deeper than [`MAX_NESTING`] before the YAML parser sees it: the parser's
+/// time grows with the square of the depth (100,000 levels of `[` took 23 s). Counts flow
+/// brackets outside quotes and comments, and block indentation in steps of one level.
+pub(crate) fn check_nesting(text: &str) -> Result<(), String> {
+    let too_deep = |line: usize| {
+        Err(format!(
+            "line {line}: nested deeper than {MAX_NESTING} levels; a foretell configuration needs fewer than ten"
+        ))
+    };
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    for (number, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches([' ', '-']).len();
+        if flow == 0 && quote.is_none() && indent / 2 > MAX_NESTING {
+            return too_deep(number + 1);
+        }
+        let mut previous = ' ';
+        // A quote opens a quoted scalar only where a scalar starts (an apostrophe inside
+        // `it's` does not), so that no stray quote can hide brackets after it.
+        let mut scalar_may_start = true;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some('"'), '"') if previous != '\\' => quote = None,
+                (Some('\''), '\'') => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') if scalar_may_start => quote = Some(c),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_NESTING {
+                        return too_deep(number + 1);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            if quote.is_none() && !c.is_whitespace() {
+                scalar_may_start = matches!(c, ':' | ',' | '[' | '{' | '-' | '?');
+            }
+            previous = c;
+        }
+    }
+    Ok(())
+}
+
 /// Parses and validates `text`; `origin` names the file in messages and anchors relative
 /// paths (token files, CA files) like Prometheus does.
 pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+    if let Err(message) = check_nesting(text) {
+        return Err(ConfigError::Syntax {
+            file: origin.to_owned(),
+            message,
+        });
+    }
     let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
         file: origin.to_owned(),
         message: e.to_string(),
@@ -240,6 +297,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
     let base_dir = origin.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         errors: Vec::new(),
+        warnings: Vec::new(),
         env,
         base_dir,
     };
@@ -279,6 +337,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
             shard,
             remote_write: remote_write.flatten(),
             queries,
+            warnings: v.warnings,
         }),
         _ => Err(ConfigError::Invalid {
             file: origin.to_owned(),
@@ -289,9 +348,21 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
 
 struct Validator<'a> {
     errors: Vec<FieldError>,
+    /// Settings that work but are risky, as `path: what and the fix`.
+    warnings: Vec<String>,
     env: &'a dyn Environment,
     base_dir: &'a Path,
 }
+
+/// Headers that carry credentials: never written inline in a configuration file, which is
+/// read, diffed and shown far more widely than a secret file.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "x-auth-token",
+];
 
 impl Validator<'_> {
     fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -339,6 +410,20 @@ impl Validator<'_> {
         }
     }
 
+    /// A file holding a secret: read like any other, with a warning when every user of the
+    /// machine may read it.
+    fn read_secret_file(&mut self, path: &str, file: &str) -> Option<Vec<u8>> {
+        let bytes = self.read_file(path, file)?;
+        let resolved = self.base_dir.join(file);
+        if self.env.world_readable(&resolved) {
+            self.warnings.push(format!(
+                "{path}: `{}` is readable by every user of this machine; `chmod 600` it (or `chmod 640` with foretell's group)",
+                resolved.display()
+            ));
+        }
+        Some(bytes)
+    }
+
     /// Two durations of which the first may not exceed the second (a backoff and its cap),
     /// each given as `(path, text, default)`.
     fn ordered_durations(
@@ -368,7 +453,7 @@ impl Validator<'_> {
                 None
             }
             (Some(file), None) => {
-                let bytes = self.read_file(&format!("{path}_file"), file)?;
+                let bytes = self.read_secret_file(&format!("{path}_file"), file)?;
                 match String::from_utf8(bytes) {
                     Ok(text) if !text.trim().is_empty() => {
                         Some(Secret::new(text.trim().to_owned()))
@@ -419,7 +504,7 @@ impl Validator<'_> {
                 return None;
             }
             (Some(file), None) => {
-                let bytes = self.read_file("audit.key_file", file)?;
+                let bytes = self.read_secret_file("audit.key_file", file)?;
                 match String::from_utf8(bytes) {
                     Ok(text) => ("audit.key_file", text),
                     Err(_) => {
@@ -535,6 +620,8 @@ impl Validator<'_> {
     }
 
     /// Extra request headers at `path`; credentials belong in the auth settings instead.
+    /// Extra HTTP headers; those that carry credentials are refused (see
+    /// [`CREDENTIAL_HEADERS`]).
     fn headers(
         &mut self,
         path: &str,
@@ -544,9 +631,9 @@ impl Validator<'_> {
         for (name, value) in raw {
             let path = format!("{path}.{name}");
             match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
-                (Ok(n), _) if n == http::header::AUTHORIZATION => self.fail(
+                (Ok(n), _) if CREDENTIAL_HEADERS.contains(&n.as_str()) => self.fail(
                     path,
-                    "set credentials with bearer_token_file/_env or basic_auth, so they stay out of the config file",
+                    "carries credentials: set them with bearer_token_file/_env or basic_auth, so they stay out of the config file",
                 ),
                 (Ok(n), Ok(mut v)) => {
                     v.set_sensitive(true);

@@ -7,6 +7,7 @@ use super::*;
 struct FakeEnvironment {
     vars: HashMap<String, String>,
     files: HashMap<PathBuf, Vec<u8>>,
+    world_readable: std::collections::HashSet<PathBuf>,
 }
 
 impl Environment for FakeEnvironment {
@@ -19,6 +20,10 @@ impl Environment for FakeEnvironment {
             .get(path)
             .cloned()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    }
+
+    fn world_readable(&self, path: &Path) -> bool {
+        self.world_readable.contains(path)
     }
 }
 
@@ -207,17 +212,34 @@ fn missing_secret_sources_are_field_errors() {
     );
 }
 
+/// Issue 16, item 8: `X-Api-Key`, `Cookie` and `Proxy-Authorization` could be written inline.
 #[test]
-fn authorization_header_is_refused_in_plain_headers() {
-    let text = MINIMAL.replace(
+fn credential_headers_are_refused_in_plain_headers() {
+    for header in [
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "X-Api-Key",
+        "x-auth-token",
+    ] {
+        let text = MINIMAL.replace(
+            "url: http://127.0.0.1:9090",
+            &format!("url: http://127.0.0.1:9090\n  headers:\n    {header}: secret-value"),
+        );
+        let errors = field_errors(&text);
+        assert!(
+            errors[0].starts_with(&format!(
+                "prometheus.headers.{header}: carries credentials: set them with"
+            )),
+            "{errors:?}"
+        );
+        assert!(!errors[0].contains("secret-value"));
+    }
+    let tenant = MINIMAL.replace(
         "url: http://127.0.0.1:9090",
-        "url: http://127.0.0.1:9090\n  headers:\n    Authorization: Bearer x",
+        "url: http://127.0.0.1:9090\n  headers:\n    X-Scope-OrgID: team-a",
     );
-    let errors = field_errors(&text);
-    assert!(
-        errors[0].starts_with("prometheus.headers.Authorization: set credentials with"),
-        "{errors:?}"
-    );
+    assert!(parse_text(&tenant).is_ok());
 }
 
 #[test]
@@ -730,4 +752,65 @@ fn damaged_configs_are_refused_with_their_file_never_with_a_panic() {
     }
     // Most damage is caught; some (a repeated comment line, say) is harmless.
     assert!(refused > 1_000, "{refused}");
+}
+
+/// Issue 16, item 8: YAML nesting made the parser quadratic (100,000 levels: 23.5 s).
+#[test]
+fn nesting_deeper_than_any_configuration_needs_is_refused_at_once() {
+    let started = std::time::Instant::now();
+    for text in [
+        format!("queries: {}", "[".repeat(100_000)),
+        format!("queries: {}", "{a: ".repeat(100_000)),
+        // An apostrophe in a plain scalar does not open a quote that would hide brackets.
+        format!("prometheus:\n  url: it's\nqueries: {}", "[".repeat(1_000)),
+    ] {
+        match parse(&text, origin(), &FakeEnvironment::default()) {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(
+                    message.contains("nested deeper than 64 levels"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Brackets in quoted strings and comments are not nesting.
+    let quoted = MINIMAL.replace(
+        "expr: up",
+        &format!("expr: '{}' # {}", "[".repeat(100), "{".repeat(100)),
+    );
+    assert!(
+        parse_text(&quoted).is_ok(),
+        "{:?}",
+        parse_text(&quoted).err()
+    );
+}
+
+/// Issue 16, item 8: key and token files readable by others and a webhook without a token
+/// raised no warning.
+#[test]
+fn risky_but_working_settings_are_warned_about() {
+    let mut env = FakeEnvironment::default();
+    env.files.insert(
+        PathBuf::from("/etc/foretell/audit.keys"),
+        format!("k1:{}", "ab".repeat(32)).into_bytes(),
+    );
+    env.files
+        .insert(PathBuf::from("/etc/foretell/hook.token"), b"t0ken".to_vec());
+    env.world_readable
+        .insert(PathBuf::from("/etc/foretell/audit.keys"));
+    let text = format!(
+        "{MINIMAL}audit:\n  path: audit.db\n  key_file: audit.keys\nalerts:\n  receivers:\n    - name: pager\n      url: http://pager/hook\n  routes:\n    - receiver: pager\n"
+    );
+    let config = parse(&text, origin(), &env).expect("valid");
+    assert_eq!(config.warnings.len(), 2, "{:#?}", config.warnings);
+    assert!(config.warnings[0].starts_with(
+        "audit.key_file: `/etc/foretell/audit.keys` is readable by every user of this machine"
+    ));
+    assert!(config.warnings[1].starts_with("alerts: the webhook accepts notifications from anyone"));
+    let with_token = text.replace("alerts:\n", "alerts:\n  bearer_token_file: hook.token\n");
+    env.world_readable.clear();
+    let config = parse(&with_token, origin(), &env).expect("valid");
+    assert_eq!(config.warnings, Vec::<String>::new());
 }

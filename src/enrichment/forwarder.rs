@@ -46,6 +46,7 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
         .timeout(receiver.timeout)
         .connect_timeout(receiver.timeout.min(Duration::from_secs(5)))
         .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
+        .redirect(crate::reader::same_origin_redirects())
         .build()
     {
         Ok(client) => client,

@@ -243,6 +243,7 @@ impl PrometheusReader {
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
+            .redirect(same_origin_redirects())
             .danger_accept_invalid_certs(config.insecure_skip_verify);
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
@@ -494,6 +495,40 @@ fn seconds(ms: i64) -> String {
     } else {
         format!("{:.3}", ms as f64 / 1000.0)
     }
+}
+
+/// Redirects followed at most, within one origin.
+const MAX_REDIRECTS: usize = 5;
+
+/// The redirect policy of every client foretell sends credentials or configured headers with
+/// (Prometheus, remote write, receivers): redirects within the same origin (scheme, host and
+/// port) are followed, a few at most; one to another origin is an error. reqwest drops
+/// `Authorization` on a cross-host redirect but would carry `X-Scope-OrgID`, `X-Api-Key` and
+/// the other configured headers along.
+pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |url: &Url| {
+            (
+                url.scheme().to_owned(),
+                url.host_str().map(str::to_owned),
+                url.port_or_known_default(),
+            )
+        };
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| origin(first) == origin(attempt.url()));
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if same {
+            attempt.follow()
+        } else {
+            let to = redact::url(attempt.url().as_str(), redact::Path::Hidden);
+            attempt.error(format!(
+                "a redirect to another origin ({to}) is not followed: the configured credentials and headers would go along; point the URL at the final address"
+            ))
+        }
+    })
 }
 
 /// A failed HTTP exchange on one line, without the URL reqwest puts in its message: a URL can

@@ -375,3 +375,42 @@ async fn retries_of_a_range_that_fails_in_the_end_are_counted_too() {
     assert_eq!(error.reason(), FailureReason::ServerError);
     assert_eq!((retries, upstream.requests().len()), (2, 3));
 }
+
+/// Issue 16, item 8: a redirect to another origin was followed carrying `X-Scope-OrgID` and
+/// `X-Api-Key`. Within the origin a redirect is still followed.
+#[tokio::test]
+async fn redirects_are_followed_within_the_origin_only() {
+    let elsewhere = FakeUpstream::start(vec![json(200, &matrix(&[]))]).await;
+    let redirecting = FakeUpstream::start(vec![Canned::Redirect {
+        location: format!("{}/api/v1/query_range", elsewhere.url),
+    }])
+    .await;
+    let reader = reader_for(
+        &redirecting.url,
+        "  headers:\n    X-Scope-OrgID: tenant-a\n",
+    );
+    let error = reader
+        .query_range(&query(0, 60_000, 60_000))
+        .await
+        .expect_err("not followed");
+    assert!(error.to_string().contains("another origin"), "{error}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "nothing went to the other origin"
+    );
+    assert!(redirecting.requests()[0].contains("x-scope-orgid: tenant-a"));
+
+    let moved = FakeUpstream::start(vec![json(200, &matrix(&[("a", &[(60, "1")])]))]).await;
+    moved.rescript(vec![
+        Canned::Redirect {
+            location: format!("{}/moved/api/v1/query_range", moved.url),
+        },
+        json(200, &matrix(&[("a", &[(60, "1")])])),
+    ]);
+    let answer = reader_for(&moved.url, "")
+        .query_range(&query(0, 60_000, 60_000))
+        .await
+        .expect("followed within the origin");
+    assert_eq!(answer.series.len(), 1);
+    assert!(moved.requests()[1].contains("/moved/api/v1/query_range"));
+}

@@ -27,8 +27,33 @@ use web_config::{BasicAuth, WebConfig};
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::SocketAddr);
 
+/// The web configuration's user a request authenticated as, set by the listener.
+#[derive(Clone, Debug)]
+pub struct User(pub String);
+
+/// Who asked for an administrative action over HTTP, for its audit record: the path, the
+/// user (with `basic_auth_users`) and the client address, e.g.
+/// `http:/-/reload user=ops address=10.0.0.7:51234`.
+pub fn http_actor<B>(path: &str, request: &hyper::Request<B>) -> String {
+    let mut actor = format!("http:{path}");
+    if let Some(User(user)) = request.extensions().get::<User>() {
+        let shown: String = user
+            .chars()
+            .take(64)
+            .map(|c| if c.is_control() || c == ' ' { '_' } else { c })
+            .collect();
+        actor.push_str(&format!(" user={shown}"));
+    }
+    if let Some(Peer(address)) = request.extensions().get::<Peer>() {
+        actor.push_str(&format!(" address={address}"));
+    }
+    actor
+}
+
 /// A request to reload the configuration file, answered with the outcome.
 pub struct ReloadRequest {
+    /// Who asked ([`http_actor`]), for the audit record.
+    pub actor: String,
     pub reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -141,7 +166,7 @@ pub async fn serve(
             let basic_auth = basic_auth.clone();
             request.extensions_mut().insert(Peer(peer));
             async move {
-                if let Some(refused) = authenticate(&state, basic_auth, &request).await {
+                if let Some(refused) = authenticate(&state, basic_auth, &mut request).await {
                     return Ok::<_, Infallible>(refused);
                 }
                 Ok::<_, Infallible>(handle(&state, request).await)
@@ -207,7 +232,7 @@ pub async fn serve(
 async fn authenticate<B>(
     state: &AppState,
     basic_auth: Option<Arc<BasicAuth>>,
-    request: &hyper::Request<B>,
+    request: &mut hyper::Request<B>,
 ) -> Option<hyper::Response<http_body_util::Full<bytes::Bytes>>> {
     let basic_auth = basic_auth?;
     let webhook_has_token = state
@@ -225,8 +250,9 @@ async fn authenticate<B>(
     // bcrypt is deliberately slow: off the async threads.
     let allowed = tokio::task::spawn_blocking(move || basic_auth.allows(header.as_deref()))
         .await
-        .unwrap_or(false);
-    if allowed {
+        .unwrap_or(None);
+    if let Some(user) = allowed {
+        request.extensions_mut().insert(User(user));
         return None;
     }
     let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(

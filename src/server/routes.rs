@@ -61,7 +61,8 @@ where
         (DEAD_LETTERS_PATH, Method::GET) => dead_letters(state).await,
         (DEAD_LETTERS_RETRY_PATH, Method::POST) => {
             let query = request.uri().query().unwrap_or("").to_owned();
-            retry_dead_letters(state, &query).await
+            let actor = super::http_actor(DEAD_LETTERS_RETRY_PATH, &request);
+            retry_dead_letters(state, &query, &actor).await
         }
         (DEAD_LETTERS_PATH, _) => method_not_allowed("GET"),
         (DEAD_LETTERS_RETRY_PATH, _) => method_not_allowed("POST"),
@@ -77,7 +78,9 @@ where
             text(StatusCode::OK, "foretell is Healthy.\n")
         }
         ("/-/ready", Method::GET | Method::HEAD) => ready(state),
-        ("/-/reload", Method::POST | Method::PUT) => reload(state).await,
+        ("/-/reload", Method::POST | Method::PUT) => {
+            reload(state, super::http_actor("/-/reload", &request)).await
+        }
         ("/", Method::GET | Method::HEAD) => {
             let (code, page) = status::overview(state).await;
             html(code, page)
@@ -297,7 +300,7 @@ async fn dead_letters(state: &AppState) -> Reply {
 }
 
 /// Requeues dead letters; an admin action, so it needs `server.enable_lifecycle` like reload.
-async fn retry_dead_letters(state: &AppState, query: &str) -> Reply {
+async fn retry_dead_letters(state: &AppState, query: &str, actor: &str) -> Reply {
     if !state.lifecycle_enabled.load(Ordering::SeqCst) {
         return text(
             StatusCode::FORBIDDEN,
@@ -339,7 +342,7 @@ async fn retry_dead_letters(state: &AppState, query: &str) -> Reply {
         );
     }
     match alerts
-        .retry_dead_letters((!all).then_some(ids), "http:/api/v1/dead-letters/retry")
+        .retry_dead_letters((!all).then_some(ids), actor)
         .await
     {
         Ok(requeued) => text(
@@ -384,7 +387,7 @@ fn ready(state: &AppState) -> Reply {
     }
 }
 
-async fn reload(state: &AppState) -> Reply {
+async fn reload(state: &AppState, actor: String) -> Reply {
     if !state.lifecycle_enabled.load(Ordering::SeqCst) {
         return text(
             StatusCode::FORBIDDEN,
@@ -392,7 +395,12 @@ async fn reload(state: &AppState) -> Reply {
         );
     }
     let (reply, answer) = oneshot::channel();
-    if state.reload.send(ReloadRequest { reply }).await.is_err() {
+    if state
+        .reload
+        .send(ReloadRequest { actor, reply })
+        .await
+        .is_err()
+    {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "foretell is shutting down.\n",

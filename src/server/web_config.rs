@@ -78,9 +78,19 @@ impl std::fmt::Debug for WebConfig {
 
 /// Reads and validates `path`; relative file names in it are relative to its folder.
 pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| WebConfigError::Invalid {
+    let bytes = crate::config::read_bounded(path, crate::config::MAX_FILE_BYTES).map_err(|e| {
+        WebConfigError::Invalid {
+            file: path.to_owned(),
+            message: format!("cannot read: {e}"),
+        }
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| WebConfigError::Invalid {
         file: path.to_owned(),
-        message: format!("cannot read: {e}"),
+        message: "not UTF-8 text".into(),
+    })?;
+    crate::config::check_nesting(&text).map_err(|message| WebConfigError::Invalid {
+        file: path.to_owned(),
+        message,
     })?;
     let raw: RawWebConfig = serde_yaml::from_str(&text).map_err(|e| WebConfigError::Invalid {
         file: path.to_owned(),
@@ -139,7 +149,8 @@ fn server_tls(
 ) -> Result<rustls::ServerConfig, (&'static str, String)> {
     let read = |name: &'static str, file: &str| {
         let path = base.join(file);
-        std::fs::read(&path).map_err(|e| (name, format!("cannot read {}: {e}", path.display())))
+        crate::config::read_bounded(&path, crate::config::MAX_FILE_BYTES)
+            .map_err(|e| (name, format!("cannot read {}: {e}", path.display())))
     };
     let certificates: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(&read("tls_server_config.cert_file", &raw.cert_file)?)
@@ -245,12 +256,17 @@ pub struct BasicAuth {
 /// passwords then costs bcrypt time, as it would without the cache).
 const REMEMBERED_CREDENTIALS: usize = 1024;
 
+/// bcrypt reads at most this many bytes of a password and ignores the rest; a longer one is
+/// refused rather than checked by its first 72 bytes (the exporter toolkit refuses it too).
+const MAX_BCRYPT_PASSWORD_BYTES: usize = 72;
+
 impl BasicAuth {
-    /// Whether the `Authorization` header value carries a configured user and password.
-    pub fn allows(&self, authorization: Option<&str>) -> bool {
-        let Some((user, password)) = authorization.and_then(decode_basic) else {
-            return false;
-        };
+    /// The configured user the `Authorization` header value carries with its password, if any.
+    pub fn allows(&self, authorization: Option<&str>) -> Option<String> {
+        let (user, password) = authorization.and_then(decode_basic)?;
+        if password.len() > MAX_BCRYPT_PASSWORD_BYTES {
+            return None;
+        }
         let key: [u8; 32] = Sha256::digest(format!("{user}:{password}").as_bytes()).into();
         if let Some(&known) = self
             .verified
@@ -258,7 +274,7 @@ impl BasicAuth {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
         {
-            return known;
+            return known.then_some(user);
         }
         let hash = self
             .users
@@ -271,7 +287,7 @@ impl BasicAuth {
             verified.clear();
         }
         verified.insert(key, matched);
-        matched
+        matched.then_some(user)
     }
 }
 
@@ -396,14 +412,49 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(credentials)
             )
         };
-        assert!(auth.allows(Some(&header("prometheus:right"))));
-        assert!(auth.allows(Some(&header("prometheus:right"))), "remembered");
-        assert!(!auth.allows(Some(&header("prometheus:wrong"))));
-        assert!(!auth.allows(Some(&header("nobody:right"))));
-        assert!(!auth.allows(Some(&header("prometheus"))), "no colon");
-        assert!(!auth.allows(Some("Bearer right")));
-        assert!(!auth.allows(Some("Basic !!!")));
-        assert!(!auth.allows(None));
+        let user = Some("prometheus".to_owned());
+        assert_eq!(auth.allows(Some(&header("prometheus:right"))), user);
+        assert_eq!(
+            auth.allows(Some(&header("prometheus:right"))),
+            user,
+            "remembered"
+        );
+        assert_eq!(auth.allows(Some(&header("prometheus:wrong"))), None);
+        assert_eq!(auth.allows(Some(&header("nobody:right"))), None);
+        assert_eq!(auth.allows(Some(&header("prometheus"))), None, "no colon");
+        assert_eq!(auth.allows(Some("Bearer right")), None);
+        assert_eq!(auth.allows(Some("Basic !!!")), None);
+        assert_eq!(auth.allows(None), None);
         assert_eq!(auth.verified.lock().expect("lock").len(), 3);
+    }
+
+    /// Issue 16, item 8: bcrypt ignores bytes past 72, so any password sharing the first 72
+    /// bytes of the real one got in.
+    #[test]
+    fn passwords_longer_than_bcrypt_reads_are_refused() {
+        let long = "p".repeat(72);
+        let auth = BasicAuth {
+            users: BTreeMap::from([("ops".to_owned(), bcrypt::hash(&long, 4).expect("hash"))]),
+            unknown_user_hash: bcrypt::hash("x", 4).expect("hash"),
+            verified: Mutex::new(HashMap::new()),
+        };
+        use base64::Engine as _;
+        let header = |credentials: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
+        assert_eq!(
+            auth.allows(Some(&header(&format!("ops:{long}")))),
+            Some("ops".to_owned())
+        );
+        for extra in ["x", "anything at all"] {
+            assert_eq!(
+                auth.allows(Some(&header(&format!("ops:{long}{extra}")))),
+                None,
+                "72 bytes and {extra:?}"
+            );
+        }
     }
 }

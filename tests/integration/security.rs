@@ -227,6 +227,11 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
         audit_shown.contains("config.rejected") && audit_shown.contains("alert.retried"),
         "{audit_shown}"
     );
+    // Issue 16, item 8: admin actions over HTTP name the user and the client address.
+    assert!(
+        audit_shown.contains("http:/-/reload user=ops address=127.0.0.1:"),
+        "{audit_shown}"
+    );
     let malformed_config = dir.path().join("malformed.yml");
     std::fs::write(&malformed_config, &malformed).expect("malformed config");
     let (_, check_config) = {
