@@ -2,6 +2,7 @@
 //! operator does not need curl and jq at 3 a.m. Requeueing goes through the running process
 //! (which owns the outbox's writer and wakes its forwarders), never straight into SQLite.
 
+use foretell_core::markup::terminal_cell;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -137,17 +138,13 @@ pub fn render_table(letters: &[DeadLetter]) -> String {
         "ID", "RECEIVER", "ATTEMPTS", "DEAD SINCE", "GROUP"
     );
     for letter in letters {
-        let group: String = letter.group_key.chars().take(30).collect();
-        let error = letter
-            .last_error
-            .as_deref()
-            .unwrap_or("-")
-            .replace(['\n', '\r'], " ");
+        let group: String = terminal_cell(&letter.group_key).chars().take(30).collect();
+        let error = terminal_cell(letter.last_error.as_deref().unwrap_or("-"));
         let _ = writeln!(
             out,
             "{:>6}  {:<receiver_width$}  {:>8}  {:<20}  {:<30}  {error}",
             letter.id,
-            letter.receiver,
+            terminal_cell(&letter.receiver),
             letter.attempts,
             format_rfc3339(letter.updated_ms),
             group
@@ -189,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_table_has_one_line_per_letter_with_its_error() {
-        let table = render_table(&[letter(17, Some("HTTP 400: bad\nrequest"))]);
+        let table = render_table(&[letter(17, Some("HTTP 400: bad\nrequest\u{1b}[2J"))]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2, "{table}");
         assert!(
@@ -198,7 +195,10 @@ mod tests {
         );
         assert!(lines[1].contains("17  pager"), "{table}");
         assert!(lines[1].contains("2023-11-14T22:14:20Z"), "{table}");
-        assert!(lines[1].ends_with("HTTP 400: bad request"), "{table}");
+        assert!(
+            lines[1].ends_with("HTTP 400: bad\\u{a}request\\u{1b}[2J"),
+            "escape sequences are shown, not obeyed: {table}"
+        );
         assert_eq!(render_table(&[]), "no dead letters\n");
     }
 

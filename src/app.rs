@@ -466,3 +466,35 @@ impl Running {
         Ok(names.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 16, item 8: with TLS on, links defaulted to `http://`.
+    #[test]
+    fn the_default_external_url_has_the_scheme_foretell_serves() {
+        let server = ServerConfig {
+            listen_address: "127.0.0.1:9896".parse().expect("address"),
+            shutdown_grace: Duration::from_secs(1),
+            enable_lifecycle: false,
+            external_url: None,
+        };
+        assert_eq!(
+            external_url(&server, true).map(|u| u.to_string()),
+            Some("https://127.0.0.1:9896/".to_owned())
+        );
+        assert_eq!(
+            external_url(&server, false).map(|u| u.to_string()),
+            Some("http://127.0.0.1:9896/".to_owned())
+        );
+        let configured = ServerConfig {
+            external_url: Url::parse("https://ops.example/foretell/").ok(),
+            ..server
+        };
+        assert_eq!(
+            external_url(&configured, false).map(|u| u.to_string()),
+            Some("https://ops.example/foretell/".to_owned())
+        );
+    }
+}

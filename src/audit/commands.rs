@@ -7,6 +7,7 @@ use foretell_core::audit::keys::encode_hex;
 use foretell_core::audit::{
     verify, Entry, ExpectedHead, KeyError, KeyRing, Problem, ProblemClass, Record, Verification,
 };
+use foretell_core::markup::terminal_cell;
 use serde_json::json;
 
 use super::store::{self, StoreError};
@@ -314,11 +315,11 @@ pub fn render_table(records: &[Record]) -> String {
             "{:>8}  {:<20}  {:<22} {:<16} {:<24} {:<10} {}",
             record.seq,
             format_rfc3339(entry.timestamp_ms),
-            entry.kind,
-            entry.actor,
-            entry.subject,
-            entry.outcome,
-            entry.details
+            terminal_cell(&entry.kind),
+            terminal_cell(&entry.actor),
+            terminal_cell(&entry.subject),
+            terminal_cell(&entry.outcome),
+            terminal_cell(&entry.details)
         );
     }
     out
@@ -585,6 +586,13 @@ mod tests {
         writer
             .append(entry("alerting.other", "fp-c", 4_000))
             .expect("append");
+        writer
+            .append(entry(
+                "webhook.escape",
+                "g\u{1b}]0;owned\u{7}\u{1b}[2J",
+                5_000,
+            ))
+            .expect("append");
         drop(writer);
         let seqs = |filter: RecordFilter| -> Vec<u64> {
             read_records(&db, &filter)
@@ -593,7 +601,10 @@ mod tests {
                 .map(|r| r.seq)
                 .collect()
         };
-        assert_eq!(seqs(RecordFilter::default()), vec![1, 2, 3, 4]);
+        assert_eq!(seqs(RecordFilter::default()), vec![1, 2, 3, 4, 5]);
+        let all = render_table(&read_records(&db, &RecordFilter::default()).expect("read"));
+        assert!(!all.contains('\u{1b}') && !all.contains('\u{7}'), "{all}");
+        assert!(all.contains("g\\u{1b}]0;owned\\u{7}"), "{all}");
         let by_kind = RecordFilter {
             kind: Some("alert".into()),
             ..RecordFilter::default()

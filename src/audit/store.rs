@@ -91,12 +91,14 @@ fn corrupt(path: &Path, message: String) -> StoreError {
 }
 
 /// Opens (creating when absent) the database at `path`, sets WAL and full sync, and applies
-/// the migrations it lacks.
+/// the migrations it lacks. A new database is created readable by its owner only (0600): it
+/// holds notification bodies. SQLite gives its `-wal` and `-shm` files the same mode.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let sqlite = |source| StoreError::Sqlite {
         path: path.to_owned(),
         source,
     };
+    create_private(path).map_err(|e| corrupt(path, format!("cannot create the file: {e}")))?;
     let mut connection = Connection::open(path).map_err(sqlite)?;
     connection
         .pragma_update(None, "journal_mode", "WAL")
@@ -109,6 +111,22 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sqlite)?;
     migrate(&mut connection, path)?;
     Ok(connection)
+}
+
+/// Creates `path` empty with mode 0600 when it does not exist (SQLite takes an empty file for
+/// a new database); an existing file keeps its mode.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// Opens an existing log for reading only (verify, show, export, report): nothing is written,

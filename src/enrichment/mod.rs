@@ -83,17 +83,37 @@ pub struct Enrichment {
     ranges: assess::RangeCache,
     /// Per-client token buckets of the webhook, refilled on the monotonic clock.
     limiter: std::sync::Mutex<RateLimiter<std::net::IpAddr>>,
+    /// Per-client buckets of requests with a missing or wrong token, apart from `limiter`.
+    auth_failures: std::sync::Mutex<RateLimiter<std::net::IpAddr>>,
 }
 
 /// Client addresses whose webhook rate is remembered at once.
 const MAX_RATE_LIMITED_CLIENTS: usize = 10_000;
 
+/// Requests with a missing or wrong token an address may make: a burst of 10, then one a
+/// second. They never draw on the bucket of the notifications the same address sends with
+/// the right token.
+const AUTH_FAILURES: foretell_core::alerts::rate_limit::RateLimit =
+    foretell_core::alerts::rate_limit::RateLimit {
+        per_second: 1.0,
+        burst: 10.0,
+    };
+
 impl Enrichment {
-    /// `None` when `client` may post a notification now; otherwise how long it should wait.
-    pub fn rate_limited(&self, client: std::net::IpAddr) -> Option<std::time::Duration> {
+    /// `None` when `client` may post now; otherwise how long it should wait. Requests that
+    /// failed authentication are limited on their own buckets.
+    pub fn rate_limited(
+        &self,
+        client: std::net::IpAddr,
+        authenticated: bool,
+    ) -> Option<std::time::Duration> {
         let now_ms = self.clock.monotonic_ms();
-        match self
-            .limiter
+        let limiter = if authenticated {
+            &self.limiter
+        } else {
+            &self.auth_failures
+        };
+        match limiter
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .admit(&client, now_ms)
@@ -137,6 +157,10 @@ impl Enrichment {
             ranges: assess::RangeCache::default(),
             limiter: std::sync::Mutex::new(RateLimiter::new(
                 config_rate_limit,
+                MAX_RATE_LIMITED_CLIENTS,
+            )),
+            auth_failures: std::sync::Mutex::new(RateLimiter::new(
+                AUTH_FAILURES,
                 MAX_RATE_LIMITED_CLIENTS,
             )),
         }

@@ -4,8 +4,12 @@
 //! the reason for a body that is not a version-4 payload; 401 without the configured bearer
 //! token; 408 when the body does not arrive within `body_read_timeout`; 413 for a body over
 //! `max_body_bytes`, decided from `Content-Length` before reading and enforced while reading;
-//! 503 when the commit fails (disk full, database locked), so Alertmanager retries.
+//! 415 for a body that is not `application/json`; 429 past the address's rate limit (requests
+//! with a wrong token draw on a bucket of their own, so a flood of them cannot lock out the
+//! real Alertmanager at the same address); 503 when the commit fails (disk full, database
+//! locked), so Alertmanager retries.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,37 +23,84 @@ use super::Enrichment;
 /// Fingerprints listed in the `alert.received` record; the count is always there.
 const MAX_FINGERPRINTS_RECORDED: usize = 1_000;
 
-/// The status and a short plain-text reason.
-pub type Answer = (StatusCode, String);
+/// The status, a short plain-text reason and, with 429, the seconds to wait.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub reason: String,
+    pub retry_after_seconds: Option<u64>,
+}
 
-pub async fn receive<B>(enrichment: &Arc<Enrichment>, request: Request<B>) -> Answer
+impl From<(StatusCode, String)> for Answer {
+    fn from((status, reason): (StatusCode, String)) -> Answer {
+        Answer {
+            status,
+            reason,
+            retry_after_seconds: None,
+        }
+    }
+}
+
+/// Handles one `POST` from `client` (the rate limits are per address).
+pub async fn receive<B>(
+    enrichment: &Arc<Enrichment>,
+    client: Option<IpAddr>,
+    request: Request<B>,
+) -> Answer
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let answer = handle(enrichment, request).await;
-    enrichment.telemetry.webhook_answered(answer.0.as_u16());
+    let answer = handle(enrichment, client, request).await;
+    enrichment
+        .telemetry
+        .webhook_answered(answer.status.as_u16());
     answer
 }
 
-async fn handle<B>(enrichment: &Arc<Enrichment>, request: Request<B>) -> Answer
+async fn handle<B>(
+    enrichment: &Arc<Enrichment>,
+    client: Option<IpAddr>,
+    request: Request<B>,
+) -> Answer
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let config = &enrichment.config;
-    if let Some(token) = &config.bearer_token {
+    let authenticated = config.bearer_token.as_ref().is_none_or(|token| {
         let expected = format!("Bearer {}", token.expose());
-        let given = request
+        request
             .headers()
             .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !given.is_some_and(|given| constant_time_eq(given, expected.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (alerts.bearer_token_file)\n".into(),
-            );
-        }
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+    });
+    if let Some(wait) = client.and_then(|ip| enrichment.rate_limited(ip, authenticated)) {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let reason = if authenticated {
+            format!("too many notifications from this address (alerts.rate_limit); retry in {seconds} s\n")
+        } else {
+            format!("too many requests with a missing or wrong bearer token from this address; retry in {seconds} s\n")
+        };
+        return Answer {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason,
+            retry_after_seconds: Some(seconds),
+        };
+    }
+    if !authenticated {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (alerts.bearer_token_file)\n".into(),
+        )
+            .into();
+    }
+    if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be Alertmanager's JSON (Content-Type: application/json)\n".into(),
+        )
+            .into();
     }
     let max = config.max_body_bytes;
     let declared = request
@@ -58,7 +109,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max) {
-        return too_large(max);
+        return too_large(max).into();
     }
     let body = Limited::new(request.into_body(), max as usize);
     let bytes = match tokio::time::timeout(config.body_read_timeout, body.collect()).await {
@@ -70,25 +121,34 @@ where
                     config.body_read_timeout
                 ),
             )
+                .into()
         }
         Ok(Err(error))
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return too_large(max)
+            return too_large(max).into()
         }
         Ok(Err(error)) => {
             return (
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {error}\n"),
             )
+                .into()
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
     let notification = match webhook::parse(&bytes) {
         Ok(notification) => notification,
-        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")),
+        Err(error) => {
+            // Bounded: the reason quotes the offending value, which the sender chose.
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{}\n", bounded(&error.to_string())),
+            )
+                .into();
+        }
     };
     let now_ms = enrichment.clock.now_ms();
     let fingerprints: Vec<&str> = notification
@@ -126,7 +186,7 @@ where
             )
         })
         .await;
-    match committed {
+    let answer: (StatusCode, String) = match committed {
         Ok(Accepted::Stored(id)) => {
             enrichment.telemetry.received(alerts, false);
             enrichment.received.notify_one();
@@ -159,10 +219,35 @@ where
                 "the notification could not be stored; retry later\n".into(),
             )
         }
-    }
+    };
+    answer.into()
 }
 
-fn too_large(max: u64) -> Answer {
+/// Whether a `Content-Type` is JSON (`application/json`, with parameters or not).
+fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Characters of an error reason sent back at most: a reason quotes the sender's value (a
+/// 3 MB `version` was echoed whole).
+const MAX_REASON_CHARS: usize = 300;
+
+fn bounded(reason: &str) -> String {
+    let mut shown: String = reason
+        .chars()
+        .take(MAX_REASON_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        shown.push('…');
+    }
+    shown
+}
+
+fn too_large(max: u64) -> (StatusCode, String) {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the body exceeds {max} bytes (alerts.max_body_bytes); lower max_alerts in Alertmanager's webhook_config or raise the cap\n"),

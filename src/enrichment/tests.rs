@@ -199,7 +199,8 @@ impl Harness {
     async fn post(&self, body: &str, token: Option<&str>) -> (StatusCode, String) {
         let mut request = Request::builder()
             .method(Method::POST)
-            .uri("/alertmanager/webhook");
+            .uri("/alertmanager/webhook")
+            .header("content-type", "application/json");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -545,6 +546,7 @@ async fn bad_requests_get_a_defined_answer_and_nothing_is_stored() {
     let request = Request::builder()
         .method(Method::POST)
         .uri("/alertmanager/webhook")
+        .header("content-type", "application/json")
         .header("authorization", "Bearer s3cret");
     let (status, reason) = harness.send(request, Bytes::from(invalid_utf8)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reason}");
@@ -561,6 +563,34 @@ async fn bad_requests_get_a_defined_answer_and_nothing_is_stored() {
     );
     let (status, _) = harness.request(Method::GET, "/alertmanager/webhook").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // Issue 16, item 8: any Content-Type was accepted, and a 3 MB `version` was echoed whole.
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/alertmanager/webhook")
+            .header("authorization", "Bearer s3cret");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let (status, reason) = harness.send(request, Bytes::from(FIRING)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert!(reason.contains("application/json"), "{reason}");
+    }
+    let long_version = FIRING.replace(
+        "\"version\": \"4\"",
+        &format!("\"version\": \"{}\"", "9".repeat(60_000)),
+    );
+    let (status, reason) = harness.post(&long_version, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(reason.len() < 1_000, "{} bytes echoed", reason.len());
     let metrics = harness.metrics();
     assert!(
         metrics.contains("foretell_webhook_requests_total{code=\"401\"} 2\n"),
@@ -956,6 +986,7 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
             .method(Method::POST)
             .uri("/alertmanager/webhook")
             .header("authorization", "Bearer s3cret")
+            .header("content-type", "application/json")
             .extension(crate::server::Peer(peer.parse().expect("address")))
             .body(Full::new(Bytes::from(body)))
             .expect("request")
@@ -977,13 +1008,42 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
     clock.advance(2_000);
     let refilled = handle(&harness.state, post("10.0.0.1:5000", 5)).await;
     assert_eq!(refilled.status(), StatusCode::OK);
+    // Issue 16, item 8: a flood with a wrong token from the same address used to take the
+    // real Alertmanager's tokens; it has a bucket of its own.
+    clock.advance(10_000);
+    let wrong_token = |n: usize| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/alertmanager/webhook")
+            .header("authorization", "Bearer guessed")
+            .header("content-type", "application/json")
+            .extension(crate::server::Peer(
+                "10.0.0.1:6000".parse().expect("address"),
+            ))
+            .body(Full::new(Bytes::from(
+                FIRING.replace("\"f1\"", &format!("\"bad-{n}\"")),
+            )))
+            .expect("request")
+    };
+    let mut flood = Vec::new();
+    for n in 0..30 {
+        flood.push(handle(&harness.state, wrong_token(n)).await.status());
+    }
+    assert_eq!(flood[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(flood[29], StatusCode::TOO_MANY_REQUESTS, "{flood:?}");
+    let real = handle(&harness.state, post("10.0.0.1:5000", 6)).await;
+    assert_eq!(
+        real.status(),
+        StatusCode::OK,
+        "the flood took no notification tokens"
+    );
     let metrics = harness.metrics();
     assert!(
-        metrics.contains("foretell_webhook_requests_total{code=\"429\"} 2\n"),
+        metrics.contains("foretell_webhook_requests_total{code=\"429\"} 22\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("foretell_notifications_received_total 4\n"),
+        metrics.contains("foretell_notifications_received_total 5\n"),
         "{metrics}"
     );
     harness.stop().await;

@@ -36,21 +36,15 @@ where
         (WEBHOOK_PATH, Method::POST) => match &state.alerts {
             Some(alerts) => {
                 let peer = request.extensions().get::<super::Peer>().map(|p| p.0.ip());
-                if let Some(wait) = peer.and_then(|ip| alerts.rate_limited(ip)) {
-                    alerts.telemetry.webhook_answered(429);
-                    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    let mut response = text(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        format!("too many notifications from this address (alerts.rate_limit); retry in {seconds} s\n"),
-                    );
+                let answer = crate::enrichment::receiver::receive(alerts, peer, request).await;
+                let mut response = text(answer.status, answer.reason);
+                if let Some(seconds) = answer.retry_after_seconds {
                     response.headers_mut().insert(
                         hyper::header::RETRY_AFTER,
                         hyper::header::HeaderValue::from(seconds),
                     );
-                    return response;
                 }
-                let (status, reason) = crate::enrichment::receiver::receive(alerts, request).await;
-                text(status, reason)
+                response
             }
             None => text(
                 StatusCode::NOT_FOUND,

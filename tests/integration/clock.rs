@@ -109,6 +109,7 @@ async fn wall_clock_steps_back_and_forward_lose_and_give_up_nothing() {
             let group = n % 2;
             let response = http
                 .post(format!("{base}/alertmanager/webhook"))
+                .header("content-type", "application/json")
                 .body(notification(group, n))
                 .send()
                 .await

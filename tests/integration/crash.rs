@@ -62,6 +62,7 @@ async fn sigkill_during_webhook_handling_loses_nothing_acknowledged() {
                         in_flight.fetch_add(1, Ordering::SeqCst);
                         let answer = http
                             .post(&url)
+                            .header("content-type", "application/json")
                             .body(notification(round, client, n))
                             .send()
                             .await;

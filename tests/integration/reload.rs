@@ -126,7 +126,13 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                match http.post(&url).body(notification(client, n)).send().await {
+                match http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(notification(client, n))
+                    .send()
+                    .await
+                {
                     Ok(response) if response.status() == 200 => acknowledged
                         .lock()
                         .expect("lock")

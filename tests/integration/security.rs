@@ -144,6 +144,7 @@ async fn no_secret_appears_in_logs_metrics_pages_or_answers() {
         let response = client
             .post(&webhook)
             .bearer_auth(token)
+            .header("content-type", "application/json")
             .body(body)
             .send()
             .await

@@ -325,3 +325,33 @@ fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() {
     let outcome = check(&path, &keys, Some(head + 1));
     assert_eq!((outcome.checked, outcome.problem), (head + 1, None));
 }
+
+/// Issue 16, item 8: the audit database holds notification bodies and was created 0644.
+#[test]
+fn a_new_log_and_its_wal_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    write_log(&path, &ring(&[("k1", 1)]), 3);
+    let connection = open(&path).expect("open");
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS probe (x); INSERT INTO probe VALUES (1);")
+        .expect("write");
+    for file in ["audit.db", "audit.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .expect(file)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+    // An existing file keeps the mode its owner gave it.
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").expect("create");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    drop(open(&shared).expect("open"));
+    let mode = std::fs::metadata(&shared)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
