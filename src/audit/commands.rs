@@ -5,7 +5,7 @@ use std::path::Path;
 
 use foretell_core::audit::keys::encode_hex;
 use foretell_core::audit::{
-    verify, Entry, ExpectedHead, KeyError, KeyRing, Problem, ProblemClass, Record, Verification,
+    Entry, ExpectedHead, KeyError, KeyRing, Problem, ProblemClass, Record, Verification,
 };
 use foretell_core::markup::terminal_cell;
 use serde_json::json;
@@ -127,9 +127,7 @@ pub fn verify_file(
             )
         });
     }
-    let log = store::read_log(&connection, db)?;
-    let outcome = verify(&log.log_id, &log.records, keys, log.start, expect_head);
-    Ok((log.log_id, outcome))
+    Ok(store::verify_log(&connection, db, keys, expect_head)?)
 }
 
 /// Verifies the log, then prunes the records older than `before_ms` behind a signed anchor.

@@ -12,5 +12,5 @@ pub use keys::{AuditKey, KeyError, KeyRing};
 pub use record::{Chain, Entry, Record, GENESIS_MAC, MAC_BYTES};
 pub use verify::{
     mac_prefix_value, verify, ChainStart, ExpectedHead, Problem, ProblemClass, Verification,
-    HEAD_WENT_BACKWARDS_KIND,
+    Verifier, HEAD_WENT_BACKWARDS_KIND,
 };

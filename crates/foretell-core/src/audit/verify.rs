@@ -22,7 +22,6 @@
 //!   one that holds no audit log (a zero-byte file, another program's database) is **not a
 //!   log**: neither is ever reported clean.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use super::anchor::Anchor;
@@ -89,6 +88,12 @@ impl ChainStart {
         after_seq: 0,
         prev_mac: GENESIS_MAC,
     };
+}
+
+impl Default for ChainStart {
+    fn default() -> Self {
+        ChainStart::GENESIS
+    }
 }
 
 /// The kind of record foretell appends when it opens a log whose head is behind the head it
@@ -178,7 +183,8 @@ pub struct Verification {
 }
 
 /// Verifies `records` (storage order) of log `log_id` against `keys`, from `start`, and the
-/// head against `expect_head` when given.
+/// head against `expect_head` when given. Holds the records in memory; a stored log is checked
+/// in one streaming pass with [`Verifier`].
 pub fn verify(
     log_id: &str,
     records: &[Record],
@@ -186,171 +192,315 @@ pub fn verify(
     start: ChainStart,
     expect_head: Option<ExpectedHead>,
 ) -> Verification {
-    let mut result = Verification {
-        checked: 0,
-        head_seq: start.after_seq,
-        problem: None,
-    };
-    if records.is_empty() {
-        result.problem = Some(Problem {
-            class: ProblemClass::Empty,
-            position: None,
-            message: "the log holds no record: every record was deleted (or foretell stopped before writing its first)".into(),
-        });
-        return result;
+    let mut verifier = Verifier::new(log_id, keys, start, expect_head);
+    for record in records {
+        verifier.push(record);
     }
-    let validity: Vec<Option<bool>> = records.iter().map(|r| mac_is_valid(r, keys)).collect();
-    if !records.is_empty() && !validity.contains(&Some(true)) {
-        let mut used: Vec<&str> = records.iter().map(|r| r.key_id.as_str()).collect();
-        used.sort_unstable();
-        used.dedup();
-        result.problem = Some(Problem {
-            class: ProblemClass::WrongKey,
-            position: Some(0),
-            message: format!(
-                "none of the {} records verifies with the keys given ({}); the log names key ids {}",
-                records.len(),
-                keys.ids().collect::<Vec<_>>().join(", "),
-                used.join(", ")
-            ),
-        });
-        return result;
+    verifier.finish()
+}
+
+/// Key ids listed at most when no record verifies (a log names one or two).
+const MAX_KEY_IDS_NAMED: usize = 16;
+
+/// A verification fed one record at a time in storage order, in memory that does not grow
+/// with the log: the first problem is found in order, and the few facts that classify it
+/// (whether its successor still links to it, whether a skipped sequence number turns up
+/// later, whether any record verifies at all) are gathered as the rest streams past.
+pub struct Verifier<'k> {
+    log_id: String,
+    keys: &'k KeyRing,
+    start: ChainStart,
+    expect_head: Option<ExpectedHead>,
+    /// Records pushed so far.
+    position: usize,
+    expected_seq: u64,
+    expected_prev: [u8; MAC_BYTES],
+    result: Verification,
+    /// Whether any record's MAC verifies, and the key ids the log names.
+    any_valid: bool,
+    key_ids: std::collections::BTreeSet<String>,
+    /// Whether a checked record is the signed anchor of the prune the chain starts after.
+    anchored: bool,
+    /// Whether the checked record at the pinned head's seq carries the pinned MAC.
+    pinned_matches: Option<bool>,
+    pending: Option<Pending>,
+}
+
+/// A problem found whose class depends on records after it.
+enum Pending {
+    /// A record whose MAC fails: modified in place if its successor links to its MAC,
+    /// inserted if the chain runs past it.
+    BadMac {
+        position: usize,
+        seq: u64,
+        mac: [u8; MAC_BYTES],
+        expected_seq: u64,
+    },
+    /// Sequence numbers skipped before `seq`: reordered if the first of them comes later,
+    /// missing otherwise.
+    Skipped {
+        position: usize,
+        seq: u64,
+        expected_seq: u64,
+        found_later: bool,
+    },
+}
+
+impl<'k> Verifier<'k> {
+    pub fn new(
+        log_id: &str,
+        keys: &'k KeyRing,
+        start: ChainStart,
+        expect_head: Option<ExpectedHead>,
+    ) -> Verifier<'k> {
+        Verifier {
+            log_id: log_id.to_owned(),
+            keys,
+            start,
+            expect_head,
+            position: 0,
+            expected_seq: start.after_seq + 1,
+            expected_prev: start.prev_mac,
+            result: Verification {
+                checked: 0,
+                head_seq: start.after_seq,
+                problem: None,
+            },
+            any_valid: false,
+            key_ids: std::collections::BTreeSet::new(),
+            anchored: false,
+            pinned_matches: None,
+            pending: None,
+        }
     }
-    let present: HashSet<u64> = records.iter().map(|r| r.seq).collect();
-    let mut expected_seq = start.after_seq + 1;
-    let mut expected_prev = start.prev_mac;
-    for (position, record) in records.iter().enumerate() {
+
+    /// Takes the next record in storage order.
+    pub fn push(&mut self, record: &Record) {
+        let position = self.position;
+        self.position += 1;
+        let validity = mac_is_valid(record, self.keys);
+        self.any_valid |= validity == Some(true);
+        if self.key_ids.len() < MAX_KEY_IDS_NAMED {
+            self.key_ids.insert(record.key_id.clone());
+        }
+        match &mut self.pending {
+            Some(Pending::BadMac {
+                position: at,
+                seq,
+                mac,
+                ..
+            }) => {
+                let problem = if record.prev_mac == *mac {
+                    modified(*at, *seq)
+                } else {
+                    inserted(*at, *seq)
+                };
+                self.result.problem = Some(problem);
+                self.pending = None;
+                return;
+            }
+            Some(Pending::Skipped {
+                expected_seq,
+                found_later,
+                ..
+            }) => {
+                *found_later |= record.seq == *expected_seq;
+                return;
+            }
+            None => {}
+        }
+        if self.result.problem.is_some() {
+            return;
+        }
         let problem = |class: ProblemClass, message: String| Problem {
             class,
             position: Some(position),
             message,
         };
         let seq = record.seq;
-        if record.log_id != log_id {
-            result.problem = Some(problem(
+        let expected_seq = self.expected_seq;
+        if record.log_id != self.log_id {
+            self.result.problem = Some(problem(
                 ProblemClass::ForeignLog,
                 format!(
-                    "the record at position {position} (seq {seq}) belongs to log {}, not {log_id}",
-                    record.log_id
+                    "the record at position {position} (seq {seq}) belongs to log {}, not {}",
+                    record.log_id, self.log_id
                 ),
             ));
-            return result;
+            return;
         }
-        match validity[position] {
+        match validity {
             None => {
-                result.problem = Some(problem(
+                self.result.problem = Some(problem(
                     ProblemClass::WrongKey,
                     format!(
                         "record seq {seq} is signed with key `{}`, which the key file does not hold",
                         record.key_id
                     ),
                 ));
-                return result;
+                return;
             }
             Some(false) => {
-                let successor_links = records
-                    .get(position + 1)
-                    .map_or(seq == expected_seq, |next| next.prev_mac == record.mac);
-                result.problem = Some(if successor_links {
-                    problem(
-                        ProblemClass::Modified,
-                        format!("record seq {seq} was changed after it was signed (its MAC does not match its content)"),
-                    )
-                } else {
-                    problem(
-                        ProblemClass::Inserted,
-                        format!("the record at position {position} (claiming seq {seq}) was not signed by this log's key and the chain runs past it"),
-                    )
+                self.pending = Some(Pending::BadMac {
+                    position,
+                    seq,
+                    mac: record.mac,
+                    expected_seq,
                 });
-                return result;
+                return;
             }
             Some(true) => {}
         }
         if seq > expected_seq {
-            result.problem = Some(if record.entry.kind == HEAD_WENT_BACKWARDS_KIND {
-                problem(
+            if record.entry.kind == HEAD_WENT_BACKWARDS_KIND {
+                self.result.problem = Some(problem(
                     ProblemClass::RolledBack,
                     format!(
                         "records seq {expected_seq}..{} are gone: the log was rolled back to seq {} and foretell, finding its head behind the one it had written, recorded so at seq {seq}",
                         seq - 1,
                         expected_seq - 1
                     ),
-                )
-            } else if present.contains(&expected_seq) {
-                problem(
-                    ProblemClass::Reordered,
-                    format!("record seq {seq} is stored where seq {expected_seq} belongs; {expected_seq} comes later"),
-                )
+                ));
             } else {
-                problem(
-                    ProblemClass::Missing,
-                    format!(
-                        "records seq {expected_seq}..{} are missing before seq {seq}",
-                        seq - 1
-                    ),
-                )
-            });
-            return result;
+                self.pending = Some(Pending::Skipped {
+                    position,
+                    seq,
+                    expected_seq,
+                    found_later: false,
+                });
+            }
+            return;
         }
         if seq < expected_seq {
-            result.problem = Some(problem(
+            self.result.problem = Some(problem(
                 ProblemClass::Reordered,
                 format!("record seq {seq} is stored after seq {}", expected_seq - 1),
             ));
-            return result;
+            return;
         }
-        if record.prev_mac != expected_prev {
-            result.problem = Some(problem(
+        if record.prev_mac != self.expected_prev {
+            self.result.problem = Some(problem(
                 ProblemClass::Modified,
                 format!("record seq {seq} does not link to the record before it"),
             ));
-            return result;
+            return;
         }
-        result.checked += 1;
-        result.head_seq = seq;
-        expected_seq = seq + 1;
-        expected_prev = record.mac;
+        self.result.checked += 1;
+        self.result.head_seq = seq;
+        self.expected_seq = seq + 1;
+        self.expected_prev = record.mac;
+        if self.start.after_seq > 0 && !self.anchored {
+            self.anchored = Anchor::parse(&record.entry).is_some_and(|anchor| {
+                anchor.through_seq == self.start.after_seq
+                    && anchor.through_mac == self.start.prev_mac
+            });
+        }
+        if let Some(expected) = &self.expect_head {
+            if expected.seq == seq {
+                self.pinned_matches = Some(
+                    expected
+                        .mac_prefix
+                        .as_ref()
+                        .is_none_or(|prefix| record.mac.starts_with(prefix)),
+                );
+            }
+        }
     }
-    if start.after_seq > 0 {
-        // A log that starts late must hold the signed anchor of the prune that cut it there.
-        let anchored = records[..result.checked as usize].iter().any(|record| {
-            Anchor::parse(&record.entry).is_some_and(|anchor| {
-                anchor.through_seq == start.after_seq && anchor.through_mac == start.prev_mac
-            })
-        });
-        if !anchored {
-            result.problem = Some(Problem {
+
+    /// The outcome once every record was pushed.
+    pub fn finish(mut self) -> Verification {
+        if self.position == 0 {
+            self.result.problem = Some(Problem {
+                class: ProblemClass::Empty,
+                position: None,
+                message: "the log holds no record: every record was deleted (or foretell stopped before writing its first)".into(),
+            });
+            return self.result;
+        }
+        if !self.any_valid {
+            self.result.checked = 0;
+            self.result.head_seq = self.start.after_seq;
+            self.result.problem = Some(Problem {
+                class: ProblemClass::WrongKey,
+                position: Some(0),
+                message: format!(
+                    "none of the {} records verifies with the keys given ({}); the log names key ids {}",
+                    self.position,
+                    self.keys.ids().collect::<Vec<_>>().join(", "),
+                    self.key_ids.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            });
+            return self.result;
+        }
+        match self.pending.take() {
+            Some(Pending::BadMac {
+                position,
+                seq,
+                expected_seq,
+                ..
+            }) => {
+                // The newest record: modified when it is where the chain expects it.
+                self.result.problem = Some(if seq == expected_seq {
+                    modified(position, seq)
+                } else {
+                    inserted(position, seq)
+                });
+            }
+            Some(Pending::Skipped {
+                position,
+                seq,
+                expected_seq,
+                found_later,
+            }) => {
+                self.result.problem = Some(Problem {
+                    class: if found_later {
+                        ProblemClass::Reordered
+                    } else {
+                        ProblemClass::Missing
+                    },
+                    position: Some(position),
+                    message: if found_later {
+                        format!("record seq {seq} is stored where seq {expected_seq} belongs; {expected_seq} comes later")
+                    } else {
+                        format!(
+                            "records seq {expected_seq}..{} are missing before seq {seq}",
+                            seq - 1
+                        )
+                    },
+                });
+            }
+            None => {}
+        }
+        if self.result.problem.is_some() {
+            return self.result;
+        }
+        if self.start.after_seq > 0 && !self.anchored {
+            // A log that starts late must hold the signed anchor of the prune that cut it there.
+            self.result.problem = Some(Problem {
                 class: ProblemClass::Missing,
                 position: None,
                 message: format!(
                     "records up to seq {} are gone and no signed prune anchor accounts for them",
-                    start.after_seq
+                    self.start.after_seq
                 ),
             });
-            return result;
+            return self.result;
         }
-    }
-    if let Some(expected) = expect_head {
-        if result.head_seq < expected.seq {
-            result.problem = Some(Problem {
-                class: ProblemClass::Truncated,
-                position: None,
-                message: format!(
-                    "the newest record is seq {}, but seq {} was written: the tail was cut off or an older copy restored",
-                    result.head_seq, expected.seq
-                ),
-            });
-        } else if let Some(prefix) = expected
-            .mac_prefix
-            .as_ref()
-            .filter(|_| expected.seq > start.after_seq)
-        {
-            let pinned = records[..result.checked as usize]
-                .iter()
-                .find(|record| record.seq == expected.seq);
-            let matches = pinned.is_some_and(|record| record.mac.starts_with(prefix));
-            if !matches {
-                result.problem = Some(Problem {
+        if let Some(expected) = &self.expect_head {
+            if self.result.head_seq < expected.seq {
+                self.result.problem = Some(Problem {
+                    class: ProblemClass::Truncated,
+                    position: None,
+                    message: format!(
+                        "the newest record is seq {}, but seq {} was written: the tail was cut off or an older copy restored",
+                        self.result.head_seq, expected.seq
+                    ),
+                });
+            } else if expected.mac_prefix.is_some()
+                && expected.seq > self.start.after_seq
+                && self.pinned_matches != Some(true)
+            {
+                self.result.problem = Some(Problem {
                     class: ProblemClass::RolledBack,
                     position: None,
                     message: format!(
@@ -360,8 +510,26 @@ pub fn verify(
                 });
             }
         }
+        self.result
     }
-    result
+}
+
+fn modified(position: usize, seq: u64) -> Problem {
+    Problem {
+        class: ProblemClass::Modified,
+        position: Some(position),
+        message: format!(
+            "record seq {seq} was changed after it was signed (its MAC does not match its content)"
+        ),
+    }
+}
+
+fn inserted(position: usize, seq: u64) -> Problem {
+    Problem {
+        class: ProblemClass::Inserted,
+        position: Some(position),
+        message: format!("the record at position {position} (claiming seq {seq}) was not signed by this log's key and the chain runs past it"),
+    }
 }
 
 #[cfg(test)]
