@@ -127,8 +127,13 @@ async fn assess(enrichment: &Enrichment, received: Received) -> Assessed {
         Ok(notification) => {
             let mut assessor = Assessor::new(enrichment, now_ms);
             let mut assessments = Vec::with_capacity(notification.alerts.len());
-            for alert in &notification.alerts {
-                assessments.push(assessor.assess(alert).await);
+            for (index, alert) in notification.alerts.iter().enumerate() {
+                let mut assessment = assessor.assess(alert).await;
+                if index >= MAX_ALERTS_AUDITED {
+                    // Summarised in one record: its details are not kept.
+                    assessment.details = serde_json::Value::Null;
+                }
+                assessments.push(assessment);
             }
             (Some(notification), assessments)
         }
@@ -153,7 +158,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
         started,
         now_ms,
         notification,
-        assessments,
+        mut assessments,
     } = assessed;
     let routes: Vec<Route> = enrichment
         .config
@@ -180,9 +185,13 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                 .map(|(alert, a)| (alert, a.confidence))
                 .collect();
             let (shares, unrouted) = route(&with_confidence, &routes);
-            let additions: Vec<BTreeMap<String, String>> =
-                assessments.iter().map(|a| a.annotations.clone()).collect();
-            for (alert, assessment) in notification.alerts.iter().zip(&assessments) {
+            // Moved out, not copied: only the deliveries need them from here on.
+            let additions: Vec<BTreeMap<String, String>> = assessments
+                .iter_mut()
+                .map(|a| std::mem::take(&mut a.annotations))
+                .collect();
+            let audited = notification.alerts.len().min(MAX_ALERTS_AUDITED);
+            for (alert, assessment) in notification.alerts.iter().zip(&assessments).take(audited) {
                 let mut details = assessment.details.clone();
                 details["notification"] = received.id.into();
                 records.push(outbox::entry(
@@ -197,7 +206,15 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                     &details,
                 ));
             }
-            for index in &unrouted {
+            if notification.alerts.len() > audited {
+                records.push(summary(
+                    now_ms,
+                    received.id,
+                    &notification.alerts[audited..],
+                    &assessments[audited..],
+                ));
+            }
+            for index in unrouted.iter().filter(|i| **i < audited) {
                 let alert = &notification.alerts[*index];
                 records.push(outbox::entry(
                     now_ms,
@@ -207,9 +224,25 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                     &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "reason": "no route matched"}),
                 ));
             }
+            let unrouted_beyond = unrouted.iter().filter(|i| **i >= audited).count();
+            if unrouted_beyond > 0 {
+                records.push(outbox::entry(
+                    now_ms,
+                    "alert.suppressed",
+                    &group_key,
+                    "unrouted",
+                    &serde_json::json!({"notification": received.id, "alerts": unrouted_beyond, "reason": "no route matched", "summarised": true}),
+                ));
+            }
             unrouted_count = unrouted.len();
             for (receiver, share) in shares {
+                let mut beyond = 0usize;
                 for (index, reason) in &share.suppressed {
+                    suppressed_for.push(receiver.clone());
+                    if *index >= audited {
+                        beyond += 1;
+                        continue;
+                    }
                     let alert = &notification.alerts[*index];
                     records.push(outbox::entry(
                         now_ms,
@@ -218,13 +251,22 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                         "suppressed",
                         &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "receiver": receiver, "reason": reason}),
                     ));
-                    suppressed_for.push(receiver.clone());
+                }
+                if beyond > 0 {
+                    records.push(outbox::entry(
+                        now_ms,
+                        "alert.suppressed",
+                        &group_key,
+                        "suppressed",
+                        &serde_json::json!({"notification": received.id, "alerts": beyond, "receiver": receiver, "summarised": true}),
+                    ));
                 }
                 if !share.forwarded.is_empty() {
-                    let body = notification.share(&additions, &share.forwarded);
                     deliveries.push(NewDelivery {
                         receiver,
-                        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+                        body: notification
+                            .share_json(&additions, &share.forwarded)
+                            .map_err(|e| e.to_string())?,
                     });
                 }
             }
@@ -282,6 +324,55 @@ async fn purge(enrichment: &Enrichment) {
         Ok(purged) => tracing::info!(purged, "settled notifications purged from the outbox"),
         Err(error) => tracing::warn!(%error, "settled notifications could not be purged"),
     }
+}
+
+/// Alerts of one notification that get an audit record each; the rest are summarised in one
+/// `alert.enriched` record (a notification of 60,000 alerts wrote 60,011 records, 83 MB).
+pub const MAX_ALERTS_AUDITED: usize = 100;
+
+/// One record for the alerts past [`MAX_ALERTS_AUDITED`]: how many, how their confidence fell
+/// out, and the SHA-256 of their fingerprints and confidences in order, so the record still
+/// pins exactly what was decided.
+fn summary(
+    now_ms: i64,
+    notification: i64,
+    alerts: &[Alert],
+    assessments: &[Assessment],
+) -> foretell_core::audit::Entry {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    let mut confidences = Vec::with_capacity(assessments.len());
+    for (alert, assessment) in alerts.iter().zip(assessments) {
+        let confidence = assessment.confidence.map(Confidence::get);
+        digest.update(alert.fingerprint.as_bytes());
+        digest.update(b"=");
+        digest.update(confidence.map_or("-".to_owned(), |c| format!("{c:.4}")).as_bytes());
+        digest.update(b"\n");
+        confidences.extend(confidence);
+    }
+    let unavailable = assessments.len() - confidences.len();
+    let mean = (!confidences.is_empty())
+        .then(|| confidences.iter().sum::<f64>() / confidences.len() as f64);
+    let min = confidences.iter().copied().reduce(f64::min);
+    let max = confidences.iter().copied().reduce(f64::max);
+    outbox::entry(
+        now_ms,
+        "alert.enriched",
+        &format!("{} more alerts", alerts.len()),
+        "summarised",
+        &serde_json::json!({
+            "notification": notification,
+            "summarised": true,
+            "alerts": alerts.len(),
+            "with_confidence": confidences.len(),
+            "unavailable": unavailable,
+            "confidence_min": min,
+            "confidence_mean": mean,
+            "confidence_max": max,
+            "fingerprints_and_confidences_sha256":
+                foretell_core::audit::keys::encode_hex(&digest.finalize()),
+        }),
+    )
 }
 
 /// `HighErrorRate/c6eadffa33fcdf37`: the alert's name and fingerprint.

@@ -330,7 +330,7 @@ pub fn recent_alerts(
 ) -> Result<Vec<RecentAlert>, rusqlite::Error> {
     let mut enriched = connection.prepare_cached(
         "SELECT ts_ms, subject, details FROM records WHERE kind = 'alert.enriched' \
-         ORDER BY seq DESC LIMIT ?1",
+         AND outcome != 'summarised' ORDER BY seq DESC LIMIT ?1",
     )?;
     let rows: Vec<(i64, String, String)> = enriched
         .query_map(params![limit as i64], |row| {

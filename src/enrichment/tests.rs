@@ -1318,3 +1318,75 @@ async fn a_receiver_down_for_an_hour_and_wall_clock_steps_lose_nothing_and_keep_
     );
     harness.stop().await;
 }
+
+/// Issue 16, item 4: one notification of 60,000 alerts wrote 60,011 audit records. Past
+/// MAX_ALERTS_AUDITED the alerts share one summary record; every alert is still enriched and
+/// delivered.
+#[tokio::test]
+async fn alerts_past_the_audited_number_share_one_summary_record() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let mut settings = config(&receiver.url, None);
+    settings.max_body_bytes = 4 << 20;
+    let harness = Harness::start(settings);
+    let count = crate::enrichment::enricher::MAX_ALERTS_AUDITED + 50;
+    let alerts: Vec<String> = (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"status": "firing", "labels": {{"alertname": "Many", "job": "api", "severity": "critical", "instance": "i{i}"}}, "annotations": {{}}, "startsAt": "2026-11-22T09:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "m{i}"}}"#
+            )
+        })
+        .collect();
+    let start = FIRING.find("\"alerts\": [").expect("alerts");
+    let end = FIRING.rfind(']').expect("end") + 1;
+    let body = format!(
+        "{}\"alerts\": [{}]{}",
+        &FIRING[..start],
+        alerts.join(","),
+        &FIRING[end..]
+    );
+    let (status, reason) = harness.post(&body, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    let forwarded = eventually_for(Duration::from_secs(20), || {
+        harness
+            .records()
+            .iter()
+            .any(|(kind, _)| kind == "alert.forwarded")
+    })
+    .await;
+    let records = harness.records();
+    let kinds: std::collections::BTreeMap<&str, usize> =
+        records.iter().fold(Default::default(), |mut counts, (kind, _)| {
+            *counts.entry(kind.as_str()).or_default() += 1;
+            counts
+        });
+    assert!(forwarded, "{kinds:?} {:?}", receiver.requests().len());
+    let enriched: Vec<&(String, String)> =
+        records.iter().filter(|(kind, _)| kind == "alert.enriched").collect();
+    assert_eq!(
+        enriched.len(),
+        crate::enrichment::enricher::MAX_ALERTS_AUDITED + 1,
+        "one each, then one summary"
+    );
+    assert_eq!(enriched.last().map(|(_, o)| o.as_str()), Some("summarised"));
+    assert_eq!(annotations_of(&receiver).len(), count, "every alert delivered");
+    assert!(annotations_of(&receiver)
+        .iter()
+        .all(|a| a.get("foretell_confidence").is_some()));
+    // No route for any of them: one `alert.suppressed` record each up to the limit, then one.
+    let unrouted = body
+        .replace("\"job\": \"api\", \"severity\": \"critical\", ", "")
+        .replace("\"fingerprint\": \"m", "\"fingerprint\": \"u");
+    let (status, reason) = harness.post(&unrouted, Some("s3cret")).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    let limit = crate::enrichment::enricher::MAX_ALERTS_AUDITED;
+    assert!(
+        eventually_for(Duration::from_secs(20), || harness
+            .records()
+            .iter()
+            .filter(|(kind, _)| kind == "alert.suppressed")
+            .count()
+            == limit + 1)
+        .await
+    );
+    harness.stop().await;
+}

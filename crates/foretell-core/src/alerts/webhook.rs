@@ -222,24 +222,11 @@ impl Notification {
     /// (creating them where an alert had none); everything else unchanged. Existing
     /// annotations of the same name are replaced: foretell's keys are its own (`foretell_*`).
     pub fn with_annotations(&self, additions: &[BTreeMap<String, String>]) -> Value {
-        let mut document = self.raw.clone();
-        if let Some(Value::Array(alerts)) = document.get_mut("alerts") {
-            for (alert, added) in alerts.iter_mut().zip(additions) {
-                let Some(object) = alert.as_object_mut() else {
-                    continue;
-                };
-                let annotations = object
-                    .entry("annotations")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if annotations.is_null() {
-                    *annotations = Value::Object(Map::new());
-                }
-                if let Some(map) = annotations.as_object_mut() {
-                    for (key, value) in added {
-                        map.insert(key.clone(), Value::String(value.clone()));
-                    }
-                }
-            }
+        let keep: Vec<usize> = (0..self.alerts.len()).collect();
+        let mut document = self.share(additions, &keep);
+        // The whole document keeps its own top-level status.
+        if let (Some(object), Some(status)) = (document.as_object_mut(), self.raw.get("status")) {
+            object.insert("status".into(), status.clone());
         }
         document
     }
@@ -248,26 +235,107 @@ impl Notification {
     /// only the alerts at `keep` (in order); the top-level `status` follows the alerts kept
     /// (`firing` when any of them fires), as Alertmanager computes it.
     pub fn share(&self, additions: &[BTreeMap<String, String>], keep: &[usize]) -> Value {
-        let mut document = self.with_annotations(additions);
-        if let Some(Value::Array(alerts)) = document.get_mut("alerts") {
-            let kept: Vec<Value> = keep
-                .iter()
-                .filter_map(|&i| alerts.get(i).cloned())
-                .collect();
-            *alerts = kept;
-        }
+        serde_json::to_value(Share {
+            notification: self,
+            additions,
+            keep,
+        })
+        .unwrap_or(Value::Null)
+    }
+
+    /// [`Notification::share`] written straight to JSON bytes: one alert at a time is copied
+    /// and annotated, so a notification of 60,000 alerts is not held again as a tree per
+    /// receiver.
+    pub fn share_json(
+        &self,
+        additions: &[BTreeMap<String, String>],
+        keep: &[usize],
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Share {
+            notification: self,
+            additions,
+            keep,
+        })
+    }
+
+    fn status_of(&self, keep: &[usize]) -> &'static str {
         let firing = keep.iter().any(|&i| {
             self.alerts
                 .get(i)
                 .is_some_and(|a| a.status == AlertStatus::Firing)
         });
-        if let Some(object) = document.as_object_mut() {
-            object.insert(
-                "status".into(),
-                Value::String(if firing { "firing" } else { "resolved" }.into()),
-            );
+        if firing {
+            "firing"
+        } else {
+            "resolved"
         }
-        document
+    }
+}
+
+/// One receiver's document, serialised from the original without copying it whole.
+struct Share<'a> {
+    notification: &'a Notification,
+    additions: &'a [BTreeMap<String, String>],
+    keep: &'a [usize],
+}
+
+impl serde::Serialize for Share<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(top) = self.notification.raw.as_object() else {
+            return self.notification.raw.serialize(serializer);
+        };
+        let status = self.notification.status_of(self.keep);
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in top {
+            match key.as_str() {
+                "alerts" => map.serialize_entry(key, &KeptAlerts(self))?,
+                "status" => map.serialize_entry(key, status)?,
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        if !top.contains_key("status") {
+            map.serialize_entry("status", status)?;
+        }
+        map.end()
+    }
+}
+
+struct KeptAlerts<'s, 'a>(&'s Share<'a>);
+
+impl serde::Serialize for KeptAlerts<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let share = self.0;
+        let items = match share.notification.raw.get("alerts") {
+            Some(Value::Array(items)) => items.as_slice(),
+            _ => &[],
+        };
+        let mut seq = serializer.serialize_seq(None)?;
+        for &index in share.keep {
+            let Some(item) = items.get(index) else {
+                continue;
+            };
+            match (item.as_object(), share.additions.get(index)) {
+                (Some(object), Some(added)) if !added.is_empty() => {
+                    let mut alert = object.clone();
+                    let annotations = alert
+                        .entry("annotations")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    if !annotations.is_object() {
+                        *annotations = Value::Object(Map::new());
+                    }
+                    if let Some(map) = annotations.as_object_mut() {
+                        for (key, value) in added {
+                            map.insert(key.clone(), Value::String(value.clone()));
+                        }
+                    }
+                    seq.serialize_element(&alert)?;
+                }
+                _ => seq.serialize_element(item)?,
+            }
+        }
+        seq.end()
     }
 }
 
