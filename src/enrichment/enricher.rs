@@ -346,7 +346,11 @@ fn summary(
         let confidence = assessment.confidence.map(Confidence::get);
         digest.update(alert.fingerprint.as_bytes());
         digest.update(b"=");
-        digest.update(confidence.map_or("-".to_owned(), |c| format!("{c:.4}")).as_bytes());
+        digest.update(
+            confidence
+                .map_or("-".to_owned(), |c| format!("{c:.4}"))
+                .as_bytes(),
+        );
         digest.update(b"\n");
         confidences.extend(confidence);
     }

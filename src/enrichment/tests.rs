@@ -1355,20 +1355,28 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     .await;
     let records = harness.records();
     let kinds: std::collections::BTreeMap<&str, usize> =
-        records.iter().fold(Default::default(), |mut counts, (kind, _)| {
-            *counts.entry(kind.as_str()).or_default() += 1;
-            counts
-        });
+        records
+            .iter()
+            .fold(Default::default(), |mut counts, (kind, _)| {
+                *counts.entry(kind.as_str()).or_default() += 1;
+                counts
+            });
     assert!(forwarded, "{kinds:?} {:?}", receiver.requests().len());
-    let enriched: Vec<&(String, String)> =
-        records.iter().filter(|(kind, _)| kind == "alert.enriched").collect();
+    let enriched: Vec<&(String, String)> = records
+        .iter()
+        .filter(|(kind, _)| kind == "alert.enriched")
+        .collect();
     assert_eq!(
         enriched.len(),
         crate::enrichment::enricher::MAX_ALERTS_AUDITED + 1,
         "one each, then one summary"
     );
     assert_eq!(enriched.last().map(|(_, o)| o.as_str()), Some("summarised"));
-    assert_eq!(annotations_of(&receiver).len(), count, "every alert delivered");
+    assert_eq!(
+        annotations_of(&receiver).len(),
+        count,
+        "every alert delivered"
+    );
     assert!(annotations_of(&receiver)
         .iter()
         .all(|a| a.get("foretell_confidence").is_some()));

@@ -395,23 +395,27 @@ mod tests {
         assert!(message.contains("unknown field `tls_config`"), "{message}");
     }
 
-    #[test]
-    fn basic_auth_checks_users_and_passwords() {
-        let auth = BasicAuth {
-            users: BTreeMap::from([(
-                "prometheus".to_owned(),
-                bcrypt::hash("right", 4).expect("hash"),
-            )]),
+    /// One user with `password`, hashed at bcrypt's lowest cost to keep tests quick.
+    fn auth_of(user: &str, password: &str) -> BasicAuth {
+        BasicAuth {
+            users: BTreeMap::from([(user.to_owned(), bcrypt::hash(password, 4).expect("hash"))]),
             unknown_user_hash: bcrypt::hash("x", 4).expect("hash"),
             verified: Mutex::new(HashMap::new()),
-        };
+        }
+    }
+
+    /// `Authorization: Basic ...` for `user:password` text.
+    fn header(credentials: &str) -> String {
         use base64::Engine as _;
-        let header = |credentials: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            )
-        };
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        )
+    }
+
+    #[test]
+    fn basic_auth_checks_users_and_passwords() {
+        let auth = auth_of("prometheus", "right");
         let user = Some("prometheus".to_owned());
         assert_eq!(auth.allows(Some(&header("prometheus:right"))), user);
         assert_eq!(
@@ -433,18 +437,7 @@ mod tests {
     #[test]
     fn passwords_longer_than_bcrypt_reads_are_refused() {
         let long = "p".repeat(72);
-        let auth = BasicAuth {
-            users: BTreeMap::from([("ops".to_owned(), bcrypt::hash(&long, 4).expect("hash"))]),
-            unknown_user_hash: bcrypt::hash("x", 4).expect("hash"),
-            verified: Mutex::new(HashMap::new()),
-        };
-        use base64::Engine as _;
-        let header = |credentials: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(credentials)
-            )
-        };
+        let auth = auth_of("ops", &long);
         assert_eq!(
             auth.allows(Some(&header(&format!("ops:{long}")))),
             Some("ops".to_owned())

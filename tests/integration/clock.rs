@@ -107,13 +107,13 @@ async fn wall_clock_steps_back_and_forward_lose_and_give_up_nothing() {
         );
         for _ in 0..10 {
             let group = n % 2;
-            let response = http
-                .post(format!("{base}/alertmanager/webhook"))
-                .header("content-type", "application/json")
-                .body(notification(group, n))
-                .send()
-                .await
-                .expect("webhook answers");
+            let response = post_notification(
+                &http,
+                &format!("{base}/alertmanager/webhook"),
+                notification(group, n),
+            )
+            .await
+            .expect("webhook answers");
             assert_eq!(response.status(), 200, "clock {offset}");
             posted.push((group, format!("g{group}-n{n}")));
             n += 1;

@@ -60,12 +60,8 @@ async fn sigkill_during_webhook_handling_loses_nothing_acknowledged() {
                             break;
                         }
                         in_flight.fetch_add(1, Ordering::SeqCst);
-                        let answer = http
-                            .post(&url)
-                            .header("content-type", "application/json")
-                            .body(notification(round, client, n))
-                            .send()
-                            .await;
+                        let answer =
+                            post_notification(&http, &url, notification(round, client, n)).await;
                         in_flight.fetch_sub(1, Ordering::SeqCst);
                         match answer {
                             Ok(response) if response.status() == 200 => acknowledged

@@ -126,13 +126,7 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                match http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(notification(client, n))
-                    .send()
-                    .await
-                {
+                match post_notification(&http, &url, notification(client, n)).await {
                     Ok(response) if response.status() == 200 => acknowledged
                         .lock()
                         .expect("lock")

@@ -56,13 +56,7 @@ async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    match http
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(notification(client, n))
-                        .send()
-                        .await
-                    {
+                    match post_notification(&http, &url, notification(client, n)).await {
                         Ok(response) if response.status() == 200 => acknowledged
                             .lock()
                             .expect("lock")

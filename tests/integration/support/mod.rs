@@ -660,3 +660,17 @@ pub fn foretell_run(dir: &Path) -> Command {
         .arg(dir.join("foretell.yml"));
     command
 }
+
+/// Posts a webhook notification as Alertmanager does (JSON, no token).
+pub async fn post_notification(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
