@@ -2,13 +2,16 @@
 //! document back out with annotations added.
 //!
 //! The checked view ([`Notification`]) holds what foretell reads: alert labels, times, the rule's
-//! generator URL. The original JSON is kept as it came ([`Notification::raw`]) because the
-//! forwarded body must be Alertmanager's payload unchanged apart from the added annotations:
-//! fields foretell does not know (`truncatedAlerts`, `orgId`, fields of future Alertmanager
-//! versions) pass through untouched. Problems name the field: `alerts[2].startsAt: ...`.
+//! generator URL. The original JSON is kept too because the forwarded body must be
+//! Alertmanager's payload unchanged apart from the added annotations: fields foretell does not
+//! know (`truncatedAlerts`, `orgId`, fields of future Alertmanager versions) pass through
+//! untouched. It is kept compact: the top-level fields as values, each alert as its raw text,
+//! parsed again one at a time only while a receiver's copy is written (a JSON tree of 60,000
+//! alerts took hundreds of megabytes). Problems name the field: `alerts[2].startsAt: ...`.
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::timestamp;
@@ -37,9 +40,12 @@ pub struct Alert {
 }
 
 /// A notification as foretell reads it, with the document it came in.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Notification {
-    pub raw: Value,
+    /// The top-level fields as they came, `alerts` aside.
+    top: Map<String, Value>,
+    /// Each alert's JSON text as it came.
+    raw_alerts: Vec<Box<RawValue>>,
     pub receiver: String,
     pub status: AlertStatus,
     pub group_key: String,
@@ -68,10 +74,25 @@ fn field(path: impl Into<String>, message: impl Into<String>) -> PayloadError {
 
 /// Parses and checks a webhook body.
 pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
-    let top = raw
-        .as_object()
-        .ok_or_else(|| field("(body)", "must be a JSON object"))?;
+    let fields: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(body) {
+        Ok(fields) => fields,
+        // Valid JSON of another shape (a list, a string): say what it must be.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(field("(body)", "must be a JSON object"))
+        }
+        Err(e) => return Err(PayloadError::Json(e.to_string())),
+    };
+    let mut top = Map::new();
+    let mut raw_alerts = None;
+    for (name, raw) in fields {
+        if name == "alerts" {
+            raw_alerts = Some(raw);
+        } else {
+            let value: Value =
+                serde_json::from_str(raw.get()).map_err(|e| PayloadError::Json(e.to_string()))?;
+            top.insert(name, value);
+        }
+    }
     match top.get("version") {
         Some(Value::String(v)) if v == PAYLOAD_VERSION => {}
         Some(other) => {
@@ -81,23 +102,31 @@ pub fn parse(body: &[u8]) -> Result<Notification, PayloadError> {
         }
         None => return Err(field("version", "is missing")),
     }
-    let alerts = match top.get("alerts") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| alert(&format!("alerts[{i}]"), item))
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err(field("alerts", "must be a list")),
+    let raw_alerts: Vec<Box<RawValue>> = match raw_alerts {
+        Some(raw) => {
+            serde_json::from_str(raw.get()).map_err(|_| field("alerts", "must be a list"))?
+        }
         None => return Err(field("alerts", "is missing")),
     };
+    let alerts = raw_alerts
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            // One alert's tree at a time, dropped once read.
+            let item: Value =
+                serde_json::from_str(raw.get()).map_err(|e| PayloadError::Json(e.to_string()))?;
+            alert(&format!("alerts[{i}]"), &item)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let notification = Notification {
-        receiver: string(top, "", "receiver")?,
-        status: status(top, "", "status")?,
-        group_key: string(top, "", "groupKey")?,
-        group_labels: string_map(top, "", "groupLabels")?,
-        external_url: optional_string(top, "", "externalURL")?,
+        receiver: string(&top, "", "receiver")?,
+        status: status(&top, "", "status")?,
+        group_key: string(&top, "", "groupKey")?,
+        group_labels: string_map(&top, "", "groupLabels")?,
+        external_url: optional_string(&top, "", "externalURL")?,
         alerts,
-        raw,
+        top,
+        raw_alerts,
     };
     Ok(notification)
 }
@@ -225,7 +254,7 @@ impl Notification {
         let keep: Vec<usize> = (0..self.alerts.len()).collect();
         let mut document = self.share(additions, &keep);
         // The whole document keeps its own top-level status.
-        if let (Some(object), Some(status)) = (document.as_object_mut(), self.raw.get("status")) {
+        if let (Some(object), Some(status)) = (document.as_object_mut(), self.top.get("status")) {
             object.insert("status".into(), status.clone());
         }
         document
@@ -282,17 +311,23 @@ struct Share<'a> {
 impl serde::Serialize for Share<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let Some(top) = self.notification.raw.as_object() else {
-            return self.notification.raw.serialize(serializer);
-        };
+        let top = &self.notification.top;
         let status = self.notification.status_of(self.keep);
         let mut map = serializer.serialize_map(None)?;
+        let mut alerts_written = false;
+        // In key order, as the document was read: `alerts` takes its place among the others.
         for (key, value) in top {
+            if !alerts_written && key.as_str() > "alerts" {
+                map.serialize_entry("alerts", &KeptAlerts(self))?;
+                alerts_written = true;
+            }
             match key.as_str() {
-                "alerts" => map.serialize_entry(key, &KeptAlerts(self))?,
                 "status" => map.serialize_entry(key, status)?,
                 _ => map.serialize_entry(key, value)?,
             }
+        }
+        if !alerts_written {
+            map.serialize_entry("alerts", &KeptAlerts(self))?;
         }
         if !top.contains_key("status") {
             map.serialize_entry("status", status)?;
@@ -307,18 +342,17 @@ impl serde::Serialize for KeptAlerts<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let share = self.0;
-        let items = match share.notification.raw.get("alerts") {
-            Some(Value::Array(items)) => items.as_slice(),
-            _ => &[],
-        };
+        let items = &share.notification.raw_alerts;
         let mut seq = serializer.serialize_seq(None)?;
         for &index in share.keep {
             let Some(item) = items.get(index) else {
                 continue;
             };
-            match (item.as_object(), share.additions.get(index)) {
-                (Some(object), Some(added)) if !added.is_empty() => {
-                    let mut alert = object.clone();
+            let added = share.additions.get(index).filter(|added| !added.is_empty());
+            let object =
+                added.and_then(|_| serde_json::from_str::<Map<String, Value>>(item.get()).ok());
+            match (object, added) {
+                (Some(mut alert), Some(added)) => {
                     let annotations = alert
                         .entry("annotations")
                         .or_insert_with(|| Value::Object(Map::new()));

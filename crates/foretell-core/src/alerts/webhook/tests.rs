@@ -159,7 +159,14 @@ fn bad_bodies_say_what_is_wrong_and_where() {
     let error = parse(nested.as_bytes())
         .expect_err("nesting bomb")
         .to_string();
-    assert!(error.contains("recursion limit"), "{error}");
+    assert!(error.contains("must be a JSON object"), "{error}");
+    let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for nested in [format!(r#"{{"x": {bomb}}}"#), base(&format!("[{bomb}]"))] {
+        let error = parse(nested.as_bytes())
+            .expect_err("nesting bomb")
+            .to_string();
+        assert!(error.contains("recursion limit"), "{error}");
+    }
 }
 
 #[test]
