@@ -54,6 +54,9 @@ pub struct FittedForecaster {
     /// Robust standard deviation of one-step errors.
     sigma: f64,
     coverage: Coverage,
+    /// Every point the model was fitted on was >= 0 (a count, a rate, bytes, a utilisation):
+    /// forecasts and their intervals stop at 0.
+    nonnegative: bool,
 }
 
 /// A fit and the standardised in-sample one-step errors, oldest first (for warming up the
@@ -134,6 +137,7 @@ impl ForecastModel {
                 half_width,
                 sigma,
                 coverage: self.coverage,
+                nonnegative: window.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0),
             },
             in_sample_surprises,
         })
@@ -214,8 +218,24 @@ impl FittedForecaster {
         self.seasonal.as_ref().map_or(0.0, |s| s.value_at(position))
     }
 
-    /// The band `steps` grid points after the newest point seen (`steps >= 1`).
+    /// The band `steps` grid points after the newest point seen (`steps >= 1`). A series that
+    /// was never below zero is not forecast below zero: for any value it can take, the clipped
+    /// forecast is closer and the clipped interval narrower with the same coverage.
     pub fn forecast(&self, steps: u32) -> Band {
+        let band = self.unclipped_forecast(steps);
+        if !self.nonnegative {
+            return band;
+        }
+        Band {
+            expected: band.expected.max(0.0),
+            lower: band.lower.max(0.0),
+            upper: band.upper.max(0.0),
+        }
+    }
+
+    /// The band of the model itself, for scoring points: a surprise is measured against what the
+    /// model expected, clipped or not.
+    fn unclipped_forecast(&self, steps: u32) -> Band {
         let steps = steps.max(1);
         let (mean, variance_multiplier) = self.ets.forecast(steps);
         let expected = mean + self.seasonal_at(self.position + u64::from(steps) - 1);
@@ -231,7 +251,7 @@ impl FittedForecaster {
     /// takes it into the state.
     pub fn observe(&mut self, value: f64) -> Observation {
         let (_, variance_multiplier) = self.ets.forecast(1);
-        let band = self.forecast(1);
+        let band = self.unclipped_forecast(1);
         let seasonal = self.seasonal_at(self.position);
         self.ets.update(value - seasonal);
         self.position += 1;
@@ -480,5 +500,35 @@ mod tests {
         // A fit that spends nearly every point on parameters is capped at twice the width.
         assert_eq!(in_sample_optimism(100, 95), 2.0);
         assert_eq!(in_sample_optimism(0, 5), 1.0);
+    }
+
+    /// A series that was never below zero (a rate falling towards zero, a count) is not
+    /// forecast below zero; the scoring band of the next point stays the model's own.
+    #[test]
+    fn forecasts_of_a_series_never_below_zero_stop_at_zero() {
+        let falling: Vec<f64> = (0..200)
+            .map(|i| (40.0 - 0.2 * i as f64).max(0.0) + 0.5 + 0.3 * uniform_noise(i, 1).abs())
+            .collect();
+        let fit = model(SeasonSpec::None).fit(&falling, None).expect("fits");
+        let mut model_fitted = fit.model.clone();
+        for steps in [1, 10, 100, 500] {
+            let band = fit.model.forecast(steps);
+            assert!(
+                band.lower >= 0.0 && band.expected >= 0.0,
+                "{steps}: {band:?}"
+            );
+            assert!(band.upper >= band.expected);
+        }
+        let unclipped = fit.model.unclipped_forecast(500);
+        assert!(
+            unclipped.lower < 0.0,
+            "the model itself reaches below zero: {unclipped:?}"
+        );
+        let observed = model_fitted.observe(0.5);
+        assert_eq!(observed.band, fit.model.unclipped_forecast(1));
+        // A series that has been negative is forecast as the model says.
+        let shifted: Vec<f64> = falling.iter().map(|v| v - 1.0).collect();
+        let fit = model(SeasonSpec::None).fit(&shifted, None).expect("fits");
+        assert_eq!(fit.model.forecast(500), fit.model.unclipped_forecast(500));
     }
 }
