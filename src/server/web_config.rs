@@ -88,7 +88,7 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         file: path.to_owned(),
         message: "not UTF-8 text".into(),
     })?;
-    crate::config::check_nesting(&text).map_err(|message| WebConfigError::Invalid {
+    crate::config::nesting::check(&text).map_err(|message| WebConfigError::Invalid {
         file: path.to_owned(),
         message,
     })?;

@@ -280,7 +280,8 @@ impl<'k> Verifier<'k> {
         self.position += 1;
         let validity = mac_is_valid(record, self.keys);
         self.any_valid |= validity == Some(true);
-        if self.key_ids.len() < MAX_KEY_IDS_NAMED {
+        // Looked up before cloning: a log names one or two ids, read once per record.
+        if self.key_ids.len() < MAX_KEY_IDS_NAMED && !self.key_ids.contains(&record.key_id) {
             self.key_ids.insert(record.key_id.clone());
         }
         match &mut self.pending {
