@@ -4,6 +4,7 @@
     cargo build --release
     python3 -m venv bench/.venv-forecast && bench/.venv-forecast/bin/pip install statsforecast
     python3 bench/forecast_eval.py [--origins 5] [--horizon-hours 24] [--no-peers] [--only NAME]
+                                   [--per-series mase|smape|cov80|cov95|msis]
 
 FORETELL_BINARY=path/to/foretell compares another build (an older commit, say).
 
@@ -218,6 +219,8 @@ def main():
     parser.add_argument("--horizon-hours", type=int, default=24)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--only", help="evaluate only series whose name contains this")
+    parser.add_argument("--per-series", choices=("mase", "smape", "cov80", "cov95", "msis"), default="mase",
+                        help="the figure of the per-series table (default: mase)")
     args = parser.parse_args()
     if not os.path.exists(BINARY):
         sys.exit(f"{BINARY} not found: run `cargo build --release` first")
@@ -240,7 +243,7 @@ def main():
     per_series = {method: [] for method in methods}
     worse = []
     header = f"{'series':<50}" + "".join(f" {m[:12]:>12}" for m in methods)
-    print("MASE per series (seasonal naive is the reference)")
+    print(f"{args.per_series} per series (seasonal naive is the reference)")
     print(header)
     for name, rows in series:
         scores = evaluate(name, rows, args.origins, args.horizon_hours, peers)
@@ -253,7 +256,10 @@ def main():
             if not score or not score.count:
                 cells.append(f" {'failed':>12}")
                 continue
-            cells.append(f" {score.mase():12.3f}")
+            figure = {"mase": score.mase(), "smape": 100 * score.smape_mean(),
+                      "cov80": 100 * score.in80 / score.count, "cov95": 100 * score.in95 / score.count,
+                      "msis": score.msis / score.count}[args.per_series]
+            cells.append(f" {figure:12.3f}")
             pooled[method].absorb(score)
             per_series[method].append((name, score.mase(), score.smape_mean()))
             if method != "seasonal naive" and score.mase() > 1.5 * naive.mase():

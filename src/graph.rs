@@ -301,6 +301,8 @@ impl Grapher {
                         candidates if candidates.is_empty() => SeasonSpec::None,
                         candidates => SeasonSpec::Auto(candidates),
                     },
+                    // The chart draws an hour ahead.
+                    horizon_steps: (3_600_000 / settings.step.as_millis().max(1)).max(1) as u32,
                 };
                 (
                     expr.clone(),

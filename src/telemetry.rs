@@ -74,6 +74,7 @@ struct QueryStats {
     samples: u64,
     series_tracked: Option<u64>,
     series_ready: Option<u64>,
+    forecast_methods: BTreeMap<&'static str, u64>,
     series_rejected: u64,
     series_expired: u64,
     /// Series left out of answers for their label names, by problem.
@@ -177,11 +178,13 @@ struct AuditStats {
 }
 
 /// What one finished cycle reports.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CycleReport {
     pub samples: u64,
     pub series_tracked: u64,
     pub series_ready: u64,
+    /// Ready series per kind of forecast leading at the longest validated horizon.
+    pub forecast_methods: BTreeMap<&'static str, u64>,
     pub series_rejected: u64,
     pub series_expired: u64,
     pub fits: u64,
@@ -231,6 +234,7 @@ impl Telemetry {
                 if !names.contains(name) {
                     stats.series_tracked = None;
                     stats.series_ready = None;
+                    stats.forecast_methods.clear();
                 }
             }
         });
@@ -263,6 +267,7 @@ impl Telemetry {
             stats.samples += report.samples;
             stats.series_tracked = Some(report.series_tracked);
             stats.series_ready = Some(report.series_ready);
+            stats.forecast_methods = report.forecast_methods;
             stats.series_rejected += report.series_rejected;
             stats.series_expired += report.series_expired;
             stats.fits += report.fits;
@@ -669,6 +674,20 @@ impl Telemetry {
             }
         }
         w.family(
+            "foretell_forecast_method_series",
+            "Ready series per query by the forecast method with the most weight at the longest horizon, as chosen on held-out points at the last refit (unvalidated: the window could not spare them, the in-sample model forecasts alone).",
+            MetricType::Gauge,
+        );
+        for (query, stats) in &queries {
+            for (method, count) in &stats.forecast_methods {
+                w.sample(
+                    "foretell_forecast_method_series",
+                    &[("query", query), ("method", method)],
+                    *count as f64,
+                );
+            }
+        }
+        w.family(
             "foretell_last_cycle_success_timestamp_seconds",
             "Unix time of the last completed cycle per query.",
             MetricType::Gauge,
@@ -727,6 +746,7 @@ mod tests {
                 samples: 10,
                 series_tracked: 4,
                 series_ready: 3,
+                forecast_methods: [("seasonal_naive", 1), ("smoothing_no_trend", 2)].into(),
                 fits: 2,
                 updates: 7,
                 ..CycleReport::default()
@@ -743,6 +763,8 @@ mod tests {
             "foretell_query_failures_total{query=\"load\",reason=\"timeout\"} 1",
             "foretell_series_tracked{query=\"load\"} 4",
             "foretell_series_ready{query=\"load\"} 3",
+            "foretell_forecast_method_series{query=\"load\",method=\"seasonal_naive\"} 1",
+            "foretell_forecast_method_series{query=\"load\",method=\"smoothing_no_trend\"} 2",
             "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.025\"} 1",
             "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.25\"} 2",
             "foretell_query_duration_seconds_count{query=\"load\"} 2",

@@ -969,7 +969,16 @@ impl Validator<'_> {
             evaluation_interval: interval?,
             freshness: freshness?,
             max_series,
-            model: model?,
+            model: ForecastModel {
+                // Refits validate their model choice at the exported horizons.
+                horizon_steps: horizons
+                    .iter()
+                    .flatten()
+                    .map(|h| h.steps)
+                    .max()
+                    .unwrap_or(0),
+                ..model?
+            },
             refit_interval: refit_interval?,
             horizons: horizons?,
             threshold: threshold?,
@@ -1042,6 +1051,7 @@ impl Validator<'_> {
             coverage: coverage?,
             min_points,
             season,
+            horizon_steps: 0,
         })
     }
 

@@ -324,6 +324,7 @@ impl Assessor<'_> {
         let replay_from = starts
             .max(index_after_finite(&values, MIN_ON_DEMAND_POINTS))
             .min(points.saturating_sub(1));
+        let horizon_steps = (3_600_000 / step_ms).max(1) as u32;
         let model = ForecastModel {
             coverage: Coverage::new(ON_DEMAND_COVERAGE).map_err(|e| e.to_string())?,
             min_points: MIN_ON_DEMAND_POINTS,
@@ -331,8 +332,8 @@ impl Assessor<'_> {
                 candidates if candidates.is_empty() => SeasonSpec::None,
                 candidates => SeasonSpec::Auto(candidates),
             },
+            horizon_steps,
         };
-        let horizon_steps = (3_600_000 / step_ms).max(1) as u32;
         // A fit is CPU work: off the async runtime.
         let replayed = tokio::task::spawn_blocking(move || {
             lookup::replay(

@@ -208,6 +208,8 @@ pub fn detect<'a>(
             coverage: options.model.coverage,
             min_points,
             season: options.model.season.spec(step_ms, capacity)?,
+            // `detect` scores each point against the next-step band; it reads no forecast.
+            horizon_steps: 0,
         },
         probability: ProbabilitySettings::default(),
         refit_interval_ms: (options.refit_interval.as_millis() as i64).max(step_ms),
@@ -334,6 +336,7 @@ pub fn forecast(
         coverage: options.coverage,
         min_points: options.min_points.min(points),
         season: options.season.spec(step_ms, points)?,
+        horizon_steps,
     };
     let fitted = model
         .fit(&grid, None)

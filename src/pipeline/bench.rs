@@ -165,6 +165,7 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
                 }
                 None => SeasonSpec::None,
             },
+            horizon_steps: (3_600_000 / step_ms).max(1) as u32,
         },
         probability: ProbabilitySettings::default(),
         refit_interval_ms: settings.refit_interval.as_millis() as i64,

@@ -255,7 +255,7 @@ pub async fn run_cycle(
     ctx.telemetry.cycle_finished(
         &name,
         cycle_started.elapsed().as_secs_f64(),
-        report,
+        report.clone(),
         ctx.clock.now_ms() as f64 / 1000.0,
     );
     if let (Some(audit), true) = (&ctx.audit, report.fits > 0) {
@@ -320,6 +320,11 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
     report.fits += stats.fits as u64;
     report.updates += stats.updates as u64;
     report.series_ready = stats.ready as u64;
+    report.forecast_methods = stats
+        .forecast_methods
+        .iter()
+        .map(|(method, count)| (*method, *count as u64))
+        .collect();
 }
 
 /// Fetches one range, recording the outcome in self-metrics and upstream health; `None` when

@@ -50,6 +50,9 @@ fn main() {
         coverage: Coverage::new(0.99).unwrap_or_else(|_| unreachable!()),
         min_points: 30,
         season,
+        // The sidecar's default horizon, an hour at 5 minutes: refits validate their model
+        // choice there.
+        horizon_steps: 12,
     };
     println!("{SERIES} series of {POINTS} points; per series:");
     let augurs = time_per(

@@ -9,6 +9,7 @@
 //! one row at a time, so offline numbers describe live behaviour.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use crate::labels::Labels;
@@ -106,13 +107,16 @@ impl TrackerMemory {
 }
 
 /// What one evaluation did, for self-metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EvaluationStats {
     pub merge: MergeOutcome,
     pub fits: usize,
     pub ready: usize,
     /// Points scored and taken into model state between refits.
     pub updates: usize,
+    /// Ready series per kind of forecast leading at the longest validated horizon
+    /// ([`FittedForecaster::forecast_method`]).
+    pub forecast_methods: BTreeMap<&'static str, usize>,
 }
 
 #[derive(Debug)]
@@ -172,6 +176,10 @@ impl QueryTracker {
             let state = match (&model.fitted, &model.last) {
                 (Ok(fitted), Some((observation, probability))) => {
                     stats.ready += 1;
+                    *stats
+                        .forecast_methods
+                        .entry(fitted.forecast_method())
+                        .or_default() += 1;
                     let step_seconds = settings.limits.step_ms as f64 / 1000.0;
                     SeriesState::Ready {
                         band: observation.band,
@@ -484,6 +492,7 @@ mod tests {
                 coverage: Coverage::new(0.99).expect("valid"),
                 min_points,
                 season: SeasonSpec::None,
+                horizon_steps: 10,
             },
             probability: ProbabilitySettings::default(),
             refit_interval_ms: 10 * STEP,
@@ -536,6 +545,13 @@ mod tests {
             100 * STEP,
         );
         assert_eq!((stats.fits, stats.ready, stats.updates), (0, 2, 2));
+        // Both models chose their forecast on held-out points (100 points spare 20 for a
+        // 10-step horizon).
+        assert_eq!(stats.forecast_methods.values().sum::<usize>(), 2);
+        assert!(
+            !stats.forecast_methods.contains_key("unvalidated"),
+            "{stats:?}"
+        );
         assert_eq!(output.series.len(), 2);
         assert!(output
             .series

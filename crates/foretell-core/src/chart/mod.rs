@@ -118,6 +118,7 @@ mod tests {
             coverage: Coverage::new(0.99).expect("valid"),
             min_points: 30,
             season: SeasonSpec::None,
+            horizon_steps: 12,
         }
     }
 

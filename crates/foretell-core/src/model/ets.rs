@@ -290,6 +290,23 @@ fn sum_of_squares(y: &[f64], params: &EtsParams) -> f64 {
     sse
 }
 
+/// Fits one trend form on `y` (NaN for gaps), warm-started from `warm` when given. `None` when
+/// `y` has too few finite points for the form.
+pub fn fit_form(y: &[f64], trend: Trend, warm: Option<EtsParams>) -> Option<EtsFit> {
+    let finite = y.iter().filter(|v| v.is_finite()).count();
+    if finite <= trend.parameter_count() + 4 {
+        return None;
+    }
+    fit_one(y, trend, warm, finite)
+}
+
+/// The model of this form with these parameters (fitted elsewhere) run over `y`: its state
+/// after the newest point, as an online model that had seen `y` would hold it.
+pub fn with_params(y: &[f64], trend: Trend, params: EtsParams) -> Option<FittedEts> {
+    let finite = y.iter().filter(|v| v.is_finite()).count();
+    assemble(y, trend, params, finite).map(|fit| fit.model)
+}
+
 fn fit_one(y: &[f64], trend: Trend, warm: Option<EtsParams>, finite: usize) -> Option<EtsFit> {
     let (start, search) = match warm {
         Some(params) => (params.to_unconstrained(trend), WARM),
@@ -307,6 +324,10 @@ fn fit_one(y: &[f64], trend: Trend, warm: Option<EtsParams>, finite: usize) -> O
         sum_of_squares(y, &EtsParams::from_unconstrained(trend, x))
     });
     let params = EtsParams::from_unconstrained(trend, &best);
+    assemble(y, trend, params, finite)
+}
+
+fn assemble(y: &[f64], trend: Trend, params: EtsParams, finite: usize) -> Option<EtsFit> {
     // The parameters come from the plain squared error (what AICc compares); the state is then
     // replayed with errors bounded at OUTLIER_SIGMAS robust standard deviations of that fit, so
     // that it evolves exactly as the online updates will make it evolve.

@@ -8,6 +8,7 @@
 //! (how unusual the recent surprise is for this series).
 
 pub mod decompose;
+pub mod ensemble;
 pub mod ets;
 pub mod excursion;
 pub mod forecaster;

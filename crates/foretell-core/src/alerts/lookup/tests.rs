@@ -167,6 +167,7 @@ fn replaying_a_series_with_an_incident_finds_the_open_excursion() {
         coverage: Coverage::new(0.95).expect("valid"),
         min_points: 30,
         season: SeasonSpec::None,
+        horizon_steps: 60,
     };
     let replayed = replay(&values, 540, &model, ProbabilitySettings::default(), 60).expect("fits");
     assert!(replayed.excursion.is_open());
