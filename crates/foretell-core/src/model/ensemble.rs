@@ -35,7 +35,7 @@ const MEDIAN_CYCLES: usize = 5;
 const HELD_OUT_SHARE: usize = 4;
 
 /// The seasonal median forecast of grid position `target` from the points before `origin`:
-/// the median of the finite values at the same phase in the newest [`MEDIAN_CYCLES`] cycles
+/// the median of the finite values at the same phase in the newest `MEDIAN_CYCLES` cycles
 /// before `origin`; NaN when there are none.
 fn seasonal_median(window: &[f64], origin: usize, target: usize, period: usize) -> f64 {
     let cycles_back = (target + 1 - origin).div_ceil(period);
@@ -60,7 +60,7 @@ pub enum Member {
     /// Seasonal naive: the newest value seen at the same phase of `period` (a missing point
     /// keeps the older value of its phase).
     SeasonalNaive { period: usize, slots: Vec<f64> },
-    /// Seasonal median: per phase, the median of the newest [`MEDIAN_CYCLES`] cycles' values
+    /// Seasonal median: per phase, the median of the newest 5 cycles' values
     /// as of the refit (robust to a disturbed cycle; zero for a series that is mostly zero,
     /// where any mean-like forecast misses every ordinary point).
     SeasonalMedian { period: usize, profile: Vec<f64> },
