@@ -9,7 +9,8 @@
 FORETELL_BINARY=path/to/foretell compares another build (an older commit, say).
 
 Series: the public NAB subset (../shared/datasets/nab-public/data, 39 files) and synthetic
-series with known daily cycles generated here, each put on a regular grid at its most common
+series with known daily cycles generated here (four at 5 minutes over 21 days; six hourly over
+29 and 40 days with a slow drift, three of them with a weekly dip), each put on a regular grid at its most common
 step (a missing row takes the previous value, so every method sees the same numbers). For
 each series, --origins origins spread over its last 30 %; at each, every method fits on the
 rows before the origin and forecasts --horizon-hours ahead with 80 % and 95 % intervals.
@@ -84,6 +85,24 @@ def synthetic(seed, days=21, step=300):
         level += rng.gauss(0, 0.05)
         value = level + 40 * math.sin(2 * math.pi * phase) + 15 * math.sin(4 * math.pi * phase + seed) + rng.gauss(0, 4)
         out.append((1_700_000_000 + i * step, value))
+    return out
+
+
+def synthetic_hourly(seed, days):
+    """Hourly, like the held-out benchmark issue 17 quotes: a clean daily shape, a weekly
+    modulation on half of them, a slow drift of about +0.1 a day and a little noise."""
+    rng = random.Random(1000 + seed)
+    base = 20.0 * (1 + seed)
+    weekly = seed % 2 == 1
+    out = []
+    for i in range(days * 24):
+        phase = (i % 24) / 24
+        day = i // 24
+        value = base + 0.1 * i / 24 + 0.25 * base * math.sin(2 * math.pi * phase) \
+            + 0.1 * base * math.cos(4 * math.pi * phase)
+        if weekly and day % 7 in (5, 6):
+            value *= 0.7
+        out.append((1_700_000_000 + i * 3600, value + rng.gauss(0, 0.02 * base)))
     return out
 
 
@@ -232,6 +251,7 @@ def main():
             print("statsforecast's virtualenv is missing; comparing with seasonal naive only "
                   "(see the instructions at the top of this script)", file=sys.stderr)
     series = [(f"synthetic/daily_{s}", synthetic(s)) for s in range(4)]
+    series += [(f"synthetic/hourly_{days}d_{s}", synthetic_hourly(s, days)) for days in (29, 40) for s in range(3)]
     for category in sorted(os.listdir(NAB)):
         for file in sorted(os.listdir(os.path.join(NAB, category))):
             series.append((f"{category}/{file}", read_nab(os.path.join(NAB, category, file))))
