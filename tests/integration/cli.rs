@@ -91,6 +91,43 @@ fn bad_flags_are_usage_errors() {
     );
 }
 
+/// `forecast` writes the forecast as CSV and says on stderr what forecast it: the weights of the
+/// candidates chosen on held-out points, their error against seasonal naive's, and the model of
+/// the next-point band.
+#[test]
+fn forecast_prints_the_validated_model_choice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("daily.csv");
+    let mut text = String::from("timestamp,value\n");
+    for i in 0..288 * 8 {
+        let phase = (i % 288) as f64 / 288.0;
+        let value =
+            100.0 + 40.0 * (std::f64::consts::TAU * phase).sin() + (i * 7919 % 13) as f64 * 0.3;
+        text.push_str(&format!("{},{value}\n", 1_700_000_000 + i * 300));
+    }
+    std::fs::write(&input, text).expect("csv");
+    let (code, stdout, stderr) = run(foretell().arg("forecast").arg("--input").arg(&input).args([
+        "--horizon",
+        "1d",
+        "--coverage",
+        "0.95",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 289, "{stdout}");
+    assert!(
+        stdout.starts_with("step,forecast,lower,upper\n1,"),
+        "{stdout}"
+    );
+    for part in [
+        "weights at 288 steps",
+        "x seasonal naive's",
+        "seasonal naive[288]",
+        "next-point band: MSTL[288]",
+    ] {
+        assert!(stderr.contains(part), "`{part}` missing from {stderr}");
+    }
+}
+
 /// With nothing listening where Prometheus should be, foretell starts anyway, reports the
 /// upstream as down, and stops cleanly on SIGTERM; with `--log.format json` every log line is
 /// a JSON object.
