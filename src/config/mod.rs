@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use foretell_core::audit::KeyRing;
-use foretell_core::model::{Coverage, ForecastModel, SeasonSpec};
+use foretell_core::model::{ensemble, Coverage, ForecastModel, SeasonSpec};
 use foretell_core::redact;
 use foretell_core::store::StoreLimits;
 use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
@@ -961,6 +961,9 @@ impl Validator<'_> {
         if self.errors.len() > before {
             return None;
         }
+        if let (Some(model), Some(horizons)) = (&model, &horizons) {
+            self.warn_unvalidated_horizons(path, model, horizons, step, history);
+        }
         Some(QueryConfig {
             name: raw.name.clone(),
             expr: raw.expr.clone(),
@@ -1053,6 +1056,66 @@ impl Validator<'_> {
             season,
             horizon_steps: 0,
         })
+    }
+
+    /// Warns when the history cannot spare a held-out part for the forecasts' model choice at
+    /// the longest horizon (README, "How the model works", item 4): the forecasts then come
+    /// from the in-sample model alone, or are validated at a shorter horizon only. With
+    /// `seasonality: auto` the daily cycle is assumed kept, the usual case.
+    fn warn_unvalidated_horizons(
+        &mut self,
+        path: &str,
+        model: &ForecastModel,
+        horizons: &[Horizon],
+        step: Duration,
+        history: Duration,
+    ) {
+        let Some(longest) = horizons.iter().map(|h| h.steps as usize).max() else {
+            return;
+        };
+        let window = (history.as_millis() / step.as_millis().max(1)) as usize + 1;
+        let fitting = |periods: &[usize]| -> Vec<usize> {
+            periods
+                .iter()
+                .copied()
+                .filter(|&p| p >= 2 && 2 * p <= window)
+                .collect()
+        };
+        let (periods, naive) = match &model.season {
+            SeasonSpec::None => (Vec::new(), Vec::new()),
+            SeasonSpec::Periods(periods) => (fitting(periods), fitting(periods)),
+            SeasonSpec::Auto(candidates) => {
+                let naive = fitting(candidates);
+                (naive.iter().copied().min().into_iter().collect(), naive)
+            }
+        };
+        let validated =
+            ensemble::validated_horizon(window, &periods, &naive, model.min_points, longest);
+        if validated >= longest {
+            return;
+        }
+        let needed =
+            ensemble::training_points_needed(&periods, &naive, model.min_points) + 2 * longest;
+        // Rounded up to whole hours (or steps, when longer), as a person would write it.
+        let unit = step.max(Duration::from_secs(3600)).as_millis();
+        let points_span = step.as_millis() * (needed as u128 - 1);
+        let suggested = duration::format(Duration::from_millis(
+            (points_span.div_ceil(unit) * unit) as u64,
+        ));
+        let horizon = duration::format(step * longest as u32);
+        let consequence = if validated == 0 {
+            "leaves no held-out part for the forecasts' model choice, so the in-sample model forecasts alone (intervals from its in-sample errors)".to_owned()
+        } else {
+            format!(
+                "validates the forecasts' model choice up to {} only; longer horizons reuse its weights",
+                duration::format(step * validated as u32)
+            )
+        };
+        self.warnings.push(format!(
+            "{path}.history: {} at step {} {consequence}; a history of at least {suggested} validates the {horizon} horizon",
+            duration::format(history),
+            duration::format(step),
+        ));
     }
 
     /// One configured season period, in steps. MSTL needs two full cycles in the window.

@@ -814,3 +814,39 @@ fn risky_but_working_settings_are_warned_about() {
     let config = parse(&with_token, origin(), &env).expect("valid");
     assert_eq!(config.warnings, Vec::<String>::new());
 }
+
+/// Issue 17: a history that holds the seasons twice but nothing more leaves the forecasts' model
+/// choice without held-out points; check-config says so and what history would do.
+#[test]
+fn a_history_with_nothing_to_hold_out_is_warned_about() {
+    let query = |history: &str, extra: &str| {
+        format!(
+            "prometheus:\n  url: http://127.0.0.1:9090\nqueries:\n  - name: load\n    expr: node_load1\n    step: 1m\n    history: {history}\n    model:\n      seasonality: 1d\n{extra}"
+        )
+    };
+    let env = FakeEnvironment::default();
+    let config = parse(&query("2d", ""), origin(), &env).expect("valid");
+    assert_eq!(
+        config.warnings,
+        vec!["queries[0].history: 2d at step 1m leaves no held-out part for the forecasts' model choice, so the in-sample model forecasts alone (intervals from its in-sample errors); a history of at least 2d2h validates the 1h horizon".to_owned()]
+    );
+    // A longer horizon than the window spares: validated up to what it spares.
+    let long = query("3d", "      horizons: [1h, 1d]\n");
+    let config = parse(&long, origin(), &env).expect("valid");
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    assert!(
+        config.warnings[0].starts_with("queries[0].history: 3d at step 1m validates the forecasts' model choice up to 12h only"),
+        "{}",
+        config.warnings[0]
+    );
+    // The default week of history, and a query without a season, need no warning.
+    for text in [
+        query("7d", ""),
+        query("2d", "").replace("seasonality: 1d", "seasonality: none"),
+    ] {
+        assert_eq!(
+            parse(&text, origin(), &env).expect("valid").warnings,
+            Vec::<String>::new()
+        );
+    }
+}

@@ -233,22 +233,51 @@ fn bucket_of(ends: &[u32], step: u32) -> usize {
         .unwrap_or(ends.len() - 1)
 }
 
+/// Points the part before the held-out one needs: two cycles of every modelled season (as the
+/// full fit does), one of every season seasonal naive repeats, and what a fit needs.
+pub fn training_points_needed(
+    periods: &[usize],
+    naive_periods: &[usize],
+    min_points: usize,
+) -> usize {
+    let longest_season = periods.iter().copied().max().unwrap_or(0);
+    let longest_naive = naive_periods.iter().copied().max().unwrap_or(0);
+    (2 * longest_season)
+        .max(longest_naive)
+        .max(min_points)
+        .max(30)
+}
+
+/// The longest step a window of `window_points` validates the model choice at, for forecasts
+/// read up to `horizon` steps: two of them must be held out after the training part. 0 when
+/// the window cannot spare even two points (the model fitted in-sample then forecasts alone).
+pub fn validated_horizon(
+    window_points: usize,
+    periods: &[usize],
+    naive_periods: &[usize],
+    min_points: usize,
+    horizon: usize,
+) -> usize {
+    let spare =
+        window_points.saturating_sub(training_points_needed(periods, naive_periods, min_points));
+    horizon.min(spare / 2)
+}
+
 /// Validates the candidates on the newest part of the window and returns the combination, its
 /// members positioned after the training part (the caller moves them to the window's end).
 /// `None` when the window cannot spare a held-out part (then the forecaster's own model is
 /// used alone) or no candidate could be fitted.
 pub(super) fn validate(plan: &Plan<'_>) -> Option<Ensemble> {
     let n = plan.window.len();
-    let longest_season = plan.periods.iter().copied().max().unwrap_or(0);
-    let longest_naive = plan.naive_periods.iter().copied().max().unwrap_or(0);
-    // The training part must hold two cycles of every modelled season (as the full fit does)
-    // and one of every repeated one.
-    let train_min = (2 * longest_season)
-        .max(longest_naive)
-        .max(plan.min_points)
-        .max(30);
+    let train_min = training_points_needed(plan.periods, plan.naive_periods, plan.min_points);
     let spare = n.saturating_sub(train_min);
-    let horizon = plan.horizon.min(spare / 2);
+    let horizon = validated_horizon(
+        n,
+        plan.periods,
+        plan.naive_periods,
+        plan.min_points,
+        plan.horizon,
+    );
     if horizon == 0 {
         return None;
     }
@@ -715,6 +744,22 @@ impl Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_validated_horizon_is_what_the_window_spares_after_training() {
+        // Two days at one minute with a daily season: two cycles and nothing to spare.
+        assert_eq!(validated_horizon(2881, &[1440], &[1440], 30, 60), 0);
+        // Seven days: the hour is validated in full.
+        assert_eq!(validated_horizon(10_081, &[1440], &[1440], 30, 60), 60);
+        // A week at 5 minutes, asked for 3 days: as much as the window spares.
+        assert_eq!(training_points_needed(&[288], &[288, 2016], 30), 2016);
+        assert_eq!(
+            validated_horizon(2016 + 400, &[288], &[288, 2016], 30, 864),
+            200
+        );
+        // No season: the fit's own minimum.
+        assert_eq!(validated_horizon(100, &[], &[], 30, 10), 10);
+    }
 
     #[test]
     fn buckets_double_and_end_at_the_horizon() {
