@@ -39,15 +39,25 @@ const HELD_OUT_SHARE: usize = 4;
 /// before `origin`; NaN when there are none.
 fn seasonal_median(window: &[f64], origin: usize, target: usize, period: usize) -> f64 {
     let cycles_back = (target + 1 - origin).div_ceil(period);
-    let mut values: Vec<f64> = (cycles_back..cycles_back + MEDIAN_CYCLES)
-        .filter_map(|k| target.checked_sub(k * period))
-        .map(|position| window[position])
-        .filter(|v| v.is_finite())
-        .collect();
-    if values.is_empty() {
+    // On the stack: validation asks for one median per origin, step and period.
+    let mut values = [0.0; MEDIAN_CYCLES];
+    let mut count = 0;
+    for k in cycles_back..cycles_back + MEDIAN_CYCLES {
+        match target
+            .checked_sub(k * period)
+            .map(|position| window[position])
+        {
+            Some(value) if value.is_finite() => {
+                values[count] = value;
+                count += 1;
+            }
+            _ => {}
+        }
+    }
+    if count == 0 {
         f64::NAN
     } else {
-        super::robust::median(&mut values)
+        super::robust::median(&mut values[..count])
     }
 }
 
@@ -659,8 +669,13 @@ impl Ensemble {
         position: u64,
         seasonal: Option<&SeasonalProfiles>,
     ) -> Option<(f64, f64, f64)> {
-        let ends: Vec<u32> = self.buckets.iter().map(|b| b.last_step).collect();
-        let bucket = &self.buckets[bucket_of(&ends, steps)];
+        // The first bucket reaching `steps`, else the last (no allocation: this runs for every
+        // exported horizon of every series at every cycle).
+        let bucket = self
+            .buckets
+            .iter()
+            .find(|b| steps <= b.last_step)
+            .or(self.buckets.last())?;
         let forecasts = self.members.iter().map(|m| {
             let own = match m {
                 Member::Smoothing(_) => seasonal,
