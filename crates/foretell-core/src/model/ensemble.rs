@@ -405,7 +405,7 @@ pub(super) fn validate(plan: &Plan<'_>) -> Option<Ensemble> {
         return None;
     }
     // Per bucket the scale is the mean absolute error; the scores are the errors in scales.
-    let floor = scale_floor(plan.window);
+    let floor = super::robust::scale_floor(plan.window);
     let mut running = floor;
     let mut scores = Vec::new();
     for (bucket, errors) in buckets.iter_mut().zip(&bucket_errors) {
@@ -591,18 +591,6 @@ fn conformal_quantile(scores: &mut [f64], coverage: Coverage) -> f64 {
     let n = scores.len();
     let rank = ((n + 1) as f64 * coverage.get()).ceil() as usize;
     scores[rank.clamp(1, n) - 1]
-}
-
-/// The smallest error scale: a relative sliver of the series' level, so a series the
-/// candidates forecast perfectly still has an interval of nonzero width.
-fn scale_floor(window: &[f64]) -> f64 {
-    let level = window
-        .iter()
-        .rev()
-        .copied()
-        .find(|v| v.is_finite())
-        .unwrap_or(0.0);
-    1e-9 * level.abs().max(1.0)
 }
 
 impl Ensemble {

@@ -198,22 +198,15 @@ fn in_sample_optimism(errors: usize, parameters: usize) -> f64 {
 /// 1.4826 × MAD of the errors (robust to the anomalies they contain), with the fallbacks of
 /// [`robust::scale_from`] when most errors are exactly zero.
 fn robust_sigma(errors: &[f64], target: &[f64]) -> f64 {
-    let level = target
-        .iter()
-        .rev()
-        .copied()
-        .find(|v| v.is_finite())
-        .unwrap_or(0.0);
+    let floor = robust::scale_floor(target);
     if errors.is_empty() {
-        return 1e-9 * level.abs().max(1.0);
+        return floor;
     }
     let mut values = errors.to_vec();
     let (centre, mad) = robust::median_and_mad(&mut values);
     let scale = robust::scale_from(mad, &values, centre);
     let mean_abs = robust::mean_abs_sigma(&values, centre);
-    scale
-        .max(MEAN_ABS_FLOOR * mean_abs)
-        .max(1e-9 * level.abs().max(1.0))
+    scale.max(MEAN_ABS_FLOOR * mean_abs).max(floor)
 }
 
 /// The coverage quantile of |error| when the errors have enough tail, else z × sigma. The

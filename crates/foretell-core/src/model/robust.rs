@@ -29,6 +29,18 @@ pub(crate) fn median_and_mad(values: &mut [f64]) -> (f64, f64) {
     (centre, median(&mut deviations))
 }
 
+/// The smallest error scale of a series: a relative sliver (1e-9) of its newest finite value
+/// (at least of 1), so a series forecast perfectly still has a band of nonzero width.
+pub(crate) fn scale_floor(series: &[f64]) -> f64 {
+    let level = series
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| v.is_finite())
+        .unwrap_or(0.0);
+    1e-9 * level.abs().max(1.0)
+}
+
 /// Robust standard deviation: 1.4826 × MAD. When more than half the values sit exactly on the
 /// median (MAD = 0, common for counters that rarely move), falls back to the mean absolute
 /// deviation, and for a constant series to a tiny floor relative to its level, so that any
