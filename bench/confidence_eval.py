@@ -6,17 +6,21 @@ Method (docs/confidence.md explains it):
    every row the evidence an alert at that row would get and the confidence computed from it.
 2. Alerts are simulated with the rules an SRE would write without foretell: static thresholds
    at the 99th and 99.9th percentile (and the 1st and 0.1th) of the series' first 15% (NAB's
-   probationary period), plus foretell's own anomaly alert (probability >= 0.5). An alert is a
-   run of rows where its rule holds, ending after 5 rows without it; it is enriched at its first
-   row.
+   probationary period), plus foretell's own anomaly alert (probability at or above 0.25, the
+   onset level the shipped rules use). An alert is a run of rows where its rule holds, ending
+   after 5 rows without it; it is enriched at its first row.
 3. An alert is real when its first row lies inside a labelled anomaly window.
 4. Reliability table (10 bins) and expected calibration error (ECE: the bins' mean
-   |share real - mean confidence|, weighted by alerts per bin) of the confidence column.
+   |share real - mean confidence|, weighted by alerts per bin) of the confidence column; how
+   well it separates real from not-real alerts (AUC: the chance that a real alert gets a higher
+   confidence than a not-real one) and the precision of the alerts kept when the confidence
+   cut keeps half of the real ones (precision at recall 0.5).
 
 With --fit, the logistic weights of crates/foretell-core/src/alerts/confidence.rs are refitted
-on the features (same formulas as `Features::of`), and the ECE of leave-one-file-out
-predictions (each file scored by weights fitted on the others) is reported: the honest figure
-for data the weights never saw.
+on the features (same formulas as `Features::of`) in two honest ways: on the files of
+realKnownCause, artificialWithAnomaly and artificialNoAnomaly, scored on the other four
+categories' files (the split bench/probability_calibration.py and NAB's cross-category figure
+use), and leave-one-file-out (each file scored by weights fitted on the others).
 
   python3 bench/confidence_eval.py [--fit] [--data DIR] [--windows FILE] [--json OUT]
 
@@ -40,6 +44,8 @@ SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
 PROBATION = 0.15
 QUIET_ROWS = 5
 BINS = 10
+ONSET_PROBABILITY = 0.25
+FIT_GROUP = ("realKnownCause", "artificialWithAnomaly", "artificialNoAnomaly")
 
 
 def detect(path):
@@ -62,7 +68,7 @@ def simulate_alerts(values, probability):
     n = len(values)
     start = int(n * PROBATION)
     history = np.array([v for v in values[:start] if math.isfinite(v)])
-    rules = {"foretell_probability": [p >= 0.5 for p in probability]}
+    rules = {"foretell_onset": [p >= ONSET_PROBABILITY for p in probability]}
     if len(history) > 10:
         for q in (0.99, 0.999):
             hi, lo = np.quantile(history, q), np.quantile(history, 1 - q)
@@ -132,6 +138,41 @@ def reliability(confidence, real):
     return table, ece
 
 
+def auc(score, real):
+    """Probability that a real alert outscores a not-real one (ties count one half)."""
+    score, real = np.asarray(score, dtype=float), np.asarray(real)
+    order = np.argsort(score, kind="stable")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    i = 0
+    while i < len(score):
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    positives = int(real.sum())
+    negatives = len(real) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    return float((ranks[real == 1].sum() - positives * (positives + 1) / 2)
+                 / (positives * negatives))
+
+
+def precision_at_recall(score, real, recall=0.5):
+    """Precision of the highest-confidence alerts that hold `recall` of the real ones."""
+    score, real = np.asarray(score, dtype=float), np.asarray(real)
+    order = np.argsort(-score, kind="stable")
+    found = np.cumsum(real[order])
+    needed = math.ceil(recall * real.sum())
+    if needed == 0:
+        return float("nan")
+    k = int(np.searchsorted(found, needed)) + 1
+    # Alerts tied with the last one kept are kept too: a cut cannot split a tie.
+    k = int(np.sum(score >= score[order[k - 1]]))
+    return float(real[score >= score[order[k - 1]]].mean()) if k else float("nan")
+
+
 def fit_logistic(x, y, l2=1.0, iterations=50):
     """Newton-Raphson on the L2-penalised log-likelihood (the intercept is not penalised)."""
     x = np.column_stack([np.ones(len(x)), np.asarray(x, dtype=float)])
@@ -158,7 +199,8 @@ def predict(w, x):
 def print_table(title, table, ece, confidence, real):
     brier = float(np.mean((np.asarray(confidence) - np.asarray(real)) ** 2))
     print(f"\n{title}: {len(real)} alerts, {int(np.sum(real))} real, "
-          f"ECE {ece:.3f}, Brier {brier:.3f}")
+          f"ECE {ece:.3f}, Brier {brier:.3f}, AUC {auc(confidence, real):.3f}, "
+          f"precision at recall 0.5 {precision_at_recall(confidence, real):.3f}")
     print("| confidence | alerts | mean confidence | share real |")
     print("|---|---|---|---|")
     for lo, hi, n, mean_conf, share in table:
@@ -187,14 +229,25 @@ def main():
     by_rule = {}
     for s in samples:
         by_rule.setdefault(s["rule"], []).append(s)
-    print("\n| rule | alerts | share real | mean confidence real | mean confidence not real |")
-    print("|---|---|---|---|---|")
+    print("\n| rule | alerts | share real | mean confidence real | mean confidence not real | AUC |")
+    print("|---|---|---|---|---|---|")
     for rule, group in sorted(by_rule.items()):
         reals = [s["confidence"] for s in group if s["real"]]
         others = [s["confidence"] for s in group if not s["real"]]
         mean = lambda v: f"{np.mean(v):.3f}" if v else "-"
-        print(f"| {rule} | {len(group)} | {len(reals) / len(group):.3f} | {mean(reals)} | {mean(others)} |")
+        separation = auc([s["confidence"] for s in group], [s["real"] for s in group])
+        print(f"| {rule} | {len(group)} | {len(reals) / len(group):.3f} | {mean(reals)} | "
+              f"{mean(others)} | {separation:.3f} |")
     if args.fit:
+        fit = [i for i, s in enumerate(samples) if s["file"].split("/")[0] in FIT_GROUP]
+        check = [i for i, s in enumerate(samples) if s["file"].split("/")[0] not in FIT_GROUP]
+        if fit and check:
+            w = fit_logistic([samples[i]["features"] for i in fit], [real[i] for i in fit])
+            predicted = predict(w, [samples[i]["features"] for i in check])
+            check_real = [real[i] for i in check]
+            table, ece = reliability(predicted, check_real)
+            print_table("weights fitted on " + ", ".join(FIT_GROUP) + "; the other files",
+                        table, ece, predicted, check_real)
         files = sorted({s["file"] for s in samples})
         held_out = np.zeros(len(samples))
         for name in files:
@@ -204,9 +257,11 @@ def main():
             held_out[test] = predict(w, [samples[i]["features"] for i in test])
         table, ece = reliability(held_out, real)
         print_table("refitted weights, leave-one-file-out", table, ece, held_out, real)
-        w = fit_logistic([s["features"] for s in samples], real)
-        print("\nweights fitted on all alerts (intercept, peak, peak_probability, outside, latest):")
-        print("pub const WEIGHTS: [f64; 5] = [" + ", ".join(f"{v:.4f}" for v in w) + "];")
+        if fit:
+            w = fit_logistic([samples[i]["features"] for i in fit], [real[i] for i in fit])
+            print("\nweights fitted on the fit group (intercept, peak, peak_probability, outside, "
+                  "latest), for confidence.rs:")
+            print("pub const WEIGHTS: [f64; 5] = [" + ", ".join(f"{v:.4f}" for v in w) + "];")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(samples, f)

@@ -23,7 +23,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 pub use excursion::Excursion;
 pub use forecaster::{FittedForecaster, ForecastModel, Observation, SeasonSpec};
-pub use probability::{ProbabilitySettings, SurpriseHistory};
+pub use probability::{Calibration, ProbabilitySettings, SurpriseHistory, CALIBRATION};
 pub use score::anomaly_score;
 
 /// Two-sided coverage of a band, strictly between 0 and 1.
