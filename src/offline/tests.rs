@@ -169,3 +169,152 @@ fn command_line_times_are_relative_to_now_or_absolute() {
     let error = parse_instant("yesterday", now).expect_err("not a time");
     assert!(error.ends_with(", or now-DURATION"), "{error}");
 }
+
+/// Regression cases of the anomalies issue, each on a small generated series: one anomaly
+/// injected at `ANOMALY_AT` into four days of 5-minute data that are ordinary before it.
+mod anomaly_cases {
+    use super::*;
+    use foretell_core::model::ProbabilitySettings;
+
+    const PER_DAY: usize = 288;
+    const ANOMALY_AT: usize = 3 * PER_DAY + 100;
+
+    fn daily(i: usize) -> f64 {
+        let phase = (i % PER_DAY) as f64 / PER_DAY as f64;
+        100.0 + 40.0 * (std::f64::consts::TAU * phase).sin()
+    }
+
+    fn csv_of(points: &[(i64, f64)]) -> String {
+        let mut text = String::from("timestamp,value\n");
+        for (t, v) in points {
+            text.push_str(&format!("{t},{v:.4}\n"));
+        }
+        text
+    }
+
+    fn regular(values: impl Iterator<Item = f64>) -> Vec<(i64, f64)> {
+        values
+            .enumerate()
+            .map(|(i, v)| (1_700_000_100 + i as i64 * STEP_S, v))
+            .collect()
+    }
+
+    /// Rows (by index) whose probability reached the onset level.
+    fn onsets(text: &str) -> Vec<usize> {
+        let rows = parse(text, Disorder::Tolerate).expect("valid");
+        let detections = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+        let onset = ProbabilitySettings::default().onset_probability();
+        detections
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.probability >= onset)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn assert_one_early_onset(found: &[usize], within: usize) {
+        let after: Vec<usize> = found.iter().copied().filter(|i| *i >= ANOMALY_AT).collect();
+        let before: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|i| (PER_DAY..ANOMALY_AT).contains(i))
+            .collect();
+        assert!(before.is_empty(), "onsets on ordinary rows: {before:?}");
+        assert!(
+            after.first().is_some_and(|i| *i < ANOMALY_AT + within),
+            "no onset within {within} rows of the anomaly: {after:?}"
+        );
+        // One incident, one alarm: the aftermath is one episode, not a stream of onsets.
+        let soon = after.iter().filter(|i| **i < ANOMALY_AT + 200).count();
+        assert!(soon <= 2, "{soon} onsets for one incident: {after:?}");
+    }
+
+    #[test]
+    fn a_level_shift_is_one_early_onset() {
+        let values = (0..4 * PER_DAY).map(|i| {
+            let shift = if i >= ANOMALY_AT { -15.0 } else { 0.0 };
+            daily(i) + 3.0 * uniform_noise(i, 1) + shift
+        });
+        assert_one_early_onset(&onsets(&csv_of(&regular(values))), 6);
+    }
+
+    #[test]
+    fn a_variance_change_is_one_early_onset() {
+        let values = (0..4 * PER_DAY).map(|i| {
+            let amplitude = if i >= ANOMALY_AT { 30.0 } else { 3.0 };
+            daily(i) + amplitude * uniform_noise(i, 2)
+        });
+        assert_one_early_onset(&onsets(&csv_of(&regular(values))), 24);
+    }
+
+    #[test]
+    fn a_series_stuck_at_one_value_is_one_early_onset() {
+        let ordinary = |i: usize| daily(i) + 3.0 * uniform_noise(i, 3);
+        let stuck = ordinary(ANOMALY_AT - 1);
+        let values = (0..4 * PER_DAY).map(|i| {
+            if (ANOMALY_AT..ANOMALY_AT + 48).contains(&i) {
+                stuck
+            } else {
+                ordinary(i)
+            }
+        });
+        assert_one_early_onset(&onsets(&csv_of(&regular(values))), 24);
+    }
+
+    #[test]
+    fn a_noisy_series_without_a_cycle_that_flatlines_is_one_early_onset() {
+        let ordinary = |i: usize| 50.0 + 8.0 * uniform_noise(i, 8);
+        let stuck = ordinary(ANOMALY_AT - 1);
+        let values = (0..4 * PER_DAY).map(|i| {
+            if (ANOMALY_AT..ANOMALY_AT + 48).contains(&i) {
+                stuck
+            } else {
+                ordinary(i)
+            }
+        });
+        assert_one_early_onset(&onsets(&csv_of(&regular(values))), 24);
+    }
+
+    #[test]
+    fn irregular_steps_gaps_and_repeated_timestamps_are_ordinary_input() {
+        let mut points = Vec::new();
+        for i in 0..4 * PER_DAY {
+            // About one row in twelve is missing; the others arrive up to a minute late or
+            // early, and about one in twenty is sent twice.
+            if uniform_noise(i, 4) > 0.42 && i != ANOMALY_AT {
+                continue;
+            }
+            let jitter = (uniform_noise(i, 5) * 120.0) as i64;
+            let t = 1_700_000_100 + i as i64 * STEP_S + jitter;
+            let mut value = daily(i) + 3.0 * uniform_noise(i, 6);
+            if i == ANOMALY_AT {
+                value += 60.0;
+            }
+            points.push((t, value));
+            if uniform_noise(i, 7) > 0.45 {
+                points.push((t, value));
+            }
+        }
+        let text = csv_of(&points);
+        let rows = parse(&text, Disorder::Tolerate).expect("valid");
+        let found = onsets(&text);
+        let ordinary: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|i| {
+                rows[*i].timestamp_ms
+                    < 1_700_000_100_000 + ANOMALY_AT as i64 * STEP_S * 1000 - 60_000
+            })
+            .filter(|i| rows[*i].timestamp_ms > 1_700_000_100_000 + PER_DAY as i64 * STEP_S * 1000)
+            .collect();
+        assert!(ordinary.len() <= 1, "onsets on ordinary rows: {ordinary:?}");
+        let spike_row = rows
+            .iter()
+            .position(|r| r.value > daily(ANOMALY_AT) + 50.0)
+            .expect("the spike's row");
+        assert!(
+            found.contains(&spike_row),
+            "the spike at row {spike_row} is no onset: {found:?}"
+        );
+    }
+}

@@ -112,14 +112,19 @@ fn main() {
         augurs.as_secs_f64() / cold.as_secs_f64()
     );
     // What the tracker does per new point: predict, score, update the state, and update the
-    // anomaly probability (warmed up on the fit's in-sample surprises, as the tracker does).
+    // anomaly probability and its flat-line evidence (warmed up on the fit's in-sample
+    // surprises and values, as the tracker does).
     let mut online: Vec<_> = seasonal_fitted
         .into_iter()
-        .map(|fit| {
+        .zip(&data)
+        .map(|(fit, values)| {
             let mut probability = SurpriseHistory::new(ProbabilitySettings::default());
             fit.in_sample_surprises
                 .iter()
                 .for_each(|s| probability.learn(*s));
+            values[..POINTS - 12]
+                .iter()
+                .for_each(|v| probability.learn_value(*v));
             (fit.model, probability)
         })
         .collect();
@@ -128,9 +133,10 @@ fn main() {
     let mut checksum = 0.0;
     for k in 0..updates {
         for (s, (model, probability)) in online.iter_mut().enumerate() {
-            let observation = model.observe(data[s][POINTS - 12 + k]);
+            let value = data[s][POINTS - 12 + k];
+            let observation = model.observe(value);
             checksum +=
-                observation.score.unwrap_or(0.0) + probability.observe(observation.surprise);
+                observation.score.unwrap_or(0.0) + probability.observe(observation.surprise, value);
         }
     }
     let per = start.elapsed().as_secs_f64() / (updates * online.len()) as f64;

@@ -368,7 +368,7 @@ impl SeriesModel {
         for k in 1..=behind {
             let value = window.value_at(self.observed_through_ms + k * step_ms);
             let observation = fitted.observe(value);
-            let probability = self.surprise.observe(observation.surprise);
+            let probability = self.surprise.observe(observation.surprise, value);
             self.excursion.observe(&observation, probability);
             self.last = Some((observation, probability));
         }
@@ -408,10 +408,13 @@ impl SeriesModel {
                             for surprise in &fit.in_sample_surprises {
                                 self.surprise.learn(*surprise);
                             }
+                            for value in training {
+                                self.surprise.learn_value(*value);
+                            }
                         }
                         let mut fitted = fit.model;
                         let observation = fitted.observe(newest.value);
-                        let probability = self.surprise.observe(observation.surprise);
+                        let probability = self.surprise.observe(observation.surprise, newest.value);
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
                         self.last = Some((observation, probability));

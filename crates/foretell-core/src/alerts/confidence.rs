@@ -120,7 +120,7 @@ pub struct Features {
 /// `python3 bench/confidence_eval.py --fit` on the alerts of the fit group's files and
 /// measured on the others (see docs/confidence.md for the data, the held-out calibration error
 /// and AUC).
-pub const WEIGHTS: [f64; 5] = [-3.1413, -0.3881, 1.1551, 0.3856, 0.7178];
+pub const WEIGHTS: [f64; 5] = [-3.1494, -0.3858, 1.1885, 0.3791, 0.7212];
 
 impl Features {
     pub fn of(excursion: &Excursion, step_ms: i64) -> Features {

@@ -69,12 +69,15 @@ pub fn trace(
     for s in &fit.in_sample_surprises {
         surprise.learn(*s);
     }
+    for value in &values[..replay_from.min(values.len())] {
+        surprise.learn_value(*value);
+    }
     let mut fitted = fit.model;
     let mut excursion = Excursion::default();
     let mut points = Vec::with_capacity(values.len().saturating_sub(replay_from));
     for (offset, value) in values.iter().enumerate().skip(replay_from) {
         let observation: Observation = fitted.observe(*value);
-        let p = surprise.observe(observation.surprise);
+        let p = surprise.observe(observation.surprise, *value);
         excursion.observe(&observation, p);
         points.push(TracePoint {
             timestamp_ms: grid.start_ms + offset as i64 * grid.step_ms,

@@ -12,8 +12,7 @@
 //! The deviation is turned into a probability by a calibration learnt from labelled incidents
 //! ([`Calibration`]): of the alerts that a deviation `d` would open, the share that were real.
 //! It is 0 when the recent surprise is no larger than usual (`d <= 0`), small for ordinary
-//! noise, about 0.25 at the onset level (three long-run standard deviations) and 0.5 at about
-//! five. `bench/probability_calibration.py` measures and refits it on files the fit never saw.
+//! noise, about 0.26 at the onset level (three long-run standard deviations) and 0.5 at six. `bench/probability_calibration.py` measures and refits it on files the fit never saw.
 //!
 //! The probability marks the *onset* of an anomaly. Once the deviation passes the onset level,
 //! the series is in a known episode for `refractory_points`: the probability then stays at 0
@@ -22,6 +21,13 @@
 //! re-learning a new level, a burst of odd points) reads as a stream of new anomalies;
 //! `foretell_anomaly_score` still shows how far outside the band each point is. The state is a
 //! handful of numbers per series and each update is O(1).
+//!
+//! A series that stops moving (a stuck exporter, a rate that fell to exactly 0) is not
+//! surprising point by point; the run of repeated values is what is unusual. Its own deviation
+//! ([`FlatLine`]) joins the surprise's: the larger of the two goes through the episodes and the
+//! calibration.
+
+use super::flatline::FlatLine;
 
 /// Surprises are capped so that one absurd point (a counter glitch) cannot dominate the
 /// long-term statistics for thousands of points.
@@ -87,8 +93,8 @@ pub struct Calibration {
 /// real when they begin inside a labelled anomaly window) and checked on the other four
 /// categories' files.
 pub const CALIBRATION: Calibration = Calibration {
-    half_at: 4.87,
-    steepness: 2.16,
+    half_at: 6.00,
+    steepness: 1.51,
 };
 
 impl Default for Calibration {
@@ -121,6 +127,8 @@ pub struct SurpriseHistory {
     episode_left: u32,
     /// The deviation that opened the current episode.
     episode_deviation: f64,
+    /// Runs of repeated values.
+    flat: FlatLine,
 }
 
 impl SurpriseHistory {
@@ -133,6 +141,7 @@ impl SurpriseHistory {
             seen: 0,
             episode_left: 0,
             episode_deviation: 0.0,
+            flat: FlatLine::default(),
         }
     }
 
@@ -161,10 +170,19 @@ impl SurpriseHistory {
         self.seen = self.seen.saturating_add(1);
     }
 
-    /// Scores a new surprise (NaN for a missing point; +Inf, a change of a constant series, counts
-    /// as the cap) and then learns it. The probability is judged against the statistics from
-    /// before this point, so a sudden jump is not diluted by itself.
-    pub fn observe(&mut self, surprise: f64) -> f64 {
+    /// Adds a value of the series to the flat-line statistics without producing a probability
+    /// (used to warm up from the window a first fit learnt from).
+    pub fn learn_value(&mut self, value: f64) {
+        self.flat.observe(value);
+    }
+
+    /// Scores a new point, given its surprise (NaN for a missing point; +Inf, a change of a
+    /// constant series, counts as the cap) and its value, and then learns it. The probability is
+    /// judged against the statistics from before this point, so a sudden jump is not diluted by
+    /// itself. The deviation is the larger of the surprise's and that of a run of repeated
+    /// values ([`FlatLine`]), so a series that stops moving opens an episode too.
+    pub fn observe(&mut self, surprise: f64, value: f64) -> f64 {
+        let flat = self.flat.observe(value);
         if surprise.is_nan() {
             self.episode_left = self.episode_left.saturating_sub(1);
             return 0.0;
@@ -179,19 +197,21 @@ impl SurpriseHistory {
         }
         // A floor on the spread: a series that was perfectly predictable still needs a real
         // surprise (a tenth of a standard deviation) before it is called anomalous.
-        let deviation = (short - mean) / sd.max(0.1);
-        let deviation = self.through_episodes(deviation);
+        let deviation = self.through_episodes((short - mean) / sd.max(0.1), flat);
         self.settings.calibration.probability(deviation)
     }
 
-    /// Opens, escalates or ages the anomaly episode; returns the deviation to report.
-    fn through_episodes(&mut self, deviation: f64) -> f64 {
+    /// Opens, escalates or ages the anomaly episode; returns the deviation to report. Either
+    /// kind of evidence opens an episode; only the surprise escalates one, because a run of
+    /// repeated values grows more unusual with every repeat while it is still the same incident.
+    fn through_episodes(&mut self, surprise: f64, flat: f64) -> f64 {
         let settings = &self.settings;
+        let deviation = surprise.max(flat);
         if self.episode_left > 0 {
             self.episode_left -= 1;
-            if deviation >= settings.escalation * self.episode_deviation {
-                self.open_episode(deviation);
-                return deviation;
+            if surprise >= settings.escalation * self.episode_deviation {
+                self.open_episode(surprise);
+                return surprise;
             }
             return deviation.min(0.0);
         }
@@ -211,6 +231,7 @@ impl SurpriseHistory {
 mod tests {
     use super::*;
 
+    // The surprise tests pass no values (NaN): the flat-line evidence stays silent.
     fn warmed(surprises: impl Iterator<Item = f64>) -> SurpriseHistory {
         let mut history = SurpriseHistory::new(ProbabilitySettings::default());
         for s in surprises {
@@ -222,9 +243,9 @@ mod tests {
     #[test]
     fn nothing_before_warmup_and_nothing_for_gaps() {
         let mut history = SurpriseHistory::new(ProbabilitySettings::default());
-        assert_eq!(history.observe(50.0), 0.0);
+        assert_eq!(history.observe(50.0, f64::NAN), 0.0);
         let mut history = warmed((0..100).map(|i| (i % 3) as f64 * 0.5));
-        assert_eq!(history.observe(f64::NAN), 0.0);
+        assert_eq!(history.observe(f64::NAN, f64::NAN), 0.0);
     }
 
     fn onset() -> f64 {
@@ -234,20 +255,20 @@ mod tests {
     #[test]
     fn a_large_surprise_is_probable_and_an_ordinary_one_is_not() {
         let mut history = warmed(ordinary());
-        let usual = history.observe(0.7);
+        let usual = history.observe(0.7, f64::NAN);
         assert!(usual < 0.05, "{usual}");
         let mut history = warmed(ordinary());
-        let spike = history.observe(8.0);
-        assert!(spike >= onset() && spike > 0.5, "{spike}");
+        let spike = history.observe(8.0, f64::NAN);
+        assert!(spike >= onset(), "{spike}");
     }
 
     #[test]
     fn a_sustained_moderate_surprise_builds_up() {
         let mut history = warmed(ordinary());
-        let first = history.observe(2.5);
+        let first = history.observe(2.5, f64::NAN);
         let mut last = first;
         for _ in 0..5 {
-            last = history.observe(2.5).max(last);
+            last = history.observe(2.5, f64::NAN).max(last);
         }
         assert!(last > first, "{first} -> {last}");
         assert!(last >= onset(), "{last}");
@@ -257,7 +278,7 @@ mod tests {
     fn probabilities_stay_in_the_unit_interval() {
         let mut history = warmed((0..100).map(|_| 0.0));
         for s in [0.0, 1e300, f64::INFINITY, -5.0, 3.0] {
-            let p = history.observe(s);
+            let p = history.observe(s, f64::NAN);
             assert!((0.0..=1.0).contains(&p), "{s} -> {p}");
         }
     }
@@ -310,13 +331,13 @@ mod tests {
         surprises[..1_000].iter().for_each(|s| history.learn(*s));
         let probabilities: Vec<f64> = surprises[1_000..]
             .iter()
-            .map(|s| history.observe(*s))
+            .map(|s| history.observe(*s, f64::NAN))
             .collect();
         let (mut ordinary_sum, mut ordinary_count) = (0.0, 0);
         for (k, p) in probabilities.iter().enumerate() {
             let at = k + 1_000;
             if incidents.contains(&at) {
-                assert!(*p > 0.5, "incident at {at}: {p}");
+                assert!(*p >= onset(), "incident at {at}: {p}");
             } else if incidents.iter().all(|i| at < *i || at > i + 200) {
                 ordinary_sum += p;
                 ordinary_count += 1;
@@ -332,6 +353,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_series_that_stops_moving_opens_one_episode_that_its_growing_run_does_not_escalate() {
+        let mut history = SurpriseHistory::new(ProbabilitySettings::default());
+        // A noisy series: every value differs from the one before, surprises are ordinary.
+        let values = gaussian_surprises(2_000);
+        for (s, v) in ordinary().zip(values.iter()) {
+            history.learn(s);
+            history.learn_value(*v);
+        }
+        let quiet: Vec<f64> = ordinary()
+            .zip(values[500..].iter())
+            .take(300)
+            .map(|(s, v)| history.observe(s, *v + 10.0))
+            .collect();
+        assert!(quiet.iter().all(|p| *p < onset()), "{quiet:?}");
+        // Stuck: the value repeats and the surprise stays ordinary (the forecast follows it).
+        let stuck: Vec<f64> = ordinary()
+            .take(60)
+            .map(|s| history.observe(s, 42.0))
+            .collect();
+        let onsets: Vec<usize> = (0..stuck.len()).filter(|i| stuck[*i] >= onset()).collect();
+        assert_eq!(onsets.len(), 1, "{stuck:?}");
+        assert!(onsets[0] <= 3, "{onsets:?}");
+    }
+
     fn ordinary() -> impl Iterator<Item = f64> + Clone {
         (0..500).map(|i| [0.2, 0.9, 0.5, 1.4, 0.1, 0.7][i % 6])
     }
@@ -344,24 +390,24 @@ mod tests {
         };
         let mut history = SurpriseHistory::new(settings);
         ordinary().for_each(|s| history.learn(s));
-        assert!(history.observe(8.0) >= onset());
+        assert!(history.observe(8.0, f64::NAN) >= onset());
         // The same surprise again belongs to the open episode.
-        let during: Vec<f64> = (0..19).map(|_| history.observe(8.0)).collect();
+        let during: Vec<f64> = (0..19).map(|_| history.observe(8.0, f64::NAN)).collect();
         assert!(during.iter().all(|p| *p == 0.0), "{during:?}");
         // The episode is over: quiet points, then a new incident is an onset again.
         ordinary().take(300).for_each(|s| {
-            history.observe(s);
+            history.observe(s, f64::NAN);
         });
-        assert!(history.observe(20.0) >= onset());
+        assert!(history.observe(20.0, f64::NAN) >= onset());
     }
 
     #[test]
     fn an_escalating_episode_reports_again() {
         let mut history = warmed(ordinary());
-        let opening = history.observe(5.0);
+        let opening = history.observe(5.0, f64::NAN);
         assert!(opening >= onset(), "{opening}");
-        assert_eq!(history.observe(5.0), 0.0);
-        let escalation = history.observe(30.0);
+        assert_eq!(history.observe(5.0, f64::NAN), 0.0);
+        let escalation = history.observe(30.0, f64::NAN);
         assert!(escalation > opening, "{escalation}");
     }
 
@@ -373,7 +419,7 @@ mod tests {
         };
         let mut history = SurpriseHistory::new(settings);
         ordinary().for_each(|s| history.learn(s));
-        let reports: Vec<f64> = (0..5).map(|_| history.observe(8.0)).collect();
+        let reports: Vec<f64> = (0..5).map(|_| history.observe(8.0, f64::NAN)).collect();
         assert!(reports.iter().all(|p| *p >= onset()), "{reports:?}");
     }
 }
