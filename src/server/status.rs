@@ -51,16 +51,27 @@ fn series_link(query: &str, labels: &Labels) -> String {
     )
 }
 
-fn numbers(state: &SeriesState) -> Option<SeriesNumbers> {
+/// The probability a person should see: the newest point's, or while an excursion outside the
+/// band is open, the largest of it. The probability marks an anomaly's onset and reads 0 through
+/// the episode after it, so the newest point alone would show a series in the middle of an
+/// incident as calm.
+fn shown_probability(state: &SeriesState) -> f64 {
     match state {
         SeriesState::Ready {
-            band,
-            score,
             probability,
+            excursion,
             ..
-        } => Some(SeriesNumbers {
+        } if excursion.is_open() => probability.max(excursion.peak_probability),
+        SeriesState::Ready { probability, .. } => *probability,
+        SeriesState::NotReady => 0.0,
+    }
+}
+
+fn numbers(state: &SeriesState) -> Option<SeriesNumbers> {
+    match state {
+        SeriesState::Ready { band, score, .. } => Some(SeriesNumbers {
             score: *score,
-            probability: *probability,
+            probability: shown_probability(state),
             baseline: band.expected,
             lower: band.lower,
             upper: band.upper,
@@ -125,10 +136,7 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
         .take(OVERVIEW_ROWS)
         .map(|(query, series)| {
             let (metric, labels) = source_of(series);
-            let probability = match &series.state {
-                SeriesState::Ready { probability, .. } => *probability,
-                SeriesState::NotReady => 0.0,
-            };
+            let probability = shown_probability(&series.state);
             AnomalyRow {
                 query: query.to_owned(),
                 series: status::describe_series(metric, &labels),
@@ -295,4 +303,45 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
             .collect(),
     };
     (StatusCode::OK, status::series_page(&view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foretell_core::model::{Band, Excursion};
+
+    fn ready(probability: f64, excursion: Excursion) -> SeriesState {
+        SeriesState::Ready {
+            band: Band {
+                expected: 1.0,
+                lower: 0.0,
+                upper: 2.0,
+            },
+            score: Some(3.0),
+            probability,
+            forecasts: Vec::new(),
+            threshold_eta_seconds: None,
+            excursion,
+        }
+    }
+
+    #[test]
+    fn a_series_in_an_open_excursion_shows_the_probability_of_its_onset() {
+        let open = Excursion {
+            length: 12,
+            outside: 12,
+            peak_probability: 0.7,
+            ..Excursion::default()
+        };
+        // In the episode after its onset the newest point reads 0; the page keeps the onset's.
+        assert_eq!(shown_probability(&ready(0.0, open)), 0.7);
+        assert_eq!(shown_probability(&ready(0.9, open)), 0.9);
+        // No excursion open: the newest point's own.
+        let closed = Excursion {
+            peak_probability: 0.7,
+            ..Excursion::default()
+        };
+        assert_eq!(shown_probability(&ready(0.01, closed)), 0.01);
+        assert_eq!(shown_probability(&SeriesState::NotReady), 0.0);
+    }
 }

@@ -230,7 +230,7 @@ pub fn overview(view: &Overview) -> String {
     if view.anomalies.is_empty() {
         body.push_str("<p class=\"muted\">No series has a score yet.</p>");
     } else {
-        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th>probability</th></tr>");
+        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th></tr>");
         for a in &view.anomalies {
             let class = if a.score > 1.0 { "bad" } else { "" };
             let _ = write!(
@@ -306,7 +306,7 @@ fn numbers_cells(numbers: &Option<SeriesNumbers>) -> String {
 /// `/status/query`: every series of one query, the most anomalous first.
 pub fn query_page(view: &QueryPage) -> String {
     let mut body = format!(
-        "<h2>Query {}</h2><p><code>{}</code></p><table><tr><th>series</th><th>anomaly score</th><th>probability</th><th>baseline</th><th>band</th></tr>",
+        "<h2>Query {}</h2><p><code>{}</code></p><table><tr><th>series</th><th>anomaly score</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th><th>baseline</th><th>band</th></tr>",
         escape(&view.name),
         escape(&view.expr)
     );
@@ -336,7 +336,7 @@ pub fn query_page(view: &QueryPage) -> String {
 /// `/status/series`: one series, its numbers and its chart.
 pub fn series_page(view: &SeriesPage) -> String {
     let mut body = format!(
-        "<h2><a href=\"{}\">{}</a> · {}</h2><table><tr><th>anomaly score</th><th>probability</th><th>baseline</th><th>band</th></tr><tr>{}</tr></table>",
+        "<h2><a href=\"{}\">{}</a> · {}</h2><table><tr><th>anomaly score</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th><th>baseline</th><th>band</th></tr><tr>{}</tr></table>",
         escape(&view.query_href),
         escape(&view.query),
         escape(&view.series),
