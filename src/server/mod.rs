@@ -112,6 +112,7 @@ pub struct QueryInfo {
     pub expr: String,
     pub step: Duration,
     pub history: Duration,
+    pub evaluation_interval: Duration,
 }
 
 impl StatusInfo {
@@ -126,6 +127,7 @@ impl StatusInfo {
                     expr: q.expr.clone(),
                     step: q.step,
                     history: q.history,
+                    evaluation_interval: q.evaluation_interval,
                 })
                 .collect(),
         }

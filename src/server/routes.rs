@@ -528,6 +528,7 @@ pub(super) mod tests {
                 expr: "node_load1".into(),
                 step: Duration::from_secs(60),
                 history: Duration::from_secs(7 * 86_400),
+                evaluation_interval: Duration::from_secs(15),
             }],
         };
         let ready = |instance: &str, score: f64| {
@@ -543,7 +544,7 @@ pub(super) mod tests {
                         upper: 1.5,
                     },
                     score: Some(score),
-                    probability: 0.3,
+                    probability: if score > 1.0 { 0.3 } else { 0.01 },
                     forecasts: vec![],
                     threshold_eta_seconds: None,
                     excursion: Default::default(),
@@ -554,7 +555,11 @@ pub(super) mod tests {
             query: "load".into(),
             evaluated_at_ms: 0,
             horizons: vec![],
-            series: vec![ready("calm", 0.2), ready("<b>hot</b>", 4.0)],
+            series: vec![
+                ready("calm", 0.2),
+                ready("warm", 2.0),
+                ready("<b>hot</b>", 4.0),
+            ],
         });
         let response = handle(&state, request(Method::GET, "/")).await;
         assert_eq!(response.status(), StatusCode::OK);
@@ -572,12 +577,13 @@ pub(super) mod tests {
             "{page}"
         );
         assert!(page.contains("http://prometheus:9090/"));
-        // The hottest series first, its label escaped.
+        // Only what is anomalous now, the hottest first (its label escaped); not the calm one.
         let hot = page
             .find("&lt;b&gt;hot&lt;/b&gt;")
             .expect("hot series listed");
-        let calm = page.find("calm").expect("calm series listed");
-        assert!(hot < calm, "most anomalous first");
+        let warm = page.find("warm").expect("warm series listed");
+        assert!(hot < warm, "most anomalous first");
+        assert!(!page.contains("calm"), "{page}");
         assert!(page.contains("The Alertmanager receiver is off"));
 
         let page =

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use foretell_core::alerts::lookup;
 use foretell_core::labels::METRIC_NAME;
+use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{SeriesOutput, SeriesState, SOURCE_METRIC_LABEL};
 use foretell_core::status::{
     self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
@@ -67,6 +68,24 @@ fn shown_probability(state: &SeriesState) -> f64 {
     }
 }
 
+/// What "anomalous now" on the overview means: outside the band now, in an excursion outside
+/// it that has not ended yet, or at an anomaly onset.
+fn is_anomalous_now(state: &SeriesState, onset_probability: f64) -> bool {
+    match state {
+        SeriesState::Ready {
+            score,
+            probability,
+            excursion,
+            ..
+        } => {
+            score.is_some_and(|s| s > 1.0)
+                || excursion.is_open()
+                || *probability >= onset_probability
+        }
+        SeriesState::NotReady => false,
+    }
+}
+
 fn numbers(state: &SeriesState) -> Option<SeriesNumbers> {
     match state {
         SeriesState::Ready { band, score, .. } => Some(SeriesNumbers {
@@ -109,6 +128,7 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
                 expr: q.expr.clone(),
                 step: duration::format(q.step),
                 history: duration::format(q.history),
+                interval_ms: q.evaluation_interval.as_millis() as i64,
                 tracked: output.map_or(0, |o| o.series.len()),
                 ready: output.map_or(0, |o| {
                     o.series
@@ -125,23 +145,45 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
             }
         })
         .collect();
-    let mut ranked: Vec<(&str, &SeriesOutput)> = snapshot
+    let onset = ProbabilitySettings::default().onset_probability();
+    let step_ms = |query: &str| {
+        info.queries
+            .iter()
+            .find(|q| q.name == query)
+            .map_or(0, |q| q.step.as_millis() as i64)
+    };
+    let mut ranked: Vec<(&str, i64, &SeriesOutput)> = snapshot
         .queries()
-        .flat_map(|o| o.series.iter().map(move |s| (o.query.as_str(), s)))
-        .filter(|(_, s)| score_of(s) > f64::NEG_INFINITY)
+        .flat_map(|o| {
+            o.series
+                .iter()
+                .map(move |s| (o.query.as_str(), o.evaluated_at_ms, s))
+        })
+        .filter(|(_, _, s)| is_anomalous_now(&s.state, onset))
         .collect();
-    ranked.sort_by(|a, b| score_of(b.1).total_cmp(&score_of(a.1)));
+    ranked.sort_by(|a, b| score_of(b.2).total_cmp(&score_of(a.2)));
     let anomalies = ranked
         .into_iter()
         .take(OVERVIEW_ROWS)
-        .map(|(query, series)| {
+        .map(|(query, evaluated_at_ms, series)| {
             let (metric, labels) = source_of(series);
-            let probability = shown_probability(&series.state);
+            let (since_ms, peak_sigmas) = match &series.state {
+                SeriesState::Ready { excursion, .. } if excursion.is_open() => (
+                    Some(
+                        evaluated_at_ms
+                            - i64::from(excursion.length.saturating_sub(1)) * step_ms(query),
+                    ),
+                    excursion.peak_sigmas,
+                ),
+                _ => (None, 0.0),
+            };
             AnomalyRow {
                 query: query.to_owned(),
                 series: status::describe_series(metric, &labels),
                 score: score_of(series),
-                probability,
+                probability: shown_probability(&series.state),
+                since_ms,
+                peak_sigmas,
                 href: series_link(query, &labels),
             }
         })
@@ -343,5 +385,35 @@ mod tests {
         };
         assert_eq!(shown_probability(&ready(0.01, closed)), 0.01);
         assert_eq!(shown_probability(&SeriesState::NotReady), 0.0);
+    }
+
+    #[test]
+    fn anomalous_now_means_outside_the_band_in_an_open_excursion_or_at_an_onset() {
+        let calm = |score: f64, probability: f64, excursion: Excursion| {
+            let mut state = ready(probability, excursion);
+            if let SeriesState::Ready { score: s, .. } = &mut state {
+                *s = Some(score);
+            }
+            state
+        };
+        let open = Excursion {
+            length: 3,
+            ..Excursion::default()
+        };
+        assert!(!is_anomalous_now(
+            &calm(0.5, 0.01, Excursion::default()),
+            0.26
+        ));
+        assert!(is_anomalous_now(
+            &calm(1.5, 0.01, Excursion::default()),
+            0.26
+        ));
+        // Back inside the band for a point or two: the excursion is still open.
+        assert!(is_anomalous_now(&calm(0.5, 0.0, open), 0.26));
+        assert!(is_anomalous_now(
+            &calm(0.5, 0.3, Excursion::default()),
+            0.26
+        ));
+        assert!(!is_anomalous_now(&SeriesState::NotReady, 0.26));
     }
 }

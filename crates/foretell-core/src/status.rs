@@ -17,6 +17,8 @@ pub struct QueryRow {
     pub history: String,
     pub tracked: usize,
     pub ready: usize,
+    /// How often the query is evaluated, for judging the age of the newest cycle.
+    pub interval_ms: i64,
     /// Seconds the newest completed cycle took.
     pub last_cycle_seconds: Option<f64>,
     /// Unix milliseconds the newest cycle completed.
@@ -27,13 +29,18 @@ pub struct QueryRow {
     pub href: String,
 }
 
-/// A series among the most anomalous now.
+/// A series that is anomalous now: outside its band, in an open excursion, or at an onset.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AnomalyRow {
     pub query: String,
     pub series: String,
     pub score: f64,
     pub probability: f64,
+    /// Unix milliseconds of the open excursion's first point outside the band (`None` when no
+    /// excursion is open: an onset inside the band).
+    pub since_ms: Option<i64>,
+    /// The excursion's largest one-step error, signed, in robust standard deviations.
+    pub peak_sigmas: f64,
     pub href: String,
 }
 
@@ -122,6 +129,8 @@ th{background:#f0f3f6;font-weight:600}td.num{text-align:right;font-variant-numer
 code{font-size:12px;background:#f0f0f0;padding:1px 4px;border-radius:3px;word-break:break-all}\
 .ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}.muted{color:#666}\
 .pill{padding:2px 8px;border-radius:10px;background:#fff;color:#222;font-size:12px}\
+.pill.ok{background:#dafbe1;color:#1a7f37}.pill.bad{background:#cf222e;color:#fff;font-weight:600}\
+.pill.warn{background:#fff8c5;color:#9a6700}\
 img.chart{max-width:100%;border:1px solid #ddd;background:#fff}\
 footer{padding:20px;color:#666;font-size:12px}";
 
@@ -163,11 +172,28 @@ fn number(value: f64) -> String {
 }
 
 fn age(now_ms: i64, at_ms: i64) -> String {
-    let seconds = ((now_ms - at_ms).max(0) as f64 / 1000.0).round() as i64;
+    format!("{} ago", span((now_ms - at_ms).max(0)))
+}
+
+fn span(ms: i64) -> String {
+    let seconds = (ms as f64 / 1000.0).round() as i64;
     match seconds {
-        s if s < 120 => format!("{s}s ago"),
-        s if s < 7200 => format!("{}m ago", s / 60),
-        s => format!("{}h ago", s / 3600),
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h", s / 3600),
+    }
+}
+
+/// How worrying the age of the newest cycle is: within two intervals is on time (a cycle may be
+/// running now), up to five is late, beyond that the query is stalled.
+fn cycle_age_class(age_ms: i64, interval_ms: i64) -> &'static str {
+    let interval_ms = interval_ms.max(1);
+    if age_ms <= 2 * interval_ms {
+        "ok"
+    } else if age_ms <= 5 * interval_ms {
+        "warn"
+    } else {
+        "bad"
     }
 }
 
@@ -195,20 +221,23 @@ pub fn overview(view: &Overview) -> String {
     for q in &view.queries {
         let last = match (q.last_cycle_seconds, q.last_success_ms) {
             (Some(seconds), Some(at)) => format!(
-                "{} ({})",
+                "<span class=\"{}\">{}</span> (took {}; every {})",
+                cycle_age_class(view.now_ms - at, q.interval_ms),
                 age(view.now_ms, at),
                 if seconds < 1.0 {
                     format!("{:.0} ms", seconds * 1000.0)
                 } else {
                     format!("{seconds:.1} s")
-                }
+                },
+                span(q.interval_ms)
             ),
             _ => "<span class=\"muted\">none yet</span>".to_owned(),
         };
-        let ready_class = if q.tracked > 0 && q.ready < q.tracked {
-            "warn"
-        } else {
+        // No series yet, or some still learning, is not healthy: only all ready is green.
+        let ready_class = if q.tracked > 0 && q.ready == q.tracked {
             "ok"
+        } else {
+            "warn"
         };
         let _ = write!(
             body,
@@ -226,20 +255,32 @@ pub fn overview(view: &Overview) -> String {
         );
     }
     body.push_str("</table>");
-    body.push_str("<h2>Most anomalous now</h2>");
+    body.push_str("<h2>Anomalous now</h2>");
     if view.anomalies.is_empty() {
-        body.push_str("<p class=\"muted\">No series has a score yet.</p>");
+        body.push_str(
+            "<p class=\"ok\">No series is outside its band or at an anomaly onset now.</p>",
+        );
     } else {
-        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th></tr>");
+        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th>outside the band since</th><th>peak</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th></tr>");
         for a in &view.anomalies {
             let class = if a.score > 1.0 { "bad" } else { "" };
+            let since = match a.since_ms {
+                Some(at) => format!(
+                    "{} ({})",
+                    format_rfc3339(at),
+                    span((view.now_ms - at).max(0))
+                ),
+                None if a.score > 1.0 => "now".to_owned(),
+                None => "<span class=\"muted\">inside the band</span>".to_owned(),
+            };
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"num {class}\">{}</td><td class=\"num\">{}</td></tr>",
+                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"num {class}\">{}</td><td>{since}</td><td class=\"num\">{}σ</td><td class=\"num\">{}</td></tr>",
                 escape(&a.query),
                 escape(&a.href),
                 escape(&a.series),
                 number(a.score),
+                number(a.peak_sigmas),
                 number(a.probability)
             );
         }
@@ -397,6 +438,7 @@ mod tests {
                 history: "7d".into(),
                 tracked: 3,
                 ready: 2,
+                interval_ms: 15_000,
                 last_cycle_seconds: Some(0.25),
                 last_success_ms: Some(1_700_000_040_000),
                 cycles: 10,
@@ -408,7 +450,9 @@ mod tests {
                 query: "load".into(),
                 series: "node_load1{instance=\"<script>alert(1)</script>\"}".into(),
                 score: 4.25,
-                probability: 0.9999,
+                probability: 0.72,
+                since_ms: Some(1_700_000_040_000),
+                peak_sigmas: -7.5,
                 href: "/status/series?query=load&series=%7B%7D".into(),
             }],
             alerts: Some(vec![AlertRow {
@@ -428,13 +472,17 @@ mod tests {
         assert!(html.starts_with("<!doctype html>"));
         assert!(html.contains("<a href=\"/status/query?name=load\">load</a>"));
         assert!(html.contains("node_load1{job=&quot;node&quot;} &gt; 0 &amp; &lt;b&gt;"));
-        assert!(html.contains("60s ago (250 ms)"), "{html}");
+        // Four intervals without a completed cycle: late, not yet stalled.
+        assert!(
+            html.contains("<span class=\"warn\">60s ago</span> (took 250 ms; every 15s)"),
+            "{html}"
+        );
         assert!(html.contains("class=\"num warn\">2</td>"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("status/series?query=load&amp;series=%7B%7D"));
         assert!(
-            html.contains(">4.25<") && html.contains(">0.9999<"),
+            html.contains(">4.25<") && html.contains(">0.72<") && html.contains(">-7.5σ<"),
             "{html}"
         );
         assert!(html.contains(">0.83<") && html.contains("delivered to pager"));
@@ -445,13 +493,33 @@ mod tests {
     }
 
     #[test]
+    fn health_colours_mean_something() {
+        let mut view = overview_view();
+        let html = overview(&view);
+        // Down is a red pill, and the excursion's start is shown with its age.
+        assert!(html.contains("<span class=\"pill bad\""), "{html}");
+        assert!(html.contains("2023-11-14T22:14:00Z (60s)"), "{html}");
+        // A query with no series yet is not green.
+        view.queries[0].tracked = 0;
+        view.queries[0].ready = 0;
+        assert!(overview(&view).contains("class=\"num warn\">0</td>"));
+        view.queries[0].tracked = 2;
+        view.queries[0].ready = 2;
+        assert!(overview(&view).contains("class=\"num ok\">2</td>"));
+        assert_eq!(cycle_age_class(30_000, 15_000), "ok");
+        assert_eq!(cycle_age_class(31_000, 15_000), "warn");
+        assert_eq!(cycle_age_class(76_000, 15_000), "bad");
+        assert_eq!(cycle_age_class(5_000, 0), "bad");
+    }
+
+    #[test]
     fn empty_states_say_so() {
         let mut view = overview_view();
         view.anomalies.clear();
         view.alerts = None;
         view.upstream = Upstream::Waiting;
         let html = overview(&view);
-        assert!(html.contains("No series has a score yet."));
+        assert!(html.contains("No series is outside its band or at an anomaly onset now."));
         assert!(html.contains("The Alertmanager receiver is off"));
         assert!(html.contains("waiting for Prometheus"));
         view.alerts = Some(vec![]);
