@@ -253,7 +253,7 @@ async fn settle(
             tracing::warn!(receiver = %receiver.name, delivery = delivery.id, attempts, %reason, "delivery failed; retrying later")
         }
         Verdict::DeadLetter { reason } => {
-            tracing::error!(receiver = %receiver.name, delivery = delivery.id, attempts, %reason, "delivery dead-lettered; retry it with `foretell alerts retry`")
+            tracing::error!(receiver = %receiver.name, delivery = delivery.id, attempts, %reason, "delivery dead-lettered; list it with `foretell dead-letters list` and resend it with `foretell dead-letters retry`")
         }
     }
     Ok(())

@@ -102,14 +102,15 @@ async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
     assert!(log.contains("  confidence:  0."), "{log}");
     assert!(log.contains("  chart:       http://127.0.0.1:"), "{log}");
 
-    // The overview: queries, the series anomalous now (the incident's), the alert and its
-    // outcome.
+    // The overview: queries, what is anomalous now (the sample alert comes before the
+    // incident, so nothing yet: the overview lists only series outside their band), the alert
+    // with its evidence and outcome.
     let overview = dom(&format!("{base}/"), &profile);
     for expected in [
         "<h2>Queries</h2>",
         "demo_requests_per_second",
         "Anomalous now",
-        "instance=\"web-a\", job=\"demo\"}",
+        "{instance=\"web-a\", job=\"demo\", query=\"demo\"",
         "DemoTrafficHigh",
         "delivered to demo-receiver",
     ] {
