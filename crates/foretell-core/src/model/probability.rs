@@ -12,15 +12,16 @@
 //! The deviation is turned into a probability by a calibration learnt from labelled incidents
 //! ([`Calibration`]): of the alerts that a deviation `d` would open, the share that were real.
 //! It is 0 when the recent surprise is no larger than usual (`d <= 0`), small for ordinary
-//! noise, about 0.26 at the onset level (three long-run standard deviations) and 0.5 at six. `bench/probability_calibration.py` measures and refits it on files the fit never saw.
+//! noise, about 0.26 at the onset level (three long-run standard deviations) and 0.5 at six.
+//! `bench/probability_calibration.py` measures and refits it on files the fit never saw.
 //!
 //! The probability marks the *onset* of an anomaly. Once the deviation passes the onset level,
 //! the series is in a known episode for `refractory_points`: the probability then stays at 0
-//! unless the episode escalates (its deviation reaches `escalation` times the one that opened
-//! it, which opens a new episode). Without this, the aftermath of every incident (the model
-//! re-learning a new level, a burst of odd points) reads as a stream of new anomalies;
-//! `foretell_anomaly_score` still shows how far outside the band each point is. The state is a
-//! handful of numbers per series and each update is O(1).
+//! unless the episode escalates (the surprise's deviation reaches `escalation` times the one
+//! that opened it, which opens a new episode). Without this, the aftermath of every incident
+//! (the model re-learning a new level, a burst of odd points) reads as a stream of new
+//! anomalies; `foretell_anomaly_score` still shows how far outside the band each point is. The
+//! state is a handful of numbers per series and each update is O(1).
 //!
 //! A series that stops moving (a stuck exporter, a rate that fell to exactly 0) is not
 //! surprising point by point; the run of repeated values is what is unusual. Its own deviation
