@@ -97,14 +97,21 @@ where
     }
 }
 
+/// Every endpoint, for `GET /api`. `the_api_index_names_every_endpoint` checks it against the
+/// paths routed above.
 const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prometheus series\n\n\
-    /            status page (HTML): queries, top anomalies, recent alerts, charts\n\
-    /metrics     predictions and self-metrics (Prometheus text format)\n\
-    /-/healthy   liveness\n\
-    /-/ready     readiness: 200 once Prometheus answered, 503 while it is unreachable or a query's evaluation fails\n\
-    /-/reload    POST to reload the configuration (server.enable_lifecycle)\n\
-    /alertmanager/webhook   POST: Alertmanager webhook receiver (alerts)\n\
-    /graph       a series with its band and forecast as SVG (?query=NAME&series={...}&range=6h)\n";
+    GET  /                      status page (HTML): queries, series anomalous now, recent alerts\n\
+    GET  /status/query          every series of a query (?name=NAME), most anomalous first\n\
+    GET  /status/series         one series: numbers, forecasts, chart (?query=NAME&series={...})\n\
+    GET  /graph                 a series with its band and forecast as SVG (?query=NAME&series={...}&range=6h)\n\
+    GET  /metrics               predictions and self-metrics (Prometheus text format)\n\
+    GET  /-/healthy             liveness\n\
+    GET  /-/ready               readiness: 200 once Prometheus answered, 503 while it is unreachable or a query's evaluation fails\n\
+    POST /-/reload              reload the configuration (server.enable_lifecycle)\n\
+    POST /alertmanager/webhook  Alertmanager webhook receiver (alerts)\n\
+    GET  /api/v1/dead-letters   dead-lettered deliveries, JSON lines (alerts)\n\
+    POST /api/v1/dead-letters/retry  requeue dead letters (?id=N, repeatable, or ?all; server.enable_lifecycle)\n\
+    GET  /api                   this list\n";
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Reply {
     let mut response = Response::new(Full::new(body.into()));
@@ -632,6 +639,29 @@ pub(super) mod tests {
         }
         let api = body_of(handle(&state, request(Method::GET, "/api")).await).await;
         assert!(api.contains("/graph"), "{api}");
+    }
+
+    #[test]
+    fn the_api_index_names_every_endpoint() {
+        for path in [
+            "/",
+            status::QUERY_PATH,
+            status::SERIES_PATH,
+            GRAPH_PATH,
+            "/metrics",
+            "/-/healthy",
+            "/-/ready",
+            "/-/reload",
+            WEBHOOK_PATH,
+            DEAD_LETTERS_PATH,
+            DEAD_LETTERS_RETRY_PATH,
+            "/api",
+        ] {
+            assert!(
+                INDEX.contains(&format!(" {path} ")),
+                "{path} missing from /api"
+            );
+        }
     }
 
     #[tokio::test]
