@@ -90,7 +90,7 @@ pub enum Command {
         #[arg(long)]
         evidence: bool,
     },
-    /// Fit the models on a `timestamp,value` CSV and forecast: writes `step,forecast,lower,upper`.
+    /// Fit the models on a `timestamp,value` CSV and forecast: writes `step,timestamp,forecast,lower,upper`.
     Forecast {
         /// Input CSV with a `timestamp` and a `value` column.
         #[arg(long, value_name = "FILE")]

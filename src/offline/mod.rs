@@ -15,6 +15,7 @@ use foretell_core::alerts::confidence::{Confidence, Features};
 use foretell_core::model::{Coverage, Excursion, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::{Sample, StoreLimits};
+use foretell_core::timestamp::format_rfc3339;
 use foretell_core::tracker::{QueryTracker, TrackerSettings};
 use foretell_core::Labels;
 
@@ -305,6 +306,8 @@ pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ForecastRow {
     pub step: u32,
+    /// When the step falls: the newest row's time plus `step` grid steps (Unix milliseconds).
+    pub timestamp_ms: i64,
     pub forecast: f64,
     pub lower: f64,
     pub upper: f64,
@@ -342,11 +345,13 @@ pub fn forecast(
         .fit(&grid, None)
         .map_err(|reason| OfflineError::NotReady(reason.to_string()))?
         .model;
+    let newest_ms = rows.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
     let rows = (1..=horizon_steps)
         .map(|step| {
             let band = fitted.forecast(step);
             ForecastRow {
                 step,
+                timestamp_ms: newest_ms + i64::from(step) * step_ms,
                 forecast: band.expected,
                 lower: band.lower,
                 upper: band.upper,
@@ -357,12 +362,13 @@ pub fn forecast(
 }
 
 pub fn render_forecast(rows: &[ForecastRow]) -> String {
-    let mut out = String::from("step,forecast,lower,upper\n");
+    let mut out = String::from("step,timestamp,forecast,lower,upper\n");
     for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{}",
+            "{},{},{},{},{}",
             r.step,
+            format_rfc3339(r.timestamp_ms),
             number(r.forecast),
             number(r.lower),
             number(r.upper)

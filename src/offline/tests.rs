@@ -120,8 +120,18 @@ fn forecast_follows_the_daily_cycle() {
         assert!((row.forecast - truth).abs() < 5.0, "{row:?} vs {truth}");
         assert!(row.lower < truth && truth < row.upper, "{row:?} vs {truth}");
     }
+    // Each step is dated: the newest row's time plus that many 5-minute steps, in UTC.
+    let newest_s = 1_700_000_100 + (288 * 4 - 1) * STEP_S;
+    assert_eq!(forecast_rows[0].timestamp_ms, (newest_s + STEP_S) * 1000);
+    assert_eq!(
+        forecast_rows[11].timestamp_ms,
+        (newest_s + 12 * STEP_S) * 1000
+    );
     let text = render_forecast(&forecast_rows[..1]);
-    assert!(text.starts_with("step,forecast,lower,upper\n1,"), "{text}");
+    assert!(
+        text.starts_with("step,timestamp,forecast,lower,upper\n1,2023-11-18T22:15:00Z,"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -115,7 +115,7 @@ fn forecast_prints_the_validated_model_choice() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 289, "{stdout}");
     assert!(
-        stdout.starts_with("step,forecast,lower,upper\n1,"),
+        stdout.starts_with("step,timestamp,forecast,lower,upper\n1,"),
         "{stdout}"
     );
     for part in [
