@@ -1,5 +1,6 @@
 //! The command line: parses it and runs the command it names.
 
+use crate::offline::progress;
 use crate::{
     admin, app, audit, cli, clock, config, demo, enrichment, offline, pipeline, reader, server,
 };
@@ -342,7 +343,15 @@ fn detect(
             .map_err(anyhow::Error::msg)
             .context("--refit-interval")?,
     };
-    let detections = offline::detect(&rows, &options)?;
+    // A person waiting at a terminal on a long file sees how far it got; pipes see nothing.
+    let detections = if std::io::stderr().is_terminal() && rows.len() >= progress::MIN_ROWS {
+        let mut meter = progress::Meter::new("detect", std::io::stderr());
+        offline::detect_reporting(&rows, &options, &mut |done, total| {
+            meter.report(done, total)
+        })?
+    } else {
+        offline::detect(&rows, &options)?
+    };
     write_output(output, &offline::render_detections(&detections, evidence))
 }
 

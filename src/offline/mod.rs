@@ -5,6 +5,7 @@
 //! for each row, using only the rows up to it.
 
 pub mod backtest;
+pub mod progress;
 pub use foretell_core::csv;
 pub use foretell_core::timestamp;
 
@@ -193,6 +194,19 @@ pub fn detect<'a>(
     rows: &'a [Row],
     options: &DetectOptions,
 ) -> Result<Vec<Detection<'a>>, OfflineError> {
+    detect_reporting(rows, options, &mut |_, _| {})
+}
+
+/// Rows between two calls of `detect_reporting`'s progress callback.
+const PROGRESS_EVERY: usize = 1_000;
+
+/// [`detect`], calling `progress(rows done, rows in all)` every thousand rows and once at the
+/// end.
+pub fn detect_reporting<'a>(
+    rows: &'a [Row],
+    options: &DetectOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Detection<'a>>, OfflineError> {
     let step_ms = csv::infer_step_ms(rows).ok_or(OfflineError::NoStep)?;
     let history = options.model.history.unwrap_or(DEFAULT_DETECT_HISTORY);
     let capacity = window_points(rows, step_ms, Some(history))?;
@@ -222,7 +236,10 @@ pub fn detect<'a>(
     let mut newest_slot = i64::MIN;
     let mut last = (None, 0.0, Excursion::default(), None);
     let mut detections = Vec::with_capacity(rows.len());
-    for row in rows {
+    for (done, row) in rows.iter().enumerate() {
+        if done % PROGRESS_EVERY == 0 {
+            progress(done, rows.len());
+        }
         let slot = row.timestamp_ms - row.timestamp_ms.rem_euclid(step_ms);
         if slot > newest_slot {
             newest_slot = slot;
@@ -255,6 +272,7 @@ pub fn detect<'a>(
             confidence: last.3,
         });
     }
+    progress(rows.len(), rows.len());
     Ok(detections)
 }
 

@@ -326,3 +326,19 @@ mod anomaly_cases {
         );
     }
 }
+
+#[test]
+fn detect_reports_its_progress_in_order_and_once_at_the_end() {
+    let rows = parse(&daily_csv(8, None), Disorder::Reject).expect("valid");
+    let mut calls = Vec::new();
+    let detections = detect_reporting(&rows, &options(SeasonChoice::Auto), &mut |done, total| {
+        calls.push((done, total))
+    })
+    .expect("runs");
+    assert_eq!(detections.len(), rows.len());
+    assert_eq!(calls.first(), Some(&(0, rows.len())));
+    assert_eq!(calls.last(), Some(&(rows.len(), rows.len())));
+    assert!(calls.windows(2).all(|w| w[0].0 < w[1].0), "{calls:?}");
+    // Every thousand rows: a 2,304-row file reports at 0, 1,000, 2,000 and its end.
+    assert_eq!(calls.len(), 4, "{calls:?}");
+}
