@@ -37,14 +37,14 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from confidence_eval import ROOT, SHARED, detect, fit_logistic, predict  # noqa: E402
+from confidence_eval import (  # noqa: E402
+    ROOT, SHARED, detect, fit_logistic, predict, reliability)
 
 FIT_GROUP = ("realKnownCause", "artificialWithAnomaly", "artificialNoAnomaly")
 PROBATION_FRACTION, PROBATION_MAX_ROWS = 0.15, 750
 CANDIDATE_DEVIATION = 2.0
 EPISODE_ROWS = 200
 ESCALATION = 2.0
-BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 
 def current_constants():
@@ -97,21 +97,6 @@ def candidates(dev, first_row):
     return rows
 
 
-def reliability(predicted, real):
-    predicted, real = np.asarray(predicted), np.asarray(real)
-    lines, ece = [], 0.0
-    for lo, hi in zip(BINS, BINS[1:]):
-        mask = (predicted >= lo) & ((predicted < hi) if hi < 1 else (predicted <= hi))
-        n = int(mask.sum())
-        if n:
-            mean, share = float(predicted[mask].mean()), float(real[mask].mean())
-            ece += n / len(predicted) * abs(share - mean)
-            lines.append(f"| {lo:.1f}-{hi:.1f} | {n} | {mean:.3f} | {share:.3f} |")
-        else:
-            lines.append(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
-    return lines, ece
-
-
 def log_loss(predicted, real):
     p = np.clip(np.asarray(predicted, dtype=float), 1e-9, 1 - 1e-9)
     y = np.asarray(real, dtype=float)
@@ -119,14 +104,18 @@ def log_loss(predicted, real):
 
 
 def report(title, predicted, real):
-    lines, ece = reliability(predicted, real)
+    table, ece = reliability(predicted, real)
     base = float(np.mean(real))
     print(f"\n{title}: {len(real)} candidate alerts, {int(np.sum(real))} real; ECE {ece:.3f}, "
           f"log loss {log_loss(predicted, real):.4f} (a constant {base:.3f}: "
           f"{log_loss(np.full(len(real), base), real):.4f})")
     print("| probability | alerts | mean probability | share real |")
     print("|---|---|---|---|")
-    print("\n".join(lines))
+    for lo, hi, n, mean, share in table:
+        if n:
+            print(f"| {lo:.1f}-{hi:.1f} | {n} | {mean:.3f} | {share:.3f} |")
+        else:
+            print(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
 
 
 def main():

@@ -399,7 +399,7 @@ mod tests {
                     value,
                     band: band(102.0, 6.0),
                     score: value.is_finite().then(|| (value - 102.0).abs() / 6.0),
-                    probability: if i == 40 { 0.9999 } else { 0.3 },
+                    probability: if i == 40 { 0.7 } else { 0.01 },
                 }
             })
             .collect();
@@ -410,7 +410,7 @@ mod tests {
                 .map(|s| (1_700_000_000_000 + (59 + s) * 60_000, band(103.0, 8.0)))
                 .collect(),
             coverage: 0.99,
-            onset_probability: 0.99865,
+            onset_probability: crate::model::ProbabilitySettings::default().onset_probability(),
         }
     }
 
