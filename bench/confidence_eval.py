@@ -201,11 +201,16 @@ def print_table(title, table, ece, confidence, real):
     print(f"\n{title}: {len(real)} alerts, {int(np.sum(real))} real, "
           f"ECE {ece:.3f}, Brier {brier:.3f}, AUC {auc(confidence, real):.3f}, "
           f"precision at recall 0.5 {precision_at_recall(confidence, real):.3f}")
-    print("| confidence | alerts | mean confidence | share real |")
+    print_reliability(table, "confidence")
+
+
+def print_reliability(table, what):
+    """The reliability table of `reliability` as Markdown; `what` names the predicted column."""
+    print(f"| {what} | alerts | mean {what} | share real |")
     print("|---|---|---|---|")
-    for lo, hi, n, mean_conf, share in table:
+    for lo, hi, n, mean, share in table:
         if n:
-            print(f"| {lo:.1f}-{hi:.1f} | {n} | {mean_conf:.3f} | {share:.3f} |")
+            print(f"| {lo:.1f}-{hi:.1f} | {n} | {mean:.3f} | {share:.3f} |")
         else:
             print(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
 

@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from confidence_eval import (  # noqa: E402
-    ROOT, SHARED, detect, fit_logistic, predict, reliability)
+    ROOT, SHARED, detect, fit_logistic, predict, print_reliability, reliability)
 
 FIT_GROUP = ("realKnownCause", "artificialWithAnomaly", "artificialNoAnomaly")
 PROBATION_FRACTION, PROBATION_MAX_ROWS = 0.15, 750
@@ -109,13 +109,7 @@ def report(title, predicted, real):
     print(f"\n{title}: {len(real)} candidate alerts, {int(np.sum(real))} real; ECE {ece:.3f}, "
           f"log loss {log_loss(predicted, real):.4f} (a constant {base:.3f}: "
           f"{log_loss(np.full(len(real), base), real):.4f})")
-    print("| probability | alerts | mean probability | share real |")
-    print("|---|---|---|---|")
-    for lo, hi, n, mean, share in table:
-        if n:
-            print(f"| {lo:.1f}-{hi:.1f} | {n} | {mean:.3f} | {share:.3f} |")
-        else:
-            print(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
+    print_reliability(table, "probability")
 
 
 def main():
