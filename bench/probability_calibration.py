@@ -1,29 +1,36 @@
 #!/usr/bin/env python3
 """Measures, and refits, the calibration of foretell's anomaly probability on labelled series.
 
-The probability is `p = d^s / (d^s + h^s)` for a deviation `d > 0` (the short-term surprise
-against the series' long-term surprise, in long-term standard deviations), 0 otherwise; `h`
-and `s` are `CALIBRATION` in crates/foretell-core/src/model/probability.rs. It should say, of
-the alerts a deviation `d` opens, the share that are real. This script checks that on files
-the constants were not fitted on, as docs/anomaly-probability.md describes:
+The probability is the larger of two calibrated probabilities, each `p = x^s / (x^s + h^s)`
+for evidence `x > 0`, 0 otherwise:
+- the surprise's, `x` the deviation `d` (the short-term surprise against the series' long-term
+  surprise, in long-term standard deviations); `h` and `s` are `CALIBRATION` in
+  crates/foretell-core/src/model/probability.rs;
+- a break of the recent range outside the band, `x` its excess (how far beyond the range of the
+  last week's values, as a share of its width); `RANGE_CALIBRATION` in
+  crates/foretell-core/src/model/range.rs.
+Each should say, of the alerts its evidence opens, the share that are real. This script checks
+that on files the constants were not fitted on, as docs/anomaly-probability.md describes:
 
-1. `foretell detect` replays every public NAB file (or `--results DIR` reads the CSVs that
-   bench/nab.sh wrote), and each row's probability is turned back into its deviation with the
-   constants in probability.rs.
-2. Candidate alerts: after NAB's probationary period, a row whose deviation is at least 2 opens
-   one unless a candidate opened in the previous 200 rows (the detector's episode length) and
-   this one is less than twice its deviation (the detector's escalation rule).
+1. `foretell detect --evidence` replays every public NAB file. The range breaks are found again
+   from each row's value and band (the rule of range.rs, mirrored here and checked: every
+   break must carry the probability its excess gives); every other row's probability is turned
+   back into its deviation with the constants in probability.rs.
+2. Candidate alerts of the surprise: after NAB's probationary period, a row whose deviation is
+   at least 2 opens one unless a candidate opened in the previous 200 rows (the detector's
+   episode length) and this one is less than twice its deviation (the detector's escalation
+   rule). Candidate alerts of the range: every break after the probationary period.
 3. A candidate is real when its row lies inside a labelled anomaly window.
-4. A logistic regression on ln d is fitted on the fit group (realKnownCause,
-   artificialWithAnomaly, artificialNoAnomaly) and its reliability is reported on the other
-   four categories, beside the current constants' reliability on both. The refitted constants
-   are printed for probability.rs.
+4. For each kind, a logistic regression on the log of the evidence is fitted on the fit group
+   (realKnownCause, artificialWithAnomaly, artificialNoAnomaly) and its reliability is reported
+   on the other four categories, beside the current constants' reliability on both. The
+   refitted constants are printed for probability.rs and range.rs.
 5. Base rate: the mean probability on rows outside and inside the windows, and the share of
    rows at or above 0.5.
 
-  python3 bench/probability_calibration.py [--results DIR] [--data DIR] [--windows FILE]
+  python3 bench/probability_calibration.py [--data DIR] [--windows FILE]
 
-Needs numpy and target/release/foretell (cargo build --release) unless --results is given.
+Needs numpy and target/release/foretell (cargo build --release); about three minutes.
 """
 
 import argparse
@@ -47,11 +54,15 @@ EPISODE_ROWS = 200
 ESCALATION = 2.0
 
 
-def current_constants():
-    path = os.path.join(ROOT, "crates/foretell-core/src/model/probability.rs")
+# The range evidence of crates/foretell-core/src/model/range.rs.
+RANGE_BLOCK_POINTS, RANGE_BLOCKS, RANGE_WARMUP = 1_260, 8, 100
+
+
+def current_constants(source="probability.rs", name="CALIBRATION"):
+    path = os.path.join(ROOT, "crates/foretell-core/src/model", source)
     with open(path) as f:
         text = f.read()
-    block = text[text.index("pub const CALIBRATION"):]
+    block = text[text.index(f"pub const {name}"):]
     half_at = float(re.search(r"half_at:\s*([0-9.eE+-]+)", block).group(1))
     steepness = float(re.search(r"steepness:\s*([0-9.eE+-]+)", block).group(1))
     return half_at, steepness
@@ -75,10 +86,40 @@ def deviation(p, half_at, steepness):
     return out
 
 
-def read_results(results, name):
-    path = os.path.join(results, name)
-    with open(path) as f:
-        return [float(r["anomaly_score"]) for r in csv.DictReader(f)]
+def range_breaks(values, bands):
+    """{row: excess} of every break of the recent range that range.rs reports: the value lies
+    beyond the extremes of the last blocks of values and beyond its band `(expected, lower,
+    upper)`, the expected value was within the range on that side, and no break was reported
+    in the episode length before it. The excess is the part beyond both, as a share of the
+    range's width."""
+    breaks, blocks, filling, filled, seen, quiet = {}, [], None, 0, 0, 0
+    for i, (value, band) in enumerate(zip(values, bands)):
+        if not math.isfinite(value):
+            continue
+        extremes = blocks + ([filling] if filling else [])
+        excess = math.nan
+        if seen >= RANGE_WARMUP and extremes and band is not None:
+            high = max(e[0] for e in extremes)
+            low = min(e[1] for e in extremes)
+            expected, lower, upper = band
+            if high > low:
+                beyond = 0.0
+                if value > high and expected <= high:
+                    beyond = value - max(high, upper)
+                elif value < low and expected >= low:
+                    beyond = min(low, lower) - value
+                excess = max(beyond, 0.0) / (high - low)
+        filling = (max(filling[0], value), min(filling[1], value)) if filling else (value, value)
+        filled, seen = filled + 1, seen + 1
+        if filled == RANGE_BLOCK_POINTS:
+            blocks = (blocks + [filling])[-RANGE_BLOCKS:]
+            filling, filled = None, 0
+        if quiet > 0:
+            quiet -= 1
+        elif excess > 0:
+            breaks[i] = excess
+            quiet = EPISODE_ROWS
+    return breaks
 
 
 def window_flags(timestamps, spans):
@@ -117,48 +158,65 @@ def main():
     parser.add_argument("--data", default=os.path.join(SHARED, "datasets/nab-public/data"))
     parser.add_argument("--windows",
                         default=os.path.join(SHARED, "datasets/nab-public/windows.json"))
-    parser.add_argument("--results", help="bench/nab.sh output (RESULTS/<category>/<file>.csv)")
     args = parser.parse_args()
     with open(args.windows) as f:
         windows = json.load(f)
     half_at, steepness = current_constants()
-    print(f"constants in probability.rs: half_at {half_at}, steepness {steepness}")
+    range_half_at, range_steepness = current_constants("range.rs", "RANGE_CALIBRATION")
+    print(f"constants in probability.rs: half_at {half_at}, steepness {steepness}; "
+          f"in range.rs: half_at {range_half_at}, steepness {range_steepness}")
     files = sorted(os.path.join(c, f) for c in os.listdir(args.data)
                    for f in os.listdir(os.path.join(args.data, c)) if f.endswith(".csv"))
     groups = {"fit": [], "check": []}
+    range_groups = {"fit": [], "check": []}
     rates = {"fit": [[], []], "check": [[], []]}
     for name in files:
         with open(os.path.join(args.data, name)) as f:
             timestamps = [r["timestamp"][:19] for r in csv.DictReader(f)]
-        if args.results:
-            p = np.array(read_results(args.results, name))
-        else:
-            p = np.array([float(r["anomaly_probability"])
-                          for r in detect(os.path.join(args.data, name))])
+        rows = detect(os.path.join(args.data, name))
+        p = np.array([float(r["anomaly_probability"]) for r in rows])
+        values = [float(r["value"]) for r in rows]
+        bands = [tuple(float(r[k]) for k in ("expected", "lower", "upper")) if r["expected"]
+                 else None for r in rows]
         if len(p) != len(timestamps):
             sys.exit(f"{name}: {len(p)} probabilities for {len(timestamps)} rows")
         spans = [(a[:19], b[:19]) for a, b in windows.get(name, [])]
         inside = window_flags(timestamps, spans)
         first = min(int(PROBATION_FRACTION * len(p)), PROBATION_MAX_ROWS)
         group = "fit" if name.split("/")[0] in FIT_GROUP else "check"
-        dev = deviation(p, half_at, steepness)
+        breaks = range_breaks(values, bands)
+        surprise_p = p.copy()
+        for i, excess in breaks.items():
+            expected = float(probability([excess], range_half_at, range_steepness)[0])
+            if p[i] < expected - 1e-9:
+                sys.exit(f"{name} row {i + 2}: a range break of excess {excess:.4g} should "
+                         f"read at least {expected:.6f}, detect wrote {p[i]:.6f}: range.rs and "
+                         f"this script disagree")
+            if p[i] <= expected + 1e-9:
+                surprise_p[i] = 0.0
+            if i >= first:
+                range_groups[group].append((excess, int(inside[i])))
+        dev = deviation(surprise_p, half_at, steepness)
         for i in candidates(dev, first):
             groups[group].append((min(dev[i], 1e6), int(inside[i])))
         rates[group][0].extend(p[first:][~inside[first:]])
         rates[group][1].extend(p[first:][inside[first:]])
-    for group in ("fit", "check"):
-        d = np.array([c[0] for c in groups[group]])
-        y = np.array([c[1] for c in groups[group]])
-        report(f"current constants, {group} group", probability(d, half_at, steepness), y)
-    fit_d = np.array([c[0] for c in groups["fit"]])
-    fit_y = np.array([c[1] for c in groups["fit"]])
-    w = fit_logistic(np.log(fit_d)[:, None], fit_y, l2=0.01)
-    check_d = np.array([c[0] for c in groups["check"]])
-    check_y = np.array([c[1] for c in groups["check"]])
-    report("refitted on the fit group, check group",
-           predict(w, np.log(check_d)[:, None]), check_y)
-    print(f"\nrefitted constants: half_at: {math.exp(-w[0] / w[1]):.2f}, "
-          f"steepness: {w[1]:.2f}")
+    for kind, by_group, constants, source in (
+            ("surprise", groups, (half_at, steepness), "probability.rs"),
+            ("range break", range_groups, (range_half_at, range_steepness), "range.rs")):
+        for group in ("fit", "check"):
+            x = np.array([c[0] for c in by_group[group]])
+            y = np.array([c[1] for c in by_group[group]])
+            report(f"{kind}, current constants, {group} group", probability(x, *constants), y)
+        fit_x = np.array([c[0] for c in by_group["fit"]])
+        fit_y = np.array([c[1] for c in by_group["fit"]])
+        w = fit_logistic(np.log(fit_x)[:, None], fit_y, l2=0.01)
+        check_x = np.array([c[0] for c in by_group["check"]])
+        check_y = np.array([c[1] for c in by_group["check"]])
+        report(f"{kind}, refitted on the fit group, check group",
+               predict(w, np.log(check_x)[:, None]), check_y)
+        print(f"\nrefitted constants for {source}: half_at: {math.exp(-w[0] / w[1]):.3g}, "
+              f"steepness: {w[1]:.3g}")
     print("\n| group | rows outside windows | mean probability | rows inside | mean probability "
           "| share of rows >= 0.5 |")
     print("|---|---|---|---|---|---|")

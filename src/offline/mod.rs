@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use foretell_core::alerts::confidence::{Confidence, Features};
-use foretell_core::model::{Coverage, Excursion, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::model::{
+    Band, Coverage, Excursion, ForecastModel, ProbabilitySettings, SeasonSpec,
+};
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::timestamp::format_rfc3339;
@@ -151,6 +153,8 @@ fn window_points(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Detection<'a> {
     pub row: &'a Row,
+    /// What the model predicted for this row (None before the model is ready).
+    pub band: Option<Band>,
     pub score: Option<f64>,
     pub probability: f64,
     /// The excursion open after this row and the confidence an alert would get from it.
@@ -234,7 +238,7 @@ pub fn detect_reporting<'a>(
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);
     let mut newest_slot = i64::MIN;
-    let mut last = (None, 0.0, Excursion::default(), None);
+    let mut last = (None, 0.0, Excursion::default(), None, None);
     let mut detections = Vec::with_capacity(rows.len());
     for (done, row) in rows.iter().enumerate() {
         if done % PROGRESS_EVERY == 0 {
@@ -251,6 +255,7 @@ pub fn detect_reporting<'a>(
                 tracker.evaluate(vec![(labels.clone(), vec![sample])], row.timestamp_ms);
             last = match output.series.first().map(|s| &s.state) {
                 Some(SeriesState::Ready {
+                    band,
                     score,
                     probability,
                     excursion,
@@ -260,12 +265,14 @@ pub fn detect_reporting<'a>(
                     *probability,
                     *excursion,
                     Some(Features::of(excursion, step_ms).confidence()),
+                    Some(*band),
                 ),
-                _ => (None, 0.0, Excursion::default(), None),
+                _ => (None, 0.0, Excursion::default(), None, None),
             };
         }
         detections.push(Detection {
             row,
+            band: last.4,
             score: last.0,
             probability: last.1,
             excursion: last.2,
@@ -277,13 +284,13 @@ pub fn detect_reporting<'a>(
 }
 
 /// `timestamp,value,anomaly_score,anomaly_probability`; the score is empty where there is none.
-/// With `evidence`, the open excursion and the confidence follow (empty before the model is
-/// ready).
+/// With `evidence`, the open excursion, the confidence and the band the row was judged against
+/// follow (empty before the model is ready).
 pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
     let mut out = String::from("timestamp,value,anomaly_score,anomaly_probability");
     if evidence {
         out.push_str(
-            ",excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas,confidence",
+            ",excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas,confidence,expected,lower,upper",
         );
     }
     out.push('\n');
@@ -313,6 +320,18 @@ pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
                     );
                 }
                 None => out.push_str(",,,,,,"),
+            }
+            match d.band {
+                Some(band) => {
+                    let _ = write!(
+                        out,
+                        ",{},{},{}",
+                        number(band.expected),
+                        number(band.lower),
+                        number(band.upper)
+                    );
+                }
+                None => out.push_str(",,,"),
             }
         }
         out.push('\n');

@@ -68,6 +68,36 @@ fn detect_scores_every_row_and_flags_the_spike() {
     let rendered = render_detections(&detections, false);
     assert!(rendered.starts_with("timestamp,value,anomaly_score,anomaly_probability\n1700000100,"));
     assert_eq!(rendered.lines().count(), rows.len() + 1);
+    // With the evidence: the excursion, the confidence and the band, empty before the model is
+    // ready; the band holds the expected value, and the spike lies above it.
+    let rendered = render_detections(&detections, true);
+    let lines: Vec<Vec<&str>> = rendered.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        lines[0][4..],
+        [
+            "excursion_points",
+            "outside_points",
+            "peak_sigmas",
+            "peak_probability",
+            "latest_sigmas",
+            "confidence",
+            "expected",
+            "lower",
+            "upper"
+        ]
+    );
+    assert!(lines[1 + 5][4..].iter().all(|field| field.is_empty()));
+    let band = |line: &[&str]| -> [f64; 3] {
+        [10, 11, 12].map(|i| line[i].parse::<f64>().expect("a number"))
+    };
+    let [expected, lower, upper] = band(&lines[1 + spike - 1]);
+    assert!(lower < expected && expected < upper, "{:?}", lines[spike]);
+    let spike_value: f64 = lines[1 + spike][1].parse().expect("a number");
+    assert!(
+        spike_value > band(&lines[1 + spike])[2],
+        "{:?}",
+        lines[1 + spike]
+    );
 }
 
 #[test]
@@ -281,6 +311,39 @@ mod anomaly_cases {
         // Without a cycle the forecast follows the stuck value: only the repetition is odd.
         let text = stuck_for_four_hours(|i| 50.0 + 8.0 * uniform_noise(i, 8));
         assert_one_early_onset(&onsets(&text), 24);
+    }
+
+    /// A count-like series with a burst every few hours, of one of five heights up to three
+    /// times the base: the surprise learns that bursts are common, and the tallest comes in
+    /// the first hours, so the range is known before the incident.
+    fn bursty(i: usize) -> f64 {
+        const HEIGHTS: [f64; 5] = [30.0, 100.0, 60.0, 80.0, 45.0];
+        let base = 50.0 + 5.0 * uniform_noise(i, 9);
+        let burst_at = i.is_multiple_of(37) || i.is_multiple_of(53);
+        if burst_at {
+            base + HEIGHTS[(i / 37 + i / 53) % HEIGHTS.len()]
+        } else {
+            base
+        }
+    }
+
+    #[test]
+    fn a_burst_taller_than_any_of_the_week_is_one_early_onset() {
+        // Ordinary bursts reach up to 152.5; the incident is one burst to 200, half the range's
+        // width beyond it. Its surprise is only about 1.5 times an ordinary burst's, which the
+        // surprise's long-term statistics have learnt to expect.
+        let values = (0..4 * PER_DAY).map(|i| if i == ANOMALY_AT { 200.0 } else { bursty(i) });
+        assert_one_early_onset(&onsets(&csv_of(&regular(values))), 1);
+    }
+
+    #[test]
+    fn a_series_that_trends_to_new_highs_the_model_foresaw_raises_no_onset() {
+        // A daily cycle on a steady rise: every day's peak is the highest so far, as forecast.
+        let values =
+            (0..4 * PER_DAY).map(|i| daily(i) + 0.1 * i as f64 + 3.0 * uniform_noise(i, 12));
+        let found = onsets(&csv_of(&regular(values)));
+        let ordinary: Vec<usize> = found.into_iter().filter(|i| *i >= PER_DAY).collect();
+        assert!(ordinary.is_empty(), "onsets on ordinary rows: {ordinary:?}");
     }
 
     #[test]

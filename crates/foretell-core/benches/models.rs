@@ -135,8 +135,7 @@ fn main() {
         for (s, (model, probability)) in online.iter_mut().enumerate() {
             let value = data[s][POINTS - 12 + k];
             let observation = model.observe(value);
-            checksum +=
-                observation.score.unwrap_or(0.0) + probability.observe(observation.surprise, value);
+            checksum += observation.score.unwrap_or(0.0) + probability.observe(&observation, value);
         }
     }
     let per = start.elapsed().as_secs_f64() / (updates * online.len()) as f64;

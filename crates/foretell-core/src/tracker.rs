@@ -368,7 +368,7 @@ impl SeriesModel {
         for k in 1..=behind {
             let value = window.value_at(self.observed_through_ms + k * step_ms);
             let observation = fitted.observe(value);
-            let probability = self.surprise.observe(observation.surprise, value);
+            let probability = self.surprise.observe(&observation, value);
             self.excursion.observe(&observation, probability);
             self.last = Some((observation, probability));
         }
@@ -414,7 +414,7 @@ impl SeriesModel {
                         }
                         let mut fitted = fit.model;
                         let observation = fitted.observe(newest.value);
-                        let probability = self.surprise.observe(observation.surprise, newest.value);
+                        let probability = self.surprise.observe(&observation, newest.value);
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
                         self.last = Some((observation, probability));

@@ -120,7 +120,7 @@ pub struct Features {
 /// `python3 bench/confidence_eval.py --fit` on the alerts of the fit group's files and
 /// measured on the others (see docs/confidence.md for the data, the held-out calibration error
 /// and AUC).
-pub const WEIGHTS: [f64; 5] = [-3.1494, -0.3858, 1.1885, 0.3791, 0.7212];
+pub const WEIGHTS: [f64; 5] = [-3.1390, -0.4289, 1.3849, 0.4028, 0.7154];
 
 impl Features {
     pub fn of(excursion: &Excursion, step_ms: i64) -> Features {

@@ -77,7 +77,7 @@ pub fn trace(
     let mut points = Vec::with_capacity(values.len().saturating_sub(replay_from));
     for (offset, value) in values.iter().enumerate().skip(replay_from) {
         let observation: Observation = fitted.observe(*value);
-        let p = surprise.observe(observation.surprise, *value);
+        let p = surprise.observe(&observation, *value);
         excursion.observe(&observation, p);
         points.push(TracePoint {
             timestamp_ms: grid.start_ms + offset as i64 * grid.step_ms,

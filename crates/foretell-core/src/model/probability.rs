@@ -27,8 +27,15 @@
 //! surprising point by point; the run of repeated values is what is unusual. Its own deviation
 //! ([`FlatLine`]) joins the surprise's: the larger of the two goes through the episodes and the
 //! calibration.
+//!
+//! A value outside everything the series did in the last week, where the model's band did not
+//! expect it, is evidence of its own ([`RecentRange`]), with its own calibration and its own
+//! quiet period: the probability is the larger of the two. Breaks of the range are rarer than
+//! the surprise's onsets and, on labelled incidents, real more often.
 
 use super::flatline::FlatLine;
+use super::forecaster::Observation;
+use super::range::RecentRange;
 
 /// Surprises are capped so that one absurd point (a counter glitch) cannot dominate the
 /// long-term statistics for thousands of points.
@@ -130,6 +137,8 @@ pub struct SurpriseHistory {
     episode_deviation: f64,
     /// Runs of repeated values.
     flat: FlatLine,
+    /// Breaks of the recent range.
+    range: RecentRange,
 }
 
 impl SurpriseHistory {
@@ -143,6 +152,7 @@ impl SurpriseHistory {
             episode_left: 0,
             episode_deviation: 0.0,
             flat: FlatLine::default(),
+            range: RecentRange::new(settings.refractory_points),
         }
     }
 
@@ -171,18 +181,26 @@ impl SurpriseHistory {
         self.seen = self.seen.saturating_add(1);
     }
 
-    /// Adds a value of the series to the flat-line statistics without producing a probability
-    /// (used to warm up from the window a first fit learnt from).
+    /// Adds a value of the series to the flat-line statistics and the recent range without
+    /// producing a probability (used to warm up from the window a first fit learnt from).
     pub fn learn_value(&mut self, value: f64) {
         self.flat.observe(value);
+        self.range.learn(value);
     }
 
-    /// Scores a new point, given its surprise (NaN for a missing point; +Inf, a change of a
-    /// constant series, counts as the cap) and its value, and then learns it. The probability is
-    /// judged against the statistics from before this point, so a sudden jump is not diluted by
-    /// itself. The deviation is the larger of the surprise's and that of a run of repeated
-    /// values ([`FlatLine`]), so a series that stops moving opens an episode too.
-    pub fn observe(&mut self, surprise: f64, value: f64) -> f64 {
+    /// Scores a new point, given what the forecaster observed of it and its value (NaN for a
+    /// missing point; a surprise of +Inf, a change of a constant series, counts as the cap), and
+    /// then learns it. The probability is judged against the statistics from before this point,
+    /// so a sudden jump is not diluted by itself. The surprise's deviation is the larger of the
+    /// surprise's own and that of a run of repeated values ([`FlatLine`]), so a series that stops
+    /// moving opens an episode too; a break of the recent range outside the band
+    /// ([`RecentRange`]) is judged beside it, and the larger probability is returned.
+    pub fn observe(&mut self, observation: &Observation, value: f64) -> f64 {
+        let range = self.range.observe(value, &observation.band);
+        range.max(self.observe_surprise(observation.surprise, value))
+    }
+
+    fn observe_surprise(&mut self, surprise: f64, value: f64) -> f64 {
         let flat = self.flat.observe(value);
         if surprise.is_nan() {
             self.episode_left = self.episode_left.saturating_sub(1);
@@ -232,7 +250,8 @@ impl SurpriseHistory {
 mod tests {
     use super::*;
 
-    // The surprise tests pass no values (NaN): the flat-line evidence stays silent.
+    // The surprise tests call `observe_surprise` with no values (NaN): the flat-line evidence
+    // stays silent and the range is not consulted.
     fn warmed(surprises: impl Iterator<Item = f64>) -> SurpriseHistory {
         let mut history = SurpriseHistory::new(ProbabilitySettings::default());
         for s in surprises {
@@ -244,9 +263,9 @@ mod tests {
     #[test]
     fn nothing_before_warmup_and_nothing_for_gaps() {
         let mut history = SurpriseHistory::new(ProbabilitySettings::default());
-        assert_eq!(history.observe(50.0, f64::NAN), 0.0);
+        assert_eq!(history.observe_surprise(50.0, f64::NAN), 0.0);
         let mut history = warmed((0..100).map(|i| (i % 3) as f64 * 0.5));
-        assert_eq!(history.observe(f64::NAN, f64::NAN), 0.0);
+        assert_eq!(history.observe_surprise(f64::NAN, f64::NAN), 0.0);
     }
 
     fn onset() -> f64 {
@@ -256,20 +275,20 @@ mod tests {
     #[test]
     fn a_large_surprise_is_probable_and_an_ordinary_one_is_not() {
         let mut history = warmed(ordinary());
-        let usual = history.observe(0.7, f64::NAN);
+        let usual = history.observe_surprise(0.7, f64::NAN);
         assert!(usual < 0.05, "{usual}");
         let mut history = warmed(ordinary());
-        let spike = history.observe(8.0, f64::NAN);
+        let spike = history.observe_surprise(8.0, f64::NAN);
         assert!(spike >= onset(), "{spike}");
     }
 
     #[test]
     fn a_sustained_moderate_surprise_builds_up() {
         let mut history = warmed(ordinary());
-        let first = history.observe(2.5, f64::NAN);
+        let first = history.observe_surprise(2.5, f64::NAN);
         let mut last = first;
         for _ in 0..5 {
-            last = history.observe(2.5, f64::NAN).max(last);
+            last = history.observe_surprise(2.5, f64::NAN).max(last);
         }
         assert!(last > first, "{first} -> {last}");
         assert!(last >= onset(), "{last}");
@@ -279,7 +298,7 @@ mod tests {
     fn probabilities_stay_in_the_unit_interval() {
         let mut history = warmed((0..100).map(|_| 0.0));
         for s in [0.0, 1e300, f64::INFINITY, -5.0, 3.0] {
-            let p = history.observe(s, f64::NAN);
+            let p = history.observe_surprise(s, f64::NAN);
             assert!((0.0..=1.0).contains(&p), "{s} -> {p}");
         }
     }
@@ -332,7 +351,7 @@ mod tests {
         surprises[..1_000].iter().for_each(|s| history.learn(*s));
         let probabilities: Vec<f64> = surprises[1_000..]
             .iter()
-            .map(|s| history.observe(*s, f64::NAN))
+            .map(|s| history.observe_surprise(*s, f64::NAN))
             .collect();
         let (mut ordinary_sum, mut ordinary_count) = (0.0, 0);
         for (k, p) in probabilities.iter().enumerate() {
@@ -366,17 +385,50 @@ mod tests {
         let quiet: Vec<f64> = ordinary()
             .zip(values[500..].iter())
             .take(300)
-            .map(|(s, v)| history.observe(s, *v + 10.0))
+            .map(|(s, v)| history.observe_surprise(s, *v + 10.0))
             .collect();
         assert!(quiet.iter().all(|p| *p < onset()), "{quiet:?}");
         // Stuck: the value repeats and the surprise stays ordinary (the forecast follows it).
         let stuck: Vec<f64> = ordinary()
             .take(60)
-            .map(|s| history.observe(s, 42.0))
+            .map(|s| history.observe_surprise(s, 42.0))
             .collect();
         let onsets: Vec<usize> = (0..stuck.len()).filter(|i| stuck[*i] >= onset()).collect();
         assert_eq!(onsets.len(), 1, "{stuck:?}");
         assert!(onsets[0] <= 3, "{onsets:?}");
+    }
+
+    /// An observation with an ordinary surprise for a series that wanders between 10 and 20.
+    fn observed(surprise: f64, expected: f64, half_width: f64) -> Observation {
+        Observation {
+            band: crate::model::Band {
+                expected,
+                lower: expected - half_width,
+                upper: expected + half_width,
+            },
+            score: Some(1.0),
+            surprise,
+        }
+    }
+
+    #[test]
+    fn a_break_of_the_recent_range_outside_the_band_is_probable_on_its_own() {
+        // A bursty series whose surprises are ordinary: the values wander between 10 and 20.
+        let mut history = warmed(ordinary());
+        let values = gaussian_surprises(1_000);
+        values
+            .iter()
+            .for_each(|v| history.learn_value(10.0 + 3.0 * v));
+        // An ordinary surprise, but a value far above anything seen and outside the band.
+        let unexpected = history.observe(&observed(0.9, 15.0, 10.0), 60.0);
+        assert!(unexpected >= onset(), "{unexpected}");
+        // The same value inside the band (a trend the model foresaw) is not evidence.
+        let mut history = warmed(ordinary());
+        values
+            .iter()
+            .for_each(|v| history.learn_value(10.0 + 3.0 * v));
+        let foreseen = history.observe(&observed(0.9, 55.0, 10.0), 60.0);
+        assert!(foreseen < onset(), "{foreseen}");
     }
 
     fn ordinary() -> impl Iterator<Item = f64> + Clone {
@@ -391,24 +443,26 @@ mod tests {
         };
         let mut history = SurpriseHistory::new(settings);
         ordinary().for_each(|s| history.learn(s));
-        assert!(history.observe(8.0, f64::NAN) >= onset());
+        assert!(history.observe_surprise(8.0, f64::NAN) >= onset());
         // The same surprise again belongs to the open episode.
-        let during: Vec<f64> = (0..19).map(|_| history.observe(8.0, f64::NAN)).collect();
+        let during: Vec<f64> = (0..19)
+            .map(|_| history.observe_surprise(8.0, f64::NAN))
+            .collect();
         assert!(during.iter().all(|p| *p == 0.0), "{during:?}");
         // The episode is over: quiet points, then a new incident is an onset again.
         ordinary().take(300).for_each(|s| {
-            history.observe(s, f64::NAN);
+            history.observe_surprise(s, f64::NAN);
         });
-        assert!(history.observe(20.0, f64::NAN) >= onset());
+        assert!(history.observe_surprise(20.0, f64::NAN) >= onset());
     }
 
     #[test]
     fn an_escalating_episode_reports_again() {
         let mut history = warmed(ordinary());
-        let opening = history.observe(5.0, f64::NAN);
+        let opening = history.observe_surprise(5.0, f64::NAN);
         assert!(opening >= onset(), "{opening}");
-        assert_eq!(history.observe(5.0, f64::NAN), 0.0);
-        let escalation = history.observe(30.0, f64::NAN);
+        assert_eq!(history.observe_surprise(5.0, f64::NAN), 0.0);
+        let escalation = history.observe_surprise(30.0, f64::NAN);
         assert!(escalation > opening, "{escalation}");
     }
 
@@ -420,7 +474,9 @@ mod tests {
         };
         let mut history = SurpriseHistory::new(settings);
         ordinary().for_each(|s| history.learn(s));
-        let reports: Vec<f64> = (0..5).map(|_| history.observe(8.0, f64::NAN)).collect();
+        let reports: Vec<f64> = (0..5)
+            .map(|_| history.observe_surprise(8.0, f64::NAN))
+            .collect();
         assert!(reports.iter().all(|p| *p >= onset()), "{reports:?}");
     }
 }
