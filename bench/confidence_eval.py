@@ -95,6 +95,7 @@ def features(row, step_minutes):
         min(max(float(row["peak_probability"]), 0.0), 1.0),
         math.log1p(max(float(row["outside_points"]) * step_minutes, 0.0)),
         math.log1p(abs(float(row["latest_sigmas"]))),
+        math.log1p(100 * max(float(row["range_excess"]), 0.0)),
     ]
 
 
@@ -265,8 +266,9 @@ def main():
         if fit:
             w = fit_logistic([samples[i]["features"] for i in fit], [real[i] for i in fit])
             print("\nweights fitted on the fit group (intercept, peak, peak_probability, outside, "
-                  "latest), for confidence.rs:")
-            print("pub const WEIGHTS: [f64; 5] = [" + ", ".join(f"{v:.4f}" for v in w) + "];")
+                  "latest, range_excess), for confidence.rs:")
+            print(f"pub const WEIGHTS: [f64; {len(w)}] = [" + ", ".join(f"{v:.4f}" for v in w)
+                  + "];")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(samples, f)

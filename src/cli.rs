@@ -85,7 +85,8 @@ pub enum Command {
         #[arg(long)]
         allow_disorder: bool,
         /// Also write the evidence an alert at each row would get: the open excursion
-        /// (`excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas`), the
+        /// (`excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas`), how far
+        /// the values went beyond their recent range lately (`range_excess`), the
         /// `confidence` computed from it (input of `bench/confidence_eval.py`) and the band the
         /// row was judged against (`expected,lower,upper`).
         #[arg(long)]

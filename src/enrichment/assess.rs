@@ -204,7 +204,8 @@ impl Assessor<'_> {
                         "missing_points": evidence.excursion.missing,
                         "siblings": evidence.siblings,
                         "siblings_anomalous": evidence.siblings_anomalous,
-                        "features": [features.peak, features.peak_probability, features.outside, features.latest],
+                        "range_excess": evidence.excursion.range_excess,
+                        "features": [features.peak, features.peak_probability, features.outside, features.latest, features.range_excess],
                         "graph": graph,
                     }),
                 }

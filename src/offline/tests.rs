@@ -80,6 +80,7 @@ fn detect_scores_every_row_and_flags_the_spike() {
             "peak_sigmas",
             "peak_probability",
             "latest_sigmas",
+            "range_excess",
             "confidence",
             "expected",
             "lower",
@@ -88,7 +89,7 @@ fn detect_scores_every_row_and_flags_the_spike() {
     );
     assert!(lines[1 + 5][4..].iter().all(|field| field.is_empty()));
     let band = |line: &[&str]| -> [f64; 3] {
-        [10, 11, 12].map(|i| line[i].parse::<f64>().expect("a number"))
+        [11, 12, 13].map(|i| line[i].parse::<f64>().expect("a number"))
     };
     let [expected, lower, upper] = band(&lines[1 + spike - 1]);
     assert!(lower < expected && expected < upper, "{:?}", lines[spike]);

@@ -370,6 +370,7 @@ impl SeriesModel {
             let observation = fitted.observe(value);
             let probability = self.surprise.observe(&observation, value);
             self.excursion.observe(&observation, probability);
+            self.excursion.range_excess = self.surprise.recent_range_excess();
             self.last = Some((observation, probability));
         }
         self.observed_through_ms = newest_ms;
@@ -417,6 +418,7 @@ impl SeriesModel {
                         let probability = self.surprise.observe(&observation, newest.value);
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
+                        self.excursion.range_excess = self.surprise.recent_range_excess();
                         self.last = Some((observation, probability));
                         self.fitted = Ok(fitted);
                         self.fitted_at_ms =

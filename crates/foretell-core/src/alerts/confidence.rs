@@ -114,13 +114,17 @@ pub struct Features {
     pub outside: f64,
     /// ln(1 + |newest one-step error|, in robust standard deviations).
     pub latest: f64,
+    /// ln(1 + how far, in percent of the range's width, the series went beyond its range of
+    /// about the last week in the last 30 points): evidence that does not come from the
+    /// model's errors.
+    pub range_excess: f64,
 }
 
 /// Logistic weights: intercept, then one per feature in [`Features`] order. Fitted with
 /// `python3 bench/confidence_eval.py --fit` on the alerts of the fit group's files and
 /// measured on the others (see docs/confidence.md for the data, the held-out calibration error
 /// and AUC).
-pub const WEIGHTS: [f64; 5] = [-3.1390, -0.4289, 1.3849, 0.4028, 0.7154];
+pub const WEIGHTS: [f64; 6] = [-3.1622, -0.4624, 0.4533, 0.4348, 0.7173, 0.4370];
 
 impl Features {
     pub fn of(excursion: &Excursion, step_ms: i64) -> Features {
@@ -130,17 +134,19 @@ impl Features {
             peak_probability: excursion.peak_probability.clamp(0.0, 1.0),
             outside: minutes.max(0.0).ln_1p(),
             latest: excursion.latest_sigmas.abs().ln_1p(),
+            range_excess: (100.0 * excursion.range_excess.max(0.0)).ln_1p(),
         }
     }
 
     /// The calibrated probability that an alert with these features is real.
     pub fn confidence(&self) -> Confidence {
-        let [intercept, peak, peak_probability, outside, latest] = WEIGHTS;
+        let [intercept, peak, peak_probability, outside, latest, range_excess] = WEIGHTS;
         let logit = intercept
             + peak * self.peak
             + peak_probability * self.peak_probability
             + outside * self.outside
-            + latest * self.latest;
+            + latest * self.latest
+            + range_excess * self.range_excess;
         let value = 1.0 / (1.0 + (-logit).exp());
         Confidence(if value.is_finite() { value } else { 0.5 })
     }
@@ -210,6 +216,14 @@ impl Evidence {
                 sigmas.abs()
             )
         };
+        let excess = self.excursion.range_excess;
+        if excess > 0.0 && excess.is_finite() {
+            // Whole percent of the range's width; under 1 % still says that it happened.
+            sentence.push_str(&format!(
+                "; beyond its range of the last week by {:.0}%",
+                (100.0 * excess).max(1.0)
+            ));
+        }
         if let Some(trend) = self.trend() {
             sentence.push_str(match trend {
                 Trend::Worsening => "; forecast keeps moving away",
@@ -342,12 +356,30 @@ mod tests {
     }
 
     #[test]
+    fn leaving_the_weeks_range_raises_the_confidence() {
+        let inside = evidence(open(4.1, 25));
+        let mut beyond = evidence(open(4.1, 25));
+        beyond.excursion.range_excess = 0.5;
+        let (inside, beyond) = (inside.confidence().get(), beyond.confidence().get());
+        assert!(beyond > inside + 0.1, "{inside} -> {beyond}");
+    }
+
+    #[test]
     fn the_explanation_reads_as_one_sentence() {
         let text = evidence(open(4.1, 25)).explanation("error rate");
         assert_eq!(
             text,
             "error rate 4.1σ above its baseline (peak 4.1σ) for 25m; forecast keeps moving away; \
              2 of 9 sibling series also anomalous"
+        );
+        let mut beyond = evidence(open(4.1, 25));
+        beyond.excursion.range_excess = 0.456;
+        assert!(
+            beyond
+                .explanation("error rate")
+                .contains("for 25m; beyond its range of the last week by 46%; forecast"),
+            "{}",
+            beyond.explanation("error rate")
         );
         let mut quiet = evidence(Excursion::default());
         quiet.siblings = 0;

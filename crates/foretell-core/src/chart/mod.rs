@@ -79,6 +79,7 @@ pub fn trace(
         let observation: Observation = fitted.observe(*value);
         let p = surprise.observe(&observation, *value);
         excursion.observe(&observation, p);
+        excursion.range_excess = surprise.recent_range_excess();
         points.push(TracePoint {
             timestamp_ms: grid.start_ms + offset as i64 * grid.step_ms,
             value: *value,

@@ -30,6 +30,9 @@ pub struct Excursion {
     pub direction: i8,
     /// Points back inside the band since the last one outside it.
     pub quiet: u32,
+    /// How far the series went beyond its recent range lately, as a share of the range's width
+    /// (`SurpriseHistory::recent_range_excess`, set by whoever feeds both; 0 inside it).
+    pub range_excess: f64,
 }
 
 impl Excursion {

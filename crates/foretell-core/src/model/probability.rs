@@ -200,6 +200,11 @@ impl SurpriseHistory {
         range.max(self.observe_surprise(observation.surprise, value))
     }
 
+    /// See [`RecentRange::recent_excess`].
+    pub fn recent_range_excess(&self) -> f64 {
+        self.range.recent_excess()
+    }
+
     fn observe_surprise(&mut self, surprise: f64, value: f64) -> f64 {
         let flat = self.flat.observe(value);
         if surprise.is_nan() {

@@ -38,6 +38,10 @@ const BLOCKS: usize = 8;
 /// where it usually lies.
 const WARMUP_VALUES: u32 = 100;
 
+/// Points the largest recent excess is held for ([`RecentRange::recent_excess`]): an alert
+/// usually fires a few points into an incident, after the value left the range.
+const HOLD_POINTS: u32 = 30;
+
 /// Fitted by `bench/probability_calibration.py --range` on the breaks in the public NAB files
 /// of realKnownCause, artificialWithAnomaly and artificialNoAnomaly (real when they fall inside
 /// a labelled anomaly window) and checked on the other four categories' files.
@@ -85,6 +89,10 @@ pub struct RecentRange {
     /// Points left before another break may be reported (0: none pending).
     quiet_left: u32,
     refractory_points: u32,
+    /// The largest excess of a value over the range alone (band aside) in about the last
+    /// `HOLD_POINTS` points, and how long it has been held.
+    held_excess: f64,
+    held_for: u32,
 }
 
 impl RecentRange {
@@ -98,6 +106,26 @@ impl RecentRange {
             seen: 0,
             quiet_left: 0,
             refractory_points,
+            held_excess: 0.0,
+            held_for: 0,
+        }
+    }
+
+    /// The largest excess of the values over their recent range, as a share of its width, in
+    /// about the last 30 points (a peak is held that long unless a larger one comes): how far
+    /// the series went where it had not been for a week, whatever the model expected. 0 when
+    /// it stayed inside; evidence for the alert confidence.
+    pub fn recent_excess(&self) -> f64 {
+        self.held_excess
+    }
+
+    fn hold(&mut self, excess: f64) {
+        let excess = if excess.is_finite() { excess } else { 0.0 };
+        if excess >= self.held_excess || self.held_for >= HOLD_POINTS {
+            self.held_excess = excess;
+            self.held_for = 0;
+        } else {
+            self.held_for += 1;
         }
     }
 
@@ -160,7 +188,12 @@ impl RecentRange {
         if !value.is_finite() {
             return 0.0;
         }
-        let excess = self.excess(self.range(), band, value);
+        let range = self.range();
+        let excess = self.excess(range, band, value);
+        if self.seen >= WARMUP_VALUES && range.highest > range.lowest {
+            let beyond = (value - range.highest).max(range.lowest - value).max(0.0);
+            self.hold(beyond / (range.highest - range.lowest));
+        }
         self.learn(value);
         if self.quiet_left > 0 {
             self.quiet_left -= 1;
@@ -251,6 +284,26 @@ mod tests {
         let drop = warmed(500).observe(-10.0, &ORDINARY);
         assert!(0.0 < small && small < large, "{small} {large}");
         assert!((drop - large).abs() < 1e-4, "{drop} {large}");
+    }
+
+    #[test]
+    fn the_recent_excess_is_held_for_a_while_whatever_the_band_said() {
+        let mut range = warmed(500);
+        // Inside the band (the model expected it), but 10 above a range 10 wide.
+        range.observe(30.0, &band(30.0, 25.0, 35.0));
+        assert!(
+            (range.recent_excess() - 1.0).abs() < 1e-3,
+            "{}",
+            range.recent_excess()
+        );
+        (0..HOLD_POINTS - 1).for_each(|i| {
+            range.observe(ordinary(i), &ORDINARY);
+        });
+        assert!(range.recent_excess() > 0.99);
+        (0..2).for_each(|i| {
+            range.observe(ordinary(i), &ORDINARY);
+        });
+        assert_eq!(range.recent_excess(), 0.0);
     }
 
     #[test]
