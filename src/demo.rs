@@ -1,8 +1,8 @@
 //! `foretell demo`: the main job on a fresh machine with nothing to set up. foretell runs for
 //! real (the same `run` as in production) against a built-in Prometheus API serving a bundled
 //! synthetic dataset: twelve `demo_requests_per_second` series of a web service with daily
-//! cycles and three days of history, one of which (`web-a`) gets an incident a minute and a half
-//! after the start. The alert path is on: a sample alert is posted to foretell's webhook as
+//! cycles and three days of history, one of which (`web-a`) gets an incident at the first whole
+//! minute at least a minute and a half after the start (the demo prints when). The alert path is on: a sample alert is posted to foretell's webhook as
 //! Alertmanager would post it, and a built-in receiver prints what comes back enriched.
 //!
 //! The built-in API answers `query_range` for expressions naming `demo_requests_per_second`
@@ -23,8 +23,13 @@ use crate::clock::{Clock, SystemClock};
 
 const METRIC: &str = "demo_requests_per_second";
 const SERIES: usize = 12;
-/// The incident on web-a: when it starts after the demo does, how long and how high.
+/// The incident on web-a: at least how long after the demo starts it begins, how long it lasts
+/// and how high it goes. It begins on the query's grid ([`STEP_SECS`]), so the first evaluation
+/// after that instant, within `evaluation_interval` (15 s), sees it: the time printed at the
+/// start is the time it shows.
 const INCIDENT_AFTER_SECS: i64 = 90;
+/// The demo query's step.
+const STEP_SECS: i64 = 60;
 const INCIDENT_SECS: i64 = 600;
 const INCIDENT_HEIGHT: f64 = 60.0;
 const ANY_LOOPBACK_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -38,11 +43,18 @@ pub struct DemoSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// When the incident begins for a demo started at `started_secs`: the first grid instant at
+/// least `INCIDENT_AFTER_SECS` later.
+fn incident_start_secs(started_secs: i64) -> i64 {
+    (started_secs + INCIDENT_AFTER_SECS + STEP_SECS - 1).div_euclid(STEP_SECS) * STEP_SECS
+}
+
 /// The demo's series, with the incident placed relative to `started_secs`.
 fn dataset(started_secs: i64) -> Vec<DemoSeries> {
+    let start = incident_start_secs(started_secs);
     let incident = Spike {
-        start_secs: (started_secs + INCIDENT_AFTER_SECS) as f64,
-        end_secs: (started_secs + INCIDENT_AFTER_SECS + INCIDENT_SECS) as f64,
+        start_secs: start as f64,
+        end_secs: (start + INCIDENT_SECS) as f64,
         height: INCIDENT_HEIGHT,
     };
     synthetic::demo_set(SERIES, started_secs, Some(incident))
@@ -146,7 +158,7 @@ fn config_text(
          server:\n  listen_address: {listen}\n  enable_lifecycle: true\n\
          audit:\n  path: {}\n  key_file: {}\n\
          alerts:\n  on_demand:\n    history: 1d\n  receivers:\n    - name: demo-receiver\n      url: http://{receiver}/\n  routes:\n    - receiver: demo-receiver\n\
-         queries:\n  - name: demo\n    expr: {METRIC}\n    step: 1m\n    history: 3d\n    evaluation_interval: 15s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n",
+         queries:\n  - name: demo\n    expr: {METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n",
         dir.join("audit.db").display(),
         dir.join("audit.keys").display(),
     )
@@ -268,10 +280,13 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
     let listen = settings.listen;
     let audit_db = dir.join("audit.db").display().to_string();
     let audit_keys = keys.display().to_string();
+    let incident_secs = incident_start_secs(started_ms / 1000);
     println!(
         "foretell demo: {SERIES} series of {METRIC} (3 days of history, daily cycle) from a built-in data source;\n\
-         an incident starts on instance web-a in {INCIDENT_AFTER_SECS} s and lasts {} minutes.\n\
+         an incident starts on instance web-a at {} UTC, {} s from now, and lasts {} minutes.\n\
          configuration and audit log: {}\n",
+        &foretell_core::timestamp::format_rfc3339(incident_secs * 1000)[11..19],
+        (incident_secs * 1000 - started_ms).div_euclid(1000),
         INCIDENT_SECS / 60,
         dir.display()
     );
@@ -297,7 +312,7 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
             eprintln!("foretell demo: the sample alert was not accepted: {error}");
         }
         // Again once the incident is on, so the two confidences can be compared.
-        let incident_ms = started_ms + (INCIDENT_AFTER_SECS + 150) * 1000;
+        let incident_ms = (incident_secs + 150) * 1000;
         let wait = (incident_ms - SystemClock.now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         println!("\nThe incident on web-a is under way; posting the sample alert again.");
@@ -377,6 +392,19 @@ mod tests {
             during - before > INCIDENT_HEIGHT * 0.8,
             "{before} -> {during}"
         );
+    }
+
+    #[test]
+    fn the_incident_begins_on_the_first_grid_instant_after_the_announced_delay() {
+        // 1_800_000_000 is a whole minute: 90 s later is half past, so the next minute.
+        assert_eq!(incident_start_secs(1_800_000_000), 1_800_000_120);
+        assert_eq!(incident_start_secs(1_800_000_030), 1_800_000_120);
+        assert_eq!(incident_start_secs(1_800_000_031), 1_800_000_180);
+        // The grid point at that instant carries the incident; the one before does not.
+        let started = 1_800_000_031;
+        let web_a = &dataset(started)[0];
+        let at = incident_start_secs(started) as f64;
+        assert!(web_a.value_at(at) - web_a.value_at(at - 60.0) > INCIDENT_HEIGHT * 0.8);
     }
 
     #[test]
