@@ -7,6 +7,7 @@
 
 mod alerts;
 pub mod duration;
+mod locate;
 pub(crate) mod nesting;
 mod raw;
 mod secret;
@@ -243,17 +244,33 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
             message,
         });
     }
-    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
-        file: origin.to_owned(),
-        message: e.to_string(),
-    })?;
+    // Unknown keys do not stop the parse: every one is collected and reported with the other
+    // problems, with its line and column.
+    let mut unknown_keys = Vec::new();
+    let raw: RawConfig =
+        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(text), |path| {
+            unknown_keys.push(locate::ignored_path(&path))
+        })
+        .map_err(|e| ConfigError::Syntax {
+            file: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+    let locations = locate::Locations::of(text);
     let base_dir = origin.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         errors: Vec::new(),
         warnings: Vec::new(),
         env,
         base_dir,
+        locations: &locations,
     };
+    for path in unknown_keys {
+        let at = v.at(locations.key(&path));
+        v.fail(
+            path,
+            format!("unknown key{at}; README.md's configuration reference lists the keys"),
+        );
+    }
     let prometheus = v.prometheus(&raw.prometheus);
     let server = v.server(&raw.server);
     let audit = raw.audit.as_ref().map(|a| v.audit(a));
@@ -305,6 +322,8 @@ struct Validator<'a> {
     warnings: Vec<String>,
     env: &'a dyn Environment,
     base_dir: &'a Path,
+    /// Where each key and value is written, for the problems that name a line.
+    locations: &'a locate::Locations,
 }
 
 /// Headers that carry credentials: never written inline in a configuration file, which is
@@ -318,6 +337,11 @@ const CREDENTIAL_HEADERS: [&str; 5] = [
 ];
 
 impl Validator<'_> {
+    /// ` at line L column C`, or nothing when the position is unknown.
+    fn at(&self, position: Option<locate::Position>) -> String {
+        position.map(|p| format!(" at {p}")).unwrap_or_default()
+    }
+
     fn fail(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             path: path.into(),
@@ -871,6 +895,19 @@ impl Validator<'_> {
                 format!("{path}.expr"),
                 "must be a PromQL expression, got an empty string",
             );
+        } else if let Err(reason) = promql_parser::parser::parse(&raw.expr) {
+            // The parser's own words, on one bounded line: they name the token and the
+            // position within the expression.
+            let reason: String = reason
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(200)
+                .collect();
+            let expr_path = format!("{path}.expr");
+            let at = self.at(self.locations.value(&expr_path));
+            self.fail(expr_path, format!("not valid PromQL{at}: {reason}"));
         }
         let step = self.positive_duration(
             &format!("{path}.step"),

@@ -1,12 +1,13 @@
-//! The YAML file as written, before validation. Every struct rejects unknown keys, so a typo
-//! is an error with its line and column instead of a silently ignored setting.
+//! The YAML file as written, before validation. Unknown keys are not rejected here but
+//! collected while deserialising (`serde_ignored`, in `config::parse`), so that every one is
+//! reported with its line and column, not only the first, and a typo is never a silently
+//! ignored setting.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub prometheus: RawPrometheus,
     #[serde(default)]
@@ -19,7 +20,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRemoteWrite {
     pub url: String,
     pub timeout: Option<String>,
@@ -34,21 +34,18 @@ pub struct RawRemoteWrite {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawShard {
     pub index: u32,
     pub count: u32,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: Option<f64>,
     pub burst: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAlerts {
     pub max_body_bytes: Option<u64>,
     pub body_read_timeout: Option<String>,
@@ -67,7 +64,6 @@ pub struct RawAlerts {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawDeliveryRetry {
     pub initial_backoff: Option<String>,
     pub max_backoff: Option<String>,
@@ -75,7 +71,6 @@ pub struct RawDeliveryRetry {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCircuitBreaker {
     pub failures: Option<u32>,
     pub cooldown: Option<String>,
@@ -83,7 +78,6 @@ pub struct RawCircuitBreaker {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawOnDemand {
     #[serde(default = "enabled")]
     pub enabled: bool,
@@ -98,7 +92,6 @@ fn enabled() -> bool {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawReceiver {
     pub name: String,
     pub url: String,
@@ -111,7 +104,6 @@ pub struct RawReceiver {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub receiver: String,
     #[serde(default, rename = "match")]
@@ -120,7 +112,6 @@ pub struct RawRoute {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub path: String,
     pub key_file: Option<String>,
@@ -129,7 +120,6 @@ pub struct RawAudit {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPrometheus {
     pub url: String,
     pub timeout: Option<String>,
@@ -148,7 +138,6 @@ pub struct RawPrometheus {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBasicAuth {
     pub username: String,
     pub password_file: Option<String>,
@@ -156,7 +145,6 @@ pub struct RawBasicAuth {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub ca_file: Option<String>,
     #[serde(default)]
@@ -164,7 +152,6 @@ pub struct RawTls {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub max_attempts: Option<u32>,
     pub initial_backoff: Option<String>,
@@ -172,7 +159,6 @@ pub struct RawRetry {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen_address: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -182,7 +168,6 @@ pub struct RawServer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawQuery {
     pub name: String,
     pub expr: String,
@@ -197,7 +182,6 @@ pub struct RawQuery {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawModel {
     pub coverage: Option<f64>,
     pub min_history_points: Option<usize>,
@@ -215,7 +199,6 @@ pub enum RawSeasonality {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawThreshold {
     pub value: f64,
     pub direction: Option<String>,

@@ -233,7 +233,9 @@ async fn a_rejected_query_does_not_mark_the_upstream_down() {
         r#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
     )])
     .await;
-    let config = config(&upstream.url, "'up{'");
+    // The configuration only admits expressions that parse, but Prometheus still rejects some
+    // (a function it is too old to know, a query over its limits); the fake rejects this one.
+    let config = config(&upstream.url, "up");
     let h = harness(&config, 1_700_000_000_000);
     h.first_cycle(&config).await;
     assert!(matches!(h.ctx.upstream.status(), UpstreamStatus::Up { .. }));

@@ -69,8 +69,10 @@ fn yaml_errors_and_unknown_keys_point_at_the_line() {
     .unwrap();
     let (code, _, stderr) = run(foretell().arg("check-config").arg(&file));
     assert_eq!(code, 2);
-    assert!(stderr.contains("unknown field `timout`"), "{stderr}");
-    assert!(stderr.contains("line 3 column 3"), "{stderr}");
+    assert!(
+        stderr.contains("prometheus.timout: unknown key at line 3 column 3"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = run(foretell().args(["run", "--config", "/nonexistent/foretell.yml"]));
     assert_eq!(code, 2);
