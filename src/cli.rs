@@ -91,6 +91,10 @@ pub enum Command {
         /// row was judged against (`expected,lower,upper`).
         #[arg(long)]
         evidence: bool,
+        /// Also draw the result as an SVG chart (the status page's chart code): the values,
+        /// the band each row was judged against, points outside it and anomaly onsets.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
     /// Fit the models on a `timestamp,value` CSV and forecast: writes `step,timestamp,forecast,lower,upper`.
     Forecast {
@@ -105,6 +109,10 @@ pub enum Command {
         horizon: String,
         #[command(flatten)]
         model: ModelArgs,
+        /// Also draw the newest rows and the forecast with its interval as an SVG chart (the
+        /// status page's chart code).
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
     },
     /// Replay a configured query's models on Prometheus history: rolling-origin forecast
     /// accuracy (MASE, sMAPE, interval coverage) and the online anomaly rate, per series.

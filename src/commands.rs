@@ -44,6 +44,7 @@ pub fn main() -> ExitCode {
             refit_interval,
             allow_disorder,
             evidence,
+            plot,
         } => report(
             "detect",
             detect(
@@ -53,6 +54,7 @@ pub fn main() -> ExitCode {
                 &refit_interval,
                 allow_disorder,
                 evidence,
+                plot.as_deref(),
             ),
         ),
         Command::Forecast {
@@ -60,9 +62,10 @@ pub fn main() -> ExitCode {
             output,
             horizon,
             model,
+            plot,
         } => report(
             "forecast",
-            forecast(&input, output.as_deref(), &horizon, &model),
+            forecast(&input, output.as_deref(), &horizon, &model, plot.as_deref()),
         ),
         Command::Backtest {
             config,
@@ -330,6 +333,7 @@ fn detect(
     refit_interval: &str,
     allow_disorder: bool,
     evidence: bool,
+    plot: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let disorder = if allow_disorder {
         offline::csv::Disorder::Tolerate
@@ -352,7 +356,36 @@ fn detect(
     } else {
         offline::detect(&rows, &options)?
     };
-    write_output(output, &offline::render_detections(&detections, evidence))
+    write_output(output, &offline::render_detections(&detections, evidence))?;
+    if let Some(path) = plot {
+        let trace = offline::plot::detection_trace(&detections, options.model.coverage.get());
+        let onsets = trace
+            .points
+            .iter()
+            .filter(|p| p.probability >= trace.onset_probability)
+            .count();
+        let subtitle = format!(
+            "foretell detect: {} rows judged, {onsets} anomaly onsets",
+            trace.points.len()
+        );
+        write_plot(path, &trace, input, &subtitle)?;
+    }
+    Ok(())
+}
+
+/// Writes `trace` as an SVG chart titled with the input file's name.
+fn write_plot(
+    path: &std::path::Path,
+    trace: &foretell_core::chart::Trace,
+    input: &std::path::Path,
+    subtitle: &str,
+) -> anyhow::Result<()> {
+    let title = input.file_name().map_or_else(
+        || input.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let svg = foretell_core::chart::svg::render(trace, &title, subtitle);
+    std::fs::write(path, svg).with_context(|| format!("--plot: cannot write {}", path.display()))
 }
 
 fn forecast(
@@ -360,12 +393,26 @@ fn forecast(
     output: Option<&std::path::Path>,
     horizon: &str,
     model: &ModelArgs,
+    plot: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let rows = read_rows(input, offline::csv::Disorder::Reject)?;
     let steps = offline::horizon_steps(horizon, &rows)?;
-    let (forecast, description) = offline::forecast(&rows, &model_options(model)?, steps)?;
+    let options = model_options(model)?;
+    let (forecast, description) = offline::forecast(&rows, &options, steps)?;
     tracing::info!(model = %description, steps, "forecast fitted");
-    write_output(output, &offline::render_forecast(&forecast))
+    write_output(output, &offline::render_forecast(&forecast))?;
+    if let Some(path) = plot {
+        // Three horizons of history (at least 200 rows) put the forecast in context.
+        let shown = (3 * steps as usize).max(200);
+        let trace = offline::plot::forecast_trace(&rows, &forecast, options.coverage.get(), shown);
+        // The model's description is long; the log line above has it.
+        let subtitle = format!(
+            "foretell forecast: {steps} steps ahead with the {}% interval",
+            options.coverage.get() * 100.0
+        );
+        write_plot(path, &trace, input, &subtitle)?;
+    }
+    Ok(())
 }
 
 /// Exit 2 for a bad configuration or flags, 1 when Prometheus cannot give the range.

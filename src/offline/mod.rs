@@ -5,6 +5,7 @@
 //! for each row, using only the rows up to it.
 
 pub mod backtest;
+pub mod plot;
 pub mod progress;
 pub use foretell_core::csv;
 pub use foretell_core::timestamp;

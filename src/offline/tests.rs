@@ -406,3 +406,68 @@ fn detect_reports_its_progress_in_order_and_once_at_the_end() {
     // Every thousand rows: a 2,304-row file reports at 0, 1,000, 2,000 and its end.
     assert_eq!(calls.len(), 4, "{calls:?}");
 }
+
+mod plots {
+    use super::*;
+    use foretell_core::chart::svg;
+
+    #[test]
+    fn a_detect_plot_shows_every_judged_row_its_band_and_the_onset() {
+        let spike = 288 * 3 + 100;
+        let rows = parse(&daily_csv(4, Some(spike)), Disorder::Reject).expect("valid");
+        let detections = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+        let trace = plot::detection_trace(&detections, 0.99);
+        let judged = detections.iter().filter(|d| d.band.is_some()).count();
+        assert_eq!(trace.points.len(), judged);
+        assert!(judged > rows.len() - 100, "{judged} of {}", rows.len());
+        let at_spike = trace
+            .points
+            .iter()
+            .find(|p| p.timestamp_ms == rows[spike].timestamp_ms)
+            .expect("the spike is drawn");
+        assert!(at_spike.probability >= trace.onset_probability);
+        let drawn = svg::render(&trace, "daily.csv", "foretell detect");
+        assert!(drawn.contains(r#"class="band" d="M"#), "no band");
+        assert_eq!(drawn.matches(r#"class="anomalous""#).count(), 1);
+    }
+
+    #[test]
+    fn a_detect_plot_leaves_out_rows_that_repeat_a_timestamp() {
+        let mut text = daily_csv(2, None);
+        let last = text.lines().last().expect("rows").to_owned();
+        text.push_str(&format!("{last}\n"));
+        let rows = parse(&text, Disorder::Tolerate).expect("valid");
+        let detections = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+        let trace = plot::detection_trace(&detections, 0.99);
+        let times: Vec<i64> = trace.points.iter().map(|p| p.timestamp_ms).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+        // The repeated row carries the previous row's output, band included, but is no point.
+        let judged = detections.iter().filter(|d| d.band.is_some()).count();
+        assert_eq!(trace.points.len(), judged - 1);
+    }
+
+    #[test]
+    fn a_forecast_plot_shows_the_newest_rows_and_the_forecast_with_its_interval() {
+        let rows = parse(&daily_csv(4, None), Disorder::Reject).expect("valid");
+        let model = options(SeasonChoice::Auto).model;
+        let (forecast_rows, _) = forecast(&rows, &model, 288).expect("forecasts");
+        let trace = plot::forecast_trace(&rows, &forecast_rows, 0.99, 600);
+        assert_eq!(trace.points.len(), 600);
+        assert_eq!(
+            trace.points.last().map(|p| p.timestamp_ms),
+            rows.last().map(|r| r.timestamp_ms)
+        );
+        assert_eq!(trace.forecast.len(), 288);
+        let drawn = svg::render(&trace, "daily.csv", "foretell forecast");
+        assert!(
+            drawn.contains(r#"class="forecast-band" d="M"#),
+            "no interval"
+        );
+        assert!(
+            drawn.contains(r#"class="forecast" d="M"#),
+            "no forecast line"
+        );
+        // The history has no band of its own to draw.
+        assert!(drawn.contains(r#"class="band" d="""#), "{drawn}");
+    }
+}
