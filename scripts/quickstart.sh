@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs foretell against a real local Prometheus (Debian's package) that holds two days of
+# Runs foretell against a real local Prometheus (Debian's package) that holds three days of
 # synthetic history of three `demo_requests_per_second` series, continued live by recording
-# rules, with an incident on instance web-a five minutes after start. Ctrl-C stops both.
+# rules, with an incident on instance web-a a minute and a half after start. Ctrl-C stops both.
 #
 #   scripts/quickstart.sh            Prometheus on 127.0.0.1:19090, foretell on 127.0.0.1:9896
 #   PROM_PORT=9090 FORETELL_PORT=9100 FORETELL_DEMO_DIR=/tmp/demo scripts/quickstart.sh
+#   FORETELL=/usr/local/bin/foretell scripts/quickstart.sh    a prebuilt binary, no cargo needed
+#
+# Without FORETELL, foretell is built with cargo when cargo is there, else taken from PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prom_port=${PROM_PORT:-19090}
@@ -22,13 +25,26 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-echo "quickstart: building foretell (release)"
-cargo build --release --quiet
-foretell=target/release/foretell
+if [ -n "${FORETELL:-}" ]; then
+  foretell=$FORETELL
+elif command -v cargo >/dev/null; then
+  echo "quickstart: building foretell (release)"
+  cargo build --release --quiet
+  foretell=target/release/foretell
+elif command -v foretell >/dev/null; then
+  foretell=$(command -v foretell)
+else
+  echo "quickstart: no foretell binary: set FORETELL=path/to/foretell, put it on PATH, or install cargo" >&2
+  exit 1
+fi
+[ -x "$foretell" ] || { echo "quickstart: $foretell is not an executable file" >&2; exit 1; }
 
 now=$(date +%s)
+# The incident starts 90 s from now, after foretell has loaded the history and fitted its models
+# (a few seconds), so the first two minutes show it.
+incident=$((now + 90))
 "$foretell" sample-data --history-out "$work/history.om" --rules-out "$work/live-rules.yml" \
-  --end $((now - 30)) --span 2d --step 10s --spike-at $((now + 300)) --spike-secs 180
+  --end $((now - 30)) --span 3d --step 10s --spike-at $incident --spike-secs 180
 rm -rf "$work/data"
 promtool tsdb create-blocks-from openmetrics "$work/history.om" "$work/data" >/dev/null
 
@@ -58,7 +74,8 @@ queries:
   - name: demo
     expr: demo_requests_per_second
     step: 30s
-    history: 2d
+    # Two daily cycles for the season plus a held-out part for the forecasts' model choice.
+    history: 3d
     evaluation_interval: 10s
     model:
       seasonality: 1d
@@ -77,9 +94,11 @@ done
 
 cat <<TEXT
 
-foretell:    http://127.0.0.1:$foretell_port/metrics
+foretell:    http://127.0.0.1:$foretell_port/          status page: series, bands, anomalies now
+             http://127.0.0.1:$foretell_port/metrics   predictions as metrics
+             http://127.0.0.1:$foretell_port/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D
 Prometheus:  http://127.0.0.1:$prom_port   (files in $work)
-An incident starts on instance web-a at $(date -d "@$((now + 300))" +%H:%M:%S) and lasts 3 minutes. Try in Prometheus:
+An incident starts on instance web-a at $(date -d "@$incident" +%H:%M:%S) and lasts 3 minutes. Try in Prometheus:
   foretell_anomaly_score
   demo_requests_per_second > on(instance, job) foretell_baseline_upper{query="demo"}
   demo_requests_per_second and on(instance, job) foretell_anomaly_score{query="demo"} > 1

@@ -177,6 +177,10 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
                 ),
                 _ => (None, 0.0),
             };
+            let range_excess = match &series.state {
+                SeriesState::Ready { excursion, .. } => excursion.range_excess,
+                SeriesState::NotReady => 0.0,
+            };
             AnomalyRow {
                 query: query.to_owned(),
                 series: status::describe_series(metric, &labels),
@@ -184,6 +188,7 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
                 probability: shown_probability(&series.state),
                 since_ms,
                 peak_sigmas,
+                range_excess,
                 href: series_link(query, &labels),
             }
         })

@@ -41,6 +41,9 @@ pub struct AnomalyRow {
     pub since_ms: Option<i64>,
     /// The excursion's largest one-step error, signed, in robust standard deviations.
     pub peak_sigmas: f64,
+    /// How far the series went beyond its range of the last week lately, as a share of the
+    /// range's width (0 inside it).
+    pub range_excess: f64,
     pub href: String,
 }
 
@@ -261,7 +264,7 @@ pub fn overview(view: &Overview) -> String {
             "<p class=\"ok\">No series is outside its band or at an anomaly onset now.</p>",
         );
     } else {
-        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th>outside the band since</th><th>peak</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th></tr>");
+        body.push_str("<table><tr><th>query</th><th>series</th><th>anomaly score</th><th>outside the band since</th><th>peak</th><th title=\"how far the values went beyond their range of about the last week, in the last 30 points, as a share of its width\">beyond the week's range</th><th title=\"calibrated chance that the anomaly opened in the current excursion is real (its largest while the excursion is open)\">anomaly probability</th></tr>");
         for a in &view.anomalies {
             let class = if a.score > 1.0 { "bad" } else { "" };
             let since = match a.since_ms {
@@ -273,9 +276,14 @@ pub fn overview(view: &Overview) -> String {
                 None if a.score > 1.0 => "now".to_owned(),
                 None => "<span class=\"muted\">inside the band</span>".to_owned(),
             };
+            let beyond = if a.range_excess > 0.0 && a.range_excess.is_finite() {
+                format!("{:.0}%", (100.0 * a.range_excess).max(1.0))
+            } else {
+                "<span class=\"muted\">no</span>".to_owned()
+            };
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"num {class}\">{}</td><td>{since}</td><td class=\"num\">{}σ</td><td class=\"num\">{}</td></tr>",
+                "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"num {class}\">{}</td><td>{since}</td><td class=\"num\">{}σ</td><td class=\"num\">{beyond}</td><td class=\"num\">{}</td></tr>",
                 escape(&a.query),
                 escape(&a.href),
                 escape(&a.series),
@@ -453,6 +461,7 @@ mod tests {
                 probability: 0.72,
                 since_ms: Some(1_700_000_040_000),
                 peak_sigmas: -7.5,
+                range_excess: 0.456,
                 href: "/status/series?query=load&series=%7B%7D".into(),
             }],
             alerts: Some(vec![AlertRow {
@@ -481,6 +490,7 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("status/series?query=load&amp;series=%7B%7D"));
+        assert!(html.contains("<td class=\"num\">46%</td>"), "{html}");
         assert!(
             html.contains(">4.25<") && html.contains(">0.72<") && html.contains(">-7.5σ<"),
             "{html}"
