@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs foretell against a real local Prometheus (Debian's package) that holds three days of
+# Runs foretell against a real local Prometheus (Debian's package) that holds four days of
 # synthetic history of three `demo_requests_per_second` series, continued live by recording
 # rules, with an incident on instance web-a a minute and a half after start. Ctrl-C stops both.
 #
@@ -44,7 +44,7 @@ now=$(date +%s)
 # (a few seconds), so the first two minutes show it.
 incident=$((now + 90))
 "$foretell" sample-data --history-out "$work/history.om" --rules-out "$work/live-rules.yml" \
-  --end $((now - 30)) --span 3d --step 10s --spike-at $incident --spike-secs 180
+  --end $((now - 30)) --span 4d --step 10s --spike-at $incident --spike-secs 180
 rm -rf "$work/data"
 promtool tsdb create-blocks-from openmetrics "$work/history.om" "$work/data" >/dev/null
 
@@ -77,6 +77,7 @@ queries:
     # Two daily cycles for the season plus a held-out part for the forecasts' model choice.
     history: 3d
     evaluation_interval: 10s
+    unit: requests/s
     model:
       seasonality: 1d
 YAML

@@ -384,7 +384,15 @@ fn write_plot(
         || input.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let svg = foretell_core::chart::svg::render(trace, &title, subtitle);
+    let svg = foretell_core::chart::svg::render(
+        trace,
+        &foretell_core::chart::svg::Frame {
+            title: &title,
+            subtitle,
+            unit: "",
+            width: foretell_core::chart::svg::DEFAULT_WIDTH,
+        },
+    );
     std::fs::write(path, svg).with_context(|| format!("--plot: cannot write {}", path.display()))
 }
 

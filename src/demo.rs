@@ -158,7 +158,7 @@ fn config_text(
          server:\n  listen_address: {listen}\n  enable_lifecycle: true\n\
          audit:\n  path: {}\n  key_file: {}\n\
          alerts:\n  on_demand:\n    history: 1d\n  receivers:\n    - name: demo-receiver\n      url: http://{receiver}/\n  routes:\n    - receiver: demo-receiver\n\
-         queries:\n  - name: demo\n    expr: {METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n",
+         queries:\n  - name: demo\n    expr: {METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    unit: requests/s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n",
         dir.join("audit.db").display(),
         dir.join("audit.keys").display(),
     )

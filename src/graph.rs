@@ -1,18 +1,23 @@
 //! `GET /graph`: one series drawn with the band each point was judged by and the forecast after
 //! it, as SVG. Linked from enriched alerts (`foretell_graph_url`) and the status page.
 //!
-//! The chart is made from Prometheus, not from the sidecar's memory, so that it works for any
-//! series (tracked, or only named by an alert rule's expression) and costs nothing until asked
-//! for: the series' history is fetched, a model of the same settings is fitted on the older part
-//! and the shown range replayed through it point by point ([`foretell_core::chart::trace`]).
+//! A tracked series is drawn from its live record (what the live model did at each point, kept
+//! by the tracker: `queries[].live_record`) with the forecasts it exports, so the chart agrees
+//! with `/metrics` and the status page. What the record does not hold (a range longer than it,
+//! the time before the series was first evaluated, a series of another shard, an alert rule's
+//! expression) is *replayed*: its history is fetched from Prometheus, a model of the same
+//! settings fitted on the older part and the shown points taken in one by one
+//! ([`foretell_core::chart::trace`]); the chart labels that part.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use foretell_core::chart::{self, Grid};
+use foretell_core::alerts::lookup;
+use foretell_core::chart::{self, svg, Grid};
 use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::snapshot::{SeriesOutput, SeriesState, Snapshot, SOURCE_METRIC_LABEL};
 use foretell_core::Labels;
 use tokio::sync::Semaphore;
 use url::Url;
@@ -65,6 +70,8 @@ pub struct GraphRequest {
     /// Labels the series must have (a subset is enough when it singles one series out).
     pub series: Labels,
     pub range: Duration,
+    /// Pixels wide (`width=`, for pages that show the chart wider or narrower).
+    pub width: u32,
     /// `sig`: the signature of an `expr` link foretell made ([`link`]).
     pub signature: Option<String>,
 }
@@ -106,6 +113,7 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
     let mut expr = None;
     let mut series = Labels::default();
     let mut range = DEFAULT_RANGE;
+    let mut width = svg::DEFAULT_WIDTH;
     let mut signature = None;
     for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
         match name.as_ref() {
@@ -126,9 +134,23 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
                         ))
                     })?;
             }
+            "width" => {
+                width = value
+                    .parse()
+                    .ok()
+                    .filter(|w| (svg::MIN_WIDTH..=svg::MAX_WIDTH).contains(w))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "parameter `width`: `{}` is not a number of pixels from {} to {}",
+                            value.chars().take(16).collect::<String>(),
+                            svg::MIN_WIDTH,
+                            svg::MAX_WIDTH
+                        ))
+                    })?;
+            }
             other => {
                 return Err(bad(format!(
-                    "unknown parameter `{}` (known: query, expr, sig, series, range)",
+                    "unknown parameter `{}` (known: query, expr, sig, series, range, width)",
                     other.chars().take(64).collect::<String>()
                 )))
             }
@@ -148,6 +170,7 @@ pub fn parse_request(query_string: &str) -> Result<GraphRequest, GraphError> {
         source,
         series,
         range,
+        width,
         signature,
     })
 }
@@ -182,6 +205,32 @@ struct QuerySource {
     step: Duration,
     history: Duration,
     model: ForecastModel,
+    /// Steps ahead of each exported forecast, in the order of the query's horizons.
+    horizon_steps: Vec<u32>,
+    unit: String,
+}
+
+/// A replay's settings: what to fetch, how to fit it, and which points to show.
+struct Replay<'a> {
+    expr: &'a str,
+    step_ms: i64,
+    fit_span: Duration,
+    model: &'a ForecastModel,
+    series: &'a Labels,
+    /// The first and last grid points shown.
+    first_ms: i64,
+    last_ms: i64,
+    /// Forecast steps drawn after the last point.
+    horizon_steps: u32,
+}
+
+/// A replayed chart: the series it found, the points, and what the subtitle should say.
+struct Replayed {
+    labels: Labels,
+    trace: chart::Trace,
+    /// How much history the model was fitted on, and from when the replay starts if
+    /// Prometheus held too little history for the requested start.
+    note: String,
 }
 
 /// Draws charts; shared by the routes.
@@ -226,6 +275,8 @@ impl Grapher {
                         step: q.step,
                         history: q.history,
                         model: q.model.clone(),
+                        horizon_steps: q.horizons.iter().map(|h| h.steps).collect(),
+                        unit: q.unit.clone(),
                     },
                 )
             })
@@ -237,14 +288,19 @@ impl Grapher {
         }
     }
 
-    /// Draws the chart `request` asks for, ending now.
-    pub async fn render(&self, request: &GraphRequest) -> Result<String, GraphError> {
+    /// Draws the chart `request` asks for, ending now. A tracked series of `snapshot` is drawn
+    /// from its live record, replaying from Prometheus only what the record does not hold.
+    pub async fn render(
+        &self,
+        request: &GraphRequest,
+        snapshot: &Snapshot,
+    ) -> Result<String, GraphError> {
         let now_ms = self.clock.now_ms();
         let _permit = tokio::time::timeout(CHART_TIMEOUT, self.permits.acquire())
             .await
             .map_err(|_| GraphError::Busy)?
             .map_err(|_| GraphError::Busy)?;
-        tokio::time::timeout(CHART_TIMEOUT, self.draw(request, now_ms))
+        tokio::time::timeout(CHART_TIMEOUT, self.draw(request, now_ms, snapshot))
             .await
             .map_err(|_| {
                 GraphError::Upstream(format!(
@@ -253,88 +309,243 @@ impl Grapher {
             })?
     }
 
-    async fn draw(&self, request: &GraphRequest, now_ms: i64) -> Result<String, GraphError> {
-        let (expr, step, fit_span, model, subtitle) = match &request.source {
-            Source::Query(name) => {
-                let source = self
-                    .queries
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        GraphError::NotFound(format!("no query named `{name}` is configured"))
-                    })?;
-                let subtitle = format!("query {name}: {}", source.expr);
-                (
-                    source.expr,
-                    source.step,
-                    source.history.min(MAX_FIT_SPAN),
-                    source.model,
-                    subtitle,
-                )
-            }
-            Source::Expr(expr) => {
-                let charts = self.expressions.as_ref().ok_or_else(|| {
-                    GraphError::NotFound(
-                        "charts of expressions are off (they follow alerts.on_demand); chart a configured query with `query=NAME`".into(),
-                    )
-                })?;
-                let settings = charts.settings;
-                let signed = request
-                    .signature
-                    .as_deref()
-                    .is_some_and(|sig| charts.signer.verify(expr, sig));
-                if settings.graph_expressions == GraphExpressions::Linked && !signed {
-                    return Err(GraphError::Forbidden(
-                        "charts of expressions are drawn only from the links foretell puts on the alerts it enriches (alerts.on_demand.graph_expressions: linked); chart a configured query with `query=NAME`".into(),
-                    ));
-                }
-                let model = ForecastModel {
-                    coverage: Coverage::new(EXPR_COVERAGE)
-                        .map_err(|e| GraphError::BadRequest(e.to_string()))?,
-                    min_points: MIN_FIT_POINTS,
-                    season: match crate::config::auto_season_candidates(
-                        settings.step,
-                        settings.history,
-                    ) {
-                        candidates if candidates.is_empty() => SeasonSpec::None,
-                        candidates => SeasonSpec::Auto(candidates),
-                    },
-                    // The chart draws an hour ahead.
-                    horizon_steps: (3_600_000 / settings.step.as_millis().max(1)).max(1) as u32,
-                };
-                (
-                    expr.clone(),
-                    settings.step,
-                    settings.history,
-                    model,
-                    format!("expression {expr}"),
-                )
-            }
+    async fn draw(
+        &self,
+        request: &GraphRequest,
+        now_ms: i64,
+        snapshot: &Snapshot,
+    ) -> Result<String, GraphError> {
+        let name = match &request.source {
+            Source::Query(name) => name,
+            Source::Expr(expr) => return self.draw_expression(request, expr, now_ms).await,
         };
-        let step_ms = (step.as_millis() as i64).max(1);
-        let shown_points = request.range.as_millis() as i64 / step_ms;
-        if shown_points > MAX_SHOWN_POINTS {
-            return Err(GraphError::BadRequest(format!(
-                "range {} at step {} is {shown_points} points; at most {MAX_SHOWN_POINTS} are drawn",
-                duration::format(request.range),
-                duration::format(step)
+        let source = self
+            .queries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| {
+                GraphError::NotFound(format!("no query named `{name}` is configured"))
+            })?;
+        let step_ms = (source.step.as_millis() as i64).max(1);
+        let shown_points = shown_points(request.range, step_ms)?;
+        let tracked = snapshot
+            .queries()
+            .find(|output| &output.query == name)
+            .and_then(|output| pick_tracked(&output.series, &request.series));
+        let frame_subtitle = |note: &str| {
+            format!(
+                "query {name}: {} · step {}{note}",
+                source.expr,
+                duration::format(source.step)
+            )
+        };
+        let coverage = source.model.coverage.get();
+        let onset = ProbabilitySettings::default().onset_probability();
+        let recorded = tracked.and_then(|series| series.record.as_ref().map(|r| (series, r)));
+        let Some((series, record)) = recorded else {
+            // Not tracked here (another shard, not yet loaded, or no record kept): replay all.
+            let end_ms = now_ms - now_ms.rem_euclid(step_ms);
+            let replayed = self
+                .replay(Replay {
+                    expr: &source.expr,
+                    step_ms,
+                    fit_span: source.history.min(MAX_FIT_SPAN),
+                    model: &source.model,
+                    series: &request.series,
+                    first_ms: end_ms - (shown_points - 1) * step_ms,
+                    last_ms: end_ms,
+                    horizon_steps: chart_horizon(step_ms, shown_points),
+                })
+                .await?;
+            let subtitle = frame_subtitle(&format!(" · replayed: {}", replayed.note));
+            let trace = chart::Trace {
+                replayed_through_ms: replayed.trace.last().map(|p| p.timestamp_ms),
+                ..replayed.trace
+            };
+            return Ok(render_svg(
+                &trace,
+                &title_of(&replayed.labels),
+                &subtitle,
+                &source.unit,
+                request.width,
+            ));
+        };
+        let Some((_, newest_ms)) = record.with(|r| r.span_ms()) else {
+            return Err(GraphError::NotEnoughData(format!(
+                "{} has no evaluated point yet; try again after its first cycle",
+                title_of(&series.labels)
             )));
+        };
+        let first_ms = newest_ms - (shown_points - 1) * step_ms;
+        let live = record.with(|r| r.points_since(first_ms));
+        let first_live_ms = live.first().map_or(newest_ms, |p| p.timestamp_ms);
+        let (forecast, excursion) = match &series.state {
+            SeriesState::Ready {
+                forecasts,
+                excursion,
+                ..
+            } => {
+                // Horizons beyond a third of the range would squeeze the past into a corner;
+                // the shortest is always drawn.
+                let reach_steps = shown_points / 3;
+                let drawn = source
+                    .horizon_steps
+                    .iter()
+                    .zip(forecasts)
+                    .enumerate()
+                    .filter(|(i, (steps, _))| *i == 0 || i64::from(**steps) <= reach_steps)
+                    .map(|(_, (steps, band))| (newest_ms + i64::from(*steps) * step_ms, *band))
+                    .collect();
+                (drawn, *excursion)
+            }
+            SeriesState::NotReady => (Vec::new(), Default::default()),
+        };
+        let source_labels = Labels::from_pairs(lookup::source_labels(series));
+        let labels = match series.labels.get(SOURCE_METRIC_LABEL) {
+            Some(metric) => Labels::from_pairs(
+                std::iter::once((METRIC_NAME, metric)).chain(source_labels.iter()),
+            ),
+            None => source_labels.clone(),
+        };
+        // The part of the range before the record is replayed; if that fails the live part
+        // is still drawn, and the subtitle says why the rest is missing.
+        let (replayed, note) = if first_live_ms > first_ms {
+            match self
+                .replay(Replay {
+                    expr: &source.expr,
+                    step_ms,
+                    fit_span: source.history.min(MAX_FIT_SPAN),
+                    model: &source.model,
+                    series: &source_labels,
+                    first_ms,
+                    last_ms: first_live_ms - step_ms,
+                    horizon_steps: 1,
+                })
+                .await
+            {
+                Ok(replayed) => (
+                    Some(replayed.trace),
+                    format!(
+                        " · live record since {} · before it replayed: {}",
+                        clock_time(first_live_ms),
+                        replayed.note
+                    ),
+                ),
+                Err(error) => (
+                    None,
+                    format!(
+                        " · live record since {}; the older part could not be replayed: {error}",
+                        clock_time(first_live_ms)
+                    ),
+                ),
+            }
+        } else {
+            (None, " · live record".to_owned())
+        };
+        let trace = chart::Trace::live(replayed, live, forecast, excursion, coverage, onset);
+        Ok(render_svg(
+            &trace,
+            &title_of(&labels),
+            &frame_subtitle(&note),
+            &source.unit,
+            request.width,
+        ))
+    }
+
+    /// A chart of an alert rule's expression: always replayed (foretell does not track it).
+    async fn draw_expression(
+        &self,
+        request: &GraphRequest,
+        expr: &str,
+        now_ms: i64,
+    ) -> Result<String, GraphError> {
+        let charts = self.expressions.as_ref().ok_or_else(|| {
+            GraphError::NotFound(
+                "charts of expressions are off (they follow alerts.on_demand); chart a configured query with `query=NAME`".into(),
+            )
+        })?;
+        let settings = charts.settings;
+        let signed = request
+            .signature
+            .as_deref()
+            .is_some_and(|sig| charts.signer.verify(expr, sig));
+        if settings.graph_expressions == GraphExpressions::Linked && !signed {
+            return Err(GraphError::Forbidden(
+                "charts of expressions are drawn only from the links foretell puts on the alerts it enriches (alerts.on_demand.graph_expressions: linked); chart a configured query with `query=NAME`".into(),
+            ));
         }
-        let shown_points = shown_points.max(10);
+        let model = ForecastModel {
+            coverage: Coverage::new(EXPR_COVERAGE)
+                .map_err(|e| GraphError::BadRequest(e.to_string()))?,
+            min_points: MIN_FIT_POINTS,
+            season: match crate::config::auto_season_candidates(settings.step, settings.history) {
+                candidates if candidates.is_empty() => SeasonSpec::None,
+                candidates => SeasonSpec::Auto(candidates),
+            },
+            // The chart draws an hour ahead.
+            horizon_steps: (3_600_000 / settings.step.as_millis().max(1)).max(1) as u32,
+        };
+        let step_ms = (settings.step.as_millis() as i64).max(1);
+        let shown_points = shown_points(request.range, step_ms)?;
         let end_ms = now_ms - now_ms.rem_euclid(step_ms);
+        let replayed = self
+            .replay(Replay {
+                expr,
+                step_ms,
+                fit_span: settings.history,
+                model: &model,
+                series: &request.series,
+                first_ms: end_ms - (shown_points - 1) * step_ms,
+                last_ms: end_ms,
+                horizon_steps: chart_horizon(step_ms, shown_points),
+            })
+            .await?;
+        let subtitle = format!(
+            "expression {expr} · step {} · replayed: {}",
+            duration::format(settings.step),
+            replayed.note
+        );
+        let trace = chart::Trace {
+            replayed_through_ms: replayed.trace.last().map(|p| p.timestamp_ms),
+            ..replayed.trace
+        };
+        Ok(render_svg(
+            &trace,
+            &title_of(&replayed.labels),
+            &subtitle,
+            "",
+            request.width,
+        ))
+    }
+
+    /// Fetches the shown points and the history before them, fits the model on that history
+    /// and replays the shown points through it. When Prometheus holds less history than the
+    /// fit needs ([`replay_start`]), the points before the replay are drawn without a band,
+    /// rather than judged by a model the live one never was.
+    async fn replay(&self, replay: Replay<'_>) -> Result<Replayed, GraphError> {
+        let Replay {
+            expr,
+            step_ms,
+            fit_span,
+            model,
+            series,
+            first_ms,
+            last_ms,
+            horizon_steps,
+        } = replay;
         let fit_points = (fit_span.as_millis() as i64 / step_ms).max(MIN_FIT_POINTS as i64);
-        let start_ms = end_ms - (fit_points + shown_points - 1) * step_ms;
+        let start_ms = first_ms - fit_points * step_ms;
         let reader = Arc::clone(&self.reader.read().unwrap_or_else(|e| e.into_inner()));
-        let fetched_expr = foretell_core::batch::restrict_to_series(&expr, &request.series);
+        let fetched_expr = foretell_core::batch::restrict_to_series(expr, series);
         // The newest point first: an expression of thousands of series is refused for the
         // price of one point, not fetched whole.
         let probe = reader
             .query_range(&RangeQuery {
                 expr: &fetched_expr,
-                start_ms: end_ms,
-                end_ms,
+                start_ms: last_ms,
+                end_ms: last_ms,
                 step_ms,
             })
             .await
@@ -350,13 +561,13 @@ impl Grapher {
             .query_range(&RangeQuery {
                 expr: &fetched_expr,
                 start_ms,
-                end_ms,
+                end_ms: last_ms,
                 step_ms,
             })
             .await
             .map_err(|e| GraphError::Upstream(e.to_string()))?;
-        let (labels, samples) = pick(&answer.series, &request.series)?;
-        let points = ((end_ms - start_ms) / step_ms + 1) as usize;
+        let (labels, samples) = pick(&answer.series, series)?;
+        let points = ((last_ms - start_ms) / step_ms + 1) as usize;
         let mut values = vec![f64::NAN; points];
         for sample in samples {
             let slot = (sample.timestamp_ms - start_ms) / step_ms;
@@ -364,25 +575,61 @@ impl Grapher {
                 values[slot as usize] = sample.value;
             }
         }
-        let replay_from = points - shown_points as usize;
-        let horizon_steps = (3_600_000 / step_ms).clamp(1, (shown_points / 4).max(1)) as u32;
-        let title = match labels.get(METRIC_NAME) {
-            Some(name) => format!(
-                "{name}{}",
-                Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME))
-            ),
-            None => labels.to_string(),
-        };
-        let subtitle = format!(
-            "{subtitle} · step {} · band fitted on the {} before the range",
-            duration::format(step),
-            duration::format(Duration::from_millis((fit_points * step_ms) as u64))
+        let requested_from = fit_points as usize;
+        let replay_from = replay_start(&values, requested_from);
+        let title = title_of(labels);
+        let at = move |slot: usize| start_ms + slot as i64 * step_ms;
+        // Points before the replay can start are drawn as values alone.
+        let unjudged: Vec<chart::TracePoint> = (requested_from..replay_from.min(points))
+            .map(|slot| chart::TracePoint {
+                timestamp_ms: at(slot),
+                value: values[slot],
+                band: NO_BAND,
+                score: None,
+                probability: 0.0,
+            })
+            .collect();
+        let no_band_note = format!(
+            "no band before {}: Prometheus holds less than the model's {} of history before it",
+            clock_time(at(replay_from.min(points))),
+            duration::format(fit_span)
         );
+        if replay_from >= points {
+            return Ok(Replayed {
+                labels: labels.clone(),
+                trace: chart::Trace {
+                    points: unjudged,
+                    excursion: Default::default(),
+                    forecast: Vec::new(),
+                    coverage: model.coverage.get(),
+                    onset_probability: ProbabilitySettings::default().onset_probability(),
+                    replayed_through_ms: None,
+                },
+                note: no_band_note,
+            });
+        }
+        let fit_from = replay_from.saturating_sub(fit_points as usize);
+        let fitted_on = values[fit_from..replay_from]
+            .iter()
+            .skip_while(|v| v.is_nan())
+            .count();
+        let mut note = format!(
+            "band fitted on the {} before",
+            duration::format(Duration::from_millis(fitted_on as u64 * step_ms as u64))
+        );
+        if !unjudged.is_empty() {
+            note = format!("{note}; {no_band_note}");
+        }
+        let model = model.clone();
+        let labels = labels.clone();
         tokio::task::spawn_blocking(move || {
-            let trace = chart::trace(
-                &values,
-                Grid { start_ms, step_ms },
-                replay_from,
+            let mut trace = chart::trace(
+                &values[fit_from..],
+                Grid {
+                    start_ms: at(fit_from),
+                    step_ms,
+                },
+                replay_from - fit_from,
                 &model,
                 ProbabilitySettings::default(),
                 horizon_steps,
@@ -390,11 +637,93 @@ impl Grapher {
             .map_err(|reason| {
                 GraphError::NotEnoughData(format!("no model for {title} yet: {reason}"))
             })?;
-            Ok(chart::svg::render(&trace, &title, &subtitle))
+            trace.points.splice(0..0, unjudged);
+            Ok(Replayed {
+                labels,
+                trace,
+                note,
+            })
         })
         .await
         .map_err(|e| GraphError::Upstream(format!("the chart's model fit failed: {e}")))?
     }
+}
+
+/// The band of a point drawn without one.
+const NO_BAND: foretell_core::model::Band = foretell_core::model::Band {
+    expected: f64::NAN,
+    lower: f64::NAN,
+    upper: f64::NAN,
+};
+
+/// Where a replay can start: at `requested` (the first shown point, after the fit window) when
+/// Prometheus holds that window, else as soon after its first value as it does. A model fitted
+/// on less than the live model's window is not the live model: with a season seen only twice
+/// its band came out far too narrow, and with less, the season was dropped and most points
+/// were marked outside a band that followed the data an hour late. A twentieth of the window
+/// may be missing at its start (a late first scrape).
+fn replay_start(values: &[f64], requested: usize) -> usize {
+    match values.iter().position(|v| v.is_finite()) {
+        Some(first_value) => requested.max(first_value + requested - requested / 20),
+        None => values.len(),
+    }
+}
+
+/// Points shown for `range` at `step_ms`, refused beyond what a chart can draw.
+fn shown_points(range: Duration, step_ms: i64) -> Result<i64, GraphError> {
+    let shown = range.as_millis() as i64 / step_ms;
+    if shown > MAX_SHOWN_POINTS {
+        return Err(GraphError::BadRequest(format!(
+            "range {} at step {} is {shown} points; at most {MAX_SHOWN_POINTS} are drawn",
+            duration::format(range),
+            duration::format(Duration::from_millis(step_ms as u64))
+        )));
+    }
+    Ok(shown.max(10))
+}
+
+/// Forecast steps a replayed chart draws: an hour, at most a quarter of the shown points.
+fn chart_horizon(step_ms: i64, shown_points: i64) -> u32 {
+    (3_600_000 / step_ms).clamp(1, (shown_points / 4).max(1)) as u32
+}
+
+/// `metric{labels}` of a series.
+fn title_of(labels: &Labels) -> String {
+    match labels.get(METRIC_NAME) {
+        Some(name) => format!(
+            "{name}{}",
+            Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME))
+        ),
+        None => labels.to_string(),
+    }
+}
+
+/// `MM-DD HH:MM UTC`.
+fn clock_time(timestamp_ms: i64) -> String {
+    let text = foretell_core::timestamp::format_rfc3339(timestamp_ms);
+    format!("{} UTC", text[5..16].replace('T', " "))
+}
+
+fn render_svg(trace: &chart::Trace, title: &str, subtitle: &str, unit: &str, width: u32) -> String {
+    svg::render(
+        trace,
+        &svg::Frame {
+            title,
+            subtitle,
+            unit,
+            width,
+        },
+    )
+}
+
+/// The tracked series with every label of `wanted` among its source labels (an exact match
+/// wins over a wider one); `None` when none or several.
+fn pick_tracked<'a>(series: &'a [SeriesOutput], wanted: &Labels) -> Option<&'a SeriesOutput> {
+    let sources: Vec<(Labels, &SeriesOutput)> = series
+        .iter()
+        .map(|s| (Labels::from_pairs(lookup::source_labels(s)), s))
+        .collect();
+    pick(&sources, wanted).ok().map(|(_, s)| *s)
 }
 
 /// The one series carrying every label of `wanted` (an exact match wins over a wider one).
@@ -551,7 +880,10 @@ mod tests {
         let grapher = grapher(&prometheus.url, false, end_s * 1000 + 5_000);
         let request =
             parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=2h").expect("valid");
-        let svg = grapher.render(&request).await.expect("drawn");
+        let svg = grapher
+            .render(&request, &Snapshot::default())
+            .await
+            .expect("drawn");
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(
             svg.contains(r#"<title>up{instance=&quot;a&quot;}</title>"#),
@@ -581,22 +913,202 @@ mod tests {
         );
     }
 
+    /// A snapshot of query `demo` tracking `up{instance="a"}`, whose live record holds
+    /// `recorded` points at 1m ending at `end_s` with an incident of three points near the end,
+    /// and a 1h forecast.
+    fn tracked(end_s: i64, recorded: usize) -> Snapshot {
+        use foretell_core::chart::record::{LiveRecord, SharedRecord};
+        use foretell_core::model::{Band, Observation};
+        use foretell_core::snapshot::{export_labels, QueryOutput};
+        let record = SharedRecord::new(LiveRecord::new(60_000, 360));
+        let band = Band {
+            expected: 50.0,
+            lower: 45.0,
+            upper: 55.0,
+        };
+        for i in 0..recorded {
+            let incident = i + 10 >= recorded && i + 7 < recorded;
+            let value = if incident {
+                90.0
+            } else {
+                50.0 + (i % 5) as f64
+            };
+            let observation = Observation {
+                band,
+                score: foretell_core::model::anomaly_score(&band, value),
+                surprise: 0.0,
+            };
+            let at_ms = (end_s - (recorded - 1 - i) as i64 * 60) * 1000;
+            record.with(|r| r.push(at_ms, &observation, value, if incident { 0.9 } else { 0.0 }));
+        }
+        let labels = Labels::from_pairs([("__name__", "up"), ("instance", "a")]);
+        let state = SeriesState::Ready {
+            band,
+            score: Some(0.2),
+            probability: 0.0,
+            forecasts: vec![Band {
+                expected: 51.0,
+                lower: 40.0,
+                upper: 62.0,
+            }],
+            threshold_eta_seconds: None,
+            excursion: Default::default(),
+        };
+        Snapshot::default().with_query(QueryOutput {
+            query: "demo".into(),
+            evaluated_at_ms: end_s * 1000,
+            horizons: vec!["1h".into()],
+            series: vec![
+                SeriesOutput::new(export_labels("demo", &labels), state).with_record(record)
+            ],
+        })
+    }
+
+    /// Issue 19, item 1: a tracked series is drawn from what the live model did, with the
+    /// forecast it exports; Prometheus is not asked.
+    #[tokio::test]
+    async fn a_tracked_series_is_drawn_from_its_live_record() {
+        let end_s = 1_800_000_000;
+        let down = grapher("http://127.0.0.1:9", false, end_s * 1000 + 20_000);
+        let svg = down
+            .render(
+                &parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=2h&width=1200")
+                    .expect("valid"),
+                &tracked(end_s, 300),
+            )
+            .await
+            .expect("drawn without Prometheus");
+        assert!(svg.contains("width=\"1200\""), "{svg}");
+        assert!(
+            svg.contains("<title>up{instance=&quot;a&quot;}</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains("live record"), "{svg}");
+        assert!(!svg.contains("class=\"replayed\""), "{svg}");
+        // 120 points, the incident's three outside the band, one episode.
+        assert!(svg.contains("<desc>120 points, 3 outside the 99% band, 1 anomaly episode(s); forecast for 1 steps.</desc>"), "{svg}");
+        assert_eq!(svg.matches("class=\"episode\"").count(), 1);
+        assert!(svg.contains("class=\"forecast\" d=\"M"), "{svg}");
+    }
+
+    /// Issue 19, item 1: a range longer than the record replays the rest from Prometheus,
+    /// labelled; when Prometheus cannot be asked, the live part is still drawn.
+    #[tokio::test]
+    async fn a_range_beyond_the_record_is_replayed_and_labelled() {
+        let end_s = 1_800_000_000;
+        let request =
+            parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=6h").expect("valid");
+        let down = grapher("http://127.0.0.1:9", false, end_s * 1000);
+        let svg = down
+            .render(&request, &tracked(end_s, 100))
+            .await
+            .expect("the live part is drawn");
+        assert!(svg.contains("could not be replayed"), "{svg}");
+        assert!(svg.contains("<desc>100 points"), "{svg}");
+        let prometheus =
+            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
+                .await;
+        let up = grapher(&prometheus.url, false, end_s * 1000);
+        let svg = up
+            .render(&request, &tracked(end_s, 100))
+            .await
+            .expect("drawn");
+        assert!(svg.contains("class=\"replayed\""), "{svg}");
+        assert!(svg.contains("live record since"), "{svg}");
+        assert!(svg.contains("<desc>360 points"), "{svg}");
+        let requests = prometheus.requests();
+        // Only the part before the record: it ends the step before the record's first point.
+        let last_replayed = end_s - 100 * 60;
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.contains(&format!("end={last_replayed}"))),
+            "{requests:?}"
+        );
+    }
+
+    /// Issue 19, item 1: the quickstart's 1d chart marked nearly every point outside a band
+    /// that was not drawn. The chart's model was fitted on the history before the range, which
+    /// Prometheus held only partly: without two daily cycles the model lost its season (and
+    /// with exactly two its band was far too narrow). A replay now starts where Prometheus
+    /// holds the live model's window, and shows the values before it without a band.
+    #[tokio::test]
+    async fn a_replay_does_not_fit_a_model_the_live_one_never_was() {
+        let end_s: i64 = 1_800_000_000;
+        let day = 1440;
+        // 2.5 days at 1m of a daily cycle with noise; the query keeps 2 days of history.
+        let points: Vec<(i64, String)> = (0..day * 5 / 2)
+            .map(|i| {
+                let t = end_s - (day * 5 / 2 - 1 - i) as i64 * 60;
+                let phase = (t.rem_euclid(86_400)) as f64 / 86_400.0 * std::f64::consts::TAU;
+                let noise = foretell_core::synthetic::uniform_noise(i, 3) * 4.0;
+                (t, format!("{:.3}", 100.0 + 40.0 * phase.sin() + noise))
+            })
+            .collect();
+        let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
+        let prometheus = crate::testing::FakeUpstream::start(vec![crate::testing::json(
+            200,
+            &crate::testing::matrix(&[("a", &borrowed)]),
+        )])
+        .await;
+        let text = format!(
+            "prometheus:\n  url: {}\nqueries:\n  - name: demo\n    expr: up\n    step: 1m\n    history: 2d\n    model:\n      seasonality: 1d\n",
+            prometheus.url
+        );
+        let config = crate::config::parse(
+            &text,
+            std::path::Path::new("t.yml"),
+            &crate::config::SystemEnvironment,
+        )
+        .expect("config");
+        let grapher = Grapher::new(
+            PrometheusReader::new(&config.prometheus).expect("client"),
+            &config.queries,
+            None,
+            Arc::new(crate::clock::ManualClock::new(end_s * 1000)),
+        );
+        let svg = grapher
+            .render(
+                &parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=1d")
+                    .expect("valid"),
+                &Snapshot::default(),
+            )
+            .await
+            .expect("drawn");
+        assert!(svg.contains("no band before"), "{svg}");
+        let desc = svg
+            .split("<desc>")
+            .nth(1)
+            .and_then(|d| d.split(' ').nth(2))
+            .expect("desc");
+        let outside: usize = desc.parse().expect("a count");
+        // Half a day has a band (720 points): at 99 %, a handful outside, not most.
+        assert!(outside <= 10, "{outside} outside: {svg}");
+        assert!(svg.contains("class=\"band\" d=\"M"), "the band is drawn");
+    }
+
     #[tokio::test]
     async fn unknown_queries_expressions_when_off_and_failures_say_so() {
         let end_s = 1_800_000_000;
         let down = grapher("http://127.0.0.1:9", false, end_s * 1000);
         let request = |q: &str| parse_request(q).expect("valid");
         let error = down
-            .render(&request("query=nope"))
+            .render(&request("query=nope"), &Snapshot::default())
             .await
             .expect_err("unknown");
         assert!(matches!(error, GraphError::NotFound(_)), "{error}");
-        let error = down.render(&request("expr=up")).await.expect_err("off");
+        let error = down
+            .render(&request("expr=up"), &Snapshot::default())
+            .await
+            .expect_err("off");
         assert!(error.to_string().contains("alerts.on_demand"), "{error}");
-        let error = down.render(&request("query=demo")).await.expect_err("down");
+        let error = down
+            .render(&request("query=demo"), &Snapshot::default())
+            .await
+            .expect_err("down");
         assert_eq!(error.status(), http::StatusCode::BAD_GATEWAY, "{error}");
         let error = down
-            .render(&request("query=demo&range=30d"))
+            .render(&request("query=demo&range=30d"), &Snapshot::default())
             .await
             .expect_err("too long");
         assert!(error.to_string().contains("at most 5000"), "{error}");
@@ -605,7 +1117,10 @@ mod tests {
                 .await;
         let up = grapher(&prometheus.url, true, end_s * 1000);
         let error = up
-            .render(&request("expr=up&series=%7Binstance%3D%22b%22%7D"))
+            .render(
+                &request("expr=up&series=%7Binstance%3D%22b%22%7D"),
+                &Snapshot::default(),
+            )
             .await
             .expect_err("no such series");
         assert!(
@@ -613,7 +1128,7 @@ mod tests {
             "{error}"
         );
         let svg = up
-            .render(&request("expr=up"))
+            .render(&request("expr=up"), &Snapshot::default())
             .await
             .expect("the only series");
         assert!(svg.contains("expression up"), "{svg}");
@@ -638,7 +1153,7 @@ mod tests {
             "expr=secret_metric&sig=00112233445566778899aabbccddeeff",
         ] {
             let error = linked
-                .render(&request(unsigned))
+                .render(&request(unsigned), &Snapshot::default())
                 .await
                 .expect_err("refused");
             assert_eq!(error.status(), http::StatusCode::FORBIDDEN, "{error}");
@@ -656,14 +1171,20 @@ mod tests {
             Some(&signer()),
         );
         let svg = linked
-            .render(&request(signed.split_once('?').expect("query").1))
+            .render(
+                &request(signed.split_once('?').expect("query").1),
+                &Snapshot::default(),
+            )
             .await
             .expect("a link foretell made is drawn");
         assert!(svg.starts_with("<svg"));
         // A signature is for its expression only.
         let moved = signed.replace("expr=up", "expr=secret_metric");
         let error = linked
-            .render(&request(moved.split_once('?').expect("query").1))
+            .render(
+                &request(moved.split_once('?').expect("query").1),
+                &Snapshot::default(),
+            )
             .await
             .expect_err("refused");
         assert_eq!(error.status(), http::StatusCode::FORBIDDEN);
@@ -689,7 +1210,10 @@ mod tests {
         .await;
         let any = grapher(&prometheus.url, true, end_s * 1000);
         let error = any
-            .render(&parse_request("expr=up").expect("valid"))
+            .render(
+                &parse_request("expr=up").expect("valid"),
+                &Snapshot::default(),
+            )
             .await
             .expect_err("too many");
         assert_eq!(error.status(), http::StatusCode::BAD_REQUEST);

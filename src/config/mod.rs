@@ -38,6 +38,13 @@ pub use secret::{read_bounded, Environment, Secret, SecretUrl, SystemEnvironment
 /// Prometheus refuses `query_range` requests for more than 11,000 points per series.
 pub const PROMETHEUS_MAX_POINTS: u64 = 11_000;
 const MAX_POINTS_PER_SERIES: u64 = 1_000_000;
+/// Charts show the 6h view from the live record by default.
+const DEFAULT_LIVE_RECORD: Duration = Duration::from_secs(6 * 3600);
+/// A live record longer than this would cost more memory than the window itself at common
+/// steps; longer ranges are replayed.
+const MAX_LIVE_RECORD_POINTS: usize = 20_000;
+/// Chart axes show the unit in a few characters.
+const MAX_UNIT_CHARS: usize = 32;
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_AUDIT_VERIFY_INTERVAL: Duration = Duration::from_secs(3600);
@@ -141,11 +148,21 @@ pub struct QueryConfig {
     pub refit_interval: Duration,
     pub horizons: Vec<Horizon>,
     pub threshold: Option<ThresholdSettings>,
+    /// How far back each series keeps what the live model did, for the charts (`0s`: none;
+    /// charts are then replayed from Prometheus).
+    pub live_record: Duration,
+    /// The unit of the query's values, for chart axes (`requests/s`, `bytes`); empty: none.
+    pub unit: String,
 }
 
 impl QueryConfig {
     pub fn step_ms(&self) -> i64 {
         self.step.as_millis() as i64
+    }
+
+    /// Points each series' live record holds.
+    pub fn live_record_points(&self) -> usize {
+        (self.live_record.as_millis() / self.step.as_millis().max(1)) as usize
     }
 
     pub fn store_limits(&self) -> StoreLimits {
@@ -995,6 +1012,8 @@ impl Validator<'_> {
                 .map(Some),
             None => Some(None),
         };
+        let live_record = self.live_record(path, raw.live_record.as_deref(), step);
+        let unit = self.unit(path, raw.unit.as_deref());
         if self.errors.len() > before {
             return None;
         }
@@ -1022,7 +1041,41 @@ impl Validator<'_> {
             refit_interval: refit_interval?,
             horizons: horizons?,
             threshold: threshold?,
+            live_record: live_record?,
+            unit: unit?,
         })
+    }
+
+    /// `live_record`: a duration of at most [`MAX_LIVE_RECORD_POINTS`] steps, `0s` for none.
+    fn live_record(&mut self, path: &str, text: Option<&str>, step: Duration) -> Option<Duration> {
+        let path = format!("{path}.live_record");
+        let record = self.duration(&path, text, DEFAULT_LIVE_RECORD)?;
+        let points = record.as_millis() / step.as_millis().max(1);
+        if points > MAX_LIVE_RECORD_POINTS as u128 {
+            self.fail(
+                path,
+                format!(
+                    "{} at step {} is {points} points per series; at most {MAX_LIVE_RECORD_POINTS} (20 bytes each): shorten it, charts replay older ranges from Prometheus",
+                    duration::format(record),
+                    duration::format(step)
+                ),
+            );
+            return None;
+        }
+        Some(record)
+    }
+
+    /// `unit`: short printable text for chart axes.
+    fn unit(&mut self, path: &str, text: Option<&str>) -> Option<String> {
+        let unit = text.unwrap_or_default().trim();
+        if unit.chars().count() > MAX_UNIT_CHARS || unit.chars().any(char::is_control) {
+            self.fail(
+                format!("{path}.unit"),
+                format!("must be at most {MAX_UNIT_CHARS} printable characters (for example `requests/s` or `bytes`)"),
+            );
+            return None;
+        }
+        Some(unit.to_owned())
     }
 
     fn model(

@@ -179,6 +179,8 @@ pub struct RawQuery {
     #[serde(default)]
     pub model: RawModel,
     pub threshold: Option<RawThreshold>,
+    pub live_record: Option<String>,
+    pub unit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -396,6 +396,49 @@ fn horizons_and_thresholds_are_validated() {
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
 
+/// Issue 19: the charts' live record and the axes' unit.
+#[test]
+fn the_live_record_and_the_unit_are_validated() {
+    let query = parse_text(MINIMAL).expect("valid").queries[0].clone();
+    assert_eq!(query.live_record, Duration::from_secs(6 * 3600));
+    assert_eq!(query.live_record_points(), 360, "6h at the default 1m step");
+    assert_eq!(query.unit, "");
+    let text = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    step: 15s\n    live_record: 0s\n    unit: ' requests/s '",
+    );
+    let query = parse_text(&text).expect("valid").queries[0].clone();
+    assert_eq!(query.live_record_points(), 0, "no record");
+    assert_eq!(query.unit, "requests/s");
+    let bad = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    step: 1s\n    live_record: 1d\n    unit: \"a very long unit that is not a unit at all\"",
+    );
+    let errors = field_errors(&bad);
+    assert!(
+        errors.iter().any(|e| e.starts_with(
+            "queries[0].live_record: 1d at step 1s is 86400 points per series; at most 20000"
+        )),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("queries[0].unit: must be at most 32 printable characters")),
+        "{errors:#?}"
+    );
+    let errors = field_errors(&MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    live_record: soon",
+    ));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("queries[0].live_record:")),
+        "{errors:#?}"
+    );
+}
+
 #[test]
 fn credentials_in_the_url_are_refused() {
     let text = MINIMAL.replace("http://127.0.0.1:9090", "http://user:pw@127.0.0.1:9090");

@@ -235,6 +235,8 @@ pub fn detect_reporting<'a>(
         refit_interval_ms: (options.refit_interval.as_millis() as i64).max(step_ms),
         horizons: Vec::new(),
         threshold: None,
+        // Offline runs draw their own chart from every row (`--plot`).
+        record_points: 0,
     };
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);

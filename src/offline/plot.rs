@@ -43,6 +43,7 @@ pub fn detection_trace(detections: &[Detection], coverage: f64) -> Trace {
         forecast: Vec::new(),
         coverage,
         onset_probability: ProbabilitySettings::default().onset_probability(),
+        replayed_through_ms: None,
     }
 }
 
@@ -83,5 +84,6 @@ pub fn forecast_trace(
             .collect(),
         coverage,
         onset_probability: ProbabilitySettings::default().onset_probability(),
+        replayed_through_ms: None,
     }
 }

@@ -411,6 +411,15 @@ mod plots {
     use super::*;
     use foretell_core::chart::svg;
 
+    fn frame(subtitle: &str) -> svg::Frame<'_> {
+        svg::Frame {
+            title: "daily.csv",
+            subtitle,
+            unit: "",
+            width: svg::DEFAULT_WIDTH,
+        }
+    }
+
     #[test]
     fn a_detect_plot_shows_every_judged_row_its_band_and_the_onset() {
         let spike = 288 * 3 + 100;
@@ -426,9 +435,9 @@ mod plots {
             .find(|p| p.timestamp_ms == rows[spike].timestamp_ms)
             .expect("the spike is drawn");
         assert!(at_spike.probability >= trace.onset_probability);
-        let drawn = svg::render(&trace, "daily.csv", "foretell detect");
+        let drawn = svg::render(&trace, &frame("foretell detect"));
         assert!(drawn.contains(r#"class="band" d="M"#), "no band");
-        assert_eq!(drawn.matches(r#"class="anomalous""#).count(), 1);
+        assert_eq!(drawn.matches(r#"class="episode""#).count(), 1, "{drawn}");
     }
 
     #[test]
@@ -458,7 +467,7 @@ mod plots {
             rows.last().map(|r| r.timestamp_ms)
         );
         assert_eq!(trace.forecast.len(), 288);
-        let drawn = svg::render(&trace, "daily.csv", "foretell forecast");
+        let drawn = svg::render(&trace, &frame("foretell forecast"));
         assert!(
             drawn.contains(r#"class="forecast-band" d="M"#),
             "no interval"

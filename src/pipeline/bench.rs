@@ -174,6 +174,8 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
             steps: (3_600_000 / step_ms).max(1) as u32,
         }],
         threshold: None,
+        // As a query configured with the default `live_record`.
+        record_points: (6 * 3_600_000 / step_ms).max(1) as usize,
     }
 }
 
@@ -300,11 +302,12 @@ pub fn render(report: &ScaleReport) -> String {
     }
     let m = &report.memory;
     out += &format!(
-        "memory per series: windows and source labels {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels {:.0} B\n",
+        "memory per series: windows and source labels {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels {:.0} B, live record for the charts {:.0} B\n",
         per_series(m.windows_and_labels),
         per_series(m.seasonal_profiles),
         per_series(m.model_state),
         per_series(m.exported_labels),
+        per_series(m.live_records),
     );
     if let (Some(load), Some(end)) = (report.rss_after_load, report.rss_at_end) {
         out += &format!(
@@ -346,6 +349,12 @@ mod tests {
         assert!(report.cycles.iter().all(|c| c.rendered_bytes > 0));
         // 361 values per window.
         assert!(report.memory.windows_and_labels >= 40 * 361 * 8);
+        // The charts' record: 6h at 1m, 20 bytes a point, allocated at the first point.
+        assert!(
+            report.memory.live_records >= 40 * 360 * 20,
+            "{:?}",
+            report.memory
+        );
         let text = render(&report);
         assert!(text.contains("40 series in 3 queries"), "{text}");
         assert!(text.contains("steady mean"), "{text}");

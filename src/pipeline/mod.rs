@@ -82,6 +82,7 @@ pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
         refit_interval_ms: config.refit_interval.as_millis() as i64,
         horizons: config.horizons.clone(),
         threshold: config.threshold,
+        record_points: config.live_record_points(),
     }
 }
 

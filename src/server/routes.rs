@@ -161,7 +161,7 @@ async fn graph(state: &AppState, query: &str) -> Reply {
         Ok(request) => request,
         Err(error) => return text(error.status(), format!("{error}\n")),
     };
-    match state.graphs.render(&request).await {
+    match state.graphs.render(&request, &state.snapshot.load()).await {
         Ok(svg) => {
             let mut response = text(StatusCode::OK, svg);
             let headers = response.headers_mut();
@@ -614,7 +614,7 @@ pub(super) mod tests {
         let page = body_of(response).await;
         assert!(
             page.contains(
-                "src=\"/graph?query=load&amp;series=%7Binstance%3D%22calm%22%7D&amp;range=1d\""
+                "src=\"/graph?query=load&amp;series=%7Binstance%3D%22calm%22%7D&amp;range=1d&amp;width=800\""
             ),
             "{page}"
         );

@@ -56,6 +56,24 @@ fn screenshot(url: &str, name: &str, profile: &Path) -> PathBuf {
     path
 }
 
+/// (points, points outside the band, anomaly episodes) from a chart's description.
+fn chart_counts(svg: &str) -> (usize, usize, usize) {
+    let desc = svg
+        .split("<desc>")
+        .nth(1)
+        .and_then(|d| d.split("</desc>").next())
+        .unwrap_or_default();
+    let numbers: Vec<usize> = desc
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // "N points, K outside the 99% band, E anomaly episode(s); ..."
+    match numbers.as_slice() {
+        [points, outside, _coverage, episodes, ..] => (*points, *outside, *episodes),
+        _ => (0, 0, 0),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's chromium; run by .ci/run's end-to-end stage"]
 async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
@@ -139,6 +157,67 @@ async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
     for (url, name) in [
         (format!("{base}/"), "status"),
         (series_url.clone(), "series"),
+    ] {
+        let png = screenshot(&url, name, &profile);
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 20_000, "{} is only {size} bytes", png.display());
+    }
+
+    // Issue 19, item 6: during the demo's incident (it starts at the first whole minute 90 s
+    // after the start), the pages and charts tell the story: the incident series shows one
+    // anomaly episode, a healthy one its band with its points inside it.
+    let chart_of = |instance: &str, range: &str| {
+        format!("{base}/graph?query=demo&series=%7Binstance%3D%22{instance}%22%2C+job%3D%22demo%22%7D&range={range}")
+    };
+    let incident_chart = eventually(
+        "the incident shows on web-a's chart as one anomaly episode",
+        Duration::from_secs(240),
+        || async {
+            get(&chart_of("web-a", "1h"))
+                .await
+                .filter(|(status, svg)| *status == 200 && chart_counts(svg).2 == 1)
+                .map(|(_, svg)| svg)
+        },
+    )
+    .await;
+    assert!(
+        incident_chart.contains("class=\"episode-peak\""),
+        "{incident_chart}"
+    );
+    assert!(incident_chart.contains("live record"), "{incident_chart}");
+    let overview = dom(&format!("{base}/"), &profile);
+    let anomalous = overview
+        .split("Anomalous now")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("the anomalous-now table");
+    assert!(anomalous.contains("instance=\"web-a\""), "{anomalous}");
+    let query_page = dom(&format!("{base}/status/query?name=demo"), &profile);
+    assert!(query_page.contains("web-b"), "{query_page}");
+    let series = dom(&series_url, &profile);
+    assert!(
+        series.contains("<picture><source media=\"(min-width: 1500px)\""),
+        "the chart is drawn at the window's width: {series}"
+    );
+    let healthy = get(&chart_of("web-b", "6h"))
+        .await
+        .expect("web-b's chart")
+        .1;
+    let (points, outside, episodes) = chart_counts(&healthy);
+    assert!(healthy.contains("class=\"band\" d=\"M"), "{healthy}");
+    assert!(points >= 300, "{healthy}");
+    assert!(
+        outside * 100 <= points && episodes == 0,
+        "web-b is healthy: {outside} of {points} points outside its band, {episodes} episodes"
+    );
+    for (url, name) in [
+        (format!("{base}/"), "incident-status"),
+        (format!("{base}/status/query?name=demo"), "incident-query"),
+        (series_url.clone(), "incident-series"),
+        (
+            format!("{base}/status/series?query=demo&series=%7Binstance%3D%22web-b%22%2C+job%3D%22demo%22%7D"),
+            "healthy-series",
+        ),
     ] {
         let png = screenshot(&url, name, &profile);
         let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);

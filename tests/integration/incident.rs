@@ -228,7 +228,7 @@ async fn a_real_incident_gets_more_confidence_than_a_threshold_alert_on_a_quiet_
     let svg = response.text().await.expect("svg");
     assert!(svg.contains("<title>demo_requests_per_second{instance=&quot;web-a&quot;, job=&quot;demo&quot;}</title>"), "{svg}");
     assert!(
-        svg.contains("class=\"anomalous\"") || svg.contains("class=\"outside\""),
+        svg.contains("class=\"episode\"") || svg.contains("class=\"outside\""),
         "the incident is marked"
     );
     // Every dashboard query runs on what this Prometheus now holds.

@@ -309,6 +309,7 @@ mod tests {
                 refit_interval_ms: 50 * STEP,
                 horizons: Vec::new(),
                 threshold: None,
+                record_points: 0,
             },
             horizon_steps: horizon,
             origins,

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::chart::record::SharedRecord;
 use crate::exposition;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::model::{Band, Excursion};
@@ -77,6 +78,9 @@ pub struct SeriesOutput {
     label_block: String,
     pub labels: Labels,
     pub state: SeriesState,
+    /// What the live model did at each recent point, for the charts (`None` when the query
+    /// keeps no record).
+    pub record: Option<SharedRecord>,
 }
 
 impl SeriesOutput {
@@ -85,7 +89,14 @@ impl SeriesOutput {
             label_block: exposition::label_block(&labels),
             labels,
             state,
+            record: None,
         }
+    }
+
+    /// The same output, drawn from `record`.
+    pub fn with_record(mut self, record: SharedRecord) -> Self {
+        self.record = Some(record);
+        self
     }
 
     pub fn label_block(&self) -> &str {

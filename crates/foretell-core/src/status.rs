@@ -134,8 +134,17 @@ code{font-size:12px;background:#f0f0f0;padding:1px 4px;border-radius:3px;word-br
 .pill{padding:2px 8px;border-radius:10px;background:#fff;color:#222;font-size:12px}\
 .pill.ok{background:#dafbe1;color:#1a7f37}.pill.bad{background:#cf222e;color:#fff;font-weight:600}\
 .pill.warn{background:#fff8c5;color:#9a6700}\
-img.chart{max-width:100%;border:1px solid #ddd;background:#fff}\
+img.chart{max-width:100%;height:auto;border:1px solid #ddd;background:#fff}\
 footer{padding:20px;color:#666;font-size:12px}";
+
+/// Chart widths by window width, widest first; narrower windows get [`DEFAULT_CHART_WIDTH`]
+/// scaled down.
+const CHART_WIDTHS: [(&str, u32); 3] = [
+    ("(min-width: 1500px)", 1400),
+    ("(min-width: 1100px)", 1040),
+    ("(max-width: 700px)", 480),
+];
+const DEFAULT_CHART_WIDTH: u32 = 800;
 
 fn page(title: &str, version: &str, refresh: bool, header_extra: &str, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 4096);
@@ -414,10 +423,21 @@ pub fn series_page(view: &SeriesPage) -> String {
         }
         let _ = write!(body, "<a href=\"{}\">{}</a>", escape(href), escape(label));
     }
+    // The chart is drawn at the width it is shown at, chosen by the browser from the width of
+    // its window (no script: the page works with scripts off).
+    let sized = |width: u32| escape(&format!("{}&width={width}", view.chart_src));
+    body.push_str("</p><p><picture>");
+    for (media, width) in CHART_WIDTHS {
+        let _ = write!(
+            body,
+            "<source media=\"{media}\" srcset=\"{}\">",
+            sized(width)
+        );
+    }
     let _ = write!(
         body,
-        "</p><p><img class=\"chart\" src=\"{}\" alt=\"{} with its band and forecast\" width=\"800\" height=\"330\"></p>",
-        escape(&view.chart_src),
+        "<img class=\"chart\" src=\"{}\" alt=\"{} with its band and forecast\"></picture></p>",
+        sized(DEFAULT_CHART_WIDTH),
         escape(&view.series)
     );
     page(&view.series, &view.version, false, "", &body)
@@ -577,8 +597,14 @@ mod tests {
             chart_src: "/graph?query=load&series=%7B%7D&range=6h".into(),
             ranges: vec![("1h".into(), "/status/series?range=1h".into())],
         });
+        assert!(
+            html.contains(
+                "<img class=\"chart\" src=\"/graph?query=load&amp;series=%7B%7D&amp;range=6h&amp;width=800\""
+            ),
+            "{html}"
+        );
         assert!(html.contains(
-            "<img class=\"chart\" src=\"/graph?query=load&amp;series=%7B%7D&amp;range=6h\""
+            "<source media=\"(min-width: 1500px)\" srcset=\"/graph?query=load&amp;series=%7B%7D&amp;range=6h&amp;width=1400\">"
         ));
         assert!(
             html.contains("<td>1h</td><td class=\"num\">11</td><td class=\"num\">7.5 to 14.5</td>"),

@@ -12,6 +12,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
+use crate::chart::record::{LiveRecord, SharedRecord};
 use crate::labels::Labels;
 use crate::model::{
     Excursion, FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings,
@@ -60,6 +61,8 @@ pub struct TrackerSettings {
     pub refit_interval_ms: i64,
     pub horizons: Vec<Horizon>,
     pub threshold: Option<ThresholdSettings>,
+    /// Evaluated points each series keeps for the charts ([`LiveRecord`]); 0 keeps none.
+    pub record_points: usize,
 }
 
 impl TrackerSettings {
@@ -82,6 +85,8 @@ pub struct SeriesModel {
     observed_through_ms: i64,
     last: Option<(Observation, f64)>,
     excursion: Excursion,
+    /// What the model did at each recent point; `None` when no record is kept.
+    record: Option<SharedRecord>,
 }
 
 /// Bytes the tracked series hold on the heap and inline, by part.
@@ -94,10 +99,13 @@ pub struct TrackerMemory {
     pub model_state: usize,
     pub seasonal_profiles: usize,
     pub exported_labels: usize,
+    /// The charts' records of what the live model did ([`LiveRecord`]).
+    pub live_records: usize,
 }
 
 impl TrackerMemory {
     pub fn add(&mut self, other: &TrackerMemory) {
+        self.live_records += other.live_records;
         self.series += other.series;
         self.windows_and_labels += other.windows_and_labels;
         self.model_state += other.model_state;
@@ -199,7 +207,11 @@ impl QueryTracker {
                 }
                 _ => SeriesState::NotReady,
             };
-            series.push(SeriesOutput::new(model.exported.clone(), state));
+            let output = SeriesOutput::new(model.exported.clone(), state);
+            series.push(match &model.record {
+                Some(record) => output.with_record(record.clone()),
+                None => output,
+            });
         }
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
         (
@@ -224,6 +236,10 @@ impl QueryTracker {
             if let Some(model) = &tracked.model {
                 memory.model_state += std::mem::size_of::<SeriesModel>();
                 memory.exported_labels += model.exported.heap_bytes();
+                if let Some(record) = &model.record {
+                    memory.live_records +=
+                        std::mem::size_of::<LiveRecord>() + record.with(|r| r.heap_bytes());
+                }
                 if let Ok(fitted) = &model.fitted {
                     memory.seasonal_profiles += fitted.heap_bytes();
                 }
@@ -332,6 +348,12 @@ fn advance<'a>(
         observed_through_ms: i64::MIN,
         last: None,
         excursion: Excursion::default(),
+        record: (settings.record_points > 0).then(|| {
+            SharedRecord::new(LiveRecord::new(
+                settings.limits.step_ms,
+                settings.record_points,
+            ))
+        }),
     });
     stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
     let due = model.fitted.is_err()
@@ -365,13 +387,18 @@ impl SeriesModel {
             self.excursion = Excursion::default();
             return 0;
         }
+        let mut record = self.record.as_ref().map(SharedRecord::lock);
         for k in 1..=behind {
-            let value = window.value_at(self.observed_through_ms + k * step_ms);
+            let at_ms = self.observed_through_ms + k * step_ms;
+            let value = window.value_at(at_ms);
             let observation = fitted.observe(value);
             let probability = self.surprise.observe(&observation, value);
             self.excursion.observe(&observation, probability);
             self.excursion.range_excess = self.surprise.recent_range_excess();
             self.last = Some((observation, probability));
+            if let Some(record) = &mut record {
+                record.push(at_ms, &observation, value, probability);
+            }
         }
         self.observed_through_ms = newest_ms;
         behind as usize
@@ -416,6 +443,11 @@ impl SeriesModel {
                         let mut fitted = fit.model;
                         let observation = fitted.observe(newest.value);
                         let probability = self.surprise.observe(&observation, newest.value);
+                        if let Some(record) = &self.record {
+                            record.with(|r| {
+                                r.push(newest.timestamp_ms, &observation, newest.value, probability)
+                            });
+                        }
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
                         self.excursion.range_excess = self.surprise.recent_range_excess();
@@ -506,6 +538,7 @@ mod tests {
                 steps: 10,
             }],
             threshold: None,
+            record_points: 0,
         }
     }
 
@@ -590,6 +623,77 @@ mod tests {
             output.series[0].labels.get("source_metric"),
             Some("node_load1")
         );
+    }
+
+    /// Issue 19, item 1: the charts draw what the live model exported, point by point.
+    #[test]
+    fn the_live_record_holds_what_each_cycle_exported() {
+        let mut tracker = QueryTracker::new(TrackerSettings {
+            record_points: 8,
+            ..settings(20)
+        });
+        let mut exported = Vec::new();
+        let mut values = noisy(130);
+        values[105] = 30.0;
+        tracker.load(vec![series("a", &values[..100], 0)], 99 * STEP);
+        // One point a cycle, then three at once (a late cycle), then a gap.
+        let mut record = None;
+        for (from, to) in [
+            (100, 101),
+            (101, 102),
+            (102, 105),
+            (105, 106),
+            (106, 107),
+            (108, 111),
+        ] {
+            let (output, _) = tracker.evaluate(
+                vec![series("a", &values[from..to], from as i64 * STEP)],
+                (to as i64 - 1) * STEP,
+            );
+            let only = &output.series[0];
+            if let SeriesState::Ready {
+                band, probability, ..
+            } = only.state
+            {
+                exported.push(((to as i64 - 1) * STEP, band, probability));
+            }
+            record = only.record.clone();
+        }
+        let points = record.expect("kept").lock().points_since(i64::MIN);
+        let times: Vec<i64> = points.iter().map(|p| p.timestamp_ms / STEP).collect();
+        assert_eq!(
+            times,
+            (103..=110).collect::<Vec<_>>(),
+            "the newest 8 grid points"
+        );
+        for (at_ms, band, probability) in exported.iter().filter(|(t, ..)| *t >= 103 * STEP) {
+            let point = points
+                .iter()
+                .find(|p| p.timestamp_ms == *at_ms)
+                .expect("recorded");
+            assert!(
+                (point.band.expected - band.expected).abs() < 1e-4 * band.expected.abs().max(1.0)
+            );
+            assert!((point.band.upper - band.upper).abs() < 1e-4 * band.upper.abs().max(1.0));
+            assert!((point.probability - probability).abs() < 1e-6);
+        }
+        let spike = points
+            .iter()
+            .find(|p| p.timestamp_ms == 105 * STEP)
+            .expect("spike");
+        assert_eq!(spike.value, 30.0);
+        assert!(spike.score.is_some_and(|s| s > 1.0), "{spike:?}");
+        let gap = points
+            .iter()
+            .find(|p| p.timestamp_ms == 107 * STEP)
+            .expect("gap");
+        assert!(gap.value.is_nan() && gap.score.is_none(), "{gap:?}");
+        assert!(tracker.memory().live_records >= 8 * 20);
+        // Without a record nothing is kept or counted.
+        let mut plain = QueryTracker::new(settings(20));
+        let (output, _) = plain.evaluate(vec![series("a", &values[..100], 0)], 99 * STEP);
+        assert!(output.series[0].record.is_none());
+        assert_eq!(plain.memory().live_records, 0);
     }
 
     #[test]

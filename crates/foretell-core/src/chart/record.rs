@@ -1,0 +1,267 @@
+//! What the live model did at each evaluated point of one series, kept for the charts.
+//!
+//! The status page and `/graph` draw a tracked series from this record rather than from a
+//! model re-fitted on request, so the picture shows the very band, score and probability the
+//! sidecar exported. It is a ring of a fixed number of points (the query's `live_record`
+//! divided by its step), filled as the tracker takes points in, shared with the web server
+//! behind a mutex held only to copy points in or out.
+//!
+//! Values are kept as `f32`: 20 bytes a point, which is what a picture needs (seven
+//! significant digits), and the score is recomputed from the value and band on the way out
+//! (it is a function of the two, [`anomaly_score`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::TracePoint;
+use crate::model::{anomaly_score, Band, Observation};
+
+/// One evaluated point: the observed value, the prediction it was judged by, and the anomaly
+/// probability after it. NaN value for a gap; NaN band where no model was ready.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RecordedPoint {
+    value: f32,
+    expected: f32,
+    lower: f32,
+    upper: f32,
+    probability: f32,
+}
+
+impl RecordedPoint {
+    const GAP: RecordedPoint = RecordedPoint {
+        value: f32::NAN,
+        expected: f32::NAN,
+        lower: f32::NAN,
+        upper: f32::NAN,
+        probability: 0.0,
+    };
+}
+
+/// The newest `capacity` evaluated points of one series, on its grid.
+#[derive(Clone, Debug)]
+pub struct LiveRecord {
+    step_ms: i64,
+    capacity: usize,
+    /// Grid time of the newest point; meaningless while `points` is empty.
+    newest_ms: i64,
+    points: VecDeque<RecordedPoint>,
+}
+
+impl LiveRecord {
+    /// An empty record of at most `capacity` points `step_ms` apart. Nothing is allocated
+    /// until the first point.
+    pub fn new(step_ms: i64, capacity: usize) -> Self {
+        LiveRecord {
+            step_ms: step_ms.max(1),
+            capacity,
+            newest_ms: i64::MIN,
+            points: VecDeque::new(),
+        }
+    }
+
+    /// Appends what the model did at `timestamp_ms`. Grid points skipped since the newest are
+    /// recorded as gaps; a point not after the newest is ignored (the model never goes back).
+    pub fn push(&mut self, timestamp_ms: i64, observation: &Observation, value: f64, p: f64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if !self.points.is_empty() {
+            if timestamp_ms <= self.newest_ms {
+                return;
+            }
+            let skipped = ((timestamp_ms - self.newest_ms) / self.step_ms - 1).max(0) as usize;
+            if skipped >= self.capacity {
+                self.points.clear();
+            } else {
+                for _ in 0..skipped {
+                    self.append(RecordedPoint::GAP);
+                }
+            }
+        }
+        let band = observation.band;
+        self.append(RecordedPoint {
+            value: value as f32,
+            expected: band.expected as f32,
+            lower: band.lower as f32,
+            upper: band.upper as f32,
+            probability: p as f32,
+        });
+        self.newest_ms = timestamp_ms;
+    }
+
+    fn append(&mut self, point: RecordedPoint) {
+        if self.points.capacity() == 0 {
+            // Exactly the configured size: a growing deque would double past it.
+            self.points.reserve_exact(self.capacity);
+        }
+        if self.points.len() == self.capacity {
+            self.points.pop_front();
+        }
+        self.points.push_back(point);
+    }
+
+    /// Grid time of the oldest and newest recorded points; `None` while empty.
+    pub fn span_ms(&self) -> Option<(i64, i64)> {
+        (!self.points.is_empty()).then(|| {
+            (
+                self.newest_ms - (self.points.len() as i64 - 1) * self.step_ms,
+                self.newest_ms,
+            )
+        })
+    }
+
+    /// The recorded points at or after `from_ms`, oldest first, as the charts draw them.
+    pub fn points_since(&self, from_ms: i64) -> Vec<TracePoint> {
+        let Some((oldest_ms, _)) = self.span_ms() else {
+            return Vec::new();
+        };
+        let skip = if from_ms <= oldest_ms {
+            0
+        } else {
+            ((from_ms - oldest_ms + self.step_ms - 1) / self.step_ms) as usize
+        };
+        self.points
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .map(|(i, p)| {
+                let band = Band {
+                    expected: f64::from(p.expected),
+                    lower: f64::from(p.lower),
+                    upper: f64::from(p.upper),
+                };
+                let value = f64::from(p.value);
+                TracePoint {
+                    timestamp_ms: oldest_ms + i as i64 * self.step_ms,
+                    value,
+                    band,
+                    score: if band.expected.is_finite() {
+                        anomaly_score(&band, value)
+                    } else {
+                        None
+                    },
+                    probability: f64::from(p.probability),
+                }
+            })
+            .collect()
+    }
+
+    /// Bytes the record holds on the heap (its ring, once allocated).
+    pub fn heap_bytes(&self) -> usize {
+        self.points.capacity() * std::mem::size_of::<RecordedPoint>()
+    }
+}
+
+/// A series' record, written by the tracker and read by the web server.
+#[derive(Clone, Debug)]
+pub struct SharedRecord(Arc<Mutex<LiveRecord>>);
+
+impl SharedRecord {
+    pub fn new(record: LiveRecord) -> Self {
+        SharedRecord(Arc::new(Mutex::new(record)))
+    }
+
+    /// The record, locked; a panic elsewhere while it was held leaves it usable.
+    pub fn lock(&self) -> MutexGuard<'_, LiveRecord> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the record; a panic elsewhere while it was held leaves the record usable
+    /// (it holds plain numbers, consistent after every push).
+    pub fn with<T>(&self, f: impl FnOnce(&mut LiveRecord) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Two handles are equal when they hold equal points (outputs of two runs are compared).
+impl PartialEq for SharedRecord {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || self.with(|a| {
+                other.with(|b| {
+                    a.span_ms() == b.span_ms()
+                        && a.points_since(i64::MIN) == b.points_since(i64::MIN)
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observation(expected: f64, half: f64, value: f64) -> Observation {
+        let band = Band {
+            expected,
+            lower: expected - half,
+            upper: expected + half,
+        };
+        Observation {
+            band,
+            score: anomaly_score(&band, value),
+            surprise: 0.0,
+        }
+    }
+
+    fn push(record: &mut LiveRecord, t: i64, value: f64) {
+        record.push(t, &observation(10.0, 2.0, value), value, value / 100.0);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_points_on_the_grid() {
+        let mut record = LiveRecord::new(1000, 4);
+        assert_eq!(record.span_ms(), None);
+        assert!(record.points_since(0).is_empty());
+        for (i, value) in [9.0, 10.0, 11.0, 15.0, 10.5, 9.5].iter().enumerate() {
+            push(&mut record, 10_000 + i as i64 * 1000, *value);
+        }
+        assert_eq!(record.span_ms(), Some((12_000, 15_000)));
+        let points = record.points_since(i64::MIN);
+        let times: Vec<i64> = points.iter().map(|p| p.timestamp_ms).collect();
+        assert_eq!(times, [12_000, 13_000, 14_000, 15_000]);
+        assert_eq!(points[1].value, 15.0);
+        assert_eq!(points[1].score, Some(2.5), "recomputed from value and band");
+        assert!((points[1].probability - 0.15).abs() < 1e-6);
+        assert_eq!(points[0].band.upper, 12.0);
+        // Only what is asked for, rounding a time between grid points up.
+        let recent = record.points_since(13_500);
+        assert_eq!(recent.first().map(|p| p.timestamp_ms), Some(14_000));
+        assert_eq!(record.heap_bytes(), 4 * 20, "exactly the configured ring");
+    }
+
+    #[test]
+    fn skipped_grid_points_are_gaps_and_older_points_are_ignored() {
+        let mut record = LiveRecord::new(1000, 10);
+        push(&mut record, 0, 10.0);
+        push(&mut record, 3000, 11.0);
+        push(&mut record, 2000, 99.0);
+        let points = record.points_since(i64::MIN);
+        assert_eq!(points.len(), 4);
+        assert!(points[1].value.is_nan() && points[2].band.expected.is_nan());
+        assert_eq!(points[1].score, None);
+        assert_eq!(points[3].value, 11.0);
+        // A silence longer than the ring leaves only what follows it.
+        push(&mut record, 60_000, 12.0);
+        assert_eq!(record.span_ms(), Some((60_000, 60_000)));
+    }
+
+    #[test]
+    fn a_record_of_no_points_holds_nothing() {
+        let mut record = LiveRecord::new(1000, 0);
+        push(&mut record, 0, 10.0);
+        assert_eq!(record.span_ms(), None);
+        assert_eq!(record.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn shared_handles_compare_by_content() {
+        let a = SharedRecord::new(LiveRecord::new(1000, 3));
+        let b = SharedRecord::new(LiveRecord::new(1000, 3));
+        assert_eq!(a, b);
+        a.with(|r| push(r, 0, 10.0));
+        assert_ne!(a, b);
+        b.with(|r| push(r, 0, 10.0));
+        assert_eq!(a, b);
+        assert_eq!(a, a.clone());
+    }
+}
