@@ -244,6 +244,10 @@ pub enum BenchCommand {
         season: String,
         #[arg(long, default_value = "1h")]
         refit_interval: String,
+        /// Each series' record of what the live model did, for the charts (`0s`: none), as
+        /// `queries[].live_record`.
+        #[arg(long, default_value = "6h")]
+        live_record: String,
         /// Steady cycles after the load (one step each).
         #[arg(long, default_value_t = 5)]
         cycles: usize,

@@ -587,6 +587,7 @@ fn bench(command: BenchCommand) -> ExitCode {
             step,
             season,
             refit_interval,
+            live_record,
             cycles,
             threads,
         } => {
@@ -614,6 +615,8 @@ fn bench(command: BenchCommand) -> ExitCode {
                         text => Some(parse("season", text)?),
                     },
                     refit_interval: parse("refit-interval", &refit_interval)?,
+                    live_record: config::duration::parse(&live_record)
+                        .map_err(|e| format!("foretell bench scale: --live-record: {e}"))?,
                     cycles,
                     threads,
                 })

@@ -26,6 +26,8 @@ pub struct ScaleSettings {
     /// The seasonal period models look for; `None`: no season.
     pub season: Option<Duration>,
     pub refit_interval: Duration,
+    /// As `queries[].live_record`; zero keeps none.
+    pub live_record: Duration,
     pub cycles: usize,
     pub threads: usize,
 }
@@ -174,8 +176,7 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
             steps: (3_600_000 / step_ms).max(1) as u32,
         }],
         threshold: None,
-        // As a query configured with the default `live_record`.
-        record_points: (6 * 3_600_000 / step_ms).max(1) as usize,
+        record_points: (settings.live_record.as_millis() as i64 / step_ms) as usize,
     }
 }
 
@@ -257,7 +258,7 @@ pub fn render(report: &ScaleReport) -> String {
     let per_series = |bytes: usize| bytes as f64 / report.memory.series.max(1) as f64;
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let mut out = format!(
-        "{} series in {} queries, history {} at step {}, season {}, refit every {}, {} threads\n",
+        "{} series in {} queries, history {} at step {}, season {}, refit every {}, live record {}, {} threads\n",
         s.series,
         s.queries,
         crate::config::duration::format(s.history),
@@ -265,6 +266,7 @@ pub fn render(report: &ScaleReport) -> String {
         s.season
             .map_or_else(|| "none".to_owned(), crate::config::duration::format),
         crate::config::duration::format(s.refit_interval),
+        crate::config::duration::format(s.live_record),
         s.threads,
     );
     out += &format!(
@@ -333,6 +335,7 @@ mod tests {
             step: Duration::from_secs(60),
             season: None,
             refit_interval: Duration::from_secs(600),
+            live_record: Duration::from_secs(6 * 3600),
             cycles: 12,
             threads: 2,
         };
