@@ -32,7 +32,7 @@ pub const GRAPH_PATH: &str = "/graph";
 /// Shown when the request names no range.
 const DEFAULT_RANGE: Duration = Duration::from_secs(6 * 3600);
 /// More points than this would make a chart nobody can read and a large body.
-const MAX_SHOWN_POINTS: i64 = 5_000;
+pub const MAX_SHOWN_POINTS: i64 = 5_000;
 /// History fitted before the shown range, at most (enough for two daily cycles).
 const MAX_FIT_SPAN: Duration = Duration::from_secs(3 * 86_400);
 /// Charts drawn at once; more wait (fits are CPU work on two cores).

@@ -29,6 +29,14 @@ const QUERY_PAGE_ROWS: usize = 500;
 /// Ranges a series' chart can be shown over.
 const CHART_RANGES: [&str; 4] = ["1h", "6h", "1d", "3d"];
 
+/// Whether a chart over `range` can be drawn at `step` (`/graph` draws at most
+/// [`crate::graph::MAX_SHOWN_POINTS`] points): the series page offers only those ranges.
+fn drawable(range: &str, step: std::time::Duration) -> bool {
+    duration::parse(range).is_ok_and(|range| {
+        range.as_millis() / step.as_millis().max(1) <= crate::graph::MAX_SHOWN_POINTS as u128
+    })
+}
+
 /// The source labels of an exported series (what foretell adds left out) and its metric name.
 fn source_of(series: &SeriesOutput) -> (Option<&str>, Labels) {
     (
@@ -338,6 +346,17 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
         ),
         ranges: CHART_RANGES
             .iter()
+            .filter(|r| {
+                let step = state
+                    .info
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .queries
+                    .iter()
+                    .find(|q| &q.name == name)
+                    .map(|q| q.step);
+                step.is_none_or(|step| drawable(r, step))
+            })
             .map(|r| {
                 (
                     (*r).to_owned(),
@@ -370,6 +389,20 @@ mod tests {
             threshold_eta_seconds: None,
             excursion,
         }
+    }
+
+    #[test]
+    fn the_series_page_offers_only_ranges_a_chart_can_draw() {
+        let offered = |step_secs: u64| -> Vec<&str> {
+            CHART_RANGES
+                .iter()
+                .copied()
+                .filter(|r| drawable(r, std::time::Duration::from_secs(step_secs)))
+                .collect()
+        };
+        assert_eq!(offered(60), ["1h", "6h", "1d", "3d"]);
+        assert_eq!(offered(30), ["1h", "6h", "1d"], "3d at 30s is 8,640 points");
+        assert_eq!(offered(10), ["1h", "6h"]);
     }
 
     #[test]

@@ -165,13 +165,16 @@ pub fn demo_set(count: usize, history_end_secs: i64, live_spike: Option<Spike>) 
         spikes: Vec::new(),
     };
     let mut a = series("web-a", 50.0, 20.0, 0.0);
-    // A past incident, 30 hours back: in the history the baseline must shrug off, and at a
-    // different time of day than the end of the history, where live checks happen.
+    // A past blip, 30 hours back: in the history the baseline must shrug off, and at a
+    // different time of day than the end of the history, where live checks happen. It is less
+    // than half the height of the demo's live incident: an outage bigger than anything the
+    // week held is what the demo shows (an incident no higher than last week's range gets
+    // less confidence, by design: see docs/confidence.md).
     let past_spike = (history_end_secs - 30 * 3600) as f64;
     a.spikes.push(Spike {
         start_secs: past_spike,
         end_secs: past_spike + 300.0,
-        height: 60.0,
+        height: 25.0,
     });
     a.spikes.extend(live_spike);
     let mut set = vec![

@@ -488,13 +488,20 @@ pub fn render(trace: &Trace, frame: &Frame) -> String {
             layout.top + 13.0
         );
         if replayed_ms < newest.timestamp_ms {
+            // Right of the boundary when it fits there, else left of it, pointing right.
+            let label = "live record";
+            let fits_right = edge + 12.0 + label.len() as f64 * CHAR_WIDTH <= layout.right;
+            let (x, anchor, text) = if fits_right {
+                (edge + 6.0, "start", label.to_owned())
+            } else {
+                (edge - 6.0, "end", format!("{label} →"))
+            };
             let _ = write!(
                 out,
-                r##"<line x1="{edge:.1}" x2="{edge:.1}" y1="{:.1}" y2="{:.1}" stroke="#aaaaaa" stroke-dasharray="3 3"/><text x="{:.1}" y="{:.1}" fill="{MUTED}">live record</text>"##,
+                r##"<line x1="{edge:.1}" x2="{edge:.1}" y1="{:.1}" y2="{:.1}" stroke="#aaaaaa" stroke-dasharray="3 3"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" fill="{MUTED}">{text}</text>"##,
                 layout.top,
                 layout.bottom,
-                edge + 6.0,
-                layout.top + 13.0
+                layout.top + (if fits_right { 13.0 } else { 28.0 })
             );
         }
     }
