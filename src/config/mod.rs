@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use promql_parser::parser::value::ValueType;
+
 use foretell_core::audit::KeyRing;
 use foretell_core::model::{ensemble, Coverage, ForecastModel, SeasonSpec};
 use foretell_core::redact;
@@ -912,19 +914,37 @@ impl Validator<'_> {
                 format!("{path}.expr"),
                 "must be a PromQL expression, got an empty string",
             );
-        } else if let Err(reason) = promql_parser::parser::parse(&raw.expr) {
-            // The parser's own words, on one bounded line: they name the token and the
-            // position within the expression.
-            let reason: String = reason
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(200)
-                .collect();
+        } else {
             let expr_path = format!("{path}.expr");
-            let at = self.at(self.locations.value(&expr_path));
-            self.fail(expr_path, format!("not valid PromQL{at}: {reason}"));
+            match promql_parser::parser::parse(&raw.expr) {
+                Err(reason) => {
+                    // The parser's own words, on one bounded line: they name the token and the
+                    // position within the expression.
+                    let reason: String = reason
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .chars()
+                        .take(200)
+                        .collect();
+                    let at = self.at(self.locations.value(&expr_path));
+                    self.fail(expr_path, format!("not valid PromQL{at}: {reason}"));
+                }
+                // A range query evaluates an instant vector (or a scalar) at each step; a
+                // range vector or a string is refused by Prometheus on every cycle.
+                Ok(parsed) => match parsed.value_type() {
+                    ValueType::Vector | ValueType::Scalar => {}
+                    other => {
+                        let at = self.at(self.locations.value(&expr_path));
+                        self.fail(
+                            expr_path,
+                            format!(
+                                "must return an instant vector{at}, got a {other}: foretell evaluates it as a range query at each step (for a range vector such as `x[5m]`, wrap it: `rate(x[5m])`, `avg_over_time(x[5m])`)"
+                            ),
+                        );
+                    }
+                },
+            }
         }
         let step = self.positive_duration(
             &format!("{path}.step"),

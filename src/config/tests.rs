@@ -129,6 +129,31 @@ queries:
     );
 }
 
+/// Issue 19, item 5: a range vector parses but no range query can evaluate it.
+#[test]
+fn an_expression_that_is_not_an_instant_vector_is_refused() {
+    for (expr, kind) in [
+        ("node_load1[5m]", "matrix"),
+        ("rate(x[5m])[10m:1m]", "matrix"),
+        ("\"text\"", "string"),
+    ] {
+        let text = MINIMAL.replace("expr: node_load1", &format!("expr: '{expr}'"));
+        let errors = field_errors(&text);
+        assert_eq!(errors.len(), 1, "{expr}: {errors:?}");
+        assert!(
+            errors[0].starts_with(&format!(
+                "queries[0].expr: must return an instant vector at line 6 column 11, got a {kind}"
+            )),
+            "{expr}: {errors:?}"
+        );
+    }
+    let scalar = MINIMAL.replace("expr: node_load1", "expr: 'scalar(sum(up))'");
+    assert!(
+        parse_text(&scalar).is_ok(),
+        "a scalar is a valid range query"
+    );
+}
+
 #[test]
 fn promql_that_does_not_parse_is_reported_with_its_position() {
     let text = MINIMAL.replace("expr: node_load1", "expr: sum(rate(foo[5m]) by");

@@ -10,14 +10,15 @@ use crate::support::*;
 const QUERY_NAME: &str = "demo";
 const SOURCE: &str = "demo_requests_per_second";
 
-/// Two queries: the demo series, and `broken`, which parses (so the configuration admits it) but
-/// is a range vector, which Prometheus refuses for a range query (400, `bad_data`).
+/// Two queries: the demo series, and `broken`, a valid instant-vector expression (so the
+/// configuration admits it) that Prometheus cannot evaluate: `on()` matches every demo series
+/// with every other, many-to-many (422, `execution`).
 fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
          audit:\n  path: audit.db\n  key_file: audit.keys\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n  - name: broken\n    expr: '{SOURCE}[5m]'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n  - name: broken\n    expr: '{SOURCE} + on() {SOURCE}'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
