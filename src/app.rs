@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::audit::log::AuditLog;
 use crate::audit::store::StoreError;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::enrichment::Enrichment;
 use crate::graph::{ExpressionCharts, Grapher};
@@ -168,7 +168,7 @@ pub async fn run(
     for warning in &config.warnings {
         tracing::warn!(%warning, "configuration");
     }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = crate::clock::system();
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
     telemetry.set_shard(config.shard.index(), config.shard.count());

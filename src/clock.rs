@@ -3,12 +3,19 @@
 //! Two clocks: the wall clock, for timestamps people and peers read (audit records, sample
 //! times, `startsAt`), which NTP or an operator may step back or forward; and a monotonic
 //! clock, which only moves forward, for timers that must not stretch or shrink when the wall
-//! clock steps (the receivers' circuit breakers).
+//! clock steps (the receivers' circuit breakers). [`Stopwatch`] measures how long work took
+//! (self-metrics, logs, benchmarks) and [`deadline_after`] sets a deadline for tokio timers.
+//!
+//! `clippy.toml` disallows `Instant::now` and `SystemTime::now` everywhere else, and the system
+//! clock is reached only through [`system`], so a clock read outside this file does not
+//! compile warning-free.
+
+#![allow(clippy::disallowed_methods)]
 
 #[cfg(test)]
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch, as the wall clock says.
@@ -18,7 +25,33 @@ pub trait Clock: Send + Sync {
     fn monotonic_ms(&self) -> i64;
 }
 
-pub struct SystemClock;
+/// The system's clocks: the one [`Clock`] a running foretell reads.
+struct SystemClock;
+
+/// The system's clocks, shared.
+pub fn system() -> Arc<dyn Clock> {
+    static SYSTEM: OnceLock<Arc<dyn Clock>> = OnceLock::new();
+    Arc::clone(SYSTEM.get_or_init(|| Arc::new(SystemClock)))
+}
+
+/// How long something has taken so far, on the monotonic clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch(Instant);
+
+impl Stopwatch {
+    pub fn start() -> Self {
+        Stopwatch(Instant::now())
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// The tokio instant `after` from now: a deadline shared by several awaits.
+pub fn deadline_after(after: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + after
+}
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {

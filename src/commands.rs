@@ -15,7 +15,6 @@ use cli::{
     AuditCommand, BacktestFormat, BenchCommand, Cli, Command, DeadLetterCommand, DeadLetterFormat,
     LogFormat, ModelArgs, RecordFormat,
 };
-use clock::Clock;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage (as clap).
 const EXIT_RUNTIME: u8 = 1;
@@ -248,9 +247,7 @@ fn sample_data(args: SampleData) -> anyhow::Result<()> {
         rule_interval.as_secs() >= 1,
         "--rule-interval must be at least 1s"
     );
-    let end = args
-        .end
-        .unwrap_or_else(|| clock::SystemClock.now_ms() / 1000);
+    let end = args.end.unwrap_or_else(|| clock::system().now_ms() / 1000);
     let spike = args.spike_at.map(|start| synthetic::Spike {
         start_secs: start as f64,
         end_secs: (start + i64::from(args.spike_secs)) as f64,
@@ -434,7 +431,7 @@ fn backtest(
         Ok(config) => config,
         Err(code) => return code,
     };
-    let plan = match offline::backtest::plan(&config, flags, clock::SystemClock.now_ms()) {
+    let plan = match offline::backtest::plan(&config, flags, clock::system().now_ms()) {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("foretell backtest: {error}");
@@ -508,7 +505,7 @@ fn audit_failure(error: audit::commands::AuditCommandError) -> ExitCode {
 /// The records `args` select, or the exit code after printing why there are none to give.
 fn audit_records(args: &cli::RecordArgs) -> Result<Vec<foretell_core::audit::Record>, ExitCode> {
     use audit::commands::{self, RecordFilter};
-    let now = clock::SystemClock.now_ms();
+    let now = clock::system().now_ms();
     let instant = |flag: &str, text: &Option<String>| {
         text.as_deref()
             .map(|t| offline::parse_instant(t, now).map_err(|m| format!("{flag}: {m}")))
@@ -798,7 +795,7 @@ fn audit(command: AuditCommand) -> ExitCode {
             key_file,
             before,
         } => {
-            let now = clock::SystemClock.now_ms();
+            let now = clock::system().now_ms();
             let before_ms = match offline::parse_instant(&before, now) {
                 Ok(ms) => ms,
                 Err(error) => {

@@ -19,7 +19,7 @@ use foretell_core::exposition::format_value;
 use foretell_core::synthetic::{self, DemoSeries, Spike};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{self, Stopwatch};
 
 const METRIC: &str = "demo_requests_per_second";
 const SERIES: usize = 12;
@@ -200,7 +200,7 @@ async fn post_sample(listen: SocketAddr, starts_ms: i64) -> Result<(), String> {
     let response = client
         .post(format!("http://{listen}/alertmanager/webhook"))
         .header("content-type", "application/json")
-        .body(sample_alert(SystemClock.now_ms(), starts_ms))
+        .body(sample_alert(clock::system().now_ms(), starts_ms))
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -218,8 +218,8 @@ async fn wait_for(url: &str, wanted: &str, within: Duration) -> bool {
         .no_proxy()
         .build();
     let Ok(client) = client else { return false };
-    let deadline = tokio::time::Instant::now() + within;
-    while tokio::time::Instant::now() < deadline {
+    let waiting = Stopwatch::start();
+    while waiting.elapsed() < within {
         if let Ok(response) = client.get(url).send().await {
             if response.status().is_success()
                 && response
@@ -237,7 +237,7 @@ async fn wait_for(url: &str, wanted: &str, within: Duration) -> bool {
 
 /// Runs the demo until Ctrl-C (foretell's own signal handling ends it).
 pub async fn run(settings: DemoSettings) -> Result<(), String> {
-    let started_ms = SystemClock.now_ms();
+    let started_ms = clock::system().now_ms();
     let stop = CancellationToken::new();
     let series = Arc::new(dataset(started_ms / 1000));
     let data = Arc::clone(&series);
@@ -308,15 +308,15 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
             "\nforetell is ready:\n  status page   {base}/\n  predictions   {base}/metrics\n  a chart       {base}/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D\n  audit log     foretell audit verify --db {} --key-file {}\n\nPosting a sample alert on web-a to {base}/alertmanager/webhook; the demo receiver prints it enriched.",
             audit_db, audit_keys,
         );
-        if let Err(error) = post_sample(listen, SystemClock.now_ms() - 60_000).await {
+        if let Err(error) = post_sample(listen, clock::system().now_ms() - 60_000).await {
             eprintln!("foretell demo: the sample alert was not accepted: {error}");
         }
         // Again once the incident is on, so the two confidences can be compared.
         let incident_ms = (incident_secs + 150) * 1000;
-        let wait = (incident_ms - SystemClock.now_ms()).max(0) as u64;
+        let wait = (incident_ms - clock::system().now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         println!("\nThe incident on web-a is under way; posting the sample alert again.");
-        if let Err(error) = post_sample(listen, SystemClock.now_ms() - 120_000).await {
+        if let Err(error) = post_sample(listen, clock::system().now_ms() - 120_000).await {
             eprintln!("foretell demo: the sample alert was not accepted: {error}");
         }
     });

@@ -175,7 +175,7 @@ pub struct BenchReport {
 /// records continue the chains already there (the crash test kills this mid-write, round after
 /// round).
 pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, AuditCommandError> {
-    use std::time::Instant;
+    use crate::clock::Stopwatch;
     let keys = KeyRing::parse(&format!("bench:{}", "42".repeat(32))).map_err(|source| {
         AuditCommandError::Keys {
             origin: "bench".into(),
@@ -203,7 +203,7 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     // Single commits: a tenth of the records is plenty to see the fsync cost.
     let single = (records / 10).max(1);
     let mut writer = store::AuditWriter::open(&single_db, keys.clone())?;
-    let started = Instant::now();
+    let started = Stopwatch::start();
     for i in 0..single {
         writer.transaction(|tx, appender| appender.append(tx, entry(i)))?;
     }
@@ -212,14 +212,14 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
 
     let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::new("bench"));
     let log = super::log::AuditLog::start(&batched_db, keys.clone(), telemetry, 0)?;
-    let started = Instant::now();
+    let started = Stopwatch::start();
     for i in 0..records {
         log.record_blocking(entry(i));
     }
     log.close();
     let batched_per_second = records as f64 / started.elapsed().as_secs_f64();
 
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let (_, outcome) = verify_file(
         &batched_db,
         &keys,

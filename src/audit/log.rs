@@ -477,7 +477,7 @@ mod tests {
             path.clone(),
             keys(),
             Duration::from_millis(20),
-            Arc::new(crate::clock::SystemClock),
+            crate::clock::system(),
             cancel.clone(),
         ));
         let metric = |name: &str| {

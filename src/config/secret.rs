@@ -138,7 +138,7 @@ mod tests {
             .status()
             .expect("mkfifo");
         assert!(made.success());
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let error = read_bounded(&fifo, 1024).expect_err("a FIFO");
         assert!(error.to_string().contains("not a regular file"), "{error}");
         assert!(started.elapsed() < std::time::Duration::from_secs(5));

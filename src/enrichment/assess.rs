@@ -115,7 +115,7 @@ impl<'a> Assessor<'a> {
         Assessor {
             enrichment,
             now_ms,
-            deadline: tokio::time::Instant::now() + budget,
+            deadline: crate::clock::deadline_after(budget),
         }
     }
 }

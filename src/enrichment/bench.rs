@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use foretell_core::labels::METRIC_NAME;
@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Enrichment;
 use crate::audit::log::AuditLog;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, Stopwatch};
 use crate::graph::Grapher;
 use crate::pipeline::SnapshotCell;
 use crate::reader::{PrometheusReader, RangeQuery};
@@ -169,8 +169,9 @@ fn fake_prometheus(request: http::Request<Bytes>) -> (u16, String) {
     )
 }
 
-/// When a notification reached the receiver, and its confidence or why it had none.
-type Arrival = (Instant, Result<(), String>);
+/// When a notification reached the receiver (since the phase began), and its confidence or why
+/// it had none.
+type Arrival = (Duration, Result<(), String>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -235,7 +236,7 @@ impl Phase {
                 "status": "firing",
                 "labels": labels,
                 "annotations": {"summary": "errors up"},
-                "startsAt": foretell_core::timestamp::format_rfc3339(SystemClock.now_ms() - 300_000),
+                "startsAt": foretell_core::timestamp::format_rfc3339(crate::clock::system().now_ms() - 300_000),
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": format!("http://prometheus.bench:9090/graph?g0.expr={generator}&g0.tab=1"),
                 "fingerprint": format!("{index:016x}"),
@@ -262,6 +263,8 @@ pub async fn run(settings: &BenchSettings) -> Result<Vec<PhaseReport>, String> {
 async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport, String> {
     let stop = CancellationToken::new();
     let arrivals: Arc<Mutex<HashMap<String, Arrival>>> = Arc::default();
+    // Every time of the phase is measured from here.
+    let epoch = Stopwatch::start();
     let sink = {
         let arrivals = Arc::clone(&arrivals);
         crate::loopback::serve(
@@ -281,7 +284,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .entry(key)
-                    .or_insert((Instant::now(), numeric));
+                    .or_insert((epoch.elapsed(), numeric));
                 (200, String::new())
             },
             stop.clone(),
@@ -305,7 +308,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     std::fs::create_dir_all(&phase_dir)
         .map_err(|e| format!("cannot create {}: {e}", phase_dir.display()))?;
     let config = bench_config(&phase_dir, &prometheus_url, &sink, phase)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = crate::clock::system();
     let telemetry = Arc::new(Telemetry::new("bench"));
     let audit_settings = config
         .audit
@@ -388,7 +391,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    let started = Instant::now();
+    let started = epoch.elapsed();
     let deadline = started + settings.time_limit;
     let interval = Duration::from_secs_f64(1.0 / settings.rate.max(0.001));
     let mut sends = Vec::new();
@@ -397,7 +400,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         if due >= deadline {
             break;
         }
-        tokio::time::sleep_until(due.into()).await;
+        tokio::time::sleep(due.saturating_sub(epoch.elapsed())).await;
         let body = phase.notification(index, settings.tracked_series, &expr, &on_demand);
         let key = format!("{{}}:{{bench=\"{}-{index}\"}}", phase.name());
         let request = client
@@ -406,12 +409,12 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
             .header("authorization", "Bearer bench")
             .body(body);
         sends.push(tokio::spawn(async move {
-            let sent = Instant::now();
+            let sent = epoch.elapsed();
             let ok = request
                 .send()
                 .await
                 .is_ok_and(|response| response.status().is_success());
-            (key, sent, ok.then(|| sent.elapsed()))
+            (key, sent, ok.then(|| epoch.elapsed().saturating_sub(sent)))
         }));
     }
     let mut sent_at = HashMap::new();
@@ -423,8 +426,8 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         }
     }
     // Wait for the deliveries, bounded by the phase's time limit (and a few seconds more).
-    let wait_until = deadline.max(Instant::now()) + Duration::from_secs(5);
-    while Instant::now() < wait_until {
+    let wait_until = deadline.max(epoch.elapsed()) + Duration::from_secs(5);
+    while epoch.elapsed() < wait_until {
         let arrived = arrivals.lock().unwrap_or_else(|e| e.into_inner()).len();
         if arrived >= sent_at.len() {
             break;
@@ -437,7 +440,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         .filter_map(|(key, sent)| {
             arrived
                 .get(key)
-                .map(|(at, _)| at.saturating_duration_since(*sent).as_secs_f64() * 1000.0)
+                .map(|(at, _)| at.saturating_sub(*sent).as_secs_f64() * 1000.0)
         })
         .collect();
     let with_confidence = arrived

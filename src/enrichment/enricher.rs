@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Stopwatch;
 
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::route::{route, Route};
@@ -37,10 +39,10 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
         }
         Err(_) => return,
     };
-    let mut last_purge: Option<std::time::Instant> = None;
+    let mut last_purge: Option<Stopwatch> = None;
     loop {
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-            last_purge = Some(std::time::Instant::now());
+            last_purge = Some(Stopwatch::start());
             purge(&enrichment).await;
         }
         let reading = Arc::clone(&reader);
@@ -105,15 +107,13 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
 /// Notifications assessed at once: one per core, at least two (an on-demand query waiting on
 /// Prometheus leaves its core free).
 fn concurrent_assessments() -> usize {
-    std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8)
+    crate::pipeline::cores().clamp(2, 8)
 }
 
 /// A notification with the assessment of each of its alerts.
 struct Assessed {
     received: Received,
-    started: Instant,
+    started: Stopwatch,
     now_ms: i64,
     /// `None` when the stored body no longer parses (forwarded unchanged).
     notification: Option<Notification>,
@@ -121,7 +121,7 @@ struct Assessed {
 }
 
 async fn assess(enrichment: &Enrichment, received: Received) -> Assessed {
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let now_ms = enrichment.clock.now_ms();
     let (notification, assessments) = match webhook::parse(&received.body) {
         Ok(notification) => {

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::audit::store;
-use crate::clock::SystemClock;
 use crate::config::{BreakerConfig, ReceiverConfig, RouteConfig, Secret};
 use crate::reader::PrometheusReader;
 use crate::server::{handle, AppState};
@@ -136,7 +135,7 @@ impl Harness {
     }
 
     fn start_with(alerts: AlertsConfig, prometheus: Option<PrometheusReader>) -> Harness {
-        Harness::start_on(alerts, prometheus, Arc::new(SystemClock))
+        Harness::start_on(alerts, prometheus, crate::clock::system())
     }
 
     fn start_on(
@@ -180,7 +179,7 @@ impl Harness {
                     prometheus_at("http://127.0.0.1:9"),
                     &[],
                     None,
-                    Arc::new(SystemClock),
+                    crate::clock::system(),
                 )),
             )
         };
@@ -708,9 +707,8 @@ fn prometheus_at(url: &str) -> PrometheusReader {
 /// A notification of alerts from one rule (`up > 0`) on untracked series, started 15 minutes
 /// ago: relative to now, so that the history before the start always holds enough for a model.
 fn untracked(instances: &[&str], generator_exprs: &[&str]) -> String {
-    let starts_at = foretell_core::timestamp::format_rfc3339(
-        crate::clock::Clock::now_ms(&SystemClock) - 15 * 60_000,
-    );
+    let starts_at =
+        foretell_core::timestamp::format_rfc3339(crate::clock::system().now_ms() - 15 * 60_000);
     let alerts: Vec<serde_json::Value> = instances
         .iter()
         .zip(generator_exprs)
@@ -773,7 +771,7 @@ async fn on_demand_harness(
 
 #[tokio::test]
 async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
-    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
+    let now_s = crate::clock::system().now_ms() / 1000;
     let points = spiking_minutes(now_s);
     let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
     let prometheus = FakeUpstream::start(vec![json(
@@ -856,7 +854,7 @@ async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
 
 #[tokio::test]
 async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
-    let now_s = crate::clock::Clock::now_ms(&SystemClock) / 1000;
+    let now_s = crate::clock::system().now_ms() / 1000;
     let newest = [(now_s, "1")];
     let instances: Vec<String> = (0..150).map(|i| format!("host-{i}")).collect();
     let probe: Vec<(&str, &[(i64, &str)])> = instances
@@ -902,7 +900,7 @@ async fn a_hanging_prometheus_delays_a_notification_by_one_budget_at_most() {
     let prometheus = FakeUpstream::start(vec![Canned::Hang]).await;
     let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_millis(300)).await;
     let body = untracked(&["a1", "a2", "a3", "a4"], &["e1", "e2", "e3", "e4"]);
-    let started = std::time::Instant::now();
+    let started = crate::clock::Stopwatch::start();
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
     assert!(
         eventually(|| receiver.requests().len() == 1).await,
@@ -974,7 +972,9 @@ async fn each_address_gets_its_burst_then_waits_its_turn() {
         per_second: 0.5,
         burst: 2.0,
     };
-    let clock = Arc::new(crate::clock::ManualClock::new(SystemClock.now_ms()));
+    let clock = Arc::new(crate::clock::ManualClock::new(
+        crate::clock::system().now_ms(),
+    ));
     let harness = Harness::start_on(
         alerts,
         None,
@@ -1206,7 +1206,7 @@ async fn a_receiver_down_for_an_hour_and_wall_clock_steps_lose_nothing_and_keep_
         cooldown: Duration::from_secs(10),
         max_cooldown: Duration::from_secs(300),
     };
-    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let clock = Arc::new(ManualClock::new(crate::clock::system().now_ms()));
     let harness = Harness::start_on(alerts, None, Arc::clone(&clock) as Arc<dyn Clock>);
     let mut posted: Vec<(String, String)> = Vec::new();
     let post = |n: usize| {

@@ -237,6 +237,8 @@ pub fn detect_reporting<'a>(
         threshold: None,
         // Offline runs draw their own chart from every row (`--plot`).
         record_points: 0,
+        // One series.
+        load_threads: 1,
     };
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);

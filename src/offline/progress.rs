@@ -3,7 +3,9 @@
 //! creates it when standard error is a terminal, so scripts and pipes see nothing.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Stopwatch;
 
 /// Files shorter than this finish before a progress line would help.
 pub const MIN_ROWS: usize = 5_000;
@@ -15,7 +17,8 @@ const EVERY: Duration = Duration::from_millis(200);
 pub struct Meter<W: Write> {
     what: &'static str,
     out: W,
-    last: Option<Instant>,
+    /// When the line was last written.
+    last: Option<Stopwatch>,
 }
 
 impl<W: Write> Meter<W> {
@@ -35,14 +38,10 @@ impl<W: Write> Meter<W> {
             let _ = self.out.flush();
             return;
         }
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < EVERY)
-        {
+        if self.last.is_some_and(|last| last.elapsed() < EVERY) {
             return;
         }
-        self.last = Some(now);
+        self.last = Some(Stopwatch::start());
         let _ = write!(self.out, "\r\x1b[2K{}", line(self.what, done, total));
         let _ = self.out.flush();
     }

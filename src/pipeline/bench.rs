@@ -7,7 +7,9 @@
 //! bytes each series holds, by part. The real fetch from Prometheus is measured separately
 //! (`bench/cycle.sh`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Stopwatch;
 
 use foretell_core::labels::Labels;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
@@ -61,7 +63,7 @@ const BATCH: usize = 100;
 pub fn run(settings: &ScaleSettings) -> ScaleReport {
     let step_ms = settings.step.as_millis() as i64;
     let capacity = (settings.history.as_millis() as i64 / step_ms) as usize + 1;
-    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let now_ms = crate::clock::system().now_ms();
     let end_ms = now_ms - now_ms.rem_euclid(step_ms) - settings.cycles as i64 * step_ms;
     let all = demo_set(settings.series.max(3), end_ms / 1000, None);
     let mut queries: Vec<(QueryTracker, Vec<(Labels, DemoSeries)>)> = (0..settings.queries)
@@ -78,7 +80,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
             .push((Labels::from_pairs(pairs), series));
     }
     let cpu_before = process_cpu();
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let fits: usize = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
         let first_ms = end_ms - (capacity as i64 - 1) * step_ms;
         let mut fits = 0;
@@ -102,7 +104,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     for cycle in 1..=settings.cycles as i64 {
         let at_ms = end_ms + cycle * step_ms;
         let cpu_before = process_cpu();
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let results = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
             let fetched = series
                 .iter()
@@ -119,7 +121,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
             snapshot = snapshot.with_query(output);
         }
         let wall = started.elapsed();
-        let render_started = Instant::now();
+        let render_started = Stopwatch::start();
         rendered.clear();
         foretell_core::exposition::render_snapshot(&snapshot, &mut rendered);
         let render = render_started.elapsed();
@@ -177,6 +179,7 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
         }],
         threshold: None,
         record_points: (settings.live_record.as_millis() as i64 / step_ms) as usize,
+        load_threads: super::cores(),
     }
 }
 

@@ -9,7 +9,6 @@ mod health;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use foretell_core::audit::Entry;
 use foretell_core::labels::Labels;
@@ -73,6 +72,12 @@ pub struct QueryTask {
     next_start_ms: Option<i64>,
 }
 
+/// The machine's cores: how many fits run side by side. Read here only.
+#[allow(clippy::disallowed_methods)]
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
     TrackerSettings {
         query: config.name.clone(),
@@ -83,6 +88,7 @@ pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
         horizons: config.horizons.clone(),
         threshold: config.threshold,
         record_points: config.live_record_points(),
+        load_threads: cores(),
     }
 }
 
@@ -149,7 +155,7 @@ pub async fn run_cycle(
     mut task: QueryTask,
     cancel: &CancellationToken,
 ) -> QueryTask {
-    let cycle_started = Instant::now();
+    let cycle_started = crate::clock::Stopwatch::start();
     let name = task.config.name.clone();
     let now_ms = ctx.clock.now_ms();
     let Some((start_ms, end_ms)) = task.next_range(now_ms) else {
@@ -331,7 +337,7 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
 /// Fetches one range, recording the outcome in self-metrics and upstream health; `None` when
 /// it failed (logged).
 async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<RangeAnswer> {
-    let started = Instant::now();
+    let started = crate::clock::Stopwatch::start();
     let mut retries = 0;
     let result = ctx.reader.query_range_counting(query, &mut retries).await;
     let seconds = started.elapsed().as_secs_f64();
@@ -413,7 +419,7 @@ async fn load_history(
         task.tracker.series_count(),
         ctx.reader.history_batch_series(),
     );
-    let started = Instant::now();
+    let started = crate::clock::Stopwatch::start();
     let request_count = requests.len();
     tracing::debug!(query = %name, requests = request_count, "loading the history of new series");
     let (sender, mut receiver) = tokio::sync::mpsc::channel(1);

@@ -422,7 +422,7 @@ impl PrometheusReader {
         };
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
-        let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        let now_ms = crate::clock::system().now_ms();
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)

@@ -311,7 +311,7 @@ async fn a_host_that_does_not_resolve_is_a_dns_failure_retried_with_backoff() {
     let resolver = Arc::new(NoSuchHost(Default::default()));
     let reader =
         PrometheusReader::with_resolver(&config.prometheus, Arc::clone(&resolver)).expect("client");
-    let started = std::time::Instant::now();
+    let started = crate::clock::Stopwatch::start();
     let error = reader
         .query_range(&query(0, 0, 1000))
         .await
@@ -343,7 +343,7 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_at_the_timeout() {
     }])
     .await;
     let reader = reader_for(&upstream.url, "");
-    let started = std::time::Instant::now();
+    let started = crate::clock::Stopwatch::start();
     let error = reader
         .query_range(&query(0, 0, 1000))
         .await

@@ -3,7 +3,9 @@
 //! percentiles, the size of a scrape and the process' memory (server and scrapers share it).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Stopwatch;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +39,7 @@ pub struct MetricsLoadReport {
 }
 
 pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, String> {
-    let now_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let now_ms = crate::clock::system().now_ms();
     let snapshot = Arc::new(SnapshotCell::default());
     snapshot.publish(tracked_snapshot(settings.series, now_ms));
     let telemetry = Arc::new(Telemetry::new(env!("CARGO_PKG_VERSION")));
@@ -58,7 +60,7 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
             reader,
             &config.queries,
             None,
-            Arc::new(crate::clock::SystemClock),
+            crate::clock::system(),
         )),
     ));
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -94,8 +96,8 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
         .no_gzip()
         .build()
         .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let deadline = started + settings.duration;
+    let started = Stopwatch::start();
+    let duration = settings.duration;
     let scrapers: Vec<_> = (0..settings.clients.max(1))
         .map(|_| {
             let client = client.clone();
@@ -104,8 +106,8 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let (mut failures, mut bytes) = (0, 0);
-                while Instant::now() < deadline {
-                    let began = Instant::now();
+                while started.elapsed() < duration {
+                    let began = Stopwatch::start();
                     let mut request = client.get(&url);
                     if gzip {
                         request = request.header("accept-encoding", "gzip");

@@ -430,7 +430,7 @@ mod tests {
             .await
             .expect("write");
         // Meanwhile others are served at once.
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let response = reqwest::get(format!("http://{address}/-/healthy"))
             .await
             .expect("served");

@@ -462,7 +462,7 @@ pub(super) mod tests {
                         unreachable_prometheus(),
                         &[],
                         None,
-                        Arc::new(crate::clock::SystemClock),
+                        crate::clock::system(),
                     )),
                 )
             },

@@ -15,7 +15,6 @@ use foretell_core::Labels;
 use http::StatusCode;
 
 use super::AppState;
-use crate::clock::{Clock, SystemClock};
 use crate::config::duration;
 use crate::pipeline::UpstreamStatus;
 
@@ -118,7 +117,7 @@ fn score_of(series: &SeriesOutput) -> f64 {
 }
 
 fn now_ms() -> i64 {
-    SystemClock.now_ms()
+    crate::clock::system().now_ms()
 }
 
 pub async fn overview(state: &AppState) -> (StatusCode, String) {

@@ -7,6 +7,8 @@
 //! baseline, its lower and upper edge, score, probability, model ready. Wall-clock median of
 //! several renders on one core; the machine's other core should be idle.
 
+// A benchmark is a stopwatch around the core: it reads the clock the core itself never does.
+#![allow(clippy::disallowed_methods)]
 // A benchmark binary: a failed render is a failed run, which is what `expect` reports.
 #![allow(clippy::expect_used)]
 

@@ -310,6 +310,7 @@ mod tests {
                 horizons: Vec::new(),
                 threshold: None,
                 record_points: 0,
+                load_threads: 1,
             },
             horizon_steps: horizon,
             origins,

@@ -63,6 +63,9 @@ pub struct TrackerSettings {
     pub threshold: Option<ThresholdSettings>,
     /// Evaluated points each series keeps for the charts ([`LiveRecord`]); 0 keeps none.
     pub record_points: usize,
+    /// Threads that fit the series of a [`QueryTracker::load`] side by side (the caller knows
+    /// the machine; the core reads no environment).
+    pub load_threads: usize,
 }
 
 impl TrackerSettings {
@@ -273,9 +276,7 @@ impl QueryTracker {
             .into_iter()
             .filter_map(|labels| self.store.take(&labels).map(|tracked| (labels, tracked)))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, taken.len().max(1));
+        let threads = self.settings.load_threads.clamp(1, taken.len().max(1));
         let share = taken.len().div_ceil(threads).max(1);
         let settings = &self.settings;
         let counted: Vec<EvaluationStats> = std::thread::scope(|scope| {
@@ -539,6 +540,7 @@ mod tests {
             }],
             threshold: None,
             record_points: 0,
+            load_threads: 2,
         }
     }
 

@@ -430,6 +430,7 @@ mod tests {
             horizons: vec![],
             threshold: None,
             record_points: 360,
+            load_threads: 2,
         });
         let labels = Labels::from_pairs([("instance", "a")]);
         let samples = |from: usize, to: usize| {
