@@ -2,7 +2,7 @@
 //! operator does not need curl and jq at 3 a.m. Requeueing goes through the running process
 //! (which owns the outbox's writer and wakes its forwarders), never straight into SQLite.
 
-use foretell_core::markup::terminal_cell;
+use crate::views::markup::terminal_cell;
 use std::fmt::Write as _;
 use std::time::Duration;
 

@@ -381,13 +381,13 @@ fn write_plot(
         || input.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let svg = foretell_core::chart::svg::render(
+    let svg = crate::views::chart::render(
         trace,
-        &foretell_core::chart::svg::Frame {
+        &crate::views::chart::Frame {
             title: &title,
             subtitle,
             unit: "",
-            width: foretell_core::chart::svg::DEFAULT_WIDTH,
+            width: crate::views::chart::DEFAULT_WIDTH,
         },
     );
     std::fs::write(path, svg).with_context(|| format!("--plot: cannot write {}", path.display()))

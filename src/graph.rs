@@ -14,7 +14,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use foretell_core::alerts::lookup;
-use foretell_core::chart::{self, svg, Grid};
+use foretell_core::chart::{self, Grid};
+
+use crate::views::chart as svg;
 use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::snapshot::{SeriesOutput, SeriesState, Snapshot, SOURCE_METRIC_LABEL};

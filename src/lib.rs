@@ -24,3 +24,4 @@ mod shutdown;
 mod telemetry;
 #[cfg(test)]
 mod testing;
+mod views;

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::views::markup::terminal_cell;
 use foretell_core::audit::keys::encode_hex;
 use foretell_core::audit::{
     Entry, ExpectedHead, KeyError, KeyRing, Problem, ProblemClass, Record, Verification,
 };
-use foretell_core::markup::terminal_cell;
 use serde_json::json;
 
 use super::store::{self, StoreError};

@@ -1,6 +1,6 @@
 //! `--plot FILE.svg` of `detect` and `forecast`: their results as a picture, drawn by the same
 //! chart code as the status page and the graph links of enriched alerts
-//! (`foretell_core::chart::svg`).
+//! (`crate::views::chart`).
 
 use foretell_core::chart::{Trace, TracePoint};
 use foretell_core::model::{Band, Excursion, ProbabilitySettings};

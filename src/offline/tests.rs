@@ -409,7 +409,7 @@ fn detect_reports_its_progress_in_order_and_once_at_the_end() {
 
 mod plots {
     use super::*;
-    use foretell_core::chart::svg;
+    use crate::views::chart as svg;
 
     fn frame(subtitle: &str) -> svg::Frame<'_> {
         svg::Frame {

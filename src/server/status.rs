@@ -1,16 +1,16 @@
 //! The status pages: what foretell knows (the snapshot, its self-metrics, the outbox) put into
-//! the core's views (`foretell_core::status`), with the links between them built here.
+//! the views (`crate::views::status`), with the links between them built here.
 
 use std::collections::BTreeMap;
 
+use crate::views::status::{
+    self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
+    SeriesRow, Upstream,
+};
 use foretell_core::alerts::lookup;
 use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{SeriesOutput, SeriesState, SOURCE_METRIC_LABEL};
-use foretell_core::status::{
-    self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
-    SeriesRow, Upstream,
-};
 use foretell_core::Labels;
 use http::StatusCode;
 

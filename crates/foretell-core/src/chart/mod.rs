@@ -11,7 +11,6 @@
 
 pub mod link;
 pub mod record;
-pub mod svg;
 
 use crate::model::excursion::QUIET_POINTS;
 use crate::model::{

@@ -4,9 +4,10 @@
 
 use std::fmt::Write as _;
 
-use crate::markup::escape;
-use crate::timestamp::format_rfc3339;
-use crate::Labels;
+use foretell_core::timestamp::format_rfc3339;
+use foretell_core::Labels;
+
+use super::markup::escape;
 
 /// One configured query on the overview.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,6 +1,6 @@
 //! Draws a [`Trace`] as a self-contained SVG: the observed values, the band each point was judged
 //! by, the forecast and its interval after the newest point, the points outside the band, and
-//! one shaded span per anomaly episode ([`super::episodes`]). No script, no external reference:
+//! one shaded span per anomaly episode ([`foretell_core::chart::episodes`]). No script, no external reference:
 //! safe to serve as `image/svg+xml` and to embed with `<img>`. Every text from the outside
 //! (titles hold label values) is escaped.
 //!
@@ -10,9 +10,10 @@
 
 use std::fmt::Write as _;
 
-use super::Trace;
-use crate::markup::escape;
-use crate::timestamp::format_rfc3339;
+use foretell_core::chart::Trace;
+use foretell_core::timestamp::format_rfc3339;
+
+use super::markup::escape;
 
 /// How a chart is framed: its texts and its width.
 #[derive(Clone, Copy, Debug)]
@@ -763,8 +764,8 @@ fn draw_axes(out: &mut String, layout: &Layout, scale: &Scale, unit: &str, t0_ms
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chart::TracePoint;
-    use crate::model::Band;
+    use foretell_core::chart::TracePoint;
+    use foretell_core::model::Band;
 
     fn band(expected: f64, half: f64) -> Band {
         Band {
@@ -799,7 +800,8 @@ mod tests {
                 .map(|s| (1_700_000_000_000 + (59 + s) * 60_000, band(103.0, 8.0)))
                 .collect(),
             coverage: 0.99,
-            onset_probability: crate::model::ProbabilitySettings::default().onset_probability(),
+            onset_probability: foretell_core::model::ProbabilitySettings::default()
+                .onset_probability(),
             replayed_through_ms: None,
         }
     }
