@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foretell_core::audit::Entry;
+use foretell_core::audit::EventKind;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -117,14 +118,14 @@ fn external_url(server: &ServerConfig, tls: bool) -> Option<Url> {
 /// An audit entry by foretell itself, stamped now.
 fn decision(
     clock: &dyn Clock,
-    kind: &str,
+    kind: EventKind,
     subject: &str,
     outcome: &str,
     details: serde_json::Value,
 ) -> Entry {
     Entry {
         timestamp_ms: clock.now_ms(),
-        kind: kind.to_owned(),
+        kind: kind.to_string(),
         actor: "foretell".to_owned(),
         subject: subject.to_owned(),
         outcome: outcome.to_owned(),
@@ -203,14 +204,14 @@ pub async fn run(
     if let Some(audit) = &audit {
         audit.record(decision(
             clock.as_ref(),
-            "process.started",
+            EventKind::ProcessStarted,
             "foretell",
             "ok",
             serde_json::json!({"version": VERSION, "pid": std::process::id(), "listen_address": config.server.listen_address.to_string()}),
         ));
         audit.record(decision(
             clock.as_ref(),
-            "config.loaded",
+            EventKind::ConfigLoaded,
             &config_path.display().to_string(),
             "ok",
             serde_json::json!({"sha256": config_hash(config_path), "queries": config.queries.len()}),
@@ -354,7 +355,7 @@ pub async fn run(
     if let Some(audit) = running.audit.take() {
         let stopped = decision(
             running.clock.as_ref(),
-            "process.stopped",
+            EventKind::ProcessStopped,
             "foretell",
             "ok",
             serde_json::json!({"version": VERSION}),
@@ -380,14 +381,14 @@ impl Running {
             let mut entry = match &outcome {
                 Ok(queries) => decision(
                     self.clock.as_ref(),
-                    "config.reloaded",
+                    EventKind::ConfigReloaded,
                     &subject,
                     "ok",
                     serde_json::json!({"sha256": hash, "queries": queries}),
                 ),
                 Err(error) => decision(
                     self.clock.as_ref(),
-                    "config.rejected",
+                    EventKind::ConfigRejected,
                     &subject,
                     "rejected",
                     serde_json::json!({"sha256": hash, "error": error}),

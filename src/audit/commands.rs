@@ -184,7 +184,7 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     })?;
     let entry = |i: usize| Entry {
         timestamp_ms: i as i64,
-        kind: "alert.forwarded".into(),
+        kind: foretell_core::audit::EventKind::AlertForwarded.to_string(),
         actor: "foretell".into(),
         subject: format!("fingerprint-{i:016x}"),
         outcome: "ok".into(),

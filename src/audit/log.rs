@@ -387,7 +387,7 @@ mod tests {
     fn entry(i: usize) -> Entry {
         Entry {
             timestamp_ms: i as i64,
-            kind: "model.refit".into(),
+            kind: foretell_core::audit::EventKind::ModelRefit.to_string(),
             actor: "foretell".into(),
             subject: "load".into(),
             outcome: "ok".into(),

@@ -642,7 +642,7 @@ impl AuditWriter {
         };
         let entry = Entry {
             timestamp_ms,
-            kind: "key.rotated".into(),
+            kind: foretell_core::audit::EventKind::KeyRotated.to_string(),
             actor: "foretell".into(),
             subject: active.clone(),
             outcome: "ok".into(),

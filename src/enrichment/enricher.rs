@@ -10,6 +10,7 @@ use crate::clock::Stopwatch;
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::route::{route, Route};
 use foretell_core::alerts::webhook::{self, Alert, Notification};
+use foretell_core::audit::EventKind;
 use tokio_util::sync::CancellationToken;
 
 use futures_util::StreamExt;
@@ -196,7 +197,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                 details["notification"] = received.id.into();
                 records.push(outbox::entry(
                     now_ms,
-                    "alert.enriched",
+                    EventKind::AlertEnriched,
                     &alert_subject(alert),
                     if assessment.confidence.is_some() {
                         "ok"
@@ -218,7 +219,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                 let alert = &notification.alerts[*index];
                 records.push(outbox::entry(
                     now_ms,
-                    "alert.suppressed",
+                    EventKind::AlertSuppressed,
                     &alert_subject(alert),
                     "unrouted",
                     &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "reason": "no route matched"}),
@@ -228,7 +229,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
             if unrouted_beyond > 0 {
                 records.push(outbox::entry(
                     now_ms,
-                    "alert.suppressed",
+                    EventKind::AlertSuppressed,
                     &group_key,
                     "unrouted",
                     &serde_json::json!({"notification": received.id, "alerts": unrouted_beyond, "reason": "no route matched", "summarised": true}),
@@ -246,7 +247,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                     let alert = &notification.alerts[*index];
                     records.push(outbox::entry(
                         now_ms,
-                        "alert.suppressed",
+                        EventKind::AlertSuppressed,
                         &alert_subject(alert),
                         "suppressed",
                         &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "receiver": receiver, "reason": reason}),
@@ -255,7 +256,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                 if beyond > 0 {
                     records.push(outbox::entry(
                         now_ms,
-                        "alert.suppressed",
+                        EventKind::AlertSuppressed,
                         &group_key,
                         "suppressed",
                         &serde_json::json!({"notification": received.id, "alerts": beyond, "receiver": receiver, "summarised": true}),
@@ -361,7 +362,7 @@ fn summary(
     let max = confidences.iter().copied().reduce(f64::max);
     outbox::entry(
         now_ms,
-        "alert.enriched",
+        EventKind::AlertEnriched,
         &format!("{} more alerts", alerts.len()),
         "summarised",
         &serde_json::json!({

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foretell_core::alerts::delivery::{is_due, judge, Attempt, CircuitBreaker, Verdict};
+use foretell_core::audit::EventKind;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio_util::sync::CancellationToken;
 
@@ -205,7 +206,7 @@ async fn settle(
             outbox::DELIVERED,
             now_ms,
             None,
-            "alert.forwarded",
+            EventKind::AlertForwarded,
             "ok",
             DeliveryOutcome::Delivered,
         ),
@@ -216,7 +217,7 @@ async fn settle(
                 outbox::PENDING,
                 *at_ms,
                 Some(reason.clone()),
-                "alert.retried",
+                EventKind::AlertRetried,
                 "failed",
                 DeliveryOutcome::Retried,
             )
@@ -227,7 +228,7 @@ async fn settle(
                 outbox::DEAD,
                 now_ms,
                 Some(reason.clone()),
-                "alert.dead_lettered",
+                EventKind::AlertDeadLettered,
                 "failed",
                 DeliveryOutcome::DeadLettered,
             )

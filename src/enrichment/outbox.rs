@@ -7,6 +7,7 @@ use std::path::Path;
 
 use foretell_core::alerts::delivery::RetrySchedule;
 use foretell_core::audit::Entry;
+use foretell_core::audit::EventKind;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
@@ -83,7 +84,13 @@ pub fn accept(
         details["duplicate_of"] = id.into();
         appender.append(
             transaction,
-            entry(now_ms, "alert.deduplicated", group_key, "ok", &details),
+            entry(
+                now_ms,
+                EventKind::AlertDeduplicated,
+                group_key,
+                "ok",
+                &details,
+            ),
         )?;
         return Ok(Accepted::Duplicate(id));
     }
@@ -96,7 +103,13 @@ pub fn accept(
         details["max_queued"] = max_queued.into();
         appender.append(
             transaction,
-            entry(now_ms, "alert.refused", group_key, "overflow", &details),
+            entry(
+                now_ms,
+                EventKind::AlertRefused,
+                group_key,
+                "overflow",
+                &details,
+            ),
         )?;
         return Ok(Accepted::Overflow { queued: waiting });
     }
@@ -109,7 +122,7 @@ pub fn accept(
     details["notification"] = id.into();
     appender.append(
         transaction,
-        entry(now_ms, "alert.received", group_key, "ok", &details),
+        entry(now_ms, EventKind::AlertReceived, group_key, "ok", &details),
     )?;
     Ok(Accepted::Stored(id))
 }
@@ -117,14 +130,14 @@ pub fn accept(
 /// An audit entry by the alert path.
 pub fn entry(
     now_ms: i64,
-    kind: &str,
+    kind: EventKind,
     subject: &str,
     outcome: &str,
     details: &serde_json::Value,
 ) -> Entry {
     Entry {
         timestamp_ms: now_ms,
-        kind: kind.to_owned(),
+        kind: kind.to_string(),
         actor: "foretell".to_owned(),
         subject: subject.to_owned(),
         outcome: outcome.to_owned(),
@@ -478,7 +491,7 @@ pub fn requeue_dead_letters(
         )?;
         let mut record = entry(
             now_ms,
-            "alert.dead_letter_retried",
+            EventKind::AlertDeadLetterRetried,
             &group_key,
             "ok",
             &serde_json::json!({"delivery": id, "receiver": receiver}),

@@ -268,7 +268,7 @@ pub async fn run_cycle(
     if let (Some(audit), true) = (&ctx.audit, report.fits > 0) {
         audit.record(Entry {
             timestamp_ms: ctx.clock.now_ms(),
-            kind: "model.refit".into(),
+            kind: foretell_core::audit::EventKind::ModelRefit.to_string(),
             actor: "foretell".into(),
             subject: name.clone(),
             outcome: "ok".into(),

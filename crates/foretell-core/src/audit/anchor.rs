@@ -9,7 +9,7 @@ use super::keys::{decode_hex, encode_hex};
 use super::record::{Entry, MAC_BYTES};
 
 /// The kind of an anchor record.
-pub const ANCHOR_KIND: &str = "audit.pruned";
+pub const ANCHOR_KIND: &str = super::EventKind::AuditPruned.as_str();
 
 /// What an anchor says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,11 +4,13 @@
 
 pub mod anchor;
 pub mod keys;
+pub mod kind;
 pub mod record;
 pub mod verify;
 
 pub use anchor::{Anchor, ANCHOR_KIND};
 pub use keys::{AuditKey, KeyError, KeyRing};
+pub use kind::EventKind;
 pub use record::{Chain, Entry, Record, GENESIS_MAC, MAC_BYTES};
 pub use verify::{
     mac_prefix_value, verify, ChainStart, ExpectedHead, Problem, ProblemClass, Verification,

@@ -99,7 +99,7 @@ impl Default for ChainStart {
 /// The kind of record foretell appends when it opens a log whose head is behind the head it
 /// had written (records deleted, an older copy restored): the sequence numbers in between are
 /// never reused, so the gap stays visible to every later verification.
-pub const HEAD_WENT_BACKWARDS_KIND: &str = "audit.head_went_backwards";
+pub const HEAD_WENT_BACKWARDS_KIND: &str = super::EventKind::AuditHeadWentBackwards.as_str();
 
 /// Bytes of a MAC that `foretell_audit_head_mac_prefix` carries: 48 bits, exact in the float64
 /// of a Prometheus sample, and beyond any guess by someone without the key.
