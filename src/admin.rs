@@ -72,7 +72,7 @@ impl AdminClient {
     ) -> Result<String, AdminError> {
         let unreachable = |e: reqwest::Error| AdminError::Unreachable {
             url: url.to_owned(),
-            detail: crate::reader::transport_error(e),
+            detail: crate::error_text::transport_error(e),
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();

@@ -19,9 +19,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{Auth, RemoteWriteConfig};
+use crate::config::RemoteWriteConfig;
+use crate::error_text::{error_chain, transport_error};
 use crate::pipeline::SnapshotCell;
-use crate::reader::{backoff, error_chain, transport_error};
+use crate::retry::backoff;
 use crate::telemetry::{RemoteWriteOutcome, Telemetry};
 
 /// What one request came to after its retries.
@@ -192,13 +193,7 @@ impl RemoteWriter {
             .post(self.config.url.expose().clone())
             .headers(self.headers.clone())
             .body(body);
-        let request = match &self.config.auth {
-            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
-            Some(Auth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-            None => request,
-        };
+        let request = crate::auth::authorize(request, self.config.auth.as_ref());
         request.send().await
     }
 }

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::DeliveryOutcome;
 use super::outbox::{self, Delivery};
 use super::{pause, Enrichment};
-use crate::config::{Auth, ReceiverConfig};
-use crate::reader::transport_error;
+use crate::config::ReceiverConfig;
+use crate::error_text::transport_error;
 
 /// Deliveries looked at per pass.
 const BATCH: usize = 32;
@@ -279,13 +279,7 @@ async fn send(
         .post(receiver.url.expose().clone())
         .headers(headers)
         .body(delivery.body.clone());
-    request = match &receiver.auth {
-        Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
-        Some(Auth::Basic { username, password }) => {
-            request.basic_auth(username, Some(password.expose()))
-        }
-        None => request,
-    };
+    request = crate::auth::authorize(request, receiver.auth.as_ref());
     match request.send().await {
         Ok(response) => {
             let now_ms = clock.now_ms();

@@ -18,6 +18,8 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::config::{Auth, PrometheusConfig, RetryPolicy};
+use crate::error_text::{error_chain, transport_error};
+use crate::retry::backoff;
 use foretell_core::redact;
 use wire::WireError;
 
@@ -178,26 +180,6 @@ pub fn split_range(start_ms: i64, end_ms: i64, step_ms: i64, max_points: u64) ->
         chunk_start = chunk_end + step_ms;
     }
     chunks
-}
-
-/// Delay before attempt `attempt + 1` (attempt counts from 1): exponential from the initial
-/// backoff, capped, with "equal jitter" (uniform in the upper half) so that many series
-/// retrying at once spread out but never retry immediately. A `Retry-After` wins, capped too.
-pub fn backoff(
-    policy: &RetryPolicy,
-    attempt: u32,
-    retry_after: Option<Duration>,
-    unit_random: f64,
-) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(policy.max_backoff);
-    }
-    let exponent = attempt.saturating_sub(1).min(20);
-    let base = policy
-        .initial_backoff
-        .saturating_mul(1u32 << exponent)
-        .min(policy.max_backoff);
-    base.mul_f64(0.5 + 0.5 * unit_random.clamp(0.0, 1.0))
 }
 
 pub struct PrometheusReader {
@@ -391,13 +373,7 @@ impl PrometheusReader {
                 "application/x-www-form-urlencoded",
             )
             .body(form);
-        request = match &self.auth {
-            Some(Auth::Bearer(token)) => request.bearer_auth(token.expose()),
-            Some(Auth::Basic { username, password }) => {
-                request.basic_auth(username, Some(password.expose()))
-            }
-            None => request,
-        };
+        request = crate::auth::authorize(request, self.auth.as_ref());
         let transport = |e: reqwest::Error| {
             let (timed_out, connect) = (e.is_timeout(), e.is_connect());
             let detail = transport_error(e);
@@ -529,24 +505,6 @@ pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
             ))
         }
     })
-}
-
-/// A failed HTTP exchange on one line, without the URL reqwest puts in its message: a URL can
-/// carry a secret in its query string or path, and the caller names the endpoint redacted.
-pub(crate) fn transport_error(error: reqwest::Error) -> String {
-    error_chain(&error.without_url())
-}
-
-/// An error and its causes on one line; reqwest's own message alone says little.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -34,27 +34,6 @@ fn ranges_split_at_the_point_limit_on_the_grid() {
     assert_eq!(sizes, vec![11_000, 11_000, 3_000]);
 }
 
-#[test]
-fn backoff_grows_exponentially_with_jitter_and_a_cap() {
-    let policy = RetryPolicy {
-        max_attempts: 5,
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(1000),
-    };
-    assert_eq!(backoff(&policy, 1, None, 1.0), Duration::from_millis(100));
-    assert_eq!(backoff(&policy, 1, None, 0.0), Duration::from_millis(50));
-    assert_eq!(backoff(&policy, 3, None, 1.0), Duration::from_millis(400));
-    assert_eq!(backoff(&policy, 10, None, 1.0), Duration::from_millis(1000));
-    assert_eq!(
-        backoff(&policy, 1, Some(Duration::from_secs(60)), 0.5),
-        Duration::from_millis(1000)
-    );
-    assert_eq!(
-        backoff(&policy, 1, Some(Duration::from_millis(200)), 0.5),
-        Duration::from_millis(200)
-    );
-}
-
 #[tokio::test]
 async fn split_requests_are_merged_per_series() {
     let upstream = FakeUpstream::start(vec![

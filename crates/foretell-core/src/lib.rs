@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod backoff;
 pub mod backtest;
 pub mod batch;
 pub mod chart;

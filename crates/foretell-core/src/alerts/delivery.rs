@@ -143,13 +143,12 @@ pub fn is_due(
 /// maximum, then scaled into its upper half by `jitter` so that retries of many deliveries
 /// spread out instead of arriving together.
 pub fn backoff_ms(attempts: u32, jitter: f64, schedule: &RetrySchedule) -> i64 {
-    let exponent = attempts.saturating_sub(1).min(40);
-    let uncapped = schedule
-        .initial_backoff_ms
-        .saturating_mul(1_i64 << exponent.min(62));
-    let capped = uncapped.min(schedule.max_backoff_ms).max(1);
-    let jitter = jitter.clamp(0.0, 1.0);
-    ((capped as f64) * (0.5 + 0.5 * jitter)).round() as i64
+    crate::backoff::backoff_ms(
+        attempts,
+        jitter,
+        schedule.initial_backoff_ms,
+        schedule.max_backoff_ms,
+    )
 }
 
 /// Stops attempts to a receiver after `threshold` consecutive receiver failures, for a

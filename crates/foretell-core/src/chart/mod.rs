@@ -1,5 +1,6 @@
 //! A series' recent past as its model saw it, point by point, and the forecast after it: what
-//! the status page and the graph links of enriched alerts draw ([`svg`]).
+//! the status page and the graph links of enriched alerts draw (the binary's `views::chart`
+//! renders it as SVG).
 //!
 //! A tracked series is drawn from its [`record::LiveRecord`]: what the live model did at each
 //! point. Where a chart reaches further back than the record, or for a series foretell does
