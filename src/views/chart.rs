@@ -214,6 +214,22 @@ fn polyline(out: &mut String, points: impl Iterator<Item = Option<(f64, f64)>>) 
     }
 }
 
+/// Appends a `<path>` of `class` through `points` (a new segment after each gap), unfilled,
+/// with the stroke attributes `stroke`.
+fn line(
+    out: &mut String,
+    class: &str,
+    points: impl Iterator<Item = Option<(f64, f64)>>,
+    stroke: &str,
+) {
+    let mut path = String::new();
+    polyline(&mut path, points);
+    let _ = write!(
+        out,
+        r#"<path class="{class}" d="{path}" fill="none" {stroke}/>"#
+    );
+}
+
 /// Appends one closed area per run of finite bands (upper edge forward, lower edge back).
 fn band_area(out: &mut String, bands: &[(f64, f64, f64)]) {
     for run in bands.split(|(_, lower, upper)| !(lower.is_finite() && upper.is_finite())) {
@@ -562,20 +578,17 @@ pub fn render(trace: &Trace, frame: &Frame) -> String {
             r#"<path class="forecast-band" d="{path}" fill="{FORECAST}" fill-opacity="0.18" stroke="none"/>"#
         );
     }
-    path.clear();
-    polyline(
-        &mut path,
+    line(
+        &mut out,
+        "expected",
         drawn
             .iter()
             .map(|c| c.expected.is_finite().then(|| (c.x, scale.y(c.expected)))),
+        &format!(r#"stroke="{EXPECTED}" stroke-width="1.3" stroke-dasharray="5 3""#),
     );
-    let _ = write!(
-        out,
-        r#"<path class="expected" d="{path}" fill="none" stroke="{EXPECTED}" stroke-width="1.3" stroke-dasharray="5 3"/>"#
-    );
-    path.clear();
-    polyline(
-        &mut path,
+    line(
+        &mut out,
+        "forecast",
         std::iter::once(Some((scale.x(newest.timestamp_ms), scale.y(newest.value))))
             .filter(|_| newest.value.is_finite())
             .chain(trace.forecast.iter().map(|(t, band)| {
@@ -583,22 +596,16 @@ pub fn render(trace: &Trace, frame: &Frame) -> String {
                     .is_finite()
                     .then(|| (scale.x(*t), scale.y(band.expected)))
             })),
+        &format!(r#"stroke="{FORECAST}" stroke-width="1.8" stroke-dasharray="6 3""#),
     );
-    let _ = write!(
-        out,
-        r#"<path class="forecast" d="{path}" fill="none" stroke="{FORECAST}" stroke-width="1.8" stroke-dasharray="6 3"/>"#
-    );
-    path.clear();
-    polyline(
-        &mut path,
+    line(
+        &mut out,
+        "actual",
         drawn.iter().flat_map(|c| match c.values {
             Some((a, b)) => [Some((c.x, scale.y(a))), Some((c.x, scale.y(b)))],
             None => [None, None],
         }),
-    );
-    let _ = write!(
-        out,
-        r#"<path class="actual" d="{path}" fill="none" stroke="{ACTUAL}" stroke-width="1.5" stroke-linejoin="round"/>"#
+        &format!(r#"stroke="{ACTUAL}" stroke-width="1.5" stroke-linejoin="round""#),
     );
     for column in &drawn {
         if let Some(value) = column.outside {
