@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use foretell_core::audit::Entry;
 use foretell_core::audit::EventKind;
@@ -321,36 +320,36 @@ pub async fn run(
     }
 
     state.shutting_down.store(true, Ordering::SeqCst);
+    // Every stage drains within one `shutdown_grace`, counted from the signal: a stage that
+    // overruns takes from the ones after it, never adds a grace of its own.
+    let deadline = crate::clock::deadline_after(grace);
     stop_serving.cancel();
-    if tokio::time::timeout(grace, running.pipeline.stop())
-        .await
-        .is_err()
-    {
+    let (pipeline_stopped, server_stopped) = tokio::join!(
+        tokio::time::timeout_at(deadline, running.pipeline.stop()),
+        tokio::time::timeout_at(deadline, server),
+    );
+    if pipeline_stopped.is_err() {
         tracing::warn!(?grace, "query tasks did not stop within the grace period");
     }
-    if tokio::time::timeout(grace + Duration::from_secs(1), server)
-        .await
-        .is_err()
-    {
-        tracing::warn!("HTTP server did not stop within the grace period");
+    if server_stopped.is_err() {
+        tracing::warn!(?grace, "HTTP server did not stop within the grace period");
     }
     // The server has drained, so no notification is being accepted any more; deliveries in
-    // flight finish or stay queued for the next start.
+    // flight finish or stay queued for the next start. Pushing is abandoned mid-request (the
+    // predictions are derived data); a check of the log in progress finishes first.
     stop_alerts.cancel();
-    for task in alert_tasks {
-        if tokio::time::timeout(grace, task).await.is_err() {
-            tracing::warn!("an alert task did not stop within the grace period");
-        }
-    }
     stop_pushing.cancel();
-    if let Some(pushing) = pushing {
-        // A request in flight is abandoned; the predictions are derived data.
-        let _ = tokio::time::timeout(grace, pushing).await;
-    }
     stop_verifying.cancel();
-    if let Some(verifying) = verifying {
-        // It holds a handle on the log; a check in progress finishes first.
-        let _ = tokio::time::timeout(grace, verifying).await;
+    let background = alert_tasks.into_iter().chain(pushing).chain(verifying);
+    let stopped = futures_util::future::join_all(
+        background.map(|task| tokio::time::timeout_at(deadline, task)),
+    )
+    .await;
+    if stopped.iter().any(Result::is_err) {
+        tracing::warn!(
+            ?grace,
+            "alert, push or verify tasks did not stop within the grace period"
+        );
     }
     if let Some(audit) = running.audit.take() {
         let stopped = decision(
@@ -477,7 +476,7 @@ mod tests {
     fn the_default_external_url_has_the_scheme_foretell_serves() {
         let server = ServerConfig {
             listen_address: "127.0.0.1:9896".parse().expect("address"),
-            shutdown_grace: Duration::from_secs(1),
+            shutdown_grace: std::time::Duration::from_secs(1),
             enable_lifecycle: false,
             external_url: None,
         };
