@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::audit::log::AuditLog;
-use crate::audit::store::StoreError;
 use crate::clock::Clock;
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
+use crate::db::{DbError, Writer};
 use crate::enrichment::Enrichment;
 use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
@@ -39,7 +39,7 @@ pub enum AppError {
     #[error(transparent)]
     Reader(#[from] ReadError),
     #[error("cannot open the audit log: {0}")]
-    Audit(#[from] StoreError),
+    Audit(#[from] DbError),
     #[error("remote_write: {0}")]
     RemoteWrite(String),
 }
@@ -52,6 +52,8 @@ struct Running {
     state: Arc<AppState>,
     clock: Arc<dyn Clock>,
     audit: Option<Arc<AuditLog>>,
+    /// The writer of the audit database, closed last at shutdown.
+    database: Option<Arc<Writer>>,
 }
 
 fn context(
@@ -172,8 +174,8 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
     telemetry.set_shard(config.shard.index(), config.shard.count());
-    let audit = match &config.audit {
-        Some(settings) => Some(Arc::new(AuditLog::start(
+    let database = match &config.audit {
+        Some(settings) => Some(Arc::new(crate::audit::log::start_writer(
             &settings.path,
             settings.keys.clone(),
             Arc::clone(&telemetry),
@@ -186,6 +188,9 @@ pub async fn run(
             None
         }
     };
+    let audit = database
+        .as_ref()
+        .map(|writer| Arc::new(AuditLog::new(Arc::clone(writer))));
     let stop_verifying = CancellationToken::new();
     let mut verifying = None;
     if let (Some(audit), Some(settings)) = (&audit, &config.audit) {
@@ -227,11 +232,11 @@ pub async fn run(
     let base = external_url
         .as_ref()
         .map_or_else(String::new, |url| url.to_string());
-    let alerts = match (&config.alerts, &audit, &config.audit) {
-        (Some(settings), Some(audit), Some(audit_settings)) => Some(Arc::new(
+    let alerts = match (&config.alerts, &database, &config.audit) {
+        (Some(settings), Some(database), Some(audit_settings)) => Some(Arc::new(
             Enrichment::new(
                 settings.clone(),
-                Arc::clone(audit),
+                Arc::clone(database),
                 audit_settings.path.clone(),
                 Arc::clone(&clock),
                 Arc::clone(&snapshot),
@@ -300,6 +305,7 @@ pub async fn run(
         state: Arc::clone(&state),
         clock,
         audit,
+        database,
     };
     loop {
         tokio::select! {
@@ -362,8 +368,10 @@ pub async fn run(
         if let Err(error) = audit.record_durably(stopped).await {
             tracing::error!(%error, "the stop could not be recorded in the audit log");
         }
+    }
+    if let Some(database) = running.database.take() {
         // Everything that records has stopped; closing flushes the writer.
-        audit.close();
+        database.close();
     }
     tracing::info!("foretell stopped");
     Ok(())

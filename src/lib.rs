@@ -12,6 +12,7 @@ mod cli;
 mod clock;
 pub mod commands;
 pub mod config;
+pub mod db;
 mod demo;
 mod enrichment;
 mod error_text;

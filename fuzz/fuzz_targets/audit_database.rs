@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use foretell::audit::store::{self, AuditWriter};
+use foretell::audit::store;
+use foretell::db::Database;
 use foretell_core::audit::{verify, AuditKey, Entry, KeyRing};
 use libfuzzer_sys::fuzz_target;
 
@@ -37,7 +38,7 @@ fn pristine() -> &'static [u8] {
         let path = scratch("pristine.db");
         remove(&path);
         {
-            let mut writer = match AuditWriter::open(&path, keys()) {
+            let mut writer = match Database::open(&path, keys()) {
                 Ok(writer) => writer,
                 Err(error) => panic!("writer: {error}"),
             };
@@ -76,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, &bytes).is_err() {
         return;
     }
-    let Ok(connection) = store::open_read_only(&path) else {
+    let Ok(connection) = foretell::db::open_read_only(&path) else {
         return;
     };
     let Ok(stored) = store::read_log(&connection, &path) else {

@@ -10,7 +10,8 @@ use foretell_core::audit::{
 };
 use serde_json::json;
 
-use super::store::{self, StoreError};
+use super::store;
+use crate::db::{self, Database, DbError};
 use crate::offline::timestamp::format_rfc3339;
 
 impl AuditCommandError {
@@ -32,7 +33,7 @@ pub const KEYS_ENV: &str = "FORETELL_AUDIT_KEYS";
 #[derive(Debug, thiserror::Error)]
 pub enum AuditCommandError {
     #[error("{0}")]
-    Store(#[from] StoreError),
+    Store(#[from] DbError),
     #[error("cannot read the key file {path}: {source}")]
     KeyFile {
         path: String,
@@ -101,8 +102,8 @@ pub fn verify_file(
     if std::fs::metadata(db).map(|m| m.len()).unwrap_or(0) == 0 {
         return not_a_log("the file is empty (0 bytes): it holds no audit log".into());
     }
-    let connection = store::open_read_only(db)?;
-    let tables = store::table_names(&connection, db)?;
+    let connection = db::open_read_only(db)?;
+    let tables = db::table_names(&connection, db)?;
     if !tables.iter().any(|t| t == "records") {
         if tables.iter().any(|t| t == "meta") {
             return Ok((
@@ -145,10 +146,10 @@ pub fn prune_file(
             problem: problem.to_string(),
         });
     }
-    let connection = store::open(db)?;
+    let connection = db::open(db)?;
     let log = store::read_log(&connection, db)?;
     drop(connection);
-    let mut writer = store::AuditWriter::open(db, keys.clone())?;
+    let mut writer = Database::open(db, keys.clone())?;
     Ok(store::prune(
         &mut writer,
         &log.records,
@@ -202,7 +203,7 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     }
     // Single commits: a tenth of the records is plenty to see the fsync cost.
     let single = (records / 10).max(1);
-    let mut writer = store::AuditWriter::open(&single_db, keys.clone())?;
+    let mut writer = Database::open(&single_db, keys.clone())?;
     let started = Stopwatch::start();
     for i in 0..single {
         writer.transaction(|tx, appender| appender.append(tx, entry(i)))?;
@@ -211,12 +212,12 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     drop(writer);
 
     let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::new("bench"));
-    let log = super::log::AuditLog::start(&batched_db, keys.clone(), telemetry, 0)?;
+    let writer = super::log::start_writer(&batched_db, keys.clone(), telemetry, 0)?;
     let started = Stopwatch::start();
     for i in 0..records {
-        log.record_blocking(entry(i));
+        writer.append_blocking(entry(i));
     }
-    log.close();
+    writer.close();
     let batched_per_second = records as f64 / started.elapsed().as_secs_f64();
 
     let started = Stopwatch::start();
@@ -291,7 +292,7 @@ pub fn read_records(db: &Path, filter: &RecordFilter) -> Result<Vec<Record>, Aud
     if !db.is_file() {
         return Err(AuditCommandError::NoDatabase(db.display().to_string()));
     }
-    let connection = store::open_read_only(db)?;
+    let connection = db::open_read_only(db)?;
     let log = store::read_log(&connection, db)?;
     Ok(log
         .records
@@ -380,7 +381,7 @@ pub fn render_report(records: &[Record]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::store::AuditWriter;
+    use crate::db::Database;
 
     const KEY_TEXT: &str = "k1:0101010101010101010101010101010101010101010101010101010101010101";
 
@@ -400,7 +401,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("audit.db");
         let keys = KeyRing::parse(KEY_TEXT).expect("keys");
-        let mut writer = AuditWriter::open(&db, keys.clone()).expect("open");
+        let mut writer = Database::open(&db, keys.clone()).expect("open");
         for i in 0..3 {
             writer
                 .append(entry("config.loaded", "foretell.yml", i))
@@ -431,7 +432,7 @@ mod tests {
         // creation cut short, every record deleted, the table dropped) is empty; a zero-byte
         // file or another program's database is not a log.
         let cut_short = dir.path().join("cut-short.db");
-        drop(store::open(&cut_short).expect("schema only"));
+        drop(db::open(&cut_short).expect("schema only"));
         let emptied = dir.path().join("emptied.db");
         std::fs::copy(&db, &emptied).expect("copy");
         let dropped = dir.path().join("dropped.db");
@@ -481,7 +482,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("audit.db");
         let keys = KeyRing::parse(KEY_TEXT).expect("keys");
-        let mut writer = AuditWriter::open(&db, keys.clone()).expect("open");
+        let mut writer = Database::open(&db, keys.clone()).expect("open");
         for i in 0..10 {
             writer
                 .append(entry("model.refit", "load", 1_000 * i))
@@ -571,7 +572,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("audit.db");
         let keys = KeyRing::parse(KEY_TEXT).expect("keys");
-        let mut writer = AuditWriter::open(&db, keys).expect("open");
+        let mut writer = Database::open(&db, keys).expect("open");
         writer
             .append(entry("config.loaded", "foretell.yml", 1_000))
             .expect("append");

@@ -1,108 +1,58 @@
-//! The running sidecar's audit log: one thread owns the SQLite connection and appends what the
-//! rest of the process sends it, several records per durable commit when they queue up.
+//! The running sidecar's audit log: a narrow handle on the database writer that can only
+//! append records, and the periodic self-verification.
 //!
 //! [`AuditLog::record`] never blocks the caller: a full queue counts a write error and the
 //! entry is logged instead. [`AuditLog::record_durably`] waits until the record is committed,
 //! for decisions that must not be reported before they are on disk (process stop).
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::any::Any;
+use foretell_core::audit::{Entry, ExpectedHead, KeyRing};
 
-use foretell_core::audit::{Entry, ExpectedHead, KeyRing, MAC_BYTES};
-use rusqlite::Transaction;
-
-use super::store::{Appender, AuditWriter, StoreError};
+use crate::db::writer::{Head, Writer};
+use crate::db::{Database, DbError};
 use crate::telemetry::Telemetry;
 
-/// Entries waiting for the writer; beyond this the process is producing decisions faster than
-/// the disk commits them.
-const QUEUE_CAPACITY: usize = 4096;
-/// Records committed together at most.
-const MAX_BATCH: usize = 512;
-
-type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
-
-/// Work on the database that commits with the records it appends (see [`AuditLog::transact`]).
-type Work = Box<
-    dyn FnOnce(&Transaction, &mut Appender) -> Result<Box<dyn Any + Send>, rusqlite::Error> + Send,
->;
-type WorkReply = tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>, String>>;
-
-enum Request {
-    Append(Entry, Option<Reply>),
-    Transact(Work, WorkReply),
-    Stop,
-}
-
-/// The newest committed record: what self-verification pins the log to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub seq: u64,
-    pub mac: [u8; MAC_BYTES],
-}
-
-pub struct AuditLog {
-    sender: SyncSender<Request>,
-    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+/// Opens the database at `path` for the sidecar and starts its writer. What the log says
+/// about itself comes first: a head that went backwards since the last run, then a change of
+/// signing key (`now_ms` stamps those records).
+pub fn start_writer(
+    path: &Path,
+    keys: KeyRing,
     telemetry: Arc<Telemetry>,
-    /// Sequence number and MAC of the newest committed record.
-    head: Arc<Mutex<Head>>,
+    now_ms: i64,
+) -> Result<Writer, DbError> {
+    let mut database = Database::open(path, keys)?;
+    if let Some(back) = database.went_backwards().cloned() {
+        // Never silently: the gap is recorded, signed, and shown until the next start.
+        let record = database.append(back.entry(now_ms))?;
+        telemetry.audit_head_went_backwards();
+        tracing::error!(
+            written_seq = back.written_seq,
+            found_seq = back.found_seq,
+            recorded_at_seq = record.seq,
+            "the audit log's head went backwards: records after seq {} were removed or an older copy restored; foretell goes on from seq {} and `audit verify` reports the gap",
+            back.found_seq,
+            record.seq
+        );
+    }
+    if let Some(rotation) = database.record_key_rotation(now_ms)? {
+        tracing::info!(seq = rotation.seq, key = %rotation.key_id, "audit key rotated");
+    }
+    Writer::start(database, telemetry)
+}
+
+/// Appends audit records through the database writer, and nothing else.
+#[derive(Clone)]
+pub struct AuditLog {
+    writer: Arc<Writer>,
 }
 
 impl AuditLog {
-    /// Opens the log at `path` and starts its writer thread; a change of signing key since the
-    /// last record is recorded first (`now_ms` stamps that record).
-    pub fn start(
-        path: &Path,
-        keys: KeyRing,
-        telemetry: Arc<Telemetry>,
-        now_ms: i64,
-    ) -> Result<AuditLog, StoreError> {
-        let mut writer = AuditWriter::open(path, keys)?;
-        if let Some(back) = writer.went_backwards().cloned() {
-            // Never silently: the gap is recorded, signed, and shown until the next start.
-            let (record, _) = writer.transaction(|transaction, appender| {
-                appender.append(transaction, back.entry(now_ms))
-            })?;
-            telemetry.audit_head_went_backwards();
-            tracing::error!(
-                written_seq = back.written_seq,
-                found_seq = back.found_seq,
-                recorded_at_seq = record.seq,
-                "the audit log's head went backwards: records after seq {} were removed or an older copy restored; foretell goes on from seq {} and `audit verify` reports the gap",
-                back.found_seq,
-                record.seq
-            );
-        }
-        if let Some(rotation) = writer.record_key_rotation(now_ms)? {
-            tracing::info!(seq = rotation.seq, key = %rotation.key_id, "audit key rotated");
-        }
-        telemetry.audit_head(writer.head_seq(), writer.head_mac());
-        let head = Arc::new(Mutex::new(Head {
-            seq: writer.head_seq(),
-            mac: *writer.head_mac(),
-        }));
-        let (sender, requests) = mpsc::sync_channel(QUEUE_CAPACITY);
-        let thread_telemetry = Arc::clone(&telemetry);
-        let thread_head = Arc::clone(&head);
-        let handle = std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || write_loop(writer, requests, &thread_telemetry, &thread_head))
-            .map_err(|e| StoreError::Corrupt {
-                path: path.to_owned(),
-                message: format!("cannot start the writer thread: {e}"),
-            })?;
-        Ok(AuditLog {
-            sender,
-            writer: std::sync::Mutex::new(Some(handle)),
-            telemetry,
-            head,
-        })
+    pub fn new(writer: Arc<Writer>) -> AuditLog {
+        AuditLog { writer }
     }
 
     /// Sequence number of the newest committed record.
@@ -112,87 +62,50 @@ impl AuditLog {
 
     /// The newest committed record's sequence number and MAC.
     pub fn head(&self) -> Head {
-        *self.head.lock().unwrap_or_else(|e| e.into_inner())
+        self.writer.head()
     }
 
     /// Queues `entry`; never waits.
     pub fn record(&self, entry: Entry) {
-        match self.sender.try_send(Request::Append(entry, None)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(Request::Append(entry, _)))
-            | Err(TrySendError::Disconnected(Request::Append(entry, _))) => {
-                self.telemetry.audit_write_failed(1);
-                tracing::error!(kind = %entry.kind, subject = %entry.subject, outcome = %entry.outcome, details = %entry.details, "audit record dropped: the writer is not keeping up or has stopped");
-            }
-            Err(_) => {}
-        }
+        self.writer.append(entry)
     }
 
     /// Queues `entry`, waiting for room when the queue is full (for bulk writers outside the
     /// sidecar's hot paths, such as the benchmark).
     pub fn record_blocking(&self, entry: Entry) {
-        if self.sender.send(Request::Append(entry, None)).is_err() {
-            self.telemetry.audit_write_failed(1);
-        }
+        self.writer.append_blocking(entry)
     }
 
     /// Appends `entry` and waits for its commit; returns its sequence number.
-    pub async fn record_durably(&self, entry: Entry) -> Result<u64, String> {
-        let (reply, committed) = tokio::sync::oneshot::channel();
-        let sender = self.sender.clone();
-        // A full queue blocks this task only, on the blocking pool.
-        let sent = tokio::task::spawn_blocking(move || {
-            sender.send(Request::Append(entry, Some(reply))).is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if !sent {
-            self.telemetry.audit_write_failed(1);
-            return Err("the audit writer has stopped".into());
-        }
-        committed
-            .await
-            .unwrap_or_else(|_| Err("the audit writer stopped before committing".into()))
+    pub async fn record_durably(&self, entry: Entry) -> Result<u64, DbError> {
+        self.writer.append_durably(entry).await
     }
 
-    /// Runs `work` on the writer's connection inside a transaction and returns its value once
-    /// it has committed: the rows it writes and the records it appends are on disk together
-    /// or not at all. Other queued work may share the commit; a failing `work` is rolled back
-    /// alone (a savepoint), a failing commit fails every item in it.
-    pub async fn transact<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Transaction, &mut Appender) -> Result<T, rusqlite::Error> + Send + 'static,
-    ) -> Result<T, String> {
-        let (reply, committed) = tokio::sync::oneshot::channel();
-        let work: Work = Box::new(move |transaction, appender| {
-            work(transaction, appender).map(|value| Box::new(value) as Box<dyn Any + Send>)
-        });
-        let sender = self.sender.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            sender.send(Request::Transact(work, reply)).is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if !sent {
-            return Err("the audit writer has stopped".into());
-        }
-        let value = committed
-            .await
-            .unwrap_or_else(|_| Err("the audit writer stopped before committing".into()))?;
-        value
-            .downcast::<T>()
-            .map(|value| *value)
-            .map_err(|_| "the audit writer returned a value of another type".into())
+    fn telemetry(&self) -> &Telemetry {
+        self.writer.telemetry()
+    }
+}
+
+#[cfg(test)]
+impl AuditLog {
+    /// A log on a writer of its own, for tests.
+    pub fn start(
+        path: &Path,
+        keys: KeyRing,
+        telemetry: Arc<Telemetry>,
+        now_ms: i64,
+    ) -> Result<AuditLog, DbError> {
+        Ok(AuditLog::new(Arc::new(start_writer(
+            path, keys, telemetry, now_ms,
+        )?)))
     }
 
-    /// Commits what is queued and stops the writer.
-    /// Later appends and transactions fail; a second close does nothing.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
+    }
+
     pub fn close(&self) {
-        let _ = self.sender.send(Request::Stop);
-        let handle = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
+        self.writer.close()
     }
 }
 
@@ -238,137 +151,16 @@ pub async fn self_verify(
                 if let Some(problem) = &outcome.problem {
                     tracing::error!(%problem, checked = outcome.checked, "audit log self-verification found a problem");
                 }
-                log.telemetry
+                log.telemetry()
                     .audit_verified(ok, outcome.checked, now_seconds);
             }
             Ok(Err(error)) => {
                 tracing::error!(%error, "audit log self-verification could not read the log");
-                log.telemetry.audit_verified(false, 0, now_seconds);
+                log.telemetry().audit_verified(false, 0, now_seconds);
             }
             Err(error) => {
                 tracing::error!(%error, "audit log self-verification panicked");
-                log.telemetry.audit_verified(false, 0, now_seconds);
-            }
-        }
-    }
-}
-
-fn write_loop(
-    mut writer: AuditWriter,
-    requests: Receiver<Request>,
-    telemetry: &Telemetry,
-    head: &Mutex<Head>,
-) {
-    let mut stopping = false;
-    while !stopping {
-        let Ok(first) = requests.recv() else {
-            return;
-        };
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            match request {
-                Request::Stop => stopping = true,
-                item => batch.push(item),
-            }
-            if batch.len() < MAX_BATCH && !stopping {
-                next = requests.try_recv().ok();
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        commit_batch(&mut writer, batch, telemetry, head);
-    }
-}
-
-/// What one queued item got from the transaction, handed over after the commit.
-enum Done {
-    Appended(u64),
-    Transacted(Result<Box<dyn Any + Send>, String>),
-}
-
-enum Pending {
-    Append(Option<Reply>),
-    Transact(WorkReply),
-}
-
-enum Item {
-    Append(Entry),
-    Transact(Work),
-}
-
-fn commit_batch(
-    writer: &mut AuditWriter,
-    batch: Vec<Request>,
-    telemetry: &Telemetry,
-    head: &Mutex<Head>,
-) {
-    let mut items = Vec::with_capacity(batch.len());
-    let mut pending = Vec::with_capacity(batch.len());
-    for request in batch {
-        match request {
-            Request::Append(entry, reply) => {
-                items.push(Item::Append(entry));
-                pending.push(Pending::Append(reply));
-            }
-            Request::Transact(work, reply) => {
-                items.push(Item::Transact(work));
-                pending.push(Pending::Transact(reply));
-            }
-            Request::Stop => {}
-        }
-    }
-    let count = items.len();
-    let result = writer.transaction(|transaction, appender| {
-        items
-            .into_iter()
-            .map(|item| match item {
-                Item::Append(entry) => appender
-                    .append(transaction, entry)
-                    .map(|record| Done::Appended(record.seq)),
-                Item::Transact(work) => Ok(Done::Transacted(
-                    appender
-                        .savepoint(transaction, work)
-                        .map_err(|error| error.to_string()),
-                )),
-            })
-            .collect::<Result<Vec<Done>, _>>()
-    });
-    match result {
-        Ok((done, written)) => {
-            *head.lock().unwrap_or_else(|e| e.into_inner()) = Head {
-                seq: writer.head_seq(),
-                mac: *writer.head_mac(),
-            };
-            telemetry.audit_written(written.len() as u64, writer.head_seq(), writer.head_mac());
-            for (reply, done) in pending.into_iter().zip(done) {
-                match (reply, done) {
-                    (Pending::Append(Some(reply)), Done::Appended(seq)) => {
-                        let _ = reply.send(Ok(seq));
-                    }
-                    (Pending::Transact(reply), Done::Transacted(outcome)) => {
-                        let _ = reply.send(outcome);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Err(error) => {
-            // Nothing of the batch is on disk; every waiting caller hears why.
-            telemetry.audit_write_failed(count as u64);
-            tracing::error!(%error, items = count, "audit transaction could not be committed");
-            let message = error.to_string();
-            for reply in pending {
-                match reply {
-                    Pending::Append(Some(reply)) => {
-                        let _ = reply.send(Err(message.clone()));
-                    }
-                    Pending::Transact(reply) => {
-                        let _ = reply.send(Err(message.clone()));
-                    }
-                    Pending::Append(None) => {}
-                }
+                log.telemetry().audit_verified(false, 0, now_seconds);
             }
         }
     }
@@ -378,6 +170,7 @@ fn commit_batch(
 mod tests {
     use super::*;
     use crate::audit::store;
+    use crate::db;
     use foretell_core::audit::verify;
 
     fn keys() -> KeyRing {
@@ -410,7 +203,7 @@ mod tests {
             "queued records commit in order before the durable one"
         );
         log.close();
-        let connection = store::open(&path).expect("open");
+        let connection = db::open(&path).expect("open");
         let stored = store::read_log(&connection, &path).expect("read");
         let outcome = verify(
             &stored.log_id,
@@ -447,7 +240,7 @@ mod tests {
         let raw = rusqlite::Connection::open(&path).expect("raw");
         raw.execute_batch("DROP TABLE records").expect("drop");
         let error = log.record_durably(entry(1)).await.expect_err("must fail");
-        assert!(error.contains("records"), "{error}");
+        assert!(error.to_string().contains("records"), "{error}");
         log.close();
         let mut metrics = String::new();
         telemetry.render(&mut metrics);
@@ -559,7 +352,7 @@ mod tests {
             metrics.contains("\nforetell_audit_head_went_backwards 1\n"),
             "{metrics}"
         );
-        let connection = store::open(&path).expect("open");
+        let connection = db::open(&path).expect("open");
         let stored = store::read_log(&connection, &path).expect("read");
         let noted = stored.records.iter().find(|r| r.seq == 20).expect("seq 20");
         assert_eq!(
@@ -590,7 +383,7 @@ mod tests {
             log.close();
         }
         let head = {
-            let connection = store::open(&rewound).expect("open");
+            let connection = db::open(&rewound).expect("open");
             store::read_log(&connection, &rewound)
                 .expect("read")
                 .records[18]

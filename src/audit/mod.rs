@@ -2,5 +2,6 @@
 //! verifies, and the `foretell audit` commands.
 
 pub mod commands;
+pub mod ledger;
 pub mod log;
 pub mod store;

@@ -28,7 +28,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Enrichment;
-use crate::audit::log::AuditLog;
 use crate::clock::{Clock, Stopwatch};
 use crate::graph::Grapher;
 use crate::pipeline::SnapshotCell;
@@ -314,8 +313,8 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         .audit
         .clone()
         .ok_or("the bench config has no audit")?;
-    let audit = Arc::new(
-        AuditLog::start(
+    let database = Arc::new(
+        crate::audit::log::start_writer(
             &audit_settings.path,
             audit_settings.keys.clone(),
             Arc::clone(&telemetry),
@@ -335,7 +334,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let enrichment = Arc::new(
         Enrichment::new(
             alerts_config,
-            Arc::clone(&audit),
+            Arc::clone(&database),
             audit_settings.path.clone(),
             Arc::clone(&clock),
             Arc::clone(&snapshot),
@@ -455,7 +454,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     for task in tasks {
         let _ = task.await;
     }
-    audit.close();
+    database.close();
     Ok(PhaseReport {
         name: phase.name(),
         sent: sent_at.len(),

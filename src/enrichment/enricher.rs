@@ -285,7 +285,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
     let (id, received_ms) = (received.id, received.received_ms);
     let queued: Vec<String> = deliveries.iter().map(|d| d.receiver.clone()).collect();
     enrichment
-        .audit
+        .database
         .transact(move |transaction, appender| {
             outbox::route(transaction, id, &group_key, &deliveries, now_ms)?;
             for record in records {
@@ -293,7 +293,8 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
             }
             Ok(())
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let telemetry = &enrichment.telemetry;
     for assessment in &assessments {
         telemetry.enriched(assessment.confidence.map(Confidence::get));
@@ -317,7 +318,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
 async fn purge(enrichment: &Enrichment) {
     let before_ms = enrichment.clock.now_ms() - SETTLED_RETENTION.as_millis() as i64;
     match enrichment
-        .audit
+        .database
         .transact(move |transaction, _| outbox::purge_settled(transaction, before_ms))
         .await
     {

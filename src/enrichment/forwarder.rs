@@ -26,12 +26,11 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
     let path = enrichment.db_path.clone();
     let opened = tokio::task::spawn_blocking(move || {
         let connection = outbox::open_reader(&path)?;
-        let log_id: String = connection
-            .query_row("SELECT value FROM meta WHERE name = 'log_id'", [], |row| {
-                row.get(0)
-            })
+        let log_id = crate::db::meta_value(&connection, "log_id")
+            .ok()
+            .flatten()
             .unwrap_or_default();
-        Ok::<_, crate::audit::store::StoreError>((connection, log_id))
+        Ok::<_, crate::db::DbError>((connection, log_id))
     })
     .await;
     let (connection, log_id) = match opened {
@@ -237,7 +236,7 @@ async fn settle(
     let id = delivery.id;
     let subject = delivery.group_key.clone();
     enrichment
-        .audit
+        .database
         .transact(move |transaction, appender| {
             outbox::settle(transaction, id, state, next_ms, now_ms, error.as_deref())?;
             appender.append(
@@ -246,7 +245,8 @@ async fn settle(
             )?;
             Ok(())
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     enrichment.telemetry.delivery(&receiver.name, counted);
     match verdict {
         Verdict::Delivered => {}

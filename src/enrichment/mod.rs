@@ -24,9 +24,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, QueryConfig};
+use crate::db::Writer;
 use crate::pipeline::SnapshotCell;
 use crate::reader::PrometheusReader;
 use metrics::AlertTelemetry;
@@ -62,7 +62,8 @@ fn shapes(queries: &[QueryConfig]) -> BTreeMap<String, QueryShape> {
 /// Shared by the webhook handler and the alert tasks.
 pub struct Enrichment {
     pub config: AlertsConfig,
-    pub audit: Arc<AuditLog>,
+    /// The database writer: the outbox's state changes commit with their audit records.
+    pub database: Arc<Writer>,
     pub db_path: PathBuf,
     pub telemetry: Arc<AlertTelemetry>,
     pub clock: Arc<dyn Clock>,
@@ -125,7 +126,7 @@ impl Enrichment {
 
     pub fn new(
         config: AlertsConfig,
-        audit: Arc<AuditLog>,
+        database: Arc<Writer>,
         db_path: PathBuf,
         clock: Arc<dyn Clock>,
         snapshot: Arc<SnapshotCell>,
@@ -147,7 +148,7 @@ impl Enrichment {
                 None
             },
             config,
-            audit,
+            database,
             db_path,
             clock,
             snapshot,
@@ -237,11 +238,11 @@ impl Enrichment {
         &self,
         ids: Option<Vec<i64>>,
         actor: &str,
-    ) -> Result<Vec<i64>, String> {
+    ) -> Result<Vec<i64>, crate::db::DbError> {
         let now_ms = self.clock.now_ms();
         let actor = actor.to_owned();
         let requeued = self
-            .audit
+            .database
             .transact(move |transaction, appender| {
                 outbox::requeue_dead_letters(transaction, appender, ids.as_deref(), &actor, now_ms)
             })

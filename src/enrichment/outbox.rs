@@ -11,7 +11,8 @@ use foretell_core::audit::EventKind;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
-use crate::audit::store::{self, Appender, StoreError};
+use crate::audit::ledger::Appender;
+use crate::db::{self, DbError};
 
 /// Notification states.
 pub const RECEIVED: &str = "received";
@@ -154,8 +155,8 @@ pub struct Received {
 }
 
 /// Opens a reading connection on the audit database.
-pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    store::open(path)
+pub fn open_reader(path: &Path) -> Result<Connection, DbError> {
+    db::open(path)
 }
 
 pub fn received(connection: &Connection, limit: usize) -> Result<Vec<Received>, rusqlite::Error> {

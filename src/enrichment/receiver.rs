@@ -171,7 +171,7 @@ where
     let alerts = notification.alerts.len();
     let body = bytes.to_vec();
     let committed = enrichment
-        .audit
+        .database
         .transact(move |transaction, appender| {
             outbox::accept(
                 transaction,

@@ -121,7 +121,7 @@ fn tracked_snapshot() -> QueryOutput {
 struct Harness {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    audit: Arc<AuditLog>,
+    database: Arc<crate::db::Writer>,
     state: AppState,
     enrichment: Arc<Enrichment>,
     cancel: CancellationToken,
@@ -146,14 +146,16 @@ impl Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
-        let audit =
-            Arc::new(AuditLog::start(&path, keys(), Arc::clone(&telemetry), 0).expect("audit"));
+        let database = Arc::new(
+            crate::audit::log::start_writer(&path, keys(), Arc::clone(&telemetry), 0)
+                .expect("audit"),
+        );
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(tracked_snapshot());
         let enrichment = Arc::new(
             Enrichment::new(
                 alerts,
-                Arc::clone(&audit),
+                Arc::clone(&database),
                 path.clone(),
                 clock,
                 Arc::clone(&snapshot),
@@ -186,7 +188,7 @@ impl Harness {
         Harness {
             _dir: dir,
             path,
-            audit,
+            database,
             state,
             enrichment,
             cancel,
@@ -226,7 +228,7 @@ impl Harness {
 
     /// Kinds of the audit records so far; a log holding any verifies.
     fn records(&self) -> Vec<(String, String)> {
-        let connection = store::open_read_only(&self.path).expect("open");
+        let connection = crate::db::open_read_only(&self.path).expect("open");
         let stored = store::read_log(&connection, &self.path).expect("read");
         if !stored.records.is_empty() {
             let outcome = verify(&stored.log_id, &stored.records, &keys(), stored.start, None);
@@ -250,7 +252,7 @@ impl Harness {
         for task in self.tasks {
             task.await.expect("task");
         }
-        self.audit.close();
+        self.database.close();
     }
 }
 
@@ -644,18 +646,18 @@ async fn a_full_disk_gets_503_and_acceptance_resumes_when_space_returns() {
     let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
     let harness = Harness::start(config(&receiver.url, None));
     let page_size: i64 = harness
-        .audit
+        .database
         .transact(|transaction, _| transaction.query_row("PRAGMA page_size", [], |row| row.get(0)))
         .await
         .expect("page size");
     let pages: i64 = harness
-        .audit
+        .database
         .transact(|transaction, _| transaction.query_row("PRAGMA page_count", [], |row| row.get(0)))
         .await
         .expect("page count");
     // The disk is full: the database may not grow beyond its current pages.
     harness
-        .audit
+        .database
         .transact(move |transaction, _| {
             transaction.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
         })
@@ -679,7 +681,7 @@ async fn a_full_disk_gets_503_and_acceptance_resumes_when_space_returns() {
     }
     assert_eq!(refused, 1, "a full database refuses with 503");
     harness
-        .audit
+        .database
         .transact(|transaction, _| {
             transaction.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))
         })
@@ -1061,7 +1063,7 @@ async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_it
     blocker.execute_batch("COMMIT").expect("unlock");
     // The database turns read-only (as a remount would make it): 503 again.
     harness
-        .audit
+        .database
         .transact(|transaction, _| transaction.execute_batch("PRAGMA query_only = ON"))
         .await
         .expect("read-only");
@@ -1074,7 +1076,7 @@ async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_it
         "nothing refused was forwarded"
     );
     harness
-        .audit
+        .database
         .transact(|transaction, _| transaction.execute_batch("PRAGMA query_only = OFF"))
         .await
         .expect("writable");

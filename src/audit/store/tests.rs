@@ -1,6 +1,9 @@
 use foretell_core::audit::{verify, ProblemClass};
 
 use super::*;
+use crate::audit::ledger::insert;
+use crate::db::open;
+use rusqlite::Connection;
 
 fn ring(ids: &[(&str, u8)]) -> KeyRing {
     let text: Vec<String> = ids
@@ -23,7 +26,7 @@ fn entry(i: usize) -> Entry {
 
 /// A log of `count` records at `path`, written by a writer that is then dropped.
 fn write_log(path: &Path, keys: &KeyRing, count: usize) {
-    let mut writer = AuditWriter::open(path, keys.clone()).expect("open");
+    let mut writer = Database::open(path, keys.clone()).expect("open");
     for i in 0..count {
         writer.append(entry(i)).expect("append");
     }
@@ -50,43 +53,12 @@ fn class(path: &Path, keys: &KeyRing, expect_head: Option<u64>) -> Option<Proble
 }
 
 #[test]
-fn a_new_database_gets_wal_full_sync_and_every_migration_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("audit.db");
-    let connection = open(&path).expect("open");
-    let mode: String = connection
-        .pragma_query_value(None, "journal_mode", |r| r.get(0))
-        .expect("mode");
-    let sync: i64 = connection
-        .pragma_query_value(None, "synchronous", |r| r.get(0))
-        .expect("sync");
-    let version: i64 = connection
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .expect("version");
-    assert_eq!(
-        (mode.as_str(), sync, version),
-        ("wal", 2, MIGRATIONS.len() as i64)
-    );
-    drop(connection);
-    // Reopening applies nothing twice (a second CREATE TABLE would fail).
-    open(&path).expect("reopen");
-    // A database from a newer foretell is refused, not downgraded.
-    let connection = Connection::open(&path).expect("raw");
-    connection
-        .pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
-        .expect("bump");
-    drop(connection);
-    let error = open(&path).expect_err("newer schema");
-    assert!(matches!(error, StoreError::NewerSchema { .. }), "{error}");
-}
-
-#[test]
 fn appends_survive_a_reopen_and_the_chain_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.db");
     let keys = ring(&[("k1", 1)]);
     write_log(&path, &keys, 5);
-    let mut writer = AuditWriter::open(&path, keys.clone()).expect("reopen");
+    let mut writer = Database::open(&path, keys.clone()).expect("reopen");
     assert_eq!(writer.head_seq(), 5);
     let record = writer.append(entry(5)).expect("append");
     assert_eq!(record.seq, 6);
@@ -95,42 +67,6 @@ fn appends_survive_a_reopen_and_the_chain_continues() {
         (outcome.checked, outcome.head_seq, outcome.problem),
         (6, 6, None)
     );
-}
-
-#[test]
-fn a_record_and_the_state_it_describes_commit_together_or_not_at_all() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("audit.db");
-    let keys = ring(&[("k1", 1)]);
-    let mut writer = AuditWriter::open(&path, keys.clone()).expect("open");
-    writer
-        .transaction(|tx, _| tx.execute_batch("CREATE TABLE outbox (body TEXT NOT NULL)"))
-        .expect("table");
-    let failed = writer.transaction(|tx, appender| {
-        tx.execute("INSERT INTO outbox (body) VALUES ('alert')", [])?;
-        appender.append(tx, entry(0))?;
-        // The outbox insert and the record are rolled back with this failure.
-        tx.execute("INSERT INTO no_such_table VALUES (1)", [])
-    });
-    assert!(failed.is_err());
-    assert_eq!(
-        writer.head_seq(),
-        0,
-        "the head does not move for a rolled-back record"
-    );
-    let (_, written) = writer
-        .transaction(|tx, appender| {
-            tx.execute("INSERT INTO outbox (body) VALUES ('alert')", [])?;
-            appender.append(tx, entry(1))
-        })
-        .expect("commit");
-    assert_eq!(written[0].seq, 1);
-    let connection = open(&path).expect("open");
-    let outbox: i64 = connection
-        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
-        .expect("count");
-    assert_eq!(outbox, 1);
-    assert_eq!(check(&path, &keys, Some(1)).problem, None);
 }
 
 /// Runs raw SQL against the log, as someone with write access to the file would.
@@ -215,7 +151,7 @@ fn tampering_with_the_file_is_caught_and_classified() {
     let path = fresh("restored.db");
     let copy = dir.path().join("restored-copy.db");
     std::fs::copy(&path, &copy).expect("copy");
-    let mut writer = AuditWriter::open(&path, keys.clone()).expect("open");
+    let mut writer = Database::open(&path, keys.clone()).expect("open");
     writer.append(entry(10)).expect("append");
     drop(writer);
     std::fs::copy(&copy, &path).expect("restore");
@@ -250,7 +186,7 @@ fn a_key_rotation_mid_log_verifies_with_both_keys() {
     let old = ring(&[("k1", 1)]);
     let both = ring(&[("k1", 1), ("k2", 2)]);
     write_log(&path, &old, 3);
-    let mut writer = AuditWriter::open(&path, both.clone()).expect("open");
+    let mut writer = Database::open(&path, both.clone()).expect("open");
     // The rotation is itself the first record under the new key.
     let rotation = writer
         .record_key_rotation(42)
@@ -261,7 +197,7 @@ fn a_key_rotation_mid_log_verifies_with_both_keys() {
     assert_eq!(rotation.entry.details, r#"{"from":"k1","to":"k2"}"#);
     assert!(writer.record_key_rotation(43).expect("write").is_none());
     drop(writer);
-    let mut same = AuditWriter::open(&path, both.clone()).expect("reopen");
+    let mut same = Database::open(&path, both.clone()).expect("reopen");
     assert!(same.record_key_rotation(44).expect("write").is_none());
     same.append(entry(4)).expect("append");
     drop(same);
@@ -279,7 +215,7 @@ fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.db");
     let keys = ring(&[("k1", 1)]);
-    let mut writer = AuditWriter::open(&path, keys.clone()).expect("open");
+    let mut writer = Database::open(&path, keys.clone()).expect("open");
     writer.append(entry(0)).expect("append");
     // Cap the file at the pages it has now: the database is "full".
     let pages: i64 = writer
@@ -324,34 +260,4 @@ fn a_full_disk_fails_appends_cleanly_and_they_resume_when_space_returns() {
     drop(writer);
     let outcome = check(&path, &keys, Some(head + 1));
     assert_eq!((outcome.checked, outcome.problem), (head + 1, None));
-}
-
-/// Issue 16, item 8: the audit database holds notification bodies and was created 0644.
-#[test]
-fn a_new_log_and_its_wal_are_readable_by_the_owner_only() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("audit.db");
-    write_log(&path, &ring(&[("k1", 1)]), 3);
-    let connection = open(&path).expect("open");
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS probe (x); INSERT INTO probe VALUES (1);")
-        .expect("write");
-    for file in ["audit.db", "audit.db-wal"] {
-        let mode = std::fs::metadata(dir.path().join(file))
-            .expect(file)
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
-    }
-    // An existing file keeps the mode its owner gave it.
-    let shared = dir.path().join("shared.db");
-    std::fs::write(&shared, b"").expect("create");
-    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    drop(open(&shared).expect("open"));
-    let mode = std::fs::metadata(&shared)
-        .expect("meta")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o640);
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::audit::store::AuditWriter;
+use crate::db::Database;
 use foretell_core::audit::KeyRing;
 
 const SCHEDULE: RetrySchedule = RetrySchedule {
@@ -8,18 +8,18 @@ const SCHEDULE: RetrySchedule = RetrySchedule {
     give_up_after_ms: 86_400_000,
 };
 
-fn writer(dir: &tempfile::TempDir) -> (AuditWriter, std::path::PathBuf) {
+fn writer(dir: &tempfile::TempDir) -> (Database, std::path::PathBuf) {
     let path = dir.path().join("audit.db");
     let keys = KeyRing::parse(&format!("k1:{}", "09".repeat(32))).expect("keys");
-    (AuditWriter::open(&path, keys).expect("open"), path)
+    (Database::open(&path, keys).expect("open"), path)
 }
 
-fn accept_one(writer: &mut AuditWriter, group: &str, dedupe: &str, now_ms: i64) -> Accepted {
+fn accept_one(writer: &mut Database, group: &str, dedupe: &str, now_ms: i64) -> Accepted {
     accept_within(writer, group, dedupe, now_ms, 10_000)
 }
 
 fn accept_within(
-    writer: &mut AuditWriter,
+    writer: &mut Database,
     group: &str,
     dedupe: &str,
     now_ms: i64,

@@ -1,0 +1,137 @@
+use std::path::Path;
+
+use foretell_core::audit::{verify, Entry, KeyRing};
+use rusqlite::Connection;
+
+use super::migrations::MIGRATIONS;
+use super::*;
+use crate::audit::store::read_log;
+
+fn ring() -> KeyRing {
+    KeyRing::parse(&format!("k1:{}", "01".repeat(32))).expect("valid")
+}
+
+fn entry(i: usize) -> Entry {
+    Entry {
+        timestamp_ms: 1_700_000_000_000 + 1000 * i as i64,
+        kind: "alert.forwarded".into(),
+        actor: "foretell".into(),
+        subject: format!("fingerprint-{i}"),
+        outcome: "ok".into(),
+        details: format!(r#"{{"receiver":"pager","attempt":{i}}}"#),
+    }
+}
+
+/// Whether the log at `path` verifies up to `expect_head`.
+fn verifies(path: &Path, expect_head: u64) -> bool {
+    let connection = open(path).expect("open");
+    let log = read_log(&connection, path).expect("read");
+    verify(
+        &log.log_id,
+        &log.records,
+        &ring(),
+        log.start,
+        Some(expect_head.into()),
+    )
+    .problem
+    .is_none()
+}
+
+#[test]
+fn a_new_database_gets_wal_full_sync_and_every_migration_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    let connection = open(&path).expect("open");
+    let mode: String = connection
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("mode");
+    let sync: i64 = connection
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .expect("sync");
+    let version: i64 = connection
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(
+        (mode.as_str(), sync, version),
+        ("wal", 2, MIGRATIONS.len() as i64)
+    );
+    drop(connection);
+    // Reopening applies nothing twice (a second CREATE TABLE would fail).
+    open(&path).expect("reopen");
+    // A database from a newer foretell is refused, not downgraded.
+    let connection = Connection::open(&path).expect("raw");
+    connection
+        .pragma_update(None, "user_version", MIGRATIONS.len() as i64 + 1)
+        .expect("bump");
+    drop(connection);
+    let error = open(&path).expect_err("newer schema");
+    assert!(matches!(error, DbError::NewerSchema { .. }), "{error}");
+}
+
+#[test]
+fn a_record_and_the_state_it_describes_commit_together_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    let mut writer = Database::open(&path, ring()).expect("open");
+    writer
+        .transaction(|tx, _| tx.execute_batch("CREATE TABLE outbox (body TEXT NOT NULL)"))
+        .expect("table");
+    let failed = writer.transaction(|tx, appender| {
+        tx.execute("INSERT INTO outbox (body) VALUES ('alert')", [])?;
+        appender.append(tx, entry(0))?;
+        // The outbox insert and the record are rolled back with this failure.
+        tx.execute("INSERT INTO no_such_table VALUES (1)", [])
+    });
+    assert!(failed.is_err());
+    assert_eq!(
+        writer.head_seq(),
+        0,
+        "the head does not move for a rolled-back record"
+    );
+    let (_, written) = writer
+        .transaction(|tx, appender| {
+            tx.execute("INSERT INTO outbox (body) VALUES ('alert')", [])?;
+            appender.append(tx, entry(1))
+        })
+        .expect("commit");
+    assert_eq!(written[0].seq, 1);
+    let connection = open(&path).expect("open");
+    let outbox: i64 = connection
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(outbox, 1);
+    assert!(verifies(&path, 1));
+}
+
+/// Issue 16, item 8: the audit database holds notification bodies and was created 0644.
+#[test]
+fn a_new_log_and_its_wal_are_readable_by_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    let mut database = Database::open(&path, ring()).expect("open");
+    for i in 0..3 {
+        database.append(entry(i)).expect("append");
+    }
+    let connection = open(&path).expect("open");
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS probe (x); INSERT INTO probe VALUES (1);")
+        .expect("write");
+    for file in ["audit.db", "audit.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .expect(file)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}: {mode:o}");
+    }
+    // An existing file keeps the mode its owner gave it.
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").expect("create");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    drop(open(&shared).expect("open"));
+    let mode = std::fs::metadata(&shared)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+}
