@@ -9,7 +9,7 @@ use std::time::Duration;
 use foretell_core::timestamp::format_rfc3339;
 use url::Url;
 
-use crate::enrichment::outbox::DeadLetter;
+use crate::alerts::outbox::DeadLetter;
 use crate::server::{DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH};
 
 /// Where `--url` points when not given: the default listen address, locally.

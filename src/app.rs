@@ -12,11 +12,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::alerts::{AlertPath, GraphLinks};
 use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::db::{DbError, Writer};
-use crate::enrichment::Enrichment;
 use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
@@ -233,18 +233,19 @@ pub async fn run(
         .as_ref()
         .map_or_else(String::new, |url| url.to_string());
     let alerts = match (&config.alerts, &database, &config.audit) {
-        (Some(settings), Some(database), Some(audit_settings)) => Some(Arc::new(
-            Enrichment::new(
-                settings.clone(),
-                Arc::clone(database),
-                audit_settings.path.clone(),
-                Arc::clone(&clock),
-                Arc::clone(&snapshot),
-                &config.queries,
-                Some(PrometheusReader::new(&config.prometheus)?),
-            )
-            .with_graph_links(external_url, Some(LinkSigner::new(&audit_settings.keys))),
-        )),
+        (Some(settings), Some(database), Some(audit_settings)) => Some(Arc::new(AlertPath::new(
+            settings.clone(),
+            Arc::clone(database),
+            audit_settings.path.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&snapshot),
+            &config.queries,
+            Some(PrometheusReader::new(&config.prometheus)?),
+            GraphLinks {
+                base: external_url,
+                signer: Some(LinkSigner::new(&audit_settings.keys)),
+            },
+        ))),
         _ => None,
     };
     let graphs = Arc::new(Grapher::new(

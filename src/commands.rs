@@ -1,9 +1,7 @@
 //! The command line: parses it and runs the command it names.
 
 use crate::offline::progress;
-use crate::{
-    admin, app, audit, cli, clock, config, demo, enrichment, offline, pipeline, reader, server,
-};
+use crate::{admin, app, audit, cli, clock, config, demo, offline, pipeline, reader, server};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -656,7 +654,7 @@ fn bench(command: BenchCommand) -> ExitCode {
                 eprintln!("foretell bench enrichment: --rate and --notifications must be positive");
                 return ExitCode::from(EXIT_INVALID);
             }
-            let settings = enrichment::bench::BenchSettings {
+            let settings = crate::alerts::bench::BenchSettings {
                 dir,
                 notifications,
                 rate,
@@ -664,9 +662,11 @@ fn bench(command: BenchCommand) -> ExitCode {
                 prometheus: prometheus.zip(expr),
                 time_limit,
             };
-            run_bench("enrichment", enrichment::bench::run(&settings), |reports| {
-                enrichment::bench::render(reports)
-            })
+            run_bench(
+                "enrichment",
+                crate::alerts::bench::run(&settings),
+                |reports| crate::alerts::bench::render(reports),
+            )
         }
     }
 }

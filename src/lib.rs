@@ -5,6 +5,7 @@
 //! not a stable API.
 
 mod admin;
+mod alerts;
 mod app;
 pub mod audit;
 mod auth;
@@ -14,7 +15,6 @@ pub mod commands;
 pub mod config;
 pub mod db;
 mod demo;
-mod enrichment;
 mod error_text;
 mod graph;
 mod loopback;

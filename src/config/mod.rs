@@ -28,9 +28,9 @@ use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
-pub use alerts::{AlertsConfig, GraphExpressions, OnDemandConfig, ReceiverConfig};
 #[cfg(test)]
-pub use alerts::{BreakerConfig, RouteConfig};
+pub use alerts::RouteConfig;
+pub use alerts::{AlertsConfig, BreakerConfig, GraphExpressions, OnDemandConfig, ReceiverConfig};
 use raw::{
     RawAudit, RawConfig, RawModel, RawPrometheus, RawQuery, RawRemoteWrite, RawRetry,
     RawSeasonality, RawServer, RawThreshold,

@@ -40,6 +40,8 @@ pub enum DbError {
     Corrupt { path: PathBuf, message: String },
     #[error("audit database {path}: the writer has stopped")]
     WriterStopped { path: PathBuf },
+    #[error("audit database {path}: the {what} did not finish (it panicked)")]
+    Panicked { path: PathBuf, what: &'static str },
 }
 
 impl DbError {

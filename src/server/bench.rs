@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::{serve, AppState};
-use crate::enrichment::bench::{percentile, tracked_snapshot};
+use crate::alerts::bench::{percentile, tracked_snapshot};
 use crate::pipeline::bench::rss_bytes;
 use crate::pipeline::SnapshotCell;
 use crate::telemetry::Telemetry;

@@ -66,7 +66,7 @@ pub struct AppState {
     pub reload: mpsc::Sender<ReloadRequest>,
     pub shutting_down: AtomicBool,
     /// The Alertmanager webhook receiver, when `alerts` is configured.
-    pub alerts: Option<Arc<crate::enrichment::Enrichment>>,
+    pub alerts: Option<Arc<crate::alerts::AlertPath>>,
     /// Charts of series (`/graph`).
     pub graphs: Arc<crate::graph::Grapher>,
     /// What the status page says about the configuration; replaced on reload.
@@ -240,7 +240,7 @@ async fn authenticate<B>(
     let webhook_has_token = state
         .alerts
         .as_ref()
-        .is_some_and(|alerts| alerts.config.bearer_token.is_some());
+        .is_some_and(|alerts| alerts.webhook().has_token());
     if request.uri().path() == WEBHOOK_PATH && webhook_has_token {
         return None;
     }

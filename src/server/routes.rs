@@ -36,7 +36,7 @@ where
         (WEBHOOK_PATH, Method::POST) => match &state.alerts {
             Some(alerts) => {
                 let peer = request.extensions().get::<super::Peer>().map(|p| p.0.ip());
-                let answer = crate::enrichment::receiver::receive(alerts, peer, request).await;
+                let answer = crate::alerts::webhook::receive(alerts.webhook(), peer, request).await;
                 let mut response = text(answer.status, answer.reason);
                 if let Some(seconds) = answer.retry_after_seconds {
                     response.headers_mut().insert(
@@ -210,7 +210,7 @@ fn accepts_gzip(headers: &http::HeaderMap) -> bool {
 async fn metrics(state: &AppState, gzip: bool) -> Reply {
     let snapshot = state.snapshot.load();
     let telemetry = Arc::clone(&state.telemetry);
-    let alerts = state.alerts.as_ref().map(|a| Arc::clone(&a.telemetry));
+    let alerts = state.alerts.as_ref().map(|a| Arc::clone(a.telemetry()));
     let capacity = state.metrics_capacity.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
         let mut body = String::with_capacity(capacity.max(64 * 1024));

@@ -14,9 +14,11 @@ use foretell_core::snapshot::SeriesState;
 use foretell_core::store::Sample;
 use foretell_core::Labels;
 
-use super::Enrichment;
-use crate::config::OnDemandConfig;
+use super::QueryShape;
+use crate::config::{OnDemandConfig, QueryConfig};
 use crate::graph::Source;
+use crate::pipeline::SnapshotCell;
+use crate::reader::PrometheusReader;
 use crate::reader::RangeQuery;
 
 /// A rule with at most this many series is fetched whole, once per step, for all its alerts.
@@ -96,24 +98,72 @@ impl RangeCache {
     }
 }
 
+/// Where an alert's evidence comes from: the live snapshot of the tracked queries, or the alert
+/// rule's expression fetched from Prometheus on demand; and where its chart is.
+pub struct Sources {
+    snapshot: Arc<SnapshotCell>,
+    /// Shapes (step, horizons) of the queries running now; replaced on reload.
+    queries: std::sync::RwLock<BTreeMap<String, QueryShape>>,
+    /// `None` when on-demand assessment is off.
+    on_demand: Option<(OnDemandConfig, PrometheusReader)>,
+    /// On-demand ranges shared across notifications within one step.
+    ranges: RangeCache,
+    /// foretell's external URL: enriched alerts link to `/graph` under it.
+    graph_base: Option<url::Url>,
+    /// Signs links to charts of rule expressions, the only ones `/graph` draws by default.
+    graph_signer: Option<foretell_core::chart::link::LinkSigner>,
+}
+
+impl Sources {
+    pub fn new(
+        snapshot: Arc<SnapshotCell>,
+        queries: &[QueryConfig],
+        on_demand: Option<(OnDemandConfig, PrometheusReader)>,
+        links: super::GraphLinks,
+    ) -> Sources {
+        Sources {
+            snapshot,
+            queries: std::sync::RwLock::new(super::shapes(queries)),
+            on_demand,
+            ranges: RangeCache::default(),
+            graph_base: links.base,
+            graph_signer: links.signer,
+        }
+    }
+
+    /// Follows a reload: alerts on series of new or changed queries use their new step and
+    /// horizons.
+    pub fn set_queries(&self, queries: &[QueryConfig]) {
+        *self.queries.write().unwrap_or_else(|e| e.into_inner()) = super::shapes(queries);
+    }
+
+    fn query_shape(&self, query: &str) -> Option<QueryShape> {
+        self.queries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(query)
+            .cloned()
+    }
+}
+
 /// Assesses the alerts of one notification. On-demand queries are shared (see [`RangeCache`])
 /// and all of a notification's waits share one deadline (`alerts.on_demand.timeout` from the
 /// start), so a slow Prometheus delays a notification by that much at most, however many
 /// alerts it holds.
 pub struct Assessor<'a> {
-    enrichment: &'a Enrichment,
+    sources: &'a Sources,
     now_ms: i64,
     deadline: tokio::time::Instant,
 }
 
 impl<'a> Assessor<'a> {
-    pub fn new(enrichment: &'a Enrichment, now_ms: i64) -> Self {
-        let budget = enrichment
-            .config
+    pub fn new(sources: &'a Sources, now_ms: i64) -> Self {
+        let budget = sources
             .on_demand
-            .map_or(Duration::ZERO, |settings| settings.timeout);
+            .as_ref()
+            .map_or(Duration::ZERO, |(settings, _)| settings.timeout);
         Assessor {
-            enrichment,
+            sources,
             now_ms,
             deadline: crate::clock::deadline_after(budget),
         }
@@ -175,14 +225,14 @@ impl Assessor<'_> {
                 }
                 annotations.insert("foretell_explanation".into(), evidence.explanation(subject));
                 annotations.insert("foretell_series".into(), series.clone());
-                if let Some(base) = &self.enrichment.graph_base {
+                if let Some(base) = &self.sources.graph_base {
                     annotations.insert(
                         "foretell_graph_url".into(),
                         crate::graph::link(
                             base,
                             &graph.0,
                             &graph.1,
-                            self.enrichment.graph_signer.as_ref(),
+                            self.sources.graph_signer.as_ref(),
                         ),
                     );
                 }
@@ -237,12 +287,12 @@ impl Assessor<'_> {
     /// The evidence for `alert`, the series it came from and whether that series is tracked or
     /// was fetched on demand; or why there is none.
     async fn find_evidence(&mut self, alert: &Alert) -> Result<Found, String> {
-        let enrichment = self.enrichment;
-        let snapshot = enrichment.snapshot.load();
+        let sources = self.sources;
+        let snapshot = sources.snapshot.load();
         let only_query = alert.annotations.get("foretell_query").map(String::as_str);
         if let Some(tracked) = find_tracked(snapshot.queries(), &alert.labels, only_query) {
             let series = describe_labels(tracked.series.labels.iter());
-            let shape = enrichment.query_shape(&tracked.query.query);
+            let shape = sources.query_shape(&tracked.query.query);
             let step_ms = shape.as_ref().map_or(60_000, |s| s.step_ms);
             return match &tracked.series.state {
                 SeriesState::Ready {
@@ -291,7 +341,8 @@ impl Assessor<'_> {
     /// The alert's rule expression, fetched (once per notification) and the series matching the
     /// alert replayed through a model fitted on the fly.
     async fn on_demand(&mut self, alert: &Alert) -> Result<Found, String> {
-        let Some(settings) = self.enrichment.config.on_demand else {
+        let sources = self.sources;
+        let Some((settings, _)) = &sources.on_demand else {
             return Err(
                 "no tracked series matches the alert's labels (on-demand assessment is off)".into(),
             );
@@ -305,7 +356,7 @@ impl Assessor<'_> {
             "no tracked series matches the alert's labels and the alert carries no expression (generatorURL g0.expr or a foretell_expr annotation)".to_owned()
         })?;
         let expr = lookup::without_threshold(&expr).to_owned();
-        let fetched = self.fetch_series_of(&expr, alert, &settings).await?;
+        let fetched = self.fetch_series_of(&expr, alert, settings).await?;
         let (labels, samples) = lookup::pick_series(&fetched.series, &alert.labels)
             .ok_or_else(|| format!("`{expr}` returned no series matching the alert's labels"))?;
         let (start_ms, step_ms, points) = (fetched.start_ms, fetched.step_ms, fetched.points);
@@ -400,8 +451,8 @@ impl Assessor<'_> {
         span: Span,
         settings: &OnDemandConfig,
     ) -> Result<Arc<Fetched>, String> {
-        let Some(prometheus) = &self.enrichment.prometheus else {
-            return Err("on-demand assessment has no Prometheus client".into());
+        let Some((_, prometheus)) = &self.sources.on_demand else {
+            return Err("on-demand assessment is off".into());
         };
         let step_ms = settings.step.as_millis() as i64;
         let end_ms = self.now_ms - self.now_ms.rem_euclid(step_ms);
@@ -409,7 +460,7 @@ impl Assessor<'_> {
             Span::History => end_ms - settings.history.as_millis() as i64,
             Span::Probe => end_ms,
         };
-        let slot = self.enrichment.ranges.slot(expr, span, end_ms);
+        let slot = self.sources.ranges.slot(expr, span, end_ms);
         let query = RangeQuery {
             expr,
             start_ms,

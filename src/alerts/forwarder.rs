@@ -9,10 +9,14 @@ use foretell_core::audit::EventKind;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::DeliveryOutcome;
-use super::outbox::{self, Delivery};
-use super::{pause, Enrichment};
-use crate::config::ReceiverConfig;
+use foretell_core::alerts::delivery::RetrySchedule;
+use tokio::sync::Notify;
+
+use super::metrics::{AlertTelemetry, DeliveryOutcome};
+use super::outbox::{self, Delivery, Outbox, Settled};
+use super::pause;
+use crate::clock::Clock;
+use crate::config::{AlertsConfig, BreakerConfig, ReceiverConfig};
 use crate::error_text::transport_error;
 
 /// Deliveries looked at per pass.
@@ -22,10 +26,44 @@ const BATCH: usize = 32;
 /// within a poll instead of after a sleep computed before the step.
 const POLL: Duration = Duration::from_secs(1);
 
-pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: CancellationToken) {
-    let path = enrichment.db_path.clone();
+/// The delivery stage of one receiver.
+pub struct Forwarder {
+    receiver: ReceiverConfig,
+    breaker: BreakerConfig,
+    retry: RetrySchedule,
+    outbox: Outbox,
+    telemetry: Arc<AlertTelemetry>,
+    clock: Arc<dyn Clock>,
+    /// Woken by the router when deliveries to this receiver were queued.
+    queued: Arc<Notify>,
+}
+
+impl Forwarder {
+    pub fn new(
+        receiver: ReceiverConfig,
+        config: &AlertsConfig,
+        outbox: Outbox,
+        telemetry: Arc<AlertTelemetry>,
+        clock: Arc<dyn Clock>,
+        queued: Arc<Notify>,
+    ) -> Forwarder {
+        Forwarder {
+            receiver,
+            breaker: config.circuit_breaker,
+            retry: config.retry,
+            outbox,
+            telemetry,
+            clock,
+            queued,
+        }
+    }
+}
+
+pub async fn run(forwarder: Arc<Forwarder>, cancel: CancellationToken) {
+    let receiver = &forwarder.receiver;
+    let outbox = forwarder.outbox.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let connection = outbox::open_reader(&path)?;
+        let connection = outbox.open_reader()?;
         let log_id = crate::db::meta_value(&connection, "log_id")
             .ok()
             .flatten()
@@ -55,21 +93,21 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
             return;
         }
     };
-    let breaker_config = enrichment.config.circuit_breaker;
+    let breaker_config = forwarder.breaker;
     let mut breaker = CircuitBreaker::new(
         breaker_config.failures,
         breaker_config.cooldown.as_millis() as i64,
         breaker_config.max_cooldown.as_millis() as i64,
     );
-    let wake = enrichment.queued.get(&receiver.name);
+    let wake = Some(forwarder.queued.as_ref());
     let log_prefix: String = log_id.chars().take(16).collect();
-    let retry = enrichment.config.retry;
+    let retry = forwarder.retry;
     loop {
         // The breaker's cooldowns run on the monotonic clock: a wall clock stepping back an
         // hour must not keep a recovered receiver blocked for that hour.
-        let monotonic_ms = enrichment.clock.monotonic_ms();
+        let monotonic_ms = forwarder.clock.monotonic_ms();
         if let Some(until) = breaker.blocked_until(monotonic_ms) {
-            enrichment.telemetry.circuit(&receiver.name, true);
+            forwarder.telemetry.circuit(&receiver.name, true);
             let wait = Duration::from_millis(
                 (until - monotonic_ms).clamp(1, POLL.as_millis() as i64) as u64,
             );
@@ -78,10 +116,10 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
             }
             continue;
         }
-        enrichment.telemetry.circuit(&receiver.name, false);
+        forwarder.telemetry.circuit(&receiver.name, false);
         let reading = Arc::clone(&reader);
         let name = receiver.name.clone();
-        let now_ms = enrichment.clock.now_ms();
+        let now_ms = forwarder.clock.now_ms();
         let heads = tokio::task::spawn_blocking(move || {
             let connection = reading.lock().unwrap_or_else(|e| e.into_inner());
             outbox::heads(&connection, &name, now_ms, &retry, BATCH)
@@ -103,7 +141,7 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
             if cancel.is_cancelled() {
                 return;
             }
-            let now_ms = enrichment.clock.now_ms();
+            let now_ms = forwarder.clock.now_ms();
             if !is_due(
                 delivery.next_attempt_ms,
                 delivery.scheduled_ms,
@@ -115,20 +153,20 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 }));
                 continue;
             }
-            if breaker.is_open(enrichment.clock.monotonic_ms()) {
+            if breaker.is_open(forwarder.clock.monotonic_ms()) {
                 break;
             }
             let idempotency_key = format!("{log_prefix}-{}", delivery.id);
             let attempt = send(
                 &client,
-                &receiver,
+                receiver,
                 &delivery,
                 &idempotency_key,
-                enrichment.clock.as_ref(),
+                forwarder.clock.as_ref(),
             )
             .await;
-            breaker.record(&attempt, enrichment.clock.monotonic_ms());
-            let now_ms = enrichment.clock.now_ms();
+            breaker.record(&attempt, forwarder.clock.monotonic_ms());
+            let now_ms = forwarder.clock.now_ms();
             let attempts = delivery.attempts.saturating_add(1);
             let verdict = judge(
                 &attempt,
@@ -145,16 +183,8 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
                 }
                 Verdict::Delivered | Verdict::DeadLetter { .. } => progressed = true,
             }
-            if let Err(error) = settle(
-                &enrichment,
-                &receiver,
-                &delivery,
-                &verdict,
-                &attempt,
-                attempts,
-                now_ms,
-            )
-            .await
+            if let Err(error) =
+                settle(&forwarder, &delivery, &verdict, &attempt, attempts, now_ms).await
             {
                 // Not recorded, so not settled: the same delivery is attempted again (the
                 // receiver drops the repeat by its Idempotency-Key).
@@ -168,7 +198,7 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
             }
             continue;
         }
-        let now_ms = enrichment.clock.now_ms();
+        let now_ms = forwarder.clock.now_ms();
         let wait = next_due
             .map(|due| {
                 Duration::from_millis((due - now_ms).clamp(1, POLL.as_millis() as i64) as u64)
@@ -181,14 +211,14 @@ pub async fn run(enrichment: Arc<Enrichment>, receiver: ReceiverConfig, cancel: 
 }
 
 async fn settle(
-    enrichment: &Enrichment,
-    receiver: &ReceiverConfig,
+    forwarder: &Forwarder,
     delivery: &Delivery,
     verdict: &Verdict,
     attempt: &Attempt,
     attempts: u32,
     now_ms: i64,
 ) -> Result<(), String> {
+    let receiver = &forwarder.receiver;
     let status = match attempt {
         Attempt::Answered { status, .. } => Some(*status),
         Attempt::Transport(_) => None,
@@ -235,19 +265,22 @@ async fn settle(
     };
     let id = delivery.id;
     let subject = delivery.group_key.clone();
-    enrichment
-        .database
-        .transact(move |transaction, appender| {
-            outbox::settle(transaction, id, state, next_ms, now_ms, error.as_deref())?;
-            appender.append(
-                transaction,
-                outbox::entry(now_ms, kind, &subject, outcome, &details),
-            )?;
-            Ok(())
-        })
+    let settled = Settled {
+        delivery_id: id,
+        state,
+        next_attempt_ms: next_ms,
+        now_ms,
+        error,
+    };
+    forwarder
+        .outbox
+        .settle(
+            settled,
+            outbox::entry(now_ms, kind, &subject, outcome, &details),
+        )
         .await
         .map_err(|e| e.to_string())?;
-    enrichment.telemetry.delivery(&receiver.name, counted);
+    forwarder.telemetry.delivery(&receiver.name, counted);
     match verdict {
         Verdict::Delivered => {}
         Verdict::RetryAt { reason, .. } => {

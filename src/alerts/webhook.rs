@@ -10,15 +10,101 @@
 //! locked), so Alertmanager retries.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
+use foretell_core::alerts::rate_limit::{Admission, RateLimit, RateLimiter};
 use foretell_core::alerts::webhook;
 use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use tokio::sync::Notify;
 
-use super::outbox::{self, Accepted};
-use super::Enrichment;
+use super::metrics::AlertTelemetry;
+use super::outbox::{self, Accepted, Arrival, Outbox};
+use crate::clock::Clock;
+use crate::config::{AlertsConfig, Secret};
+
+/// Client addresses whose webhook rate is remembered at once.
+const MAX_RATE_LIMITED_CLIENTS: usize = 10_000;
+
+/// Requests with a missing or wrong token an address may make: a burst of 10, then one a
+/// second. They never draw on the bucket of the notifications the same address sends with
+/// the right token.
+const AUTH_FAILURES: RateLimit = RateLimit {
+    per_second: 1.0,
+    burst: 10.0,
+};
+
+/// The inbound stage: what it checks a request against and where it commits it.
+pub struct Webhook {
+    bearer_token: Option<Secret>,
+    max_body_bytes: u64,
+    body_read_timeout: Duration,
+    admission: outbox::Admission,
+    outbox: Outbox,
+    telemetry: Arc<AlertTelemetry>,
+    clock: Arc<dyn Clock>,
+    /// Wakes the router when a notification was committed.
+    received: Arc<Notify>,
+    /// Per-client token buckets, refilled on the monotonic clock.
+    limiter: Mutex<RateLimiter<IpAddr>>,
+    /// Per-client buckets of requests with a missing or wrong token, apart from `limiter`.
+    auth_failures: Mutex<RateLimiter<IpAddr>>,
+}
+
+impl Webhook {
+    pub fn new(
+        config: &AlertsConfig,
+        outbox: Outbox,
+        telemetry: Arc<AlertTelemetry>,
+        clock: Arc<dyn Clock>,
+        received: Arc<Notify>,
+    ) -> Webhook {
+        Webhook {
+            bearer_token: config.bearer_token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            body_read_timeout: config.body_read_timeout,
+            admission: outbox::Admission {
+                dedupe_window_ms: config.dedupe_window.as_millis() as i64,
+                max_queued: config.max_queued,
+            },
+            outbox,
+            telemetry,
+            clock,
+            received,
+            limiter: Mutex::new(RateLimiter::new(
+                config.rate_limit,
+                MAX_RATE_LIMITED_CLIENTS,
+            )),
+            auth_failures: Mutex::new(RateLimiter::new(AUTH_FAILURES, MAX_RATE_LIMITED_CLIENTS)),
+        }
+    }
+
+    /// Whether requests must carry the bearer token (they need no basic auth then).
+    pub fn has_token(&self) -> bool {
+        self.bearer_token.is_some()
+    }
+
+    /// `None` when `client` may post now; otherwise how long it should wait. Requests that
+    /// failed authentication are limited on their own buckets.
+    fn rate_limited(&self, client: IpAddr, authenticated: bool) -> Option<Duration> {
+        let now_ms = self.clock.monotonic_ms();
+        let limiter = if authenticated {
+            &self.limiter
+        } else {
+            &self.auth_failures
+        };
+        match limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(&client, now_ms)
+        {
+            Admission::Allowed => None,
+            Admission::RetryAfterMs(ms) => Some(Duration::from_millis(ms as u64)),
+        }
+    }
+}
 
 /// Fingerprints listed in the `alert.received` record; the count is always there.
 const MAX_FINGERPRINTS_RECORDED: usize = 1_000;
@@ -42,40 +128,29 @@ impl From<(StatusCode, String)> for Answer {
 }
 
 /// Handles one `POST` from `client` (the rate limits are per address).
-pub async fn receive<B>(
-    enrichment: &Arc<Enrichment>,
-    client: Option<IpAddr>,
-    request: Request<B>,
-) -> Answer
+pub async fn receive<B>(webhook: &Webhook, client: Option<IpAddr>, request: Request<B>) -> Answer
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let answer = handle(enrichment, client, request).await;
-    enrichment
-        .telemetry
-        .webhook_answered(answer.status.as_u16());
+    let answer = handle(webhook, client, request).await;
+    webhook.telemetry.webhook_answered(answer.status.as_u16());
     answer
 }
 
-async fn handle<B>(
-    enrichment: &Arc<Enrichment>,
-    client: Option<IpAddr>,
-    request: Request<B>,
-) -> Answer
+async fn handle<B>(webhook: &Webhook, client: Option<IpAddr>, request: Request<B>) -> Answer
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let config = &enrichment.config;
-    let authenticated = config.bearer_token.as_ref().is_none_or(|token| {
+    let authenticated = webhook.bearer_token.as_ref().is_none_or(|token| {
         let expected = format!("Bearer {}", token.expose());
         request
             .headers()
             .get(header::AUTHORIZATION)
             .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
     });
-    if let Some(wait) = client.and_then(|ip| enrichment.rate_limited(ip, authenticated)) {
+    if let Some(wait) = client.and_then(|ip| webhook.rate_limited(ip, authenticated)) {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let reason = if authenticated {
             format!("too many notifications from this address (alerts.rate_limit); retry in {seconds} s\n")
@@ -102,7 +177,7 @@ where
         )
             .into();
     }
-    let max = config.max_body_bytes;
+    let max = webhook.max_body_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -112,13 +187,13 @@ where
         return too_large(max).into();
     }
     let body = Limited::new(request.into_body(), max as usize);
-    let bytes = match tokio::time::timeout(config.body_read_timeout, body.collect()).await {
+    let bytes = match tokio::time::timeout(webhook.body_read_timeout, body.collect()).await {
         Err(_) => {
             return (
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the body did not arrive within {:?} (alerts.body_read_timeout)\n",
-                    config.body_read_timeout
+                    webhook.body_read_timeout
                 ),
             )
                 .into()
@@ -150,7 +225,7 @@ where
                 .into();
         }
     };
-    let now_ms = enrichment.clock.now_ms();
+    let now_ms = webhook.clock.now_ms();
     let fingerprints: Vec<&str> = notification
         .alerts
         .iter()
@@ -164,36 +239,24 @@ where
         "fingerprints": fingerprints,
         "bytes": bytes.len(),
     });
-    let group_key = notification.group_key.clone();
-    let dedupe_key = outbox::dedupe_key(&notification);
-    let window_ms = config.dedupe_window.as_millis() as i64;
-    let max_queued = config.max_queued;
+    let arrival = Arrival {
+        group_key: notification.group_key.clone(),
+        dedupe_key: outbox::dedupe_key(&notification),
+        body: bytes.to_vec(),
+        received_ms: now_ms,
+        details,
+    };
     let alerts = notification.alerts.len();
-    let body = bytes.to_vec();
-    let committed = enrichment
-        .database
-        .transact(move |transaction, appender| {
-            outbox::accept(
-                transaction,
-                appender,
-                &body,
-                &group_key,
-                &dedupe_key,
-                window_ms,
-                max_queued,
-                now_ms,
-                details,
-            )
-        })
-        .await;
+    let max_queued = webhook.admission.max_queued;
+    let committed = webhook.outbox.accept(arrival, webhook.admission).await;
     let answer: (StatusCode, String) = match committed {
         Ok(Accepted::Stored(id)) => {
-            enrichment.telemetry.received(alerts, false);
-            enrichment.received.notify_one();
+            webhook.telemetry.received(alerts, false);
+            webhook.received.notify_one();
             (StatusCode::OK, format!("accepted as notification {id}\n"))
         }
         Ok(Accepted::Duplicate(id)) => {
-            enrichment.telemetry.received(alerts, true);
+            webhook.telemetry.received(alerts, true);
             (
                 StatusCode::OK,
                 format!(

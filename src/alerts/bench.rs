@@ -1,5 +1,5 @@
 //! `foretell bench enrichment`: what enrichment adds to an alert's way through foretell, under
-//! a steady load, measured on the real path (HTTP webhook, durable outbox, enricher, forwarder,
+//! a steady load, measured on the real path (HTTP webhook, durable outbox, router, forwarder,
 //! HTTP receiver), all on 127.0.0.1.
 //!
 //! Four phases send the same number of notifications at the same rate, each to a fresh
@@ -27,7 +27,7 @@ use foretell_core::Labels;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Enrichment;
+use super::{AlertPath, GraphLinks};
 use crate::clock::{Clock, Stopwatch};
 use crate::graph::Grapher;
 use crate::pipeline::SnapshotCell;
@@ -331,32 +331,30 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
         .alerts
         .clone()
         .ok_or("the bench config has no alerts")?;
-    let enrichment = Arc::new(
-        Enrichment::new(
-            alerts_config,
-            Arc::clone(&database),
-            audit_settings.path.clone(),
-            Arc::clone(&clock),
-            Arc::clone(&snapshot),
-            &config.queries,
-            Some(reader()?),
-        )
-        .with_graph_links(
-            url::Url::parse("http://foretell.bench:9896/").ok(),
-            Some(foretell_core::chart::link::LinkSigner::new(
+    let alerts = Arc::new(AlertPath::new(
+        alerts_config,
+        Arc::clone(&database),
+        audit_settings.path.clone(),
+        Arc::clone(&clock),
+        Arc::clone(&snapshot),
+        &config.queries,
+        Some(reader()?),
+        GraphLinks {
+            base: url::Url::parse("http://foretell.bench:9896/").ok(),
+            signer: Some(foretell_core::chart::link::LinkSigner::new(
                 &audit_settings.keys,
             )),
-        ),
-    );
+        },
+    ));
     let on_demand = if matches!(phase, Phase::OnDemand | Phase::OneRule) {
         on_demand_series(&reader()?, &expr, clock.now_ms()).await?
     } else {
         Vec::new()
     };
-    let tasks = enrichment.start(&stop);
+    let tasks = alerts.start(&stop);
     let (reload, _reload_requests) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(AppState {
-        alerts: Some(Arc::clone(&enrichment)),
+        alerts: Some(Arc::clone(&alerts)),
         ..AppState::new(
             snapshot,
             telemetry,

@@ -1,4 +1,4 @@
-//! The alert path end to end in-process: the webhook handler, real SQLite, the enricher and a
+//! The alert path end to end in-process: the webhook handler, real SQLite, the router and a
 //! forwarder posting to a scripted receiver on 127.0.0.1.
 
 use std::sync::atomic::AtomicBool;
@@ -123,7 +123,7 @@ struct Harness {
     path: std::path::PathBuf,
     database: Arc<crate::db::Writer>,
     state: AppState,
-    enrichment: Arc<Enrichment>,
+    alerts: Arc<AlertPath>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _reload: mpsc::Receiver<crate::server::ReloadRequest>,
@@ -152,27 +152,25 @@ impl Harness {
         );
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(tracked_snapshot());
-        let enrichment = Arc::new(
-            Enrichment::new(
-                alerts,
-                Arc::clone(&database),
-                path.clone(),
-                clock,
-                Arc::clone(&snapshot),
-                &[],
-                prometheus,
-            )
-            .with_graph_links(
-                url::Url::parse("https://foretell.example/").ok(),
-                Some(foretell_core::chart::link::LinkSigner::new(&keys())),
-            ),
-        );
+        let alerts_path = Arc::new(AlertPath::new(
+            alerts,
+            Arc::clone(&database),
+            path.clone(),
+            clock,
+            Arc::clone(&snapshot),
+            &[],
+            prometheus,
+            GraphLinks {
+                base: url::Url::parse("https://foretell.example/").ok(),
+                signer: Some(foretell_core::chart::link::LinkSigner::new(&keys())),
+            },
+        ));
         let cancel = CancellationToken::new();
-        let tasks = enrichment.start(&cancel);
+        let tasks = alerts_path.start(&cancel);
         let (reload, reload_requests) = mpsc::channel(1);
         let state = AppState {
             lifecycle_enabled: AtomicBool::new(true),
-            alerts: Some(Arc::clone(&enrichment)),
+            alerts: Some(Arc::clone(&alerts_path)),
             ..AppState::new(
                 snapshot,
                 telemetry,
@@ -190,7 +188,7 @@ impl Harness {
             path,
             database,
             state,
-            enrichment,
+            alerts: alerts_path,
             cancel,
             tasks,
             _reload: reload_requests,
@@ -243,7 +241,7 @@ impl Harness {
 
     fn metrics(&self) -> String {
         let mut out = String::new();
-        self.enrichment.telemetry.render(&mut out);
+        self.alerts.telemetry.render(&mut out);
         out
     }
 
@@ -483,11 +481,7 @@ async fn unconfident_alerts_are_suppressed_for_a_demanding_route_and_recorded() 
     // The status page's view: the held-back alert and the delivered one, each with its outcome.
     let mut recent = Vec::new();
     for _ in 0..100 {
-        recent = harness
-            .enrichment
-            .recent_alerts(10)
-            .await
-            .expect("readable");
+        recent = harness.alerts.recent_alerts(10).await.expect("readable");
         if recent.iter().any(|a| a.outcome == "delivered to pager") {
             break;
         }
@@ -938,7 +932,7 @@ async fn a_reload_gives_tracked_queries_their_new_step_and_horizons() {
         &crate::config::SystemEnvironment,
     )
     .expect("valid");
-    harness.enrichment.set_queries(&reloaded.queries);
+    harness.alerts.set_queries(&reloaded.queries);
     let mut output = tracked_snapshot();
     output.horizons = vec!["1h".into(), "1d".into()];
     if let SeriesState::Ready { forecasts, .. } = &mut output.series[0].state {
@@ -1330,7 +1324,7 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     let mut settings = config(&receiver.url, None);
     settings.max_body_bytes = 4 << 20;
     let harness = Harness::start(settings);
-    let count = crate::enrichment::enricher::MAX_ALERTS_AUDITED + 50;
+    let count = crate::alerts::router::MAX_ALERTS_AUDITED + 50;
     let alerts: Vec<String> = (0..count)
         .map(|i| {
             format!(
@@ -1370,7 +1364,7 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
         .collect();
     assert_eq!(
         enriched.len(),
-        crate::enrichment::enricher::MAX_ALERTS_AUDITED + 1,
+        crate::alerts::router::MAX_ALERTS_AUDITED + 1,
         "one each, then one summary"
     );
     assert_eq!(enriched.last().map(|(_, o)| o.as_str()), Some("summarised"));
@@ -1388,7 +1382,7 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
         .replace("\"fingerprint\": \"m", "\"fingerprint\": \"u");
     let (status, reason) = harness.post(&unrouted, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
-    let limit = crate::enrichment::enricher::MAX_ALERTS_AUDITED;
+    let limit = crate::alerts::router::MAX_ALERTS_AUDITED;
     assert!(
         eventually_for(Duration::from_secs(20), || harness
             .records()

@@ -1,5 +1,6 @@
-//! Takes committed notifications from the outbox, assesses every alert, routes it and queues
-//! one delivery per receiver, committing the routing with its records.
+//! Takes committed notifications from the outbox, assesses every alert, routes it (routes and
+//! their confidence thresholds) and queues one delivery per receiver, committing the routing
+//! with its records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use futures_util::StreamExt;
 
-use super::assess::{Assessment, Assessor};
-use super::outbox::{self, NewDelivery, Received};
-use super::{pause, Enrichment};
+use super::assess::{Assessment, Assessor, Sources};
+use super::metrics::AlertTelemetry;
+use super::outbox::{self, NewDelivery, Outbox, Received};
+use super::pause;
+use crate::clock::Clock;
+use crate::config::AlertsConfig;
+use tokio::sync::Notify;
 
 /// Notifications taken per pass.
 const BATCH: usize = 64;
@@ -30,12 +35,58 @@ pub const SETTLED_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// How often settled notifications are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
-    let path = enrichment.db_path.clone();
-    let reader = match tokio::task::spawn_blocking(move || outbox::open_reader(&path)).await {
+/// The routing stage: its routes, where evidence comes from, and whom to wake.
+pub struct Router {
+    routes: Vec<Route>,
+    /// Every receiver: a notification that no longer parses goes to all of them unchanged.
+    receivers: Vec<String>,
+    outbox: Outbox,
+    sources: Arc<Sources>,
+    telemetry: Arc<AlertTelemetry>,
+    clock: Arc<dyn Clock>,
+    /// Woken by the webhook when a notification was committed.
+    received: Arc<Notify>,
+    /// Wakes each receiver's forwarder when deliveries were queued.
+    queued: BTreeMap<String, Arc<Notify>>,
+}
+
+impl Router {
+    pub fn new(
+        config: &AlertsConfig,
+        outbox: Outbox,
+        sources: Arc<Sources>,
+        telemetry: Arc<AlertTelemetry>,
+        clock: Arc<dyn Clock>,
+        received: Arc<Notify>,
+        queued: BTreeMap<String, Arc<Notify>>,
+    ) -> Router {
+        Router {
+            routes: config
+                .routes
+                .iter()
+                .map(|r| Route {
+                    receiver: r.receiver.clone(),
+                    matchers: r.matchers.clone(),
+                    min_confidence: r.min_confidence,
+                })
+                .collect(),
+            receivers: config.receivers.iter().map(|r| r.name.clone()).collect(),
+            outbox,
+            sources,
+            telemetry,
+            clock,
+            received,
+            queued,
+        }
+    }
+}
+
+pub async fn run(router: Arc<Router>, cancel: CancellationToken) {
+    let outbox = router.outbox.clone();
+    let reader = match tokio::task::spawn_blocking(move || outbox.open_reader()).await {
         Ok(Ok(connection)) => Arc::new(std::sync::Mutex::new(connection)),
         Ok(Err(error)) => {
-            tracing::error!(%error, "the enricher cannot open the outbox; alerts stay queued until restart");
+            tracing::error!(%error, "the router cannot open the outbox; alerts stay queued until restart");
             return;
         }
         Err(_) => return,
@@ -44,7 +95,7 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
     loop {
         if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
             last_purge = Some(Stopwatch::start());
-            purge(&enrichment).await;
+            purge(&router).await;
         }
         let reading = Arc::clone(&reader);
         let read = tokio::task::spawn_blocking(move || {
@@ -60,22 +111,22 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
             Ok(Ok((received, (pending, oldest)))) => {
                 // A full batch means more wait: read again at once instead of after a poll.
                 full_batch = received.len() == BATCH;
-                let now_ms = enrichment.clock.now_ms();
+                let now_ms = router.clock.now_ms();
                 let age = oldest.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
-                enrichment.telemetry.backlog(pending, age);
+                router.telemetry.backlog(pending, age);
                 // Assessments (on-demand fits are CPU work) run side by side; routing commits
                 // in arrival order, so deliveries of a group keep their order.
                 let mut assessed = futures_util::stream::iter(
                     received
                         .into_iter()
-                        .map(|notification| assess(&enrichment, notification)),
+                        .map(|notification| assess(&router, notification)),
                 )
                 .buffered(concurrent_assessments());
                 while let Some(assessed) = assessed.next().await {
                     if cancel.is_cancelled() {
                         return;
                     }
-                    if let Err(error) = route_and_commit(&enrichment, assessed).await {
+                    if let Err(error) = route_and_commit(&router, assessed).await {
                         tracing::error!(%error, "routing a notification could not be committed; it is retried");
                         failed = true;
                         break;
@@ -97,7 +148,7 @@ pub async fn run(enrichment: Arc<Enrichment>, cancel: CancellationToken) {
         let wake = if failed {
             None
         } else {
-            Some(&enrichment.received)
+            Some(router.received.as_ref())
         };
         if !pause(wake, &cancel, POLL).await {
             return;
@@ -121,12 +172,12 @@ struct Assessed {
     assessments: Vec<Assessment>,
 }
 
-async fn assess(enrichment: &Enrichment, received: Received) -> Assessed {
+async fn assess(router: &Router, received: Received) -> Assessed {
     let started = Stopwatch::start();
-    let now_ms = enrichment.clock.now_ms();
+    let now_ms = router.clock.now_ms();
     let (notification, assessments) = match webhook::parse(&received.body) {
         Ok(notification) => {
-            let mut assessor = Assessor::new(enrichment, now_ms);
+            let mut assessor = Assessor::new(&router.sources, now_ms);
             let mut assessments = Vec::with_capacity(notification.alerts.len());
             for (index, alert) in notification.alerts.iter().enumerate() {
                 let mut assessment = assessor.assess(alert).await;
@@ -153,7 +204,7 @@ async fn assess(enrichment: &Enrichment, received: Received) -> Assessed {
     }
 }
 
-async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result<(), String> {
+async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), String> {
     let Assessed {
         received,
         started,
@@ -161,16 +212,6 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
         notification,
         mut assessments,
     } = assessed;
-    let routes: Vec<Route> = enrichment
-        .config
-        .routes
-        .iter()
-        .map(|r| Route {
-            receiver: r.receiver.clone(),
-            matchers: r.matchers.clone(),
-            min_confidence: r.min_confidence,
-        })
-        .collect();
     let mut deliveries = Vec::new();
     let mut records = Vec::new();
     let mut suppressed_for = Vec::new();
@@ -185,7 +226,7 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
                 .zip(&assessments)
                 .map(|(alert, a)| (alert, a.confidence))
                 .collect();
-            let (shares, unrouted) = route(&with_confidence, &routes);
+            let (shares, unrouted) = route(&with_confidence, &router.routes);
             // Moved out, not copied: only the deliveries need them from here on.
             let additions: Vec<BTreeMap<String, String>> = assessments
                 .iter_mut()
@@ -274,9 +315,9 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
         }
         None => {
             group_key = String::new();
-            for receiver in &enrichment.config.receivers {
+            for receiver in &router.receivers {
                 deliveries.push(NewDelivery {
-                    receiver: receiver.name.clone(),
+                    receiver: receiver.clone(),
                     body: received.body.clone(),
                 });
             }
@@ -284,18 +325,12 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
     }
     let (id, received_ms) = (received.id, received.received_ms);
     let queued: Vec<String> = deliveries.iter().map(|d| d.receiver.clone()).collect();
-    enrichment
-        .database
-        .transact(move |transaction, appender| {
-            outbox::route(transaction, id, &group_key, &deliveries, now_ms)?;
-            for record in records {
-                appender.append(transaction, record)?;
-            }
-            Ok(())
-        })
+    router
+        .outbox
+        .route(id, group_key, deliveries, records, now_ms)
         .await
         .map_err(|e| e.to_string())?;
-    let telemetry = &enrichment.telemetry;
+    let telemetry = &router.telemetry;
     for assessment in &assessments {
         telemetry.enriched(assessment.confidence.map(Confidence::get));
     }
@@ -304,10 +339,10 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
         telemetry.suppressed(receiver);
     }
     // From the commit that acknowledged it to its deliveries being queued, waiting included.
-    let queued_for = (enrichment.clock.now_ms() - received_ms).max(0) as f64 / 1000.0;
+    let queued_for = (router.clock.now_ms() - received_ms).max(0) as f64 / 1000.0;
     telemetry.enrichment_took(queued_for.max(started.elapsed().as_secs_f64()));
     for receiver in queued {
-        if let Some(notify) = enrichment.queued.get(&receiver) {
+        if let Some(notify) = router.queued.get(&receiver) {
             notify.notify_one();
         }
     }
@@ -315,13 +350,9 @@ async fn route_and_commit(enrichment: &Enrichment, assessed: Assessed) -> Result
 }
 
 /// Deletes what is settled and old, so the outbox does not grow without bound.
-async fn purge(enrichment: &Enrichment) {
-    let before_ms = enrichment.clock.now_ms() - SETTLED_RETENTION.as_millis() as i64;
-    match enrichment
-        .database
-        .transact(move |transaction, _| outbox::purge_settled(transaction, before_ms))
-        .await
-    {
+async fn purge(router: &Router) {
+    let before_ms = router.clock.now_ms() - SETTLED_RETENTION.as_millis() as i64;
+    match router.outbox.purge_settled(before_ms).await {
         Ok(0) => {}
         Ok(purged) => tracing::info!(purged, "settled notifications purged from the outbox"),
         Err(error) => tracing::warn!(%error, "settled notifications could not be purged"),
