@@ -9,7 +9,8 @@ use foretell_core::alerts::rate_limit::RateLimit;
 use http::{HeaderName, HeaderValue};
 
 use super::raw::{RawAlerts, RawReceiver, RawRoute};
-use super::{duration, Auth, Secret, Validator};
+use super::validator::Validator;
+use super::{duration, Auth, Secret};
 
 /// Alertmanager sends 64 alerts at most per notification by default (`max_alerts: 0` is
 /// unlimited); 4 MiB holds thousands of alerts with long annotations.

@@ -1,5 +1,9 @@
 use std::collections::HashMap;
 use std::io;
+use std::time::Duration;
+
+use foretell_core::model::SeasonSpec;
+use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
 
 use super::*;
 

@@ -1,0 +1,87 @@
+//! The `server` section: where foretell listens, how it stops, and the URL users reach it at.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use foretell_core::redact;
+use url::Url;
+
+use super::raw::RawServer;
+use super::validator::Validator;
+
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen_address: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub enable_lifecycle: bool,
+    /// The URL users reach foretell at, for links (graph links in enriched alerts); `None`:
+    /// derived from the listen address at start.
+    pub external_url: Option<Url>,
+}
+
+impl Validator<'_> {
+    pub(super) fn server(&mut self, raw: &RawServer) -> Option<ServerConfig> {
+        let text = raw
+            .listen_address
+            .as_deref()
+            .unwrap_or(DEFAULT_LISTEN_ADDRESS);
+        // Accept Prometheus' `:9896` shorthand for all interfaces.
+        let normalised = if text.starts_with(':') {
+            format!("0.0.0.0{text}")
+        } else {
+            text.to_owned()
+        };
+        let listen_address = match normalised.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.fail(
+                    "server.listen_address",
+                    format!("`{text}` is not HOST:PORT with a numeric host, e.g. `0.0.0.0:9896` or `127.0.0.1:9896`"),
+                );
+                None
+            }
+        };
+        let shutdown_grace = self.positive_duration(
+            "server.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            Duration::from_secs(10),
+        );
+        let external_url = match raw.external_url.as_deref().map(Url::parse) {
+            None => Some(None),
+            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                Some(Some(url))
+            }
+            Some(Ok(url)) => {
+                self.fail(
+                    "server.external_url",
+                    format!(
+                        "`{}` is not an http:// or https:// URL with a host",
+                        redact::url(url.as_str(), redact::Path::Shown)
+                    ),
+                );
+                None
+            }
+            Some(Err(error)) => {
+                self.fail(
+                    "server.external_url",
+                    format!(
+                        "`{}` is not a URL ({error}); for example https://foretell.example.com",
+                        redact::url(
+                            raw.external_url.as_deref().unwrap_or_default(),
+                            redact::Path::Shown
+                        )
+                    ),
+                );
+                None
+            }
+        };
+        Some(ServerConfig {
+            listen_address: listen_address?,
+            shutdown_grace: shutdown_grace?,
+            enable_lifecycle: raw.enable_lifecycle,
+            external_url: external_url?,
+        })
+    }
+}
