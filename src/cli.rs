@@ -1,6 +1,9 @@
-//! Command-line syntax (clap types only); `main` turns it into what runs.
+//! Command-line syntax: clap types, and the value parsers that turn each flag into the type
+//! the command needs, so a flag that does not parse is refused by clap (naming the flag, exit
+//! code 2) before any command runs. `commands` turns the result into what runs.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -79,8 +82,8 @@ pub enum Command {
         model: ModelArgs,
         /// How often the model is refitted, in the data's time; points in between update it
         /// online, as in the sidecar.
-        #[arg(long, default_value = "1h")]
-        refit_interval: String,
+        #[arg(long, default_value = "1h", value_parser = parse::duration)]
+        refit_interval: Duration,
         /// Accept repeated or backward timestamps: such a row repeats the previous row's output.
         #[arg(long)]
         allow_disorder: bool,
@@ -173,11 +176,11 @@ pub enum Command {
         #[arg(long, value_name = "UNIX_SECONDS")]
         end: Option<i64>,
         /// Length of the history.
-        #[arg(long, default_value = "2d")]
-        span: String,
+        #[arg(long, default_value = "2d", value_parser = parse::duration)]
+        span: Duration,
         /// Spacing of the history's samples.
-        #[arg(long, default_value = "10s")]
-        step: String,
+        #[arg(long, default_value = "10s", value_parser = parse::whole_seconds)]
+        step: Duration,
         /// Start of a live spike on instance web-a, Unix seconds.
         #[arg(long, value_name = "UNIX_SECONDS")]
         spike_at: Option<i64>,
@@ -188,8 +191,8 @@ pub enum Command {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=100_000))]
         instances: u32,
         /// Evaluation interval of the recording rules that continue the series live.
-        #[arg(long, default_value = "1s")]
-        rule_interval: String,
+        #[arg(long, default_value = "1s", value_parser = parse::whole_seconds)]
+        rule_interval: Duration,
     },
 }
 
@@ -204,8 +207,8 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 0.99)]
     pub coverage: f64,
     /// Window the model learns from, e.g. 7d (detect default: 15d, two weekly cycles; forecast default: every row).
-    #[arg(long)]
-    pub history: Option<String>,
+    #[arg(long, value_parser = parse::duration)]
+    pub history: Option<Duration>,
     /// Points needed before the model is ready.
     #[arg(long, default_value_t = 30)]
     pub min_history_points: usize,
@@ -216,12 +219,13 @@ pub enum BenchCommand {
     /// Concurrent scrapers on the real listener's `/metrics` serving many series, for a
     /// bounded time: scrapes per second, latency percentiles, memory.
     Metrics {
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = parse::positive_count())]
         series: usize,
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = parse::positive_count())]
         clients: usize,
-        #[arg(long, default_value = "20s")]
-        duration: String,
+        /// How long the scrapers run, at most 10m.
+        #[arg(long, default_value = "20s", value_parser = parse::bounded_load)]
+        duration: Duration,
         /// Ask for gzip, as Prometheus does.
         #[arg(long)]
         gzip: bool,
@@ -230,24 +234,24 @@ pub enum BenchCommand {
     /// series with their history, then steady cycles of one new point each; reports time, CPU,
     /// RSS and bytes per series.
     Scale {
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = parse::positive_count())]
         series: usize,
         /// Queries the series are split among (each evaluated on its own, as in the sidecar).
         #[arg(long, default_value_t = 10)]
         queries: usize,
-        #[arg(long, default_value = "2d")]
-        history: String,
-        #[arg(long, default_value = "1m")]
-        step: String,
+        #[arg(long, default_value = "2d", value_parser = parse::positive_duration)]
+        history: Duration,
+        #[arg(long, default_value = "1m", value_parser = parse::positive_duration)]
+        step: Duration,
         /// Seasonal period of the models, or `none`.
-        #[arg(long, default_value = "1d")]
-        season: String,
-        #[arg(long, default_value = "1h")]
-        refit_interval: String,
+        #[arg(long, default_value = "1d", value_parser = parse::season)]
+        season: parse::Season,
+        #[arg(long, default_value = "1h", value_parser = parse::positive_duration)]
+        refit_interval: Duration,
         /// Each series' record of what the live model did, for the charts (`0s`: none), as
         /// `queries[].live_record`.
-        #[arg(long, default_value = "6h")]
-        live_record: String,
+        #[arg(long, default_value = "6h", value_parser = parse::duration)]
+        live_record: Duration,
         /// Steady cycles after the load (one step each).
         #[arg(long, default_value_t = 5)]
         cycles: usize,
@@ -263,10 +267,10 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// Notifications sent in each phase.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = parse::positive_count())]
         notifications: usize,
         /// Notifications per second.
-        #[arg(long, default_value_t = 20.0)]
+        #[arg(long, default_value_t = 20.0, value_parser = parse::positive_rate)]
         rate: f64,
         /// Series in the tracked snapshot the tracked phase searches.
         #[arg(long, default_value_t = 10_000)]
@@ -280,8 +284,8 @@ pub enum BenchCommand {
         #[arg(long, requires = "prometheus")]
         expr: Option<String>,
         /// Longest a phase may send for.
-        #[arg(long, default_value = "120s")]
-        time_limit: String,
+        #[arg(long, default_value = "120s", value_parser = parse::positive_duration)]
+        time_limit: Duration,
     },
 }
 
@@ -409,4 +413,123 @@ pub struct RecordArgs {
 pub enum RecordFormat {
     Table,
     Jsonl,
+}
+
+/// The value parsers of the flags above.
+pub mod parse {
+    use std::time::Duration;
+
+    use crate::config::duration;
+
+    /// A duration in Prometheus' notation (`90s`, `1h30m`, `7d`).
+    pub fn duration(text: &str) -> Result<Duration, String> {
+        duration::parse(text)
+    }
+
+    /// A duration above zero.
+    pub fn positive_duration(text: &str) -> Result<Duration, String> {
+        match duration::parse(text)? {
+            zero if zero.is_zero() => Err("must be above 0s, such as 1m".into()),
+            positive => Ok(positive),
+        }
+    }
+
+    /// A duration of whole seconds, at least one (the grids of `sample-data`).
+    pub fn whole_seconds(text: &str) -> Result<Duration, String> {
+        match duration::parse(text)? {
+            d if d.as_secs() >= 1 && d.subsec_nanos() == 0 => Ok(d),
+            _ => Err("must be whole seconds, at least 1s".into()),
+        }
+    }
+
+    /// How long a load test runs: at least 1ms, at most 10m, so a typo cannot leave it
+    /// running for hours.
+    pub fn bounded_load(text: &str) -> Result<Duration, String> {
+        match duration::parse(text)? {
+            d if !d.is_zero() && d <= Duration::from_secs(600) => Ok(d),
+            _ => Err("must be between 1ms and 10m".into()),
+        }
+    }
+
+    /// A count of one or more.
+    pub fn positive_count() -> clap::builder::RangedU64ValueParser<usize> {
+        clap::builder::RangedU64ValueParser::new().range(1..)
+    }
+
+    /// A finite rate above zero.
+    pub fn positive_rate(text: &str) -> Result<f64, String> {
+        match text.parse::<f64>() {
+            Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+            _ => Err("must be a number above 0, such as 20".into()),
+        }
+    }
+
+    /// A seasonal period, or none.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Season(pub Option<Duration>);
+
+    /// `none` or a duration above zero.
+    pub fn season(text: &str) -> Result<Season, String> {
+        match text {
+            "none" => Ok(Season(None)),
+            period => positive_duration(period)
+                .map(|d| Season(Some(d)))
+                .map_err(|e| format!("`none` or a period: {e}")),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn each_parser_takes_its_range_and_refuses_the_rest() {
+            assert_eq!(duration("0s"), Ok(Duration::ZERO));
+            assert_eq!(positive_duration("90s"), Ok(Duration::from_secs(90)));
+            assert!(positive_duration("0s").is_err());
+            assert!(positive_duration("soon").is_err());
+            assert_eq!(whole_seconds("10s"), Ok(Duration::from_secs(10)));
+            assert!(whole_seconds("500ms").is_err());
+            assert!(whole_seconds("1500ms").is_err());
+            assert_eq!(bounded_load("10m"), Ok(Duration::from_secs(600)));
+            assert!(bounded_load("11m").is_err());
+            assert!(bounded_load("0s").is_err());
+            assert_eq!(positive_rate("2.5"), Ok(2.5));
+            for bad in ["0", "-1", "NaN", "inf", "fast"] {
+                assert!(positive_rate(bad).is_err(), "{bad}");
+            }
+            assert_eq!(season("none"), Ok(Season(None)));
+            assert_eq!(season("1d"), Ok(Season(Some(Duration::from_secs(86_400)))));
+            assert!(season("0s").is_err());
+        }
+
+        #[test]
+        fn a_bad_flag_is_refused_by_clap_with_its_name_and_exit_code_2() {
+            use clap::Parser as _;
+            let refused = |args: &[&str]| {
+                let error = crate::cli::Cli::try_parse_from(args).expect_err("refused");
+                (error.exit_code(), error.to_string())
+            };
+            let (code, message) = refused(&["foretell", "bench", "scale", "--step", "0s"]);
+            assert_eq!(code, 2);
+            assert!(message.contains("--step"), "{message}");
+            assert!(message.contains("above 0s"), "{message}");
+            let (code, message) = refused(&["foretell", "bench", "metrics", "--clients", "0"]);
+            assert_eq!(code, 2);
+            assert!(message.contains("--clients"), "{message}");
+            let parsed = crate::cli::Cli::try_parse_from([
+                "foretell", "bench", "scale", "--season", "none", "--step", "30s",
+            ])
+            .expect("valid");
+            match parsed.command {
+                crate::cli::Command::Bench {
+                    command: crate::cli::BenchCommand::Scale { season, step, .. },
+                } => {
+                    assert_eq!(season, Season(None));
+                    assert_eq!(step, Duration::from_secs(30));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
