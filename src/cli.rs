@@ -52,6 +52,7 @@ pub enum Command {
         #[arg(long = "web.config.file", value_name = "FILE")]
         web_config_file: Option<PathBuf>,
     },
+    #[cfg(feature = "tools")]
     /// Run foretell on a bundled synthetic dataset with nothing to set up: status page,
     /// /metrics, charts, and a sample alert that comes back enriched. Ctrl-C stops it.
     Demo {
@@ -154,6 +155,7 @@ pub enum Command {
         command: DeadLetterCommand,
     },
     /// Benchmarks with documented inputs (results in docs/benchmarks.md).
+    #[cfg(feature = "tools")]
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
@@ -214,6 +216,7 @@ pub struct ModelArgs {
     pub min_history_points: usize,
 }
 
+#[cfg(feature = "tools")]
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Concurrent scrapers on the real listener's `/metrics` serving many series, for a
@@ -369,6 +372,7 @@ pub enum AuditCommand {
         #[arg(long)]
         before: String,
     },
+    #[cfg(feature = "tools")]
     /// Measure this disk: signed records per second with one durable commit each and through
     /// the batching writer, and records verified per second. Writes scratch logs in --dir.
     Bench {
@@ -415,7 +419,9 @@ pub enum RecordFormat {
     Jsonl,
 }
 
-/// The value parsers of the flags above.
+/// The value parsers of the flags above. Some serve only the `tools` commands (`bench`), hence
+/// the `dead_code` allowance without that feature.
+#[cfg_attr(not(feature = "tools"), allow(dead_code))]
 pub mod parse {
     use std::time::Duration;
 

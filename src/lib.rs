@@ -14,10 +14,8 @@ mod clock;
 pub mod commands;
 pub mod config;
 pub mod db;
-mod demo;
 mod error_text;
 mod graph;
-mod loopback;
 mod offline;
 mod pipeline;
 mod reader;
@@ -28,4 +26,6 @@ mod shutdown;
 mod telemetry;
 #[cfg(test)]
 mod testing;
+#[cfg(feature = "tools")]
+mod tools;
 mod views;

@@ -11,7 +11,6 @@
 //! and the clock; they wake each other with `Notify`s.
 
 pub mod assess;
-pub mod bench;
 pub mod forwarder;
 pub mod metrics;
 pub mod outbox;

@@ -135,11 +135,12 @@ pub(super) fn audit(command: AuditCommand) -> Exit {
                 Err(error) => fail(error),
             }
         }
+        #[cfg(feature = "tools")]
         AuditCommand::Bench {
             dir,
             records,
             append,
-        } => match commands::bench(&dir, records, append) {
+        } => match crate::tools::bench::audit::bench(&dir, records, append) {
             Ok(report) => {
                 println!(
                     "{} records: {:.0} records/s with one durable commit each ({} records), {:.0} records/s batched by the writer thread, {:.0} records/s verified",

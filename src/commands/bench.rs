@@ -2,7 +2,6 @@
 
 use super::{runtime, Exit, Threads};
 use crate::cli::BenchCommand;
-use crate::{pipeline, server};
 
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
@@ -14,7 +13,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             duration,
             gzip,
         } => {
-            let settings = server::bench::MetricsLoadSettings {
+            let settings = crate::tools::bench::metrics::MetricsLoadSettings {
                 series,
                 clients,
                 duration,
@@ -22,8 +21,8 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             };
             run_bench(
                 "metrics",
-                server::bench::run(&settings),
-                server::bench::render,
+                crate::tools::bench::metrics::run(&settings),
+                crate::tools::bench::metrics::render,
             )
         }
         BenchCommand::Scale {
@@ -41,7 +40,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
                 eprintln!("foretell bench scale: --history must hold at least 30 steps");
                 return Exit::Invalid;
             }
-            let settings = pipeline::bench::ScaleSettings {
+            let settings = crate::tools::bench::scale::ScaleSettings {
                 series,
                 queries: queries.clamp(1, series),
                 history,
@@ -54,7 +53,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             };
             print!(
                 "{}",
-                pipeline::bench::render(&pipeline::bench::run(&settings))
+                crate::tools::bench::scale::render(&crate::tools::bench::scale::run(&settings))
             );
             Exit::Success
         }
@@ -67,7 +66,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             expr,
             time_limit,
         } => {
-            let settings = crate::alerts::bench::BenchSettings {
+            let settings = crate::tools::bench::alerts::BenchSettings {
                 dir,
                 notifications,
                 rate,
@@ -77,8 +76,8 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             };
             run_bench(
                 "enrichment",
-                crate::alerts::bench::run(&settings),
-                |reports| crate::alerts::bench::render(reports),
+                crate::tools::bench::alerts::run(&settings),
+                |reports| crate::tools::bench::alerts::render(reports),
             )
         }
     }

@@ -2,6 +2,7 @@
 //! commands; each returns an [`Exit`].
 
 mod audit;
+#[cfg(feature = "tools")]
 mod bench;
 mod dead_letters;
 mod offline;
@@ -58,7 +59,10 @@ fn dispatch(command: Command) -> Exit {
             crate::app::Overrides { shard },
             web_config_file.as_deref(),
         ),
-        Command::Demo { listen, dir } => serve::demo(crate::demo::DemoSettings { listen, dir }),
+        #[cfg(feature = "tools")]
+        Command::Demo { listen, dir } => {
+            serve::demo(crate::tools::demo::DemoSettings { listen, dir })
+        }
         Command::Detect {
             input,
             output,
@@ -112,6 +116,7 @@ fn dispatch(command: Command) -> Exit {
         ),
         Command::Audit { command } => audit::audit(command),
         Command::DeadLetters { command } => dead_letters::dead_letters(command),
+        #[cfg(feature = "tools")]
         Command::Bench { command } => bench::bench(command),
         Command::SampleData {
             history_out,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{load_config, runtime, Exit, Threads};
-use crate::{app, config, demo, server};
+use crate::{app, config, server};
 
 pub(super) fn check_config(file: &Path) -> Exit {
     match config::load_file(file, &config::SystemEnvironment) {
@@ -62,13 +62,14 @@ pub(super) fn run(
     }
 }
 
+#[cfg(feature = "tools")]
 /// `foretell demo`: exit 0 when stopped by a signal, 1 when it cannot start.
-pub(super) fn demo(settings: demo::DemoSettings) -> Exit {
+pub(super) fn demo(settings: crate::tools::demo::DemoSettings) -> Exit {
     let runtime = match runtime(Threads::Many) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(demo::run(settings)) {
+    match runtime.block_on(crate::tools::demo::run(settings)) {
         Ok(()) => Exit::Success,
         Err(error) => {
             eprintln!("foretell demo: {error}");

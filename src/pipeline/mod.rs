@@ -4,7 +4,6 @@
 //! the blocking pool. The newest output of each query is published into the [`SnapshotCell`]
 //! the exporter reads.
 
-pub mod bench;
 mod health;
 
 use std::collections::HashSet;

@@ -1,6 +1,5 @@
 //! The HTTP listener: `/metrics`, health, readiness and the lifecycle API, on hyper 1.
 
-pub mod bench;
 mod routes;
 mod status;
 pub mod web_config;

@@ -70,7 +70,7 @@ fn answer(series: &[DemoSeries], request: &http::Request<Bytes>) -> (u16, String
             r#"{"status":"error","errorType":"not_found","error":"the demo serves only /api/v1/query_range"}"#.into(),
         );
     }
-    let parameters = crate::loopback::parameters(request);
+    let parameters = crate::tools::loopback::parameters(request);
     let number = |name: &str| parameters.get(name).and_then(|v| v.parse::<f64>().ok());
     let (Some(start), Some(end), Some(step)) = (number("start"), number("end"), number("step"))
     else {
@@ -241,7 +241,7 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
     let stop = CancellationToken::new();
     let series = Arc::new(dataset(started_ms / 1000));
     let data = Arc::clone(&series);
-    let prometheus = crate::loopback::serve(
+    let prometheus = crate::tools::loopback::serve(
         move |request| answer(&data, &request),
         stop.clone(),
         ANY_LOOPBACK_PORT,
@@ -249,7 +249,7 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot start the demo data source: {e}"))?;
     let receiver =
-        crate::loopback::serve(|request| receive(&request), stop.clone(), ANY_LOOPBACK_PORT)
+        crate::tools::loopback::serve(|request| receive(&request), stop.clone(), ANY_LOOPBACK_PORT)
             .await
             .map_err(|e| format!("cannot start the demo receiver: {e}"))?;
     let (dir, _temporary) = match settings.dir {

@@ -179,7 +179,7 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
         }],
         threshold: None,
         record_points: (settings.live_record.as_millis() as i64 / step_ms) as usize,
-        load_threads: super::cores(),
+        load_threads: crate::pipeline::cores(),
     }
 }
 

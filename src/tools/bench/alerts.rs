@@ -27,7 +27,7 @@ use foretell_core::Labels;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertPath, GraphLinks};
+use crate::alerts::{AlertPath, GraphLinks};
 use crate::clock::{Clock, Stopwatch};
 use crate::graph::Grapher;
 use crate::pipeline::SnapshotCell;
@@ -139,7 +139,7 @@ pub(crate) fn tracked_snapshot(count: usize, now_ms: i64) -> QueryOutput {
 /// A Prometheus answering every range query with [`ON_DEMAND_SERIES`] noisy series on the
 /// asked grid, each ending in a step up (the incident the alerts are about).
 fn fake_prometheus(request: http::Request<Bytes>) -> (u16, String) {
-    let parameters = crate::loopback::parameters(&request);
+    let parameters = crate::tools::loopback::parameters(&request);
     let number = |name: &str| parameters.get(name).and_then(|v| v.parse::<f64>().ok());
     let (start, end) = (number("start").unwrap_or(0.0), number("end").unwrap_or(0.0));
     let step = number("step").unwrap_or(60.0).max(1.0);
@@ -266,7 +266,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let epoch = Stopwatch::start();
     let sink = {
         let arrivals = Arc::clone(&arrivals);
-        crate::loopback::serve(
+        crate::tools::loopback::serve(
             move |request| {
                 let body: serde_json::Value =
                     serde_json::from_slice(request.body()).unwrap_or_default();
@@ -295,9 +295,10 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let (prometheus_url, expr) = match &settings.prometheus {
         Some((url, expr)) => (url.clone(), expr.clone()),
         None => {
-            let address = crate::loopback::serve(fake_prometheus, stop.clone(), ANY_LOOPBACK_PORT)
-                .await
-                .map_err(|e| format!("cannot start the fake Prometheus: {e}"))?;
+            let address =
+                crate::tools::loopback::serve(fake_prometheus, stop.clone(), ANY_LOOPBACK_PORT)
+                    .await
+                    .map_err(|e| format!("cannot start the fake Prometheus: {e}"))?;
             (format!("http://{address}"), METRIC.to_owned())
         }
     };

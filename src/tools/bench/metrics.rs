@@ -10,10 +10,10 @@ use crate::clock::Stopwatch;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{serve, AppState};
-use crate::alerts::bench::{percentile, tracked_snapshot};
-use crate::pipeline::bench::rss_bytes;
+use super::alerts::{percentile, tracked_snapshot};
+use super::scale::rss_bytes;
 use crate::pipeline::SnapshotCell;
+use crate::server::{serve, AppState};
 use crate::telemetry::Telemetry;
 
 #[derive(Clone, Debug)]
@@ -74,7 +74,7 @@ pub async fn run(settings: &MetricsLoadSettings) -> Result<MetricsLoadReport, St
     let serving = tokio::spawn(serve(
         listener,
         state,
-        super::web_config::WebConfig::default(),
+        crate::server::web_config::WebConfig::default(),
         stop.clone(),
         Duration::from_secs(1),
     ));

@@ -1,0 +1,7 @@
+//! `foretell bench`: load generators with documented inputs (figures in
+//! `docs/benchmarks.md`), each driving the real code path it measures.
+
+pub mod alerts;
+pub mod audit;
+pub mod metrics;
+pub mod scale;
