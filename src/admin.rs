@@ -156,7 +156,7 @@ pub fn render_table(letters: &[DeadLetter]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{json, Canned, FakeUpstream};
+    use foretell_testing::{json, Canned, FakeUpstream};
 
     fn letter(id: i64, error: Option<&str>) -> DeadLetter {
         DeadLetter {

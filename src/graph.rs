@@ -870,15 +870,17 @@ mod tests {
             })
             .collect();
         let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
-        crate::testing::matrix(&[("a", &borrowed)])
+        foretell_testing::matrix(&[("a", &borrowed)])
     }
 
     #[tokio::test]
     async fn a_tracked_series_is_fetched_alone_and_drawn() {
         let end_s = 1_800_000_000;
-        let prometheus =
-            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
-                .await;
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
+            200,
+            &history(end_s),
+        )])
+        .await;
         let grapher = grapher(&prometheus.url, false, end_s * 1000 + 5_000);
         let request =
             parse_request("query=demo&series=%7Binstance%3D%22a%22%7D&range=2h").expect("valid");
@@ -1007,9 +1009,11 @@ mod tests {
             .expect("the live part is drawn");
         assert!(svg.contains("could not be replayed"), "{svg}");
         assert!(svg.contains("<desc>100 points"), "{svg}");
-        let prometheus =
-            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
-                .await;
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
+            200,
+            &history(end_s),
+        )])
+        .await;
         let up = grapher(&prometheus.url, false, end_s * 1000);
         let svg = up
             .render(&request, &tracked(end_s, 100))
@@ -1048,9 +1052,9 @@ mod tests {
             })
             .collect();
         let borrowed: Vec<(i64, &str)> = points.iter().map(|(t, v)| (*t, v.as_str())).collect();
-        let prometheus = crate::testing::FakeUpstream::start(vec![crate::testing::json(
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
             200,
-            &crate::testing::matrix(&[("a", &borrowed)]),
+            &foretell_testing::matrix(&[("a", &borrowed)]),
         )])
         .await;
         let text = format!(
@@ -1114,9 +1118,11 @@ mod tests {
             .await
             .expect_err("too long");
         assert!(error.to_string().contains("at most 5000"), "{error}");
-        let prometheus =
-            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
-                .await;
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
+            200,
+            &history(end_s),
+        )])
+        .await;
         let up = grapher(&prometheus.url, true, end_s * 1000);
         let error = up
             .render(
@@ -1141,9 +1147,11 @@ mod tests {
     #[tokio::test]
     async fn expressions_are_drawn_only_from_signed_links_unless_any_is_allowed() {
         let end_s = 1_800_000_000;
-        let prometheus =
-            crate::testing::FakeUpstream::start(vec![crate::testing::json(200, &history(end_s))])
-                .await;
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
+            200,
+            &history(end_s),
+        )])
+        .await;
         let linked = grapher_with(
             &prometheus.url,
             Some(GraphExpressions::Linked),
@@ -1205,9 +1213,9 @@ mod tests {
             .iter()
             .map(|(n, p)| (n.as_str(), p.as_slice()))
             .collect();
-        let prometheus = crate::testing::FakeUpstream::start(vec![crate::testing::json(
+        let prometheus = foretell_testing::FakeUpstream::start(vec![foretell_testing::json(
             200,
-            &crate::testing::matrix(&borrowed),
+            &foretell_testing::matrix(&borrowed),
         )])
         .await;
         let any = grapher(&prometheus.url, true, end_s * 1000);

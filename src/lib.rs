@@ -24,8 +24,6 @@ mod retry;
 mod server;
 mod shutdown;
 mod telemetry;
-#[cfg(test)]
-mod testing;
 #[cfg(feature = "tools")]
 mod tools;
 mod views;

@@ -208,7 +208,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::RetryPolicy;
-    use crate::testing::{json, Canned, FakeUpstream};
+    use foretell_testing::{json, Canned, FakeUpstream};
 
     const NOW_MS: i64 = 1_700_000_000_000;
 

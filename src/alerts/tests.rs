@@ -21,9 +21,9 @@ use crate::config::{BreakerConfig, ReceiverConfig, RouteConfig, Secret};
 use crate::reader::PrometheusReader;
 use crate::server::{handle, AppState};
 use crate::telemetry::Telemetry;
-use crate::testing::{json, matrix, Canned, FakeUpstream};
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::delivery::RetrySchedule;
+use foretell_testing::{eventually, eventually_true, json, matrix, Canned, FakeUpstream};
 
 const FIRING: &str = r#"{
   "receiver": "foretell", "status": "firing", "version": "4", "truncatedAlerts": 0,
@@ -254,19 +254,21 @@ impl Harness {
     }
 }
 
-/// Waits (bounded) until `done` holds.
-async fn eventually(done: impl FnMut() -> bool) -> bool {
-    eventually_for(Duration::from_secs(3), done).await
-}
-
-async fn eventually_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..limit.as_millis() / 10 {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
+/// The state of every notification in the outbox, oldest first, and the number of deliveries.
+fn outbox_rows(path: &std::path::Path) -> (Vec<String>, i64) {
+    let connection = crate::db::open_read_only(path).expect("open");
+    let mut statement = connection
+        .prepare("SELECT state FROM notifications ORDER BY id")
+        .expect("prepare");
+    let states = statement
+        .query_map([], |row| row.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("rows");
+    let deliveries = connection
+        .query_row("SELECT count(*) FROM deliveries", [], |row| row.get(0))
+        .expect("count");
+    (states, deliveries)
 }
 
 fn body_of(request: &str) -> serde_json::Value {
@@ -280,10 +282,10 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
     let harness = Harness::start(config(&receiver.url, None));
     let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
-    assert!(
-        eventually(|| receiver.requests().len() == 1).await,
-        "delivered"
-    );
+    eventually_true("delivered", Duration::from_secs(3), || {
+        receiver.requests().len() == 1
+    })
+    .await;
     let request = &receiver.requests()[0];
     assert!(
         request.to_ascii_lowercase().contains("idempotency-key: "),
@@ -317,13 +319,13 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
     assert!(untracked["foretell_confidence_reason"]
         .as_str()
         .is_some_and(|r| r.contains("no tracked series")));
-    assert!(
-        eventually(|| harness
+    eventually_true("an alert.forwarded record", Duration::from_secs(3), || {
+        harness
             .records()
             .iter()
-            .any(|(kind, _)| kind == "alert.forwarded"))
-        .await
-    );
+            .any(|(kind, _)| kind == "alert.forwarded")
+    })
+    .await;
     let kinds: Vec<String> = harness.records().into_iter().map(|(k, _)| k).collect();
     assert_eq!(
         kinds,
@@ -336,7 +338,12 @@ async fn an_accepted_notification_is_enriched_and_forwarded_with_its_records() {
     );
     // The delivery is counted once its audit record has committed, a moment later.
     let delivered = "foretell_deliveries_total{receiver=\"pager\",outcome=\"delivered\"} 1\n";
-    assert!(eventually(|| harness.metrics().contains(delivered)).await);
+    eventually_true(
+        "harness.metrics().contains(delivered)",
+        Duration::from_secs(3),
+        || harness.metrics().contains(delivered),
+    )
+    .await;
     let metrics = harness.metrics();
     assert!(
         metrics.contains("foretell_alerts_received_total 2\n"),
@@ -360,13 +367,13 @@ async fn failures_are_retried_until_delivered_and_duplicates_are_not_forwarded_a
     let (status, reason) = harness.post(FIRING, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(reason.contains("duplicate of notification 1"), "{reason}");
-    assert!(
-        eventually(|| harness
+    eventually_true("an alert.forwarded record", Duration::from_secs(3), || {
+        harness
             .records()
             .iter()
-            .any(|(kind, _)| kind == "alert.forwarded"))
-        .await
-    );
+            .any(|(kind, _)| kind == "alert.forwarded")
+    })
+    .await;
     let outcomes: Vec<(String, String)> = harness
         .records()
         .into_iter()
@@ -407,13 +414,17 @@ async fn a_rejected_delivery_is_dead_lettered_and_can_be_retried() {
     let receiver = FakeUpstream::start(vec![json(400, "{}"), json(200, "{}")]).await;
     let harness = Harness::start(config(&receiver.url, None));
     assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(
-        eventually(|| harness
-            .records()
-            .iter()
-            .any(|(kind, _)| kind == "alert.dead_lettered"))
-        .await
-    );
+    eventually_true(
+        "an alert.dead_lettered record",
+        Duration::from_secs(3),
+        || {
+            harness
+                .records()
+                .iter()
+                .any(|(kind, _)| kind == "alert.dead_lettered")
+        },
+    )
+    .await;
     let (status, listed) = harness.request(Method::GET, "/api/v1/dead-letters").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -424,13 +435,13 @@ async fn a_rejected_delivery_is_dead_lettered_and_can_be_retried() {
         .request(Method::POST, "/api/v1/dead-letters/retry?id=1")
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert!(
-        eventually(|| harness
+    eventually_true("an alert.forwarded record", Duration::from_secs(3), || {
+        harness
             .records()
             .iter()
-            .any(|(kind, _)| kind == "alert.forwarded"))
-        .await
-    );
+            .any(|(kind, _)| kind == "alert.forwarded")
+    })
+    .await;
     let kinds: Vec<String> = harness
         .records()
         .into_iter()
@@ -458,7 +469,12 @@ async fn unconfident_alerts_are_suppressed_for_a_demanding_route_and_recorded() 
     let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
     let harness = Harness::start(config(&receiver.url, Some(0.99)));
     assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(eventually(|| receiver.requests().len() == 1).await);
+    eventually_true(
+        "receiver.requests().len() == 1",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 1,
+    )
+    .await;
     let body = body_of(&receiver.requests()[0]);
     let fingerprints: Vec<&str> = body["alerts"]
         .as_array()
@@ -479,14 +495,19 @@ async fn unconfident_alerts_are_suppressed_for_a_demanding_route_and_recorded() 
         .metrics()
         .contains("foretell_alerts_suppressed_total{receiver=\"pager\"} 1\n"));
     // The status page's view: the held-back alert and the delivered one, each with its outcome.
-    let mut recent = Vec::new();
-    for _ in 0..100 {
-        recent = harness.alerts.recent_alerts(10).await.expect("readable");
-        if recent.iter().any(|a| a.outcome == "delivered to pager") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let alerts = &harness.alerts;
+    let recent = eventually(
+        "the delivered alert on the status page",
+        Duration::from_secs(2),
+        move || async move {
+            let recent = alerts.recent_alerts(10).await.ok()?;
+            recent
+                .iter()
+                .any(|a| a.outcome == "delivered to pager")
+                .then_some(recent)
+        },
+    )
+    .await;
     assert_eq!(recent.len(), 2, "{recent:?}");
     let assessed = recent.iter().find(|a| a.confidence.is_some()).expect("f1");
     assert_eq!(assessed.outcome, "suppressed for pager", "{recent:?}");
@@ -607,14 +628,19 @@ async fn an_empty_alert_list_is_acknowledged_and_recorded_and_nothing_is_sent() 
     let empty = r#"{"version":"4","receiver":"foretell","status":"resolved","groupKey":"{}:{}","groupLabels":{},"alerts":[]}"#;
     let (status, reason) = harness.post(empty, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
-    assert!(
-        eventually(|| harness
+    eventually_true("an alert.received record", Duration::from_secs(3), || {
+        harness
             .records()
             .iter()
-            .any(|(kind, _)| kind == "alert.received"))
-        .await
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+            .any(|(kind, _)| kind == "alert.received")
+    })
+    .await;
+    // Routing commits the deliveries with the routed state: once routed with none, nothing
+    // will ever be sent.
+    eventually_true("the notification routed", Duration::from_secs(3), || {
+        outbox_rows(&harness.path) == (vec!["routed".to_owned()], 0)
+    })
+    .await;
     assert!(receiver.requests().is_empty(), "no alert, no delivery");
     harness.stop().await;
 }
@@ -778,12 +804,22 @@ async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
     let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_secs(5)).await;
     let body = untracked(&["x", "y"], &["up+%3E+0", "up+%3E+0"]);
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(eventually(|| receiver.requests().len() == 1).await);
+    eventually_true(
+        "receiver.requests().len() == 1",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 1,
+    )
+    .await;
     // A later notification of the same rule within the step reuses the answer.
     let later = body.replace("\"groupKey\":\"", "\"groupKey\":\"later-");
     assert_ne!(later, body);
     assert_eq!(harness.post(&later, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(eventually(|| receiver.requests().len() == 2).await);
+    eventually_true(
+        "receiver.requests().len() == 2",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 2,
+    )
+    .await;
     // An alert older than the series' history: the model is fitted on the series' first samples.
     let long_firing = later
         .replace("\"groupKey\":\"", "\"groupKey\":\"old-")
@@ -796,7 +832,12 @@ async fn alerts_of_one_rule_share_one_probe_and_one_history_query() {
         harness.post(&long_firing, Some("s3cret")).await.0,
         StatusCode::OK
     );
-    assert!(eventually(|| receiver.requests().len() == 3).await);
+    eventually_true(
+        "receiver.requests().len() == 3",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 3,
+    )
+    .await;
     let requests = prometheus.requests();
     assert_eq!(
         requests.len(),
@@ -867,7 +908,12 @@ async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
     let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_secs(5)).await;
     let body = untracked(&["host-7"], &["up+%3E+0"]);
     assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(eventually(|| receiver.requests().len() == 1).await);
+    eventually_true(
+        "receiver.requests().len() == 1",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 1,
+    )
+    .await;
     let requests = prometheus.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(
@@ -891,35 +937,47 @@ async fn an_alert_of_a_rule_over_many_series_fetches_only_its_own_history() {
     harness.stop().await;
 }
 
-#[tokio::test]
+/// A notification's alerts share one on-demand budget: four rules on a Prometheus that never
+/// answers cost one budget, not four. Measured on the runtime's paused clock, which jumps to
+/// the next timer whenever every task waits (here on the hung requests), so the figure does
+/// not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_hanging_prometheus_delays_a_notification_by_one_budget_at_most() {
     let prometheus = FakeUpstream::start(vec![Canned::Hang]).await;
-    let (receiver, harness) = on_demand_harness(&prometheus, Duration::from_millis(300)).await;
+    let budget = Duration::from_millis(300);
+    let sources = assess::Sources::new(
+        Arc::new(SnapshotCell::default()),
+        &[],
+        Some((
+            crate::config::OnDemandConfig {
+                history: Duration::from_secs(86_400),
+                step: Duration::from_secs(60),
+                timeout: budget,
+                graph_expressions: crate::config::GraphExpressions::Linked,
+            },
+            prometheus_at(&prometheus.url),
+        )),
+        GraphLinks::default(),
+    );
     let body = untracked(&["a1", "a2", "a3", "a4"], &["e1", "e2", "e3", "e4"]);
-    let started = crate::clock::Stopwatch::start();
-    assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(
-        eventually(|| receiver.requests().len() == 1).await,
-        "forwarded"
-    );
-    // Four expressions one after the other would take 4 x 300 ms.
-    assert!(
-        started.elapsed() < Duration::from_millis(1_000),
-        "took {:?}",
-        started.elapsed()
-    );
-    let annotations = annotations_of(&receiver);
-    assert_eq!(annotations.len(), 4);
-    for annotations in annotations {
-        assert_eq!(annotations["foretell_confidence"], "unavailable");
+    let notification = foretell_core::alerts::webhook::parse(body.as_bytes()).expect("valid");
+    #[allow(clippy::disallowed_methods)] // the runtime's paused clock, not the wall clock
+    let started = tokio::time::Instant::now();
+    let mut assessor = assess::Assessor::new(&sources, crate::clock::system().now_ms());
+    for alert in &notification.alerts {
+        let assessment = assessor.assess(alert).await;
+        assert_eq!(assessment.confidence, None);
         assert!(
-            annotations["foretell_confidence_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("on-demand budget")),
-            "{annotations}"
+            assessment.annotations["foretell_confidence_reason"].contains("on-demand budget"),
+            "{:?}",
+            assessment.annotations
         );
     }
-    harness.stop().await;
+    let spent = started.elapsed();
+    assert!(
+        spent >= budget && spent < budget * 2,
+        "four alerts took {spent:?} of the runtime's clock; one budget is {budget:?}"
+    );
 }
 
 #[tokio::test]
@@ -945,7 +1003,12 @@ async fn a_reload_gives_tracked_queries_their_new_step_and_horizons() {
     }
     harness.state.snapshot.publish(output);
     assert_eq!(harness.post(FIRING, Some("s3cret")).await.0, StatusCode::OK);
-    assert!(eventually(|| receiver.requests().len() == 1).await);
+    eventually_true(
+        "receiver.requests().len() == 1",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 1,
+    )
+    .await;
     let annotations = &annotations_of(&receiver)[0];
     assert_eq!(
         annotations["foretell_forecast"],
@@ -1064,7 +1127,12 @@ async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_it
     let other = FIRING.replace("\"f1\"", "\"read-only\"");
     let (status, reason) = harness.post(&other, Some("s3cret")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Refused means never stored, so there is nothing the forwarder could send.
+    assert_eq!(
+        outbox_rows(&harness.path),
+        (Vec::new(), 0),
+        "nothing refused was stored"
+    );
     assert!(
         receiver.requests().is_empty(),
         "nothing refused was forwarded"
@@ -1079,7 +1147,12 @@ async fn a_locked_or_read_only_database_gets_503_and_nothing_goes_out_without_it
         let (status, reason) = harness.post(&body, Some("s3cret")).await;
         assert_eq!(status, StatusCode::OK, "{reason}");
     }
-    assert!(eventually(|| receiver.requests().len() == 2).await);
+    eventually_true(
+        "receiver.requests().len() == 2",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 2,
+    )
+    .await;
     harness.records();
     harness.stop().await;
 }
@@ -1104,23 +1177,18 @@ async fn a_full_outbox_refuses_new_notifications_until_deliveries_drain_in_order
     assert!(reason.contains("alerts.max_queued is 3"), "{reason}");
     // Once the receiver is back the queue drains, oldest first within the group, and the
     // refused notification is accepted when Alertmanager retries it.
-    let drained = eventually_for(Duration::from_secs(15), || {
+    eventually_true("FAILURES + 3 requests", Duration::from_secs(15), || {
         receiver.requests().len() >= FAILURES + 3
     })
     .await;
-    assert!(
-        drained,
-        "{} requests: {:?}",
-        receiver.requests().len(),
-        harness.records()
-    );
     let (status, reason) = harness.post(&numbered(3), Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
-    assert!(
-        eventually_for(Duration::from_secs(15), || receiver.requests().len()
-            == FAILURES + 4)
-        .await
-    );
+    eventually_true(
+        "receiver.requests().len() == FAILURES + 4",
+        Duration::from_secs(15),
+        || receiver.requests().len() == FAILURES + 4,
+    )
+    .await;
     let delivered: Vec<String> = receiver.requests()[FAILURES..]
         .iter()
         .map(|request| {
@@ -1157,11 +1225,12 @@ async fn a_backlog_drains_at_the_receivers_pace_not_one_per_group_per_poll() {
         assert_eq!(harness.post(&body, Some("s3cret")).await.0, StatusCode::OK);
     }
     // One delivery per group per one-second poll would take forty seconds.
-    assert!(
-        eventually(|| receiver.requests().len() == 40).await,
-        "{} of 40 delivered",
-        receiver.requests().len()
-    );
+    eventually_true(
+        "receiver.requests().len() == 40",
+        Duration::from_secs(3),
+        || receiver.requests().len() == 40,
+    )
+    .await;
     harness.stop().await;
 }
 
@@ -1254,24 +1323,30 @@ async fn a_receiver_down_for_an_hour_and_wall_clock_steps_lose_nothing_and_keep_
     posted.push((group, fingerprint));
     clock.advance(6 * MINUTE);
     let before = receiver.requests().len();
-    assert!(
-        eventually(|| receiver.requests().len() > before).await,
-        "attempts go on after the clock stepped back"
-    );
+    eventually_true(
+        "attempts go on after the clock stepped back",
+        Duration::from_secs(3),
+        || receiver.requests().len() > before,
+    )
+    .await;
     // Then forward a day: the queue looks a day old but was not tried through a day.
     clock.step_wall(24 * HOUR + HOUR);
     clock.advance(6 * MINUTE);
     let before = receiver.requests().len();
-    assert!(eventually(|| receiver.requests().len() > before).await);
+    eventually_true(
+        "receiver.requests().len() > before",
+        Duration::from_secs(3),
+        || receiver.requests().len() > before,
+    )
+    .await;
 
     // The receiver recovers: everything arrives, each group in the order it was accepted.
     receiver.rescript(vec![json(200, "{}")]);
     clock.advance(6 * MINUTE);
-    let delivered = eventually_for(Duration::from_secs(20), || {
+    eventually_true("no pending delivery", Duration::from_secs(20), || {
         pending_due(&harness.path).0 == 0
     })
     .await;
-    assert!(delivered, "pending: {:?}", pending_due(&harness.path));
     let kinds = harness.records();
     let count = |kind: &str| kinds.iter().filter(|(k, _)| k == kind).count();
     assert_eq!(count("alert.forwarded"), 121);
@@ -1342,7 +1417,7 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     );
     let (status, reason) = harness.post(&body, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
-    let forwarded = eventually_for(Duration::from_secs(20), || {
+    eventually_true("an alert.forwarded record", Duration::from_secs(20), || {
         harness
             .records()
             .iter()
@@ -1350,14 +1425,6 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     })
     .await;
     let records = harness.records();
-    let kinds: std::collections::BTreeMap<&str, usize> =
-        records
-            .iter()
-            .fold(Default::default(), |mut counts, (kind, _)| {
-                *counts.entry(kind.as_str()).or_default() += 1;
-                counts
-            });
-    assert!(forwarded, "{kinds:?} {:?}", receiver.requests().len());
     let enriched: Vec<&(String, String)> = records
         .iter()
         .filter(|(kind, _)| kind == "alert.enriched")
@@ -1383,14 +1450,18 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     let (status, reason) = harness.post(&unrouted, Some("s3cret")).await;
     assert_eq!(status, StatusCode::OK, "{reason}");
     let limit = crate::alerts::router::MAX_ALERTS_AUDITED;
-    assert!(
-        eventually_for(Duration::from_secs(20), || harness
-            .records()
-            .iter()
-            .filter(|(kind, _)| kind == "alert.suppressed")
-            .count()
-            == limit + 1)
-        .await
-    );
+    eventually_true(
+        "limit + 1 alert.suppressed records",
+        Duration::from_secs(20),
+        || {
+            harness
+                .records()
+                .iter()
+                .filter(|(kind, _)| kind == "alert.suppressed")
+                .count()
+                == limit + 1
+        },
+    )
+    .await;
     harness.stop().await;
 }

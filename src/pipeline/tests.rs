@@ -5,7 +5,7 @@ use foretell_core::snapshot::SeriesState;
 use super::*;
 use crate::clock::ManualClock;
 use crate::config::{self, Config, SystemEnvironment};
-use crate::testing::{json, matrix, Canned, FakeUpstream};
+use foretell_testing::{json, matrix, Canned, FakeUpstream};
 
 const STEP_MS: i64 = 60_000;
 

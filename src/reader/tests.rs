@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::{self, SystemEnvironment};
-use crate::testing::{json, matrix, Canned, FakeUpstream};
+use foretell_testing::{json, matrix, Canned, FakeUpstream};
 
 fn reader_for(url: &str, extra: &str) -> PrometheusReader {
     let text = format!(

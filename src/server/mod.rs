@@ -393,7 +393,12 @@ mod tests {
         );
         let reload = reloads.recv().await.expect("the reload arrives");
         stop.cancel();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the listener is closed the server is draining: it may only finish when the
+        // request in flight has been answered.
+        foretell_testing::eventually_true("the listener closed", Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        })
+        .await;
         assert!(
             !server.is_finished(),
             "shutdown waits for the TLS connection's request"

@@ -4,7 +4,6 @@
 //! unavailable`. Ignored by default; run by `.ci/run`'s end-to-end stage.
 
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::support::*;
@@ -116,7 +115,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
     );
 
     // 2. The receiver is down for a while: nothing is lost, it arrives once it is back.
-    recorder.status.store(503, Ordering::SeqCst);
+    recorder.answer(503);
     post_alert(&alertmanager_url, "DuringOutage").await;
     eventually(
         "foretell retries the failing receiver",
@@ -133,7 +132,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
     )
     .await;
     assert!(!recorder.got("DuringOutage"));
-    recorder.status.store(200, Ordering::SeqCst);
+    recorder.answer(200);
     eventually(
         "the alert from the outage arrives",
         Duration::from_secs(30),
@@ -143,7 +142,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
 
     // 3. kill -9 after foretell acknowledged a notification it could not yet deliver: the
     //    next start delivers it.
-    recorder.status.store(503, Ordering::SeqCst);
+    recorder.answer(503);
     let before = counter(foretell_port, "foretell_notifications_received_total").await;
     post_alert(&alertmanager_url, "BeforeKill").await;
     eventually(
@@ -163,7 +162,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!foretell.is_running(), "foretell was killed");
-    recorder.status.store(200, Ordering::SeqCst);
+    recorder.answer(200);
     let mut foretell = start_foretell(&config, dir.path().join("foretell-2.log"));
     foretell
         .wait_http_ok(&health, Duration::from_secs(30))
@@ -177,7 +176,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
 
     // 4. A receiver that rejects the payload (400) gets no retries: the delivery becomes a dead
     //    letter, which the CLI lists and, once the receiver is fixed, puts back in the queue.
-    recorder.status.store(400, Ordering::SeqCst);
+    recorder.answer(400);
     post_alert(&alertmanager_url, "Rejected").await;
     eventually(
         "the rejected delivery is dead-lettered",
@@ -207,7 +206,7 @@ async fn alerts_flow_from_alertmanager_through_foretell_and_survive_outages_and_
         listed.lines().count() == 2 && listed.contains("recorder") && listed.contains("400"),
         "{listed}"
     );
-    recorder.status.store(200, Ordering::SeqCst);
+    recorder.answer(200);
     let retried = run_ok(&mut cli(&["retry", "--all"]));
     assert!(retried.contains("requeued 1 dead letter"), "{retried}");
     eventually(

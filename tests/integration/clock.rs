@@ -67,9 +67,7 @@ fn step_wall_clock(file: &Path, offset: &str) {
 async fn wall_clock_steps_back_and_forward_lose_and_give_up_nothing() {
     let libfaketime = libfaketime();
     let recorder = Recorder::start().await;
-    recorder
-        .status
-        .store(503, std::sync::atomic::Ordering::SeqCst);
+    recorder.answer(503);
     let port = free_port();
     let dir = run_dir(&config(port, &recorder.url));
     let offset_file = dir.path().join("faketime");
@@ -135,9 +133,7 @@ async fn wall_clock_steps_back_and_forward_lose_and_give_up_nothing() {
     }
 
     // The receiver comes back: everything arrives, each group in order, nothing given up.
-    recorder
-        .status
-        .store(200, std::sync::atomic::Ordering::SeqCst);
+    recorder.answer(200);
     let arrived = eventually(
         "every notification delivered after the steps",
         Duration::from_secs(30),

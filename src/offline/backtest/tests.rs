@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::{self, SystemEnvironment};
-use crate::testing::{json, matrix, FakeUpstream};
+use foretell_testing::{json, matrix, FakeUpstream};
 
 const HOUR_MS: i64 = 3_600_000;
 /// 2023-11-14T22:00:00Z, on the hour.

@@ -7,11 +7,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicU16;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn now_secs() -> i64 {
     SystemTime::now()
@@ -163,24 +159,8 @@ impl Drop for Process {
     }
 }
 
-/// Polls `check` every 250 ms until it returns `Some`, at most `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
+/// The one bounded wait of every test (also the unit tests'): polls until a value comes.
+pub use foretell_testing::eventually;
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -429,84 +409,42 @@ pub fn start_foretell(config: &Path, log: PathBuf) -> Process {
     )
 }
 
-/// A receiver that records every body it gets and answers with a status tests can change.
+/// An alert receiver: the shared scripted fake, answering with a status tests can change;
+/// what it took (answered 2xx) is read back as JSON.
 pub struct Recorder {
     pub url: String,
-    pub status: Arc<AtomicU16>,
-    bodies: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    fake: foretell_testing::FakeUpstream,
 }
 
 impl Recorder {
     pub async fn start() -> Recorder {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let status = Arc::new(AtomicU16::new(200));
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let (answer, seen) = (Arc::clone(&status), Arc::clone(&bodies));
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    loop {
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        let Some(head_end) = text.find("\r\n\r\n") else {
-                            continue;
-                        };
-                        let length = text[..head_end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .and_then(|v| v.trim().parse::<usize>().ok())
-                            })
-                            .unwrap_or(0);
-                        if buf.len() < head_end + 4 + length {
-                            continue;
-                        }
-                        let status = answer.load(std::sync::atomic::Ordering::SeqCst);
-                        if status == 200 {
-                            let body =
-                                serde_json::from_slice(&buf[head_end + 4..head_end + 4 + length])
-                                    .unwrap_or(serde_json::Value::Null);
-                            seen.lock()
-                                .expect("lock")
-                                .push((text[..head_end].to_owned(), body));
-                        }
-                        let response = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        );
-                        let _ = socket.write_all(response.as_bytes()).await;
-                        return;
-                    }
-                });
-            }
-        });
+        let fake = foretell_testing::FakeUpstream::start(vec![empty_answer(200)]).await;
         Recorder {
-            url,
-            status,
-            bodies,
+            url: format!("{}/hook", fake.url),
+            fake,
         }
+    }
+
+    /// Answers every later request with `status`.
+    pub fn answer(&self, status: u16) {
+        self.fake.rescript(vec![empty_answer(status)]);
+    }
+
+    /// Request heads and JSON bodies of what was taken, oldest first.
+    fn taken(&self) -> Vec<(String, serde_json::Value)> {
+        self.fake
+            .accepted()
+            .into_iter()
+            .map(|(head, body)| {
+                let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                (head, body)
+            })
+            .collect()
     }
 
     /// Bodies received so far, oldest first.
     pub fn bodies(&self) -> Vec<serde_json::Value> {
-        self.bodies
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(_, body)| body.clone())
-            .collect()
+        self.taken().into_iter().map(|(_, body)| body).collect()
     }
 
     /// The fingerprints of every alert received so far.
@@ -520,10 +458,8 @@ impl Recorder {
 
     /// Alerts received so far: (alertname, annotations, request head).
     pub fn alerts(&self) -> Vec<(String, serde_json::Value, String)> {
-        self.bodies
-            .lock()
-            .expect("lock")
-            .iter()
+        self.taken()
+            .into_iter()
             .flat_map(|(head, body)| {
                 body["alerts"]
                     .as_array()
@@ -673,4 +609,8 @@ pub async fn post_notification(
         .body(body)
         .send()
         .await
+}
+
+fn empty_answer(status: u16) -> foretell_testing::Canned {
+    foretell_testing::Canned::Status(status)
 }
