@@ -22,6 +22,15 @@ use super::decompose::{self, SeasonalProfiles};
 use super::ets::{self, EtsParams, FittedEts, Trend};
 use super::Coverage;
 
+mod members;
+mod scoring;
+
+use members::seasonal_median;
+pub use members::Member;
+use scoring::{
+    combine, conformal_quantile, owa_like, symmetric_relative_error, weights_from_errors,
+};
+
 /// The trend forms validated, simplest first (a tie goes to the simplest).
 const TRENDS: [Trend; 3] = [Trend::None, Trend::Damped, Trend::Additive];
 /// Origins per horizon: the rolling origin moves by `horizon / ORIGINS_PER_HORIZON` points, so
@@ -33,130 +42,6 @@ const MEDIAN_CYCLES: usize = 5;
 /// the window: a few days of errors rather than two horizons' worth, so the intervals see the
 /// series' rarer disturbances too.
 const HELD_OUT_SHARE: usize = 4;
-
-/// The seasonal median forecast of grid position `target` from the points before `origin`:
-/// the median of the finite values at the same phase in the newest `MEDIAN_CYCLES` cycles
-/// before `origin`; NaN when there are none.
-fn seasonal_median(window: &[f64], origin: usize, target: usize, period: usize) -> f64 {
-    let cycles_back = (target + 1 - origin).div_ceil(period);
-    // On the stack: validation asks for one median per origin, step and period.
-    let mut values = [0.0; MEDIAN_CYCLES];
-    let mut count = 0;
-    for k in cycles_back..cycles_back + MEDIAN_CYCLES {
-        match target
-            .checked_sub(k * period)
-            .map(|position| window[position])
-        {
-            Some(value) if value.is_finite() => {
-                values[count] = value;
-                count += 1;
-            }
-            _ => {}
-        }
-    }
-    if count == 0 {
-        f64::NAN
-    } else {
-        super::robust::median(&mut values[..count])
-    }
-}
-
-/// One forecasting method of the combination, positioned like the forecaster after the newest
-/// point it has seen. The seasonal members keep one value per phase of their period as `f32`:
-/// a forecast needs seven significant digits, not sixteen, and these slots are what the
-/// combination adds to a series' memory (a daily period at one minute: 5.6 KiB each).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Member {
-    /// The forecaster's seasonal profiles plus exponential smoothing of what they leave.
-    Smoothing(FittedEts),
-    /// Seasonal naive: the newest value seen at the same phase of `period` (a missing point
-    /// keeps the older value of its phase).
-    SeasonalNaive { period: usize, slots: Vec<f32> },
-    /// Seasonal median: per phase, the median of the newest 5 cycles' values
-    /// as of the refit (robust to a disturbed cycle; zero for a series that is mostly zero,
-    /// where any mean-like forecast misses every ordinary point).
-    SeasonalMedian { period: usize, profile: Vec<f32> },
-}
-
-impl Member {
-    fn seasonal_naive(period: usize) -> Member {
-        Member::SeasonalNaive {
-            period,
-            slots: vec![f32::NAN; period],
-        }
-    }
-
-    /// The forecast `steps` points after the newest seen, the next point being at grid
-    /// `position`; NaN when the member has nothing to say there (a phase never observed).
-    fn forecast(&self, steps: u32, position: u64, seasonal: Option<&SeasonalProfiles>) -> f64 {
-        let target = position + u64::from(steps.max(1)) - 1;
-        match self {
-            Member::Smoothing(model) => {
-                model.forecast(steps).0 + seasonal.map_or(0.0, |s| s.value_at(target))
-            }
-            Member::SeasonalNaive { period, slots } => {
-                f64::from(slots[(target % *period as u64) as usize])
-            }
-            Member::SeasonalMedian { period, profile } => {
-                f64::from(profile[(target % *period as u64) as usize])
-            }
-        }
-    }
-
-    /// Takes in the point at grid `position` (NaN for a gap).
-    fn observe(&mut self, value: f64, position: u64, seasonal: Option<&SeasonalProfiles>) {
-        match self {
-            Member::Smoothing(model) => {
-                model.update(value - seasonal.map_or(0.0, |s| s.value_at(position)));
-            }
-            Member::SeasonalNaive { period, slots } => {
-                if value.is_finite() {
-                    slots[(position % *period as u64) as usize] = value as f32;
-                }
-            }
-            // The profile is taken anew at each refit.
-            Member::SeasonalMedian { .. } => {}
-        }
-    }
-
-    /// The kind of forecast the forecaster makes when its model choice could not be validated
-    /// (too short a window, or no horizon): its own model alone.
-    pub const UNVALIDATED: &'static str = "unvalidated";
-
-    /// The method's kind, a bounded label value: `seasonal_naive`, `seasonal_median`, or
-    /// `smoothing_` with `no_trend`, `damped_trend` or `linear_trend`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Member::Smoothing(model) => match model.trend() {
-                Trend::None => "smoothing_no_trend",
-                Trend::Damped => "smoothing_damped_trend",
-                Trend::Additive => "smoothing_linear_trend",
-            },
-            Member::SeasonalNaive { .. } => "seasonal_naive",
-            Member::SeasonalMedian { .. } => "seasonal_median",
-        }
-    }
-
-    /// The method's name, with the season it repeats or is added to.
-    pub fn name(&self, periods: &[usize]) -> String {
-        match self {
-            Member::Smoothing(model) if periods.is_empty() => model.trend().name().to_owned(),
-            Member::Smoothing(model) => format!("MSTL{periods:?} + {}", model.trend().name()),
-            Member::SeasonalNaive { period, .. } => format!("seasonal naive[{period}]"),
-            Member::SeasonalMedian { period, .. } => format!("seasonal median[{period}]"),
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Member::Smoothing(_) => 0,
-            Member::SeasonalNaive { slots, .. } => slots.capacity() * std::mem::size_of::<f32>(),
-            Member::SeasonalMedian { profile, .. } => {
-                profile.capacity() * std::mem::size_of::<f32>()
-            }
-        }
-    }
-}
 
 /// The combination at a range of horizon steps.
 #[derive(Clone, Debug, PartialEq)]
@@ -498,101 +383,6 @@ fn for_each_point(table: &Table, window: &[f64], mut visit: impl FnMut(usize, us
     }
 }
 
-/// 2|y - f| / (|y| + |f|), 0 when both are 0: the sMAPE term of one point.
-fn symmetric_relative_error(actual: f64, forecast: f64) -> f64 {
-    let denominator = actual.abs() + forecast.abs();
-    if denominator > 0.0 {
-        2.0 * (actual - forecast).abs() / denominator
-    } else {
-        0.0
-    }
-}
-
-/// Each member's absolute error relative to the best member's plus its symmetric relative
-/// error relative to the best's: the two halves of the M4 competition's OWA, taken against the
-/// best candidate instead of a fixed benchmark, so the weights judge a member the way its
-/// forecasts are judged (the absolute error alone cannot tell a forecast of 0.1 from one of 0
-/// on a series that is mostly exactly 0; the relative error can).
-fn owa_like(absolute: &[f64], relative: &[f64]) -> Vec<f64> {
-    let best = |errors: &[f64]| errors.iter().copied().fold(f64::INFINITY, f64::min);
-    let (best_absolute, best_relative) = (best(absolute), best(relative));
-    absolute
-        .iter()
-        .zip(relative)
-        .map(|(a, r)| {
-            // Against a perfect best: 0 for the perfect members, 1 for the others.
-            let a = if best_absolute > 0.0 {
-                a / best_absolute
-            } else {
-                f64::from(*a > 0.0)
-            };
-            let r = if best_relative > 0.0 {
-                r / best_relative
-            } else {
-                f64::from(*r > 0.0)
-            };
-            (a + r) / 2.0
-        })
-        .collect()
-}
-
-/// Inverse squared error weights (Bates & Granger 1969, with the covariances left out, as
-/// Stock & Watson found best in practice): a member twice as wrong weighs a quarter. A member
-/// with no error takes all the weight.
-fn weights_from_errors(errors: &[f64]) -> Vec<f64> {
-    let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
-    if best <= 0.0 {
-        let winner = errors.iter().position(|e| *e <= 0.0).unwrap_or(0);
-        return (0..errors.len()).map(|m| f64::from(m == winner)).collect();
-    }
-    let inverse: Vec<f64> = errors
-        .iter()
-        .map(|e| {
-            if e.is_finite() {
-                (best / e).powi(2)
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let total: f64 = inverse.iter().sum();
-    inverse.iter().map(|w| w / total).collect()
-}
-
-/// The weighted mean of the finite forecasts, the weights of the others spread over them;
-/// `None` when no weighted member has a forecast.
-fn combine(weights: &[f64], forecasts: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut pairs: Vec<(f64, f64)> = weights
-        .iter()
-        .zip(forecasts)
-        .filter(|(w, f)| **w > 0.0 && f.is_finite())
-        .map(|(w, f)| (f, *w))
-        .collect();
-    let total: f64 = pairs.iter().map(|(_, w)| w).sum();
-    if total <= 0.0 {
-        return None;
-    }
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut cumulative = 0.0;
-    for (f, w) in &pairs {
-        cumulative += w;
-        if cumulative >= total / 2.0 {
-            return Some(*f);
-        }
-    }
-    pairs.last().map(|(f, _)| *f)
-}
-
-/// The split-conformal quantile of the scores at `coverage`: the `ceil((n + 1) coverage)`-th
-/// smallest, the finite-sample rank that makes the coverage hold for exchangeable errors (the
-/// largest score when there are too few for that rank).
-fn conformal_quantile(scores: &mut [f64], coverage: Coverage) -> f64 {
-    scores.sort_by(f64::total_cmp);
-    let n = scores.len();
-    let rank = ((n + 1) as f64 * coverage.get()).ceil() as usize;
-    scores[rank.clamp(1, n) - 1]
-}
-
 impl Ensemble {
     /// Replaces each member with its state after the whole window: smoothing members are run
     /// with their validated parameters over `deseasonalised` (the window without the
@@ -745,94 +535,4 @@ impl Ensemble {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_validated_horizon_is_what_the_window_spares_after_training() {
-        // Two days at one minute with a daily season: two cycles and nothing to spare.
-        assert_eq!(validated_horizon(2881, &[1440], &[1440], 30, 60), 0);
-        // Seven days: the hour is validated in full.
-        assert_eq!(validated_horizon(10_081, &[1440], &[1440], 30, 60), 60);
-        // A week at 5 minutes, asked for 3 days: as much as the window spares.
-        assert_eq!(training_points_needed(&[288], &[288, 2016], 30), 2016);
-        assert_eq!(
-            validated_horizon(2016 + 400, &[288], &[288, 2016], 30, 864),
-            200
-        );
-        // No season: the fit's own minimum.
-        assert_eq!(validated_horizon(100, &[], &[], 30, 10), 10);
-    }
-
-    #[test]
-    fn buckets_double_and_end_at_the_horizon() {
-        assert_eq!(bucket_ends(1), vec![1]);
-        assert_eq!(bucket_ends(12), vec![1, 3, 7, 12]);
-        assert_eq!(bucket_ends(15), vec![1, 3, 7, 15]);
-        let ends = bucket_ends(48);
-        assert_eq!(ends, vec![1, 3, 7, 15, 31, 48]);
-        assert_eq!(bucket_of(&ends, 1), 0);
-        assert_eq!(bucket_of(&ends, 2), 1);
-        assert_eq!(bucket_of(&ends, 48), 5);
-        // Beyond the horizon: the last bucket.
-        assert_eq!(bucket_of(&ends, 500), 5);
-    }
-
-    #[test]
-    fn the_conformal_quantile_takes_the_finite_sample_rank() {
-        let coverage = Coverage::new(0.9).expect("valid");
-        // 19 scores: rank ceil(20 * 0.9) = 18.
-        let mut scores: Vec<f64> = (1..=19).rev().map(f64::from).collect();
-        assert_eq!(conformal_quantile(&mut scores, coverage), 18.0);
-        // Too few scores for the rank: the largest.
-        let mut few = vec![3.0, 1.0];
-        assert_eq!(conformal_quantile(&mut few, coverage), 3.0);
-    }
-
-    #[test]
-    fn weights_fall_with_the_square_of_the_error() {
-        let weights = weights_from_errors(&[1.0, 2.0]);
-        assert!((weights[0] - 0.8).abs() < 1e-12 && (weights[1] - 0.2).abs() < 1e-12);
-        assert_eq!(weights_from_errors(&[0.5, 0.0, 0.0]), vec![0.0, 1.0, 0.0]);
-        assert_eq!(weights_from_errors(&[1.0, f64::INFINITY]), vec![1.0, 0.0]);
-    }
-
-    #[test]
-    fn the_combination_is_the_weighted_median_of_the_forecasts_it_has() {
-        let forecast = |weights: &[f64], values: &[f64]| combine(weights, values.iter().copied());
-        assert_eq!(forecast(&[0.3, 0.3, 0.4], &[1.0, 5.0, 0.0]), Some(1.0));
-        assert_eq!(forecast(&[0.2, 0.2, 0.6], &[1.0, 5.0, 0.0]), Some(0.0));
-        // A member without a forecast gives its weight to the others.
-        assert_eq!(forecast(&[0.6, 0.4], &[f64::NAN, 7.0]), Some(7.0));
-        assert_eq!(forecast(&[1.0, 0.0], &[f64::NAN, 7.0]), None);
-    }
-
-    #[test]
-    fn owa_like_errors_count_misses_of_exact_zeros() {
-        // Same absolute error, but the second member never hits the zeros exactly.
-        let errors = owa_like(&[10.0, 10.0], &[0.5, 1.0]);
-        assert_eq!(errors, vec![1.0, 1.5]);
-        // A perfect member takes all the weight.
-        assert_eq!(owa_like(&[0.0, 1.0], &[0.0, 1.0]), vec![0.0, 1.0]);
-        assert_eq!(
-            weights_from_errors(&owa_like(&[0.0, 1.0], &[0.0, 1.0])),
-            vec![1.0, 0.0]
-        );
-        assert_eq!(symmetric_relative_error(0.0, 0.0), 0.0);
-        assert_eq!(symmetric_relative_error(0.0, 0.1), 2.0);
-    }
-
-    #[test]
-    fn the_seasonal_median_outvotes_one_disturbed_cycle() {
-        let period = 4;
-        let mut window: Vec<f64> = (0..5 * period).map(|i| (i % period) as f64).collect();
-        window[4 * period + 1] = 100.0;
-        let n = window.len();
-        // Phase 1 of the next cycle: 1 in four cycles, 100 in the newest.
-        assert_eq!(seasonal_median(&window, n, n + 1, period), 1.0);
-        // Only the cycles before the origin count: from position 9 the phase-1 values before
-        // it are at 5 and 1.
-        assert_eq!(seasonal_median(&window, 9, 13, period), 1.0);
-        assert!(seasonal_median(&window, 2, 2, period).is_nan());
-    }
-}
+mod tests;
