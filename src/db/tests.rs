@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use foretell_core::audit::{verify, Entry, KeyRing};
+use foretell_core::audit::{verify, KeyRing};
 use rusqlite::Connection;
 
 use super::migrations::MIGRATIONS;
@@ -11,16 +11,7 @@ fn ring() -> KeyRing {
     KeyRing::parse(&format!("k1:{}", "01".repeat(32))).expect("valid")
 }
 
-fn entry(i: usize) -> Entry {
-    Entry {
-        timestamp_ms: 1_700_000_000_000 + 1000 * i as i64,
-        kind: "alert.forwarded".into(),
-        actor: "foretell".into(),
-        subject: format!("fingerprint-{i}"),
-        outcome: "ok".into(),
-        details: format!(r#"{{"receiver":"pager","attempt":{i}}}"#),
-    }
-}
+use crate::audit::sample_entry as entry;
 
 /// Whether the log at `path` verifies up to `expect_head`.
 fn verifies(path: &Path, expect_head: u64) -> bool {

@@ -13,16 +13,7 @@ fn ring(ids: &[(&str, u8)]) -> KeyRing {
     KeyRing::parse(&text.join("\n")).expect("valid")
 }
 
-fn entry(i: usize) -> Entry {
-    Entry {
-        timestamp_ms: 1_700_000_000_000 + 1000 * i as i64,
-        kind: "alert.forwarded".into(),
-        actor: "foretell".into(),
-        subject: format!("fingerprint-{i}"),
-        outcome: "ok".into(),
-        details: format!(r#"{{"receiver":"pager","attempt":{i}}}"#),
-    }
-}
+use crate::audit::sample_entry as entry;
 
 /// A log of `count` records at `path`, written by a writer that is then dropped.
 fn write_log(path: &Path, keys: &KeyRing, count: usize) {
