@@ -22,4 +22,4 @@ WORKDIR /var/lib/foretell
 VOLUME ["/var/lib/foretell"]
 EXPOSE 9896
 ENTRYPOINT ["/usr/local/bin/foretell"]
-CMD ["run", "--config", "/etc/foretell/foretell.yml", "--log.format", "json"]
+CMD ["run", "--config.file", "/etc/foretell/foretell.yml", "--log.format", "json"]

@@ -106,4 +106,4 @@ An incident starts on instance web-a at $(date -d "@$incident" +%H:%M:%S) and la
 Ctrl-C stops foretell and Prometheus.
 
 TEXT
-"$foretell" run --config "$work/foretell.yml"
+"$foretell" run --config.file "$work/foretell.yml"

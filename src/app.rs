@@ -145,15 +145,30 @@ fn config_hash(path: &Path) -> Option<String> {
 
 /// Runs until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
 /// What the command line sets over the configuration file, on every load and reload.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub shard: Option<foretell_core::shard::Shard>,
+    /// `--web.listen-address`.
+    pub listen_address: Option<std::net::SocketAddr>,
+    /// `--web.enable-lifecycle`: on when given; the file decides when not.
+    pub enable_lifecycle: bool,
+    /// `--web.external-url`.
+    pub external_url: Option<url::Url>,
 }
 
 impl Overrides {
-    fn apply(self, mut config: Config) -> Config {
+    /// The configuration with the flags in place of the keys they name: a flag wins, on every
+    /// reload too.
+    fn apply(&self, mut config: Config) -> Config {
         if let Some(shard) = self.shard {
             config.shard = shard;
+        }
+        if let Some(address) = self.listen_address {
+            config.server.listen_address = address;
+        }
+        config.server.enable_lifecycle |= self.enable_lifecycle;
+        if let Some(url) = &self.external_url {
+            config.server.external_url = Some(url.clone());
         }
         config
     }
@@ -479,6 +494,41 @@ impl Running {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21, item 1: a flag wins over its key; `--web.enable-lifecycle` only turns the API
+    /// on, as in Prometheus; without flags the file decides.
+    #[test]
+    fn flags_win_over_the_keys_they_name() {
+        let text = "prometheus:\n  url: http://127.0.0.1:9\nserver:\n  listen_address: 127.0.0.1:9000\n  enable_lifecycle: true\n  external_url: https://file.example/\nqueries:\n  - name: q\n    expr: up\n";
+        let config = crate::config::parse(
+            text,
+            Path::new("test.yml"),
+            &crate::config::SystemEnvironment,
+        )
+        .expect("valid");
+        let untouched = Overrides::default().apply(config.clone());
+        assert_eq!(untouched, config);
+        let flags = Overrides {
+            shard: None,
+            listen_address: Some("0.0.0.0:9999".parse().expect("address")),
+            enable_lifecycle: false,
+            external_url: Some(url::Url::parse("https://flag.example/").expect("url")),
+        };
+        let applied = flags.apply(config.clone());
+        assert_eq!(applied.server.listen_address.port(), 9999);
+        assert_eq!(
+            applied.server.external_url.as_ref().map(url::Url::as_str),
+            Some("https://flag.example/")
+        );
+        assert!(applied.server.enable_lifecycle, "the file's true stays");
+        let mut off = config;
+        off.server.enable_lifecycle = false;
+        let on = Overrides {
+            enable_lifecycle: true,
+            ..Overrides::default()
+        };
+        assert!(on.apply(off).server.enable_lifecycle);
+    }
 
     /// Issue 16, item 8: with TLS on, links defaulted to `http://`.
     #[test]

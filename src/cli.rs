@@ -14,8 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Forecasts, baselines and anomaly scores for Prometheus series, served as metrics"
 )]
 pub struct Cli {
-    /// Log line format.
-    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    /// Log line format: logfmt (as Prometheus and its exporters write) or JSON.
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
     pub log_format: LogFormat,
     /// Minimum log level (error, warn, info, debug, trace) or a tracing filter directive.
     #[arg(long = "log.level", default_value = "info", global = true)]
@@ -32,7 +32,9 @@ pub enum BacktestFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
-    Text,
+    /// `key=value` pairs, one line per event; `text` is accepted as its old name.
+    #[value(alias = "text")]
+    Logfmt,
     Json,
 }
 
@@ -40,9 +42,26 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the sidecar: query Prometheus, learn baselines, serve /metrics.
     Run {
-        /// Configuration file (YAML).
-        #[arg(long, short = 'c', value_name = "FILE")]
+        /// Configuration file (YAML); `--config` is accepted too.
+        #[arg(
+            long = "config.file",
+            short = 'c',
+            alias = "config",
+            value_name = "FILE"
+        )]
         config: PathBuf,
+        /// Where foretell listens, HOST:PORT or :PORT (overrides server.listen_address, on
+        /// every reload too).
+        #[arg(long = "web.listen-address", value_name = "HOST:PORT", value_parser = crate::config::listen_address)]
+        web_listen_address: Option<std::net::SocketAddr>,
+        /// Enable POST /-/reload and the dead-letter retry API (as server.enable_lifecycle:
+        /// true).
+        #[arg(long = "web.enable-lifecycle")]
+        web_enable_lifecycle: bool,
+        /// The URL users reach foretell at, for links in enriched alerts (overrides
+        /// server.external_url).
+        #[arg(long = "web.external-url", value_name = "URL", value_parser = crate::config::external_url)]
+        web_external_url: Option<url::Url>,
         /// This replica's shard, INDEX/COUNT (e.g. 0/3): overrides the file's `shard`, on every
         /// reload too. With a StatefulSet: `--shard "${HOSTNAME##*-}/3"`.
         #[arg(long, value_name = "INDEX/COUNT", value_parser = foretell_core::shard::Shard::parse)]
@@ -121,8 +140,14 @@ pub enum Command {
     /// Replay a configured query's models on Prometheus history: rolling-origin forecast
     /// accuracy (MASE, sMAPE, interval coverage) and the online anomaly rate, per series.
     Backtest {
-        /// Configuration file (YAML): the Prometheus to read and the query to replay.
-        #[arg(long, short = 'c', value_name = "FILE")]
+        /// Configuration file (YAML): the Prometheus to read and the query to replay;
+        /// `--config` is accepted too.
+        #[arg(
+            long = "config.file",
+            short = 'c',
+            alias = "config",
+            value_name = "FILE"
+        )]
         config: PathBuf,
         /// Name of the query (`queries[].name`).
         #[arg(long)]
@@ -507,6 +532,53 @@ pub mod parse {
             assert_eq!(season("none"), Ok(Season(None)));
             assert_eq!(season("1d"), Ok(Season(Some(Duration::from_secs(86_400)))));
             assert!(season("0s").is_err());
+        }
+
+        #[test]
+        fn prometheus_flag_names_and_the_old_ones_both_parse() {
+            use clap::Parser as _;
+            for flag in ["--config.file", "--config", "-c"] {
+                let cli = crate::cli::Cli::try_parse_from([
+                    "foretell",
+                    "--log.format",
+                    "text",
+                    "run",
+                    flag,
+                    "f.yml",
+                    "--web.listen-address",
+                    ":9897",
+                ])
+                .expect("valid");
+                assert_eq!(
+                    cli.log_format,
+                    crate::cli::LogFormat::Logfmt,
+                    "text is logfmt"
+                );
+                match cli.command {
+                    crate::cli::Command::Run {
+                        config,
+                        web_listen_address,
+                        ..
+                    } => {
+                        assert_eq!(config, std::path::PathBuf::from("f.yml"));
+                        assert_eq!(web_listen_address.map(|a| a.port()), Some(9897));
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            let refused = crate::cli::Cli::try_parse_from([
+                "foretell",
+                "run",
+                "-c",
+                "f.yml",
+                "--web.listen-address",
+                "localhost",
+            ])
+            .expect_err("refused");
+            assert!(
+                refused.to_string().contains("--web.listen-address"),
+                "{refused}"
+            );
         }
 
         #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 mod error_text;
 mod graph;
+mod logfmt;
 mod offline;
 mod pipeline;
 mod reader;

@@ -8,7 +8,6 @@ mod dead_letters;
 mod offline;
 mod serve;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -54,9 +53,17 @@ fn dispatch(command: Command) -> Exit {
             config,
             shard,
             web_config_file,
+            web_listen_address,
+            web_enable_lifecycle,
+            web_external_url,
         } => serve::run(
             &config,
-            crate::app::Overrides { shard },
+            crate::app::Overrides {
+                shard,
+                listen_address: web_listen_address,
+                enable_lifecycle: web_enable_lifecycle,
+                external_url: web_external_url,
+            },
             web_config_file.as_deref(),
         ),
         #[cfg(feature = "tools")]
@@ -151,14 +158,18 @@ fn dispatch(command: Command) -> Exit {
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Colour only for a person at a terminal, never in files or log collectors.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Logfmt => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(crate::logfmt::Logfmt)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .init(),
     }
 }
 

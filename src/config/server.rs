@@ -27,19 +27,10 @@ impl Validator<'_> {
             .listen_address
             .as_deref()
             .unwrap_or(DEFAULT_LISTEN_ADDRESS);
-        // Accept Prometheus' `:9896` shorthand for all interfaces.
-        let normalised = if text.starts_with(':') {
-            format!("0.0.0.0{text}")
-        } else {
-            text.to_owned()
-        };
-        let listen_address = match normalised.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.fail(
-                    "server.listen_address",
-                    format!("`{text}` is not HOST:PORT with a numeric host, e.g. `0.0.0.0:9896` or `127.0.0.1:9896`"),
-                );
+        let listen_address = match listen_address(text) {
+            Ok(address) => Some(address),
+            Err(message) => {
+                self.fail("server.listen_address", message);
                 None
             }
         };
@@ -48,32 +39,11 @@ impl Validator<'_> {
             raw.shutdown_grace.as_deref(),
             Duration::from_secs(10),
         );
-        let external_url = match raw.external_url.as_deref().map(Url::parse) {
+        let external_url = match raw.external_url.as_deref().map(external_url) {
             None => Some(None),
-            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
-                Some(Some(url))
-            }
-            Some(Ok(url)) => {
-                self.fail(
-                    "server.external_url",
-                    format!(
-                        "`{}` is not an http:// or https:// URL with a host",
-                        redact::url(url.as_str(), redact::Path::Shown)
-                    ),
-                );
-                None
-            }
-            Some(Err(error)) => {
-                self.fail(
-                    "server.external_url",
-                    format!(
-                        "`{}` is not a URL ({error}); for example https://foretell.example.com",
-                        redact::url(
-                            raw.external_url.as_deref().unwrap_or_default(),
-                            redact::Path::Shown
-                        )
-                    ),
-                );
+            Some(Ok(url)) => Some(Some(url)),
+            Some(Err(message)) => {
+                self.fail("server.external_url", message);
                 None
             }
         };
@@ -83,5 +53,34 @@ impl Validator<'_> {
             enable_lifecycle: raw.enable_lifecycle,
             external_url: external_url?,
         })
+    }
+}
+
+/// A listen address as `HOST:PORT` with a numeric host; Prometheus' `:PORT` shorthand means
+/// every interface. Shared by `server.listen_address` and `--web.listen-address`.
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    let normalised = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_owned()
+    };
+    normalised.parse::<SocketAddr>().map_err(|_| {
+        format!("`{text}` is not HOST:PORT with a numeric host, e.g. `0.0.0.0:9896` or `127.0.0.1:9896`")
+    })
+}
+
+/// The URL users reach foretell at: http:// or https:// with a host. Shared by
+/// `server.external_url` and `--web.external-url`.
+pub fn external_url(text: &str) -> Result<Url, String> {
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        Ok(url) => Err(format!(
+            "`{}` is not an http:// or https:// URL with a host",
+            redact::url(url.as_str(), redact::Path::Shown)
+        )),
+        Err(error) => Err(format!(
+            "`{}` is not a URL ({error}); for example https://foretell.example.com",
+            redact::url(text, redact::Path::Shown)
+        )),
     }
 }

@@ -229,3 +229,68 @@ fn audit_commands_tell_bad_flags_from_a_missing_log() {
         "{stderr}"
     );
 }
+
+/// Issue 21, item 1: Prometheus' flags beside the YAML keys, the flag winning, and logs in
+/// logfmt by default.
+#[tokio::test]
+async fn prometheus_style_flags_override_the_file_and_logs_are_logfmt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, flag_port, dead_port) = (free_port(), free_port(), free_port());
+    let config = dir.path().join("foretell.yml");
+    std::fs::write(
+        &config,
+        format!("prometheus:\n  url: http://127.0.0.1:{dead_port}\n  timeout: 500ms\nserver:\n  listen_address: 127.0.0.1:{file_port}\n  enable_lifecycle: false\nqueries:\n  - name: up\n    expr: up\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("foretell.log");
+    let mut process = Process::spawn(
+        "foretell",
+        foretell()
+            .args(["run", "--config.file"])
+            .arg(&config)
+            .args(["--web.listen-address", &format!("127.0.0.1:{flag_port}")])
+            .arg("--web.enable-lifecycle")
+            .args(["--web.external-url", "https://foretell.example/"]),
+        log.clone(),
+    );
+    let base = format!("http://127.0.0.1:{flag_port}");
+    eventually(
+        "foretell on the flag's address",
+        Duration::from_secs(20),
+        || async { get(&format!("{base}/-/healthy")).await },
+    )
+    .await;
+    assert!(
+        get(&format!("http://127.0.0.1:{file_port}/-/healthy"))
+            .await
+            .is_none(),
+        "the file's address is not used"
+    );
+    let reload = http()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(reload.status(), 200, "the flag enables the lifecycle API");
+    let exit = process
+        .terminate(Duration::from_secs(15))
+        .expect("stops on SIGTERM");
+    assert!(exit.success(), "{exit}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    for line in logs.lines() {
+        assert!(
+            line.starts_with("ts=") && line.contains(" level=") && line.contains(" msg="),
+            "not logfmt: {line}"
+        );
+    }
+    let started = logs
+        .lines()
+        .find(|line| line.contains("msg=\"foretell started\""))
+        .expect("a start line");
+    assert!(
+        started.contains(&format!("address=127.0.0.1:{flag_port}"))
+            && started.contains("external_url=https://foretell.example/"),
+        "{started}"
+    );
+    assert!(logs.contains("msg=\"configuration reloaded\""), "{logs}");
+}

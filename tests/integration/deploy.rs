@@ -98,7 +98,7 @@ fn the_kubernetes_sidecar_runs_a_valid_configuration_scraped_with_honor_labels()
         .collect();
     assert_eq!(
         &args[..3],
-        ["run", "--config", "/etc/foretell/foretell.yml"]
+        ["run", "--config.file", "/etc/foretell/foretell.yml"]
     );
     assert_eq!(
         container["securityContext"]["runAsUser"].as_u64(),
