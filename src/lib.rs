@@ -19,6 +19,7 @@ mod graph;
 mod logfmt;
 mod offline;
 mod pipeline;
+mod process;
 mod reader;
 mod remote_write;
 mod retry;

@@ -430,7 +430,17 @@ impl Telemetry {
             "Build information; the value is always 1.",
             MetricType::Gauge,
         );
-        w.sample("foretell_build_info", &[("version", self.version)], 1.0);
+        w.sample(
+            "foretell_build_info",
+            &[
+                ("version", self.version),
+                ("revision", env!("FORETELL_REVISION")),
+                ("branch", env!("FORETELL_BRANCH")),
+                ("rustversion", env!("FORETELL_RUSTC_VERSION")),
+            ],
+            1.0,
+        );
+        crate::process::render(&crate::process::read(), &mut w);
         w.family(
             "foretell_config_last_reload_successful",
             "Whether the last configuration load or reload succeeded.",
@@ -755,8 +765,16 @@ mod tests {
         );
         let mut out = String::new();
         telemetry.render(&mut out);
+        let build_info = format!(
+            "foretell_build_info{{version=\"1.2.3\",revision=\"{}\",branch=\"{}\",rustversion=\"{}\"}} 1",
+            env!("FORETELL_REVISION"),
+            env!("FORETELL_BRANCH"),
+            env!("FORETELL_RUSTC_VERSION")
+        );
+        assert!(out.contains(&build_info), "{out}");
+        assert_ne!(env!("FORETELL_RUSTC_VERSION"), "unknown");
+        assert!(out.contains("\nprocess_resident_memory_bytes "), "{out}");
         for line in [
-            "foretell_build_info{version=\"1.2.3\"} 1",
             "foretell_config_last_reload_successful 1",
             "foretell_config_reloads_total{result=\"success\"} 1",
             "foretell_upstream_up 1",

@@ -63,6 +63,9 @@ impl AlertTelemetry {
             }),
         };
         telemetry.with(|s| {
+            for code in super::webhook::ANSWERED_CODES {
+                s.webhook_requests.insert(code, 0);
+            }
             for receiver in receivers {
                 s.circuit_open.insert(receiver.clone(), false);
                 s.suppressed.insert(receiver.clone(), 0);

@@ -254,6 +254,24 @@ impl Harness {
     }
 }
 
+/// Issue 21: the shipped ForetellWebhookRejecting rates the 503 counter, which must exist at 0
+/// before the first 503 for the rate to see that burst.
+#[tokio::test]
+async fn every_webhook_answer_code_is_counted_from_zero() {
+    let receiver = FakeUpstream::start(vec![json(200, "{}")]).await;
+    let harness = Harness::start(config(&receiver.url, None));
+    let metrics = harness.metrics();
+    for code in webhook::ANSWERED_CODES {
+        assert!(
+            metrics.contains(&format!(
+                "foretell_webhook_requests_total{{code=\"{code}\"}} 0\n"
+            )),
+            "{code}: {metrics}"
+        );
+    }
+    harness.stop().await;
+}
+
 /// The state of every notification in the outbox, oldest first, and the number of deliveries.
 fn outbox_rows(path: &std::path::Path) -> (Vec<String>, i64) {
     let connection = crate::db::open_read_only(path).expect("open");

@@ -25,6 +25,10 @@ use super::outbox::{self, Accepted, Arrival, Outbox};
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, Secret};
 
+/// Every status the webhook answers with, so `foretell_webhook_requests_total{code}` starts at 0
+/// for each: a rate over a counter that appears only with its first 503 misses that burst.
+pub const ANSWERED_CODES: [u16; 8] = [200, 400, 401, 408, 413, 415, 429, 503];
+
 /// Client addresses whose webhook rate is remembered at once.
 const MAX_RATE_LIMITED_CLIENTS: usize = 10_000;
 

@@ -520,9 +520,10 @@ pub(super) mod tests {
             "{body}"
         );
         assert!(
-            body.contains("foretell_build_info{version=\"test\"} 1\n"),
+            body.contains("foretell_build_info{version=\"test\",revision=\""),
             "{body}"
         );
+        assert!(body.contains("\nprocess_open_fds "), "{body}");
     }
 
     #[tokio::test]

@@ -244,16 +244,7 @@ fn process_cpu() -> Duration {
 
 /// Resident memory of this process, from `/proc/self/status`.
 pub(crate) fn rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    crate::process::resident_bytes()
 }
 
 pub fn render(report: &ScaleReport) -> String {
