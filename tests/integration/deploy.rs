@@ -183,3 +183,48 @@ fn the_shipped_prometheus_configuration_and_systemd_unit_verify() {
         "{complaints}"
     );
 }
+
+/// Issue 21, item 3: every alert links its runbook, and the runbook has its section.
+#[test]
+fn every_shipped_alert_links_a_runbook_section_that_exists() {
+    let runbooks = std::fs::read_to_string(repo("docs/runbooks.md")).expect("runbooks");
+    let headings: std::collections::BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|line| line.strip_prefix("### "))
+        .map(|name| name.trim().to_lowercase())
+        .collect();
+    let mut files: Vec<PathBuf> = ["rules", "rules/examples"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo(dir)).expect("rules dir"))
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.to_string_lossy().ends_with(".rules.yml"))
+        .collect();
+    files.sort();
+    let mut alerts = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("rules");
+        let rules: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+        for group in rules["groups"].as_sequence().expect("groups") {
+            for rule in group["rules"].as_sequence().expect("rules") {
+                let Some(name) = rule["alert"].as_str() else {
+                    continue;
+                };
+                alerts += 1;
+                let url = rule["annotations"]["runbook_url"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} in {file:?} has no runbook_url"));
+                let anchor = url
+                    .strip_prefix(
+                        "https://github.com/foretell/foretell/blob/main/docs/runbooks.md#",
+                    )
+                    .unwrap_or_else(|| panic!("{name}: {url} is not a docs/runbooks.md link"));
+                assert_eq!(anchor, name.to_lowercase(), "{name}");
+                assert!(
+                    headings.contains(anchor),
+                    "docs/runbooks.md has no section {name}"
+                );
+            }
+        }
+    }
+    assert_eq!(alerts, 28, "every shipped alert was looked at");
+}
