@@ -126,3 +126,17 @@ fn a_new_log_and_its_wal_are_readable_by_the_owner_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 }
+
+/// Issue 21, item 6: the bundled SQLite has 2025's fixes (CVE-2025-6965 was fixed in 3.50.2).
+#[test]
+fn the_bundled_sqlite_is_at_least_3_50_2() {
+    let version: String = Connection::open_in_memory()
+        .expect("memory")
+        .query_row("SELECT sqlite_version()", [], |row| row.get(0))
+        .expect("version");
+    let parts: Vec<u32> = version
+        .split('.')
+        .map(|p| p.parse().expect("number"))
+        .collect();
+    assert!(parts >= vec![3, 50, 2], "SQLite {version}");
+}
