@@ -2,7 +2,7 @@
 //! (`queries[1].model.coverage`), so that problems found after deserialisation (unknown keys,
 //! invalid PromQL) can name their line and column as syntax errors do.
 //!
-//! serde_yaml keeps no positions once a value is deserialised; yaml-rust2's event parser gives
+//! serde_norway keeps no positions once a value is deserialised; yaml-rust2's event parser gives
 //! each event its line and column, and the paths are rebuilt from the nesting of the events.
 
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ pub struct Locations {
 
 impl Locations {
     /// Reads `text`; a document yaml-rust2 cannot read gives no positions (the messages then
-    /// go without them), since serde_yaml has already accepted it.
+    /// go without them), since serde_norway has already accepted it.
     pub fn of(text: &str) -> Locations {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);

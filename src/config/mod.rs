@@ -77,7 +77,7 @@ pub enum ConfigError {
         file: PathBuf,
         source: std::io::Error,
     },
-    /// YAML syntax errors and unknown or mistyped keys; serde_yaml's message carries the line
+    /// YAML syntax errors and unknown or mistyped keys; serde_norway's message carries the line
     /// and column.
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
@@ -135,7 +135,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
     // problems, with its line and column.
     let mut unknown_keys = Vec::new();
     let raw: RawConfig =
-        serde_ignored::deserialize(serde_yaml::Deserializer::from_str(text), |path| {
+        serde_ignored::deserialize(serde_norway::Deserializer::from_str(text), |path| {
             unknown_keys.push(locate::ignored_path(&path))
         })
         .map_err(|e| ConfigError::Syntax {

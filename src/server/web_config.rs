@@ -92,7 +92,7 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         file: path.to_owned(),
         message,
     })?;
-    let raw: RawWebConfig = serde_yaml::from_str(&text).map_err(|e| WebConfigError::Invalid {
+    let raw: RawWebConfig = serde_norway::from_str(&text).map_err(|e| WebConfigError::Invalid {
         file: path.to_owned(),
         message: e.to_string(),
     })?;

@@ -12,20 +12,20 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn documents(path: &str) -> Vec<serde_yaml::Value> {
+fn documents(path: &str) -> Vec<serde_norway::Value> {
     let text = std::fs::read_to_string(repo(path)).expect("manifest");
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|document| serde::Deserialize::deserialize(document).expect("YAML document"))
         .collect()
 }
 
-fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+fn find<'a>(docs: &'a [serde_norway::Value], kind: &str, name: &str) -> &'a serde_norway::Value {
     docs.iter()
         .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
-fn config_map_file(docs: &[serde_yaml::Value], name: &str, key: &str) -> String {
+fn config_map_file(docs: &[serde_norway::Value], name: &str, key: &str) -> String {
     find(docs, "ConfigMap", name)["data"][key]
         .as_str()
         .unwrap_or_else(|| panic!("ConfigMap {name} has no {key}"))
@@ -63,7 +63,7 @@ fn the_kubernetes_sidecar_runs_a_valid_configuration_scraped_with_honor_labels()
     assert!(checked.contains("valid, 2 queries"), "{checked}");
 
     // Prometheus scrapes foretell in the same pod, keeping the source labels.
-    let prometheus: serde_yaml::Value = serde_yaml::from_str(&config_map_file(
+    let prometheus: serde_norway::Value = serde_norway::from_str(&config_map_file(
         &docs,
         "prometheus-config",
         "prometheus.yml",
@@ -203,7 +203,7 @@ fn every_shipped_alert_links_a_runbook_section_that_exists() {
     let mut alerts = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).expect("rules");
-        let rules: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+        let rules: serde_norway::Value = serde_norway::from_str(&text).expect("yaml");
         for group in rules["groups"].as_sequence().expect("groups") {
             for rule in group["rules"].as_sequence().expect("rules") {
                 let Some(name) = rule["alert"].as_str() else {
