@@ -35,37 +35,55 @@ pub enum CsvError {
     Row { line: usize, message: String },
 }
 
-fn fields(line: &str) -> Vec<&str> {
-    line.split(',')
-        .map(|f| f.trim().trim_matches('"').trim())
-        .collect()
-}
-
-/// Parses the whole file. Errors name the line and what is wrong with it.
+/// Parses the whole file (RFC 4180: quoted fields may hold commas, quotes and line breaks;
+/// cells are trimmed; blank lines are skipped). Errors name the line and what is wrong with
+/// it.
 pub fn parse(text: &str, disorder: Disorder) -> Result<Vec<Row>, CsvError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
-    let (_, header) = lines.next().ok_or(CsvError::Empty)?;
-    let names = fields(header);
+    if text.trim().is_empty() {
+        return Err(CsvError::Empty);
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let names: Vec<String> = reader
+        .headers()
+        .map_err(|error| CsvError::Row {
+            line: 1,
+            message: error.to_string(),
+        })?
+        .iter()
+        .map(str::to_owned)
+        .collect();
     let column = |name: &str| names.iter().position(|n| n.eq_ignore_ascii_case(name));
     let (Some(ts_column), Some(value_column)) = (column("timestamp"), column("value")) else {
+        let header = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('\r');
         return Err(CsvError::Header(header.to_owned()));
     };
     let mut rows: Vec<Row> = Vec::new();
     let mut format: Option<(TimestampFormat, usize)> = None;
-    for (line, text) in lines {
-        if text.trim().is_empty() {
-            continue;
-        }
+    let mut lines = Lines::new(text);
+    for record in reader.records() {
+        let record = record.map_err(|error| CsvError::Row {
+            line: error
+                .position()
+                .map_or(0, |position| position.line() as usize),
+            message: error.to_string(),
+        })?;
+        let line = record.position().map_or(rows.len() + 2, |position| {
+            lines.at(position.byte() as usize)
+        });
         let row_error = |message: String| CsvError::Row { line, message };
-        let cells = fields(text);
-        let (Some(ts_text), Some(value_text)) = (cells.get(ts_column), cells.get(value_column))
+        let (Some(ts_text), Some(value_text)) = (record.get(ts_column), record.get(value_column))
         else {
             return Err(row_error(format!(
                 "{} fields, the header has {}",
-                cells.len(),
+                record.len(),
                 names.len()
             )));
         };
@@ -79,7 +97,7 @@ pub fn parse(text: &str, disorder: Disorder) -> Result<Vec<Row>, CsvError> {
             }
             Some(_) => {}
         }
-        let value = match *value_text {
+        let value = match value_text {
             "" | "NaN" | "nan" => f64::NAN,
             other => other.parse::<f64>().map_err(|_| {
                 row_error(format!(
@@ -105,9 +123,9 @@ pub fn parse(text: &str, disorder: Disorder) -> Result<Vec<Row>, CsvError> {
         }
         rows.push(Row {
             line,
-            timestamp_text: (*ts_text).to_owned(),
+            timestamp_text: ts_text.to_owned(),
             timestamp_ms,
-            value_text: (*value_text).to_owned(),
+            value_text: value_text.to_owned(),
             value,
         });
     }
@@ -115,6 +133,39 @@ pub fn parse(text: &str, disorder: Disorder) -> Result<Vec<Row>, CsvError> {
         return Err(CsvError::NoRows);
     }
     Ok(rows)
+}
+
+/// Line numbers of records from their byte offsets, counting each newline once however long
+/// the file: the reader places a record after blank lines at the first of them, so a record's
+/// line is that of its first non-blank character.
+struct Lines<'t> {
+    text: &'t str,
+    counted_to: usize,
+    line: usize,
+}
+
+impl<'t> Lines<'t> {
+    fn new(text: &'t str) -> Self {
+        Lines {
+            text,
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The 1-based line of the first non-blank character at or after `byte` (offsets only grow).
+    fn at(&mut self, byte: usize) -> usize {
+        let start = byte.clamp(self.counted_to, self.text.len());
+        let first = self.text[start..]
+            .find(|c: char| c != '\n' && c != '\r')
+            .map_or(self.text.len(), |offset| start + offset);
+        self.line += self.text.as_bytes()[self.counted_to..first]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.counted_to = first;
+        self.line
+    }
 }
 
 /// The grid step of the rows: the most common positive difference between neighbours (real
@@ -157,6 +208,28 @@ mod tests {
         assert!(rows[1].value.is_nan() && rows[2].value.is_nan());
         assert_eq!(rows[3].value, -2000.0);
         assert_eq!(infer_step_ms(&rows), Some(60_000));
+    }
+
+    /// Issue 21, item 6: quoted fields were split on their commas.
+    #[test]
+    fn quoted_fields_hold_commas_quotes_and_line_breaks() {
+        let text = "\"timestamp\",\"note\",\"value\"\n\"2024-01-01 00:00:00\",\"deploy, v2\",1.5\n\"2024-01-01 00:01:00\",\"said \"\"hi\"\"\nthen left\",2\n\n\"2024-01-01 00:02:00\",,NaN\n";
+        let rows = parse(text, Disorder::Reject).expect("valid");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].value, 1.5);
+        assert_eq!(rows[0].timestamp_text, "2024-01-01 00:00:00");
+        assert_eq!(rows[1].value, 2.0);
+        assert!(rows[2].value.is_nan());
+        // Lines count the line breaks inside quotes: the third row starts on line 6.
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3, 6]
+        );
+        let broken = parse("timestamp,value\n1,2\n2,\"3\n", Disorder::Reject);
+        assert!(
+            matches!(broken, Ok(_) | Err(CsvError::Row { .. })),
+            "{broken:?}"
+        );
     }
 
     #[test]
