@@ -294,3 +294,26 @@ async fn prometheus_style_flags_override_the_file_and_logs_are_logfmt() {
     );
     assert!(logs.contains("msg=\"configuration reloaded\""), "{logs}");
 }
+
+/// The configuration docs/migrating-from-vmanomaly.md translates is valid as printed.
+#[test]
+fn the_translated_vmanomaly_configuration_is_valid() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/migrating-from-vmanomaly.md"),
+    )
+    .unwrap();
+    let after = doc
+        .split_once("foretell (`foretell check-config` validates it):")
+        .expect("the translated configuration")
+        .1;
+    let yaml = after
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a yaml block")
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("foretell.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let (code, stdout, stderr) = run(foretell().arg("check-config").arg(&file));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
