@@ -271,6 +271,7 @@ pub async fn run(
     ));
     let state = Arc::new(AppState {
         lifecycle_enabled: AtomicBool::new(config.server.enable_lifecycle),
+        max_exported_series: std::sync::atomic::AtomicUsize::new(config.server.max_exported_series),
         alerts: alerts.clone(),
         info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
         ..AppState::new(snapshot, telemetry, reload_sender, graphs)
@@ -474,6 +475,9 @@ impl Running {
         self.state
             .lifecycle_enabled
             .store(new.server.enable_lifecycle, Ordering::SeqCst);
+        self.state
+            .max_exported_series
+            .store(new.server.max_exported_series, Ordering::SeqCst);
         if let Some(alerts) = &self.state.alerts {
             alerts.set_queries(&new.queries);
         }
@@ -538,6 +542,7 @@ mod tests {
             shutdown_grace: std::time::Duration::from_secs(1),
             enable_lifecycle: false,
             external_url: None,
+            max_exported_series: crate::config::DEFAULT_MAX_EXPORTED_SERIES,
         };
         assert_eq!(
             external_url(&server, true).map(|u| u.to_string()),

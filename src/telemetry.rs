@@ -110,6 +110,8 @@ struct State {
     audit: Option<AuditStats>,
     /// `(index, count)` of this replica's shard.
     shard: (u32, u32),
+    /// Series the newest `/metrics` render left out for `server.max_exported_series`.
+    series_not_exported: usize,
     remote_write: Option<RemoteWriteStats>,
 }
 
@@ -159,6 +161,7 @@ impl Default for State {
             audit: None,
             shard: (0, 1),
             remote_write: None,
+            series_not_exported: 0,
         }
     }
 }
@@ -326,6 +329,18 @@ impl Telemetry {
     }
 
     /// This replica's shard, for `foretell_shard_index` and `foretell_shard_replicas`.
+    /// How many series the newest `/metrics` render left out; the first time some are, a
+    /// warning says why.
+    pub fn series_not_exported(&self, count: usize) {
+        let before = self.with(|s| std::mem::replace(&mut s.series_not_exported, count));
+        if count > 0 && before == 0 {
+            tracing::warn!(
+                left_out = count,
+                "more tracked series than server.max_exported_series: /metrics leaves the rest out (see foretell_series_not_exported)"
+            );
+        }
+    }
+
     pub fn set_shard(&self, index: u32, count: u32) {
         self.with(|s| s.shard = (index, count));
     }
@@ -420,10 +435,20 @@ impl Telemetry {
                 s.audit,
                 s.shard,
                 s.remote_write,
+                s.series_not_exported,
             )
         });
-        let (queries, upstream_up, reload_ok, reload_at, reloads, audit, shard, remote_write) =
-            state;
+        let (
+            queries,
+            upstream_up,
+            reload_ok,
+            reload_at,
+            reloads,
+            audit,
+            shard,
+            remote_write,
+            not_exported,
+        ) = state;
         let mut w = TextWriter::new(out);
         w.family(
             "foretell_build_info",
@@ -556,6 +581,12 @@ impl Telemetry {
             MetricType::Gauge,
         );
         w.sample("foretell_shard_replicas", &[], f64::from(shard.1));
+        w.family(
+            "foretell_series_not_exported",
+            "Tracked series the newest /metrics render left out because there were more than server.max_exported_series.",
+            MetricType::Gauge,
+        );
+        w.sample("foretell_series_not_exported", &[], not_exported as f64);
         if let Some(remote) = remote_write {
             w.family(
                 "foretell_remote_write_samples_total",

@@ -33,7 +33,9 @@ pub use queries::QueryConfig;
 use raw::RawConfig;
 pub use remote_write::RemoteWriteConfig;
 pub use secret::{read_bounded, Environment, Secret, SecretUrl, SystemEnvironment, MAX_FILE_BYTES};
-pub use server::{external_url, listen_address, ServerConfig, DEFAULT_LISTEN_ADDRESS};
+pub use server::{
+    external_url, listen_address, ServerConfig, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_EXPORTED_SERIES,
+};
 use validator::Validator;
 
 /// A validated configuration.

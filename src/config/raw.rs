@@ -165,6 +165,7 @@ pub struct RawServer {
     #[serde(default)]
     pub enable_lifecycle: bool,
     pub external_url: Option<String>,
+    pub max_exported_series: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

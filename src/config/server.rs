@@ -10,6 +10,9 @@ use super::raw::RawServer;
 use super::validator::Validator;
 
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9896";
+/// Series one scrape carries at most by default: twice the 100,000 series one replica is
+/// measured at (`docs/benchmarks.md`), about 2 million samples with three horizons.
+pub const DEFAULT_MAX_EXPORTED_SERIES: usize = 200_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -19,6 +22,9 @@ pub struct ServerConfig {
     /// The URL users reach foretell at, for links (graph links in enriched alerts); `None`:
     /// derived from the listen address at start.
     pub external_url: Option<Url>,
+    /// Tracked series `/metrics` exports at most, across every query (in query order); the
+    /// rest are left out and counted.
+    pub max_exported_series: usize,
 }
 
 impl Validator<'_> {
@@ -47,7 +53,17 @@ impl Validator<'_> {
                 None
             }
         };
+        let max_exported_series = raw
+            .max_exported_series
+            .unwrap_or(DEFAULT_MAX_EXPORTED_SERIES);
+        if max_exported_series == 0 {
+            self.fail(
+                "server.max_exported_series",
+                "must be at least 1 (each tracked series exports 6 samples plus 3 per horizon)",
+            );
+        }
         Some(ServerConfig {
+            max_exported_series,
             listen_address: listen_address?,
             shutdown_grace: shutdown_grace?,
             enable_lifecycle: raw.enable_lifecycle,

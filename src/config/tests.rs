@@ -969,3 +969,34 @@ fn a_history_with_nothing_to_hold_out_is_warned_about() {
         );
     }
 }
+
+#[test]
+fn the_global_export_cap_has_a_default_and_refuses_zero() {
+    let text = |extra: &str| {
+        format!("prometheus:\n  url: http://127.0.0.1:9090\nserver:\n  listen_address: 127.0.0.1:9896\n{extra}queries:\n  - name: q\n    expr: up\n")
+    };
+    let config = parse(&text(""), Path::new("t.yml"), &FakeEnvironment::default()).expect("valid");
+    assert_eq!(
+        config.server.max_exported_series,
+        DEFAULT_MAX_EXPORTED_SERIES
+    );
+    let config = parse(
+        &text("  max_exported_series: 5\n"),
+        Path::new("t.yml"),
+        &FakeEnvironment::default(),
+    )
+    .expect("valid");
+    assert_eq!(config.server.max_exported_series, 5);
+    let error = parse(
+        &text("  max_exported_series: 0\n"),
+        Path::new("t.yml"),
+        &FakeEnvironment::default(),
+    )
+    .expect_err("zero");
+    assert!(
+        error
+            .to_string()
+            .contains("server.max_exported_series: must be at least 1"),
+        "{error}"
+    );
+}

@@ -72,6 +72,8 @@ pub struct AppState {
     pub info: std::sync::RwLock<StatusInfo>,
     /// Bytes of the last `/metrics` body: the next one starts with that much room.
     pub metrics_capacity: std::sync::atomic::AtomicUsize,
+    /// `server.max_exported_series`, followed on reload.
+    pub max_exported_series: std::sync::atomic::AtomicUsize,
 }
 
 impl AppState {
@@ -94,6 +96,9 @@ impl AppState {
             graphs,
             info: Default::default(),
             metrics_capacity: Default::default(),
+            max_exported_series: std::sync::atomic::AtomicUsize::new(
+                crate::config::DEFAULT_MAX_EXPORTED_SERIES,
+            ),
         }
     }
 }

@@ -212,9 +212,11 @@ async fn metrics(state: &AppState, gzip: bool) -> Reply {
     let telemetry = Arc::clone(&state.telemetry);
     let alerts = state.alerts.as_ref().map(|a| Arc::clone(a.telemetry()));
     let capacity = state.metrics_capacity.load(Ordering::Relaxed);
+    let max_series = state.max_exported_series.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
         let mut body = String::with_capacity(capacity.max(64 * 1024));
-        exposition::render_snapshot(&snapshot, &mut body);
+        let left_out = exposition::render_snapshot_limited(&snapshot, &mut body, max_series);
+        telemetry.series_not_exported(left_out);
         telemetry.render(&mut body);
         if let Some(alerts) = alerts {
             alerts.render(&mut body);
@@ -486,6 +488,55 @@ pub(super) mod tests {
             .expect("body")
             .to_bytes();
         String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
+    /// Issue 21, item 2: one scrape carries at most server.max_exported_series series; the
+    /// rest are left out and counted.
+    #[tokio::test]
+    async fn metrics_carry_at_most_the_global_cap_of_series() {
+        let (state, _requests) = state(false);
+        let series = |instance: &str| {
+            SeriesOutput::new(
+                export_labels("load", &Labels::from_pairs([("instance", instance)])),
+                SeriesState::Ready {
+                    band: Band {
+                        expected: 1.0,
+                        lower: 0.0,
+                        upper: 2.0,
+                    },
+                    score: Some(0.5),
+                    probability: 0.0,
+                    forecasts: vec![],
+                    threshold_eta_seconds: None,
+                    excursion: Default::default(),
+                },
+            )
+        };
+        state.snapshot.publish(QueryOutput {
+            query: "load".into(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series: vec![series("a"), series("b"), series("c")],
+        });
+        state.max_exported_series.store(2, Ordering::SeqCst);
+        let body = body_of(handle(&state, request(Method::GET, "/metrics")).await).await;
+        let scores = body
+            .lines()
+            .filter(|l| l.starts_with("foretell_anomaly_score{"))
+            .count();
+        assert_eq!(scores, 2, "{body}");
+        assert!(!body.contains("instance=\"c\""), "{body}");
+        assert!(
+            body.contains("\nforetell_series_not_exported 1\n"),
+            "{body}"
+        );
+        state.max_exported_series.store(10, Ordering::SeqCst);
+        let body = body_of(handle(&state, request(Method::GET, "/metrics")).await).await;
+        assert!(body.contains("instance=\"c\""), "{body}");
+        assert!(
+            body.contains("\nforetell_series_not_exported 0\n"),
+            "{body}"
+        );
     }
 
     #[tokio::test]

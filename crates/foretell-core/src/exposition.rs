@@ -302,10 +302,18 @@ pub fn for_each_sample(
 
 /// Renders every series of the snapshot: one family at a time, all series in each.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
+    render_snapshot_limited(snapshot, out, usize::MAX);
+}
+
+/// Renders the first `max_series` series of the snapshot (in query order, then series order)
+/// with all their families, and returns how many series were left out: a global cap on what
+/// one scrape carries, whatever each query's own `max_series`.
+pub fn render_snapshot_limited(snapshot: &Snapshot, out: &mut String, max_series: usize) -> usize {
     let mut writer = TextWriter::new(out);
     for (name, help, pick) in PER_SERIES {
         let mut values = snapshot
             .series()
+            .take(max_series)
             .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)))
             .peekable();
         if values.peek().is_none() {
@@ -318,28 +326,31 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
     }
     for (name, help, pick) in PER_HORIZON {
         let mut opened = false;
-        for query in snapshot.queries() {
-            for series in &query.series {
-                let SeriesState::Ready { forecasts, .. } = &series.state else {
-                    continue;
-                };
-                for (horizon, band) in query.horizons.iter().zip(forecasts) {
-                    if !opened {
-                        writer.family(name, help, MetricType::Gauge);
-                        opened = true;
-                    }
-                    writer.sample_with_block_and(
-                        name,
-                        series.label_block(),
-                        (HORIZON_LABEL, horizon),
-                        pick(band),
-                    );
+        let shown = snapshot
+            .queries()
+            .flat_map(|query| query.series.iter().map(move |series| (query, series)))
+            .take(max_series);
+        for (query, series) in shown {
+            let SeriesState::Ready { forecasts, .. } = &series.state else {
+                continue;
+            };
+            for (horizon, band) in query.horizons.iter().zip(forecasts) {
+                if !opened {
+                    writer.family(name, help, MetricType::Gauge);
+                    opened = true;
                 }
+                writer.sample_with_block_and(
+                    name,
+                    series.label_block(),
+                    (HORIZON_LABEL, horizon),
+                    pick(band),
+                );
             }
         }
     }
     let mut etas = snapshot
         .series()
+        .take(max_series)
         .filter_map(|series| match &series.state {
             SeriesState::Ready {
                 threshold_eta_seconds: Some(eta),
@@ -358,6 +369,7 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
             writer.sample_with_block(names::THRESHOLD_ETA, block, eta);
         }
     }
+    snapshot.series().count().saturating_sub(max_series)
 }
 
 #[cfg(test)]
@@ -405,6 +417,25 @@ mod tests {
             horizons: vec!["15m".into(), "1d".into()],
             series: vec![ready, learning],
         })
+    }
+
+    #[test]
+    fn a_cap_keeps_the_first_series_with_all_their_families_and_counts_the_rest() {
+        let snapshot = snapshot();
+        let mut all = String::new();
+        assert_eq!(render_snapshot_limited(&snapshot, &mut all, 2), 0);
+        let mut unlimited = String::new();
+        render_snapshot(&snapshot, &mut unlimited);
+        assert_eq!(all, unlimited);
+        let mut capped = String::new();
+        assert_eq!(render_snapshot_limited(&snapshot, &mut capped, 1), 1);
+        // The second series is still learning: it exports only its model_ready line.
+        let second = "foretell_model_ready{instance=\"new\",query=\"load\"} 0\n";
+        assert!(unlimited.contains(second));
+        assert_eq!(capped, unlimited.replace(second, ""));
+        let mut none = String::new();
+        assert_eq!(render_snapshot_limited(&snapshot, &mut none, 0), 2);
+        assert!(none.is_empty(), "{none}");
     }
 
     #[test]
