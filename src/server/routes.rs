@@ -490,33 +490,35 @@ pub(super) mod tests {
         String::from_utf8(bytes.to_vec()).expect("utf8")
     }
 
+    /// A ready series of query `load` on `instance`, scored 0.5.
+    fn ready_series(instance: &str) -> SeriesOutput {
+        SeriesOutput::new(
+            export_labels("load", &Labels::from_pairs([("instance", instance)])),
+            SeriesState::Ready {
+                band: Band {
+                    expected: 1.0,
+                    lower: 0.0,
+                    upper: 2.0,
+                },
+                score: Some(0.5),
+                probability: 0.0,
+                forecasts: vec![],
+                threshold_eta_seconds: None,
+                excursion: Default::default(),
+            },
+        )
+    }
+
     /// Issue 21, item 2: one scrape carries at most server.max_exported_series series; the
     /// rest are left out and counted.
     #[tokio::test]
     async fn metrics_carry_at_most_the_global_cap_of_series() {
         let (state, _requests) = state(false);
-        let series = |instance: &str| {
-            SeriesOutput::new(
-                export_labels("load", &Labels::from_pairs([("instance", instance)])),
-                SeriesState::Ready {
-                    band: Band {
-                        expected: 1.0,
-                        lower: 0.0,
-                        upper: 2.0,
-                    },
-                    score: Some(0.5),
-                    probability: 0.0,
-                    forecasts: vec![],
-                    threshold_eta_seconds: None,
-                    excursion: Default::default(),
-                },
-            )
-        };
         state.snapshot.publish(QueryOutput {
             query: "load".into(),
             evaluated_at_ms: 0,
             horizons: vec![],
-            series: vec![series("a"), series("b"), series("c")],
+            series: vec![ready_series("a"), ready_series("b"), ready_series("c")],
         });
         state.max_exported_series.store(2, Ordering::SeqCst);
         let body = body_of(handle(&state, request(Method::GET, "/metrics")).await).await;
@@ -546,21 +548,7 @@ pub(super) mod tests {
             query: "load".into(),
             evaluated_at_ms: 0,
             horizons: vec![],
-            series: vec![SeriesOutput::new(
-                export_labels("load", &Labels::from_pairs([("instance", "a")])),
-                SeriesState::Ready {
-                    band: Band {
-                        expected: 1.0,
-                        lower: 0.0,
-                        upper: 2.0,
-                    },
-                    score: Some(0.5),
-                    probability: 0.0,
-                    forecasts: vec![],
-                    threshold_eta_seconds: None,
-                    excursion: Default::default(),
-                },
-            )],
+            series: vec![ready_series("a")],
         });
         let response = handle(&state, request(Method::GET, "/metrics")).await;
         assert_eq!(response.status(), StatusCode::OK);
