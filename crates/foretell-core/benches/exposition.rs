@@ -3,7 +3,7 @@
 //! A snapshot of SERIES tracked series (default 100,000: 20 queries of 5,000 node-exporter-like
 //! series, every model ready, no forecast horizon) is rendered by foretell's encoder, which
 //! writes each series' label block once per cycle and reuses it on every scrape, and the same
-//! samples by prometheus-client 0.24's text encoder (the reference). Six families per series:
+//! samples by prometheus-client 0.26's text encoder (the reference). Six families per series:
 //! baseline, its lower and upper edge, score, probability, model ready. Wall-clock median of
 //! several renders on one core; the machine's other core should be idle.
 
@@ -166,7 +166,7 @@ fn main() {
         out.len()
     });
     println!(
-        "{series} series x 6 families: foretell {:.1} ms ({:.1} MB), prometheus-client 0.24 {:.1} ms ({:.1} MB): {:.1}x faster",
+        "{series} series x 6 families: foretell {:.1} ms ({:.1} MB), prometheus-client 0.26 {:.1} ms ({:.1} MB): {:.1}x faster",
         ours.as_secs_f64() * 1000.0,
         ours_bytes as f64 / 1e6,
         theirs.as_secs_f64() * 1000.0,
