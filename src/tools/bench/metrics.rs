@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::{percentile, tracked_snapshot};
-use super::scale::rss_bytes;
 use crate::pipeline::SnapshotCell;
+use crate::process::resident_bytes as rss_bytes;
 use crate::server::{serve, AppState};
 use crate::telemetry::Telemetry;
 
