@@ -56,6 +56,10 @@ pub struct FittedForecaster {
     position: u64,
     /// Half-width of the one-step band at the configured coverage.
     half_width: f64,
+    /// The coverage quantile of the whole window's one-step errors (widened for the fit's
+    /// optimism, without the normal floor of `half_width`): the narrowest half-width a
+    /// validated interval gets.
+    interval_floor: f64,
     /// Robust standard deviation of one-step errors.
     sigma: f64,
     coverage: Coverage,
@@ -166,9 +170,9 @@ impl ForecastModel {
         // in-sample errors is what a fit shrinks most when it spends most of the window on its
         // profile (a season seen exactly twice: on the demo's series the 99 % band then missed
         // one point in six of the next day).
-        let half_width = in_sample_optimism(errors.len(), parameters)
-            * band_half_width(&errors, sigma, self.coverage)
-                .max(self.coverage.normal_quantile() * sigma);
+        let optimism = in_sample_optimism(errors.len(), parameters);
+        let empirical = band_half_width(&errors, sigma, self.coverage);
+        let half_width = optimism * empirical.max(self.coverage.normal_quantile() * sigma);
         let in_sample_surprises = errors.iter().map(|e| e / sigma).collect();
         Ok(Fit {
             model: FittedForecaster {
@@ -176,6 +180,7 @@ impl ForecastModel {
                 seasonal,
                 position: window.len() as u64,
                 half_width,
+                interval_floor: optimism * empirical,
                 sigma,
                 coverage: self.coverage,
                 nonnegative: window.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0),
@@ -272,7 +277,8 @@ impl FittedForecaster {
     }
 
     /// The validated combination's forecast and interval; beyond the longest step validated the
-    /// interval keeps widening as the model's own error variance grows.
+    /// interval keeps widening as the model's own error variance grows. The interval is at least
+    /// as wide as the whole window's one-step errors.
     fn combined_forecast(&self, steps: u32) -> Option<Band> {
         let ensemble = self.ensemble.as_ref()?;
         let steps = steps.max(1);
@@ -286,10 +292,13 @@ impl FittedForecaster {
         } else {
             1.0
         };
+        // Never narrower than the whole window's one-step errors say: uncertainty does not
+        // shrink with distance, and the held-out part (a quarter of the window) may have missed
+        // the series' rarer disturbances.
         Some(Band {
             expected,
-            lower: expected - below * growth,
-            upper: expected + above * growth,
+            lower: expected - (below * growth).max(self.interval_floor),
+            upper: expected + (above * growth).max(self.interval_floor),
         })
     }
 
@@ -856,6 +865,45 @@ mod tests {
         }
         let coverage = inside as f64 / total as f64;
         assert!((0.9..=0.99).contains(&coverage), "{coverage}");
+    }
+
+    /// The held-out part (the newest quarter) can miss the disturbances the rest of the
+    /// window had; the intervals then stay at least as wide as the quantile of the whole
+    /// window's one-step errors, bursts included.
+    #[test]
+    fn intervals_are_never_narrower_than_the_window_s_one_step_errors() {
+        let day = 48;
+        let days = 12;
+        let calm_from = days * day * 3 / 4;
+        let series: Vec<f64> = (0..days * day)
+            .map(|i| {
+                let burst = if i < calm_from && i % 7 == 0 {
+                    25.0 * uniform_noise(i, 9)
+                } else {
+                    0.0
+                };
+                100.0 + 4.0 * daily_shape(i, day) + uniform_noise(i, 10) + burst
+            })
+            .collect();
+        let fitted = ForecastModel {
+            horizon_steps: day as u32,
+            ..model(SeasonSpec::Auto(vec![day]))
+        }
+        .fit(&series, None)
+        .expect("fits")
+        .model;
+        assert!(fitted.ensemble.is_some(), "{}", fitted.describe());
+        // The bursts, one point in seven of the older three quarters, are in the quantile.
+        let floor = fitted.interval_floor;
+        assert!(floor > 5.0, "{floor}");
+        for steps in 1..=day as u32 {
+            let band = fitted.forecast(steps);
+            assert!(
+                band.upper - band.expected >= floor - 1e-9
+                    && band.expected - band.lower >= floor - 1e-9,
+                "step {steps}: {band:?}, floor {floor}"
+            );
+        }
     }
 
     #[test]
