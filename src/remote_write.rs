@@ -269,7 +269,7 @@ mod tests {
 
     fn metric(telemetry: &Telemetry, line_start: &str) -> Option<String> {
         let mut out = String::new();
-        telemetry.render(&mut out);
+        telemetry.render(&mut out, foretell_core::exposition::Format::Text);
         out.lines()
             .find_map(|l| l.strip_prefix(line_start).map(str::to_owned))
     }

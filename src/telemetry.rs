@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use foretell_core::audit::{mac_prefix_value, MAC_BYTES};
-use foretell_core::exposition::{HistogramValues, MetricType, TextWriter};
+use foretell_core::exposition::{Format, HistogramValues, MetricType, TextWriter};
 use foretell_core::labels::LabelNameProblem;
 use foretell_core::wire::RefusedSeries;
 
@@ -424,7 +424,8 @@ impl Telemetry {
         });
     }
 
-    pub fn render(&self, out: &mut String) {
+    /// Appends the self-metrics in `format`.
+    pub fn render(&self, out: &mut String, format: Format) {
         let state = self.with(|s| {
             (
                 s.queries.clone(),
@@ -449,7 +450,7 @@ impl Telemetry {
             remote_write,
             not_exported,
         ) = state;
-        let mut w = TextWriter::new(out);
+        let mut w = TextWriter::with_format(out, format);
         w.family(
             "foretell_build_info",
             "Build information; the value is always 1.",
@@ -795,7 +796,7 @@ mod tests {
             200.0,
         );
         let mut out = String::new();
-        telemetry.render(&mut out);
+        telemetry.render(&mut out, Format::Text);
         let build_info = format!(
             "foretell_build_info{{version=\"1.2.3\",revision=\"{}\",branch=\"{}\",rustversion=\"{}\"}} 1",
             env!("FORETELL_REVISION"),
@@ -845,7 +846,7 @@ mod tests {
         );
         telemetry.retain_queries(&["new".to_owned()]);
         let mut out = String::new();
-        telemetry.render(&mut out);
+        telemetry.render(&mut out, Format::Text);
         assert!(
             !out.contains("foretell_series_tracked{query=\"old\"}"),
             "{out}"

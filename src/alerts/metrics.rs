@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use foretell_core::exposition::{MetricType, TextWriter};
+use foretell_core::exposition::{Format, MetricType, TextWriter};
 
 use crate::telemetry::Histogram;
 
@@ -145,9 +145,10 @@ impl AlertTelemetry {
         });
     }
 
-    pub fn render(&self, out: &mut String) {
+    /// Appends the alert path's metrics in `format`.
+    pub fn render(&self, out: &mut String, format: Format) {
         let s = self.with(|s| s.clone());
-        let mut w = TextWriter::new(out);
+        let mut w = TextWriter::with_format(out, format);
         w.family(
             "foretell_webhook_requests_total",
             "Requests to the Alertmanager webhook endpoint by HTTP status answered.",

@@ -241,7 +241,9 @@ impl Harness {
 
     fn metrics(&self) -> String {
         let mut out = String::new();
-        self.alerts.telemetry.render(&mut out);
+        self.alerts
+            .telemetry
+            .render(&mut out, foretell_core::exposition::Format::Text);
         out
     }
 

@@ -214,7 +214,7 @@ mod tests {
         );
         assert_eq!((outcome.checked, outcome.problem), (301, None));
         let mut metrics = String::new();
-        telemetry.render(&mut metrics);
+        telemetry.render(&mut metrics, foretell_core::exposition::Format::Text);
         assert!(
             metrics.contains("\nforetell_audit_records_total 301\n"),
             "{metrics}"
@@ -243,7 +243,7 @@ mod tests {
         assert!(error.to_string().contains("records"), "{error}");
         log.close();
         let mut metrics = String::new();
-        telemetry.render(&mut metrics);
+        telemetry.render(&mut metrics, foretell_core::exposition::Format::Text);
         assert!(
             metrics.contains("\nforetell_audit_write_errors_total 1\n"),
             "{metrics}"
@@ -275,7 +275,7 @@ mod tests {
         ));
         let metric = |name: &str| {
             let mut text = String::new();
-            telemetry.render(&mut text);
+            telemetry.render(&mut text, foretell_core::exposition::Format::Text);
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_owned))
         };
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(pinned.seq, 19);
         log.close();
         let mut metrics = String::new();
-        first.render(&mut metrics);
+        first.render(&mut metrics, foretell_core::exposition::Format::Text);
         let exported = format!(
             "\nforetell_audit_head_mac_prefix {}\n",
             foretell_core::audit::mac_prefix_value(&pinned.mac)
@@ -347,7 +347,7 @@ mod tests {
         log.record_durably(entry(99)).await.expect("goes on");
         log.close();
         let mut metrics = String::new();
-        second.render(&mut metrics);
+        second.render(&mut metrics, foretell_core::exposition::Format::Text);
         assert!(
             metrics.contains("\nforetell_audit_head_went_backwards 1\n"),
             "{metrics}"

@@ -146,7 +146,9 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
         "but kept for when Prometheus returns"
     );
     let mut metrics = String::new();
-    h.ctx.telemetry.render(&mut metrics);
+    h.ctx
+        .telemetry
+        .render(&mut metrics, foretell_core::exposition::Format::Text);
     assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
     assert!(
         metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 2"),
@@ -219,7 +221,9 @@ async fn new_series_load_their_history_in_batches_also_when_they_appear_later() 
     assert_eq!(ready(&h), vec!["a", "b", "c"]);
     assert_eq!(task.tracker.series_count(), 3);
     let mut metrics = String::new();
-    h.ctx.telemetry.render(&mut metrics);
+    h.ctx
+        .telemetry
+        .render(&mut metrics, foretell_core::exposition::Format::Text);
     assert!(
         metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"server_error\"} 0"),
         "{metrics}"
@@ -362,7 +366,9 @@ async fn series_with_hostile_label_names_never_reach_metrics() {
     assert_eq!(instances, vec!["a"]);
     let mut exposition = String::new();
     foretell_core::exposition::render_snapshot(&snapshot, &mut exposition);
-    h.ctx.telemetry.render(&mut exposition);
+    h.ctx
+        .telemetry
+        .render(&mut exposition, foretell_core::exposition::Format::Text);
     assert!(!exposition.contains("injected"), "{exposition}");
     let parsed = prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_owned())))
         .expect("the exposition parses");
@@ -419,7 +425,9 @@ async fn absurd_timestamps_fail_the_answer_visibly_and_keep_the_tracked_series()
         }
     }
     let mut metrics = String::new();
-    h.ctx.telemetry.render(&mut metrics);
+    h.ctx
+        .telemetry
+        .render(&mut metrics, foretell_core::exposition::Format::Text);
     assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
     assert!(
         metrics.contains(r#"foretell_query_failures_total{query="up",reason="decode"} 2"#),

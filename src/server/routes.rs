@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foretell_core::exposition::{self, CONTENT_TYPE};
+use foretell_core::exposition::{self, Format};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::sync::oneshot;
@@ -66,7 +66,14 @@ where
         (GRAPH_PATH, _) => method_not_allowed("GET, HEAD"),
         ("/metrics", Method::GET | Method::HEAD) => {
             let gzip = accepts_gzip(request.headers());
-            metrics(state, gzip).await
+            let format = Format::negotiate(
+                request
+                    .headers()
+                    .get_all(header::ACCEPT)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok()),
+            );
+            metrics(state, gzip, format).await
         }
         ("/-/healthy", Method::GET | Method::HEAD) => {
             text(StatusCode::OK, "foretell is Healthy.\n")
@@ -104,7 +111,7 @@ const INDEX: &str = "foretell: forecasts, baselines and anomaly scores for Prome
     GET  /status/query          every series of a query (?name=NAME), most anomalous first\n\
     GET  /status/series         one series: numbers, forecasts, chart (?query=NAME&series={...})\n\
     GET  /graph                 a series with its band and forecast as SVG (?query=NAME&series={...}&range=6h)\n\
-    GET  /metrics               predictions and self-metrics (Prometheus text format)\n\
+    GET  /metrics               predictions and self-metrics (Prometheus text format, or OpenMetrics when asked)\n\
     GET  /-/healthy             liveness\n\
     GET  /-/ready               readiness: 200 once Prometheus answered, 503 while it is unreachable or a query's evaluation fails\n\
     POST /-/reload              reload the configuration (server.enable_lifecycle)\n\
@@ -207,7 +214,7 @@ fn accepts_gzip(headers: &http::HeaderMap) -> bool {
 /// Renders (and compresses) on the blocking pool: 100,000 series are tens of megabytes, and
 /// the runtime must keep answering the webhook and health checks meanwhile. The buffer starts
 /// at the size of the previous scrape, so a scrape does not grow it step by step.
-async fn metrics(state: &AppState, gzip: bool) -> Reply {
+async fn metrics(state: &AppState, gzip: bool, format: Format) -> Reply {
     let snapshot = state.snapshot.load();
     let telemetry = Arc::clone(&state.telemetry);
     let alerts = state.alerts.as_ref().map(|a| Arc::clone(a.telemetry()));
@@ -215,12 +222,14 @@ async fn metrics(state: &AppState, gzip: bool) -> Reply {
     let max_series = state.max_exported_series.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
         let mut body = String::with_capacity(capacity.max(64 * 1024));
-        let left_out = exposition::render_snapshot_limited(&snapshot, &mut body, max_series);
+        let left_out =
+            exposition::render_snapshot_limited(&snapshot, &mut body, max_series, format);
         telemetry.series_not_exported(left_out);
-        telemetry.render(&mut body);
+        telemetry.render(&mut body, format);
         if let Some(alerts) = alerts {
-            alerts.render(&mut body);
+            alerts.render(&mut body, format);
         }
+        format.close(&mut body);
         let length = body.len();
         if !gzip {
             return Ok::<_, std::io::Error>((length, body.into_bytes()));
@@ -243,11 +252,11 @@ async fn metrics(state: &AppState, gzip: bool) -> Reply {
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(CONTENT_TYPE),
+                header::HeaderValue::from_static(format.content_type()),
             );
             headers.insert(
                 header::VARY,
-                header::HeaderValue::from_static("Accept-Encoding"),
+                header::HeaderValue::from_static("Accept, Accept-Encoding"),
             );
             if gzip {
                 headers.insert(
@@ -552,8 +561,12 @@ pub(super) mod tests {
         });
         let response = handle(&state, request(Method::GET, "/metrics")).await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            foretell_core::exposition::CONTENT_TYPE
+        );
         let body = body_of(response).await;
+        assert!(!body.contains("# EOF"), "{body}");
         assert!(
             body.contains("foretell_anomaly_score{instance=\"a\",query=\"load\"} 0.5\n"),
             "{body}"
@@ -563,6 +576,61 @@ pub(super) mod tests {
             "{body}"
         );
         assert!(body.contains("\nprocess_open_fds "), "{body}");
+    }
+
+    /// A scrape that asks for OpenMetrics (Prometheus does, first) gets it: counter families
+    /// named without `_total`, and `# EOF` at the end. The end-to-end stage has the real
+    /// Prometheus scrape it and an OpenMetrics parser read it.
+    #[tokio::test]
+    async fn metrics_speak_openmetrics_when_asked() {
+        let (state, _requests) = state(false);
+        state.snapshot.publish(QueryOutput {
+            query: "load".into(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series: vec![ready_series("a")],
+        });
+        let mut scrape = request(Method::GET, "/metrics");
+        scrape.headers_mut().insert(
+            header::ACCEPT,
+            header::HeaderValue::from_static(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            ),
+        );
+        let response = handle(&state, scrape).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        assert_eq!(response.headers()[header::VARY], "Accept, Accept-Encoding");
+        let body = body_of(response).await;
+        assert!(body.ends_with("\n# EOF\n"), "{body}");
+        assert_eq!(body.matches("# EOF").count(), 1);
+        assert!(
+            body.contains("# TYPE foretell_config_reloads counter\nforetell_config_reloads_total{result=\"success\"} "),
+            "{body}"
+        );
+        assert!(
+            body.contains("foretell_anomaly_score{instance=\"a\",query=\"load\"} 0.5\n"),
+            "{body}"
+        );
+        // Every counter family's samples are its name plus `_total`, as OpenMetrics requires.
+        let counters: Vec<&str> = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.strip_suffix(" counter"))
+            .collect();
+        assert!(counters.len() >= 5, "{counters:?}");
+        for family in counters {
+            assert!(!family.ends_with("_total"), "{family}");
+            let samples = body.lines().filter(|l| !l.starts_with('#')).filter(|l| {
+                l.starts_with(family) && l[family.len()..].starts_with(['_', '{', ' '])
+            });
+            for sample in samples {
+                assert!(sample.starts_with(&format!("{family}_total")), "{sample}");
+            }
+        }
     }
 
     #[tokio::test]
@@ -723,7 +791,7 @@ pub(super) mod tests {
         let (state, _requests) = state(false);
         let plain = handle(&state, request(Method::GET, "/metrics")).await;
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
-        assert_eq!(plain.headers()[header::VARY], "Accept-Encoding");
+        assert_eq!(plain.headers()[header::VARY], "Accept, Accept-Encoding");
         let plain = body_of(plain).await;
         let gzip_request = Request::builder()
             .method(Method::GET)

@@ -163,6 +163,87 @@ async fn sidecar_loop_against_real_prometheus() {
             String::from_utf8_lossy(&output.stderr)
         );
 
+        // 2a. Asked for OpenMetrics, as Prometheus asks first, the same exposition is read by
+        //     the strict OpenMetrics parser of Debian's python3-prometheus-client (promtool
+        //     2.42 lints only the text format), and the real Prometheus scraping foretell took
+        //     it as OpenMetrics: its metadata knows the counter by the family's name, without
+        //     `_total`, which only an OpenMetrics scrape reports.
+        let response = http()
+            .get(format!("http://127.0.0.1:{foretell_port}/metrics"))
+            .header(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )
+            .send()
+            .await
+            .expect("OpenMetrics scrape");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        );
+        let open_metrics = response.text().await.expect("body");
+        assert!(open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+        let parse = "import sys\n\
+            from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+            families = list(text_string_to_metric_families(sys.stdin.read()))\n\
+            print(len(families), sum(len(f.samples) for f in families))\n";
+        let mut check = Command::new("/usr/bin/python3");
+        check
+            .args(["-c", parse])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = check
+            .spawn()
+            .expect("/usr/bin/python3 (Debian's, with python3-prometheus-client)");
+        {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(open_metrics.as_bytes())
+                .expect("write");
+        }
+        let output = child.wait_with_output().expect("parser output");
+        assert!(
+            output.status.success(),
+            "the OpenMetrics parser rejected /metrics:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let counted = String::from_utf8_lossy(&output.stdout).to_string();
+        let families: usize = counted
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(families > 20, "{counted}");
+        let metadata_of = |metric: &'static str| {
+            let url = format!("{}/api/v1/metadata?metric={metric}", prometheus.url());
+            async move {
+                get(&url)
+                    .await
+                    .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .map(|answer| answer["data"][metric].clone())
+                    .unwrap_or_default()
+            }
+        };
+        let reloads = eventually(
+            "Prometheus' metadata of foretell_config_reloads (an OpenMetrics scrape)",
+            Duration::from_secs(30),
+            || async {
+                let found = metadata_of("foretell_config_reloads").await;
+                found.is_array().then_some(found)
+            },
+        )
+        .await;
+        assert_eq!(reloads[0]["type"], "counter", "{reloads}");
+        assert!(
+            metadata_of("foretell_config_reloads_total").await.is_null(),
+            "Prometheus took the text format"
+        );
+
         // 2b. `foretell backtest` replays a query's models on the backfilled history in the
         //     same Prometheus: every series gets forecast accuracy and an online anomaly rate.
         let backtest_config = dir.path().join("backtest.yml");

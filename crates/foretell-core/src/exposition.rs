@@ -1,14 +1,83 @@
-//! Prometheus text exposition format 0.0.4, as a pure encoder into a `String`.
+//! The Prometheus text exposition format 0.0.4 and OpenMetrics 1.0 text, as a pure encoder
+//! into a `String`.
 //!
 //! The exporter renders the current [`Snapshot`] plus self-metrics on every scrape. Model
-//! outputs carry pre-escaped label blocks, so a scrape is mostly string concatenation.
+//! outputs carry pre-escaped label blocks, so a scrape is mostly string concatenation. The two
+//! formats differ only where this module writes metadata: an OpenMetrics counter family is
+//! named without its samples' `_total`, help text escapes `"` too, and the exposition ends
+//! with `# EOF` ([`Format::close`]). Which one a scrape gets is [`Format::negotiate`]d from
+//! its `Accept` header, as Prometheus' own client libraries do.
 
 use crate::labels::Labels;
 use crate::model::Band;
 use crate::snapshot::{SeriesOutput, SeriesState, Snapshot, HORIZON_LABEL};
 
-/// Content type of the text format written here.
+/// Content type of the text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of OpenMetrics 1.0 text.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The exposition format of one scrape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4: what every scraper reads.
+    #[default]
+    Text,
+    /// OpenMetrics 1.0 text, for scrapers that ask for it (Prometheus does, first).
+    OpenMetrics,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+
+    /// The format an `Accept` header (its values, in order) asks for: the media range with the
+    /// highest `q` that names one of the two (OpenMetrics at version 1.0.0 or unversioned,
+    /// text/plain at 0.0.4 or unversioned; `*/*` and `text/*` mean the text format), the first
+    /// listed on a tie. Without any, the text format: it is what a scraper that asks for
+    /// nothing in particular (curl, an old Prometheus) reads.
+    pub fn negotiate<'a>(accept: impl IntoIterator<Item = &'a str>) -> Format {
+        let mut best: Option<(f64, Format)> = None;
+        for range in accept.into_iter().flat_map(|value| value.split(',')) {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let mut quality = 1.0;
+            let mut version = None;
+            for parameter in parts {
+                let Some((key, value)) = parameter.split_once('=') else {
+                    continue;
+                };
+                let value = value.trim().trim_matches('"');
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "q" => quality = value.parse::<f64>().unwrap_or(0.0),
+                    "version" => version = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            let format = match (media.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0")) => Format::OpenMetrics,
+                ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => Format::Text,
+                _ => continue,
+            };
+            if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+                best = Some((quality, format));
+            }
+        }
+        best.map_or(Format::Text, |(_, format)| format)
+    }
+
+    /// Ends an exposition: OpenMetrics requires `# EOF` after the last family.
+    pub fn close(self, out: &mut String) {
+        if self == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricType {
@@ -40,19 +109,37 @@ pub struct HistogramValues<'a> {
 /// Appends families and samples to a text buffer.
 pub struct TextWriter<'a> {
     out: &'a mut String,
+    format: Format,
 }
 
 impl<'a> TextWriter<'a> {
+    /// A writer of the text format 0.0.4.
     pub fn new(out: &'a mut String) -> Self {
-        TextWriter { out }
+        Self::with_format(out, Format::Text)
     }
 
-    /// Writes the `# HELP` and `# TYPE` lines that open a family.
+    pub fn with_format(out: &'a mut String, format: Format) -> Self {
+        TextWriter { out, format }
+    }
+
+    /// Writes the `# HELP` and `# TYPE` lines that open a family. `name` is the name of its
+    /// samples (a counter's ends in `_total`, which OpenMetrics leaves out of the family's).
     pub fn family(&mut self, name: &str, help: &str, metric_type: MetricType) {
+        debug_assert!(
+            metric_type != MetricType::Counter || name.ends_with("_total"),
+            "counter {name} must end in _total"
+        );
+        let (name, quote_help) = match self.format {
+            Format::Text => (name, false),
+            Format::OpenMetrics if metric_type == MetricType::Counter => {
+                (name.strip_suffix("_total").unwrap_or(name), true)
+            }
+            Format::OpenMetrics => (name, true),
+        };
         self.out.push_str("# HELP ");
         self.out.push_str(name);
         self.out.push(' ');
-        escape_into(self.out, help, false);
+        escape_into(self.out, help, quote_help);
         self.out.push_str("\n# TYPE ");
         self.out.push_str(name);
         self.out.push(' ');
@@ -151,13 +238,14 @@ pub fn label_block(labels: &Labels) -> String {
     block
 }
 
-/// Escapes `\` and newline (and `"` inside label values) as the text format requires.
-fn escape_into(out: &mut String, text: &str, is_label_value: bool) {
+/// Escapes `\` and newline, and `"` when `quotes` (label values in both formats, help text
+/// in OpenMetrics), as the formats require.
+fn escape_into(out: &mut String, text: &str, quotes: bool) {
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            '"' if is_label_value => out.push_str("\\\""),
+            '"' if quotes => out.push_str("\\\""),
             other => out.push(other),
         }
     }
@@ -302,14 +390,19 @@ pub fn for_each_sample(
 
 /// Renders every series of the snapshot: one family at a time, all series in each.
 pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
-    render_snapshot_limited(snapshot, out, usize::MAX);
+    render_snapshot_limited(snapshot, out, usize::MAX, Format::Text);
 }
 
 /// Renders the first `max_series` series of the snapshot (in query order, then series order)
 /// with all their families, and returns how many series were left out: a global cap on what
 /// one scrape carries, whatever each query's own `max_series`.
-pub fn render_snapshot_limited(snapshot: &Snapshot, out: &mut String, max_series: usize) -> usize {
-    let mut writer = TextWriter::new(out);
+pub fn render_snapshot_limited(
+    snapshot: &Snapshot,
+    out: &mut String,
+    max_series: usize,
+    format: Format,
+) -> usize {
+    let mut writer = TextWriter::with_format(out, format);
     for (name, help, pick) in PER_SERIES {
         let mut values = snapshot
             .series()
@@ -423,18 +516,27 @@ mod tests {
     fn a_cap_keeps_the_first_series_with_all_their_families_and_counts_the_rest() {
         let snapshot = snapshot();
         let mut all = String::new();
-        assert_eq!(render_snapshot_limited(&snapshot, &mut all, 2), 0);
+        assert_eq!(
+            render_snapshot_limited(&snapshot, &mut all, 2, Format::Text),
+            0
+        );
         let mut unlimited = String::new();
         render_snapshot(&snapshot, &mut unlimited);
         assert_eq!(all, unlimited);
         let mut capped = String::new();
-        assert_eq!(render_snapshot_limited(&snapshot, &mut capped, 1), 1);
+        assert_eq!(
+            render_snapshot_limited(&snapshot, &mut capped, 1, Format::Text),
+            1
+        );
         // The second series is still learning: it exports only its model_ready line.
         let second = "foretell_model_ready{instance=\"new\",query=\"load\"} 0\n";
         assert!(unlimited.contains(second));
         assert_eq!(capped, unlimited.replace(second, ""));
         let mut none = String::new();
-        assert_eq!(render_snapshot_limited(&snapshot, &mut none, 0), 2);
+        assert_eq!(
+            render_snapshot_limited(&snapshot, &mut none, 0, Format::Text),
+            2
+        );
         assert!(none.is_empty(), "{none}");
     }
 
@@ -480,6 +582,76 @@ mod tests {
              foretell_threshold_eta_seconds{{{labels}}} 3600\n"
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn the_format_follows_the_accept_header() {
+        // What Prometheus 2.x sends on every scrape: OpenMetrics first.
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate([prometheus]), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(["application/openmetrics-text"]),
+            Format::OpenMetrics
+        );
+        // Split over several header values, spaces and case as clients write them.
+        assert_eq!(
+            Format::negotiate([
+                "text/plain; q=0.5",
+                "Application/OpenMetrics-Text; version=1.0.0"
+            ]),
+            Format::OpenMetrics
+        );
+        for text in [
+            "",
+            "*/*",
+            "text/plain;version=0.0.4",
+            "application/openmetrics-text;q=0.5,text/plain",
+            // A version this encoder does not write, or refused outright.
+            "application/openmetrics-text;version=2.0.0,text/plain;q=0.1",
+            "application/openmetrics-text;q=0",
+            // A tie goes to the first listed.
+            "text/plain,application/openmetrics-text",
+            "application/json",
+        ] {
+            assert_eq!(Format::negotiate([text]), Format::Text, "{text}");
+        }
+        assert_eq!(Format::negotiate([]), Format::Text);
+        assert_eq!(Format::OpenMetrics.content_type(), OPENMETRICS_CONTENT_TYPE);
+        assert_eq!(Format::Text.content_type(), CONTENT_TYPE);
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let write = |format: Format| {
+            let mut out = String::new();
+            let mut writer = TextWriter::with_format(&mut out, format);
+            writer.family(
+                "x_requests_total",
+                "Requests by \"code\".",
+                MetricType::Counter,
+            );
+            writer.sample("x_requests_total", &[("code", "200")], 3.0);
+            writer.family("x_up", "Up.", MetricType::Gauge);
+            writer.sample("x_up", &[], 1.0);
+            format.close(&mut out);
+            out
+        };
+        assert_eq!(
+            write(Format::OpenMetrics),
+            "# HELP x_requests Requests by \\\"code\\\".\n# TYPE x_requests counter\n\
+             x_requests_total{code=\"200\"} 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n# EOF\n"
+        );
+        assert_eq!(
+            write(Format::Text),
+            "# HELP x_requests_total Requests by \"code\".\n# TYPE x_requests_total counter\n\
+             x_requests_total{code=\"200\"} 3\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+        );
+        // The per-series families are gauges: the same lines in both formats, then `# EOF`.
+        let (mut text, mut open) = (String::new(), String::new());
+        render_snapshot_limited(&snapshot(), &mut text, usize::MAX, Format::Text);
+        render_snapshot_limited(&snapshot(), &mut open, usize::MAX, Format::OpenMetrics);
+        Format::OpenMetrics.close(&mut open);
+        assert_eq!(open, format!("{text}# EOF\n"));
     }
 
     #[test]
