@@ -6,6 +6,7 @@
 # and the steady cycles that follow (fetch the new minute, score; refits staggered).
 #
 #   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
+#   COMPRESSION=gzip bench/cycle.sh ...    foretell asks Prometheus for gzip (prometheus.compression)
 #
 # Also reports foretell's CPU use over the steady phase (from the end of the cold cycle on),
 # as a share of one core.
@@ -41,6 +42,7 @@ cat > "$work/foretell.yml" <<YAML
 prometheus:
   url: http://127.0.0.1:$prom_port
   timeout: 10s
+  compression: ${COMPRESSION:-none}
 server:
   listen_address: 127.0.0.1:$foretell_port
 queries:
@@ -94,15 +96,17 @@ instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_r
 end = int(time.time()) // 60 * 60
 start = end - 2 * 86400
 batches = [instances[i:i + 100] for i in range(0, len(instances), 100)]
-def fetch(batch):
+def fetch(batch, encoding):
     expr = 'demo_requests_per_second{instance=~"%s"}' % "|".join(batch)
     data = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 60}).encode()
-    with urllib.request.urlopen(f"{base}/api/v1/query_range", data=data) as response:
+    request = urllib.request.Request(f"{base}/api/v1/query_range", data=data, headers={"Accept-Encoding": encoding})
+    with urllib.request.urlopen(request) as response:
         return len(response.read())
-began = time.time()
-with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    size = sum(pool.map(fetch, batches))
-print(f"Prometheus alone: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.0f} MB of JSON)")
+for encoding in ("identity", "gzip"):
+    began = time.time()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        size = sum(pool.map(lambda b: fetch(b, encoding), batches))
+    print(f"Prometheus alone, {encoding}: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.1f} MB on the wire)")
 
 # The steady fetch, two ways: one query_range of the newest grid point of every series (what
 # foretell does) and Prometheus' /federate of the same series (the newest sample as text).

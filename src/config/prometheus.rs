@@ -31,6 +31,18 @@ pub struct PrometheusConfig {
     pub retry: RetryPolicy,
     /// Thanos Query's `partial_response`, sent with every range query when set.
     pub partial_response: Option<bool>,
+    pub compression: Compression,
+}
+
+/// Whether answers from Prometheus are asked for compressed (`Accept-Encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain JSON: on a fast network the quickest, since Prometheus compresses slower than
+    /// it serves (`docs/benchmarks.md`).
+    #[default]
+    None,
+    /// gzip: several times fewer bytes on the wire, for a slow or metered link.
+    Gzip,
 }
 
 impl Validator<'_> {
@@ -96,6 +108,17 @@ impl Validator<'_> {
                 format!("must be between 1 and 10000, got {history_batch_series}"),
             );
         }
+        let compression = match raw.compression.as_deref() {
+            None | Some("none") => Compression::None,
+            Some("gzip") => Compression::Gzip,
+            Some(other) => {
+                self.fail(
+                    "prometheus.compression",
+                    format!("must be none or gzip, got {other:?}"),
+                );
+                Compression::None
+            }
+        };
         let retry = self.retry("prometheus.retry", raw.retry.as_ref(), 3);
         if self.errors.len() > before {
             return None;
@@ -113,6 +136,7 @@ impl Validator<'_> {
             history_batch_series,
             retry: retry?,
             partial_response: raw.partial_response,
+            compression,
         })
     }
 }

@@ -135,6 +135,7 @@ pub struct RawPrometheus {
     pub history_batch_series: Option<usize>,
     pub retry: Option<RawRetry>,
     pub partial_response: Option<bool>,
+    pub compression: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -766,6 +766,31 @@ fn history_batches_are_bounded() {
 }
 
 #[test]
+fn compression_is_none_or_gzip() {
+    assert_eq!(
+        parse_text(MINIMAL).expect("valid").prometheus.compression,
+        Compression::None
+    );
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "  url: http://127.0.0.1:9090",
+            &format!("  url: http://127.0.0.1:9090\n  compression: {value}"),
+        )
+    };
+    assert_eq!(
+        parse_text(&with("gzip"))
+            .expect("valid")
+            .prometheus
+            .compression,
+        Compression::Gzip
+    );
+    assert_eq!(
+        field_errors(&with("zstd")),
+        vec!["prometheus.compression: must be none or gzip, got \"zstd\""]
+    );
+}
+
+#[test]
 fn the_webhook_rate_limit_has_defaults_and_bounds() {
     let text = |limit: &str| {
         format!(

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use crate::config::{Auth, PrometheusConfig, RetryPolicy};
+use crate::config::{Auth, Compression, PrometheusConfig, RetryPolicy};
 use crate::error_text::{error_chain, transport_error};
 use crate::retry::backoff;
 use foretell_core::redact;
@@ -226,7 +226,11 @@ impl PrometheusReader {
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
             .redirect(same_origin_redirects())
-            .danger_accept_invalid_certs(config.insecure_skip_verify);
+            .danger_accept_invalid_certs(config.insecure_skip_verify)
+            // `Accept-Encoding: gzip` and transparent decoding only when configured; the
+            // response cap counts decoded bytes either way, so a small compressed answer that
+            // inflates beyond it is refused like a large plain one.
+            .gzip(config.compression == Compression::Gzip);
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ReadError::Setup(format!("prometheus.tls.ca_file: {e}")))?;

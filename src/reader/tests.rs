@@ -173,6 +173,46 @@ async fn an_oversized_single_point_is_refused() {
     );
 }
 
+/// `prometheus.compression: gzip` asks for gzip and reads the compressed answer; without it
+/// nothing is asked (a Prometheus answers plain JSON then).
+#[tokio::test]
+async fn answers_are_asked_for_gzip_only_when_configured() {
+    let body = matrix(&[("a", &[(0, "1"), (10, "2")])]);
+    let upstream = FakeUpstream::start(vec![Canned::Gzipped { body: body.clone() }]).await;
+    let answer = reader_for(&upstream.url, "  compression: gzip\n")
+        .query_range(&query(0, 10_000, 10_000))
+        .await
+        .expect("a gzip answer is decoded");
+    let values: Vec<f64> = answer.series[0].1.iter().map(|s| s.value).collect();
+    assert_eq!(values, vec![1.0, 2.0]);
+    let head = upstream.requests()[0].to_ascii_lowercase();
+    assert!(head.contains("\r\naccept-encoding: gzip\r\n"), "{head}");
+
+    let plain = FakeUpstream::start(vec![json(200, &body)]).await;
+    reader_for(&plain.url, "")
+        .query_range(&query(0, 10_000, 10_000))
+        .await
+        .expect("plain");
+    let head = plain.requests()[0].to_ascii_lowercase();
+    assert!(!head.contains("accept-encoding"), "{head}");
+}
+
+/// The response cap counts decoded bytes: a small compressed answer that inflates beyond it is
+/// refused as a large plain one is, so gzip cannot carry a memory bomb past it.
+#[tokio::test]
+async fn a_compressed_answer_is_capped_by_its_decoded_size() {
+    let big = matrix(&[("a", &[(0, "1"); 2000])]);
+    let upstream = FakeUpstream::start(vec![Canned::Gzipped { body: big }]).await;
+    let error = reader_for(
+        &upstream.url,
+        "  compression: gzip\n  max_response_bytes: 4096\n",
+    )
+    .query_range(&query(0, 0, 1000))
+    .await
+    .expect_err("refused");
+    assert_eq!(error.reason(), FailureReason::TooLarge, "{error}");
+}
+
 #[tokio::test]
 async fn an_oversized_range_is_fetched_in_halves() {
     // Regression (issue 2): 1,000 series x 2 days answered 86 MB in one request and the first

@@ -39,6 +39,11 @@ pub enum Canned {
     Redirect {
         location: String,
     },
+    /// Answers 200 with `body` as gzip-compressed JSON (`Content-Encoding: gzip`), as a
+    /// Prometheus asked for it does.
+    Gzipped {
+        body: String,
+    },
     /// Answers 200 with a head announcing `length` bytes, then sends the body one byte per
     /// `every`, as a proxy stuck behind a slow link would.
     Trickle {
@@ -126,7 +131,7 @@ impl FakeUpstream {
                                         Some(*status)
                                     }
                                     Canned::Redirect { .. } => Some(307),
-                                    Canned::Trickle { .. } => Some(200),
+                                    Canned::Trickle { .. } | Canned::Gzipped { .. } => Some(200),
                                     Canned::Hang | Canned::Close => None,
                                 };
                                 seen.lock().expect("lock").push((text, body, status));
@@ -162,6 +167,21 @@ impl FakeUpstream {
                                     return;
                                 }
                             }
+                        }
+                        Canned::Gzipped { body } => {
+                            use std::io::Write as _;
+                            let mut encoder = flate2::write::GzEncoder::new(
+                                Vec::new(),
+                                flate2::Compression::default(),
+                            );
+                            encoder.write_all(body.as_bytes()).expect("gzip");
+                            let compressed = encoder.finish().expect("gzip");
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                                compressed.len()
+                            );
+                            let _ = socket.write_all(head.as_bytes()).await;
+                            let _ = socket.write_all(&compressed).await;
                         }
                         Canned::Reply {
                             status,
