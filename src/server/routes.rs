@@ -550,8 +550,8 @@ pub(super) mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn metrics_serve_the_snapshot_and_self_metrics() {
+    /// A server whose snapshot holds one ready series, `instance="a"` of query `load`.
+    fn state_with_one_series() -> AppState {
         let (state, _requests) = state(false);
         state.snapshot.publish(QueryOutput {
             query: "load".into(),
@@ -559,6 +559,12 @@ pub(super) mod tests {
             horizons: vec![],
             series: vec![ready_series("a")],
         });
+        state
+    }
+
+    #[tokio::test]
+    async fn metrics_serve_the_snapshot_and_self_metrics() {
+        let state = state_with_one_series();
         let response = handle(&state, request(Method::GET, "/metrics")).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(
@@ -583,13 +589,7 @@ pub(super) mod tests {
     /// Prometheus scrape it and an OpenMetrics parser read it.
     #[tokio::test]
     async fn metrics_speak_openmetrics_when_asked() {
-        let (state, _requests) = state(false);
-        state.snapshot.publish(QueryOutput {
-            query: "load".into(),
-            evaluated_at_ms: 0,
-            horizons: vec![],
-            series: vec![ready_series("a")],
-        });
+        let state = state_with_one_series();
         let mut scrape = request(Method::GET, "/metrics");
         scrape.headers_mut().insert(
             header::ACCEPT,

@@ -29,6 +29,33 @@ async fn foretell_metrics(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// Runs a checker with `input` on its standard input; panics with what it printed unless it
+/// succeeds, else returns its standard output.
+fn accepted_on_stdin(command: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{command:?} rejected its input:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 fn instance(labels: &serde_json::Value) -> String {
     labels["instance"].as_str().unwrap_or_default().to_owned()
 }
@@ -139,28 +166,9 @@ async fn sidecar_loop_against_real_prometheus() {
             "{metrics}"
         );
         assert!(metrics.contains("\nforetell_upstream_up 1\n"), "{metrics}");
-        let mut check = Command::new(require_binary("promtool"));
-        check
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = check.spawn().expect("promtool");
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(metrics.as_bytes())
-                .expect("write");
-        }
-        let output = child.wait_with_output().expect("promtool output");
-        assert!(
-            output.status.success(),
-            "promtool check metrics rejected /metrics:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        accepted_on_stdin(
+            Command::new(require_binary("promtool")).args(["check", "metrics"]),
+            &metrics,
         );
 
         // 2a. Asked for OpenMetrics, as Prometheus asks first, the same exposition is read by
@@ -187,32 +195,11 @@ async fn sidecar_loop_against_real_prometheus() {
             from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
             families = list(text_string_to_metric_families(sys.stdin.read()))\n\
             print(len(families), sum(len(f.samples) for f in families))\n";
-        let mut check = Command::new("/usr/bin/python3");
-        check
-            .args(["-c", parse])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = check
-            .spawn()
-            .expect("/usr/bin/python3 (Debian's, with python3-prometheus-client)");
-        {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(open_metrics.as_bytes())
-                .expect("write");
-        }
-        let output = child.wait_with_output().expect("parser output");
-        assert!(
-            output.status.success(),
-            "the OpenMetrics parser rejected /metrics:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        // Debian's python3, which has python3-prometheus-client (not a virtualenv's).
+        let counted = accepted_on_stdin(
+            Command::new("/usr/bin/python3").args(["-c", parse]),
+            &open_metrics,
         );
-        let counted = String::from_utf8_lossy(&output.stdout).to_string();
         let families: usize = counted
             .split_whitespace()
             .next()
