@@ -54,6 +54,9 @@ struct Running {
     audit: Option<Arc<AuditLog>>,
     /// The writer of the audit database, closed last at shutdown.
     database: Option<Arc<Writer>>,
+    /// SHA-256 of the file as last loaded or tried, so the auto-reload tries a changed file
+    /// once (a broken edit is reported once, not at every check).
+    loaded_hash: Option<String>,
 }
 
 fn context(
@@ -134,6 +137,16 @@ fn decision(
     }
 }
 
+/// The next tick of the auto-reload check; never when it is off.
+async fn next_tick(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// SHA-256 of the configuration file as read, so a record names exactly which file was in force
 /// (`None` when it cannot be read again).
 fn config_hash(path: &Path) -> Option<String> {
@@ -143,7 +156,6 @@ fn config_hash(path: &Path) -> Option<String> {
     )))
 }
 
-/// Runs until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
 /// What the command line sets over the configuration file, on every load and reload.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -154,6 +166,9 @@ pub struct Overrides {
     pub enable_lifecycle: bool,
     /// `--web.external-url`.
     pub external_url: Option<url::Url>,
+    /// `--config.auto-reload-interval`: how often the file is checked for a change (not a
+    /// key of the file: it says how the file is read).
+    pub auto_reload_interval: Option<std::time::Duration>,
 }
 
 impl Overrides {
@@ -174,6 +189,7 @@ impl Overrides {
     }
 }
 
+/// Runs until SIGTERM or SIGINT, then drains within `server.shutdown_grace`.
 /// `web`: TLS and basic auth of the listener (`--web.config.file`); restart to change.
 pub async fn run(
     config_path: &Path,
@@ -182,6 +198,7 @@ pub async fn run(
     web: crate::server::web_config::WebConfig,
 ) -> Result<(), AppError> {
     let config = overrides.apply(config);
+    let loaded_hash = config_hash(config_path);
     for warning in &config.warnings {
         tracing::warn!(%warning, "configuration");
     }
@@ -233,7 +250,7 @@ pub async fn run(
             EventKind::ConfigLoaded,
             &config_path.display().to_string(),
             "ok",
-            serde_json::json!({"sha256": config_hash(config_path), "queries": config.queries.len()}),
+            serde_json::json!({"sha256": loaded_hash, "queries": config.queries.len()}),
         ));
     }
     let address = config.server.listen_address;
@@ -323,9 +340,21 @@ pub async fn run(
         clock,
         audit,
         database,
+        loaded_hash,
     };
+    let mut auto_reload = running.overrides.auto_reload_interval.map(|every| {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     loop {
         tokio::select! {
+            () = next_tick(&mut auto_reload) => {
+                if config_hash(&running.config_path) != running.loaded_hash {
+                    tracing::info!(path = %running.config_path.display(), "configuration file changed");
+                    let _ = running.reload("config:auto-reload").await;
+                }
+            }
             event = signals.next() => match event {
                 SignalEvent::Terminate(name) => {
                     tracing::info!(signal = name, "shutting down");
@@ -399,9 +428,10 @@ impl Running {
     /// unchanged queries), an invalid one is rejected and the old one keeps running.
     async fn reload(&mut self, actor: &str) -> Result<(), String> {
         let outcome = self.apply_reload().await;
+        let hash = config_hash(&self.config_path);
+        self.loaded_hash.clone_from(&hash);
         if let Some(audit) = &self.audit {
             let subject = self.config_path.display().to_string();
-            let hash = config_hash(&self.config_path);
             let mut entry = match &outcome {
                 Ok(queries) => decision(
                     self.clock.as_ref(),
@@ -517,6 +547,7 @@ mod tests {
             listen_address: Some("0.0.0.0:9999".parse().expect("address")),
             enable_lifecycle: false,
             external_url: Some(url::Url::parse("https://flag.example/").expect("url")),
+            auto_reload_interval: None,
         };
         let applied = flags.apply(config.clone());
         assert_eq!(applied.server.listen_address.port(), 9999);

@@ -62,8 +62,15 @@ pub enum Command {
         /// server.external_url).
         #[arg(long = "web.external-url", value_name = "URL", value_parser = crate::config::external_url)]
         web_external_url: Option<url::Url>,
+        /// How often the configuration file is checked for a change, which is then loaded as
+        /// on SIGHUP (a ConfigMap update reaches a mounted directory without a restart); off
+        /// when not given.
+        #[arg(long = "config.auto-reload-interval", value_name = "DURATION", value_parser = parse::duration)]
+        config_auto_reload_interval: Option<Duration>,
         /// This replica's shard, INDEX/COUNT (e.g. 0/3): overrides the file's `shard`, on every
-        /// reload too. With a StatefulSet: `--shard "${HOSTNAME##*-}/3"`.
+        /// reload too. In a StatefulSet, without a shell: `--shard $(POD_INDEX)/3` with
+        /// POD_INDEX from the pod's `apps.kubernetes.io/pod-index` label
+        /// (`deploy/kubernetes/sharded`).
         #[arg(long, value_name = "INDEX/COUNT", value_parser = foretell_core::shard::Shard::parse)]
         shard: Option<foretell_core::shard::Shard>,
         /// TLS and basic auth of the listener, in the Prometheus exporter toolkit's web

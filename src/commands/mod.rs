@@ -51,6 +51,7 @@ fn dispatch(command: Command) -> Exit {
         Command::CheckConfig { file } => serve::check_config(&file),
         Command::Run {
             config,
+            config_auto_reload_interval,
             shard,
             web_config_file,
             web_listen_address,
@@ -63,6 +64,7 @@ fn dispatch(command: Command) -> Exit {
                 listen_address: web_listen_address,
                 enable_lifecycle: web_enable_lifecycle,
                 external_url: web_external_url,
+                auto_reload_interval: config_auto_reload_interval,
             },
             web_config_file.as_deref(),
         ),

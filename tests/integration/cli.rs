@@ -295,6 +295,104 @@ async fn prometheus_style_flags_override_the_file_and_logs_are_logfmt() {
     assert!(logs.contains("msg=\"configuration reloaded\""), "{logs}");
 }
 
+/// Issue 21, item 5: a ConfigMap mounted as a directory (no `subPath`) changes by an atomic
+/// swap of the kubelet's `..data` link; `--config.auto-reload-interval` loads the change
+/// without a restart, tries a broken edit once (the running configuration keeps serving) and
+/// takes the next good one.
+#[tokio::test]
+async fn a_changed_configuration_file_is_reloaded_without_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, dead_port) = (free_port(), free_port());
+    let mount = dir.path().join("config");
+    std::fs::create_dir(&mount).unwrap();
+    let config_text = |queries: &[&str]| {
+        let mut text = format!("prometheus:\n  url: http://127.0.0.1:{dead_port}\n  timeout: 500ms\n  retry:\n    max_attempts: 1\nserver:\n  listen_address: 127.0.0.1:{port}\nqueries:\n");
+        for name in queries {
+            text.push_str(&format!(
+                "  - name: {name}\n    expr: up\n    evaluation_interval: 1s\n"
+            ));
+        }
+        text
+    };
+    // What the kubelet does: each version in its own directory, `..data` pointing at the
+    // current one, the file a link through `..data`.
+    let publish = |version: usize, text: &str| {
+        let versioned = mount.join(format!("..v{version}"));
+        std::fs::create_dir(&versioned).unwrap();
+        std::fs::write(versioned.join("foretell.yml"), text).unwrap();
+        let next = mount.join("..data_tmp");
+        std::os::unix::fs::symlink(format!("..v{version}"), &next).unwrap();
+        std::fs::rename(&next, mount.join("..data")).unwrap();
+    };
+    publish(1, &config_text(&["first"]));
+    std::os::unix::fs::symlink("..data/foretell.yml", mount.join("foretell.yml")).unwrap();
+    let log = dir.path().join("foretell.log");
+    let mut process = Process::spawn(
+        "foretell",
+        foretell()
+            .args(["run", "--config.file"])
+            .arg(mount.join("foretell.yml"))
+            .args(["--config.auto-reload-interval", "200ms"]),
+        log.clone(),
+    );
+    let metrics_with = |needle: String| {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        async move {
+            eventually(&needle.clone(), Duration::from_secs(20), || {
+                let (url, needle) = (url.clone(), needle.clone());
+                async move { get(&url).await.filter(|(_, body)| body.contains(&needle)) }
+            })
+            .await
+            .1
+        }
+    };
+    let failures_of = |query: &str| format!("foretell_query_failures_total{{query=\"{query}\"");
+    metrics_with(failures_of("first")).await;
+
+    publish(2, &config_text(&["first", "second"]));
+    let metrics = metrics_with(failures_of("second")).await;
+    assert!(
+        metrics.contains("foretell_config_reloads_total{result=\"success\"} 2\n"),
+        "{metrics}"
+    );
+
+    // A broken edit is refused once, however many checks follow; the running one stays.
+    publish(3, "queries: [unclosed\n");
+    let metrics =
+        metrics_with("foretell_config_reloads_total{result=\"failure\"} 1\n".to_owned()).await;
+    assert!(metrics.contains(&failures_of("second")), "{metrics}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("foretell_config_reloads_total{result=\"failure\"} 1\n")
+            && metrics.contains("\nforetell_config_last_reload_successful 0\n"),
+        "{metrics}"
+    );
+
+    publish(4, &config_text(&["third"]));
+    metrics_with(failures_of("third")).await;
+    // Counters of a removed query stay (they never go back); the status page lists only the
+    // queries running now.
+    let (_, page) = get(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+    assert!(
+        page.contains("/status/query?name=third") && !page.contains("/status/query?name=second"),
+        "{page}"
+    );
+    assert!(process.is_running());
+    let exit = process
+        .terminate(Duration::from_secs(15))
+        .expect("stops on SIGTERM");
+    assert!(exit.success(), "{exit}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logs.matches("configuration file changed").count(),
+        3,
+        "{logs}"
+    );
+}
+
 /// The configuration docs/migrating-from-vmanomaly.md translates is valid as printed.
 #[test]
 fn the_translated_vmanomaly_configuration_is_valid() {
