@@ -8,6 +8,16 @@ RUN cargo build --release --locked --bin foretell \
  && strip target/release/foretell
 
 FROM debian:bookworm-slim
+# OCI labels; VERSION and REVISION come from the build:
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) -t foretell .
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="foretell" \
+      org.opencontainers.image.description="Forecasts, baselines and anomaly scores for Prometheus series, served as metrics; Alertmanager alerts with a confidence score; a signed audit log" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/foretell/foretell" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # CA certificates for an HTTPS Prometheus or receivers; nothing else is needed at run time.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \

@@ -10,6 +10,17 @@ fn foretell() -> Command {
     Command::new(env!("CARGO_BIN_EXE_foretell"))
 }
 
+/// Stops a sidecar that must still be running with SIGTERM, expects a clean exit, and returns
+/// its log.
+fn stop_running_and_read_log(process: &mut Process, log: &std::path::Path) -> String {
+    assert!(process.is_running());
+    let exit = process
+        .terminate(Duration::from_secs(15))
+        .expect("stops on SIGTERM");
+    assert!(exit.success(), "{exit}");
+    std::fs::read_to_string(log).unwrap()
+}
+
 fn run(command: &mut Command) -> (i32, String, String) {
     let output = command.output().expect("foretell runs");
     (
@@ -177,12 +188,7 @@ async fn an_unreachable_prometheus_does_not_stop_the_sidecar() {
         metrics.contains("foretell_query_failures_total{query=\"up\",reason=\"connect\"}"),
         "{metrics}"
     );
-    assert!(process.is_running());
-    let exit = process
-        .terminate(Duration::from_secs(15))
-        .expect("stops on SIGTERM");
-    assert!(exit.success(), "{exit}");
-    let logs = std::fs::read_to_string(&log).unwrap();
+    let logs = stop_running_and_read_log(&mut process, &log);
     let events: Vec<serde_json::Value> = logs
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
@@ -272,11 +278,7 @@ async fn prometheus_style_flags_override_the_file_and_logs_are_logfmt() {
         .await
         .expect("answered");
     assert_eq!(reload.status(), 200, "the flag enables the lifecycle API");
-    let exit = process
-        .terminate(Duration::from_secs(15))
-        .expect("stops on SIGTERM");
-    assert!(exit.success(), "{exit}");
-    let logs = std::fs::read_to_string(&log).unwrap();
+    let logs = stop_running_and_read_log(&mut process, &log);
     for line in logs.lines() {
         assert!(
             line.starts_with("ts=") && line.contains(" level=") && line.contains(" msg="),
@@ -380,12 +382,7 @@ async fn a_changed_configuration_file_is_reloaded_without_a_signal() {
         page.contains("/status/query?name=third") && !page.contains("/status/query?name=second"),
         "{page}"
     );
-    assert!(process.is_running());
-    let exit = process
-        .terminate(Duration::from_secs(15))
-        .expect("stops on SIGTERM");
-    assert!(exit.success(), "{exit}");
-    let logs = std::fs::read_to_string(&log).unwrap();
+    let logs = stop_running_and_read_log(&mut process, &log);
     assert_eq!(
         logs.matches("configuration file changed").count(),
         3,
