@@ -137,6 +137,15 @@ fn decision(
     }
 }
 
+/// Each query's name and expression, for `foretell_query_info`.
+fn query_expressions(config: &Config) -> Vec<(String, String)> {
+    config
+        .queries
+        .iter()
+        .map(|q| (q.name.clone(), q.expr.clone()))
+        .collect()
+}
+
 /// The next tick of the auto-reload check; never when it is off.
 async fn next_tick(ticks: &mut Option<tokio::time::Interval>) {
     match ticks {
@@ -206,6 +215,7 @@ pub async fn run(
     let telemetry = Arc::new(Telemetry::new(VERSION));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
     telemetry.set_shard(config.shard.index(), config.shard.count());
+    telemetry.set_query_expressions(query_expressions(&config));
     let database = match &config.audit {
         Some(settings) => Some(Arc::new(crate::audit::log::start_writer(
             &settings.path,
@@ -518,6 +528,7 @@ impl Running {
             Err(error) => tracing::warn!(%error, "charts keep the previous Prometheus client"),
         }
         telemetry.set_shard(new.shard.index(), new.shard.count());
+        telemetry.set_query_expressions(query_expressions(&new));
         self.config = new;
         telemetry.config_loaded(true, now_seconds);
         tracing::info!(queries = names.len(), "configuration reloaded");

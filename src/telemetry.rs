@@ -110,6 +110,8 @@ struct State {
     audit: Option<AuditStats>,
     /// `(index, count)` of this replica's shard.
     shard: (u32, u32),
+    /// Each configured query's name and PromQL expression, for `foretell_query_info`.
+    query_expressions: Vec<(String, String)>,
     /// Series the newest `/metrics` render left out for `server.max_exported_series`.
     series_not_exported: usize,
     remote_write: Option<RemoteWriteStats>,
@@ -160,6 +162,7 @@ impl Default for State {
             reloads: [0; 2],
             audit: None,
             shard: (0, 1),
+            query_expressions: Vec::new(),
             remote_write: None,
             series_not_exported: 0,
         }
@@ -328,7 +331,6 @@ impl Telemetry {
         })
     }
 
-    /// This replica's shard, for `foretell_shard_index` and `foretell_shard_replicas`.
     /// How many series the newest `/metrics` render left out; the first time some are, a
     /// warning says why.
     pub fn series_not_exported(&self, count: usize) {
@@ -341,6 +343,13 @@ impl Telemetry {
         }
     }
 
+    /// The configured queries, `(name, expr)`, for `foretell_query_info`: set at start and on
+    /// every reload.
+    pub fn set_query_expressions(&self, queries: Vec<(String, String)>) {
+        self.with(|s| s.query_expressions = queries);
+    }
+
+    /// This replica's shard, for `foretell_shard_index` and `foretell_shard_replicas`.
     pub fn set_shard(&self, index: u32, count: u32) {
         self.with(|s| s.shard = (index, count));
     }
@@ -437,6 +446,7 @@ impl Telemetry {
                 s.shard,
                 s.remote_write,
                 s.series_not_exported,
+                s.query_expressions.clone(),
             )
         });
         let (
@@ -449,6 +459,7 @@ impl Telemetry {
             shard,
             remote_write,
             not_exported,
+            query_expressions,
         ) = state;
         let mut w = TextWriter::with_format(out, format);
         w.family(
@@ -568,6 +579,20 @@ impl Telemetry {
                     MetricType::Gauge,
                 );
                 w.sample("foretell_audit_last_verify_records", &[], checked as f64);
+            }
+        }
+        if !query_expressions.is_empty() {
+            w.family(
+                "foretell_query_info",
+                "Each configured query's PromQL expression; the value is always 1. Dashboards read `expr` to draw the observed values of a query of any shape.",
+                MetricType::Gauge,
+            );
+            for (name, expr) in &query_expressions {
+                w.sample(
+                    "foretell_query_info",
+                    &[("query", name), ("expr", expr)],
+                    1.0,
+                );
             }
         }
         w.family(
@@ -830,6 +855,33 @@ mod tests {
             .samples
             .iter()
             .any(|s| s.metric == "foretell_cycle_duration_seconds"));
+    }
+
+    /// Dashboards read each query's expression from `foretell_query_info`; quotes and
+    /// backslashes in it are escaped, and a reload replaces the list.
+    #[test]
+    fn query_info_carries_each_expression() {
+        let telemetry = Telemetry::new("0");
+        telemetry.set_query_expressions(vec![
+            (
+                "requests".into(),
+                r#"sum by (job) (rate(x{code=~"5.."}[5m]))"#.into(),
+            ),
+            ("load".into(), "node_load1".into()),
+        ]);
+        let mut out = String::new();
+        telemetry.render(&mut out, Format::Text);
+        assert!(
+            out.contains(
+                "foretell_query_info{query=\"requests\",expr=\"sum by (job) (rate(x{code=~\\\"5..\\\"}[5m]))\"} 1\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("foretell_query_info{query=\"load\",expr=\"node_load1\"} 1\n"));
+        telemetry.set_query_expressions(vec![("load".into(), "node_load1".into())]);
+        let mut out = String::new();
+        telemetry.render(&mut out, Format::Text);
+        assert!(!out.contains("query=\"requests\",expr"), "{out}");
     }
 
     #[test]

@@ -44,6 +44,36 @@ fn source_of(series: &SeriesOutput) -> (Option<&str>, Labels) {
     )
 }
 
+/// The series a selector names: the one with exactly its labels, else the most specific one
+/// whose labels all appear in it with the same values (a Grafana data link sends every label
+/// of the panel's series: `query`, `horizon`, and the `instance` Prometheus attached to an
+/// aggregated one). `None` when none matches or two match equally well.
+fn find_series<'a>(series: &'a [SeriesOutput], wanted: &Labels) -> Option<&'a SeriesOutput> {
+    if let Some(exact) = series.iter().find(|s| source_of(s).1 == *wanted) {
+        return Some(exact);
+    }
+    let mut best: Option<(usize, &SeriesOutput)> = None;
+    let mut tied = false;
+    for candidate in series {
+        let labels = source_of(candidate).1;
+        if !labels
+            .iter()
+            .all(|(name, value)| wanted.get(name) == Some(value))
+        {
+            continue;
+        }
+        match best {
+            Some((size, _)) if size > labels.len() => {}
+            Some((size, _)) if size == labels.len() => tied = true,
+            _ => {
+                best = Some((labels.len(), candidate));
+                tied = false;
+            }
+        }
+    }
+    best.filter(|_| !tied).map(|(_, found)| found)
+}
+
 fn link(path: &str, pairs: &[(&str, &str)]) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in pairs {
@@ -314,7 +344,7 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
             format!("query `{name}` has no results yet\n"),
         );
     };
-    let Some(found) = output.series.iter().find(|s| source_of(s).1 == wanted) else {
+    let Some(found) = find_series(&output.series, &wanted) else {
         return (
             StatusCode::NOT_FOUND,
             format!("query `{name}` tracks no series {wanted}\n"),
@@ -374,6 +404,7 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
 mod tests {
     use super::*;
     use foretell_core::model::{Band, Excursion};
+    use foretell_core::snapshot::export_labels;
 
     fn ready(probability: f64, excursion: Excursion) -> SeriesState {
         SeriesState::Ready {
@@ -452,5 +483,60 @@ mod tests {
             0.26
         ));
         assert!(!is_anomalous_now(&SeriesState::NotReady, 0.26));
+    }
+
+    fn series(pairs: &[(&str, &str)]) -> SeriesOutput {
+        SeriesOutput::new(
+            export_labels("q", &Labels::from_pairs(pairs.iter().copied())),
+            SeriesState::NotReady,
+        )
+    }
+
+    fn found(all: &[SeriesOutput], selector: &str) -> Option<String> {
+        let wanted = Labels::parse_selector(selector).expect("selector");
+        find_series(all, &wanted).map(|s| source_of(s).1.to_string())
+    }
+
+    #[test]
+    fn a_data_link_with_every_label_of_the_panel_finds_its_series() {
+        let per_instance = [
+            series(&[("__name__", "up"), ("instance", "a"), ("job", "api")]),
+            series(&[("__name__", "up"), ("instance", "b"), ("job", "api")]),
+        ];
+        assert_eq!(
+            found(&per_instance, r#"{instance="a", job="api"}"#).as_deref(),
+            Some(r#"{instance="a", job="api"}"#)
+        );
+        // What Grafana sends for foretell_forecast of that series.
+        assert_eq!(
+            found(
+                &per_instance,
+                r#"{horizon="1h", instance="b", job="api", query="q", source_metric="up"}"#
+            )
+            .as_deref(),
+            Some(r#"{instance="b", job="api"}"#)
+        );
+        // An aggregated series, with the instance Prometheus attached to foretell's output.
+        let aggregated = [series(&[("job", "api")]), series(&[("job", "web")])];
+        assert_eq!(
+            found(
+                &aggregated,
+                r#"{instance="foretell:9896", job="web", query="q"}"#
+            )
+            .as_deref(),
+            Some(r#"{job="web"}"#)
+        );
+        // Too little to tell two series apart, or nothing that fits.
+        assert_eq!(found(&per_instance, r#"{job="api"}"#), None);
+        assert_eq!(found(&per_instance, r#"{instance="c", job="api"}"#), None);
+        // The most specific wins over a series with fewer labels.
+        let nested = [
+            series(&[("job", "api")]),
+            series(&[("job", "api"), ("instance", "a")]),
+        ];
+        assert_eq!(
+            found(&nested, r#"{instance="a", job="api", query="q"}"#).as_deref(),
+            Some(r#"{instance="a", job="api"}"#)
+        );
     }
 }

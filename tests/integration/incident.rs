@@ -10,6 +10,9 @@ use std::time::Duration;
 use crate::support::*;
 
 const SOURCE: &str = "demo_requests_per_second";
+/// A second query of another shape, one series per job, for the dashboards' check.
+const AGGREGATED_QUERY: &str = "demo_by_job";
+const AGGREGATED_EXPR: &str = "sum by (job) (demo_requests_per_second)";
 
 /// The shipped rule waits 10 minutes before firing; the injected incident lasts one. The test
 /// keeps the rule's expression and labels and only shortens its `for`.
@@ -50,7 +53,8 @@ fn foretell_config(prometheus: &str, port: u16, receiver: &str) -> String {
          audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
          alerts:\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n  on_demand:\n    timeout: 2s\n\
          \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
-         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n"
+         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n\
+         \x20 - name: {AGGREGATED_QUERY}\n    expr: {AGGREGATED_EXPR}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n"
     )
 }
 
@@ -232,7 +236,12 @@ async fn a_real_incident_gets_more_confidence_than_a_threshold_alert_on_a_quiet_
         "the incident is marked"
     );
     // Every dashboard query runs on what this Prometheus now holds.
-    crate::dashboards::check_all(&prometheus).await;
+    crate::dashboards::check_all(
+        &prometheus,
+        foretell_port,
+        &[("demo", SOURCE), (AGGREGATED_QUERY, AGGREGATED_EXPR)],
+    )
+    .await;
     assert!(
         foretell.terminate(Duration::from_secs(20)).is_some(),
         "stops on SIGTERM"
