@@ -17,12 +17,12 @@ use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::db::{DbError, Writer};
+use crate::exporter::telemetry::Telemetry;
 use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadRequest};
 use crate::shutdown::{SignalEvent, Signals};
-use crate::telemetry::Telemetry;
 use foretell_core::chart::link::LinkSigner;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -321,7 +321,7 @@ pub async fn run(
     let stop_pushing = CancellationToken::new();
     let pushing = match &config.remote_write {
         Some(settings) => {
-            let writer = crate::remote_write::RemoteWriter::new(
+            let writer = crate::exporter::remote_write::RemoteWriter::new(
                 settings.clone(),
                 Arc::clone(&state.telemetry),
                 Arc::clone(&clock),

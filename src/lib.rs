@@ -15,17 +15,15 @@ pub mod commands;
 pub mod config;
 pub mod db;
 mod error_text;
+mod exporter;
 mod graph;
 mod logfmt;
 mod offline;
 mod pipeline;
-mod process;
 mod reader;
-mod remote_write;
 mod retry;
 mod server;
 mod shutdown;
-mod telemetry;
 #[cfg(feature = "tools")]
 mod tools;
 mod views;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use foretell_core::exposition::{Format, MetricType, TextWriter};
 
-use crate::telemetry::Histogram;
+use crate::exporter::telemetry::Histogram;
 
 const CONFIDENCE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const LATENCY_BUCKETS: [f64; 12] = [

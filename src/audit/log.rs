@@ -13,7 +13,7 @@ use foretell_core::audit::{Entry, ExpectedHead, KeyRing};
 
 use crate::db::writer::{Head, Writer};
 use crate::db::{Database, DbError};
-use crate::telemetry::Telemetry;
+use crate::exporter::telemetry::Telemetry;
 
 /// Opens the database at `path` for the sidecar and starts its writer. What the log says
 /// about itself comes first: a head that went backwards since the last run, then a change of

@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Database, DbError};
 use crate::audit::ledger::Appender;
-use crate::telemetry::Telemetry;
+use crate::exporter::telemetry::Telemetry;
 
 /// Items waiting for the writer; beyond this the process is producing decisions faster than
 /// the disk commits them.

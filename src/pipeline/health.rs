@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::telemetry::Telemetry;
+use crate::exporter::telemetry::Telemetry;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamStatus {

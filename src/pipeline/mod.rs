@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::QueryConfig;
+use crate::exporter::telemetry::{CycleReport, Telemetry};
 use crate::reader::{PrometheusReader, RangeAnswer, RangeQuery};
-use crate::telemetry::{CycleReport, Telemetry};
 pub use health::{UpstreamHealth, UpstreamStatus};
 
 /// The snapshot the exporter serves, swapped whole after every cycle.

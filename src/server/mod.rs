@@ -16,8 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::exporter::telemetry::Telemetry;
 use crate::pipeline::{SnapshotCell, UpstreamHealth};
-use crate::telemetry::Telemetry;
 pub use routes::{handle, DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH, WEBHOOK_PATH};
 use web_config::{BasicAuth, WebConfig};
 

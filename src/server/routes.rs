@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use foretell_core::exposition::{self, Format};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::sync::oneshot;
 
 use super::{status, AppState, ReloadRequest};
+use crate::exporter::scrape::{self, Scrape};
 use crate::graph::{self, GRAPH_PATH};
 use crate::pipeline::UpstreamStatus;
 
@@ -65,15 +65,7 @@ where
         }
         (GRAPH_PATH, _) => method_not_allowed("GET, HEAD"),
         ("/metrics", Method::GET | Method::HEAD) => {
-            let gzip = accepts_gzip(request.headers());
-            let format = Format::negotiate(
-                request
-                    .headers()
-                    .get_all(header::ACCEPT)
-                    .iter()
-                    .filter_map(|value| value.to_str().ok()),
-            );
-            metrics(state, gzip, format).await
+            metrics(state, Scrape::of(request.headers())).await
         }
         ("/-/healthy", Method::GET | Method::HEAD) => {
             text(StatusCode::OK, "foretell is Healthy.\n")
@@ -191,56 +183,29 @@ async fn graph(state: &AppState, query: &str) -> Reply {
     }
 }
 
-/// Whether the client takes gzip: `Accept-Encoding` names `gzip` (or `*`) without `q=0`.
-/// Prometheus asks for it on every scrape.
-fn accepts_gzip(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f64>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
-}
-
 /// Renders (and compresses) on the blocking pool: 100,000 series are tens of megabytes, and
 /// the runtime must keep answering the webhook and health checks meanwhile. The buffer starts
 /// at the size of the previous scrape, so a scrape does not grow it step by step.
-async fn metrics(state: &AppState, gzip: bool, format: Format) -> Reply {
+async fn metrics(state: &AppState, scrape: Scrape) -> Reply {
     let snapshot = state.snapshot.load();
     let telemetry = Arc::clone(&state.telemetry);
     let alerts = state.alerts.as_ref().map(|a| Arc::clone(a.telemetry()));
     let capacity = state.metrics_capacity.load(Ordering::Relaxed);
     let max_series = state.max_exported_series.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
-        let mut body = String::with_capacity(capacity.max(64 * 1024));
-        let left_out =
-            exposition::render_snapshot_limited(&snapshot, &mut body, max_series, format);
-        telemetry.series_not_exported(left_out);
-        telemetry.render(&mut body, format);
-        if let Some(alerts) = alerts {
-            alerts.render(&mut body, format);
-        }
-        format.close(&mut body);
+        let body = scrape::render(
+            &snapshot,
+            &telemetry,
+            alerts.as_deref(),
+            max_series,
+            scrape.format,
+            capacity.max(64 * 1024),
+        );
         let length = body.len();
-        if !gzip {
+        if !scrape.gzip {
             return Ok::<_, std::io::Error>((length, body.into_bytes()));
         }
-        use std::io::Write as _;
-        let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(length / 6),
-            flate2::Compression::fast(),
-        );
-        encoder.write_all(body.as_bytes())?;
-        Ok((length, encoder.finish()?))
+        Ok((length, scrape::gzip(&body)?))
     })
     .await;
     match rendered {
@@ -252,13 +217,13 @@ async fn metrics(state: &AppState, gzip: bool, format: Format) -> Reply {
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(format.content_type()),
+                header::HeaderValue::from_static(scrape.format.content_type()),
             );
             headers.insert(
                 header::VARY,
                 header::HeaderValue::from_static("Accept, Accept-Encoding"),
             );
-            if gzip {
+            if scrape.gzip {
                 headers.insert(
                     header::CONTENT_ENCODING,
                     header::HeaderValue::from_static("gzip"),
@@ -446,8 +411,8 @@ pub(super) mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+    use crate::exporter::telemetry::Telemetry;
     use crate::pipeline::SnapshotCell;
-    use crate::telemetry::Telemetry;
 
     fn unreachable_prometheus() -> crate::reader::PrometheusReader {
         let config = crate::config::parse(
@@ -822,24 +787,6 @@ pub(super) mod tests {
         };
         assert_eq!(families(&unpacked), families(&plain));
         assert!(state.metrics_capacity.load(Ordering::Relaxed) >= plain.len());
-    }
-
-    #[test]
-    fn gzip_is_taken_unless_refused() {
-        let accepts = |value: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(
-                header::ACCEPT_ENCODING,
-                header::HeaderValue::from_str(value).expect("header"),
-            );
-            accepts_gzip(&headers)
-        };
-        assert!(accepts("gzip"));
-        assert!(accepts("deflate, GZIP;q=0.5"));
-        assert!(accepts("*"));
-        assert!(!accepts("gzip;q=0"));
-        assert!(!accepts("identity"));
-        assert!(!accepts_gzip(&http::HeaderMap::new()));
     }
 
     #[tokio::test]

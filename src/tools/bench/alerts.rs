@@ -29,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{AlertPath, GraphLinks};
 use crate::clock::{Clock, Stopwatch};
+use crate::exporter::telemetry::Telemetry;
 use crate::graph::Grapher;
 use crate::pipeline::SnapshotCell;
 use crate::reader::{PrometheusReader, RangeQuery};
 use crate::server::{self, AppState};
-use crate::telemetry::Telemetry;
 
 /// Series the fake Prometheus returns for the on-demand expression; alerts pick one each.
 const ON_DEMAND_SERIES: usize = 20;

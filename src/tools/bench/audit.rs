@@ -60,7 +60,7 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
     let single_per_second = single as f64 / started.elapsed().as_secs_f64();
     drop(writer);
 
-    let telemetry = std::sync::Arc::new(crate::telemetry::Telemetry::new("bench"));
+    let telemetry = std::sync::Arc::new(crate::exporter::telemetry::Telemetry::new("bench"));
     let writer = crate::audit::log::start_writer(&batched_db, keys.clone(), telemetry, 0)?;
     let started = Stopwatch::start();
     for i in 0..records {

@@ -11,10 +11,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::{percentile, tracked_snapshot};
+use crate::exporter::process::resident_bytes as rss_bytes;
+use crate::exporter::telemetry::Telemetry;
 use crate::pipeline::SnapshotCell;
-use crate::process::resident_bytes as rss_bytes;
 use crate::server::{serve, AppState};
-use crate::telemetry::Telemetry;
 
 #[derive(Clone, Debug)]
 pub struct MetricsLoadSettings {

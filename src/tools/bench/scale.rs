@@ -97,7 +97,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     .sum();
     let load_wall = started.elapsed();
     let load_cpu = process_cpu().saturating_sub(cpu_before);
-    let rss_after_load = crate::process::resident_bytes();
+    let rss_after_load = crate::exporter::process::resident_bytes();
     let mut cycles = Vec::with_capacity(settings.cycles);
     let mut ready = 0;
     let mut rendered = String::new();
@@ -145,7 +145,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         ready,
         cycles,
         rss_after_load,
-        rss_at_end: crate::process::resident_bytes(),
+        rss_at_end: crate::exporter::process::resident_bytes(),
         memory,
     }
 }

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::RemoteWriteConfig;
 use crate::error_text::{error_chain, transport_error};
+use crate::exporter::telemetry::{RemoteWriteOutcome, Telemetry};
 use crate::pipeline::SnapshotCell;
 use crate::retry::backoff;
-use crate::telemetry::{RemoteWriteOutcome, Telemetry};
 
 /// What one request came to after its retries.
 #[derive(Clone, Debug, PartialEq, Eq)]

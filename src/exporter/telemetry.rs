@@ -477,7 +477,7 @@ impl Telemetry {
             ],
             1.0,
         );
-        crate::process::render(&crate::process::read(), &mut w);
+        crate::exporter::process::render(&crate::exporter::process::read(), &mut w);
         w.family(
             "foretell_config_last_reload_successful",
             "Whether the last configuration load or reload succeeded.",
