@@ -161,3 +161,99 @@ async fn sigterm_under_load_drains_and_loses_nothing_acknowledged() {
         "a stop record per run"
     );
 }
+
+/// Issue 20, item 7: every stage busy at once (a query waiting on a Prometheus that never
+/// answers, a delivery waiting on a receiver that never answers, a webhook client that never
+/// finishes its body) and foretell still exits 0 within one `shutdown_grace` of SIGTERM, not
+/// one grace per stage, so Kubernetes' grace period is never overrun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_every_stage_stuck_exits_within_one_grace() {
+    use tokio::io::AsyncWriteExt as _;
+    let grace = Duration::from_secs(4);
+    let prometheus =
+        foretell_testing::FakeUpstream::start(vec![foretell_testing::Canned::Hang]).await;
+    let receiver =
+        foretell_testing::FakeUpstream::start(vec![foretell_testing::Canned::Hang]).await;
+    let port = free_port();
+    let config = alert_path_config(port, &format!("{}/hook", receiver.url))
+        .replace(
+            "url: http://127.0.0.1:9\n  timeout: 500ms",
+            &format!("url: {}\n  timeout: 20s", prometheus.url),
+        )
+        .replace("shutdown_grace: 5s", "shutdown_grace: 4s")
+        .replace("timeout: 2s\n  routes:", "timeout: 20s\n  routes:")
+        .replace("evaluation_interval: 5s", "evaluation_interval: 21s");
+    assert!(
+        config.contains("timeout: 20s\n  routes:") && config.contains("shutdown_grace: 4s"),
+        "{config}"
+    );
+    let dir = run_dir(&config);
+    let mut foretell = Process::spawn(
+        "foretell",
+        &mut foretell_run(dir.path()),
+        dir.path().join("foretell.log"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    foretell
+        .wait_http_ok(&format!("{base}/-/healthy"), Duration::from_secs(30))
+        .await;
+    // An alert accepted, whose delivery then hangs on the receiver.
+    let accepted = post_notification(
+        &http(),
+        &format!("{base}/alertmanager/webhook"),
+        notification(0, 0),
+    )
+    .await
+    .expect("posted");
+    assert_eq!(accepted.status(), 200);
+    eventually(
+        "the delivery to reach the receiver",
+        Duration::from_secs(10),
+        || std::future::ready((!receiver.requests().is_empty()).then_some(())),
+    )
+    .await;
+    assert!(
+        !prometheus.requests().is_empty(),
+        "the query is waiting on Prometheus"
+    );
+    // A webhook request whose body never completes.
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stalled
+        .write_all(b"POST /alertmanager/webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"version\":")
+        .await
+        .expect("write");
+
+    foretell.signal("TERM");
+    let signalled = Instant::now();
+    let (exit, foretell) = tokio::task::spawn_blocking(move || {
+        let exit = foretell.wait_exit(grace + grace / 2);
+        (exit, foretell)
+    })
+    .await
+    .expect("join");
+    let exit = exit.unwrap_or_else(|| {
+        panic!(
+            "still running 1.5 graces after SIGTERM: {}",
+            foretell.log_tail()
+        )
+    });
+    assert!(exit.success(), "exit 0: {exit:?}");
+    let took = signalled.elapsed();
+    let log = std::fs::read_to_string(dir.path().join("foretell.log")).expect("log");
+    // The stages were really stuck: the server (the stalled request) and the forwarder (the
+    // hanging delivery) each gave up at the shared deadline; the query task is cancelled
+    // mid-request, so it may stop at once.
+    for stage in [
+        "HTTP server did not stop within the grace period",
+        "alert, push or verify tasks did not stop within the grace period",
+    ] {
+        assert!(log.contains(stage), "{stage} (took {took:?}): {log}");
+    }
+    assert!(
+        took >= grace - Duration::from_millis(500),
+        "waited for the grace: {took:?}"
+    );
+    drop(stalled);
+}
