@@ -21,7 +21,7 @@ use crate::exporter::telemetry::Telemetry;
 use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
-use crate::server::{self, AppState, ReloadRequest};
+use crate::server::{self, AppState, ReloadError, ReloadRequest};
 use crate::shutdown::{SignalEvent, Signals};
 use foretell_core::chart::link::LinkSigner;
 
@@ -41,7 +41,7 @@ pub enum AppError {
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] DbError),
     #[error("remote_write: {0}")]
-    RemoteWrite(String),
+    RemoteWrite(#[from] crate::exporter::remote_write::ClientSetupError),
 }
 
 struct Running {
@@ -436,7 +436,7 @@ pub async fn run(
 impl Running {
     /// Loads the file again; a valid config replaces the running one (keeping loaded series of
     /// unchanged queries), an invalid one is rejected and the old one keeps running.
-    async fn reload(&mut self, actor: &str) -> Result<(), String> {
+    async fn reload(&mut self, actor: &str) -> Result<(), ReloadError> {
         let outcome = self.apply_reload().await;
         let hash = config_hash(&self.config_path);
         self.loaded_hash.clone_from(&hash);
@@ -455,7 +455,7 @@ impl Running {
                     EventKind::ConfigRejected,
                     &subject,
                     "rejected",
-                    serde_json::json!({"sha256": hash, "error": error}),
+                    serde_json::json!({"sha256": hash, "error": error.to_string()}),
                 ),
             };
             entry.actor = actor.to_owned();
@@ -465,7 +465,7 @@ impl Running {
     }
 
     /// The reload itself; the number of queries now running on success.
-    async fn apply_reload(&mut self) -> Result<usize, String> {
+    async fn apply_reload(&mut self) -> Result<usize, ReloadError> {
         let now_seconds = self.clock.now_ms() as f64 / 1000.0;
         let telemetry = Arc::clone(&self.state.telemetry);
         let new = match config::load_file(&self.config_path, &SystemEnvironment) {
@@ -478,7 +478,7 @@ impl Running {
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
                 tracing::error!(%error, "configuration reload rejected; the previous configuration keeps running");
-                return Err(error.to_string());
+                return Err(error.into());
             }
         };
         if new.audit != self.config.audit {
@@ -501,7 +501,7 @@ impl Running {
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
                 tracing::error!(%error, "configuration reload rejected; the previous configuration keeps running");
-                return Err(error.to_string());
+                return Err(error.into());
             }
         };
         let old_tasks: Vec<QueryTask> = std::mem::replace(&mut self.pipeline, Pipeline::idle())

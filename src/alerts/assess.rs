@@ -48,7 +48,7 @@ pub struct Fetched {
     series: Vec<(Labels, Vec<Sample>)>,
 }
 
-type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, String>>>;
+type SharedRange = Arc<tokio::sync::OnceCell<Result<Arc<Fetched>, NoEvidence>>>;
 
 /// A cached range: its expression, span and grid end.
 type RangeKey = (String, Span, i64);
@@ -264,12 +264,38 @@ impl Assessor<'_> {
                 confidence: None,
                 annotations: BTreeMap::from([
                     ("foretell_confidence".into(), "unavailable".into()),
-                    ("foretell_confidence_reason".into(), reason.clone()),
+                    ("foretell_confidence_reason".into(), reason.to_string()),
                 ]),
-                details: serde_json::json!({"fingerprint": alert.fingerprint, "confidence": null, "reason": reason}),
+                details: serde_json::json!({"fingerprint": alert.fingerprint, "confidence": null, "reason": reason.to_string()}),
             },
         }
     }
+}
+
+/// Why an alert gets no confidence; the message goes into the alert
+/// (`foretell_confidence_reason`) and its audit record.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NoEvidence {
+    #[error("the model of {series} (query {query}) is still learning its history")]
+    StillLearning { series: String, query: String },
+    #[error("no tracked series matches the alert's labels (on-demand assessment is off)")]
+    UntrackedAndOnDemandOff,
+    #[error("no tracked series matches the alert's labels and the alert carries no expression (generatorURL g0.expr or a foretell_expr annotation)")]
+    UntrackedWithoutExpression,
+    #[error("on-demand assessment is off")]
+    OnDemandOff,
+    #[error("`{expr}` returned no series matching the alert's labels")]
+    NoMatchingSeries { expr: String },
+    #[error("none of the {series} series `{expr}` returns now matches the alert's labels")]
+    NoneOfSeriesMatch { expr: String, series: usize },
+    #[error("Prometheus could not evaluate `{expr}`: {error}")]
+    QueryFailed { expr: String, error: String },
+    #[error("Prometheus did not answer `{expr}` within this notification's on-demand budget of {budget:?} (alerts.on_demand.timeout)")]
+    OverBudget { expr: String, budget: Duration },
+    #[error("the model fit for `{expr}` failed: {reason}")]
+    FitFailed { expr: String, reason: String },
+    #[error("`{expr}` has too little history for a model: {reason}")]
+    TooLittleHistory { expr: String, reason: String },
 }
 
 /// The evidence for an alert and where it came from.
@@ -286,7 +312,7 @@ struct Found {
 impl Assessor<'_> {
     /// The evidence for `alert`, the series it came from and whether that series is tracked or
     /// was fetched on demand; or why there is none.
-    async fn find_evidence(&mut self, alert: &Alert) -> Result<Found, String> {
+    async fn find_evidence(&mut self, alert: &Alert) -> Result<Found, NoEvidence> {
         let sources = self.sources;
         let snapshot = sources.snapshot.load();
         let only_query = alert.annotations.get("foretell_query").map(String::as_str);
@@ -329,10 +355,10 @@ impl Assessor<'_> {
                         ),
                     })
                 }
-                SeriesState::NotReady => Err(format!(
-                    "the model of {series} (query {}) is still learning its history",
-                    tracked.query.query
-                )),
+                SeriesState::NotReady => Err(NoEvidence::StillLearning {
+                    series,
+                    query: tracked.query.query.clone(),
+                }),
             };
         }
         self.on_demand(alert).await
@@ -340,25 +366,21 @@ impl Assessor<'_> {
 
     /// The alert's rule expression, fetched (once per notification) and the series matching the
     /// alert replayed through a model fitted on the fly.
-    async fn on_demand(&mut self, alert: &Alert) -> Result<Found, String> {
+    async fn on_demand(&mut self, alert: &Alert) -> Result<Found, NoEvidence> {
         let sources = self.sources;
         let Some((settings, _)) = &sources.on_demand else {
-            return Err(
-                "no tracked series matches the alert's labels (on-demand assessment is off)".into(),
-            );
+            return Err(NoEvidence::UntrackedAndOnDemandOff);
         };
         let expr = alert
-        .annotations
-        .get("foretell_expr")
-        .cloned()
-        .or_else(|| lookup::rule_expression(&alert.generator_url))
-        .ok_or_else(|| {
-            "no tracked series matches the alert's labels and the alert carries no expression (generatorURL g0.expr or a foretell_expr annotation)".to_owned()
-        })?;
+            .annotations
+            .get("foretell_expr")
+            .cloned()
+            .or_else(|| lookup::rule_expression(&alert.generator_url))
+            .ok_or(NoEvidence::UntrackedWithoutExpression)?;
         let expr = lookup::without_threshold(&expr).to_owned();
         let fetched = self.fetch_series_of(&expr, alert, settings).await?;
         let (labels, samples) = lookup::pick_series(&fetched.series, &alert.labels)
-            .ok_or_else(|| format!("`{expr}` returned no series matching the alert's labels"))?;
+            .ok_or_else(|| NoEvidence::NoMatchingSeries { expr: expr.clone() })?;
         let (start_ms, step_ms, points) = (fetched.start_ms, fetched.step_ms, fetched.points);
         let mut values = vec![f64::NAN; points];
         for sample in samples {
@@ -378,7 +400,10 @@ impl Assessor<'_> {
             .min(points.saturating_sub(1));
         let horizon_steps = (3_600_000 / step_ms).max(1) as u32;
         let model = ForecastModel {
-            coverage: Coverage::new(ON_DEMAND_COVERAGE).map_err(|e| e.to_string())?,
+            coverage: Coverage::new(ON_DEMAND_COVERAGE).map_err(|e| NoEvidence::FitFailed {
+                expr: expr.clone(),
+                reason: e.to_string(),
+            })?,
             min_points: MIN_ON_DEMAND_POINTS,
             season: match crate::config::auto_season_candidates(settings.step, settings.history) {
                 candidates if candidates.is_empty() => SeasonSpec::None,
@@ -397,8 +422,14 @@ impl Assessor<'_> {
             )
         })
         .await
-        .map_err(|e| format!("the model fit for `{expr}` failed: {e}"))?
-        .map_err(|reason| format!("`{expr}` has too little history for a model: {reason}"))?;
+        .map_err(|e| NoEvidence::FitFailed {
+            expr: expr.clone(),
+            reason: e.to_string(),
+        })?
+        .map_err(|reason| NoEvidence::TooLittleHistory {
+            expr: expr.clone(),
+            reason: reason.to_string(),
+        })?;
         let series = describe_labels(labels.iter());
         let forecast_label = crate::config::duration::format(Duration::from_millis(
             (i64::from(horizon_steps) * step_ms) as u64,
@@ -428,16 +459,16 @@ impl Assessor<'_> {
         expr: &str,
         alert: &Alert,
         settings: &OnDemandConfig,
-    ) -> Result<Arc<Fetched>, String> {
+    ) -> Result<Arc<Fetched>, NoEvidence> {
         let probe = self.fetch(expr, Span::Probe, settings).await?;
         if probe.series.len() <= WHOLE_RULE_SERIES {
             return self.fetch(expr, Span::History, settings).await;
         }
         let (labels, _) = lookup::pick_series(&probe.series, &alert.labels).ok_or_else(|| {
-            format!(
-                "none of the {} series `{expr}` returns now matches the alert's labels",
-                probe.series.len()
-            )
+            NoEvidence::NoneOfSeriesMatch {
+                expr: expr.to_owned(),
+                series: probe.series.len(),
+            }
         })?;
         let restricted = foretell_core::batch::restrict_to_series(expr, labels);
         self.fetch(&restricted, Span::History, settings).await
@@ -450,9 +481,9 @@ impl Assessor<'_> {
         expr: &str,
         span: Span,
         settings: &OnDemandConfig,
-    ) -> Result<Arc<Fetched>, String> {
+    ) -> Result<Arc<Fetched>, NoEvidence> {
         let Some((_, prometheus)) = &self.sources.on_demand else {
-            return Err("on-demand assessment is off".into());
+            return Err(NoEvidence::OnDemandOff);
         };
         let step_ms = settings.step.as_millis() as i64;
         let end_ms = self.now_ms - self.now_ms.rem_euclid(step_ms);
@@ -479,15 +510,16 @@ impl Assessor<'_> {
                         series: answer.series,
                     })
                 })
-                .map_err(|error| format!("Prometheus could not evaluate `{expr}`: {error}"))
+                .map_err(|error| NoEvidence::QueryFailed {
+                    expr: expr.to_owned(),
+                    error: error.to_string(),
+                })
         });
         tokio::time::timeout_at(self.deadline, fetch)
             .await
-            .map_err(|_| {
-                format!(
-                    "Prometheus did not answer `{expr}` within this notification's on-demand budget of {:?} (alerts.on_demand.timeout)",
-                    settings.timeout
-                )
+            .map_err(|_| NoEvidence::OverBudget {
+                expr: expr.to_owned(),
+                budget: settings.timeout,
             })?
             .clone()
     }

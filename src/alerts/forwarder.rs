@@ -17,6 +17,7 @@ use super::outbox::{self, Delivery, Outbox, Settled};
 use super::pause;
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, BreakerConfig, ReceiverConfig};
+use crate::db::DbError;
 use crate::error_text::transport_error;
 
 /// Deliveries looked at per pass.
@@ -217,7 +218,7 @@ async fn settle(
     attempt: &Attempt,
     attempts: u32,
     now_ms: i64,
-) -> Result<(), String> {
+) -> Result<(), DbError> {
     let receiver = &forwarder.receiver;
     let status = match attempt {
         Attempt::Answered { status, .. } => Some(*status),
@@ -278,8 +279,7 @@ async fn settle(
             settled,
             outbox::entry(now_ms, kind, &subject, outcome, &details),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     forwarder.telemetry.delivery(&receiver.name, counted);
     match verdict {
         Verdict::Delivered => {}

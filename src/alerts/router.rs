@@ -22,6 +22,7 @@ use super::outbox::{self, NewDelivery, Outbox, Received};
 use super::pause;
 use crate::clock::Clock;
 use crate::config::AlertsConfig;
+use crate::db::DbError;
 use tokio::sync::Notify;
 
 /// Notifications taken per pass.
@@ -204,7 +205,16 @@ async fn assess(router: &Router, received: Received) -> Assessed {
     }
 }
 
-async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), String> {
+/// Why a routed notification could not be committed (it stays received and is routed again).
+#[derive(Debug, thiserror::Error)]
+enum CommitError {
+    #[error("a receiver's share of the notification could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), CommitError> {
     let Assessed {
         received,
         started,
@@ -306,9 +316,7 @@ async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), Str
                 if !share.forwarded.is_empty() {
                     deliveries.push(NewDelivery {
                         receiver,
-                        body: notification
-                            .share_json(&additions, &share.forwarded)
-                            .map_err(|e| e.to_string())?,
+                        body: notification.share_json(&additions, &share.forwarded)?,
                     });
                 }
             }
@@ -328,8 +336,7 @@ async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), Str
     router
         .outbox
         .route(id, group_key, deliveries, records, now_ms)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let telemetry = &router.telemetry;
     for assessment in &assessments {
         telemetry.enriched(assessment.confidence.map(Confidence::get));

@@ -43,24 +43,24 @@ pub struct RemoteWriter {
     clock: Arc<dyn Clock>,
 }
 
+/// The HTTP client for remote write could not be built (the TLS backend failed to start).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the remote-write HTTP client: {0}")]
+pub struct ClientSetupError(String);
+
 impl RemoteWriter {
     pub fn new(
         config: RemoteWriteConfig,
         telemetry: Arc<Telemetry>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientSetupError> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("foretell/", env!("CARGO_PKG_VERSION")))
             .redirect(crate::reader::same_origin_redirects())
             .build()
-            .map_err(|e| {
-                format!(
-                    "cannot build the remote-write HTTP client: {}",
-                    error_chain(&e)
-                )
-            })?;
+            .map_err(|e| ClientSetupError(error_chain(&e)))?;
         let mut headers: HeaderMap = config.headers.iter().cloned().collect();
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         headers.insert(

@@ -53,7 +53,18 @@ pub fn http_actor<B>(path: &str, request: &hyper::Request<B>) -> String {
 pub struct ReloadRequest {
     /// Who asked ([`http_actor`]), for the audit record.
     pub actor: String,
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub reply: oneshot::Sender<Result<(), ReloadError>>,
+}
+
+/// Why a reload was refused; the running configuration keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file could not be read, parsed or validated.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The new Prometheus client could not be built (a CA file, say).
+    #[error(transparent)]
+    Prometheus(#[from] crate::reader::ReadError),
 }
 
 /// Everything the routes read.

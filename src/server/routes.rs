@@ -886,7 +886,11 @@ pub(super) mod tests {
             let second = requests.recv().await.expect("request");
             let _ = second
                 .reply
-                .send(Err("queries[0].step: must be > 0, got 0s".into()));
+                .send(Err(crate::server::ReloadError::Prometheus(
+                    crate::reader::ReadError::Setup(
+                        "prometheus.tls.ca_file: no certificate".into(),
+                    ),
+                )));
         });
         assert_eq!(
             handle(&state, request(Method::POST, "/-/reload"))
@@ -898,7 +902,7 @@ pub(super) mod tests {
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(
             body_of(response).await,
-            "failed to reload config: queries[0].step: must be > 0, got 0s\n"
+            "failed to reload config: cannot build the HTTP client for Prometheus: prometheus.tls.ca_file: no certificate\n"
         );
     }
 
