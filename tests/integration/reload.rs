@@ -88,15 +88,8 @@ async fn a_reload_storm_under_load_keeps_the_running_configuration_and_loses_not
     let one_query = config(&prometheus.url(), port, &recorder.url, false);
     let two_queries = config(&prometheus.url(), port, &recorder.url, true);
     write_run_files(dir.path(), &one_query);
-    let mut foretell = Process::spawn(
-        "foretell",
-        &mut foretell_run(dir.path()),
-        dir.path().join("foretell.log"),
-    );
+    let mut foretell = start_in(dir.path(), port, "/-/ready", Duration::from_secs(60)).await;
     let base = format!("http://127.0.0.1:{port}");
-    foretell
-        .wait_http_ok(&format!("{base}/-/ready"), Duration::from_secs(60))
-        .await;
     eventually(
         "the demo series are scored",
         Duration::from_secs(60),

@@ -188,15 +188,8 @@ async fn sigterm_with_every_stage_stuck_exits_within_one_grace() {
         "{config}"
     );
     let dir = run_dir(&config);
-    let mut foretell = Process::spawn(
-        "foretell",
-        &mut foretell_run(dir.path()),
-        dir.path().join("foretell.log"),
-    );
+    let mut foretell = start_in(dir.path(), port, "/-/healthy", Duration::from_secs(30)).await;
     let base = format!("http://127.0.0.1:{port}");
-    foretell
-        .wait_http_ok(&format!("{base}/-/healthy"), Duration::from_secs(30))
-        .await;
     // An alert accepted, whose delivery then hangs on the receiver.
     let accepted = post_notification(
         &http(),

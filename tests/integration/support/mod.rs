@@ -587,6 +587,16 @@ pub fn run_dir(config: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Starts `foretell run` in `dir` (its log in `dir/foretell.log`) and waits until
+/// `http://127.0.0.1:{port}{path}` answers 200.
+pub async fn start_in(dir: &Path, port: u16, path: &str, within: Duration) -> Process {
+    let mut foretell = Process::spawn("foretell", &mut foretell_run(dir), dir.join("foretell.log"));
+    foretell
+        .wait_http_ok(&format!("http://127.0.0.1:{port}{path}"), within)
+        .await;
+    foretell
+}
+
 /// `foretell run --config foretell.yml` in `dir`.
 pub fn foretell_run(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_foretell"));
