@@ -155,86 +155,58 @@ impl AlertTelemetry {
             MetricType::Counter,
         );
         for (code, count) in &s.webhook_requests {
-            w.sample(
-                "foretell_webhook_requests_total",
-                &[("code", &code.to_string())],
-                *count as f64,
-            );
+            w.value(&[("code", &code.to_string())], *count as f64);
         }
         w.family(
             "foretell_notifications_received_total",
             "Notifications from Alertmanager committed to the outbox.",
             MetricType::Counter,
         );
-        w.sample(
-            "foretell_notifications_received_total",
-            &[],
-            s.notifications as f64,
-        );
+        w.value(&[], s.notifications as f64);
         w.family(
             "foretell_alerts_received_total",
             "Alerts in the notifications committed to the outbox.",
             MetricType::Counter,
         );
-        w.sample("foretell_alerts_received_total", &[], s.alerts as f64);
+        w.value(&[], s.alerts as f64);
         w.family(
             "foretell_notifications_deduplicated_total",
             "Notifications acknowledged but not forwarded again: the same notification (Alertmanager HA peer) arrived within alerts.dedupe_window.",
             MetricType::Counter,
         );
-        w.sample(
-            "foretell_notifications_deduplicated_total",
-            &[],
-            s.deduplicated as f64,
-        );
+        w.value(&[], s.deduplicated as f64);
         w.family(
             "foretell_alerts_enriched_total",
             "Alerts enriched, by whether a confidence could be computed.",
             MetricType::Counter,
         );
-        w.sample(
-            "foretell_alerts_enriched_total",
-            &[("confidence", "available")],
-            s.enriched[0] as f64,
-        );
-        w.sample(
-            "foretell_alerts_enriched_total",
-            &[("confidence", "unavailable")],
-            s.enriched[1] as f64,
-        );
+        w.value(&[("confidence", "available")], s.enriched[0] as f64);
+        w.value(&[("confidence", "unavailable")], s.enriched[1] as f64);
         w.family(
             "foretell_alert_confidence",
             "Confidence given to enriched alerts.",
             MetricType::Histogram,
         );
-        w.histogram("foretell_alert_confidence", &[], &s.confidence.values());
+        w.histogram(&[], &s.confidence.values());
         w.family(
             "foretell_enrichment_duration_seconds",
             "Time from a notification's commit to the outbox to its deliveries being queued (assessment, routing, commit).",
             MetricType::Histogram,
         );
-        w.histogram(
-            "foretell_enrichment_duration_seconds",
-            &[],
-            &s.enrichment_seconds.values(),
-        );
+        w.histogram(&[], &s.enrichment_seconds.values());
         w.family(
             "foretell_alerts_unrouted_total",
             "Alerts no route matched (recorded in the audit log, sent nowhere).",
             MetricType::Counter,
         );
-        w.sample("foretell_alerts_unrouted_total", &[], s.unrouted as f64);
+        w.value(&[], s.unrouted as f64);
         w.family(
             "foretell_alerts_suppressed_total",
             "Firing alerts held back from a receiver because their confidence was below the route's min_confidence.",
             MetricType::Counter,
         );
         for (receiver, count) in &s.suppressed {
-            w.sample(
-                "foretell_alerts_suppressed_total",
-                &[("receiver", receiver)],
-                *count as f64,
-            );
+            w.value(&[("receiver", receiver)], *count as f64);
         }
         w.family(
             "foretell_deliveries_total",
@@ -242,8 +214,7 @@ impl AlertTelemetry {
             MetricType::Counter,
         );
         for ((receiver, outcome), count) in &s.deliveries {
-            w.sample(
-                "foretell_deliveries_total",
+            w.value(
                 &[("receiver", receiver), ("outcome", outcome.as_str())],
                 *count as f64,
             );
@@ -254,27 +225,19 @@ impl AlertTelemetry {
             MetricType::Gauge,
         );
         for (receiver, open) in &s.circuit_open {
-            w.sample(
-                "foretell_receiver_circuit_open",
-                &[("receiver", receiver)],
-                f64::from(u8::from(*open)),
-            );
+            w.value(&[("receiver", receiver)], f64::from(u8::from(*open)));
         }
         w.family(
             "foretell_outbox_pending_deliveries",
             "Deliveries waiting in the outbox (not yet delivered or dead-lettered).",
             MetricType::Gauge,
         );
-        w.sample("foretell_outbox_pending_deliveries", &[], s.backlog as f64);
+        w.value(&[], s.backlog as f64);
         w.family(
             "foretell_outbox_oldest_pending_age_seconds",
             "Age of the oldest pending delivery (0 when none is pending).",
             MetricType::Gauge,
         );
-        w.sample(
-            "foretell_outbox_oldest_pending_age_seconds",
-            &[],
-            s.oldest_pending_seconds,
-        );
+        w.value(&[], s.oldest_pending_seconds);
     }
 }

@@ -112,7 +112,7 @@ pub fn render(stats: &ProcessStats, w: &mut TextWriter) {
     let mut family = |name: &str, help: &str, kind: MetricType, value: Option<f64>| {
         if let Some(value) = value {
             w.family(name, help, kind);
-            w.sample(name, &[], value);
+            w.value(&[], value);
         }
     };
     family(

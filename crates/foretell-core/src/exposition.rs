@@ -110,6 +110,9 @@ pub struct HistogramValues<'a> {
 pub struct TextWriter<'a> {
     out: &'a mut String,
     format: Format,
+    /// The sample name of the family opened last, for [`TextWriter::value`]: a family's name
+    /// is written once, where it is opened.
+    family: String,
 }
 
 impl<'a> TextWriter<'a> {
@@ -119,7 +122,11 @@ impl<'a> TextWriter<'a> {
     }
 
     pub fn with_format(out: &'a mut String, format: Format) -> Self {
-        TextWriter { out, format }
+        TextWriter {
+            out,
+            format,
+            family: String::new(),
+        }
     }
 
     /// Writes the `# HELP` and `# TYPE` lines that open a family. `name` is the name of its
@@ -129,6 +136,8 @@ impl<'a> TextWriter<'a> {
             metric_type != MetricType::Counter || name.ends_with("_total"),
             "counter {name} must end in _total"
         );
+        self.family.clear();
+        self.family.push_str(name);
         let (name, quote_help) = match self.format {
             Format::Text => (name, false),
             Format::OpenMetrics if metric_type == MetricType::Counter => {
@@ -145,6 +154,13 @@ impl<'a> TextWriter<'a> {
         self.out.push(' ');
         self.out.push_str(metric_type.as_str());
         self.out.push('\n');
+    }
+
+    /// Writes one sample of the family opened last (see [`TextWriter::family`]).
+    pub fn value(&mut self, labels: &[(&str, &str)], value: f64) {
+        let name = std::mem::take(&mut self.family);
+        self.sample(&name, labels, value);
+        self.family = name;
     }
 
     /// Writes one sample with labels given as pairs (values escaped here).
@@ -204,8 +220,10 @@ impl<'a> TextWriter<'a> {
         self.out.push('\n');
     }
 
-    /// Writes the `_bucket`, `_sum` and `_count` samples of one histogram.
-    pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], values: &HistogramValues) {
+    /// Writes the `_bucket`, `_sum` and `_count` samples of one histogram of the family opened
+    /// last.
+    pub fn histogram(&mut self, labels: &[(&str, &str)], values: &HistogramValues) {
+        let name = std::mem::take(&mut self.family);
         let bucket_name = format!("{name}_bucket");
         let mut cumulative = 0u64;
         for (bound, count) in values.upper_bounds.iter().zip(values.bucket_counts) {
@@ -220,6 +238,7 @@ impl<'a> TextWriter<'a> {
         self.sample(&bucket_name, &with_le, values.count as f64);
         self.sample(&format!("{name}_sum"), labels, values.sum);
         self.sample(&format!("{name}_count"), labels, values.count as f64);
+        self.family = name;
     }
 }
 
@@ -654,6 +673,27 @@ mod tests {
         assert_eq!(open, format!("{text}# EOF\n"));
     }
 
+    /// A family's name is written once: `value` and `histogram` write samples of the family
+    /// opened last, a counter's with its `_total` in both formats.
+    #[test]
+    fn values_belong_to_the_family_opened_last() {
+        for format in [Format::Text, Format::OpenMetrics] {
+            let mut out = String::new();
+            let mut writer = TextWriter::with_format(&mut out, format);
+            writer.family("x_total", "X.", MetricType::Counter);
+            writer.value(&[("a", "1")], 2.0);
+            writer.family("y", "Y.", MetricType::Gauge);
+            writer.value(&[], 3.0);
+            writer.value(&[("b", "2")], 4.0);
+            let samples: Vec<&str> = out.lines().filter(|l| !l.starts_with('#')).collect();
+            assert_eq!(
+                samples,
+                ["x_total{a=\"1\"} 2", "y 3", "y{b=\"2\"} 4"],
+                "{format:?}"
+            );
+        }
+    }
+
     #[test]
     fn independent_parser_reads_back_labels_and_values() {
         let mut out = String::new();
@@ -702,7 +742,6 @@ mod tests {
             MetricType::Histogram,
         );
         writer.histogram(
-            "x_seconds",
             &[("query", "q")],
             &HistogramValues {
                 upper_bounds: &[0.1, 1.0],

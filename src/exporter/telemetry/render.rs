@@ -42,8 +42,7 @@ impl Telemetry {
             "Build information; the value is always 1.",
             MetricType::Gauge,
         );
-        w.sample(
-            "foretell_build_info",
+        w.value(
             &[
                 ("version", self.version),
                 ("revision", env!("FORETELL_REVISION")),
@@ -58,102 +57,70 @@ impl Telemetry {
             "Whether the last configuration load or reload succeeded.",
             MetricType::Gauge,
         );
-        w.sample(
-            "foretell_config_last_reload_successful",
-            &[],
-            f64::from(u8::from(reload_ok)),
-        );
+        w.value(&[], f64::from(u8::from(reload_ok)));
         w.family(
             "foretell_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load.",
             MetricType::Gauge,
         );
-        w.sample(
-            "foretell_config_last_reload_success_timestamp_seconds",
-            &[],
-            reload_at,
-        );
+        w.value(&[], reload_at);
         w.family(
             "foretell_config_reloads_total",
             "Configuration loads and reloads by result.",
             MetricType::Counter,
         );
-        w.sample(
-            "foretell_config_reloads_total",
-            &[("result", "success")],
-            reloads[0] as f64,
-        );
-        w.sample(
-            "foretell_config_reloads_total",
-            &[("result", "failure")],
-            reloads[1] as f64,
-        );
+        w.value(&[("result", "success")], reloads[0] as f64);
+        w.value(&[("result", "failure")], reloads[1] as f64);
         if let Some(audit) = audit {
             w.family(
                 "foretell_audit_records_total",
                 "Audit records committed to the log.",
                 MetricType::Counter,
             );
-            w.sample("foretell_audit_records_total", &[], audit.written as f64);
+            w.value(&[], audit.written as f64);
             w.family(
                 "foretell_audit_write_errors_total",
                 "Audit records that could not be committed (disk full, database locked or damaged, queue full).",
                 MetricType::Counter,
             );
-            w.sample(
-                "foretell_audit_write_errors_total",
-                &[],
-                audit.write_errors as f64,
-            );
+            w.value(&[], audit.write_errors as f64);
             w.family(
                 "foretell_audit_head_seq",
                 "Sequence number of the newest committed audit record; kept by Prometheus as an independent record of the head for `foretell audit verify --expect-head`.",
                 MetricType::Gauge,
             );
-            w.sample("foretell_audit_head_seq", &[], audit.head_seq as f64);
+            w.value(&[], audit.head_seq as f64);
             w.family(
                 "foretell_audit_head_mac_prefix",
                 "The first 6 bytes of the newest audit record's MAC as an integer; with foretell_audit_head_seq, pins the head for `foretell audit verify --expect-head SEQ:MAC`, so a log rolled back and written again is caught.",
                 MetricType::Gauge,
             );
-            w.sample(
-                "foretell_audit_head_mac_prefix",
-                &[],
-                audit.head_mac_prefix as f64,
-            );
+            w.value(&[], audit.head_mac_prefix as f64);
             w.family(
                 "foretell_audit_head_went_backwards",
                 "1 when the audit log was opened with its head behind the newest head written to it (records removed or an older copy restored); recorded in the log as audit.head_went_backwards.",
                 MetricType::Gauge,
             );
-            w.sample(
-                "foretell_audit_head_went_backwards",
-                &[],
-                f64::from(u8::from(audit.head_went_backwards)),
-            );
+            w.value(&[], f64::from(u8::from(audit.head_went_backwards)));
             if let Some((ok, checked, at)) = audit.last_verify {
                 w.family(
                     "foretell_audit_last_verify_successful",
                     "1 when the newest periodic self-verification of the audit log found every record valid and the chain unbroken up to the head.",
                     MetricType::Gauge,
                 );
-                w.sample(
-                    "foretell_audit_last_verify_successful",
-                    &[],
-                    f64::from(u8::from(ok)),
-                );
+                w.value(&[], f64::from(u8::from(ok)));
                 w.family(
                     "foretell_audit_last_verify_timestamp_seconds",
                     "Unix time of the newest periodic self-verification.",
                     MetricType::Gauge,
                 );
-                w.sample("foretell_audit_last_verify_timestamp_seconds", &[], at);
+                w.value(&[], at);
                 w.family(
                     "foretell_audit_last_verify_records",
                     "Records the newest self-verification checked.",
                     MetricType::Gauge,
                 );
-                w.sample("foretell_audit_last_verify_records", &[], checked as f64);
+                w.value(&[], checked as f64);
             }
         }
         if !query_expressions.is_empty() {
@@ -163,11 +130,7 @@ impl Telemetry {
                 MetricType::Gauge,
             );
             for (name, expr) in &query_expressions {
-                w.sample(
-                    "foretell_query_info",
-                    &[("query", name), ("expr", expr)],
-                    1.0,
-                );
+                w.value(&[("query", name), ("expr", expr)], 1.0);
             }
         }
         w.family(
@@ -175,19 +138,19 @@ impl Telemetry {
             "This replica's shard: it tracks the series whose label hash modulo foretell_shard_replicas equals this.",
             MetricType::Gauge,
         );
-        w.sample("foretell_shard_index", &[], f64::from(shard.0));
+        w.value(&[], f64::from(shard.0));
         w.family(
             "foretell_shard_replicas",
             "Replicas the series are split among (1: this one tracks them all).",
             MetricType::Gauge,
         );
-        w.sample("foretell_shard_replicas", &[], f64::from(shard.1));
+        w.value(&[], f64::from(shard.1));
         w.family(
             "foretell_series_not_exported",
             "Tracked series the newest /metrics render left out because there were more than server.max_exported_series.",
             MetricType::Gauge,
         );
-        w.sample("foretell_series_not_exported", &[], not_exported as f64);
+        w.value(&[], not_exported as f64);
         if let Some(remote) = remote_write {
             w.family(
                 "foretell_remote_write_samples_total",
@@ -195,41 +158,25 @@ impl Telemetry {
                 MetricType::Counter,
             );
             for (outcome, samples) in RemoteWriteOutcome::ALL.iter().zip(remote.samples) {
-                w.sample(
-                    "foretell_remote_write_samples_total",
-                    &[("outcome", outcome.as_str())],
-                    samples as f64,
-                );
+                w.value(&[("outcome", outcome.as_str())], samples as f64);
             }
             w.family(
                 "foretell_remote_write_retries_total",
                 "Remote-write requests retried after a 5xx, a 429 or a transport error.",
                 MetricType::Counter,
             );
-            w.sample(
-                "foretell_remote_write_retries_total",
-                &[],
-                remote.retries as f64,
-            );
+            w.value(&[], remote.retries as f64);
             if let Some(at) = remote.last_success_seconds {
                 w.family(
                     "foretell_remote_write_last_success_timestamp_seconds",
                     "Unix time of the newest remote-write request the receiver accepted.",
                     MetricType::Gauge,
                 );
-                w.sample(
-                    "foretell_remote_write_last_success_timestamp_seconds",
-                    &[],
-                    at,
-                );
+                w.value(&[], at);
             }
         }
         w.family("foretell_upstream_up", "1 when the last request to the Prometheus API got a usable answer, 0 when it was unreachable, failing or unusable.", MetricType::Gauge);
-        w.sample(
-            "foretell_upstream_up",
-            &[],
-            f64::from(u8::from(upstream_up)),
-        );
+        w.value(&[], f64::from(u8::from(upstream_up)));
 
         type Counter = fn(&QueryStats) -> f64;
         let counters: [(&str, &str, Counter); 9] = [
@@ -246,7 +193,7 @@ impl Telemetry {
         for (name, help, pick) in counters {
             w.family(name, help, MetricType::Counter);
             for (query, stats) in &queries {
-                w.sample(name, &[("query", query)], pick(stats));
+                w.value(&[("query", query)], pick(stats));
             }
         }
         w.family(
@@ -257,8 +204,7 @@ impl Telemetry {
         for (query, stats) in &queries {
             for problem in LabelNameProblem::ALL {
                 let count = stats.series_refused.get(&problem).copied().unwrap_or(0);
-                w.sample(
-                    "foretell_series_refused_total",
+                w.value(
                     &[("query", query), ("reason", problem.as_str())],
                     count as f64,
                 );
@@ -270,11 +216,7 @@ impl Telemetry {
             MetricType::Counter,
         );
         for (query, stats) in &queries {
-            w.sample(
-                "foretell_model_fits_total",
-                &[("query", query)],
-                stats.fits as f64,
-            );
+            w.value(&[("query", query)], stats.fits as f64);
         }
         w.family(
             "foretell_query_failures_total",
@@ -284,8 +226,7 @@ impl Telemetry {
         for (query, stats) in &queries {
             for reason in FailureReason::ALL {
                 let count = stats.failures.get(&reason).copied().unwrap_or(0);
-                w.sample(
-                    "foretell_query_failures_total",
+                w.value(
                     &[("query", query), ("reason", reason.as_str())],
                     count as f64,
                 );
@@ -298,11 +239,7 @@ impl Telemetry {
         );
         for (query, stats) in &queries {
             if let Some(tracked) = stats.series_tracked {
-                w.sample(
-                    "foretell_series_tracked",
-                    &[("query", query)],
-                    tracked as f64,
-                );
+                w.value(&[("query", query)], tracked as f64);
             }
         }
         w.family(
@@ -312,7 +249,7 @@ impl Telemetry {
         );
         for (query, stats) in &queries {
             if let Some(ready) = stats.series_ready {
-                w.sample("foretell_series_ready", &[("query", query)], ready as f64);
+                w.value(&[("query", query)], ready as f64);
             }
         }
         w.family(
@@ -322,11 +259,7 @@ impl Telemetry {
         );
         for (query, stats) in &queries {
             for (method, count) in &stats.forecast_methods {
-                w.sample(
-                    "foretell_forecast_method_series",
-                    &[("query", query), ("method", method)],
-                    *count as f64,
-                );
+                w.value(&[("query", query), ("method", method)], *count as f64);
             }
         }
         w.family(
@@ -336,11 +269,7 @@ impl Telemetry {
         );
         for (query, stats) in &queries {
             if let Some(at) = stats.last_success_seconds {
-                w.sample(
-                    "foretell_last_cycle_success_timestamp_seconds",
-                    &[("query", query)],
-                    at,
-                );
+                w.value(&[("query", query)], at);
             }
         }
         w.family(
@@ -349,11 +278,7 @@ impl Telemetry {
             MetricType::Histogram,
         );
         for (query, stats) in &queries {
-            w.histogram(
-                "foretell_query_duration_seconds",
-                &[("query", query)],
-                &stats.query_duration.values(),
-            );
+            w.histogram(&[("query", query)], &stats.query_duration.values());
         }
         w.family(
             "foretell_cycle_duration_seconds",
@@ -361,11 +286,7 @@ impl Telemetry {
             MetricType::Histogram,
         );
         for (query, stats) in &queries {
-            w.histogram(
-                "foretell_cycle_duration_seconds",
-                &[("query", query)],
-                &stats.cycle_duration.values(),
-            );
+            w.histogram(&[("query", query)], &stats.cycle_duration.values());
         }
     }
 }
