@@ -298,7 +298,9 @@ pub async fn run(
     ));
     let state = Arc::new(AppState {
         lifecycle_enabled: AtomicBool::new(config.server.enable_lifecycle),
-        max_exported_series: std::sync::atomic::AtomicUsize::new(config.server.max_exported_series),
+        max_exported_series: Arc::new(std::sync::atomic::AtomicUsize::new(
+            config.server.max_exported_series,
+        )),
         alerts: alerts.clone(),
         info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
         ..AppState::new(snapshot, telemetry, reload_sender, graphs)
@@ -331,9 +333,11 @@ pub async fn run(
                 url = %settings.url,
                 "pushing predictions by remote write"
             );
-            Some(tokio::spawn(
-                writer.run(Arc::clone(&state.snapshot), stop_pushing.clone()),
-            ))
+            Some(tokio::spawn(writer.run(
+                Arc::clone(&state.snapshot),
+                Arc::clone(&state.max_exported_series),
+                stop_pushing.clone(),
+            )))
         }
         None => None,
     };

@@ -10,6 +10,7 @@
 //! retried. A request that still fails is dropped and counted: the next cycle's predictions
 //! supersede it, and `/metrics` keeps serving them meanwhile.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,8 +83,14 @@ impl RemoteWriter {
     }
 
     /// Every `interval`, pushes every series of the current snapshot stamped with the time of
-    /// the push (what a scrape would store), until cancelled.
-    pub async fn run(self, snapshot: Arc<SnapshotCell>, cancel: CancellationToken) {
+    /// the push (what a scrape would store), until cancelled; at most `max_series` series
+    /// (`server.max_exported_series`, followed on reload) in query order, as a scrape.
+    pub async fn run(
+        self,
+        snapshot: Arc<SnapshotCell>,
+        max_series: Arc<AtomicUsize>,
+        cancel: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(self.config.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -93,7 +100,13 @@ impl RemoteWriter {
             }
             let current = snapshot.load();
             let now_ms = self.clock.now_ms();
+            let mut series_left = max_series.load(Ordering::Relaxed);
             for output in current.queries() {
+                let allowed = series_left;
+                series_left = series_left.saturating_sub(output.series.len());
+                if allowed == 0 {
+                    break;
+                }
                 let shared = Arc::clone(&current);
                 let query = output.query.clone();
                 let max = self.config.max_samples_per_request;
@@ -102,7 +115,7 @@ impl RemoteWriter {
                     let Some(output) = shared.queries().find(|o| o.query == query) else {
                         return Vec::new();
                     };
-                    series_of(output, now_ms)
+                    series_of(output, now_ms, allowed)
                         .chunks(max)
                         .map(|chunk| {
                             let compressed = snap::raw::Encoder::new()
@@ -291,12 +304,14 @@ mod tests {
         let snapshot = Arc::new(SnapshotCell::default());
         snapshot.publish(output(NOW_MS - 60_000));
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(
-            writer(&receiver.url, &telemetry).run(Arc::clone(&snapshot), cancel.clone()),
-        );
+        let task = tokio::spawn(writer(&receiver.url, &telemetry).run(
+            Arc::clone(&snapshot),
+            Arc::new(AtomicUsize::new(usize::MAX)),
+            cancel.clone(),
+        ));
         // A ready series without horizons exports six samples; at most four per request.
         let expected: Vec<WriteSeries> =
-            foretell_core::remote_write::series_of(&output(NOW_MS - 60_000), NOW_MS);
+            foretell_core::remote_write::series_of(&output(NOW_MS - 60_000), NOW_MS, usize::MAX);
         let requests = expected.len().div_ceil(4);
         until(|| receiver.requests().len() >= 2 * requests).await;
         cancel.cancel();

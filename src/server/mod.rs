@@ -84,7 +84,7 @@ pub struct AppState {
     /// Bytes of the last `/metrics` body: the next one starts with that much room.
     pub metrics_capacity: std::sync::atomic::AtomicUsize,
     /// `server.max_exported_series`, followed on reload.
-    pub max_exported_series: std::sync::atomic::AtomicUsize,
+    pub max_exported_series: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AppState {
@@ -107,9 +107,9 @@ impl AppState {
             graphs,
             info: Default::default(),
             metrics_capacity: Default::default(),
-            max_exported_series: std::sync::atomic::AtomicUsize::new(
+            max_exported_series: Arc::new(std::sync::atomic::AtomicUsize::new(
                 crate::config::DEFAULT_MAX_EXPORTED_SERIES,
-            ),
+            )),
         }
     }
 }

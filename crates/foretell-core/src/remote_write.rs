@@ -25,11 +25,11 @@ pub struct WriteSeries {
     pub timestamp_ms: i64,
 }
 
-/// Every sample `output` exports, stamped `timestamp_ms` (the time of the push, as a scrape
-/// would stamp them), in the series' and families' order.
-pub fn series_of(output: &QueryOutput, timestamp_ms: i64) -> Vec<WriteSeries> {
+/// Every sample the first `max_series` series of `output` export, stamped `timestamp_ms` (the
+/// time of the push, as a scrape would stamp them), in the series' and families' order.
+pub fn series_of(output: &QueryOutput, timestamp_ms: i64, max_series: usize) -> Vec<WriteSeries> {
     let mut written = Vec::new();
-    for series in &output.series {
+    for series in output.series.iter().take(max_series) {
         for_each_sample(series, &output.horizons, |family, horizon, value| {
             let mut labels: Vec<(String, String)> = Vec::with_capacity(series.labels.len() + 2);
             labels.push((METRIC_NAME.to_owned(), family.to_owned()));
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn every_exported_sample_becomes_a_series_with_sorted_labels_at_evaluation_time() {
-        let written = series_of(&output(), 1_700_000_030_000);
+        let written = series_of(&output(), 1_700_000_030_000, usize::MAX);
         let names: Vec<&str> = written
             .iter()
             .map(|s| {
@@ -172,6 +172,10 @@ mod tests {
                 "{series:?}"
             );
         }
+        // The cap on exported series holds here too: only the first series is pushed.
+        let capped = series_of(&output(), 1_700_000_030_000, 1);
+        assert_eq!(capped, written[..9]);
+        assert!(series_of(&output(), 1_700_000_030_000, 0).is_empty());
         let forecast = &written[6];
         assert_eq!(
             forecast.labels,
