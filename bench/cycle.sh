@@ -72,12 +72,12 @@ kill "$foretell_pid"
 python3 - "$work/foretell.log" "$work/metrics.txt" "$rss_kib" "$rss_cold_kib" <<'PY'
 import json, sys
 events = list(map(json.loads, open(sys.argv[1])))
-cycles = [e for e in events if e.get("message") == "cycle finished"]
+cycles = [e for e in events if e.get("msg") == "cycle finished"]
 if not cycles:
     sys.exit("no cycle finished; see the log")
 cold = next(c for c in cycles if c["series"] > 0)
 steady = cycles[cycles.index(cold) + 1:]
-loads = [e for e in events if e.get("message") == "history loaded"]
+loads = [e for e in events if e.get("msg") == "history loaded"]
 load = loads[0] if loads else {}
 print(f"cold cycle:   {cold['seconds']:.2f} s  ({cold['series']} series, {cold['samples']} samples, {cold['fits']} fits; history in {load.get('requests', '?')} requests)")
 for c in steady:

@@ -17,7 +17,7 @@ pub mod db;
 mod error_text;
 mod exporter;
 mod graph;
-mod logfmt;
+mod log_lines;
 mod offline;
 mod pipeline;
 mod reader;

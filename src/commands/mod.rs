@@ -164,13 +164,12 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Logfmt => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .event_format(crate::logfmt::Logfmt)
+            .event_format(crate::log_lines::Logfmt)
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .json()
-            .flatten_event(true)
+            .event_format(crate::log_lines::JsonLines)
             .init(),
     }
 }

@@ -196,11 +196,11 @@ async fn an_unreachable_prometheus_does_not_stop_the_sidecar() {
     assert!(
         events
             .iter()
-            .any(|e| e["level"] == "WARN" && e["reason"] == "connect"),
+            .any(|e| e["level"] == "warn" && e["reason"] == "connect"),
         "{logs}"
     );
     assert!(
-        events.iter().any(|e| e["message"] == "foretell stopped"),
+        events.iter().any(|e| e["msg"] == "foretell stopped"),
         "{logs}"
     );
 }

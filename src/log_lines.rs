@@ -1,5 +1,7 @@
-//! Log lines in logfmt, as Prometheus and its exporters write them:
-//! `ts=2026-12-06T16:25:30.933Z level=info target=foretell::app msg="foretell started" queries=1`.
+//! Log lines as Prometheus and its exporters write them, in logfmt:
+//! `ts=2026-12-06T16:25:30.933Z level=info target=foretell::app msg="foretell started" queries=1`,
+//! or as one JSON object a line with the same keys (`--log.format json`): `ts`, `level`,
+//! `target`, `msg`, then the event's fields, numbers and booleans as JSON numbers and booleans.
 //!
 //! Written here rather than taken from a crate: the one maintained logfmt formatter for
 //! `tracing` escapes values with Rust's `escape_debug`, which writes `naive's` as `naive\'s`, an
@@ -40,6 +42,72 @@ where
         event.record(&mut Fields { line: &mut line });
         line.push('\n');
         writer.write_str(&line)
+    }
+}
+
+/// The event formatter of `--log.format json`: one object a line, with logfmt's keys.
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let metadata = event.metadata();
+        let mut object = serde_json::Map::new();
+        object.insert(
+            "ts".into(),
+            timestamp(crate::clock::system().now_ms()).into(),
+        );
+        object.insert(
+            "level".into(),
+            metadata.level().as_str().to_ascii_lowercase().into(),
+        );
+        object.insert("target".into(), metadata.target().into());
+        event.record(&mut JsonFields(&mut object));
+        let line = serde_json::Value::Object(object).to_string();
+        writer.write_str(&line)?;
+        writer.write_char('\n')
+    }
+}
+
+/// Collects the event's fields into the object; the message is `msg`.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl JsonFields<'_> {
+    fn insert(&mut self, field: &Field, value: serde_json::Value) {
+        let key = match field.name() {
+            "message" => "msg",
+            name => name,
+        };
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.insert(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.insert(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.insert(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.insert(field, value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.insert(field, value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.insert(field, format!("{value:?}").into());
     }
 }
 
@@ -138,48 +206,79 @@ mod tests {
         assert_eq!(timestamp(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
     }
 
-    #[test]
-    fn an_event_becomes_one_line_with_msg_and_its_fields() {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::fmt::MakeWriter;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::fmt::MakeWriter;
 
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
         }
-        impl<'a> MakeWriter<'a> for Captured {
-            type Writer = Captured;
-            fn make_writer(&'a self) -> Captured {
-                self.clone()
-            }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
+    }
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
 
+    /// The line one warning becomes in `format`.
+    fn one_line<F>(format: F) -> String
+    where
+        F: FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::DefaultFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt()
-            .event_format(Logfmt)
+            .event_format(format)
             .with_writer(captured.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(query = "errors", reason = %"it's down", count = 3, "range query failed");
         });
         let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
-        let line = text.strip_suffix('\n').expect("one line");
+        text.strip_suffix('\n').expect("one line").to_owned()
+    }
+
+    #[test]
+    fn a_json_event_has_logfmt_s_keys_and_typed_fields() {
+        let line = one_line(JsonLines);
+        assert!(!line.contains('\n'), "{line}");
+        let object: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert!(object["ts"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')));
+        assert_eq!(object["level"], "warn");
+        assert_eq!(object["target"], "foretell::log_lines::tests");
+        assert_eq!(object["msg"], "range query failed");
+        assert_eq!(object["query"], "errors");
+        assert_eq!(object["reason"], "it's down");
+        assert_eq!(object["count"], 3);
+        assert!(object.get("message").is_none(), "{line}");
+    }
+
+    #[test]
+    fn an_event_becomes_one_line_with_msg_and_its_fields() {
+        let line = one_line(Logfmt);
+        let line = line.as_str();
         assert!(!line.contains('\n'), "{line}");
         assert!(line.starts_with("ts=20"), "{line}");
         let rest = line.split_once(' ').map(|(_, rest)| rest).expect("fields");
         assert_eq!(
             rest,
-            "level=warn target=foretell::logfmt::tests msg=\"range query failed\" query=errors reason=\"it's down\" count=3"
+            "level=warn target=foretell::log_lines::tests msg=\"range query failed\" query=errors reason=\"it's down\" count=3"
         );
     }
 }
