@@ -17,38 +17,15 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The event formatter: time, level, target, the message as `msg`, then the event's fields.
-pub struct Logfmt;
-
-impl<S, N> FormatEvent<S, N> for Logfmt
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _context: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let metadata = event.metadata();
-        let mut line = String::with_capacity(160);
-        line.push_str("ts=");
-        line.push_str(&timestamp(crate::clock::system().now_ms()));
-        line.push_str(" level=");
-        line.push_str(&metadata.level().as_str().to_ascii_lowercase());
-        line.push_str(" target=");
-        push_value(&mut line, metadata.target());
-        event.record(&mut Fields { line: &mut line });
-        line.push('\n');
-        writer.write_str(&line)
-    }
+/// The event formatter: time, level, target, the message as `msg`, then the event's fields, as
+/// logfmt (`LogLines::Logfmt`) or as one JSON object a line with the same keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLines {
+    Logfmt,
+    Json,
 }
 
-/// The event formatter of `--log.format json`: one object a line, with logfmt's keys.
-pub struct JsonLines;
-
-impl<S, N> FormatEvent<S, N> for JsonLines
+impl<S, N> FormatEvent<S, N> for LogLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -60,18 +37,29 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let metadata = event.metadata();
-        let mut object = serde_json::Map::new();
-        object.insert(
-            "ts".into(),
-            timestamp(crate::clock::system().now_ms()).into(),
-        );
-        object.insert(
-            "level".into(),
-            metadata.level().as_str().to_ascii_lowercase().into(),
-        );
-        object.insert("target".into(), metadata.target().into());
-        event.record(&mut JsonFields(&mut object));
-        let line = serde_json::Value::Object(object).to_string();
+        let ts = timestamp(crate::clock::system().now_ms());
+        let level = metadata.level().as_str().to_ascii_lowercase();
+        let line = match self {
+            LogLines::Logfmt => {
+                let mut line = String::with_capacity(160);
+                line.push_str("ts=");
+                line.push_str(&ts);
+                line.push_str(" level=");
+                line.push_str(&level);
+                line.push_str(" target=");
+                push_value(&mut line, metadata.target());
+                event.record(&mut Fields { line: &mut line });
+                line
+            }
+            LogLines::Json => {
+                let mut object = serde_json::Map::new();
+                object.insert("ts".into(), ts.into());
+                object.insert("level".into(), level.into());
+                object.insert("target".into(), metadata.target().into());
+                event.record(&mut JsonFields(&mut object));
+                serde_json::Value::Object(object).to_string()
+            }
+        };
         writer.write_str(&line)?;
         writer.write_char('\n')
     }
@@ -254,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_json_event_has_logfmt_s_keys_and_typed_fields() {
-        let line = one_line(JsonLines);
+        let line = one_line(LogLines::Json);
         assert!(!line.contains('\n'), "{line}");
         let object: serde_json::Value = serde_json::from_str(&line).expect("JSON");
         assert!(object["ts"]
@@ -271,7 +259,7 @@ mod tests {
 
     #[test]
     fn an_event_becomes_one_line_with_msg_and_its_fields() {
-        let line = one_line(Logfmt);
+        let line = one_line(LogLines::Logfmt);
         let line = line.as_str();
         assert!(!line.contains('\n'), "{line}");
         assert!(line.starts_with("ts=20"), "{line}");

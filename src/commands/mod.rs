@@ -164,12 +164,12 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Logfmt => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .event_format(crate::log_lines::Logfmt)
+            .event_format(crate::log_lines::LogLines::Logfmt)
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .event_format(crate::log_lines::JsonLines)
+            .event_format(crate::log_lines::LogLines::Json)
             .init(),
     }
 }
