@@ -237,13 +237,22 @@ async fn sigterm_with_every_stage_stuck_exits_within_one_grace() {
     let log = std::fs::read_to_string(dir.path().join("foretell.log")).expect("log");
     // The stages were really stuck: the server (the stalled request) and the forwarder (the
     // hanging delivery) each gave up at the shared deadline; the query task is cancelled
-    // mid-request, so it may stop at once.
-    for stage in [
+    // mid-request, so it may stop at once. The server's own timer and the shared deadline end
+    // in the same timer tick, so which of the two says so first is a race: either line shows
+    // the server held on to the stalled connection until the grace was up.
+    let server_stuck = [
         "HTTP server did not stop within the grace period",
-        "alert, push or verify tasks did not stop within the grace period",
-    ] {
-        assert!(log.contains(stage), "{stage} (took {took:?}): {log}");
-    }
+        "connections still open after the shutdown grace period",
+    ];
+    assert!(
+        server_stuck.iter().any(|line| log.contains(line)),
+        "the server was stuck (took {took:?}): {log}"
+    );
+    let forwarder_stuck = "alert, push or verify tasks did not stop within the grace period";
+    assert!(
+        log.contains(forwarder_stuck),
+        "{forwarder_stuck} (took {took:?}): {log}"
+    );
     assert!(
         took >= grace - Duration::from_millis(500),
         "waited for the grace: {took:?}"
