@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use foretell_core::audit::Entry;
-use foretell_core::audit::EventKind;
+use foretell_core::audit::Event;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -17,6 +16,7 @@ use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::{self, Config, ServerConfig, SystemEnvironment};
 use crate::db::{DbError, Writer};
+use crate::exporter::registry::Registry;
 use crate::exporter::telemetry::Telemetry;
 use crate::graph::{ExpressionCharts, Grapher};
 use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
@@ -119,24 +119,6 @@ fn external_url(server: &ServerConfig, tls: bool) -> Option<Url> {
     }
 }
 
-/// An audit entry by foretell itself, stamped now.
-fn decision(
-    clock: &dyn Clock,
-    kind: EventKind,
-    subject: &str,
-    outcome: &str,
-    details: serde_json::Value,
-) -> Entry {
-    Entry {
-        timestamp_ms: clock.now_ms(),
-        kind: kind.to_string(),
-        actor: "foretell".to_owned(),
-        subject: subject.to_owned(),
-        outcome: outcome.to_owned(),
-        details: details.to_string(),
-    }
-}
-
 /// Each query's name and expression, for `foretell_query_info`.
 fn query_expressions(config: &Config) -> Vec<(String, String)> {
     config
@@ -213,6 +195,8 @@ pub async fn run(
     }
     let clock: Arc<dyn Clock> = crate::clock::system();
     let telemetry = Arc::new(Telemetry::new(VERSION));
+    // Each stage registers its self-metrics here as it is built; `/metrics` renders them all.
+    let registry = Arc::new(Registry::with(telemetry.clone()));
     telemetry.config_loaded(true, clock.now_ms() as f64 / 1000.0);
     telemetry.set_shard(config.shard.index(), config.shard.count());
     telemetry.set_query_expressions(query_expressions(&config));
@@ -248,20 +232,23 @@ pub async fn run(
         }
     }
     if let Some(audit) = &audit {
-        audit.record(decision(
-            clock.as_ref(),
-            EventKind::ProcessStarted,
-            "foretell",
-            "ok",
-            serde_json::json!({"version": VERSION, "pid": std::process::id(), "listen_address": config.server.listen_address.to_string()}),
-        ));
-        audit.record(decision(
-            clock.as_ref(),
-            EventKind::ConfigLoaded,
-            &config_path.display().to_string(),
-            "ok",
-            serde_json::json!({"sha256": loaded_hash, "queries": config.queries.len()}),
-        ));
+        let now_ms = clock.now_ms();
+        audit.record(
+            Event::ProcessStarted {
+                version: VERSION.into(),
+                pid: std::process::id(),
+                listen_address: config.server.listen_address.to_string(),
+            }
+            .entry(now_ms),
+        );
+        audit.record(
+            Event::ConfigLoaded {
+                file: config_path.display().to_string(),
+                sha256: loaded_hash.clone(),
+                queries: config.queries.len(),
+            }
+            .entry(now_ms),
+        );
     }
     let address = config.server.listen_address;
     let listener = TcpListener::bind(address)
@@ -287,6 +274,7 @@ pub async fn run(
                 base: external_url,
                 signer: Some(LinkSigner::new(&audit_settings.keys)),
             },
+            &registry,
         ))),
         _ => None,
     };
@@ -302,6 +290,7 @@ pub async fn run(
             config.server.max_exported_series,
         )),
         alerts: alerts.clone(),
+        registry,
         info: std::sync::RwLock::new(server::StatusInfo::of(&config)),
         ..AppState::new(snapshot, telemetry, reload_sender, graphs)
     });
@@ -418,13 +407,10 @@ pub async fn run(
         );
     }
     if let Some(audit) = running.audit.take() {
-        let stopped = decision(
-            running.clock.as_ref(),
-            EventKind::ProcessStopped,
-            "foretell",
-            "ok",
-            serde_json::json!({"version": VERSION}),
-        );
+        let stopped = Event::ProcessStopped {
+            version: VERSION.into(),
+        }
+        .entry(running.clock.now_ms());
         if let Err(error) = audit.record_durably(stopped).await {
             tracing::error!(%error, "the stop could not be recorded in the audit log");
         }
@@ -445,25 +431,20 @@ impl Running {
         let hash = config_hash(&self.config_path);
         self.loaded_hash.clone_from(&hash);
         if let Some(audit) = &self.audit {
-            let subject = self.config_path.display().to_string();
-            let mut entry = match &outcome {
-                Ok(queries) => decision(
-                    self.clock.as_ref(),
-                    EventKind::ConfigReloaded,
-                    &subject,
-                    "ok",
-                    serde_json::json!({"sha256": hash, "queries": queries}),
-                ),
-                Err(error) => decision(
-                    self.clock.as_ref(),
-                    EventKind::ConfigRejected,
-                    &subject,
-                    "rejected",
-                    serde_json::json!({"sha256": hash, "error": error.to_string()}),
-                ),
+            let file = self.config_path.display().to_string();
+            let event = match &outcome {
+                Ok(queries) => Event::ConfigReloaded {
+                    file,
+                    sha256: hash,
+                    queries: *queries,
+                },
+                Err(error) => Event::ConfigRejected {
+                    file,
+                    sha256: hash,
+                    error: error.to_string(),
+                },
             };
-            entry.actor = actor.to_owned();
-            audit.record(entry);
+            audit.record(event.entry_by(self.clock.now_ms(), actor));
         }
         outcome.map(|_| ())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use foretell_core::alerts::confidence::{Confidence, Evidence};
 use foretell_core::alerts::lookup::{self, find_tracked};
 use foretell_core::alerts::webhook::Alert;
+use foretell_core::audit::{Assessed, ConfidentAssessment};
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::Sample;
@@ -36,7 +37,9 @@ const ON_DEMAND_COVERAGE: f64 = 0.99;
 pub struct Assessment {
     pub confidence: Option<Confidence>,
     pub annotations: BTreeMap<String, String>,
-    pub details: serde_json::Value,
+    /// What its `alert.enriched` record keeps; `None` past the alerts recorded one by one
+    /// (they are summarised in one record, see `router::MAX_ALERTS_AUDITED`).
+    pub assessed: Option<Assessed>,
 }
 
 /// One on-demand range, shared by the alerts that come from the same rule within one step
@@ -241,23 +244,28 @@ impl Assessor<'_> {
                 Assessment {
                     confidence: Some(confidence),
                     annotations,
-                    details: serde_json::json!({
-                        "fingerprint": alert.fingerprint,
-                        "confidence": confidence.get(),
-                        "source": source,
-                        "series": series,
-                        "score": evidence.score,
-                        "probability": evidence.probability,
-                        "peak_sigmas": evidence.excursion.peak_sigmas,
-                        "outside_points": evidence.excursion.outside,
-                        "excursion_points": evidence.excursion.length,
-                        "missing_points": evidence.excursion.missing,
-                        "siblings": evidence.siblings,
-                        "siblings_anomalous": evidence.siblings_anomalous,
-                        "range_excess": evidence.excursion.range_excess,
-                        "features": [features.peak, features.peak_probability, features.outside, features.latest, features.range_excess],
-                        "graph": graph,
-                    }),
+                    assessed: Some(Assessed::Confident(Box::new(ConfidentAssessment {
+                        confidence: confidence.get(),
+                        source: source.to_owned(),
+                        series,
+                        score: evidence.score,
+                        probability: evidence.probability,
+                        peak_sigmas: evidence.excursion.peak_sigmas,
+                        outside_points: evidence.excursion.outside,
+                        excursion_points: evidence.excursion.length,
+                        missing_points: evidence.excursion.missing,
+                        siblings: evidence.siblings,
+                        siblings_anomalous: evidence.siblings_anomalous,
+                        range_excess: evidence.excursion.range_excess,
+                        features: [
+                            features.peak,
+                            features.peak_probability,
+                            features.outside,
+                            features.latest,
+                            features.range_excess,
+                        ],
+                        graph,
+                    }))),
                 }
             }
             Err(reason) => Assessment {
@@ -266,7 +274,9 @@ impl Assessor<'_> {
                     ("foretell_confidence".into(), "unavailable".into()),
                     ("foretell_confidence_reason".into(), reason.to_string()),
                 ]),
-                details: serde_json::json!({"fingerprint": alert.fingerprint, "confidence": null, "reason": reason.to_string()}),
+                assessed: Some(Assessed::Unavailable {
+                    reason: reason.to_string(),
+                }),
             },
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use foretell_core::alerts::delivery::{is_due, judge, Attempt, CircuitBreaker, Verdict};
-use foretell_core::audit::EventKind;
+use foretell_core::audit::{DeliveryAttempt, Event};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use tokio_util::sync::CancellationToken;
 
@@ -224,50 +224,46 @@ async fn settle(
         Attempt::Answered { status, .. } => Some(*status),
         Attempt::Transport(_) => None,
     };
-    let mut details = serde_json::json!({
-        "delivery": delivery.id,
-        "notification": delivery.notification_id,
-        "receiver": receiver.name,
-        "attempts": attempts,
-        "status": status,
-    });
-    let (state, next_ms, error, kind, outcome, counted) = match verdict {
+    let tried = DeliveryAttempt {
+        group_key: delivery.group_key.clone(),
+        delivery: delivery.id,
+        notification: delivery.notification_id,
+        receiver: receiver.name.clone(),
+        attempts,
+        status,
+    };
+    let (state, next_ms, error, event, counted) = match verdict {
         Verdict::Delivered => (
             outbox::DELIVERED,
             now_ms,
             None,
-            EventKind::AlertForwarded,
-            "ok",
+            Event::AlertForwarded { delivery: tried },
             DeliveryOutcome::Delivered,
         ),
-        Verdict::RetryAt { at_ms, reason } => {
-            details["next_attempt_ms"] = (*at_ms).into();
-            details["error"] = reason.clone().into();
-            (
-                outbox::PENDING,
-                *at_ms,
-                Some(reason.clone()),
-                EventKind::AlertRetried,
-                "failed",
-                DeliveryOutcome::Retried,
-            )
-        }
-        Verdict::DeadLetter { reason } => {
-            details["error"] = reason.clone().into();
-            (
-                outbox::DEAD,
-                now_ms,
-                Some(reason.clone()),
-                EventKind::AlertDeadLettered,
-                "failed",
-                DeliveryOutcome::DeadLettered,
-            )
-        }
+        Verdict::RetryAt { at_ms, reason } => (
+            outbox::PENDING,
+            *at_ms,
+            Some(reason.clone()),
+            Event::AlertRetried {
+                delivery: tried,
+                next_attempt_ms: *at_ms,
+                error: reason.clone(),
+            },
+            DeliveryOutcome::Retried,
+        ),
+        Verdict::DeadLetter { reason } => (
+            outbox::DEAD,
+            now_ms,
+            Some(reason.clone()),
+            Event::AlertDeadLettered {
+                delivery: tried,
+                error: reason.clone(),
+            },
+            DeliveryOutcome::DeadLettered,
+        ),
     };
-    let id = delivery.id;
-    let subject = delivery.group_key.clone();
     let settled = Settled {
-        delivery_id: id,
+        delivery_id: delivery.id,
         state,
         next_attempt_ms: next_ms,
         now_ms,
@@ -275,10 +271,7 @@ async fn settle(
     };
     forwarder
         .outbox
-        .settle(
-            settled,
-            outbox::entry(now_ms, kind, &subject, outcome, &details),
-        )
+        .settle(settled, event.entry(now_ms))
         .await?;
     forwarder.telemetry.delivery(&receiver.name, counted);
     match verdict {

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use foretell_core::exposition::{Format, MetricType, TextWriter};
 
+use crate::exporter::registry::Collector;
 use crate::exporter::telemetry::Histogram;
 
 const CONFIDENCE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
@@ -144,9 +145,11 @@ impl AlertTelemetry {
             s.oldest_pending_seconds = oldest_age_seconds;
         });
     }
+}
 
+impl Collector for AlertTelemetry {
     /// Appends the alert path's metrics in `format`.
-    pub fn render(&self, out: &mut String, format: Format) {
+    fn collect(&self, out: &mut String, format: Format) {
         let s = self.with(|s| s.clone());
         let mut w = TextWriter::with_format(out, format);
         w.family(

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::config::{AlertsConfig, QueryConfig};
 use crate::db::{DbError, Writer};
+use crate::exporter::registry::Registry;
 use crate::pipeline::SnapshotCell;
 use crate::reader::PrometheusReader;
 use metrics::AlertTelemetry;
@@ -77,7 +78,6 @@ pub struct AlertPath {
     forwarders: Vec<Arc<forwarder::Forwarder>>,
     outbox: outbox::Outbox,
     sources: Arc<assess::Sources>,
-    telemetry: Arc<AlertTelemetry>,
     clock: Arc<dyn Clock>,
     /// Wakes each receiver's forwarder when deliveries were queued.
     queued: Vec<Arc<Notify>>,
@@ -85,7 +85,8 @@ pub struct AlertPath {
 
 impl AlertPath {
     /// The stages for `config`, writing to the database at `db_path` through `database`.
-    /// `prometheus` serves on-demand assessment when `config.on_demand` is set.
+    /// `prometheus` serves on-demand assessment when `config.on_demand` is set. The alert
+    /// path's self-metrics are registered in `registry`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: AlertsConfig,
@@ -96,9 +97,11 @@ impl AlertPath {
         queries: &[QueryConfig],
         prometheus: Option<PrometheusReader>,
         links: GraphLinks,
+        registry: &Registry,
     ) -> AlertPath {
         let receivers: Vec<String> = config.receivers.iter().map(|r| r.name.clone()).collect();
         let telemetry = Arc::new(AlertTelemetry::new(&receivers));
+        registry.register(telemetry.clone());
         let outbox = outbox::Outbox::new(database, db_path);
         let received = Arc::new(Notify::new());
         let queued: BTreeMap<String, Arc<Notify>> = receivers
@@ -147,7 +150,6 @@ impl AlertPath {
             forwarders,
             outbox,
             sources,
-            telemetry,
             clock,
             queued: queued.into_values().collect(),
         }
@@ -156,11 +158,6 @@ impl AlertPath {
     /// The inbound stage, for `POST /alertmanager/webhook`.
     pub fn webhook(&self) -> &webhook::Webhook {
         &self.webhook
-    }
-
-    /// The alert path's self-metrics.
-    pub fn telemetry(&self) -> &Arc<AlertTelemetry> {
-        &self.telemetry
     }
 
     /// Follows a reload: alerts on series of new or changed queries use their new step and

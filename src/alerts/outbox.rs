@@ -7,8 +7,7 @@
 use std::path::Path;
 
 use foretell_core::alerts::delivery::RetrySchedule;
-use foretell_core::audit::Entry;
-use foretell_core::audit::EventKind;
+use foretell_core::audit::{Arrived, Event};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
@@ -69,12 +68,11 @@ pub fn accept(
     transaction: &Transaction,
     appender: &mut Appender,
     body: &[u8],
-    group_key: &str,
+    arrived: Arrived,
     dedupe_key: &str,
     dedupe_window_ms: i64,
     max_queued: u64,
     now_ms: i64,
-    details: serde_json::Value,
 ) -> Result<Accepted, rusqlite::Error> {
     let earlier: Option<i64> = transaction
         .query_row(
@@ -84,18 +82,14 @@ pub fn accept(
             |row| row.get(0),
         )
         .optional()?;
-    let mut details = details;
     if let Some(id) = earlier {
-        details["duplicate_of"] = id.into();
         appender.append(
             transaction,
-            entry(
-                now_ms,
-                EventKind::AlertDeduplicated,
-                group_key,
-                "ok",
-                &details,
-            ),
+            Event::AlertDeduplicated {
+                arrived,
+                duplicate_of: id,
+            }
+            .entry(now_ms),
         )?;
         return Ok(Accepted::Duplicate(id));
     }
@@ -104,50 +98,32 @@ pub fn accept(
     // accepted stays and is delivered.
     let waiting = queued(transaction)?;
     if waiting >= max_queued {
-        details["queued"] = waiting.into();
-        details["max_queued"] = max_queued.into();
         appender.append(
             transaction,
-            entry(
-                now_ms,
-                EventKind::AlertRefused,
-                group_key,
-                "overflow",
-                &details,
-            ),
+            Event::AlertRefused {
+                arrived,
+                queued: i64::try_from(waiting).unwrap_or(i64::MAX),
+                max_queued: i64::try_from(max_queued).unwrap_or(i64::MAX),
+            }
+            .entry(now_ms),
         )?;
         return Ok(Accepted::Overflow { queued: waiting });
     }
     transaction.execute(
         "INSERT INTO notifications (received_ms, group_key, dedupe_key, body, state) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_ms, group_key, dedupe_key, body, RECEIVED],
+        params![now_ms, arrived.group_key, dedupe_key, body, RECEIVED],
     )?;
     let id = transaction.last_insert_rowid();
-    details["notification"] = id.into();
     appender.append(
         transaction,
-        entry(now_ms, EventKind::AlertReceived, group_key, "ok", &details),
+        Event::AlertReceived {
+            arrived,
+            notification: id,
+        }
+        .entry(now_ms),
     )?;
     Ok(Accepted::Stored(id))
-}
-
-/// An audit entry by the alert path.
-pub fn entry(
-    now_ms: i64,
-    kind: EventKind,
-    subject: &str,
-    outcome: &str,
-    details: &serde_json::Value,
-) -> Entry {
-    Entry {
-        timestamp_ms: now_ms,
-        kind: kind.to_string(),
-        actor: "foretell".to_owned(),
-        subject: subject.to_owned(),
-        outcome: outcome.to_owned(),
-        details: details.to_string(),
-    }
 }
 
 /// A stored notification waiting for enrichment.
@@ -494,14 +470,12 @@ pub fn requeue_dead_letters(
              next_attempt_ms = ?2, updated_ms = ?2 WHERE id = ?3",
             params![PENDING, now_ms, id],
         )?;
-        let mut record = entry(
-            now_ms,
-            EventKind::AlertDeadLetterRetried,
-            &group_key,
-            "ok",
-            &serde_json::json!({"delivery": id, "receiver": receiver}),
-        );
-        record.actor = actor.to_owned();
+        let record = Event::AlertDeadLetterRetried {
+            group_key,
+            delivery: id,
+            receiver,
+        }
+        .entry_by(now_ms, actor);
         appender.append(transaction, record)?;
         requeued.push(id);
     }

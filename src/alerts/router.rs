@@ -11,7 +11,7 @@ use crate::clock::Stopwatch;
 use foretell_core::alerts::confidence::Confidence;
 use foretell_core::alerts::route::{route, Route};
 use foretell_core::alerts::webhook::{self, Alert, Notification};
-use foretell_core::audit::EventKind;
+use foretell_core::audit::{AlertRef, EnrichedSummary, Event};
 use tokio_util::sync::CancellationToken;
 
 use futures_util::StreamExt;
@@ -184,7 +184,7 @@ async fn assess(router: &Router, received: Received) -> Assessed {
                 let mut assessment = assessor.assess(alert).await;
                 if index >= MAX_ALERTS_AUDITED {
                     // Summarised in one record: its details are not kept.
-                    assessment.details = serde_json::Value::Null;
+                    assessment.assessed = None;
                 }
                 assessments.push(assessment);
             }
@@ -244,19 +244,16 @@ async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), Com
                 .collect();
             let audited = notification.alerts.len().min(MAX_ALERTS_AUDITED);
             for (alert, assessment) in notification.alerts.iter().zip(&assessments).take(audited) {
-                let mut details = assessment.details.clone();
-                details["notification"] = received.id.into();
-                records.push(outbox::entry(
-                    now_ms,
-                    EventKind::AlertEnriched,
-                    &alert_subject(alert),
-                    if assessment.confidence.is_some() {
-                        "ok"
-                    } else {
-                        "unavailable"
-                    },
-                    &details,
-                ));
+                if let Some(assessed) = &assessment.assessed {
+                    records.push(
+                        Event::AlertEnriched {
+                            alert: alert_ref(alert),
+                            notification: received.id,
+                            assessment: assessed.clone(),
+                        }
+                        .entry(now_ms),
+                    );
+                }
             }
             if notification.alerts.len() > audited {
                 records.push(summary(
@@ -268,23 +265,24 @@ async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), Com
             }
             for index in unrouted.iter().filter(|i| **i < audited) {
                 let alert = &notification.alerts[*index];
-                records.push(outbox::entry(
-                    now_ms,
-                    EventKind::AlertSuppressed,
-                    &alert_subject(alert),
-                    "unrouted",
-                    &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "reason": "no route matched"}),
-                ));
+                records.push(
+                    Event::AlertUnrouted {
+                        alert: alert_ref(alert),
+                        notification: received.id,
+                    }
+                    .entry(now_ms),
+                );
             }
             let unrouted_beyond = unrouted.iter().filter(|i| **i >= audited).count();
             if unrouted_beyond > 0 {
-                records.push(outbox::entry(
-                    now_ms,
-                    EventKind::AlertSuppressed,
-                    &group_key,
-                    "unrouted",
-                    &serde_json::json!({"notification": received.id, "alerts": unrouted_beyond, "reason": "no route matched", "summarised": true}),
-                ));
+                records.push(
+                    Event::AlertsUnroutedSummarised {
+                        group_key: group_key.clone(),
+                        notification: received.id,
+                        alerts: unrouted_beyond,
+                    }
+                    .entry(now_ms),
+                );
             }
             unrouted_count = unrouted.len();
             for (receiver, share) in shares {
@@ -296,22 +294,26 @@ async fn route_and_commit(router: &Router, assessed: Assessed) -> Result<(), Com
                         continue;
                     }
                     let alert = &notification.alerts[*index];
-                    records.push(outbox::entry(
-                        now_ms,
-                        EventKind::AlertSuppressed,
-                        &alert_subject(alert),
-                        "suppressed",
-                        &serde_json::json!({"notification": received.id, "fingerprint": alert.fingerprint, "receiver": receiver, "reason": reason}),
-                    ));
+                    records.push(
+                        Event::AlertSuppressed {
+                            alert: alert_ref(alert),
+                            notification: received.id,
+                            receiver: receiver.clone(),
+                            reason: reason.clone(),
+                        }
+                        .entry(now_ms),
+                    );
                 }
                 if beyond > 0 {
-                    records.push(outbox::entry(
-                        now_ms,
-                        EventKind::AlertSuppressed,
-                        &group_key,
-                        "suppressed",
-                        &serde_json::json!({"notification": received.id, "alerts": beyond, "receiver": receiver, "summarised": true}),
-                    ));
+                    records.push(
+                        Event::AlertsSuppressedSummarised {
+                            group_key: group_key.clone(),
+                            notification: received.id,
+                            receiver: receiver.clone(),
+                            alerts: beyond,
+                        }
+                        .entry(now_ms),
+                    );
                 }
                 if !share.forwarded.is_empty() {
                     deliveries.push(NewDelivery {
@@ -399,31 +401,30 @@ fn summary(
         .then(|| confidences.iter().sum::<f64>() / confidences.len() as f64);
     let min = confidences.iter().copied().reduce(f64::min);
     let max = confidences.iter().copied().reduce(f64::max);
-    outbox::entry(
-        now_ms,
-        EventKind::AlertEnriched,
-        &format!("{} more alerts", alerts.len()),
-        "summarised",
-        &serde_json::json!({
-            "notification": notification,
-            "summarised": true,
-            "alerts": alerts.len(),
-            "with_confidence": confidences.len(),
-            "unavailable": unavailable,
-            "confidence_min": min,
-            "confidence_mean": mean,
-            "confidence_max": max,
-            "fingerprints_and_confidences_sha256":
-                foretell_core::audit::keys::encode_hex(&digest.finalize()),
-        }),
-    )
+    Event::AlertsEnrichedSummarised(EnrichedSummary {
+        notification,
+        alerts: alerts.len(),
+        with_confidence: confidences.len(),
+        unavailable,
+        confidence_min: min,
+        confidence_mean: mean,
+        confidence_max: max,
+        fingerprints_and_confidences_sha256: foretell_core::audit::keys::encode_hex(
+            &digest.finalize(),
+        ),
+    })
+    .entry(now_ms)
 }
 
-/// `HighErrorRate/c6eadffa33fcdf37`: the alert's name and fingerprint.
-fn alert_subject(alert: &Alert) -> String {
-    format!(
-        "{}/{}",
-        alert.labels.get("alertname").map_or("", String::as_str),
-        alert.fingerprint
-    )
+/// An alert as its records name it: subject `HighErrorRate/c6eadffa33fcdf37` (its name and
+/// fingerprint) and its fingerprint.
+fn alert_ref(alert: &Alert) -> AlertRef {
+    AlertRef {
+        subject: format!(
+            "{}/{}",
+            alert.labels.get("alertname").map_or("", String::as_str),
+            alert.fingerprint
+        ),
+        fingerprint: alert.fingerprint.clone(),
+    }
 }

@@ -146,6 +146,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.db");
         let telemetry = Arc::new(Telemetry::new("test"));
+        let registry = Arc::new(crate::exporter::registry::Registry::with(telemetry.clone()));
         let database = Arc::new(
             crate::audit::log::start_writer(&path, keys(), Arc::clone(&telemetry), 0)
                 .expect("audit"),
@@ -164,6 +165,7 @@ impl Harness {
                 base: url::Url::parse("https://foretell.example/").ok(),
                 signer: Some(foretell_core::chart::link::LinkSigner::new(&keys())),
             },
+            &registry,
         ));
         let cancel = CancellationToken::new();
         let tasks = alerts_path.start(&cancel);
@@ -171,6 +173,7 @@ impl Harness {
         let state = AppState {
             lifecycle_enabled: AtomicBool::new(true),
             alerts: Some(Arc::clone(&alerts_path)),
+            registry: Arc::clone(&registry),
             ..AppState::new(
                 snapshot,
                 telemetry,
@@ -239,11 +242,13 @@ impl Harness {
             .collect()
     }
 
+    /// The self-metrics as a scrape renders them: the alert path's come from its
+    /// registration in the registry.
     fn metrics(&self) -> String {
         let mut out = String::new();
-        self.alerts
-            .telemetry
-            .render(&mut out, foretell_core::exposition::Format::Text);
+        self.state
+            .registry
+            .collect(&mut out, foretell_core::exposition::Format::Text);
         out
     }
 

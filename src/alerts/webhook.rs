@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use foretell_core::alerts::rate_limit::{Admission, RateLimit, RateLimiter};
 use foretell_core::alerts::webhook;
+use foretell_core::audit::Arrived;
 use http::{header, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::Notify;
@@ -230,25 +231,24 @@ where
         }
     };
     let now_ms = webhook.clock.now_ms();
-    let fingerprints: Vec<&str> = notification
-        .alerts
-        .iter()
-        .take(MAX_FINGERPRINTS_RECORDED)
-        .map(|a| a.fingerprint.as_str())
-        .collect();
-    let details = serde_json::json!({
-        "receiver": notification.receiver,
-        "status": outbox::status_text(notification.status),
-        "alerts": notification.alerts.len(),
-        "fingerprints": fingerprints,
-        "bytes": bytes.len(),
-    });
-    let arrival = Arrival {
+    let arrived = Arrived {
         group_key: notification.group_key.clone(),
+        receiver: notification.receiver.clone(),
+        status: outbox::status_text(notification.status).to_owned(),
+        alerts: notification.alerts.len(),
+        fingerprints: notification
+            .alerts
+            .iter()
+            .take(MAX_FINGERPRINTS_RECORDED)
+            .map(|a| a.fingerprint.clone())
+            .collect(),
+        bytes: bytes.len(),
+    };
+    let arrival = Arrival {
         dedupe_key: outbox::dedupe_key(&notification),
         body: bytes.to_vec(),
         received_ms: now_ms,
-        details,
+        arrived,
     };
     let alerts = notification.alerts.len();
     let max_queued = webhook.admission.max_queued;

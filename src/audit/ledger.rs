@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use foretell_core::audit::{Chain, Entry, KeyRing, Record, GENESIS_MAC, MAC_BYTES};
+use foretell_core::audit::{Chain, Entry, Event, KeyRing, Record, GENESIS_MAC, MAC_BYTES};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::db::{self, DbError};
@@ -47,21 +47,13 @@ pub struct WentBackwards {
 impl WentBackwards {
     /// The signed record that says so, the first one after the gap.
     pub fn entry(&self, timestamp_ms: i64) -> Entry {
-        use foretell_core::audit::keys::encode_hex;
-        Entry {
-            timestamp_ms,
-            kind: foretell_core::audit::HEAD_WENT_BACKWARDS_KIND.into(),
-            actor: "foretell".into(),
-            subject: "audit log".into(),
-            outcome: "failed".into(),
-            details: serde_json::json!({
-                "written_seq": self.written_seq,
-                "written_mac": encode_hex(&self.written_mac),
-                "found_seq": self.found_seq,
-                "found_mac": encode_hex(&self.found_mac),
-            })
-            .to_string(),
+        Event::AuditHeadWentBackwards {
+            written_seq: self.written_seq,
+            written_mac: self.written_mac,
+            found_seq: self.found_seq,
+            found_mac: self.found_mac,
         }
+        .entry(timestamp_ms)
     }
 }
 
@@ -223,14 +215,13 @@ impl Ledger {
     pub fn key_rotation(&self, timestamp_ms: i64) -> Option<Entry> {
         let active = self.keys.active().id().to_owned();
         let previous = self.head_key_id.clone().filter(|id| *id != active)?;
-        Some(Entry {
-            timestamp_ms,
-            kind: foretell_core::audit::EventKind::KeyRotated.to_string(),
-            actor: "foretell".into(),
-            subject: active.clone(),
-            outcome: "ok".into(),
-            details: serde_json::json!({"from": previous, "to": active}).to_string(),
-        })
+        Some(
+            Event::KeyRotated {
+                from: previous,
+                to: active,
+            }
+            .entry(timestamp_ms),
+        )
     }
 
     pub fn head_seq(&self) -> u64 {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use foretell_core::audit::{
-    Anchor, ChainStart, Entry, ExpectedHead, KeyRing, Record, Verification, Verifier,
+    Anchor, ChainStart, Entry, Event, ExpectedHead, KeyRing, Record, Verification, Verifier,
 };
 use rusqlite::{params, Connection};
 
@@ -187,7 +187,10 @@ pub fn prune(
         removed,
     };
     let (anchor_seq, _) = database.transaction(|transaction, appender| {
-        let record = appender.append(transaction, anchor.entry(now_ms, actor))?;
+        let record = appender.append(
+            transaction,
+            Event::AuditPruned(anchor).entry_by(now_ms, actor),
+        )?;
         transaction.execute(
             "DELETE FROM records WHERE seq <= ?1",
             params![anchor.through_seq as i64],

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use foretell_core::audit::Entry;
+use foretell_core::audit::{Arrived, Entry};
 use rusqlite::Connection;
 
 use super::{
@@ -24,11 +24,10 @@ pub struct Outbox {
 /// A notification as the webhook hands it in.
 pub struct Arrival {
     pub body: Vec<u8>,
-    pub group_key: String,
     pub dedupe_key: String,
     pub received_ms: i64,
-    /// The details of its audit record.
-    pub details: serde_json::Value,
+    /// What its audit record says of it (its group key among them).
+    pub arrived: Arrived,
 }
 
 /// What [`Outbox::accept`] lets in.
@@ -62,12 +61,11 @@ impl Outbox {
                     transaction,
                     appender,
                     &arrival.body,
-                    &arrival.group_key,
+                    arrival.arrived,
                     &arrival.dedupe_key,
                     admission.dedupe_window_ms,
                     admission.max_queued,
                     arrival.received_ms,
-                    arrival.details,
                 )
             })
             .await

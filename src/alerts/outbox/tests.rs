@@ -31,12 +31,18 @@ fn accept_within(
                 transaction,
                 appender,
                 b"{}",
-                group,
+                foretell_core::audit::Arrived {
+                    group_key: group.into(),
+                    receiver: "foretell".into(),
+                    status: "firing".into(),
+                    alerts: 0,
+                    fingerprints: Vec::new(),
+                    bytes: 2,
+                },
                 dedupe,
                 60_000,
                 max_queued,
                 now_ms,
-                serde_json::json!({}),
             )
         })
         .expect("commit")

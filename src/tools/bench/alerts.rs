@@ -310,6 +310,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let config = bench_config(&phase_dir, &prometheus_url, &sink, phase)?;
     let clock: Arc<dyn Clock> = crate::clock::system();
     let telemetry = Arc::new(Telemetry::new("bench"));
+    let registry = Arc::new(crate::exporter::registry::Registry::with(telemetry.clone()));
     let audit_settings = config
         .audit
         .clone()
@@ -346,6 +347,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
                 &audit_settings.keys,
             )),
         },
+        &registry,
     ));
     let on_demand = if matches!(phase, Phase::OnDemand | Phase::OneRule) {
         on_demand_series(&reader()?, &expr, clock.now_ms()).await?
@@ -356,6 +358,7 @@ async fn run_phase(settings: &BenchSettings, phase: Phase) -> Result<PhaseReport
     let (reload, _reload_requests) = tokio::sync::mpsc::channel(1);
     let state = Arc::new(AppState {
         alerts: Some(Arc::clone(&alerts)),
+        registry: Arc::clone(&registry),
         ..AppState::new(
             snapshot,
             telemetry,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use foretell_core::audit::{Entry, KeyRing};
+use foretell_core::audit::{DeliveryAttempt, Event, KeyRing};
 
 use crate::audit::commands::{verify_file, AuditCommandError};
 use crate::db::Database;
@@ -32,16 +32,19 @@ pub fn bench(dir: &Path, records: usize, append: bool) -> Result<BenchReport, Au
             source,
         }
     })?;
-    let entry = |i: usize| Entry {
-        timestamp_ms: i as i64,
-        kind: foretell_core::audit::EventKind::AlertForwarded.to_string(),
-        actor: "foretell".into(),
-        subject: format!("fingerprint-{i:016x}"),
-        outcome: "ok".into(),
-        details: format!(
-            r#"{{"receiver":"pager","confidence":0.87,"attempt":{}}}"#,
-            i % 3
-        ),
+    // Records as the forwarder writes them, so the bench measures real record sizes.
+    let entry = |i: usize| {
+        Event::AlertForwarded {
+            delivery: DeliveryAttempt {
+                group_key: format!("{{}}:{{alertname=\"Bench\", instance=\"{i:016x}\"}}"),
+                delivery: i as i64,
+                notification: i as i64,
+                receiver: "pager".into(),
+                attempts: (i % 3) as u32 + 1,
+                status: Some(200),
+            },
+        }
+        .entry(i as i64)
     };
     let single_db = dir.join("bench-single.db");
     let batched_db = dir.join("bench-batched.db");
