@@ -7,8 +7,8 @@ use foretell_core::exposition::{self, Format};
 use foretell_core::snapshot::Snapshot;
 use http::{header, HeaderMap};
 
+use super::registry::Registry;
 use super::telemetry::Telemetry;
-use crate::alerts::metrics::AlertTelemetry;
 
 /// What a scrape asked for in its headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,13 +48,13 @@ impl Scrape {
 }
 
 /// The whole exposition: the first `max_series` series of the snapshot, then the self-metrics
-/// of the series path and of the alert path, in `format`. Records how many series the cap
-/// left out. `capacity` sizes the buffer (the previous scrape's length), so a scrape of tens
-/// of megabytes does not grow it step by step.
+/// of every stage registered in `registry`, in `format`. Records in `telemetry` how many
+/// series the cap left out. `capacity` sizes the buffer (the previous scrape's length), so a
+/// scrape of tens of megabytes does not grow it step by step.
 pub fn render(
     snapshot: &Snapshot,
     telemetry: &Telemetry,
-    alerts: Option<&AlertTelemetry>,
+    registry: &Registry,
     max_series: usize,
     format: Format,
     capacity: usize,
@@ -62,10 +62,7 @@ pub fn render(
     let mut body = String::with_capacity(capacity);
     let left_out = exposition::render_snapshot_limited(snapshot, &mut body, max_series, format);
     telemetry.series_not_exported(left_out);
-    telemetry.render(&mut body, format);
-    if let Some(alerts) = alerts {
-        alerts.render(&mut body, format);
-    }
+    registry.collect(&mut body, format);
     format.close(&mut body);
     body
 }
@@ -114,11 +111,12 @@ mod tests {
     /// the cap's leftovers are recorded for `foretell_series_not_exported`.
     #[test]
     fn the_body_holds_predictions_then_self_metrics() {
-        let telemetry = Telemetry::new("1");
+        let telemetry = std::sync::Arc::new(Telemetry::new("1"));
+        let registry = Registry::with(telemetry.clone());
         let body = render(
             &Snapshot::default(),
             &telemetry,
-            None,
+            &registry,
             10,
             Format::OpenMetrics,
             0,
@@ -129,7 +127,14 @@ mod tests {
             body.contains("\nforetell_series_not_exported 0\n"),
             "{body}"
         );
-        let text = render(&Snapshot::default(), &telemetry, None, 10, Format::Text, 0);
+        let text = render(
+            &Snapshot::default(),
+            &telemetry,
+            &registry,
+            10,
+            Format::Text,
+            0,
+        );
         assert!(!text.contains("# EOF"));
         let packed = gzip(&text).expect("gzip");
         let mut unpacked = String::new();

@@ -19,11 +19,33 @@ pub enum UpstreamStatus {
     },
 }
 
+/// Why a query's newest evaluation failed. Either way the model code panicked (a bug), the
+/// query's series start afresh, and foretell is not ready until an evaluation succeeds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EvaluationFailed {
+    /// Scoring the newest points; the message is the task's (`task 7 panicked with ...`).
+    #[error("{0}")]
+    Scoring(String),
+    /// Fitting the history of new series.
+    #[error("{0} (while loading the history of new series)")]
+    LoadingHistory(String),
+}
+
+impl EvaluationFailed {
+    pub fn scoring(panic: &tokio::task::JoinError) -> EvaluationFailed {
+        EvaluationFailed::Scoring(panic.to_string())
+    }
+
+    pub fn loading_history(panic: &tokio::task::JoinError) -> EvaluationFailed {
+        EvaluationFailed::LoadingHistory(panic.to_string())
+    }
+}
+
 pub struct UpstreamHealth {
     status: Mutex<UpstreamStatus>,
     /// Queries whose newest evaluation failed, with the error: foretell serves nothing true
     /// for them, so it is not ready until they evaluate again.
-    failing_evaluations: Mutex<BTreeMap<String, String>>,
+    failing_evaluations: Mutex<BTreeMap<String, EvaluationFailed>>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -68,7 +90,7 @@ impl UpstreamHealth {
     }
 
     /// Records how the newest evaluation of `query` went; a failure is counted too.
-    pub fn record_evaluation(&self, query: &str, outcome: Result<(), String>) {
+    pub fn record_evaluation(&self, query: &str, outcome: Result<(), EvaluationFailed>) {
         let mut failing = self
             .failing_evaluations
             .lock()
@@ -84,8 +106,8 @@ impl UpstreamHealth {
         }
     }
 
-    /// The queries whose newest evaluation failed, with the error.
-    pub fn failing_evaluations(&self) -> Vec<(String, String)> {
+    /// The queries whose newest evaluation failed, with why.
+    pub fn failing_evaluations(&self) -> Vec<(String, EvaluationFailed)> {
         self.failing_evaluations
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -9,7 +9,7 @@ mod health;
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use foretell_core::audit::Entry;
+use foretell_core::audit::Event;
 use foretell_core::labels::Labels;
 use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{QueryOutput, Snapshot};
@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::config::QueryConfig;
 use crate::exporter::telemetry::{CycleReport, Telemetry};
 use crate::reader::{PrometheusReader, RangeAnswer, RangeQuery};
-pub use health::{UpstreamHealth, UpstreamStatus};
+pub use health::{EvaluationFailed, UpstreamHealth, UpstreamStatus};
 
 /// The snapshot the exporter serves, swapped whole after every cycle.
 #[derive(Default)]
@@ -221,7 +221,7 @@ pub async fn run_cycle(
             // in readiness and self-metrics until an evaluation succeeds again.
             tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
             ctx.upstream
-                .record_evaluation(&name, Err(panic.to_string()));
+                .record_evaluation(&name, Err(EvaluationFailed::scoring(&panic)));
             return QueryTask::new(config);
         }
     };
@@ -244,7 +244,7 @@ pub async fn run_cycle(
             Err(panic) => {
                 tracing::error!(query = %name, error = %panic, "evaluation panicked; the query's series are reloaded from scratch");
                 ctx.upstream
-                    .record_evaluation(&name, Err(panic.to_string()));
+                    .record_evaluation(&name, Err(EvaluationFailed::scoring(&panic)));
                 return QueryTask::new(config);
             }
         }
@@ -265,20 +265,16 @@ pub async fn run_cycle(
         ctx.clock.now_ms() as f64 / 1000.0,
     );
     if let (Some(audit), true) = (&ctx.audit, report.fits > 0) {
-        audit.record(Entry {
-            timestamp_ms: ctx.clock.now_ms(),
-            kind: foretell_core::audit::EventKind::ModelRefit.to_string(),
-            actor: "foretell".into(),
-            subject: name.clone(),
-            outcome: "ok".into(),
-            details: serde_json::json!({
-                "fits": report.fits,
-                "series": task.tracker.series_count(),
-                "ready": report.series_ready,
-                "seconds": cycle_started.elapsed().as_secs_f64(),
-            })
-            .to_string(),
-        });
+        audit.record(
+            Event::ModelRefit {
+                query: name.clone(),
+                fits: report.fits,
+                series: task.tracker.series_count(),
+                ready: report.series_ready,
+                seconds: cycle_started.elapsed().as_secs_f64(),
+            }
+            .entry(ctx.clock.now_ms()),
+        );
     }
     tracing::debug!(
         query = %name,
@@ -392,7 +388,7 @@ async fn evaluate(
 struct Loading {
     task: QueryTask,
     /// Why loading stopped when fitting the history failed (the task then starts afresh).
-    failure: Option<String>,
+    failure: Option<EvaluationFailed>,
     stats: EvaluationStats,
     samples: u64,
     retries: u64,
@@ -479,7 +475,7 @@ async fn load_history(
                 }
                 Err(panic) => {
                     tracing::error!(error = %panic, "loading history panicked; the query's series are reloaded from scratch");
-                    loading.failure = Some(panic.to_string());
+                    loading.failure = Some(EvaluationFailed::loading_history(&panic));
                     loading.task = QueryTask::new(config);
                     break;
                 }

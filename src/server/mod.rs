@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::exporter::registry::Registry;
 use crate::exporter::telemetry::Telemetry;
 use crate::pipeline::{SnapshotCell, UpstreamHealth};
 pub use routes::{handle, DEAD_LETTERS_PATH, DEAD_LETTERS_RETRY_PATH, WEBHOOK_PATH};
@@ -77,6 +78,8 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// The Alertmanager webhook receiver, when `alerts` is configured.
     pub alerts: Option<Arc<crate::alerts::AlertPath>>,
+    /// Every stage's self-metrics, rendered after the predictions on `/metrics`.
+    pub registry: Arc<Registry>,
     /// Charts of series (`/graph`).
     pub graphs: Arc<crate::graph::Grapher>,
     /// What the status page says about the configuration; replaced on reload.
@@ -99,6 +102,7 @@ impl AppState {
         AppState {
             snapshot,
             upstream: Arc::new(UpstreamHealth::new(Arc::clone(&telemetry))),
+            registry: Arc::new(Registry::with(telemetry.clone())),
             telemetry,
             lifecycle_enabled: AtomicBool::new(false),
             reload,

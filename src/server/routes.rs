@@ -189,14 +189,14 @@ async fn graph(state: &AppState, query: &str) -> Reply {
 async fn metrics(state: &AppState, scrape: Scrape) -> Reply {
     let snapshot = state.snapshot.load();
     let telemetry = Arc::clone(&state.telemetry);
-    let alerts = state.alerts.as_ref().map(|a| Arc::clone(a.telemetry()));
+    let registry = Arc::clone(&state.registry);
     let capacity = state.metrics_capacity.load(Ordering::Relaxed);
     let max_series = state.max_exported_series.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
         let body = scrape::render(
             &snapshot,
             &telemetry,
-            alerts.as_deref(),
+            &registry,
             max_series,
             scrape.format,
             capacity.max(64 * 1024),
@@ -412,7 +412,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::exporter::telemetry::Telemetry;
-    use crate::pipeline::SnapshotCell;
+    use crate::pipeline::{EvaluationFailed, SnapshotCell};
 
     fn unreachable_prometheus() -> crate::reader::PrometheusReader {
         let config = crate::config::parse(
@@ -838,7 +838,9 @@ pub(super) mod tests {
         state.upstream.record_up(1);
         state.upstream.record_evaluation(
             "payments",
-            Err("task 7 panicked with message \"capacity overflow\"".into()),
+            Err(EvaluationFailed::Scoring(
+                "task 7 panicked with message \"capacity overflow\"".into(),
+            )),
         );
         let response = handle(&state, request(Method::GET, "/-/ready")).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -860,7 +862,7 @@ pub(super) mod tests {
         );
         state
             .upstream
-            .record_evaluation("gone", Err("panicked".into()));
+            .record_evaluation("gone", Err(EvaluationFailed::Scoring("panicked".into())));
         state.upstream.retain_queries(&["payments".to_owned()]);
         assert_eq!(
             handle(&state, request(Method::GET, "/-/ready"))

@@ -4,8 +4,15 @@
 use foretell_core::exposition::{Format, MetricType, TextWriter};
 
 use super::{QueryStats, RemoteWriteOutcome, Telemetry};
+use crate::exporter::registry::Collector;
 use crate::reader::FailureReason;
 use foretell_core::labels::LabelNameProblem;
+
+impl Collector for Telemetry {
+    fn collect(&self, out: &mut String, format: Format) {
+        self.render(out, format);
+    }
+}
 
 impl Telemetry {
     /// Appends the self-metrics in `format`.
