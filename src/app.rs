@@ -23,6 +23,7 @@ use crate::pipeline::{carry_over, Context, Pipeline, QueryTask, SnapshotCell};
 use crate::reader::{PrometheusReader, ReadError};
 use crate::server::{self, AppState, ReloadError, ReloadRequest};
 use crate::shutdown::{SignalEvent, Signals};
+use crate::state::StateStore;
 use foretell_core::chart::link::LinkSigner;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,6 +43,8 @@ pub enum AppError {
     Audit(#[from] DbError),
     #[error("remote_write: {0}")]
     RemoteWrite(#[from] crate::exporter::remote_write::ClientSetupError),
+    #[error(transparent)]
+    Pipeline(#[from] ReloadError),
 }
 
 struct Running {
@@ -64,7 +67,16 @@ fn context(
     state: &AppState,
     clock: &Arc<dyn Clock>,
     audit: &Option<Arc<AuditLog>>,
-) -> Result<Arc<Context>, ReadError> {
+) -> Result<Arc<Context>, ReloadError> {
+    let state_store = match &config.state {
+        Some(settings) => Some(Arc::new(StateStore::open(settings, config.shard).map_err(
+            |source| ReloadError::StateFolder {
+                path: settings.path.clone(),
+                source,
+            },
+        )?)),
+        None => None,
+    };
     Ok(Arc::new(Context {
         reader: PrometheusReader::new(&config.prometheus)?,
         audit: audit.clone(),
@@ -73,6 +85,7 @@ fn context(
         upstream: Arc::clone(&state.upstream),
         clock: Arc::clone(clock),
         shard: config.shard,
+        state: state_store,
     }))
 }
 
@@ -380,11 +393,14 @@ pub async fn run(
     let deadline = crate::clock::deadline_after(grace);
     stop_serving.cancel();
     let (pipeline_stopped, server_stopped) = tokio::join!(
-        tokio::time::timeout_at(deadline, running.pipeline.stop()),
+        tokio::time::timeout_at(deadline, running.pipeline.shutdown()),
         tokio::time::timeout_at(deadline, server),
     );
     if pipeline_stopped.is_err() {
-        tracing::warn!(?grace, "query tasks did not stop within the grace period");
+        tracing::warn!(
+            ?grace,
+            "query tasks did not stop (and write their state files) within the grace period"
+        );
     }
     if server_stopped.is_err() {
         tracing::warn!(?grace, "HTTP server did not stop within the grace period");
@@ -486,7 +502,7 @@ impl Running {
             Err(error) => {
                 telemetry.config_loaded(false, now_seconds);
                 tracing::error!(%error, "configuration reload rejected; the previous configuration keeps running");
-                return Err(error.into());
+                return Err(error);
             }
         };
         let old_tasks: Vec<QueryTask> = std::mem::replace(&mut self.pipeline, Pipeline::idle())

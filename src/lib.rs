@@ -24,6 +24,7 @@ mod reader;
 mod retry;
 mod server;
 mod shutdown;
+mod state;
 #[cfg(feature = "tools")]
 mod tools;
 mod views;

@@ -17,6 +17,7 @@ mod raw;
 mod remote_write;
 mod secret;
 mod server;
+mod state;
 mod validator;
 
 use std::fmt;
@@ -36,6 +37,7 @@ pub use secret::{read_bounded, Environment, Secret, SecretUrl, SystemEnvironment
 pub use server::{
     external_url, listen_address, ServerConfig, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_EXPORTED_SERIES,
 };
+pub use state::StateConfig;
 use validator::Validator;
 
 /// A validated configuration.
@@ -51,6 +53,8 @@ pub struct Config {
     pub shard: foretell_core::shard::Shard,
     /// `None`: predictions are only served on `/metrics`.
     pub remote_write: Option<RemoteWriteConfig>,
+    /// `None`: models are not kept across restarts (each start loads history afresh).
+    pub state: Option<StateConfig>,
     pub queries: Vec<QueryConfig>,
     /// Settings that work but are risky (a world-readable key file, a webhook without a
     /// token), as `path: what and the fix`; `check-config` prints them and `run` logs them.
@@ -177,6 +181,10 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
         .filter(|t| !t.is_zero());
     let queries = v.queries(&raw.queries, timeout);
     let remote_write = raw.remote_write.as_ref().map(|r| v.remote_write(r));
+    let state = raw
+        .state
+        .as_ref()
+        .map(|s| v.state(s, raw.audit.as_ref().map(|a| a.path.as_str())));
     let shard = match &raw.shard {
         None => Some(foretell_core::shard::Shard::default()),
         Some(shard) => match foretell_core::shard::Shard::new(shard.index, shard.count) {
@@ -195,6 +203,7 @@ pub fn parse(text: &str, origin: &Path, env: &dyn Environment) -> Result<Config,
             alerts: alerts.flatten(),
             shard,
             remote_write: remote_write.flatten(),
+            state: state.flatten(),
             queries,
             warnings: v.warnings,
         }),

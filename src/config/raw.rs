@@ -16,7 +16,14 @@ pub struct RawConfig {
     pub alerts: Option<RawAlerts>,
     pub shard: Option<RawShard>,
     pub remote_write: Option<RawRemoteWrite>,
+    pub state: Option<RawState>,
     pub queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawState {
+    pub path: Option<String>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 //! the exporter reads.
 
 mod health;
+pub mod persist;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -23,9 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::log::AuditLog;
 use crate::clock::Clock;
 use crate::config::QueryConfig;
-use crate::exporter::telemetry::{CycleReport, Telemetry};
+use crate::exporter::telemetry::{CycleReport, Telemetry, Warmup};
 use crate::reader::{PrometheusReader, RangeAnswer, RangeQuery};
+use crate::state::StateStore;
 pub use health::{EvaluationFailed, UpstreamHealth, UpstreamStatus};
+use persist::Restore;
 
 /// The snapshot the exporter serves, swapped whole after every cycle.
 #[derive(Default)]
@@ -62,6 +65,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// The series of each query this replica tracks.
     pub shard: foretell_core::shard::Shard,
+    /// Where queries keep their models across restarts; `None` when `state` is off.
+    pub state: Option<Arc<StateStore>>,
 }
 
 /// One query's configuration, its tracked series, and where the next fetch starts.
@@ -98,6 +103,11 @@ impl QueryTask {
             config,
             next_start_ms: None,
         }
+    }
+
+    /// True before the task has fetched or loaded anything.
+    pub fn is_fresh(&self) -> bool {
+        self.next_start_ms.is_none() && self.tracker.series_count() == 0
     }
 
     /// Carries this task's loaded series into `config` when it fetches the same data;
@@ -228,7 +238,9 @@ pub async fn run_cycle(
     task.next_start_ms = Some(end_ms + task.config.step_ms());
     if !new.is_empty() {
         let history = (task.oldest_ms(end_ms), end_ms);
+        let wanted = new.len();
         let loading = load_history(ctx, task, new, history, cancel).await;
+        let all_loaded = loading.stats.merge.series_added >= wanted;
         let loading_failure = loading.failure;
         task = loading.task;
         report.samples += loading.samples;
@@ -251,6 +263,9 @@ pub async fn run_cycle(
         if let Some(error) = loading_failure {
             ctx.upstream.record_evaluation(&name, Err(error));
             return task;
+        }
+        if all_loaded {
+            ctx.telemetry.history_loaded(&name);
         }
     }
     ctx.upstream.record_evaluation(&name, Ok(()));
@@ -497,6 +512,15 @@ async fn load_history(
 
 /// Runs cycles every evaluation interval until cancelled; returns the task for reuse.
 async fn run_query(ctx: Arc<Context>, mut task: QueryTask, cancel: CancellationToken) -> QueryTask {
+    if task.is_fresh() {
+        match &ctx.state {
+            Some(store) => task = restore_state(&ctx, store, task).await,
+            None => ctx
+                .telemetry
+                .warmup(&task.config.name, Warmup::Loading { state: None }),
+        }
+    }
+    let mut saved_at_ms = ctx.clock.now_ms();
     let period = task.config.evaluation_interval;
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -515,6 +539,91 @@ async fn run_query(ctx: Arc<Context>, mut task: QueryTask, cancel: CancellationT
         }
         last_tick = Some(tick);
         task = run_cycle(&ctx, task, &cancel).await;
+        if let Some(store) = &ctx.state {
+            let now_ms = ctx.clock.now_ms();
+            if now_ms - saved_at_ms >= store.interval.as_millis() as i64 {
+                saved_at_ms = now_ms;
+                task = save_state(&ctx, store, task).await;
+            }
+        }
+    }
+}
+
+/// Resumes a fresh task from its state file on the blocking pool, saying how it went.
+async fn restore_state(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
+    let name = task.config.name.clone();
+    let config = Arc::clone(&task.config);
+    let store = Arc::clone(store);
+    let now_ms = ctx.clock.now_ms();
+    let started = crate::clock::Stopwatch::start();
+    let restored =
+        tokio::task::spawn_blocking(move || persist::restore(&store, task, now_ms)).await;
+    let (task, restore) = match restored {
+        Ok(restored) => restored,
+        Err(panic) => {
+            tracing::error!(query = %name, error = %panic, "restoring the state file panicked; loading the history afresh");
+            return QueryTask::new(config);
+        }
+    };
+    ctx.telemetry.state_restored(&name, restore.outcome());
+    ctx.telemetry.warmup(
+        &name,
+        match &restore {
+            Restore::Resumed { series } => Warmup::Restored { series: *series },
+            Restore::Refitted { series } => Warmup::Refitted { series: *series },
+            Restore::Cold { reason, .. } => Warmup::Loading {
+                state: Some(reason),
+            },
+        },
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    match &restore {
+        Restore::Resumed { series } => {
+            tracing::info!(query = %name, series, seconds, "models restored from the state file; fetching the gap since")
+        }
+        Restore::Refitted { series } => {
+            tracing::info!(query = %name, series, seconds, "windows restored from the state file; the model settings changed, so the models are refitted")
+        }
+        Restore::Cold { reason, why } => {
+            if *reason == "missing" {
+                tracing::info!(query = %name, "no state file yet; loading the history");
+            } else {
+                tracing::warn!(query = %name, reason, %why, "state file not used; loading the history afresh");
+            }
+        }
+    }
+    task
+}
+
+/// Writes the task's state file on the blocking pool; a failure is logged and counted, and
+/// the previous file stays.
+pub async fn save_state(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
+    let name = task.config.name.clone();
+    let config = Arc::clone(&task.config);
+    let store = Arc::clone(store);
+    let now_ms = ctx.clock.now_ms();
+    let saved = tokio::task::spawn_blocking(move || {
+        let outcome = persist::save(&store, &task, now_ms);
+        (task, outcome)
+    })
+    .await;
+    let now_seconds = ctx.clock.now_ms() as f64 / 1000.0;
+    match saved {
+        Ok((task, Ok(bytes))) => {
+            ctx.telemetry.state_written(&name, Some(bytes), now_seconds);
+            tracing::debug!(query = %name, bytes, "state file written");
+            task
+        }
+        Ok((task, Err(error))) => {
+            ctx.telemetry.state_written(&name, None, now_seconds);
+            tracing::warn!(query = %name, %error, "the state file could not be written; the previous one stays");
+            task
+        }
+        Err(panic) => {
+            ctx.telemetry.state_written(&name, None, now_seconds);
+            tracing::error!(query = %name, error = %panic, "writing the state file panicked");
+            QueryTask::new(config)
+        }
     }
 }
 
@@ -522,6 +631,8 @@ async fn run_query(ctx: Arc<Context>, mut task: QueryTask, cancel: CancellationT
 pub struct Pipeline {
     cancel: CancellationToken,
     running: Vec<(Arc<QueryConfig>, JoinHandle<QueryTask>)>,
+    /// What the tasks run with; `None` for the idle stand-in.
+    ctx: Option<Arc<Context>>,
 }
 
 impl Pipeline {
@@ -530,6 +641,7 @@ impl Pipeline {
         Pipeline {
             cancel: CancellationToken::new(),
             running: Vec::new(),
+            ctx: None,
         }
     }
 
@@ -543,7 +655,28 @@ impl Pipeline {
                 (config, handle)
             })
             .collect();
-        Pipeline { cancel, running }
+        Pipeline {
+            cancel,
+            running,
+            ctx: Some(ctx),
+        }
+    }
+
+    /// Stops every task and, when `state` is on, writes each query's state file, so the next
+    /// start resumes where this one stopped.
+    pub async fn shutdown(self) -> Vec<QueryTask> {
+        let ctx = self.ctx.clone();
+        let mut tasks = self.stop().await;
+        if let Some(ctx) = ctx {
+            if let Some(store) = &ctx.state {
+                let mut saved = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    saved.push(save_state(&ctx, store, task).await);
+                }
+                tasks = saved;
+            }
+        }
+        tasks
     }
 
     /// Stops every task (an in-flight fetch is abandoned, an in-flight evaluation finishes)

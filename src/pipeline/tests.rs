@@ -45,6 +45,7 @@ fn harness(config: &Config, now_ms: i64) -> Harness {
             upstream: Arc::new(UpstreamHealth::new(telemetry)),
             clock: Arc::clone(&clock) as Arc<dyn Clock>,
             shard: config.shard,
+            state: None,
         },
         clock,
     }
@@ -431,6 +432,104 @@ async fn absurd_timestamps_fail_the_answer_visibly_and_keep_the_tracked_series()
     assert!(metrics.contains("foretell_upstream_up 0"), "{metrics}");
     assert!(
         metrics.contains(r#"foretell_query_failures_total{query="up",reason="decode"} 2"#),
+        "{metrics}"
+    );
+}
+
+/// Issue 22: a query saved to its state file and restored into a fresh task resumes where it
+/// was: the next cycle fetches only the gap and publishes what an uninterrupted task does.
+#[tokio::test]
+async fn a_restored_task_fetches_the_gap_and_publishes_what_an_uninterrupted_one_does() {
+    let first_s = 1_700_000_040 - 59 * 60;
+    let values = ["10", "10.5", "9.5", "10.2", "9.8"].repeat(12);
+    let gap = points(first_s + 60 * 60, &["10.1", "30", "9.9"]);
+    let upstream = FakeUpstream::start(vec![
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
+        json(200, &matrix(&[("a", &points(first_s, &values))])),
+        json(200, &matrix(&[("a", &gap)])),
+        json(200, &matrix(&[("a", &gap)])),
+    ])
+    .await;
+    let config = config(&upstream.url, "up");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(&config, 1_700_000_040_000 + 5_000);
+    let store = Arc::new(
+        StateStore::open(
+            &crate::config::StateConfig {
+                path: dir.path().join("state"),
+                interval: std::time::Duration::from_secs(300),
+            },
+            config.shard,
+        )
+        .expect("state folder"),
+    );
+    h.ctx.state = Some(Arc::clone(&store));
+    let uninterrupted = h.first_cycle(&config).await;
+    let uninterrupted = save_state(&h.ctx, &store, uninterrupted).await;
+    assert_eq!(uninterrupted.next_start_ms, Some(1_700_000_100_000));
+    assert!(store.path("up").is_file());
+
+    let fresh = QueryTask::new(Arc::new(config.queries[0].clone()));
+    assert!(fresh.is_fresh());
+    let restarted = restore_state(&h.ctx, &store, fresh).await;
+    assert!(!restarted.is_fresh());
+    assert_eq!(restarted.next_start_ms, uninterrupted.next_start_ms);
+    assert_eq!(restarted.tracker.series_count(), 1);
+
+    h.clock.set(1_700_000_040_000 + 3 * STEP_MS + 1_000);
+    let _uninterrupted = h.cycle(uninterrupted).await;
+    let expected: Vec<_> = h.ctx.snapshot.load().series().cloned().collect();
+    let _restarted = h.cycle(restarted).await;
+    let got: Vec<_> = h.ctx.snapshot.load().series().cloned().collect();
+    assert_eq!(got, expected);
+    assert!(
+        matches!(&got[0].state, SeriesState::Ready { score: Some(s), .. } if *s < 1.0),
+        "the newest gap point is ordinary: {got:?}"
+    );
+    // Discovery and history, then one range each: the restored task asked for the gap only
+    // (from the point after the newest evaluated one), never for the history again.
+    let starts: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|request| {
+            let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
+            url::form_urlencoded::parse(body.as_bytes())
+                .find(|(key, _)| key == "start")
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(starts.len(), 4, "{starts:?}");
+    assert_eq!(starts[3], starts[2], "{starts:?}");
+    assert_eq!(
+        starts[3].parse::<f64>().ok(),
+        Some(1_700_000_100.0),
+        "{starts:?}"
+    );
+
+    let mut metrics = String::new();
+    h.ctx
+        .telemetry
+        .render(&mut metrics, foretell_core::exposition::Format::Text);
+    for line in [
+        "foretell_state_restores_total{query=\"up\",outcome=\"restored\"} 1",
+        "foretell_state_writes_total{query=\"up\",outcome=\"ok\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+
+    // A damaged file is not restored: the query starts afresh and says why.
+    let path = store.path("up");
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
+    let fresh = QueryTask::new(Arc::new(config.queries[0].clone()));
+    assert!(restore_state(&h.ctx, &store, fresh).await.is_fresh());
+    let mut metrics = String::new();
+    h.ctx
+        .telemetry
+        .render(&mut metrics, foretell_core::exposition::Format::Text);
+    assert!(
+        metrics.contains("foretell_state_restores_total{query=\"up\",outcome=\"truncated\"} 1"),
         "{metrics}"
     );
 }

@@ -66,6 +66,12 @@ pub enum ReloadError {
     /// The new Prometheus client could not be built (a CA file, say).
     #[error(transparent)]
     Prometheus(#[from] crate::reader::ReadError),
+    /// The folder of `state.path` could not be created.
+    #[error("state.path: cannot create {}: {source}", path.display())]
+    StateFolder {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Everything the routes read.

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use super::{status, AppState, ReloadRequest};
 use crate::exporter::scrape::{self, Scrape};
+use crate::exporter::telemetry::Warmup;
 use crate::graph::{self, GRAPH_PATH};
 use crate::pipeline::UpstreamStatus;
 
@@ -336,6 +337,18 @@ async fn retry_dead_letters(state: &AppState, query: &str, actor: &str) -> Reply
     }
 }
 
+/// "foretell is Ready." and, per query still coming up or brought back from its state file,
+/// how (restored, loading its history and why): a restart's progress at a glance.
+fn ready_text(state: &AppState) -> String {
+    let mut text = String::from("foretell is Ready.\n");
+    for (query, summary) in state.telemetry.query_summaries() {
+        if let Some(warmup) = summary.warmup.filter(|w| *w != Warmup::Loaded) {
+            text.push_str(&format!("query {query:?}: {}\n", warmup.describe()));
+        }
+    }
+    text
+}
+
 fn ready(state: &AppState) -> Reply {
     if state.shutting_down.load(Ordering::SeqCst) {
         return text(
@@ -345,7 +358,7 @@ fn ready(state: &AppState) -> Reply {
     }
     match state.upstream.status() {
         UpstreamStatus::Up { .. } => match state.upstream.failing_evaluations().first() {
-            None => text(StatusCode::OK, "foretell is Ready.\n"),
+            None => text(StatusCode::OK, ready_text(state)),
             Some((query, error)) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -828,6 +841,36 @@ pub(super) mod tests {
                 .await
                 .status(),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// Issue 22: readiness says which queries came back from their state files and which
+    /// still load their history, and forgets a query once its history has loaded.
+    #[tokio::test]
+    async fn readiness_says_how_each_query_came_up() {
+        let (state, _requests) = state(false);
+        state.upstream.record_up(1);
+        state
+            .telemetry
+            .warmup("payments", Warmup::Restored { series: 3 });
+        state.telemetry.warmup(
+            "checkout",
+            Warmup::Loading {
+                state: Some("changed"),
+            },
+        );
+        state
+            .telemetry
+            .warmup("search", Warmup::Loading { state: None });
+        state.telemetry.history_loaded("search");
+        state.telemetry.history_loaded("payments");
+        let response = handle(&state, request(Method::GET, "/-/ready")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            body_of(response).await,
+            "foretell is Ready.\n\
+             query \"checkout\": loading its history (state file not used: changed)\n\
+             query \"payments\": restored from its state file (3 series)\n"
         );
     }
 

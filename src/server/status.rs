@@ -16,6 +16,7 @@ use http::StatusCode;
 
 use super::AppState;
 use crate::config::duration;
+use crate::exporter::telemetry::Warmup;
 use crate::pipeline::UpstreamStatus;
 
 pub const QUERY_PATH: &str = "/status/query";
@@ -178,6 +179,14 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
                 cycles: summary.cycles,
                 skipped: summary.cycles_skipped,
                 failures: summary.failures,
+                warmup: summary.warmup.as_ref().map(|warmup| {
+                    let class = match warmup {
+                        Warmup::Restored { .. } | Warmup::Refitted { .. } => "ok",
+                        Warmup::Loading { .. } => "warn",
+                        Warmup::Loaded => "muted",
+                    };
+                    (warmup.describe(), class)
+                }),
                 href: link(QUERY_PATH, &[("name", &q.name)]),
             }
         })

@@ -27,6 +27,9 @@ pub struct QueryRow {
     pub cycles: u64,
     pub skipped: u64,
     pub failures: u64,
+    /// How the query came up after the start (restored from its state file, loading its
+    /// history), with the class it is shown in (`ok`, `warn`, `muted`).
+    pub warmup: Option<(String, &'static str)>,
     pub href: String,
 }
 
@@ -230,7 +233,7 @@ pub fn overview(view: &Overview) -> String {
     if let Upstream::Down(reason) = &view.upstream {
         let _ = write!(body, "<p class=\"bad\">{}</p>", escape(reason));
     }
-    body.push_str("<h2>Queries</h2><table><tr><th>query</th><th>expression</th><th>step</th><th>history</th><th>series</th><th>models ready</th><th>last cycle</th><th>cycles</th><th>skipped</th><th>failed requests</th></tr>");
+    body.push_str("<h2>Queries</h2><table><tr><th>query</th><th>expression</th><th>step</th><th>history</th><th>series</th><th>models ready</th><th>last cycle</th><th>cycles</th><th>skipped</th><th>failed requests</th><th>since the start</th></tr>");
     for q in &view.queries {
         let last = match (q.last_cycle_seconds, q.last_success_ms) {
             (Some(seconds), Some(at)) => format!(
@@ -252,9 +255,12 @@ pub fn overview(view: &Overview) -> String {
         } else {
             "warn"
         };
+        let warmup = q.warmup.as_ref().map_or_else(String::new, |(text, class)| {
+            format!("<span class=\"{class}\">{}</span>", escape(text))
+        });
         let _ = write!(
             body,
-            "<tr><td><a href=\"{}\">{}</a></td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num {ready_class}\">{}</td><td>{last}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td><a href=\"{}\">{}</a></td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num {ready_class}\">{}</td><td>{last}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{warmup}</td></tr>",
             escape(&q.href),
             escape(&q.name),
             escape(&q.expr),
@@ -473,6 +479,10 @@ mod tests {
                 cycles: 10,
                 skipped: 1,
                 failures: 2,
+                warmup: Some((
+                    "loading its history (state file not used: <changed>)".into(),
+                    "warn",
+                )),
                 href: "/status/query?name=load".into(),
             }],
             anomalies: vec![AnomalyRow {
@@ -508,6 +518,12 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("class=\"num warn\">2</td>"), "{html}");
+        assert!(
+            html.contains(
+                "<td><span class=\"warn\">loading its history (state file not used: &lt;changed&gt;)</span></td>"
+            ),
+            "{html}"
+        );
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("status/series?query=load&amp;series=%7B%7D"));

@@ -18,6 +18,7 @@ mod deploy;
 mod e2e;
 mod incident;
 mod reload;
+mod restart;
 mod security;
 mod shard;
 mod shutdown;

@@ -4,7 +4,9 @@ use std::fmt;
 
 /// A label set, sorted by name, names unique. The metric name, when present, is the
 /// `__name__` label like everywhere else in Prometheus.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Labels(Vec<(String, String)>);
 
 /// The reserved label carrying a metric's name.

@@ -30,7 +30,7 @@ pub struct StoreLimits {
 }
 
 /// Values of one series on the grid, newest last.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesWindow {
     step_ms: i64,
     capacity: usize,
@@ -164,7 +164,7 @@ impl SeriesWindow {
 }
 
 /// A tracked series: its window and whatever per-series state the model keeps.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrackedSeries<M> {
     pub window: SeriesWindow,
     pub model: Option<M>,

@@ -77,8 +77,9 @@ impl TrackerSettings {
     }
 }
 
-/// Per-series model state.
-#[derive(Debug)]
+/// Per-series model state. It is saved whole in the state file (see [`QueryTracker::saved`]),
+/// so a restart resumes exactly where the model was.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesModel {
     exported: Labels,
     fitted: Result<FittedForecaster, NotReady>,
@@ -162,6 +163,59 @@ impl QueryTracker {
 
     pub fn series_count(&self) -> usize {
         self.store.len()
+    }
+
+    /// Every tracked series with its window and model state, for the state file.
+    pub fn saved(&self) -> impl Iterator<Item = (&Labels, &TrackedSeries<SeriesModel>)> {
+        self.store.iter()
+    }
+
+    /// True when models saved under `model` and `probability` are valid under these
+    /// settings; when not, restored windows are kept and their models refitted.
+    pub fn models_valid_for(
+        &self,
+        model: &ForecastModel,
+        probability: &ProbabilitySettings,
+    ) -> bool {
+        self.settings.model == *model && self.settings.probability == *probability
+    }
+
+    /// Puts back a series read from the state file; its model is dropped (refitted from the
+    /// window at the next evaluation) unless `models_valid`. False when the query already
+    /// tracks `max_series` series or this one, or the window was saved at another step.
+    pub fn restore(
+        &mut self,
+        labels: Labels,
+        mut tracked: TrackedSeries<SeriesModel>,
+        models_valid: bool,
+    ) -> bool {
+        let limits = self.settings.limits;
+        if self.store.len() >= limits.max_series
+            || self.store.get(&labels).is_some()
+            || tracked.window.step_ms() != limits.step_ms
+            || tracked.window.capacity() != limits.capacity_points
+        {
+            return false;
+        }
+        if !models_valid {
+            tracked.model = None;
+        }
+        if let Some(model) = &mut tracked.model {
+            // The record's size follows the current setting; a saved one of another size is
+            // dropped rather than resized (the charts replay what it lacks).
+            let keep = self.settings.record_points > 0
+                && model
+                    .record
+                    .as_ref()
+                    .is_some_and(|r| r.lock().capacity() == self.settings.record_points);
+            if !keep {
+                model.record = (self.settings.record_points > 0).then(|| {
+                    SharedRecord::new(LiveRecord::new(limits.step_ms, self.settings.record_points))
+                });
+            }
+        }
+        self.store.put_back(labels, tracked);
+        true
     }
 
     /// Merges `fetched`, scores and takes in the points each model has not seen, refits the
@@ -562,6 +616,100 @@ mod tests {
         (0..n)
             .map(|i| 10.0 + [0.0, 0.3, -0.2, 0.1, -0.3][i % 5])
             .collect()
+    }
+
+    /// The series of `tracker` written and read back as the state file does, into a tracker
+    /// with `settings`.
+    fn saved_and_restored(tracker: &QueryTracker, settings: TrackerSettings) -> QueryTracker {
+        let saved: Vec<Vec<u8>> = tracker
+            .saved()
+            .map(|(labels, tracked)| postcard::to_stdvec(&(labels, tracked)).expect("encode"))
+            .collect();
+        let mut restored = QueryTracker::new(settings);
+        let valid =
+            restored.models_valid_for(&tracker.settings.model, &tracker.settings.probability);
+        for bytes in saved {
+            let (labels, tracked): (Labels, TrackedSeries<SeriesModel>) =
+                postcard::from_bytes(&bytes).expect("decode");
+            assert!(restored.restore(labels, tracked, valid));
+        }
+        restored
+    }
+
+    /// Issue 22: a restart resumes the models exactly, through later points and a refit.
+    #[test]
+    fn a_restored_tracker_continues_exactly_where_the_saved_one_was() {
+        let mut with_season = settings(40);
+        with_season.model.season = SeasonSpec::Periods(vec![24]);
+        with_season.record_points = 50;
+        let wave = |i: usize| 10.0 + 3.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin();
+        let history: Vec<f64> = (0..200)
+            .map(|i| {
+                if i == 150 {
+                    f64::NAN
+                } else {
+                    wave(i) + noisy(i + 1)[i] - 10.0
+                }
+            })
+            .collect();
+        let mut uninterrupted = QueryTracker::new(with_season.clone());
+        uninterrupted.evaluate(
+            vec![series("a", &history, 0), series("b", &noisy(200), 0)],
+            199 * STEP,
+        );
+        let mut restarted = saved_and_restored(&uninterrupted, with_season.clone());
+        assert_eq!(restarted.series_count(), 2);
+        // The gap since the save, then points one by one, past the refit interval.
+        for (first, count) in [(200, 5), (205, 1), (206, 1), (207, 12)] {
+            let points: Vec<f64> = (first..first + count).map(wave).collect();
+            let fetched = || {
+                vec![
+                    series("a", &points, first as i64 * STEP),
+                    series("b", &noisy(count), first as i64 * STEP),
+                ]
+            };
+            let end = (first + count - 1) as i64 * STEP;
+            let (expected, expected_stats) = uninterrupted.evaluate(fetched(), end);
+            let (got, stats) = restarted.evaluate(fetched(), end);
+            assert_eq!(got, expected, "at {end}");
+            assert_eq!(stats.fits, expected_stats.fits);
+        }
+        // The charts' record came along.
+        let record = |tracker: &QueryTracker| {
+            tracker
+                .saved()
+                .map(|(_, t)| {
+                    t.model
+                        .as_ref()
+                        .and_then(|m| m.record.clone())
+                        .map(|r| r.lock().points_since(i64::MIN).len())
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(record(&restarted), record(&uninterrupted));
+        assert!(record(&restarted).iter().all(|n| n.is_some_and(|n| n > 0)));
+    }
+
+    /// Changed model settings keep the windows (no history to fetch again) and refit them.
+    #[test]
+    fn restored_windows_are_refitted_when_the_model_settings_changed() {
+        let mut tracker = QueryTracker::new(settings(20));
+        tracker.evaluate(vec![series("a", &noisy(100), 0)], 99 * STEP);
+        let mut wider = settings(20);
+        wider.model.coverage = Coverage::new(0.95).expect("valid");
+        let mut restored = saved_and_restored(&tracker, wider);
+        let (output, stats) = restored.evaluate(vec![series("a", &[10.0], 100 * STEP)], 100 * STEP);
+        assert_eq!((stats.fits, stats.ready), (1, 1));
+        assert_eq!(output.series.len(), 1);
+        // A window saved at another step is not restored.
+        let mut other_step = settings(20);
+        other_step.limits.step_ms = 2 * STEP;
+        let mut elsewhere = QueryTracker::new(other_step);
+        let (labels, tracked) = tracker.saved().next().expect("one");
+        let copy: TrackedSeries<SeriesModel> =
+            postcard::from_bytes(&postcard::to_stdvec(tracked).expect("encode")).expect("decode");
+        assert!(!elsewhere.restore(labels.clone(), copy, false));
+        assert_eq!(elsewhere.series_count(), 0);
     }
 
     #[test]

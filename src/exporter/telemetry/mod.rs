@@ -85,6 +85,58 @@ struct QueryStats {
     updates: u64,
     last_success_seconds: Option<f64>,
     last_cycle_seconds: Option<f64>,
+    /// What the state file did for the query; `None` while `state` is off.
+    state: Option<StateStats>,
+    warmup: Option<Warmup>,
+}
+
+/// How a query came up after a start, for the status page and `/-/ready`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warmup {
+    /// Resumed from its state file: the models as they were, only the gap fetched.
+    Restored { series: usize },
+    /// Its windows came from the state file and its models are refitted from them (the model
+    /// settings changed).
+    Refitted { series: usize },
+    /// Loading its history from Prometheus; why the state file was not used (`None` when
+    /// `state` is off).
+    Loading { state: Option<&'static str> },
+    /// Its history has loaded.
+    Loaded,
+}
+
+impl Warmup {
+    /// For people: `restored from its state file (12 series)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Warmup::Restored { series } => format!("restored from its state file ({series} series)"),
+            Warmup::Refitted { series } => format!(
+                "restored from its state file ({series} series), models refitted for changed settings"
+            ),
+            Warmup::Loading { state: None } => "loading its history".into(),
+            Warmup::Loading { state: Some(reason) } => {
+                format!("loading its history (state file not used: {reason})")
+            }
+            Warmup::Loaded => "history loaded".into(),
+        }
+    }
+
+    /// True while the query still waits for its history.
+    pub fn is_loading(&self) -> bool {
+        matches!(self, Warmup::Loading { .. })
+    }
+}
+
+/// One query's state file: how its restores went and its writes.
+#[derive(Clone, Debug, Default)]
+struct StateStats {
+    /// Starts by outcome: `restored`, `refitted` (windows kept, models refitted) or why the
+    /// history was loaded afresh.
+    restores: BTreeMap<&'static str, u64>,
+    writes_ok: u64,
+    writes_failed: u64,
+    last_write_seconds: Option<f64>,
+    bytes: Option<u64>,
 }
 
 /// What the status page shows of one query's cycles.
@@ -98,6 +150,7 @@ pub struct QuerySummary {
     pub series_ready: Option<u64>,
     pub last_cycle_seconds: Option<f64>,
     pub last_success_seconds: Option<f64>,
+    pub warmup: Option<Warmup>,
 }
 
 #[derive(Debug)]
@@ -324,6 +377,7 @@ impl Telemetry {
                             series_ready: stats.series_ready,
                             last_cycle_seconds: stats.last_cycle_seconds,
                             last_success_seconds: stats.last_success_seconds,
+                            warmup: stats.warmup.clone(),
                         },
                     )
                 })
@@ -421,6 +475,55 @@ impl Telemetry {
             s.remote_write
                 .get_or_insert_with(RemoteWriteStats::default)
                 .retries += 1;
+        });
+    }
+
+    /// How the start of `query` used its state file: `restored`, `refitted`, or why not.
+    pub fn state_restored(&self, query: &str, outcome: &'static str) {
+        self.with(|s| {
+            *s.queries
+                .entry(query.to_owned())
+                .or_default()
+                .state
+                .get_or_insert_with(StateStats::default)
+                .restores
+                .entry(outcome)
+                .or_default() += 1
+        });
+    }
+
+    /// A write of `query`'s state file: its size when it succeeded.
+    pub fn state_written(&self, query: &str, bytes: Option<u64>, now_seconds: f64) {
+        self.with(|s| {
+            let state = s
+                .queries
+                .entry(query.to_owned())
+                .or_default()
+                .state
+                .get_or_insert_with(StateStats::default);
+            match bytes {
+                Some(bytes) => {
+                    state.writes_ok += 1;
+                    state.bytes = Some(bytes);
+                    state.last_write_seconds = Some(now_seconds);
+                }
+                None => state.writes_failed += 1,
+            }
+        });
+    }
+
+    /// How `query` is coming up (see [`Warmup`]).
+    pub fn warmup(&self, query: &str, warmup: Warmup) {
+        self.with(|s| s.queries.entry(query.to_owned()).or_default().warmup = Some(warmup));
+    }
+
+    /// The history of `query`'s new series loaded: a query that was loading is now loaded.
+    pub fn history_loaded(&self, query: &str) {
+        self.with(|s| {
+            let stats = s.queries.entry(query.to_owned()).or_default();
+            if stats.warmup.as_ref().is_some_and(Warmup::is_loading) {
+                stats.warmup = Some(Warmup::Loaded);
+            }
         });
     }
 

@@ -203,6 +203,57 @@ impl Telemetry {
                 w.value(&[("query", query)], pick(stats));
             }
         }
+        let with_state: Vec<(&String, &super::StateStats)> = queries
+            .iter()
+            .filter_map(|(query, stats)| stats.state.as_ref().map(|state| (query, state)))
+            .collect();
+        if !with_state.is_empty() {
+            w.family(
+                "foretell_state_restores_total",
+                "Starts of a query by what its state file gave: restored (models resumed), refitted (windows kept, models refitted for changed settings), or why its history was loaded afresh (missing, changed, shard, stale, foreign, version, truncated, corrupt, unreadable).",
+                MetricType::Counter,
+            );
+            for (query, state) in &with_state {
+                for (outcome, count) in &state.restores {
+                    w.value(&[("query", query), ("outcome", outcome)], *count as f64);
+                }
+            }
+            w.family(
+                "foretell_state_writes_total",
+                "Writes of a query's state file, by outcome (ok, failed).",
+                MetricType::Counter,
+            );
+            for (query, state) in &with_state {
+                w.value(
+                    &[("query", query), ("outcome", "ok")],
+                    state.writes_ok as f64,
+                );
+                w.value(
+                    &[("query", query), ("outcome", "failed")],
+                    state.writes_failed as f64,
+                );
+            }
+            w.family(
+                "foretell_state_last_write_timestamp_seconds",
+                "Unix time of the newest successful write of a query's state file.",
+                MetricType::Gauge,
+            );
+            for (query, state) in &with_state {
+                if let Some(at) = state.last_write_seconds {
+                    w.value(&[("query", query)], at);
+                }
+            }
+            w.family(
+                "foretell_state_bytes",
+                "Size of a query's newest state file.",
+                MetricType::Gauge,
+            );
+            for (query, state) in &with_state {
+                if let Some(bytes) = state.bytes {
+                    w.value(&[("query", query)], bytes as f64);
+                }
+            }
+        }
         w.family(
             "foretell_series_refused_total",
             "Series left out of Prometheus answers because a label name cannot be exported: empty, reserved (`__` prefix) or a UTF-8 name outside [a-zA-Z_][a-zA-Z0-9_]*.",

@@ -18,7 +18,7 @@ use crate::model::{anomaly_score, Band, Observation};
 
 /// One evaluated point: the observed value, the prediction it was judged by, and the anomaly
 /// probability after it. NaN value for a gap; NaN band where no model was ready.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct RecordedPoint {
     value: f32,
     expected: f32,
@@ -38,7 +38,7 @@ impl RecordedPoint {
 }
 
 /// The newest `capacity` evaluated points of one series, on its grid.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LiveRecord {
     step_ms: i64,
     capacity: usize,
@@ -57,6 +57,11 @@ impl LiveRecord {
             newest_ms: i64::MIN,
             points: VecDeque::new(),
         }
+    }
+
+    /// At most how many points it keeps.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Appends what the model did at `timestamp_ms`. Grid points skipped since the newest are
@@ -155,6 +160,19 @@ impl LiveRecord {
 /// A series' record, written by the tracker and read by the web server.
 #[derive(Clone, Debug)]
 pub struct SharedRecord(Arc<Mutex<LiveRecord>>);
+
+/// A record is saved as the record it holds (the state file), and restored into a new share.
+impl serde::Serialize for SharedRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.lock().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SharedRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        LiveRecord::deserialize(deserializer).map(SharedRecord::new)
+    }
+}
 
 impl SharedRecord {
     pub fn new(record: LiveRecord) -> Self {

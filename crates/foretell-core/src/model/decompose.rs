@@ -29,7 +29,7 @@ const PROFILE_CYCLES: usize = 5;
 const DISAGREEMENT: f64 = 5.0;
 
 /// Repeating seasonal profiles, indexed by grid position.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeasonalProfiles {
     /// `(period, profile)`: `profile[k]` is the seasonal value at positions `p` with
     /// `p mod period == k`.

@@ -14,7 +14,7 @@
 use super::optimize::{minimise, Search};
 
 /// Trend component.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Trend {
     None,
     Additive,
@@ -49,7 +49,7 @@ impl Trend {
 }
 
 /// Smoothing parameters: `alpha` for the level, `beta` for the slope, `phi` for damping.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EtsParams {
     pub alpha: f64,
     pub beta: f64,
@@ -150,7 +150,7 @@ const OUTLIER_SIGMAS: f64 = 4.0;
 const LEVEL_SHIFT_RUN: u32 = 3;
 
 /// The bound on errors fed to the state, and the current run of out-of-bound errors.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Guard {
     bound: f64,
     run: u32,
@@ -180,7 +180,7 @@ impl Guard {
 }
 
 /// Level and slope after the newest observation.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct State {
     level: f64,
     slope: f64,
@@ -219,7 +219,7 @@ impl State {
 }
 
 /// A fitted model: trend form, parameters and the state after the newest point.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FittedEts {
     trend: Trend,
     params: EtsParams,

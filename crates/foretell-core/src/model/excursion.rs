@@ -9,7 +9,7 @@ use super::Observation;
 pub const QUIET_POINTS: u32 = 5;
 
 /// The newest excursion of one series; all zero while the series is inside its band.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Excursion {
     /// Points since the excursion's first point outside the band, that point included (0: no
     /// excursion is open).

@@ -32,7 +32,7 @@ const WARMUP_TRANSITIONS: f64 = 100.0;
 const WINDOWS_JUDGED: f64 = 100.0;
 
 /// An exponentially weighted count of how often something happened, out of how many chances.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Share {
     happened: f64,
     chances: f64,
@@ -60,7 +60,7 @@ impl Share {
 }
 
 /// Per-series state of the flat-line evidence.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FlatLine {
     previous: Option<f64>,
     /// Repeats of `previous` so far (0: the newest value differs from the one before).

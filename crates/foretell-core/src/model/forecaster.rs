@@ -12,7 +12,7 @@ use super::ets::{self, FittedEts, Start};
 use super::{anomaly_score, robust, Band, Coverage, NotReady};
 
 /// Which seasonal periods to model, in grid points.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SeasonSpec {
     /// No season: exponential smoothing of the raw series.
     None,
@@ -24,7 +24,7 @@ pub enum SeasonSpec {
 }
 
 /// Settings of the forecasting model, validated by the caller.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ForecastModel {
     pub coverage: Coverage,
     /// Finite points needed before the model is fitted at all.
@@ -37,7 +37,7 @@ pub struct ForecastModel {
 }
 
 /// What one observed point looked like to the model.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Observation {
     /// The prediction for this point, made before it arrived.
     pub band: Band,
@@ -48,7 +48,7 @@ pub struct Observation {
 }
 
 /// A fitted model positioned just after the newest point it has seen.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FittedForecaster {
     ets: FittedEts,
     seasonal: Option<SeasonalProfiles>,

@@ -29,7 +29,7 @@ pub use probability::{Calibration, ProbabilitySettings, SurpriseHistory, CALIBRA
 pub use score::anomaly_score;
 
 /// Two-sided coverage of a band, strictly between 0 and 1.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
 pub struct Coverage(f64);
 
 /// A value outside (0, 1) was given as coverage.
@@ -63,7 +63,7 @@ impl Coverage {
 }
 
 /// Expected value and band for one timestamp.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Band {
     pub expected: f64,
     pub lower: f64,
@@ -71,7 +71,7 @@ pub struct Band {
 }
 
 /// Why a series has no model yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NotReady {
     TooFewPoints {
         have: usize,

@@ -42,7 +42,7 @@ use super::range::RecentRange;
 const SURPRISE_CAP: f64 = 30.0;
 
 /// Tuning of the probability, validated by construction.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProbabilitySettings {
     /// Weight of the newest surprise in the short-term average (1 = the point alone).
     pub short_weight: f64,
@@ -88,7 +88,7 @@ impl ProbabilitySettings {
 /// as well (docs/anomaly-probability.md), but it gives every ordinary point the share of real
 /// alerts among candidate onsets (about 0.06), while `ln d` goes to 0 as the excess surprise
 /// does, which is what a point with no excess surprise should read.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Calibration {
     /// The deviation at which the probability is one half.
     pub half_at: f64,
@@ -124,7 +124,7 @@ impl Calibration {
 }
 
 /// Per-series state of the anomaly probability.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurpriseHistory {
     settings: ProbabilitySettings,
     short: f64,

@@ -51,7 +51,7 @@ pub const RANGE_CALIBRATION: Calibration = Calibration {
 };
 
 /// The highest and lowest value of a stretch of the series.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Extremes {
     highest: f64,
     lowest: f64,
@@ -77,7 +77,7 @@ impl Extremes {
 }
 
 /// Per-series state of the range evidence.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RecentRange {
     /// Completed blocks, oldest overwritten first.
     blocks: [Extremes; BLOCKS],

@@ -33,7 +33,7 @@ pub(super) fn seasonal_median(window: &[f64], origin: usize, target: usize, peri
 /// point it has seen. The seasonal members keep one value per phase of their period as `f32`:
 /// a forecast needs seven significant digits, not sixteen, and these slots are what the
 /// combination adds to a series' memory (a daily period at one minute: 5.6 KiB each).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Member {
     /// The forecaster's seasonal profiles plus exponential smoothing of what they leave.
     Smoothing(FittedEts),

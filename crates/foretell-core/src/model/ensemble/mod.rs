@@ -44,7 +44,7 @@ const MEDIAN_CYCLES: usize = 5;
 const HELD_OUT_SHARE: usize = 4;
 
 /// The combination at a range of horizon steps.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Bucket {
     /// The longest step the bucket covers (it starts after the previous bucket's).
     last_step: u32,
@@ -56,7 +56,7 @@ struct Bucket {
 }
 
 /// The validated combination of a fitted forecaster.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ensemble {
     members: Vec<Member>,
     buckets: Vec<Bucket>,
@@ -68,7 +68,7 @@ pub struct Ensemble {
 }
 
 /// What the held-out part said, for `describe` and the model metrics.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Validation {
     /// Held-out mean absolute error of the combination over every step validated, divided by
     /// the best seasonal naive candidate's (below 1 beats repeating the last season); `None`

@@ -1,0 +1,113 @@
+//! A query's task written to its state file and resumed from it (see `src/state`).
+
+use foretell_core::tracker::QueryTracker;
+
+use super::{tracker_settings, QueryTask};
+use crate::state::file::{self, Header, StateFileError};
+use crate::state::StateStore;
+
+/// What a start made of a query's state file.
+#[derive(Debug)]
+pub enum Restore {
+    /// The series and their models resumed; only the gap since is fetched.
+    Resumed { series: usize },
+    /// The series' windows resumed and their models are refitted from them: the model
+    /// settings changed, the data did not.
+    Refitted { series: usize },
+    /// Nothing restored: the history is loaded as on a first start.
+    Cold { reason: &'static str, why: String },
+}
+
+impl Restore {
+    /// The `outcome` label of `foretell_state_restores_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Restore::Resumed { .. } => "restored",
+            Restore::Refitted { .. } => "refitted",
+            Restore::Cold { reason, .. } => reason,
+        }
+    }
+}
+
+/// What `task` would write now.
+fn header(task: &QueryTask, store: &StateStore, now_ms: i64) -> Header {
+    let config = &task.config;
+    let settings = task.tracker.settings();
+    Header {
+        query: config.name.clone(),
+        expr: config.expr.clone(),
+        step_ms: config.step_ms(),
+        history_ms: config.history.as_millis() as i64,
+        max_series: config.max_series,
+        freshness_ms: config.freshness.as_millis() as i64,
+        model: settings.model.clone(),
+        probability: settings.probability,
+        shard: store.shard(),
+        written_at_ms: now_ms,
+        next_start_ms: task.next_start_ms,
+        series: task.tracker.series_count() as u64,
+    }
+}
+
+/// Writes `task`'s state file (blocking: run it off the async threads). Returns its size.
+pub fn save(store: &StateStore, task: &QueryTask, now_ms: i64) -> Result<u64, StateFileError> {
+    file::write(
+        &store.path(&task.config.name),
+        &header(task, store, now_ms),
+        task.tracker.saved(),
+    )
+}
+
+/// Resumes a fresh `task` from its state file when the file is whole and was written for the
+/// same data (blocking). The task comes back as it was when nothing could be restored.
+pub fn restore(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask, Restore) {
+    let current = header(&task, store, now_ms);
+    let saved = match file::read(&store.path(&task.config.name), task.config.max_series) {
+        Ok(saved) => saved,
+        Err(error) => {
+            let reason = error.reason();
+            return (
+                task,
+                Restore::Cold {
+                    reason,
+                    why: error.to_string(),
+                },
+            );
+        }
+    };
+    if let Err(unusable) = store.check(&saved.header, &current, now_ms) {
+        let why = match unusable {
+            crate::state::Unusable::Changed => {
+                "the query's expression, step, history, max_series or freshness changed".into()
+            }
+            crate::state::Unusable::Shard => format!(
+                "it was written by shard {}/{}, this replica is {}/{}",
+                saved.header.shard.0, saved.header.shard.1, current.shard.0, current.shard.1
+            ),
+            crate::state::Unusable::Stale => {
+                "its newest point is older than the query's history".into()
+            }
+        };
+        return (
+            task,
+            Restore::Cold {
+                reason: unusable.reason(),
+                why,
+            },
+        );
+    }
+    let mut tracker = QueryTracker::new(tracker_settings(&task.config));
+    let models = tracker.models_valid_for(&saved.header.model, &saved.header.probability);
+    let mut series = 0;
+    for (labels, tracked) in saved.series {
+        series += usize::from(tracker.restore(labels, tracked, models));
+    }
+    task.tracker = tracker;
+    task.next_start_ms = saved.header.next_start_ms;
+    let restore = if models {
+        Restore::Resumed { series }
+    } else {
+        Restore::Refitted { series }
+    };
+    (task, restore)
+}
