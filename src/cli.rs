@@ -293,6 +293,10 @@ pub enum BenchCommand {
         /// Threads evaluating queries side by side (the sidecar's blocking pool on 2 cores).
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Also write every query's state file into this folder, restore from it as a restart
+        /// would, and report the size and the time of both (the files are removed after).
+        #[arg(long)]
+        state: Option<std::path::PathBuf>,
     },
     /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
     /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on

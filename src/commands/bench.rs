@@ -35,6 +35,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             live_record,
             cycles,
             threads,
+            state,
         } => {
             if history < step * 30 {
                 eprintln!("foretell bench scale: --history must hold at least 30 steps");
@@ -50,6 +51,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
                 live_record,
                 cycles,
                 threads,
+                state_dir: state,
             };
             print!(
                 "{}",

@@ -28,7 +28,6 @@ use crate::exporter::telemetry::{CycleReport, Telemetry, Warmup};
 use crate::reader::{PrometheusReader, RangeAnswer, RangeQuery};
 use crate::state::StateStore;
 pub use health::{EvaluationFailed, UpstreamHealth, UpstreamStatus};
-use persist::Restore;
 
 /// The snapshot the exporter serves, swapped whole after every cycle.
 #[derive(Default)]
@@ -514,7 +513,7 @@ async fn load_history(
 async fn run_query(ctx: Arc<Context>, mut task: QueryTask, cancel: CancellationToken) -> QueryTask {
     if task.is_fresh() {
         match &ctx.state {
-            Some(store) => task = restore_state(&ctx, store, task).await,
+            Some(store) => task = persist::restore(&ctx, store, task).await,
             None => ctx
                 .telemetry
                 .warmup(&task.config.name, Warmup::Loading { state: None }),
@@ -543,86 +542,8 @@ async fn run_query(ctx: Arc<Context>, mut task: QueryTask, cancel: CancellationT
             let now_ms = ctx.clock.now_ms();
             if now_ms - saved_at_ms >= store.interval.as_millis() as i64 {
                 saved_at_ms = now_ms;
-                task = save_state(&ctx, store, task).await;
+                task = persist::save(&ctx, store, task).await;
             }
-        }
-    }
-}
-
-/// Resumes a fresh task from its state file on the blocking pool, saying how it went.
-async fn restore_state(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
-    let name = task.config.name.clone();
-    let config = Arc::clone(&task.config);
-    let store = Arc::clone(store);
-    let now_ms = ctx.clock.now_ms();
-    let started = crate::clock::Stopwatch::start();
-    let restored =
-        tokio::task::spawn_blocking(move || persist::restore(&store, task, now_ms)).await;
-    let (task, restore) = match restored {
-        Ok(restored) => restored,
-        Err(panic) => {
-            tracing::error!(query = %name, error = %panic, "restoring the state file panicked; loading the history afresh");
-            return QueryTask::new(config);
-        }
-    };
-    ctx.telemetry.state_restored(&name, restore.outcome());
-    ctx.telemetry.warmup(
-        &name,
-        match &restore {
-            Restore::Resumed { series } => Warmup::Restored { series: *series },
-            Restore::Refitted { series } => Warmup::Refitted { series: *series },
-            Restore::Cold { reason, .. } => Warmup::Loading {
-                state: Some(reason),
-            },
-        },
-    );
-    let seconds = started.elapsed().as_secs_f64();
-    match &restore {
-        Restore::Resumed { series } => {
-            tracing::info!(query = %name, series, seconds, "models restored from the state file; fetching the gap since")
-        }
-        Restore::Refitted { series } => {
-            tracing::info!(query = %name, series, seconds, "windows restored from the state file; the model settings changed, so the models are refitted")
-        }
-        Restore::Cold { reason, why } => {
-            if *reason == "missing" {
-                tracing::info!(query = %name, "no state file yet; loading the history");
-            } else {
-                tracing::warn!(query = %name, reason, %why, "state file not used; loading the history afresh");
-            }
-        }
-    }
-    task
-}
-
-/// Writes the task's state file on the blocking pool; a failure is logged and counted, and
-/// the previous file stays.
-pub async fn save_state(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
-    let name = task.config.name.clone();
-    let config = Arc::clone(&task.config);
-    let store = Arc::clone(store);
-    let now_ms = ctx.clock.now_ms();
-    let saved = tokio::task::spawn_blocking(move || {
-        let outcome = persist::save(&store, &task, now_ms);
-        (task, outcome)
-    })
-    .await;
-    let now_seconds = ctx.clock.now_ms() as f64 / 1000.0;
-    match saved {
-        Ok((task, Ok(bytes))) => {
-            ctx.telemetry.state_written(&name, Some(bytes), now_seconds);
-            tracing::debug!(query = %name, bytes, "state file written");
-            task
-        }
-        Ok((task, Err(error))) => {
-            ctx.telemetry.state_written(&name, None, now_seconds);
-            tracing::warn!(query = %name, %error, "the state file could not be written; the previous one stays");
-            task
-        }
-        Err(panic) => {
-            ctx.telemetry.state_written(&name, None, now_seconds);
-            tracing::error!(query = %name, error = %panic, "writing the state file panicked");
-            QueryTask::new(config)
         }
     }
 }
@@ -671,7 +592,7 @@ impl Pipeline {
             if let Some(store) = &ctx.state {
                 let mut saved = Vec::with_capacity(tasks.len());
                 for task in tasks {
-                    saved.push(save_state(&ctx, store, task).await);
+                    saved.push(persist::save(&ctx, store, task).await);
                 }
                 tasks = saved;
             }

@@ -1,8 +1,12 @@
-//! A query's task written to its state file and resumed from it (see `src/state`).
+//! A query's task written to its state file and resumed from it (see `src/state`): the file
+//! work on the blocking pool, and what a start or a write says in logs and self-metrics.
+
+use std::sync::Arc;
 
 use foretell_core::tracker::QueryTracker;
 
-use super::{tracker_settings, QueryTask};
+use super::{tracker_settings, Context, QueryTask};
+use crate::exporter::telemetry::Warmup;
 use crate::state::file::{self, Header, StateFileError};
 use crate::state::StateStore;
 
@@ -50,7 +54,7 @@ fn header(task: &QueryTask, store: &StateStore, now_ms: i64) -> Header {
 }
 
 /// Writes `task`'s state file (blocking: run it off the async threads). Returns its size.
-pub fn save(store: &StateStore, task: &QueryTask, now_ms: i64) -> Result<u64, StateFileError> {
+fn write_file(store: &StateStore, task: &QueryTask, now_ms: i64) -> Result<u64, StateFileError> {
     file::write(
         &store.path(&task.config.name),
         &header(task, store, now_ms),
@@ -60,7 +64,7 @@ pub fn save(store: &StateStore, task: &QueryTask, now_ms: i64) -> Result<u64, St
 
 /// Resumes a fresh `task` from its state file when the file is whole and was written for the
 /// same data (blocking). The task comes back as it was when nothing could be restored.
-pub fn restore(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask, Restore) {
+fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask, Restore) {
     let current = header(&task, store, now_ms);
     let saved = match file::read(&store.path(&task.config.name), task.config.max_series) {
         Ok(saved) => saved,
@@ -110,4 +114,81 @@ pub fn restore(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTa
         Restore::Refitted { series }
     };
     (task, restore)
+}
+
+/// Resumes a fresh task from its state file on the blocking pool, saying how it went.
+pub async fn restore(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
+    let name = task.config.name.clone();
+    let config = Arc::clone(&task.config);
+    let store = Arc::clone(store);
+    let now_ms = ctx.clock.now_ms();
+    let started = crate::clock::Stopwatch::start();
+    let restored = tokio::task::spawn_blocking(move || read_file(&store, task, now_ms)).await;
+    let (task, restore) = match restored {
+        Ok(restored) => restored,
+        Err(panic) => {
+            tracing::error!(query = %name, error = %panic, "restoring the state file panicked; loading the history afresh");
+            return QueryTask::new(config);
+        }
+    };
+    ctx.telemetry.state_restored(&name, restore.outcome());
+    ctx.telemetry.warmup(
+        &name,
+        match &restore {
+            Restore::Resumed { series } => Warmup::Restored { series: *series },
+            Restore::Refitted { series } => Warmup::Refitted { series: *series },
+            Restore::Cold { reason, .. } => Warmup::Loading {
+                state: Some(reason),
+            },
+        },
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    match &restore {
+        Restore::Resumed { series } => {
+            tracing::info!(query = %name, series, seconds, "models restored from the state file; fetching the gap since")
+        }
+        Restore::Refitted { series } => {
+            tracing::info!(query = %name, series, seconds, "windows restored from the state file; the model settings changed, so the models are refitted")
+        }
+        Restore::Cold { reason, why } => {
+            if *reason == "missing" {
+                tracing::info!(query = %name, "no state file yet; loading the history");
+            } else {
+                tracing::warn!(query = %name, reason, %why, "state file not used; loading the history afresh");
+            }
+        }
+    }
+    task
+}
+
+/// Writes the task's state file on the blocking pool; a failure is logged and counted, and
+/// the previous file stays.
+pub async fn save(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) -> QueryTask {
+    let name = task.config.name.clone();
+    let config = Arc::clone(&task.config);
+    let store = Arc::clone(store);
+    let now_ms = ctx.clock.now_ms();
+    let saved = tokio::task::spawn_blocking(move || {
+        let outcome = write_file(&store, &task, now_ms);
+        (task, outcome)
+    })
+    .await;
+    let now_seconds = ctx.clock.now_ms() as f64 / 1000.0;
+    match saved {
+        Ok((task, Ok(bytes))) => {
+            ctx.telemetry.state_written(&name, Some(bytes), now_seconds);
+            tracing::debug!(query = %name, bytes, "state file written");
+            task
+        }
+        Ok((task, Err(error))) => {
+            ctx.telemetry.state_written(&name, None, now_seconds);
+            tracing::warn!(query = %name, %error, "the state file could not be written; the previous one stays");
+            task
+        }
+        Err(panic) => {
+            ctx.telemetry.state_written(&name, None, now_seconds);
+            tracing::error!(query = %name, error = %panic, "writing the state file panicked");
+            QueryTask::new(config)
+        }
+    }
 }

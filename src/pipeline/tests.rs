@@ -465,13 +465,13 @@ async fn a_restored_task_fetches_the_gap_and_publishes_what_an_uninterrupted_one
     );
     h.ctx.state = Some(Arc::clone(&store));
     let uninterrupted = h.first_cycle(&config).await;
-    let uninterrupted = save_state(&h.ctx, &store, uninterrupted).await;
+    let uninterrupted = persist::save(&h.ctx, &store, uninterrupted).await;
     assert_eq!(uninterrupted.next_start_ms, Some(1_700_000_100_000));
     assert!(store.path("up").is_file());
 
     let fresh = QueryTask::new(Arc::new(config.queries[0].clone()));
     assert!(fresh.is_fresh());
-    let restarted = restore_state(&h.ctx, &store, fresh).await;
+    let restarted = persist::restore(&h.ctx, &store, fresh).await;
     assert!(!restarted.is_fresh());
     assert_eq!(restarted.next_start_ms, uninterrupted.next_start_ms);
     assert_eq!(restarted.tracker.series_count(), 1);
@@ -523,7 +523,7 @@ async fn a_restored_task_fetches_the_gap_and_publishes_what_an_uninterrupted_one
     let bytes = std::fs::read(&path).expect("read");
     std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("truncate");
     let fresh = QueryTask::new(Arc::new(config.queries[0].clone()));
-    assert!(restore_state(&h.ctx, &store, fresh).await.is_fresh());
+    assert!(persist::restore(&h.ctx, &store, fresh).await.is_fresh());
     let mut metrics = String::new();
     h.ctx
         .telemetry

@@ -32,6 +32,21 @@ pub struct ScaleSettings {
     pub live_record: Duration,
     pub cycles: usize,
     pub threads: usize,
+    /// Where to write every query's state file and restore it from (`--state`): measures a
+    /// restart with `state` on.
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+/// What writing every query's state file and restoring from it cost.
+#[derive(Clone, Copy, Debug)]
+pub struct StateCost {
+    pub bytes: u64,
+    pub write: Duration,
+    pub restore: Duration,
+    /// Series ready on the first cycle after the restore (every one, when it resumed).
+    pub ready_after: usize,
+    /// Refits on that cycle: none beyond the schedule when the models resumed.
+    pub fits_after: usize,
 }
 
 /// What one steady cycle cost.
@@ -55,6 +70,7 @@ pub struct ScaleReport {
     pub rss_after_load: Option<u64>,
     pub rss_at_end: Option<u64>,
     pub memory: TrackerMemory,
+    pub state: Option<StateCost>,
 }
 
 const BATCH: usize = 100;
@@ -137,6 +153,15 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     for (tracker, _) in &queries {
         memory.add(&tracker.memory());
     }
+    let rss_at_end = crate::exporter::process::resident_bytes();
+    let state = settings.state_dir.as_ref().map(|dir| {
+        restart_with_state(
+            dir,
+            &mut queries,
+            settings,
+            end_ms + (settings.cycles as i64 + 1) * step_ms,
+        )
+    });
     ScaleReport {
         settings: settings.clone(),
         load_wall,
@@ -145,8 +170,82 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         ready,
         cycles,
         rss_after_load,
-        rss_at_end: crate::exporter::process::resident_bytes(),
+        rss_at_end,
         memory,
+        state,
+    }
+}
+
+/// Writes each query's state file into `dir` (side by side, as the sidecar's query tasks do),
+/// replaces every tracker by one restored from its file, and runs one cycle at `at_ms`.
+fn restart_with_state(
+    dir: &std::path::Path,
+    queries: &mut [(QueryTracker, Vec<(Labels, DemoSeries)>)],
+    settings: &ScaleSettings,
+    at_ms: i64,
+) -> StateCost {
+    use crate::state::file;
+    let step_ms = settings.step.as_millis() as i64;
+    let path = |tracker: &QueryTracker| dir.join(format!("{}.state", tracker.settings().query));
+    let header = |tracker: &QueryTracker| file::Header {
+        query: tracker.settings().query.clone(),
+        expr: "demo".into(),
+        step_ms,
+        history_ms: settings.history.as_millis() as i64,
+        max_series: tracker.settings().limits.max_series,
+        freshness_ms: tracker.settings().limits.freshness_ms,
+        model: tracker.settings().model.clone(),
+        probability: tracker.settings().probability,
+        shard: (0, 1),
+        written_at_ms: at_ms,
+        next_start_ms: Some(at_ms),
+        series: tracker.series_count() as u64,
+    };
+    let _ = std::fs::create_dir_all(dir);
+    let started = Stopwatch::start();
+    let bytes: u64 = in_parallel(queries, settings.threads, |(tracker, _)| {
+        file::write(&path(tracker), &header(tracker), tracker.saved()).unwrap_or_else(|error| {
+            eprintln!("{error}");
+            0
+        })
+    })
+    .into_iter()
+    .sum();
+    let write = started.elapsed();
+    // A restart: the running trackers are gone before the new ones read their files.
+    for (tracker, _) in queries.iter_mut() {
+        *tracker = QueryTracker::new(tracker.settings().clone());
+    }
+    let started = Stopwatch::start();
+    in_parallel(queries, settings.threads, |(tracker, _)| {
+        match file::read(&path(tracker), tracker.settings().limits.max_series) {
+            Ok(saved) => {
+                let valid =
+                    tracker.models_valid_for(&saved.header.model, &saved.header.probability);
+                for (labels, tracked) in saved.series {
+                    tracker.restore(labels, tracked, valid);
+                }
+            }
+            Err(error) => eprintln!("{error}"),
+        }
+    });
+    let restore = started.elapsed();
+    let results = in_parallel(queries, settings.threads, |(tracker, series)| {
+        let fetched = series
+            .iter()
+            .map(|(labels, demo)| (labels.clone(), samples(demo, at_ms, at_ms, step_ms)))
+            .collect();
+        tracker.evaluate(fetched, at_ms).1
+    });
+    for (tracker, _) in queries.iter() {
+        let _ = std::fs::remove_file(path(tracker));
+    }
+    StateCost {
+        bytes,
+        write,
+        restore,
+        ready_after: results.iter().map(|stats| stats.ready).sum(),
+        fits_after: results.iter().map(|stats| stats.fits).sum(),
     }
 }
 
@@ -301,6 +400,18 @@ pub fn render(report: &ScaleReport) -> String {
         per_series(m.exported_labels),
         per_series(m.live_records),
     );
+    if let Some(state) = &report.state {
+        out += &format!(
+            "state files: {:.0} MiB ({:.0} B per series); written in {:.1} s, read and restored in {:.1} s (against {:.1} s to load and fit); first cycle after: {} series ready, {} refits\n",
+            mib(state.bytes),
+            state.bytes as f64 / report.memory.series.max(1) as f64,
+            state.write.as_secs_f64(),
+            state.restore.as_secs_f64(),
+            report.load_wall.as_secs_f64(),
+            state.ready_after,
+            state.fits_after,
+        );
+    }
     if let (Some(load), Some(end)) = (report.rss_after_load, report.rss_at_end) {
         out += &format!(
             "RSS: {:.0} MiB after the load, {:.0} MiB at the end ({:.0} B per series)\n",
@@ -318,6 +429,7 @@ mod tests {
 
     #[test]
     fn a_small_run_loads_fits_and_cycles_every_series() {
+        let dir = tempfile::tempdir().expect("tempdir");
         let settings = ScaleSettings {
             series: 40,
             queries: 3,
@@ -328,6 +440,7 @@ mod tests {
             live_record: Duration::from_secs(6 * 3600),
             cycles: 12,
             threads: 2,
+            state_dir: Some(dir.path().join("state")),
         };
         let report = run(&settings);
         assert_eq!(report.load_fits, 40);
@@ -348,8 +461,15 @@ mod tests {
             "{:?}",
             report.memory
         );
+        // Restored from the state files, every series is ready on the next cycle, and its
+        // models resumed: at most the scheduled refits, not one per series.
+        let state = report.state.expect("measured");
+        assert!(state.bytes > 40 * 361 * 8, "{state:?}");
+        assert_eq!(state.ready_after, 40, "{state:?}");
+        assert!(state.fits_after < 20, "{state:?}");
         let text = render(&report);
         assert!(text.contains("40 series in 3 queries"), "{text}");
+        assert!(text.contains("state files:"), "{text}");
         assert!(text.contains("steady mean"), "{text}");
     }
 }
