@@ -15,24 +15,15 @@ cd "$(dirname "$0")/.."
 series=${1:-10000}
 stop_secs=${2:-300}
 work=$(mktemp -d /tmp/foretell-restart.XXXXXX)
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-prom_port=$(port)
-foretell_port=$(port)
+source bench/demo-prometheus.sh
+prom_port=$(free_port)
+foretell_port=$(free_port)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
 foretell=target/release/foretell
-now=$(date +%s)
-"$foretell" sample-data --instances "$series" --history-out "$work/history.om" --rules-out "$work/rules.yml" \
-  --end $((now - 60)) --span 2d --step 1m --rule-interval 15s
-promtool tsdb create-blocks-from openmetrics "$work/history.om" "$work/data" >/dev/null
-rm -f "$work/history.om"
-printf 'global:\n  evaluation_interval: 15s\nrule_files:\n  - %s\n' "$work/rules.yml" > "$work/prometheus.yml"
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
-  --web.listen-address="127.0.0.1:$prom_port" --storage.tsdb.retention.time=30d >"$work/prometheus.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 240); do curl -fsS "http://127.0.0.1:$prom_port/-/ready" >/dev/null 2>&1 && break; sleep 0.5; done
+start_demo_prometheus "$work" "$prom_port" "$series"
 
 cat > "$work/foretell.yml" <<YAML
 prometheus:

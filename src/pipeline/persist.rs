@@ -106,6 +106,7 @@ fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask
     for (labels, tracked) in saved.series {
         series += usize::from(tracker.restore(labels, tracked, models));
     }
+    tracker.postpone_refits(now_ms - saved.header.written_at_ms);
     task.tracker = tracker;
     task.next_start_ms = saved.header.next_start_ms;
     let restore = if models {

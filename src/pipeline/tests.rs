@@ -158,13 +158,18 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
 }
 
 fn request_exprs(upstream: &FakeUpstream) -> Vec<String> {
+    request_params(upstream, "query")
+}
+
+/// The form parameter `key` of every request the upstream got, in order.
+fn request_params(upstream: &FakeUpstream, key: &str) -> Vec<String> {
     upstream
         .requests()
         .iter()
         .map(|request| {
             let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
             url::form_urlencoded::parse(body.as_bytes())
-                .find(|(key, _)| key == "query")
+                .find(|(name, _)| name == key)
                 .map(|(_, value)| value.into_owned())
                 .unwrap_or_default()
         })
@@ -488,17 +493,7 @@ async fn a_restored_task_fetches_the_gap_and_publishes_what_an_uninterrupted_one
     );
     // Discovery and history, then one range each: the restored task asked for the gap only
     // (from the point after the newest evaluated one), never for the history again.
-    let starts: Vec<String> = upstream
-        .requests()
-        .iter()
-        .map(|request| {
-            let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
-            url::form_urlencoded::parse(body.as_bytes())
-                .find(|(key, _)| key == "start")
-                .map(|(_, value)| value.into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let starts = request_params(&upstream, "start");
     assert_eq!(starts.len(), 4, "{starts:?}");
     assert_eq!(starts[3], starts[2], "{starts:?}");
     assert_eq!(

@@ -180,6 +180,19 @@ impl QueryTracker {
         self.settings.model == *model && self.settings.probability == *probability
     }
 
+    /// Moves every model's next refit `by_ms` later. After a restart, the time foretell was
+    /// down does not count toward the refit interval: the refits that fell due meanwhile keep
+    /// their staggered places in the schedule instead of all running in the first cycle, which
+    /// would delay the first publication by their cost.
+    pub fn postpone_refits(&mut self, by_ms: i64) {
+        let by_ms = by_ms.max(0);
+        for (_, tracked) in self.store.iter_mut() {
+            if let Some(model) = &mut tracked.model {
+                model.fitted_at_ms = model.fitted_at_ms.saturating_add(by_ms);
+            }
+        }
+    }
+
     /// Puts back a series read from the state file; its model is dropped (refitted from the
     /// window at the next evaluation) unless `models_valid`. False when the query already
     /// tracks `max_series` series or this one, or the window was saved at another step.
@@ -688,6 +701,30 @@ mod tests {
         };
         assert_eq!(record(&restarted), record(&uninterrupted));
         assert!(record(&restarted).iter().all(|n| n.is_some_and(|n| n > 0)));
+    }
+
+    /// The refits that fell due while foretell was down are not all run at once after it.
+    #[test]
+    fn refits_due_during_a_stop_keep_their_place_in_the_schedule() {
+        let mut tracker = QueryTracker::new(settings(20));
+        let instances: Vec<String> = (0..40).map(|i| format!("i{i}")).collect();
+        let history = |first: usize, n: usize| {
+            instances
+                .iter()
+                .map(|i| series(i, &noisy(first + n)[first..], first as i64 * STEP))
+                .collect::<Vec<_>>()
+        };
+        tracker.evaluate(history(0, 100), 99 * STEP);
+        // Down for 8 of the 10 minutes of the refit interval: most refits fell due.
+        let stopped = 8 * STEP;
+        let mut at_once = saved_and_restored(&tracker, settings(20));
+        let (_, burst) = at_once.evaluate(history(100, 9), 108 * STEP);
+        let mut spread = saved_and_restored(&tracker, settings(20));
+        spread.postpone_refits(stopped);
+        let (_, first) = spread.evaluate(history(100, 9), 108 * STEP);
+        assert!(burst.fits >= 20, "{burst:?}");
+        assert!(first.fits < burst.fits / 2, "{} then {}", burst.fits, first.fits);
+        assert_eq!(first.ready, 40);
     }
 
     /// Changed model settings keep the windows (no history to fetch again) and refit them.
