@@ -100,12 +100,33 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 
 /// Opens an existing database for reading only (verify, show, export, report): nothing is
 /// written, so a copy on read-only storage can be checked too.
+///
+/// A log whose writer was killed at the wrong moment leaves a write-ahead log that SQLite must
+/// recover before anyone reads it, and a read-only connection may not ("attempt to write a
+/// readonly database"). Then the file is opened for writing with `query_only` on: SQLite
+/// recovers its index, and no statement can change a record.
 pub fn open_read_only(path: &Path) -> Result<Connection, DbError> {
-    let connection = Connection::open_with_flags(
-        path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| DbError::sqlite(path, source))?;
+    use rusqlite::OpenFlags;
+    let open = |flags: OpenFlags| -> Result<Connection, rusqlite::Error> {
+        let connection =
+            Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        // The first read is where a pending recovery shows.
+        connection.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        Ok(connection)
+    };
+    let connection = match open(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::ReadOnly =>
+        {
+            let connection = open(OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(|source| DbError::sqlite(path, source))?;
+            connection
+                .execute_batch("PRAGMA query_only = ON")
+                .map_err(|source| DbError::sqlite(path, source))?;
+            connection
+        }
+        other => other.map_err(|source| DbError::sqlite(path, source))?,
+    };
     migrations::applied(&connection, path)?;
     Ok(connection)
 }

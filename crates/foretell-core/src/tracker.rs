@@ -723,7 +723,12 @@ mod tests {
         spread.postpone_refits(stopped);
         let (_, first) = spread.evaluate(history(100, 9), 108 * STEP);
         assert!(burst.fits >= 20, "{burst:?}");
-        assert!(first.fits < burst.fits / 2, "{} then {}", burst.fits, first.fits);
+        assert!(
+            first.fits < burst.fits / 2,
+            "{} then {}",
+            burst.fits,
+            first.fits
+        );
         assert_eq!(first.ready, 40);
     }
 
