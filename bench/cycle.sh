@@ -19,11 +19,7 @@ work=$(mktemp -d /tmp/foretell-bench.XXXXXX)
 source bench/demo-prometheus.sh
 prom_port=$(free_port)
 foretell_port=$(free_port)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-
-cargo build --release --quiet
-foretell=target/release/foretell
+bench_begin
 start_demo_prometheus "$work" "$prom_port" "$series"
 
 cat > "$work/foretell.yml" <<YAML

@@ -1,11 +1,19 @@
 # Sourced by the benchmarks that run a real local Prometheus (Debian's package) holding the
 # synthetic demo series: bench/cycle.sh, bench/restart.sh, bench/enrichment.sh.
 #
-# After sourcing: `free_port` prints a free port on 127.0.0.1; `start_demo_prometheus WORK PORT
+# After sourcing: `bench_begin` builds the release binary into `foretell` and arranges that on
+# exit every process in `pids` is stopped and the caller's `work` folder removed; `free_port` prints a free port on 127.0.0.1; `start_demo_prometheus WORK PORT
 # SERIES` writes SERIES synthetic series with 2 days of 1-minute history ending a minute ago,
 # backfills them with promtool into WORK/data (printing how long that took), starts Prometheus
 # on PORT with recording rules that continue them live every 15 s, and waits until it is ready.
 # Its pid is appended to the caller's `pids` array; `foretell` must name the binary.
+
+bench_begin() {
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+  cargo build --release --quiet
+  foretell=target/release/foretell
+}
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use foretell_core::snapshot::QueryOutput;
 use foretell_core::tracker::QueryTracker;
 
 use super::{tracker_settings, Context, QueryTask};
@@ -63,8 +64,13 @@ fn write_file(store: &StateStore, task: &QueryTask, now_ms: i64) -> Result<u64, 
 }
 
 /// Resumes a fresh `task` from its state file when the file is whole and was written for the
-/// same data (blocking). The task comes back as it was when nothing could be restored.
-fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask, Restore) {
+/// same data (blocking), with the outputs of its newest evaluated point to publish at once. The
+/// task comes back as it was when nothing could be restored.
+fn read_file(
+    store: &StateStore,
+    mut task: QueryTask,
+    now_ms: i64,
+) -> (QueryTask, Restore, Option<QueryOutput>) {
     let current = header(&task, store, now_ms);
     let saved = match file::read(&store.path(&task.config.name), task.config.max_series) {
         Ok(saved) => saved,
@@ -76,6 +82,7 @@ fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask
                     reason,
                     why: error.to_string(),
                 },
+                None,
             );
         }
     };
@@ -98,6 +105,7 @@ fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask
                 reason: unusable.reason(),
                 why,
             },
+            None,
         );
     }
     let mut tracker = QueryTracker::new(tracker_settings(&task.config));
@@ -109,12 +117,20 @@ fn read_file(store: &StateStore, mut task: QueryTask, now_ms: i64) -> (QueryTask
     tracker.postpone_refits(now_ms - saved.header.written_at_ms);
     task.tracker = tracker;
     task.next_start_ms = saved.header.next_start_ms;
+    // What the query published at its newest evaluated point, published again at once: a
+    // restart shorter than a step must not leave its series off /metrics until the next grid
+    // point (Prometheus would mark them stale). Nothing new is taken in.
+    let step_ms = task.config.step_ms();
+    let output = saved
+        .header
+        .next_start_ms
+        .map(|next| task.tracker.evaluate(Vec::new(), next - step_ms).0);
     let restore = if models {
         Restore::Resumed { series }
     } else {
         Restore::Refitted { series }
     };
-    (task, restore)
+    (task, restore, output)
 }
 
 /// Resumes a fresh task from its state file on the blocking pool, saying how it went.
@@ -126,7 +142,12 @@ pub async fn restore(ctx: &Context, store: &Arc<StateStore>, task: QueryTask) ->
     let started = crate::clock::Stopwatch::start();
     let restored = tokio::task::spawn_blocking(move || read_file(&store, task, now_ms)).await;
     let (task, restore) = match restored {
-        Ok(restored) => restored,
+        Ok((task, restore, output)) => {
+            if let Some(output) = output {
+                ctx.snapshot.publish(output);
+            }
+            (task, restore)
+        }
         Err(panic) => {
             tracing::error!(query = %name, error = %panic, "restoring the state file panicked; loading the history afresh");
             return QueryTask::new(config);

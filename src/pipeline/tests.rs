@@ -470,14 +470,27 @@ async fn a_restored_task_fetches_the_gap_and_publishes_what_an_uninterrupted_one
     );
     h.ctx.state = Some(Arc::clone(&store));
     let uninterrupted = h.first_cycle(&config).await;
+    let published: Vec<_> = h.ctx.snapshot.load().series().cloned().collect();
     let uninterrupted = persist::save(&h.ctx, &store, uninterrupted).await;
     assert_eq!(uninterrupted.next_start_ms, Some(1_700_000_100_000));
     assert!(store.path("up").is_file());
 
     let fresh = QueryTask::new(Arc::new(config.queries[0].clone()));
     assert!(fresh.is_fresh());
+    h.ctx
+        .snapshot
+        .publish(foretell_core::snapshot::QueryOutput {
+            query: "up".into(),
+            evaluated_at_ms: 0,
+            horizons: Vec::new(),
+            series: Vec::new(),
+        });
+    assert_eq!(h.ctx.snapshot.load().series().count(), 0);
     let restarted = persist::restore(&h.ctx, &store, fresh).await;
     assert!(!restarted.is_fresh());
+    // Published at once, before any new point: what the query showed when it stopped.
+    let republished: Vec<_> = h.ctx.snapshot.load().series().cloned().collect();
+    assert_eq!(republished, published);
     assert_eq!(restarted.next_start_ms, uninterrupted.next_start_ms);
     assert_eq!(restarted.tracker.series_count(), 1);
 
