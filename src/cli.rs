@@ -24,6 +24,24 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `queries[].model.first_fit` as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirstFitArg {
+    /// A cheap first model, the full fit at the series' first refit.
+    Quick,
+    /// The full fit from the start.
+    Full,
+}
+
+impl From<FirstFitArg> for foretell_core::tracker::FirstFit {
+    fn from(arg: FirstFitArg) -> Self {
+        match arg {
+            FirstFitArg::Quick => foretell_core::tracker::FirstFit::Quick,
+            FirstFitArg::Full => foretell_core::tracker::FirstFit::Full,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BacktestFormat {
     Table,
@@ -297,6 +315,9 @@ pub enum BenchCommand {
         /// would, and report the size and the time of both (the files are removed after).
         #[arg(long)]
         state: Option<std::path::PathBuf>,
+        /// How each series' first model is fitted, as `queries[].model.first_fit`.
+        #[arg(long, value_enum, default_value_t = FirstFitArg::Quick)]
+        first_fit: FirstFitArg,
     },
     /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
     /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on

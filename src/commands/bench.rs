@@ -36,6 +36,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             cycles,
             threads,
             state,
+            first_fit,
         } => {
             if history < step * 30 {
                 eprintln!("foretell bench scale: --history must hold at least 30 steps");
@@ -52,6 +53,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
                 cycles,
                 threads,
                 state_dir: state,
+                first_fit: first_fit.into(),
             };
             print!(
                 "{}",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use foretell_core::model::{ensemble, Coverage, ForecastModel, SeasonSpec};
 use foretell_core::store::StoreLimits;
-use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
+use foretell_core::tracker::{FirstFit, Horizon, ThresholdBound, ThresholdSettings};
 use promql_parser::parser::value::ValueType;
 
 use super::duration;
@@ -35,6 +35,9 @@ pub struct QueryConfig {
     pub max_series: usize,
     pub model: ForecastModel,
     pub refit_interval: Duration,
+    /// How a series' first model is fitted: cheaply, then fully at its first refit (`quick`),
+    /// or fully from the start (`full`).
+    pub first_fit: FirstFit,
     pub horizons: Vec<Horizon>,
     pub threshold: Option<ThresholdSettings>,
     /// How far back each series keeps what the live model did, for the charts (`0s`: none;
@@ -235,6 +238,17 @@ impl Validator<'_> {
             raw.model.refit_interval.as_deref(),
             Duration::from_secs(3600),
         );
+        let first_fit = match raw.model.first_fit.as_deref() {
+            None | Some("quick") => FirstFit::Quick,
+            Some("full") => FirstFit::Full,
+            Some(other) => {
+                self.fail(
+                    format!("{path}.model.first_fit"),
+                    format!("must be `quick` (a cheap first model, the full fit at the series' first refit) or `full` (the full fit from the start: slower to be ready), got `{other}`"),
+                );
+                FirstFit::Quick
+            }
+        };
         let horizons = self.horizons(
             &format!("{path}.model.horizons"),
             raw.model.horizons.as_deref(),
@@ -273,6 +287,7 @@ impl Validator<'_> {
                 ..model?
             },
             refit_interval: refit_interval?,
+            first_fit,
             horizons: horizons?,
             threshold: threshold?,
             live_record: live_record?,

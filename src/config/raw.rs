@@ -199,6 +199,7 @@ pub struct RawModel {
     pub seasonality: Option<RawSeasonality>,
     pub refit_interval: Option<String>,
     pub horizons: Option<Vec<String>>,
+    pub first_fit: Option<String>,
 }
 
 /// `seasonality: auto`, `seasonality: 1d` or `seasonality: [1d, 1w]`.

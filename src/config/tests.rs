@@ -3,7 +3,7 @@ use std::io;
 use std::time::Duration;
 
 use foretell_core::model::SeasonSpec;
-use foretell_core::tracker::{Horizon, ThresholdBound, ThresholdSettings};
+use foretell_core::tracker::{FirstFit, Horizon, ThresholdBound, ThresholdSettings};
 
 use super::*;
 
@@ -68,6 +68,7 @@ fn minimal_config_gets_documented_defaults() {
     // 7 days of history at 1m: the daily cycle (1440 steps) fits twice, the weekly one does not.
     assert_eq!(query.model.season, SeasonSpec::Auto(vec![1440]));
     assert_eq!(query.refit_interval, Duration::from_secs(3600));
+    assert_eq!(query.first_fit, FirstFit::Quick);
     assert_eq!(
         query.horizons,
         vec![Horizon {
@@ -423,6 +424,28 @@ fn horizons_and_thresholds_are_validated() {
         );
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+/// Issue 22: the first fit of a series, cheap or full.
+#[test]
+fn the_first_fit_is_quick_or_full() {
+    let full = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    model:\n      first_fit: full",
+    );
+    let query = parse_text(&full).expect("valid").queries[0].clone();
+    assert_eq!(query.first_fit, FirstFit::Full);
+    let bad = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    model:\n      first_fit: fast",
+    );
+    let errors = field_errors(&bad);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("queries[0].model.first_fit: must be `quick`")
+            && errors[0].ends_with("got `fast`"),
+        "{errors:#?}"
+    );
 }
 
 /// Issue 19: the charts' live record and the axes' unit.

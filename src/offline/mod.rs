@@ -20,7 +20,7 @@ use foretell_core::model::{
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::timestamp::format_rfc3339;
-use foretell_core::tracker::{QueryTracker, TrackerSettings};
+use foretell_core::tracker::{FirstFit, QueryTracker, TrackerSettings};
 use foretell_core::Labels;
 
 use crate::config::{auto_season_candidates, duration};
@@ -239,6 +239,7 @@ pub fn detect_reporting<'a>(
         record_points: 0,
         // One series.
         load_threads: 1,
+        first_fit: FirstFit::Full,
     };
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);

@@ -92,6 +92,7 @@ pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
         threshold: config.threshold,
         record_points: config.live_record_points(),
         load_threads: cores(),
+        first_fit: config.first_fit,
     }
 }
 

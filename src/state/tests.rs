@@ -4,7 +4,7 @@ use foretell_core::labels::Labels;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::shard::Shard;
 use foretell_core::store::{Sample, StoreLimits};
-use foretell_core::tracker::{QueryTracker, TrackerSettings};
+use foretell_core::tracker::{FirstFit, QueryTracker, TrackerSettings};
 
 use super::file::{self, Header, StateFileError, FORMAT_VERSION};
 use super::{StateStore, Unusable};
@@ -33,6 +33,7 @@ fn settings() -> TrackerSettings {
         threshold: None,
         record_points: 30,
         load_threads: 1,
+        first_fit: FirstFit::Full,
     }
 }
 

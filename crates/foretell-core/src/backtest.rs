@@ -280,6 +280,7 @@ mod tests {
     use crate::model::{Coverage, ProbabilitySettings, SeasonSpec};
     use crate::store::StoreLimits;
     use crate::synthetic::uniform_noise;
+    use crate::tracker::FirstFit;
 
     const STEP: i64 = 60_000;
     const DAY: usize = 48;
@@ -311,6 +312,7 @@ mod tests {
                 threshold: None,
                 record_points: 0,
                 load_threads: 1,
+                first_fit: FirstFit::Full,
             },
             horizon_steps: horizon,
             origins,

@@ -16,7 +16,7 @@ use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonS
 use foretell_core::snapshot::Snapshot;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::synthetic::{demo_set, DemoSeries};
-use foretell_core::tracker::{Horizon, QueryTracker, TrackerMemory, TrackerSettings};
+use foretell_core::tracker::{FirstFit, Horizon, QueryTracker, TrackerMemory, TrackerSettings};
 
 /// What to run, from the command line.
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct ScaleSettings {
     /// Where to write every query's state file and restore it from (`--state`): measures a
     /// restart with `state` on.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How each series' first model is fitted.
+    pub first_fit: FirstFit,
 }
 
 /// What writing every query's state file and restoring from it cost.
@@ -279,6 +281,7 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
         threshold: None,
         record_points: (settings.live_record.as_millis() as i64 / step_ms) as usize,
         load_threads: crate::pipeline::cores(),
+        first_fit: settings.first_fit,
     }
 }
 
@@ -441,6 +444,7 @@ mod tests {
             cycles: 12,
             threads: 2,
             state_dir: Some(dir.path().join("state")),
+            first_fit: FirstFit::Quick,
         };
         let report = run(&settings);
         assert_eq!(report.load_fits, 40);

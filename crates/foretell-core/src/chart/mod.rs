@@ -228,6 +228,7 @@ pub fn trace(
 mod tests {
     use super::*;
     use crate::model::{Coverage, SeasonSpec};
+    use crate::tracker::FirstFit;
 
     fn model() -> ForecastModel {
         ForecastModel {
@@ -431,6 +432,7 @@ mod tests {
             threshold: None,
             record_points: 360,
             load_threads: 2,
+            first_fit: FirstFit::Full,
         });
         let labels = Labels::from_pairs([("instance", "a")]);
         let samples = |from: usize, to: usize| {

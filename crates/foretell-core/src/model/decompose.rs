@@ -98,6 +98,131 @@ pub fn decompose_detected(y: &[f64], candidates: &[usize]) -> Option<Decompositi
     }
 }
 
+/// A cheap decomposition for a series' first fit (the sidecar's cold start), a small fraction
+/// of MSTL's cost: per period, shortest first, the trend is a moving average over one period
+/// (the classical decomposition's), and the profile is the median over the newest cycles (at
+/// most [`PROFILE_CYCLES`]) of what is left at each phase, centred on zero. The median keeps
+/// what recurs, as the full decomposition's profiles do. With `detect`, a period is kept only
+/// when its seasonal strength reaches the threshold of [`decompose_detected`]. `None` when no
+/// period fits twice or is kept, or nothing is finite. The series' first scheduled refit
+/// replaces it with the full decomposition.
+pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Decomposition> {
+    let n = y.len();
+    let mut usable: Vec<usize> = periods
+        .iter()
+        .copied()
+        .filter(|&p| p >= 2 && p <= n / 2)
+        .collect();
+    usable.sort_unstable();
+    usable.dedup();
+    let mut remaining = interpolate_gaps(y)?;
+    let mut components = Vec::with_capacity(usable.len());
+    for period in usable {
+        let trend = moving_average(&remaining, period);
+        let detrended: Vec<f64> = remaining.iter().zip(&trend).map(|(v, t)| v - t).collect();
+        let cycles = (n / period).clamp(1, PROFILE_CYCLES);
+        let first = n - cycles * period;
+        // At most PROFILE_CYCLES values a slot: sorted on the stack, not in a Vec per slot.
+        let mut profile: Vec<f64> = (0..period)
+            .map(|slot| {
+                let start = first + (slot + period - first % period) % period;
+                let mut values = [0.0; PROFILE_CYCLES];
+                let mut count = 0;
+                for (value, &v) in values
+                    .iter_mut()
+                    .zip(detrended[start..].iter().step_by(period))
+                {
+                    *value = v;
+                    count += 1;
+                }
+                let values = &mut values[..count];
+                values.sort_unstable_by(f64::total_cmp);
+                match count {
+                    0 => 0.0,
+                    _ if count % 2 == 1 => values[count / 2],
+                    _ => (values[count / 2 - 1] + values[count / 2]) / 2.0,
+                }
+            })
+            .collect();
+        let mean = profile.iter().sum::<f64>() / period as f64;
+        for value in &mut profile {
+            *value -= mean;
+        }
+        if detect && seasonal_strength(&detrended, &profile) < MIN_SEASONAL_STRENGTH {
+            continue;
+        }
+        for (position, value) in remaining.iter_mut().enumerate() {
+            *value -= profile[position % period];
+        }
+        components.push((period, profile.iter().map(|&v| v as f32).collect()));
+    }
+    if components.is_empty() {
+        return None;
+    }
+    let profiles = SeasonalProfiles { components };
+    let deseasonalised = y
+        .iter()
+        .enumerate()
+        .map(|(position, v)| v - profiles.value_at(position as u64))
+        .collect();
+    Some(Decomposition {
+        profiles,
+        deseasonalised,
+    })
+}
+
+/// The mean of the `period` points around each point (the window is kept inside `values`
+/// at the ends). Sums are taken relative to the first value, so a large offset (bytes,
+/// timestamps) costs no precision.
+fn moving_average(values: &[f64], period: usize) -> Vec<f64> {
+    let n = values.len();
+    let offset = values.first().copied().unwrap_or(0.0);
+    let mut prefix = Vec::with_capacity(n + 1);
+    let mut sum = 0.0;
+    prefix.push(sum);
+    for v in values {
+        sum += v - offset;
+        prefix.push(sum);
+    }
+    (0..n)
+        .map(|i| {
+            let start = i.saturating_sub(period / 2).min(n - period);
+            offset + (prefix[start + period] - prefix[start]) / period as f64
+        })
+        .collect()
+}
+
+/// `1 - var(remainder) / var(season + remainder)` (Wang, Smith & Hyndman 2006) of a detrended
+/// series and the profile of one period.
+fn seasonal_strength(detrended: &[f64], profile: &[f64]) -> f64 {
+    let period = profile.len();
+    let variance = |values: &mut dyn Iterator<Item = f64>| {
+        let (mut count, mut sum, mut squares) = (0.0, 0.0, 0.0);
+        for v in values {
+            count += 1.0;
+            sum += v;
+            squares += v * v;
+        }
+        if count < 2.0 {
+            0.0
+        } else {
+            (squares - sum * sum / count) / (count - 1.0)
+        }
+    };
+    let total = variance(&mut detrended.iter().copied());
+    let remainder = variance(
+        &mut detrended
+            .iter()
+            .enumerate()
+            .map(|(position, v)| v - profile[position % period]),
+    );
+    if total > 0.0 {
+        (1.0 - remainder / total).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 /// Robustness passes of each STL fit (the default of 15 is the full convergence of R's `stl`;
 /// the weights of outliers settle in the first few passes, at a third of the cost).
 const ROBUSTNESS_ITERATIONS: usize = 5;
@@ -298,6 +423,67 @@ mod tests {
             leaked.abs() < 5.0,
             "the burst leaks {leaked} into the next cycle"
         );
+    }
+
+    #[test]
+    fn the_quick_decomposition_finds_the_cycle_and_drops_a_one_off_incident() {
+        let period = 96;
+        let mut y = daily(4 * period, period);
+        // A drift the moving average takes out, and a burst in the newest cycle.
+        for (i, value) in y.iter_mut().enumerate() {
+            *value += 0.05 * i as f64;
+        }
+        for value in &mut y[3 * period + 10..3 * period + 14] {
+            *value += 60.0;
+        }
+        let quick = decompose_quick(&y, &[period], true).expect("a season");
+        assert_eq!(quick.profiles.periods(), vec![period]);
+        for phase in [0, period / 4, period / 2, 3 * period / 4, 12] {
+            let expected = 30.0 * (std::f64::consts::TAU * phase as f64 / period as f64).sin();
+            let got = quick.profiles.value_at((4 * period + phase) as u64);
+            assert!(
+                (got - expected).abs() < 4.0,
+                "phase {phase}: {got} vs {expected}"
+            );
+        }
+        // Gaps stay gaps; elsewhere the cycle is gone.
+        assert_eq!(quick.deseasonalised.len(), y.len());
+        let calm = &quick.deseasonalised[..3 * period];
+        let spread = calm.iter().copied().fold(f64::MIN, f64::max)
+            - calm.iter().copied().fold(f64::MAX, f64::min);
+        assert!(spread < 30.0, "{spread}");
+    }
+
+    #[test]
+    fn the_quick_decomposition_keeps_only_clear_seasons_when_detecting() {
+        let noise: Vec<f64> = (0..600).map(|i| ((i * 7919) % 101) as f64).collect();
+        assert!(decompose_quick(&noise, &[48], true).is_none());
+        // Asked for, a period is modelled whatever its strength; one that does not fit twice
+        // is left out.
+        assert!(decompose_quick(&noise, &[48], false).is_some());
+        assert!(decompose_quick(&noise, &[400], false).is_none());
+        // Two periods, shortest first, whatever order they are given in.
+        let y: Vec<f64> = (0..7 * 96)
+            .map(|i| {
+                let tau = std::f64::consts::TAU;
+                10.0 * (tau * (i % 24) as f64 / 24.0).sin()
+                    + 20.0 * (tau * (i % 96) as f64 / 96.0).cos()
+            })
+            .collect();
+        let both = decompose_quick(&y, &[96, 24], true).expect("seasonal");
+        assert_eq!(both.profiles.periods(), vec![24, 96]);
+        let worst = both
+            .deseasonalised
+            .iter()
+            .fold(0.0_f64, |worst, v| worst.max(v.abs()));
+        assert!(worst < 5.0, "{worst}");
+    }
+
+    #[test]
+    fn the_moving_average_keeps_its_precision_far_from_zero() {
+        let y: Vec<f64> = (0..100).map(|i| 1e12 + (i % 4) as f64).collect();
+        let average = moving_average(&y, 4);
+        assert!(average.iter().all(|a| (a - (1e12 + 1.5)).abs() < 1e-3));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct FittedForecaster {
     /// forecasts alone). The model above still scores each new point: its one-step band is the
     /// one the anomaly probability is calibrated on.
     ensemble: Option<Ensemble>,
+    /// A cheap first model ([`ForecastModel::fit_quick`]), to be replaced by the full fit at
+    /// the series' first scheduled refit.
+    first_fit: bool,
 }
 
 /// A fit and the standardised in-sample one-step errors, oldest first (for warming up the
@@ -80,6 +83,9 @@ pub struct Fit {
     pub model: FittedForecaster,
     pub in_sample_surprises: Vec<f64>,
 }
+
+/// [`FittedForecaster::forecast_method`] of a cheap first model awaiting its full fit.
+pub const FIRST_FIT: &str = "first_fit";
 
 /// One-step errors before this many points are left out of the scale and the band: the
 /// starting state is a guess whose error takes a few steps to fade.
@@ -94,17 +100,14 @@ const MIN_TAIL_ERRORS: f64 = 5.0;
 
 impl ForecastModel {
     /// Fits on `window` (grid values, oldest first, NaN for gaps). `previous` (the model being
-    /// replaced) warm-starts the smoothing parameters when the seasonal structure is unchanged.
+    /// replaced) warm-starts the smoothing parameters when the seasonal structure is unchanged
+    /// and it was not a [first fit](Self::fit_quick).
     pub fn fit(
         &self,
         window: &[f64],
         previous: Option<&FittedForecaster>,
     ) -> Result<Fit, NotReady> {
-        let finite = window.iter().filter(|v| v.is_finite()).count();
-        let need = self.min_points.max(8);
-        if finite < need {
-            return Err(NotReady::TooFewPoints { have: finite, need });
-        }
+        let need = self.points_needed(window)?;
         let decomposition = match &self.season {
             SeasonSpec::None => None,
             SeasonSpec::Periods(periods) => decompose::decompose(window, periods),
@@ -126,6 +129,9 @@ impl ForecastModel {
                 .filter(|&p| p >= 2 && 2 * p <= window.len())
                 .collect(),
         };
+        // A first fit's parameters were picked from a coarse grid without a trend form: nothing
+        // to start from.
+        let previous = previous.filter(|p| !p.first_fit);
         let ensemble = (self.horizon_steps > 0)
             .then(|| {
                 ensemble::validate(&ensemble::Plan {
@@ -150,11 +156,63 @@ impl ForecastModel {
         };
         let fitted = ets::fit(&target, start)
             .or_else(|| ets::fit(&target, Start::Cold))
-            .ok_or(NotReady::TooFewPoints { have: finite, need })?;
+            .ok_or(NotReady::TooFewPoints {
+                have: finite_points(window),
+                need,
+            })?;
+        Ok(self.assemble(window, target, seasonal, fitted, ensemble, false))
+    }
+
+    /// A cheap first model of a series, for the sidecar's cold start: the classical
+    /// decomposition of [`decompose::decompose_quick`] and simple exponential smoothing with a
+    /// level constant from a coarse grid ([`ets::fit_quick`]), with the same band, intervals and
+    /// in-sample surprises as a full fit but no model choice on held-out points. About a
+    /// twentieth of [`fit`](Self::fit)'s cost on a two-day window of one-minute points, so a
+    /// restart without state is ready when the history is loaded; the series' first scheduled
+    /// refit replaces it with the full fit.
+    pub fn fit_quick(&self, window: &[f64]) -> Result<Fit, NotReady> {
+        let need = self.points_needed(window)?;
+        let decomposition = match &self.season {
+            SeasonSpec::None => None,
+            SeasonSpec::Periods(periods) => decompose::decompose_quick(window, periods, false),
+            SeasonSpec::Auto(candidates) => decompose::decompose_quick(window, candidates, true),
+        };
+        let (target, seasonal) = match decomposition {
+            Some(d) => (d.deseasonalised, Some(d.profiles)),
+            None => (window.to_vec(), None),
+        };
+        let fitted = ets::fit_quick(&target).ok_or(NotReady::TooFewPoints {
+            have: finite_points(window),
+            need,
+        })?;
+        Ok(self.assemble(window, target, seasonal, fitted, None, true))
+    }
+
+    /// The points a fit needs; an error when `window` has fewer finite ones.
+    fn points_needed(&self, window: &[f64]) -> Result<usize, NotReady> {
+        let have = finite_points(window);
+        let need = self.min_points.max(8);
+        if have < need {
+            return Err(NotReady::TooFewPoints { have, need });
+        }
+        Ok(need)
+    }
+
+    /// The fitted forecaster from its parts: the band and the interval floor from the fit's
+    /// one-step errors, widened for its optimism.
+    fn assemble(
+        &self,
+        window: &[f64],
+        target: Vec<f64>,
+        seasonal: Option<SeasonalProfiles>,
+        fitted: ets::EtsFit,
+        ensemble: Option<Ensemble>,
+        first_fit: bool,
+    ) -> Fit {
         let errors: Vec<f64> = fitted
             .residuals
             .iter()
-            .skip(BURN_IN_POINTS.min(finite / 4))
+            .skip(BURN_IN_POINTS.min(finite_points(window) / 4))
             .copied()
             .filter(|e| e.is_finite())
             .collect();
@@ -174,7 +232,7 @@ impl ForecastModel {
         let empirical = band_half_width(&errors, sigma, self.coverage);
         let half_width = optimism * empirical.max(self.coverage.normal_quantile() * sigma);
         let in_sample_surprises = errors.iter().map(|e| e / sigma).collect();
-        Ok(Fit {
+        Fit {
             model: FittedForecaster {
                 ets: fitted.model,
                 seasonal,
@@ -185,10 +243,15 @@ impl ForecastModel {
                 coverage: self.coverage,
                 nonnegative: window.iter().filter(|v| v.is_finite()).all(|v| *v >= 0.0),
                 ensemble,
+                first_fit,
             },
             in_sample_surprises,
-        })
+        }
     }
+}
+
+fn finite_points(window: &[f64]) -> usize {
+    window.iter().filter(|v| v.is_finite()).count()
 }
 
 /// How much larger out-of-sample errors are than the in-sample errors of a fit with
@@ -365,7 +428,13 @@ impl FittedForecaster {
     /// A short description of the fitted form, for logs and the `forecast` command.
     pub fn describe(&self) -> String {
         let own = match &self.seasonal {
+            Some(s) if self.first_fit => format!(
+                "first fit: classical decomposition{:?} + {}",
+                s.periods(),
+                self.ets.trend().name()
+            ),
             Some(s) => format!("MSTL{:?} + {}", s.periods(), self.ets.trend().name()),
+            None if self.first_fit => format!("first fit: {}", self.ets.trend().name()),
             None => self.ets.trend().name().to_owned(),
         };
         let Some(ensemble) = &self.ensemble else {
@@ -391,9 +460,17 @@ impl FittedForecaster {
     /// What leads the forecast at the longest validated horizon, as a bounded label value
     /// (`seasonal_naive`, `smoothing_damped_trend`, ...; `unvalidated` without a model choice).
     pub fn forecast_method(&self) -> &'static str {
+        if self.first_fit {
+            return FIRST_FIT;
+        }
         self.ensemble
             .as_ref()
             .map_or(ensemble::Member::UNVALIDATED, Ensemble::leading_kind)
+    }
+
+    /// True for a cheap first model that awaits its full fit ([`ForecastModel::fit_quick`]).
+    pub fn is_first_fit(&self) -> bool {
+        self.first_fit
     }
 
     /// The seasonal periods modelled, in grid points (empty without a season).
@@ -443,6 +520,86 @@ mod tests {
         assert_eq!(
             model(SeasonSpec::None).fit(&window, None).map(|f| f.model),
             Err(NotReady::TooFewPoints { have: 10, need: 30 })
+        );
+    }
+
+    #[test]
+    fn a_quick_first_fit_covers_the_next_cycle_and_the_full_refit_replaces_it() {
+        let period = 96;
+        // Two cycles, as a two-day window holds a daily season, then a slow rise.
+        // Independent noise (splitmix64): `uniform_noise` steps through a lattice a smoother
+        // can partly predict, which would flatter both bands.
+        let noise = |i: u64| {
+            let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as f64 / u64::MAX as f64 - 0.5
+        };
+        let y: Vec<f64> = (0..3 * period)
+            .map(|i| {
+                let phase = (i % period) as f64 / period as f64;
+                200.0
+                    + 50.0 * (std::f64::consts::TAU * phase).sin()
+                    + 8.0 * noise(i as u64)
+                    + 0.02 * i as f64
+            })
+            .collect();
+        let settings = ForecastModel {
+            coverage: Coverage::new(0.99).expect("valid"),
+            horizon_steps: 12,
+            ..model(SeasonSpec::Periods(vec![period]))
+        };
+        let quick = settings.fit_quick(&y[..2 * period]).expect("ready");
+        let full = settings.fit(&y[..2 * period], None).expect("ready");
+        assert!(quick.model.is_first_fit() && !full.model.is_first_fit());
+        assert_eq!(quick.model.forecast_method(), FIRST_FIT);
+        assert!(
+            quick
+                .model
+                .describe()
+                .starts_with("first fit: classical decomposition[96]"),
+            "{}",
+            quick.model.describe()
+        );
+        assert_eq!(
+            quick.in_sample_surprises.len(),
+            full.in_sample_surprises.len()
+        );
+        // Run online over the next cycle, both bands hold nearly every point, and the quick
+        // one is not much wider.
+        let cover = |mut fitted: FittedForecaster| {
+            let mut inside = 0;
+            let mut width = 0.0;
+            for &value in &y[2 * period..] {
+                let observation = fitted.observe(value);
+                width += observation.band.upper - observation.band.lower;
+                inside += usize::from(observation.score.is_some_and(|s| s <= 1.0));
+            }
+            (inside, width / period as f64)
+        };
+        let (quick_inside, quick_width) = cover(quick.model.clone());
+        let (full_inside, full_width) = cover(full.model);
+        // Two cycles leave each profile slot the mean of two points, so neither band quite
+        // reaches 99 % here; the quick one does as well as the full one.
+        assert!(quick_inside >= 90, "{quick_inside} of {period}");
+        assert!(
+            quick_inside + 2 >= full_inside,
+            "{quick_inside} vs {full_inside}"
+        );
+        assert!(
+            quick_width < 1.5 * full_width,
+            "{quick_width} vs {full_width}"
+        );
+        // The full refit starts cold, as if there were no first fit: the coarse level constant
+        // and the missing trend form are nothing to start from.
+        let refit = settings.fit(&y, Some(&quick.model)).expect("ready").model;
+        assert_eq!(refit, settings.fit(&y, None).expect("ready").model);
+        assert!(!refit.is_first_fit());
+        assert_ne!(refit.forecast_method(), FIRST_FIT);
+        assert!(
+            refit.describe().contains("MSTL[96]"),
+            "{}",
+            refit.describe()
         );
     }
 

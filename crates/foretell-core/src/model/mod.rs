@@ -24,7 +24,7 @@ use std::fmt;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 pub use excursion::Excursion;
-pub use forecaster::{FittedForecaster, ForecastModel, Observation, SeasonSpec};
+pub use forecaster::{FittedForecaster, ForecastModel, Observation, SeasonSpec, FIRST_FIT};
 pub use probability::{Calibration, ProbabilitySettings, SurpriseHistory, CALIBRATION};
 pub use score::anomaly_score;
 
