@@ -318,6 +318,9 @@ pub enum BenchCommand {
         /// How each series' first model is fitted, as `queries[].model.first_fit`.
         #[arg(long, value_enum, default_value_t = FirstFitArg::Quick)]
         first_fit: FirstFitArg,
+        /// Also find peer outliers in groups of this many series (MAD over the newest hour).
+        #[arg(long, value_name = "GROUP_SIZE", value_parser = parse::positive_count())]
+        peers: Option<usize>,
     },
     /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
     /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on

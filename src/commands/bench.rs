@@ -37,6 +37,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             threads,
             state,
             first_fit,
+            peers,
         } => {
             if history < step * 30 {
                 eprintln!("foretell bench scale: --history must hold at least 30 steps");
@@ -54,6 +55,7 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
                 threads,
                 state_dir: state,
                 first_fit: first_fit.into(),
+                peer_group: peers,
             };
             print!(
                 "{}",

@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use foretell_core::model::{ensemble, Coverage, ForecastModel, SeasonSpec};
+use foretell_core::peers::{PeerMethod, PeerSettings};
 use foretell_core::store::StoreLimits;
 use foretell_core::tracker::{FirstFit, Horizon, ThresholdBound, ThresholdSettings};
 use promql_parser::parser::value::ValueType;
 
 use super::duration;
-use super::raw::{RawModel, RawQuery, RawSeasonality, RawThreshold};
+use super::raw::{RawModel, RawPeers, RawQuery, RawSeasonality, RawThreshold};
 use super::validator::Validator;
 
 const MAX_POINTS_PER_SERIES: u64 = 1_000_000;
@@ -45,6 +46,8 @@ pub struct QueryConfig {
     pub live_record: Duration,
     /// The unit of the query's values, for chart axes (`requests/s`, `bytes`); empty: none.
     pub unit: String,
+    /// Peer outlier detection among the query's series; `None`: off.
+    pub peers: Option<PeerSettings>,
 }
 
 impl QueryConfig {
@@ -262,6 +265,12 @@ impl Validator<'_> {
         };
         let live_record = self.live_record(path, raw.live_record.as_deref(), step);
         let unit = self.unit(path, raw.unit.as_deref());
+        let peers = match &raw.peers {
+            Some(p) => self
+                .peers(&format!("{path}.peers"), p, step, history)
+                .map(Some),
+            None => Some(None),
+        };
         if self.errors.len() > before {
             return None;
         }
@@ -292,6 +301,73 @@ impl Validator<'_> {
             threshold: threshold?,
             live_record: live_record?,
             unit: unit?,
+            peers: peers?,
+        })
+    }
+
+    /// `peers`: labels that exist in PromQL's grammar, a known method, a window of at least
+    /// three steps within `history`, a sensitivity strictly between 0 and 1.
+    fn peers(
+        &mut self,
+        path: &str,
+        raw: &RawPeers,
+        step: Duration,
+        history: Duration,
+    ) -> Option<PeerSettings> {
+        let before = self.errors.len();
+        for (i, name) in raw.by.iter().enumerate() {
+            if let Err(problem) = foretell_core::labels::check_label_name(name) {
+                self.fail(
+                    format!("{path}.by[{i}]"),
+                    format!(
+                        "{} is not a label name foretell can group by: {problem}",
+                        foretell_core::labels::describe_label_name(name)
+                    ),
+                );
+            }
+        }
+        let method = match raw.method.as_deref() {
+            None | Some("mad") => PeerMethod::Mad,
+            Some("dbscan") => PeerMethod::Dbscan,
+            Some(other) => {
+                self.fail(
+                    format!("{path}.method"),
+                    format!("must be `mad` (distance from the group's median in robust standard deviations) or `dbscan` (outside the cluster holding most of the group), got `{other}`"),
+                );
+                PeerMethod::Mad
+            }
+        };
+        let window = self.positive_duration(
+            &format!("{path}.window"),
+            raw.window.as_deref(),
+            Duration::from_secs(3600).min(history),
+        )?;
+        if window < step * 3 || window > history {
+            self.fail(
+                format!("{path}.window"),
+                format!(
+                    "must be between three steps ({}) and `history` ({}), got {}",
+                    duration::format(step * 3),
+                    duration::format(history),
+                    duration::format(window)
+                ),
+            );
+        }
+        let sensitivity = raw.sensitivity.unwrap_or(0.5);
+        if !(sensitivity > 0.0 && sensitivity < 1.0) {
+            self.fail(
+                format!("{path}.sensitivity"),
+                format!("must be between 0 and 1 (higher finds more outliers), got {sensitivity}"),
+            );
+        }
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(PeerSettings {
+            by: raw.by.clone(),
+            method,
+            window_points: (window.as_millis() / step.as_millis().max(1)) as usize,
+            sensitivity,
         })
     }
 

@@ -190,6 +190,17 @@ pub struct RawQuery {
     pub threshold: Option<RawThreshold>,
     pub live_record: Option<String>,
     pub unit: Option<String>,
+    pub peers: Option<RawPeers>,
+}
+
+/// `queries[].peers`: peer outlier detection.
+#[derive(Debug, Deserialize)]
+pub struct RawPeers {
+    #[serde(default)]
+    pub by: Vec<String>,
+    pub method: Option<String>,
+    pub window: Option<String>,
+    pub sensitivity: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -448,6 +448,43 @@ fn the_first_fit_is_quick_or_full() {
     );
 }
 
+/// Issue 23: peer outlier settings.
+#[test]
+fn peers_are_validated_and_default_to_mad_over_an_hour() {
+    let on = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    peers:\n      by: [job]",
+    );
+    let query = parse_text(&on).expect("valid").queries[0].clone();
+    assert_eq!(
+        query.peers,
+        Some(foretell_core::peers::PeerSettings {
+            by: vec!["job".into()],
+            method: foretell_core::peers::PeerMethod::Mad,
+            window_points: 60,
+            sensitivity: 0.5,
+        })
+    );
+    let bad = MINIMAL.replace(
+        "expr: node_load1",
+        "expr: node_load1\n    peers:\n      by: [\"bad name\"]\n      method: kmeans\n      window: 2m\n      sensitivity: 1",
+    );
+    let errors = field_errors(&bad);
+    let expected = [
+        "queries[0].peers.by[0]: \"bad name\" is not a label name",
+        "queries[0].peers.method: must be `mad`",
+        "queries[0].peers.window: must be between three steps (3m) and `history` (7d), got 2m",
+        "queries[0].peers.sensitivity: must be between 0 and 1",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing `{want}` in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
 /// Issue 19: the charts' live record and the axes' unit.
 #[test]
 fn the_live_record_and_the_unit_are_validated() {

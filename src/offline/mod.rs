@@ -240,6 +240,7 @@ pub fn detect_reporting<'a>(
         // One series.
         load_threads: 1,
         first_fit: FirstFit::Full,
+        peers: None,
     };
     let mut tracker = QueryTracker::new(settings);
     let labels = Labels::from_pairs([("__name__", "input")]);

@@ -7,12 +7,13 @@
 mod health;
 pub mod persist;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use foretell_core::audit::Event;
 use foretell_core::labels::Labels;
 use foretell_core::model::ProbabilitySettings;
+use foretell_core::peers::PeerStats;
 use foretell_core::snapshot::{QueryOutput, Snapshot};
 use foretell_core::store::Sample;
 use foretell_core::tracker::{EvaluationStats, QueryTracker, TrackerSettings};
@@ -93,6 +94,7 @@ pub(crate) fn tracker_settings(config: &QueryConfig) -> TrackerSettings {
         record_points: config.live_record_points(),
         load_threads: cores(),
         first_fit: config.first_fit,
+        peers: config.peers.clone(),
     }
 }
 
@@ -342,6 +344,16 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
         .iter()
         .map(|(method, count)| (*method, *count as u64))
         .collect();
+    report.peer_groups = if stats.peers == PeerStats::default() {
+        BTreeMap::new()
+    } else {
+        [
+            ("assessed", stats.peers.groups_assessed as u64),
+            ("too_small", stats.peers.groups_too_small as u64),
+            ("no_spread", stats.peers.groups_failed as u64),
+        ]
+        .into()
+    };
 }
 
 /// Fetches one range, recording the outcome in self-metrics and upstream health; `None` when

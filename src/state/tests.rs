@@ -34,6 +34,7 @@ fn settings() -> TrackerSettings {
         record_points: 30,
         load_threads: 1,
         first_fit: FirstFit::Full,
+        peers: None,
     }
 }
 

@@ -18,7 +18,7 @@ fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
          audit:\n  path: audit.db\n  key_file: audit.keys\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n  - name: broken\n    expr: '{SOURCE} + on() {SOURCE}'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    peers:\n      window: 5m\n  - name: broken\n    expr: '{SOURCE} + on() {SOURCE}'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
@@ -125,6 +125,46 @@ async fn sidecar_loop_against_real_prometheus() {
             assert_eq!(exported["source_metric"], SOURCE);
             assert_eq!(exported["query"], QUERY_NAME);
         }
+
+        // The three demo series form one peer group (`peers` without `by`): each has a peer
+        // score and a 0/1 verdict with the source labels, and the group is counted.
+        let peer_scores = eventually(
+            "foretell_peer_outlier_score scraped into Prometheus",
+            Duration::from_secs(30),
+            || async {
+                let scores = prometheus
+                    .query(&format!(
+                        "foretell_peer_outlier_score{{query=\"{QUERY_NAME}\"}} >= 0"
+                    ))
+                    .await;
+                (scores.len() == 3).then_some(scores)
+            },
+        )
+        .await;
+        for score in &peer_scores {
+            assert_eq!(score["metric"]["source_metric"], SOURCE, "{score}");
+            assert!(!instance(&score["metric"]).is_empty(), "{score}");
+        }
+        let verdicts = prometheus
+            .query(&format!(
+                "foretell_peer_outlier{{query=\"{QUERY_NAME}\"}} == 0 or foretell_peer_outlier{{query=\"{QUERY_NAME}\"}} == 1"
+            ))
+            .await;
+        assert_eq!(verdicts.len(), 3, "{verdicts:?}");
+        let groups = eventually(
+            "foretell_peer_groups in Prometheus",
+            Duration::from_secs(30),
+            || async {
+                let groups = prometheus
+                    .query(&format!(
+                        "foretell_peer_groups{{query=\"{QUERY_NAME}\",outcome=\"assessed\"}} == 1"
+                    ))
+                    .await;
+                (groups.len() == 1).then_some(groups)
+            },
+        )
+        .await;
+        assert_eq!(groups.len(), 1);
 
         // Forecasts (one per horizon, with the source labels) and probabilities are there too,
         // and the one-hour forecast of each series lies inside its own interval.

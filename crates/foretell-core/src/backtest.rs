@@ -313,6 +313,7 @@ mod tests {
                 record_points: 0,
                 load_threads: 1,
                 first_fit: FirstFit::Full,
+                peers: None,
             },
             horizon_steps: horizon,
             origins,

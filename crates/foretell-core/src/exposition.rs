@@ -10,6 +10,7 @@
 
 use crate::labels::Labels;
 use crate::model::Band;
+use crate::peers::PeerVerdict;
 use crate::snapshot::{SeriesOutput, SeriesState, Snapshot, HORIZON_LABEL};
 
 /// Content type of the text format 0.0.4.
@@ -306,6 +307,8 @@ pub mod names {
     pub const FORECAST_LOWER: &str = "foretell_forecast_lower";
     pub const FORECAST_UPPER: &str = "foretell_forecast_upper";
     pub const THRESHOLD_ETA: &str = "foretell_threshold_eta_seconds";
+    pub const PEER_OUTLIER_SCORE: &str = "foretell_peer_outlier_score";
+    pub const PEER_OUTLIER: &str = "foretell_peer_outlier";
 }
 
 type Pick = fn(&SeriesState) -> Option<f64>;
@@ -405,6 +408,11 @@ pub fn for_each_sample(
             emit(names::THRESHOLD_ETA, None, *eta);
         }
     }
+    if let Some(peer) = &series.peer {
+        for (name, _, pick) in PEER_FAMILIES {
+            emit(name, None, pick(peer));
+        }
+    }
 }
 
 /// Renders every series of the snapshot: one family at a time, all series in each.
@@ -481,8 +489,37 @@ pub fn render_snapshot_limited(
             writer.sample_with_block(names::THRESHOLD_ETA, block, eta);
         }
     }
+    for (name, help, pick) in PEER_FAMILIES {
+        let mut values = snapshot
+            .series()
+            .take(max_series)
+            .filter_map(|series| series.peer.map(|p| (series.label_block(), pick(&p))))
+            .peekable();
+        if values.peek().is_none() {
+            continue;
+        }
+        writer.family(name, help, MetricType::Gauge);
+        for (block, value) in values {
+            writer.sample_with_block(name, block, value);
+        }
+    }
     snapshot.series().count().saturating_sub(max_series)
 }
+
+type PickPeer = fn(&PeerVerdict) -> f64;
+/// The families of a series assessed against its peers (`queries[].peers`).
+const PEER_FAMILIES: [(&str, &str, PickPeer); 2] = [
+    (
+        names::PEER_OUTLIER_SCORE,
+        "How far the series is from its peer group over the newest window: the median distance from the group's median, 1 = the detector's boundary.",
+        |p| p.score,
+    ),
+    (
+        names::PEER_OUTLIER,
+        "1 when the series was beyond its peer group's boundary for more than half of the newest window, else 0.",
+        |p| f64::from(u8::from(p.outlier)),
+    ),
+];
 
 #[cfg(test)]
 mod tests {
@@ -601,6 +638,43 @@ mod tests {
              foretell_threshold_eta_seconds{{{labels}}} 3600\n"
         );
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn peer_verdicts_render_as_two_families_and_are_sent_by_remote_write() {
+        let labels = export_labels("lat", &Labels::from_pairs([("pod", "web-3")]));
+        let mut assessed = SeriesOutput::new(labels, SeriesState::NotReady);
+        assessed.peer = Some(PeerVerdict {
+            score: 2.5,
+            outlier: true,
+            group_size: 12,
+        });
+        let alone = SeriesOutput::new(
+            export_labels("lat", &Labels::from_pairs([("pod", "web-9")])),
+            SeriesState::NotReady,
+        );
+        let snapshot = Snapshot::default().with_query(QueryOutput {
+            query: "lat".into(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series: vec![assessed, alone],
+        });
+        let mut out = String::new();
+        render_snapshot(&snapshot, &mut out);
+        assert!(out.contains("# TYPE foretell_peer_outlier_score gauge\nforetell_peer_outlier_score{pod=\"web-3\",query=\"lat\"} 2.5\n# HELP foretell_peer_outlier "), "{out}");
+        assert!(out.ends_with("# TYPE foretell_peer_outlier gauge\nforetell_peer_outlier{pod=\"web-3\",query=\"lat\"} 1\n"), "{out}");
+        assert!(
+            !out.contains("web-9\",query=\"lat\"} 0\nforetell_peer"),
+            "{out}"
+        );
+        let mut sent = Vec::new();
+        let series: Vec<_> = snapshot.series().collect();
+        for_each_sample(series[0], &[], |name, _, value| sent.push((name, value)));
+        assert!(sent.contains(&(names::PEER_OUTLIER_SCORE, 2.5)));
+        assert!(sent.contains(&(names::PEER_OUTLIER, 1.0)));
+        let mut none = Vec::new();
+        for_each_sample(series[1], &[], |name, _, _| none.push(name));
+        assert!(!none.iter().any(|n| n.starts_with("foretell_peer")));
     }
 
     #[test]

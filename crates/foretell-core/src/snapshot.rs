@@ -11,6 +11,7 @@ use crate::chart::record::SharedRecord;
 use crate::exposition;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::model::{Band, Excursion};
+use crate::peers::PeerVerdict;
 
 /// Label carrying the query name on every exported series.
 pub const QUERY_LABEL: &str = "query";
@@ -81,6 +82,8 @@ pub struct SeriesOutput {
     /// What the live model did at each recent point, for the charts (`None` when the query
     /// keeps no record).
     pub record: Option<SharedRecord>,
+    /// How the series compares with its peers (`None`: peers off, or its group not assessed).
+    pub peer: Option<PeerVerdict>,
 }
 
 impl SeriesOutput {
@@ -90,6 +93,7 @@ impl SeriesOutput {
             labels,
             state,
             record: None,
+            peer: None,
         }
     }
 

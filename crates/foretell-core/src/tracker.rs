@@ -18,6 +18,7 @@ use crate::model::{
     Excursion, FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings,
     SurpriseHistory,
 };
+use crate::peers::{self, PeerSettings, PeerStats, PeerVerdict};
 use crate::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
 use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits, TrackedSeries};
 
@@ -68,6 +69,8 @@ pub struct TrackerSettings {
     pub load_threads: usize,
     /// How a series' first model is fitted.
     pub first_fit: FirstFit,
+    /// Peer outlier detection among the query's series (`None`: off).
+    pub peers: Option<PeerSettings>,
 }
 
 /// How a series' first model is fitted (`model.first_fit` in the configuration).
@@ -144,6 +147,8 @@ pub struct EvaluationStats {
     /// Ready series per kind of forecast leading at the longest validated horizon
     /// ([`FittedForecaster::forecast_method`]).
     pub forecast_methods: BTreeMap<&'static str, usize>,
+    /// What the peer outlier assessment did (all zero when `peers` is off).
+    pub peers: PeerStats,
 }
 
 #[derive(Debug)]
@@ -259,8 +264,16 @@ impl QueryTracker {
             ..EvaluationStats::default()
         };
         let settings = &self.settings;
+        let peers = match &settings.peers {
+            Some(peer_settings) => {
+                let (verdicts, peer_stats) = assess_peers(peer_settings, &self.store);
+                stats.peers = peer_stats;
+                verdicts
+            }
+            None => Vec::new(),
+        };
         let mut series = Vec::with_capacity(self.store.len());
-        for (labels, tracked) in self.store.iter_mut() {
+        for (index, (labels, tracked)) in self.store.iter_mut().enumerate() {
             let Some((newest, model)) =
                 advance(settings, labels, tracked, evaluated_at_ms, &mut stats)
             else {
@@ -292,7 +305,8 @@ impl QueryTracker {
                 }
                 _ => SeriesState::NotReady,
             };
-            let output = SeriesOutput::new(model.exported.clone(), state);
+            let mut output = SeriesOutput::new(model.exported.clone(), state);
+            output.peer = peers.get(index).copied().flatten();
             series.push(match &model.record {
                 Some(record) => output.with_record(record.clone()),
                 None => output,
@@ -554,6 +568,34 @@ impl SeriesModel {
     }
 }
 
+/// Every tracked series' newest `window_points` grid values, all ending at the newest grid
+/// point any series has, assessed against their groups; verdicts in the store's order.
+fn assess_peers(
+    settings: &PeerSettings,
+    store: &QueryStore<SeriesModel>,
+) -> (Vec<Option<PeerVerdict>>, PeerStats) {
+    let Some(end_ms) = store
+        .iter()
+        .filter_map(|(_, tracked)| tracked.window.newest())
+        .map(|newest| newest.timestamp_ms)
+        .max()
+    else {
+        return (Vec::new(), PeerStats::default());
+    };
+    let step_ms = store.limits().step_ms.max(1);
+    let points = settings.window_points.max(1) as i64;
+    let windows: Vec<(&Labels, Vec<f64>)> = store
+        .iter()
+        .map(|(labels, tracked)| {
+            let values = (0..points)
+                .map(|k| tracked.window.value_at(end_ms - (points - 1 - k) * step_ms))
+                .collect();
+            (labels, values)
+        })
+        .collect();
+    peers::assess(settings, &windows)
+}
+
 /// Steps until the forecast crosses the threshold; 0 when the newest value already has.
 fn threshold_eta_steps(
     fitted: &FittedForecaster,
@@ -628,6 +670,7 @@ mod tests {
             record_points: 0,
             load_threads: 2,
             first_fit: FirstFit::Full,
+            peers: None,
         }
     }
 
@@ -1074,6 +1117,46 @@ mod tests {
             fits_per_cycle.iter().all(|&n| n < 30),
             "herd: {fits_per_cycle:?}"
         );
+    }
+
+    #[test]
+    fn peers_flag_the_series_that_left_its_group() {
+        let mut tracker = QueryTracker::new(TrackerSettings {
+            peers: Some(PeerSettings {
+                by: vec![],
+                method: peers::PeerMethod::Mad,
+                window_points: 20,
+                sensitivity: 0.5,
+            }),
+            ..settings(5)
+        });
+        // Six instances share a noisy level; "d" runs at twice it.
+        let fetched: Vec<_> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(k, instance)| {
+                let level = if *instance == "d" { 20.0 } else { 10.0 };
+                let values: Vec<f64> = noisy(40)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v - 10.0 + level + 0.3 * ((i * 7 + k * 13) % 5) as f64)
+                    .collect();
+                series(instance, &values, 0)
+            })
+            .collect();
+        let (output, stats) = tracker.evaluate(fetched, 39 * STEP);
+        assert_eq!(stats.peers.groups_assessed, 1);
+        assert_eq!(stats.peers.outliers, 1, "{stats:?}");
+        for series in &output.series {
+            let peer = series.peer.expect("assessed");
+            assert_eq!(peer.group_size, 6);
+            assert_eq!(
+                peer.outlier,
+                series.labels.get("instance") == Some("d"),
+                "{:?}: {peer:?}",
+                series.labels
+            );
+        }
     }
 
     #[test]

@@ -75,6 +75,8 @@ struct QueryStats {
     series_tracked: Option<u64>,
     series_ready: Option<u64>,
     forecast_methods: BTreeMap<&'static str, u64>,
+    /// Peer groups of the last cycle by outcome (empty: peers off).
+    peer_groups: BTreeMap<&'static str, u64>,
     series_rejected: u64,
     series_expired: u64,
     /// Series left out of answers for their label names, by problem.
@@ -244,6 +246,8 @@ pub struct CycleReport {
     pub series_ready: u64,
     /// Ready series per kind of forecast leading at the longest validated horizon.
     pub forecast_methods: BTreeMap<&'static str, u64>,
+    /// Peer groups by outcome (`assessed`, `too_small`, `no_spread`); empty: peers off.
+    pub peer_groups: BTreeMap<&'static str, u64>,
     pub series_rejected: u64,
     pub series_expired: u64,
     pub fits: u64,
@@ -294,6 +298,7 @@ impl Telemetry {
                     stats.series_tracked = None;
                     stats.series_ready = None;
                     stats.forecast_methods.clear();
+                    stats.peer_groups.clear();
                 }
             }
         });
@@ -327,6 +332,7 @@ impl Telemetry {
             stats.series_tracked = Some(report.series_tracked);
             stats.series_ready = Some(report.series_ready);
             stats.forecast_methods = report.forecast_methods;
+            stats.peer_groups = report.peer_groups;
             stats.series_rejected += report.series_rejected;
             stats.series_expired += report.series_expired;
             stats.fits += report.fits;

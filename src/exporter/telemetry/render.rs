@@ -320,6 +320,21 @@ impl Telemetry {
                 w.value(&[("query", query), ("method", method)], *count as f64);
             }
         }
+        if queries
+            .iter()
+            .any(|(_, stats)| !stats.peer_groups.is_empty())
+        {
+            w.family(
+                "foretell_peer_groups",
+                "Peer groups per query at the last cycle by outcome: assessed, too_small (fewer than 3 series, skipped), no_spread (the detector found no spread to measure in).",
+                MetricType::Gauge,
+            );
+            for (query, stats) in &queries {
+                for (outcome, count) in &stats.peer_groups {
+                    w.value(&[("query", query), ("outcome", outcome)], *count as f64);
+                }
+            }
+        }
         w.family(
             "foretell_last_cycle_success_timestamp_seconds",
             "Unix time of the last completed cycle per query.",

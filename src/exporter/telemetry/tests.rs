@@ -16,6 +16,7 @@ fn renders_counters_gauges_and_histograms_that_parse() {
             series_tracked: 4,
             series_ready: 3,
             forecast_methods: [("seasonal_naive", 1), ("smoothing_no_trend", 2)].into(),
+            peer_groups: [("assessed", 5), ("too_small", 1), ("no_spread", 0)].into(),
             fits: 2,
             updates: 7,
             ..CycleReport::default()
@@ -42,6 +43,9 @@ fn renders_counters_gauges_and_histograms_that_parse() {
         "foretell_series_ready{query=\"load\"} 3",
         "foretell_forecast_method_series{query=\"load\",method=\"seasonal_naive\"} 1",
         "foretell_forecast_method_series{query=\"load\",method=\"smoothing_no_trend\"} 2",
+        "foretell_peer_groups{query=\"load\",outcome=\"assessed\"} 5",
+        "foretell_peer_groups{query=\"load\",outcome=\"too_small\"} 1",
+        "foretell_peer_groups{query=\"load\",outcome=\"no_spread\"} 0",
         "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.025\"} 1",
         "foretell_query_duration_seconds_bucket{query=\"load\",le=\"0.25\"} 2",
         "foretell_query_duration_seconds_count{query=\"load\"} 2",

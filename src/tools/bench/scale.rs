@@ -13,6 +13,7 @@ use crate::clock::Stopwatch;
 
 use foretell_core::labels::Labels;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::peers::{PeerMethod, PeerSettings, PeerStats};
 use foretell_core::snapshot::Snapshot;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::synthetic::{demo_set, DemoSeries};
@@ -37,7 +38,13 @@ pub struct ScaleSettings {
     pub state_dir: Option<std::path::PathBuf>,
     /// How each series' first model is fitted.
     pub first_fit: FirstFit,
+    /// Peer outliers over groups of this many series (`--peers`), MAD over the newest hour;
+    /// `None`: off.
+    pub peer_group: Option<usize>,
 }
+
+/// The label `--peers` groups the synthetic series by.
+const PEER_GROUP_LABEL: &str = "group";
 
 /// What writing every query's state file and restoring from it cost.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +80,8 @@ pub struct ScaleReport {
     pub rss_at_end: Option<u64>,
     pub memory: TrackerMemory,
     pub state: Option<StateCost>,
+    /// Peer groups of the last cycle, summed over the queries (all zero without `--peers`).
+    pub peers: PeerStats,
 }
 
 const BATCH: usize = 100;
@@ -93,6 +102,14 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     for (i, series) in all.into_iter().take(settings.series).enumerate() {
         let mut pairs = vec![("__name__".to_owned(), series.metric.clone())];
         pairs.extend(series.labels.iter().cloned());
+        if let Some(size) = settings.peer_group {
+            // Consecutive series of a query share a group.
+            let position = i / settings.queries;
+            pairs.push((
+                PEER_GROUP_LABEL.to_owned(),
+                format!("g{}", position / size.max(1)),
+            ));
+        }
         queries[i % settings.queries]
             .1
             .push((Labels::from_pairs(pairs), series));
@@ -118,6 +135,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     let rss_after_load = crate::exporter::process::resident_bytes();
     let mut cycles = Vec::with_capacity(settings.cycles);
     let mut ready = 0;
+    let mut peers = PeerStats::default();
     let mut rendered = String::new();
     for cycle in 1..=settings.cycles as i64 {
         let at_ms = end_ms + cycle * step_ms;
@@ -133,9 +151,14 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         let mut snapshot = Snapshot::default();
         let mut fits = 0;
         ready = 0;
+        peers = PeerStats::default();
         for (output, stats) in results {
             fits += stats.fits;
             ready += stats.ready;
+            peers.groups_assessed += stats.peers.groups_assessed;
+            peers.groups_too_small += stats.peers.groups_too_small;
+            peers.groups_failed += stats.peers.groups_failed;
+            peers.outliers += stats.peers.outliers;
             snapshot = snapshot.with_query(output);
         }
         let wall = started.elapsed();
@@ -175,6 +198,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         rss_at_end,
         memory,
         state,
+        peers,
     }
 }
 
@@ -282,6 +306,12 @@ fn tracker_settings(settings: &ScaleSettings, query: usize, capacity: usize) -> 
         record_points: (settings.live_record.as_millis() as i64 / step_ms) as usize,
         load_threads: crate::pipeline::cores(),
         first_fit: settings.first_fit,
+        peers: settings.peer_group.map(|_| PeerSettings {
+            by: vec![PEER_GROUP_LABEL.to_owned()],
+            method: PeerMethod::Mad,
+            window_points: (3_600_000 / step_ms).max(3) as usize,
+            sensitivity: 0.5,
+        }),
     }
 }
 
@@ -394,6 +424,13 @@ pub fn render(report: &ScaleReport) -> String {
             report.ready
         );
     }
+    if s.peer_group.is_some() {
+        let p = &report.peers;
+        out += &format!(
+            "peer groups (last cycle): {} assessed, {} too small, {} without spread; {} outliers\n",
+            p.groups_assessed, p.groups_too_small, p.groups_failed, p.outliers
+        );
+    }
     let m = &report.memory;
     out += &format!(
         "memory per series: windows and source labels {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels {:.0} B, live record for the charts {:.0} B\n",
@@ -445,6 +482,7 @@ mod tests {
             threads: 2,
             state_dir: Some(dir.path().join("state")),
             first_fit: FirstFit::Quick,
+            peer_group: Some(5),
         };
         let report = run(&settings);
         assert_eq!(report.load_fits, 40);

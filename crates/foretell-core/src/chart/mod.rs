@@ -433,6 +433,7 @@ mod tests {
             record_points: 360,
             load_threads: 2,
             first_fit: FirstFit::Full,
+            peers: None,
         });
         let labels = Labels::from_pairs([("instance", "a")]);
         let samples = |from: usize, to: usize| {

@@ -101,7 +101,7 @@ pub fn decompose_detected(y: &[f64], candidates: &[usize]) -> Option<Decompositi
 /// A cheap decomposition for a series' first fit (the sidecar's cold start), a small fraction
 /// of MSTL's cost: per period, shortest first, the trend is a moving average over one period
 /// (the classical decomposition's), and the profile is the median over the newest cycles (at
-/// most [`PROFILE_CYCLES`]) of what is left at each phase, centred on zero. The median keeps
+/// most 5) of what is left at each phase, centred on zero. The median keeps
 /// what recurs, as the full decomposition's profiles do. With `detect`, a period is kept only
 /// when its seasonal strength reaches the threshold of [`decompose_detected`]. `None` when no
 /// period fits twice or is kept, or nothing is finite. The series' first scheduled refit

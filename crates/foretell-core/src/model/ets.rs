@@ -312,7 +312,7 @@ pub fn with_params(y: &[f64], trend: Trend, params: EtsParams) -> Option<FittedE
 const QUICK_ALPHAS: [f64; 6] = [0.02, 0.1, 0.25, 0.5, 0.75, 0.95];
 
 /// A cheap fit for a series' first model (the sidecar's cold start): simple exponential
-/// smoothing (no trend) with the level constant of [`QUICK_ALPHAS`] that has the least squared
+/// smoothing (no trend) with the level constant of six (0.02 to 0.95) that has the least squared
 /// one-step error. Eight passes over `y` instead of the optimiser's hundreds for each of three
 /// trend forms; the full fit replaces it at the series' first scheduled refit. `None` when `y`
 /// has too few finite points.
