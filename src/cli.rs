@@ -24,6 +24,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `queries[].peers.method` as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PeerMethodArg {
+    Mad,
+    Dbscan,
+}
+
+impl From<PeerMethodArg> for foretell_core::peers::PeerMethod {
+    fn from(arg: PeerMethodArg) -> Self {
+        match arg {
+            PeerMethodArg::Mad => foretell_core::peers::PeerMethod::Mad,
+            PeerMethodArg::Dbscan => foretell_core::peers::PeerMethod::Dbscan,
+        }
+    }
+}
+
 /// `queries[].model.first_fit` as a flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FirstFitArg {
@@ -282,6 +298,22 @@ pub enum BenchCommand {
         /// Ask for gzip, as Prometheus does.
         #[arg(long)]
         gzip: bool,
+    },
+    /// How well peer outliers find the one series that leaves its group, against the
+    /// per-series detector alone: generated groups with a divergence of each kind (level,
+    /// slope, shape, variance, stuck), precision and recall of each detector.
+    Peers {
+        /// Group sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "5,50,500", value_parser = parse::positive_count())]
+        group_sizes: Vec<usize>,
+        /// Cases per group size and kind.
+        #[arg(long, default_value_t = 4, value_parser = parse::positive_count())]
+        seeds: usize,
+        #[arg(long, value_enum, default_value_t = PeerMethodArg::Mad)]
+        method: PeerMethodArg,
+        /// As `queries[].peers.sensitivity`, in (0, 1).
+        #[arg(long, default_value_t = 0.5)]
+        sensitivity: f64,
     },
     /// foretell's own cost of tracking many series (no Prometheus): load and fit synthetic
     /// series with their history, then steady cycles of one new point each; reports time, CPU,

@@ -25,6 +25,28 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
                 crate::tools::bench::metrics::render,
             )
         }
+        BenchCommand::Peers {
+            group_sizes,
+            seeds,
+            method,
+            sensitivity,
+        } => {
+            if !(sensitivity > 0.0 && sensitivity < 1.0) {
+                eprintln!("foretell bench peers: --sensitivity must be between 0 and 1, got {sensitivity}");
+                return Exit::Invalid;
+            }
+            let settings = crate::tools::bench::peers::PeerBenchSettings {
+                group_sizes,
+                seeds,
+                method: method.into(),
+                sensitivity,
+            };
+            print!(
+                "{}",
+                crate::tools::bench::peers::render(&crate::tools::bench::peers::run(&settings))
+            );
+            Exit::Success
+        }
         BenchCommand::Scale {
             series,
             queries,

@@ -4,4 +4,5 @@
 pub mod alerts;
 pub mod audit;
 pub mod metrics;
+pub mod peers;
 pub mod scale;
