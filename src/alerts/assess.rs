@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use foretell_core::alerts::confidence::{Confidence, Evidence};
 use foretell_core::alerts::lookup::{self, find_tracked};
+use foretell_core::alerts::related;
 use foretell_core::alerts::webhook::Alert;
 use foretell_core::audit::{Assessed, ConfidentAssessment};
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
+use foretell_core::peers::PeerVerdict;
 use foretell_core::snapshot::SeriesState;
 use foretell_core::store::Sample;
 use foretell_core::Labels;
@@ -191,6 +193,8 @@ impl Assessor<'_> {
                 series,
                 source,
                 graph,
+                peer,
+                own_exported,
             }) => {
                 let confidence = evidence.confidence();
                 let subject = alert
@@ -227,6 +231,29 @@ impl Assessor<'_> {
                     annotations.insert("foretell_trend".into(), trend.as_str().into());
                 }
                 annotations.insert("foretell_explanation".into(), evidence.explanation(subject));
+                if let Some(peer) = peer.filter(|p| p.outlier) {
+                    annotations.insert(
+                        "foretell_peer_outlier".into(),
+                        format!(
+                            "an outlier among {} peers (score {:.1}; 1 is the group's boundary)",
+                            peer.group_size, peer.score
+                        ),
+                    );
+                }
+                // The same target's other signals: its other metrics anomalous, or outliers
+                // among their peers, right now.
+                let identity = related::identifying(&alert.labels);
+                let snapshot = self.sources.snapshot.load();
+                let own = match &graph.0 {
+                    Source::Query(query) => Some(query.as_str()),
+                    _ => None,
+                };
+                let own_labels = own_exported.as_ref();
+                let signals =
+                    related::related_signals(snapshot.queries(), &identity, own.zip(own_labels));
+                if let Some(sentence) = related::sentence(&identity, &signals) {
+                    annotations.insert("foretell_related".into(), sentence);
+                }
                 annotations.insert("foretell_series".into(), series.clone());
                 if let Some(base) = &self.sources.graph_base {
                     annotations.insert(
@@ -317,6 +344,10 @@ struct Found {
     source: &'static str,
     /// What `/graph` needs to draw the series.
     graph: (Source, Labels),
+    /// How a tracked series compares with its peers (`None`: on demand, or peers off).
+    peer: Option<PeerVerdict>,
+    /// A tracked series' exported labels (left out of its related signals).
+    own_exported: Option<Labels>,
 }
 
 impl Assessor<'_> {
@@ -363,6 +394,8 @@ impl Assessor<'_> {
                             Source::Query(tracked.query.query.clone()),
                             Labels::from_pairs(lookup::source_labels(tracked.series)),
                         ),
+                        peer: tracked.series.peer,
+                        own_exported: Some(tracked.series.labels.clone()),
                     })
                 }
                 SeriesState::NotReady => Err(NoEvidence::StillLearning {
@@ -458,6 +491,8 @@ impl Assessor<'_> {
             series,
             source: "on_demand",
             graph: (Source::Expr(expr), labels.clone()),
+            peer: None,
+            own_exported: None,
         })
     }
 

@@ -1490,3 +1490,63 @@ async fn alerts_past_the_audited_number_share_one_summary_record() {
     .await;
     harness.stop().await;
 }
+
+/// Issue 23, item 4: an alert carries the same target's other unusual signals, and its own
+/// series' peer verdict.
+#[tokio::test]
+async fn an_alert_lists_the_same_instance_s_other_unusual_signals_and_its_peer_verdict() {
+    let mut errors = tracked_snapshot();
+    errors.series[0].peer = Some(foretell_core::peers::PeerVerdict {
+        score: 2.4,
+        outlier: true,
+        group_size: 12,
+    });
+    let mut cpu = tracked_snapshot();
+    cpu.query = "cpu".into();
+    cpu.series = ["a", "b"]
+        .iter()
+        .map(|instance| {
+            SeriesOutput::new(
+                export_labels(
+                    "cpu",
+                    &Labels::from_pairs([
+                        ("__name__", "node_cpu_utilisation"),
+                        ("instance", instance),
+                    ]),
+                ),
+                tracked_snapshot().series.remove(0).state,
+            )
+        })
+        .collect();
+    let snapshot = Arc::new(SnapshotCell::default());
+    snapshot.publish(errors);
+    snapshot.publish(cpu);
+    let sources = assess::Sources::new(snapshot, &[], None, GraphLinks::default());
+    let alert = foretell_core::alerts::webhook::Alert {
+        status: foretell_core::alerts::webhook::AlertStatus::Firing,
+        labels: [
+            ("alertname", "HighErrors"),
+            ("job", "api"),
+            ("instance", "a"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        annotations: BTreeMap::new(),
+        starts_at_ms: 0,
+        ends_at_ms: None,
+        generator_url: String::new(),
+        fingerprint: "f".into(),
+    };
+    let mut assessor = assess::Assessor::new(&sources, crate::clock::system().now_ms());
+    let annotations = assessor.assess(&alert).await.annotations;
+    assert_eq!(
+        annotations.get("foretell_related").map(String::as_str),
+        Some("also unusual on instance=\"a\": node_cpu_utilisation (query cpu) 12.0σ above its baseline"),
+        "{annotations:?}"
+    );
+    assert_eq!(
+        annotations.get("foretell_peer_outlier").map(String::as_str),
+        Some("an outlier among 12 peers (score 2.4; 1 is the group's boundary)")
+    );
+}

@@ -7,7 +7,7 @@ use crate::views::status::{
     self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
     SeriesRow, Upstream,
 };
-use foretell_core::alerts::lookup;
+use foretell_core::alerts::{lookup, related};
 use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::ProbabilitySettings;
 use foretell_core::snapshot::{SeriesOutput, SeriesState, SOURCE_METRIC_LABEL};
@@ -370,6 +370,20 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
         SeriesState::NotReady => Vec::new(),
     };
     let chart_labels: Labels = Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME));
+    let own_labels: BTreeMap<String, String> = found
+        .labels
+        .iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    let identity = related::identifying(&own_labels);
+    let related = related::related_signals(
+        snapshot.queries(),
+        &identity,
+        Some((name.as_str(), &found.labels)),
+    )
+    .iter()
+    .map(related::RelatedSignal::describe)
+    .collect();
     let selector = chart_labels.to_string();
     let view = SeriesPage {
         version: format!("version {}", state.telemetry.version()),
@@ -405,6 +419,8 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
                 )
             })
             .collect(),
+        peer: found.peer.map(|p| (p.score, p.outlier, p.group_size)),
+        related,
     };
     (StatusCode::OK, status::series_page(&view))
 }

@@ -124,6 +124,10 @@ pub struct SeriesPage {
     /// The chart to show and the other ranges it can be shown over: (label, page link).
     pub chart_src: String,
     pub ranges: Vec<(String, String)>,
+    /// Its peer verdict (`queries[].peers`): score, outlier, group size.
+    pub peer: Option<(f64, bool, usize)>,
+    /// The same target's other unusual signals now (`alerts::related`), described.
+    pub related: Vec<String>,
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#222;background:#fafafa}\
@@ -423,6 +427,25 @@ pub fn series_page(view: &SeriesPage) -> String {
         }
         body.push_str("</table>");
     }
+    if view.peer.is_some() || !view.related.is_empty() {
+        body.push_str("<h2>Peers and the same target</h2><ul>");
+        if let Some((score, outlier, size)) = view.peer {
+            let (class, verdict) = if outlier {
+                ("bad", "an outlier among its")
+            } else {
+                ("ok", "in line with its")
+            };
+            let _ = write!(
+                body,
+                "<li class=\"{class}\">{verdict} {size} peers (score {}; 1 is the group's boundary)</li>",
+                number(score)
+            );
+        }
+        for signal in &view.related {
+            let _ = write!(body, "<li>also unusual: {}</li>", escape(signal));
+        }
+        body.push_str("</ul>");
+    }
     body.push_str("<h2>Chart</h2><p>");
     for (i, (label, href)) in view.ranges.iter().enumerate() {
         if i > 0 {
@@ -613,7 +636,13 @@ mod tests {
             forecasts: vec![("1h".into(), 11.0, 7.5, 14.5)],
             chart_src: "/graph?query=load&series=%7B%7D&range=6h".into(),
             ranges: vec![("1h".into(), "/status/series?range=1h".into())],
+            peer: Some((2.44, true, 12)),
+            related: vec!["node_cpu_utilisation (query cpu) 4.2σ above <its> baseline".into()],
         });
+        assert!(
+            html.contains("<li class=\"bad\">an outlier among its 12 peers (score 2.44; 1 is the group's boundary)</li><li>also unusual: node_cpu_utilisation (query cpu) 4.2σ above &lt;its&gt; baseline</li>"),
+            "{html}"
+        );
         assert!(
             html.contains(
                 "<img class=\"chart\" src=\"/graph?query=load&amp;series=%7B%7D&amp;range=6h&amp;width=800\""

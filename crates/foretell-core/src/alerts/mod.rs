@@ -5,5 +5,6 @@ pub mod confidence;
 pub mod delivery;
 pub mod lookup;
 pub mod rate_limit;
+pub mod related;
 pub mod route;
 pub mod webhook;
