@@ -431,18 +431,11 @@ pub fn render_snapshot_limited(
 ) -> usize {
     let mut writer = TextWriter::with_format(out, format);
     for (name, help, pick) in PER_SERIES {
-        let mut values = snapshot
+        let values = snapshot
             .series()
             .take(max_series)
-            .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)))
-            .peekable();
-        if values.peek().is_none() {
-            continue;
-        }
-        writer.family(name, help, MetricType::Gauge);
-        for (block, value) in values {
-            writer.sample_with_block(name, block, value);
-        }
+            .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)));
+        gauge_family(&mut writer, name, help, values);
     }
     for (name, help, pick) in PER_HORIZON {
         let mut opened = false;
@@ -490,20 +483,31 @@ pub fn render_snapshot_limited(
         }
     }
     for (name, help, pick) in PEER_FAMILIES {
-        let mut values = snapshot
+        let values = snapshot
             .series()
             .take(max_series)
-            .filter_map(|series| series.peer.map(|p| (series.label_block(), pick(&p))))
-            .peekable();
-        if values.peek().is_none() {
-            continue;
-        }
-        writer.family(name, help, MetricType::Gauge);
-        for (block, value) in values {
-            writer.sample_with_block(name, block, value);
-        }
+            .filter_map(|series| series.peer.map(|p| (series.label_block(), pick(&p))));
+        gauge_family(&mut writer, name, help, values);
     }
     snapshot.series().count().saturating_sub(max_series)
+}
+
+/// A gauge family of one sample per series (its pre-rendered label block and value); nothing,
+/// not even the family's header, when there is no sample.
+fn gauge_family<'s>(
+    writer: &mut TextWriter<'_>,
+    name: &str,
+    help: &str,
+    values: impl Iterator<Item = (&'s str, f64)>,
+) {
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        return;
+    }
+    writer.family(name, help, MetricType::Gauge);
+    for (block, value) in values {
+        writer.sample_with_block(name, block, value);
+    }
 }
 
 type PickPeer = fn(&PeerVerdict) -> f64;
