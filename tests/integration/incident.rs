@@ -53,7 +53,7 @@ fn foretell_config(prometheus: &str, port: u16, receiver: &str) -> String {
          audit:\n  path: audit.db\n  key_file: audit.keys\n  verify_interval: 'off'\n\
          alerts:\n  retry:\n    initial_backoff: 100ms\n    max_backoff: 500ms\n  on_demand:\n    timeout: 2s\n\
          \x20 receivers:\n    - name: recorder\n      url: {receiver}\n      timeout: 2s\n  routes:\n    - receiver: recorder\n\
-         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n\
+         queries:\n  - name: demo\n    expr: {SOURCE}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n    peers:\n      window: 5m\n\
          \x20 - name: {AGGREGATED_QUERY}\n    expr: {AGGREGATED_EXPR}\n    step: 10s\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    threshold:\n      value: 1\n"
     )
 }
