@@ -10,31 +10,160 @@ use crate::labels::{check_label_name, describe_label_name, LabelNameProblem};
 use crate::store::Sample;
 use crate::timestamp::unix_seconds_to_ms;
 use crate::Labels;
-use serde::de::{IgnoredAny, SeqAccess, Visitor};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-#[derive(Debug, Deserialize)]
+/// A `query_range` answer, decoded in one pass: `data.result` goes straight into [`Sample`]s
+/// as it is read when `resultType` came before it (Prometheus writes it first); otherwise it is
+/// kept as raw text and decoded once `resultType` is known (JSON keys come in any order).
+#[derive(Debug, Default)]
 struct ApiResponse<'a> {
     status: String,
-    #[serde(default, borrow)]
     data: Option<RangeData<'a>>,
-    #[serde(default, rename = "errorType")]
     error_type: Option<String>,
-    #[serde(default)]
     error: Option<String>,
-    #[serde(default)]
     warnings: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default)]
 struct RangeData<'a> {
-    #[serde(rename = "resultType")]
     result_type: String,
-    /// Kept as the raw text until `resultType` is known (JSON keys come in any order), then
-    /// decoded series by series straight into [`Sample`]s: no tree of the whole answer.
-    #[serde(borrow)]
-    result: &'a RawValue,
+    result: RangeResult<'a>,
+}
+
+#[derive(Debug, Default)]
+enum RangeResult<'a> {
+    #[default]
+    Missing,
+    /// Decoded as it was read, into the caller's [`Matrix`].
+    Decoded,
+    /// Read before `resultType`.
+    Deferred(&'a RawValue),
+    /// Not a matrix: skipped.
+    Other,
+}
+
+/// Decodes an answer, its matrix into the [`Matrix`] it borrows.
+struct ResponseSeed<'m>(&'m mut Matrix);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ResponseSeed<'_> {
+    type Value = ApiResponse<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ResponseSeed<'_> {
+    type Value = ApiResponse<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Prometheus API answer")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut response = ApiResponse::default();
+        let mut status: Option<String> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "status" => status = Some(map.next_value()?),
+                "data" => response.data = map.next_value_seed(DataSeed(&mut *self.0))?,
+                "errorType" => response.error_type = map.next_value()?,
+                "error" => response.error = map.next_value()?,
+                "warnings" => {
+                    response.warnings = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default()
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        response.status = status.ok_or_else(|| serde::de::Error::missing_field("status"))?;
+        Ok(response)
+    }
+}
+
+/// Decodes an answer's `data` (`null`: none), its matrix into the [`Matrix`] it borrows.
+struct DataSeed<'m>(&'m mut Matrix);
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = Option<RangeData<'de>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed<'_> {
+    type Value = Option<RangeData<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a query answer's data")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = RangeData::default();
+        let mut result_type: Option<String> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "resultType" => result_type = Some(map.next_value()?),
+                "result" => {
+                    data.result = match result_type.as_deref() {
+                        Some("matrix") => {
+                            self.0.started = true;
+                            map.next_value_seed(MatrixSeed(&mut *self.0))?;
+                            self.0.finished = true;
+                            RangeResult::Decoded
+                        }
+                        Some(_) => {
+                            map.next_value::<IgnoredAny>()?;
+                            RangeResult::Other
+                        }
+                        None => RangeResult::Deferred(map.next_value()?),
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        data.result_type =
+            result_type.ok_or_else(|| serde::de::Error::missing_field("resultType"))?;
+        Ok(Some(data))
+    }
+}
+
+/// Decodes a matrix into the [`Matrix`] it borrows.
+struct MatrixSeed<'m>(&'m mut Matrix);
+
+impl<'de> serde::de::DeserializeSeed<'de> for MatrixSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(MatrixVisitor(self.0))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,9 +240,19 @@ pub enum WireError {
 /// Series with a label name that cannot be exported ([`check_label_name`]) are left out and
 /// counted in [`RangeBody::refused`]; a sample with an impossible timestamp fails the answer.
 pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
-    let response: ApiResponse = serde_json::from_slice(body).map_err(|e| WireError::NotJson {
-        detail: e.to_string(),
-        excerpt: excerpt(body),
+    let mut decoded = Matrix::default();
+    let response = decode_response(body, &mut decoded).map_err(|e| {
+        // A value of the wrong shape inside the series (`[["x"]]`) is the series' fault; text
+        // that is not JSON at all, or ends early, is the answer's.
+        let in_series = decoded.started && !decoded.finished;
+        if e.classify() == serde_json::error::Category::Data && in_series {
+            WireError::MalformedSeries(e.to_string())
+        } else {
+            WireError::NotJson {
+                detail: e.to_string(),
+                excerpt: excerpt(body),
+            }
+        }
     })?;
     if response.status != "success" {
         return Err(WireError::Api {
@@ -130,10 +269,20 @@ pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     if data.result_type != "matrix" {
         return Err(WireError::UnexpectedResultType(data.result_type));
     }
-    let mut decoded = Matrix::default();
-    let mut deserializer = serde_json::Deserializer::from_str(data.result.get());
-    serde::Deserializer::deserialize_seq(&mut deserializer, MatrixVisitor(&mut decoded))
-        .map_err(|e| WireError::MalformedSeries(e.to_string()))?;
+    match data.result {
+        RangeResult::Decoded => {}
+        RangeResult::Deferred(raw) => {
+            let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+            serde::Deserializer::deserialize_seq(&mut deserializer, MatrixVisitor(&mut decoded))
+                .map_err(|e| WireError::MalformedSeries(e.to_string()))?;
+        }
+        RangeResult::Missing | RangeResult::Other => {
+            return Err(WireError::NotJson {
+                detail: "a matrix answer without `result`".to_owned(),
+                excerpt: excerpt(body),
+            })
+        }
+    }
     if let Some(error) = decoded.error {
         return Err(error);
     }
@@ -144,10 +293,26 @@ pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
     })
 }
 
+/// The answer, its matrix decoded into `matrix` as it is read; the whole body must be one
+/// JSON value.
+fn decode_response<'a>(
+    body: &'a [u8],
+    matrix: &mut Matrix,
+) -> Result<ApiResponse<'a>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let response =
+        serde::de::DeserializeSeed::deserialize(ResponseSeed(matrix), &mut deserializer)?;
+    deserializer.end()?;
+    Ok(response)
+}
+
 /// What the matrix decoder keeps: converted series, refusals, and the first sample error
 /// (after which the rest of the answer is only skipped).
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Matrix {
+    /// The decoder entered and left the matrix (an error between is the series' fault).
+    started: bool,
+    finished: bool,
     series: Vec<(Labels, Vec<Sample>)>,
     refused: RefusedSeries,
     error: Option<WireError>,
@@ -347,6 +512,23 @@ mod tests {
                 Err(WireError::BadTimestamp { .. }) => {}
                 other => panic!("{timestamp}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn an_object_without_status_or_result_type_is_not_an_answer() {
+        for body in [
+            &br#"{}"#[..],
+            br#"{"data":{"resultType":"matrix","result":[]}}"#,
+            br#"{"status":"success","data":{"result":[]}}"#,
+            br#"{"status":"success","data":{"resultType":"matrix"}}"#,
+        ] {
+            assert!(
+                matches!(decode_range(body), Err(WireError::NotJson { .. })),
+                "{}: {:?}",
+                String::from_utf8_lossy(body),
+                decode_range(body)
+            );
         }
     }
 
