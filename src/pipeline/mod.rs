@@ -350,7 +350,7 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
         [
             ("assessed", stats.peers.groups_assessed as u64),
             ("too_small", stats.peers.groups_too_small as u64),
-            ("no_spread", stats.peers.groups_failed as u64),
+            ("no_spread", stats.peers.groups_without_spread as u64),
         ]
         .into()
     };

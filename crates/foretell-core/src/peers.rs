@@ -75,7 +75,7 @@ pub struct PeerStats {
     pub groups_too_small: usize,
     /// Groups the detector could not assess (for MAD: half the group's values identical, so
     /// there is no spread to measure distances in).
-    pub groups_failed: usize,
+    pub groups_without_spread: usize,
     pub outliers: usize,
 }
 
@@ -104,7 +104,7 @@ pub fn assess(
         }
         let rows: Vec<&[f64]> = members.iter().map(|&i| series[i].1.as_slice()).collect();
         let Some(scores) = group_scores(settings, &rows) else {
-            stats.groups_failed += 1;
+            stats.groups_without_spread += 1;
             continue;
         };
         stats.groups_assessed += 1;

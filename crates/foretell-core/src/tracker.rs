@@ -569,7 +569,10 @@ impl SeriesModel {
 }
 
 /// Every tracked series' newest `window_points` grid values, all ending at the newest grid
-/// point any series has, assessed against their groups; verdicts in the store's order.
+/// point any series has, assessed against their groups; verdicts in the store's order. The
+/// caller pairs them with `store.iter_mut()` by position: both walk the same map, unchanged in
+/// between, so the orders agree (`peers_flag_the_series_that_left_its_group` checks the
+/// pairing by label).
 fn assess_peers(
     settings: &PeerSettings,
     store: &QueryStore<SeriesModel>,

@@ -157,7 +157,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
             ready += stats.ready;
             peers.groups_assessed += stats.peers.groups_assessed;
             peers.groups_too_small += stats.peers.groups_too_small;
-            peers.groups_failed += stats.peers.groups_failed;
+            peers.groups_without_spread += stats.peers.groups_without_spread;
             peers.outliers += stats.peers.outliers;
             snapshot = snapshot.with_query(output);
         }
@@ -428,7 +428,7 @@ pub fn render(report: &ScaleReport) -> String {
         let p = &report.peers;
         out += &format!(
             "peer groups (last cycle): {} assessed, {} too small, {} without spread; {} outliers\n",
-            p.groups_assessed, p.groups_too_small, p.groups_failed, p.outliers
+            p.groups_assessed, p.groups_too_small, p.groups_without_spread, p.outliers
         );
     }
     let m = &report.memory;

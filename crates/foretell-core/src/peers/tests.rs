@@ -104,7 +104,7 @@ fn groups_follow_the_by_labels_and_their_scores_compare_across_scales() {
         PeerStats {
             groups_assessed: 2,
             groups_too_small: 1,
-            groups_failed: 0,
+            groups_without_spread: 0,
             outliers: 2
         }
     );
@@ -138,6 +138,6 @@ fn gaps_and_a_group_without_spread_are_handled() {
         .map(|i| (labels("idle", i), vec![0.0; WINDOW]))
         .collect();
     let (verdicts, stats) = assess_all(&settings(PeerMethod::Mad, &[]), flat);
-    assert_eq!(stats.groups_failed, 1);
+    assert_eq!(stats.groups_without_spread, 1);
     assert!(verdicts.iter().all(Option::is_none));
 }
