@@ -80,6 +80,19 @@ queries:
     unit: requests/s
     model:
       seasonality: 1d
+  - name: latency
+    expr: demo_request_latency_seconds
+    step: 30s
+    history: 3d
+    evaluation_interval: 10s
+    unit: seconds
+    model:
+      seasonality: 1d
+    # Five sibling instances; api-4 has been drifting away from the others for two hours.
+    peers:
+      by: [job]
+      method: mad
+      window: 1h
 YAML
 
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/data" \
@@ -99,10 +112,12 @@ foretell:    http://127.0.0.1:$foretell_port/          status page: series, band
              http://127.0.0.1:$foretell_port/metrics   predictions as metrics
              http://127.0.0.1:$foretell_port/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D
 Prometheus:  http://127.0.0.1:$prom_port   (files in $work)
-An incident starts on instance web-a at $(date -d "@$incident" +%H:%M:%S) and lasts 3 minutes. Try in Prometheus:
+An incident starts on instance web-a at $(date -d "@$incident" +%H:%M:%S) and lasts 3 minutes;
+the latency of api-4 drifts away from its four peers. Try in Prometheus:
   foretell_anomaly_score
   demo_requests_per_second > on(instance, job) foretell_baseline_upper{query="demo"}
   demo_requests_per_second and on(instance, job) foretell_anomaly_score{query="demo"} > 1
+  foretell_peer_outlier_score{query="latency"}
 Ctrl-C stops foretell and Prometheus.
 
 TEXT

@@ -232,7 +232,10 @@ pub enum Command {
         command: AuditCommand,
     },
     /// Write synthetic demo history (OpenMetrics, for `promtool tsdb create-blocks-from
-    /// openmetrics`) and recording rules that continue the same series live.
+    /// openmetrics`) and recording rules that continue the same series live:
+    /// `demo_requests_per_second` of the web instances, and `demo_request_latency_seconds` of
+    /// five sibling instances, `api-4` drifting away from the others since two hours before the
+    /// end of the history (for `queries[].peers`).
     SampleData {
         /// Where to write the OpenMetrics history.
         #[arg(long, value_name = "FILE")]
@@ -314,6 +317,11 @@ pub enum BenchCommand {
         /// As `queries[].peers.sensitivity`, in (0, 1).
         #[arg(long, default_value_t = 0.5)]
         sensitivity: f64,
+        /// Instead of generated groups, the CPU files of NAB's realAWSCloudwatch category as
+        /// one group, judged against their labelled windows: the directory holding `data/` and
+        /// `windows.json` (e.g. ../shared/datasets/nab-public).
+        #[arg(long, value_name = "DIR")]
+        nab: Option<std::path::PathBuf>,
     },
     /// foretell's own cost of tracking many series (no Prometheus): load and fit synthetic
     /// series with their history, then steady cycles of one new point each; reports time, CPU,

@@ -4,7 +4,6 @@ use super::{runtime, Exit, Threads};
 use crate::cli::BenchCommand;
 
 /// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
-/// `foretell bench ...`: exit 0 with the report, 1 when the run fails, 2 for bad flags.
 pub(super) fn bench(command: BenchCommand) -> Exit {
     match command {
         BenchCommand::Metrics {
@@ -30,10 +29,23 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             seeds,
             method,
             sensitivity,
+            nab,
         } => {
             if !(sensitivity > 0.0 && sensitivity < 1.0) {
                 eprintln!("foretell bench peers: --sensitivity must be between 0 and 1, got {sensitivity}");
                 return Exit::Invalid;
+            }
+            if let Some(dir) = nab {
+                return match crate::tools::bench::peers_nab::run(&dir, method.into(), sensitivity) {
+                    Ok(report) => {
+                        print!("{}", crate::tools::bench::peers_nab::render(&report));
+                        Exit::Success
+                    }
+                    Err(error) => {
+                        eprintln!("foretell bench peers --nab: {error:#}");
+                        Exit::Failed
+                    }
+                };
             }
             let settings = crate::tools::bench::peers::PeerBenchSettings {
                 group_sizes,

@@ -36,7 +36,8 @@ pub(super) fn sample_data(args: SampleData) -> anyhow::Result<()> {
         end_secs: (start + i64::from(args.spike_secs)) as f64,
         height: 60.0,
     });
-    let series = synthetic::demo_set(args.instances, end, spike);
+    let mut series = synthetic::demo_set(args.instances, end, spike);
+    series.extend(synthetic::demo_peer_set(end));
     let start = end - span.as_secs() as i64;
     let history = synthetic::openmetrics_history(&series, start, end, step.as_secs() as i64);
     std::fs::write(args.history_out, history)

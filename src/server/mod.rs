@@ -138,6 +138,8 @@ pub struct QueryInfo {
     pub step: Duration,
     pub history: Duration,
     pub evaluation_interval: Duration,
+    /// It compares its series with their peers (`queries[].peers`).
+    pub peers: bool,
 }
 
 impl StatusInfo {
@@ -153,6 +155,7 @@ impl StatusInfo {
                     step: q.step,
                     history: q.history,
                     evaluation_interval: q.evaluation_interval,
+                    peers: q.peers.is_some(),
                 })
                 .collect(),
         }

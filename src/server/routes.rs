@@ -622,6 +622,7 @@ pub(super) mod tests {
                 step: Duration::from_secs(60),
                 history: Duration::from_secs(7 * 86_400),
                 evaluation_interval: Duration::from_secs(15),
+                peers: false,
             }],
         };
         let ready = |instance: &str, score: f64| {

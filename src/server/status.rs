@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use crate::views::status::{
-    self, AlertRow, AnomalyRow, Overview, QueryPage, QueryRow, SeriesNumbers, SeriesPage,
-    SeriesRow, Upstream,
+    self, AlertRow, AnomalyRow, Overview, PeerOutlierRow, QueryPage, QueryRow, SeriesNumbers,
+    SeriesPage, SeriesRow, Upstream,
 };
 use foretell_core::alerts::{lookup, related};
 use foretell_core::labels::METRIC_NAME;
 use foretell_core::model::ProbabilitySettings;
-use foretell_core::snapshot::{SeriesOutput, SeriesState, SOURCE_METRIC_LABEL};
+use foretell_core::peers::PeerVerdict;
+use foretell_core::snapshot::{SeriesOutput, SeriesState, Snapshot, SOURCE_METRIC_LABEL};
 use foretell_core::Labels;
 use http::StatusCode;
 
@@ -22,7 +23,7 @@ use crate::pipeline::UpstreamStatus;
 pub const QUERY_PATH: &str = "/status/query";
 pub const SERIES_PATH: &str = "/status/series";
 
-/// Rows in "most anomalous now" and "recent alerts".
+/// Rows in "anomalous now", "outliers among their peers now" and "recent alerts".
 const OVERVIEW_ROWS: usize = 15;
 /// Series listed on a query's page (the most anomalous first).
 const QUERY_PAGE_ROWS: usize = 500;
@@ -264,6 +265,11 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
         UpstreamStatus::Up { .. } => Upstream::Up,
         UpstreamStatus::Down { error, .. } => Upstream::Down(error),
     };
+    let peer_outliers = info
+        .queries
+        .iter()
+        .any(|q| q.peers)
+        .then(|| peer_outliers(&snapshot));
     let view = Overview {
         version: format!("version {}", state.telemetry.version()),
         now_ms: now_ms(),
@@ -271,9 +277,39 @@ pub async fn overview(state: &AppState) -> (StatusCode, String) {
         upstream,
         queries,
         anomalies,
+        peer_outliers,
         alerts,
     };
     (StatusCode::OK, status::overview(&view))
+}
+
+/// The series that are outliers among their peers now, the farthest first.
+fn peer_outliers(snapshot: &Snapshot) -> Vec<PeerOutlierRow> {
+    let mut outliers: Vec<(&str, &SeriesOutput, PeerVerdict)> = snapshot
+        .queries()
+        .flat_map(|o| {
+            o.series.iter().filter_map(move |s| {
+                s.peer
+                    .filter(|p| p.outlier)
+                    .map(|p| (o.query.as_str(), s, p))
+            })
+        })
+        .collect();
+    outliers.sort_by(|a, b| b.2.score.total_cmp(&a.2.score));
+    outliers
+        .into_iter()
+        .take(OVERVIEW_ROWS)
+        .map(|(query, series, verdict)| {
+            let (metric, labels) = source_of(series);
+            PeerOutlierRow {
+                query: query.to_owned(),
+                series: status::describe_series(metric, &labels),
+                score: verdict.score,
+                group_size: verdict.group_size,
+                href: series_link(query, &labels),
+            }
+        })
+        .collect()
 }
 
 fn parameters(query_string: &str) -> BTreeMap<String, String> {

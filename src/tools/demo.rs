@@ -2,11 +2,14 @@
 //! real (the same `run` as in production) against a built-in Prometheus API serving a bundled
 //! synthetic dataset: twelve `demo_requests_per_second` series of a web service with daily
 //! cycles and three days of history, one of which (`web-a`) gets an incident at the first whole
-//! minute at least a minute and a half after the start (the demo prints when). The alert path is on: a sample alert is posted to foretell's webhook as
-//! Alertmanager would post it, and a built-in receiver prints what comes back enriched.
+//! minute at least a minute and a half after the start (the demo prints when), and five
+//! `demo_request_latency_seconds` series of sibling instances compared as peers, one of which
+//! (`api-4`) slowly drifts away from the others. The alert path is on: a sample alert is posted
+//! to foretell's webhook as Alertmanager would post it, and a built-in receiver prints what
+//! comes back enriched.
 //!
-//! The built-in API answers `query_range` for expressions naming `demo_requests_per_second`
-//! (every series; foretell picks what it needs) and nothing else: it is a data source for the
+//! The built-in API answers `query_range` for expressions naming one of the two metrics (every
+//! series of it; foretell picks what it needs) and nothing else: it is a data source for the
 //! demo, not a PromQL engine. `scripts/quickstart.sh` shows the same with Debian's Prometheus.
 
 use std::net::SocketAddr;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foretell_core::exposition::format_value;
-use foretell_core::synthetic::{self, DemoSeries, Spike};
+use foretell_core::synthetic::{self, DemoSeries, Spike, DRIFTING_INSTANCE, PEER_METRIC};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, Stopwatch};
@@ -57,12 +60,14 @@ fn dataset(started_secs: i64) -> Vec<DemoSeries> {
         end_secs: (start + INCIDENT_SECS) as f64,
         height: INCIDENT_HEIGHT,
     };
-    synthetic::demo_set(SERIES, started_secs, Some(incident))
+    let mut set = synthetic::demo_set(SERIES, started_secs, Some(incident));
+    set.extend(synthetic::demo_peer_set(started_secs));
+    set
 }
 
-/// Answers `query_range` (GET or POST form) with every demo series on the asked grid, the way
-/// Prometheus would for the selector `demo_requests_per_second`; other expressions get an
-/// empty result, other paths 404.
+/// Answers `query_range` (GET or POST form) with every demo series of the metric the
+/// expression names on the asked grid, the way Prometheus would for that metric's selector;
+/// other expressions get an empty result, other paths 404.
 fn answer(series: &[DemoSeries], request: &http::Request<Bytes>) -> (u16, String) {
     if request.uri().path() != "/api/v1/query_range" {
         return (
@@ -89,27 +94,25 @@ fn answer(series: &[DemoSeries], request: &http::Request<Bytes>) -> (u16, String
         );
     }
     let mut result = Vec::new();
-    if expr.contains(METRIC) {
-        for s in series {
-            let labels: Vec<String> = std::iter::once(format!("\"__name__\":\"{METRIC}\""))
-                .chain(
-                    s.labels
-                        .iter()
-                        .map(|(name, value)| format!("\"{name}\":\"{value}\"")),
-                )
-                .collect();
-            let values: Vec<String> = (0..points)
-                .map(|i| {
-                    let t = start + i as f64 * step;
-                    format!("[{},\"{}\"]", format_value(t), format_value(s.value_at(t)))
-                })
-                .collect();
-            result.push(format!(
-                "{{\"metric\":{{{}}},\"values\":[{}]}}",
-                labels.join(","),
-                values.join(",")
-            ));
-        }
+    for s in series.iter().filter(|s| expr.contains(s.metric.as_str())) {
+        let labels: Vec<String> = std::iter::once(format!("\"__name__\":\"{}\"", s.metric))
+            .chain(
+                s.labels
+                    .iter()
+                    .map(|(name, value)| format!("\"{name}\":\"{value}\"")),
+            )
+            .collect();
+        let values: Vec<String> = (0..points)
+            .map(|i| {
+                let t = start + i as f64 * step;
+                format!("[{},\"{}\"]", format_value(t), format_value(s.value_at(t)))
+            })
+            .collect();
+        result.push(format!(
+            "{{\"metric\":{{{}}},\"values\":[{}]}}",
+            labels.join(","),
+            values.join(",")
+        ));
     }
     (
         200,
@@ -158,7 +161,8 @@ fn config_text(
          server:\n  listen_address: {listen}\n  enable_lifecycle: true\n\
          audit:\n  path: {}\n  key_file: {}\n\
          alerts:\n  on_demand:\n    history: 1d\n  receivers:\n    - name: demo-receiver\n      url: http://{receiver}/\n  routes:\n    - receiver: demo-receiver\n\
-         queries:\n  - name: demo\n    expr: {METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    unit: requests/s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n",
+         queries:\n  - name: demo\n    expr: {METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    unit: requests/s\n    model:\n      seasonality: 1d\n      horizons: [15m, 1h]\n\
+         \x20 - name: latency\n    expr: {PEER_METRIC}\n    step: {STEP_SECS}s\n    history: 3d\n    evaluation_interval: 15s\n    unit: seconds\n    model:\n      seasonality: 1d\n    peers:\n      by: [job]\n      method: mad\n      window: 1h\n",
         dir.join("audit.db").display(),
         dir.join("audit.keys").display(),
     )
@@ -282,8 +286,9 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
     let audit_keys = keys.display().to_string();
     let incident_secs = incident_start_secs(started_ms / 1000);
     println!(
-        "foretell demo: {SERIES} series of {METRIC} (3 days of history, daily cycle) from a built-in data source;\n\
-         an incident starts on instance web-a at {} UTC, {} s from now, and lasts {} minutes.\n\
+        "foretell demo: {SERIES} series of {METRIC} and 5 of {PEER_METRIC} (3 days of history, daily cycle) from a built-in data source;\n\
+         an incident starts on instance web-a at {} UTC, {} s from now, and lasts {} minutes;\n\
+         the latency of instance {DRIFTING_INSTANCE} has been drifting away from its 4 peers for two hours.\n\
          configuration and audit log: {}\n",
         &foretell_core::timestamp::format_rfc3339(incident_secs * 1000)[11..19],
         (incident_secs * 1000 - started_ms).div_euclid(1000),
@@ -305,7 +310,7 @@ pub async fn run(settings: DemoSettings) -> Result<(), String> {
             return;
         }
         println!(
-            "\nforetell is ready:\n  status page   {base}/\n  predictions   {base}/metrics\n  a chart       {base}/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D\n  audit log     foretell audit verify --db {} --key-file {}\n\nPosting a sample alert on web-a to {base}/alertmanager/webhook; the demo receiver prints it enriched.",
+            "\nforetell is ready:\n  status page   {base}/\n  predictions   {base}/metrics\n  a chart       {base}/graph?query=demo&series=%7Binstance%3D%22web-a%22%2C+job%3D%22demo%22%7D\n  peer outlier  {base}/status/series?query=latency&series=%7Binstance%3D%22{DRIFTING_INSTANCE}%22%2C+job%3D%22demo%22%7D\n  audit log     foretell audit verify --db {} --key-file {}\n\nPosting a sample alert on web-a to {base}/alertmanager/webhook; the demo receiver prints it enriched.",
             audit_db, audit_keys,
         );
         if let Err(error) = post_sample(listen, clock::system().now_ms() - 60_000).await {
@@ -374,6 +379,21 @@ mod tests {
             ),
         );
         assert!(other.contains("\"result\":[]"), "{other}");
+        // The latency query gets the five siblings and nothing else.
+        let (_, latency) = answer(
+            &series,
+            &request(
+                "GET",
+                &format!("/api/v1/query_range?query={PEER_METRIC}&start=1799999880&end=1800000000&step=60"),
+                "",
+            ),
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&latency).expect("json");
+        let result = parsed["data"]["result"].as_array().expect("result");
+        assert_eq!(result.len(), 5, "{latency}");
+        assert!(result
+            .iter()
+            .all(|r| r["metric"]["__name__"] == PEER_METRIC));
         assert_eq!(answer(&series, &request("GET", "/api/v1/query", "")).0, 404);
         assert_eq!(
             answer(&series, &request("GET", "/api/v1/query_range?query=x", "")).0,
@@ -427,7 +447,13 @@ mod tests {
             &crate::config::SystemEnvironment,
         )
         .expect("valid");
-        assert_eq!(config.queries.len(), 1);
+        assert_eq!(config.queries.len(), 2);
+        let latency = &config.queries[1];
+        assert_eq!(latency.expr, PEER_METRIC);
+        assert!(
+            latency.peers.is_some(),
+            "the latency query compares its series with their peers"
+        );
         assert!(config.alerts.is_some());
         let alert = sample_alert(1_800_000_000_000, 1_799_999_940_000);
         let parsed =

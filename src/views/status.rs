@@ -51,6 +51,18 @@ pub struct AnomalyRow {
     pub href: String,
 }
 
+/// A series that is an outlier among its peers now (`queries[].peers`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerOutlierRow {
+    pub query: String,
+    pub series: String,
+    /// 1 is the group's boundary.
+    pub score: f64,
+    /// Series in its group, itself included.
+    pub group_size: usize,
+    pub href: String,
+}
+
 /// An alert foretell received, with what it made of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertRow {
@@ -80,6 +92,8 @@ pub struct Overview {
     pub upstream: Upstream,
     pub queries: Vec<QueryRow>,
     pub anomalies: Vec<AnomalyRow>,
+    /// `None` when no query compares its series with their peers.
+    pub peer_outliers: Option<Vec<PeerOutlierRow>>,
     /// `None` when the alert path is off.
     pub alerts: Option<Vec<AlertRow>>,
 }
@@ -314,6 +328,26 @@ pub fn overview(view: &Overview) -> String {
         }
         body.push_str("</table>");
     }
+    if let Some(outliers) = &view.peer_outliers {
+        body.push_str("<h2>Outliers among their peers now</h2>");
+        if outliers.is_empty() {
+            body.push_str("<p class=\"ok\">No series is an outlier among its peers now.</p>");
+        } else {
+            body.push_str("<table><tr><th>query</th><th>series</th><th title=\"the median over the peer window of the series' distance from its group's median, in units of the group's boundary: above 1 is an outlier\">peer outlier score</th><th>peers</th></tr>");
+            for o in outliers {
+                let _ = write!(
+                    body,
+                    "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td class=\"num bad\">{}</td><td class=\"num\">{}</td></tr>",
+                    escape(&o.query),
+                    escape(&o.href),
+                    escape(&o.series),
+                    number(o.score),
+                    o.group_size
+                );
+            }
+            body.push_str("</table>");
+        }
+    }
     match &view.alerts {
         None => body.push_str(
             "<h2>Recent alerts</h2><p class=\"muted\">The Alertmanager receiver is off (configure <code>alerts</code>).</p>",
@@ -518,6 +552,13 @@ mod tests {
                 range_excess: 0.456,
                 href: "/status/series?query=load&series=%7B%7D".into(),
             }],
+            peer_outliers: Some(vec![PeerOutlierRow {
+                query: "load".into(),
+                series: "node_load1{instance=\"web-<4>\"}".into(),
+                score: 2.5,
+                group_size: 6,
+                href: "/status/series?query=load&series=%7Binstance%3D%22web-4%22%7D".into(),
+            }]),
             alerts: Some(vec![AlertRow {
                 at_ms: 1_700_000_000_000,
                 subject: "HighLoad{instance=\"a\"}".into(),
@@ -557,6 +598,11 @@ mod tests {
         );
         assert!(html.contains(">0.83<") && html.contains("delivered to pager"));
         assert!(
+            html.contains("<h2>Outliers among their peers now</h2>")
+                && html.contains("node_load1{instance=&quot;web-&lt;4&gt;&quot;}</a></td><td class=\"num bad\">2.5</td><td class=\"num\">6</td>"),
+            "{html}"
+        );
+        assert!(
             html.contains("Prometheus down") && html.contains("cannot reach &lt;prometheus&gt;")
         );
         assert!(html.contains("http-equiv=\"refresh\""));
@@ -588,8 +634,13 @@ mod tests {
         view.anomalies.clear();
         view.alerts = None;
         view.upstream = Upstream::Waiting;
+        view.peer_outliers = Some(vec![]);
         let html = overview(&view);
         assert!(html.contains("No series is outside its band or at an anomaly onset now."));
+        assert!(html.contains("No series is an outlier among its peers now."));
+        // Without a query that has peers, the section is not there at all.
+        view.peer_outliers = None;
+        assert!(!overview(&view).contains("among their peers"));
         assert!(html.contains("The Alertmanager receiver is off"));
         assert!(html.contains("waiting for Prometheus"));
         view.alerts = Some(vec![]);

@@ -107,6 +107,24 @@ async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
         "{metrics}"
     );
     assert!(metrics.contains("foretell_anomaly_score{instance=\"web-b\""));
+    // Issue 23, item 6: the latency of api-4 drifts away from its four siblings; the peers see
+    // it from the first cycle, the others are not outliers.
+    let outliers = eventually(
+        "the drifting instance is a peer outlier",
+        Duration::from_secs(30),
+        || async {
+            get(&format!("{base}/metrics")).await.map(|(_, body)| body).filter(|body| {
+                body.contains("foretell_peer_outlier{instance=\"api-4\",job=\"demo\",query=\"latency\",source_metric=\"demo_request_latency_seconds\"} 1\n")
+            })
+        },
+    )
+    .await;
+    for sibling in ["api-1", "api-2", "api-3", "api-5"] {
+        assert!(
+            outliers.contains(&format!("foretell_peer_outlier{{instance=\"{sibling}\",job=\"demo\",query=\"latency\",source_metric=\"demo_request_latency_seconds\"}} 0\n")),
+            "{sibling} is not an outlier:\n{outliers}"
+        );
+    }
     let log = eventually(
         "the demo receiver prints the enriched sample alert",
         Duration::from_secs(30),
@@ -131,6 +149,8 @@ async fn the_demo_runs_from_nothing_and_its_status_pages_render_in_a_browser() {
         "{instance=\"web-a\", job=\"demo\", query=\"demo\"",
         "DemoTrafficHigh",
         "delivered to demo-receiver",
+        "Outliers among their peers now",
+        "demo_request_latency_seconds{instance=\"api-4\", job=\"demo\"}</a></td><td class=\"num bad\">",
     ] {
         assert!(
             overview.contains(expected),

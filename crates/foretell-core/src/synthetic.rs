@@ -3,7 +3,8 @@
 //! Each series has the same formula twice: evaluated here for backfilled history
 //! (OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`), and as a PromQL
 //! expression for a recording rule that continues the series live in Prometheus. The noise is
-//! a product of two short sines, so both forms agree without a shared random generator.
+//! a product of two short sines, so both forms agree without a shared random generator; a
+//! series' noise phase shifts both sines, so siblings get noise of their own.
 
 use std::f64::consts::TAU;
 use std::fmt::Write as _;
@@ -32,7 +33,15 @@ pub struct Spike {
     pub height: f64,
 }
 
-/// One synthetic series: `base + daily_amplitude·sin(2π(t + phase)/1d) + noise + spikes`.
+/// A slow divergence: from `start_secs` on, the series climbs by `per_hour` every hour.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Drift {
+    pub start_secs: f64,
+    pub per_hour: f64,
+}
+
+/// One synthetic series: `base + daily_amplitude·sin(2π(t + phase)/1d) + noise + spikes +
+/// drift`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DemoSeries {
     pub metric: String,
@@ -41,35 +50,44 @@ pub struct DemoSeries {
     pub daily_amplitude: f64,
     pub phase_secs: f64,
     pub noise_amplitude: f64,
+    /// Shifts the noise's two sines: series with different phases have different noise.
+    pub noise_phase_secs: f64,
     pub spikes: Vec<Spike>,
+    pub drift: Option<Drift>,
 }
 
 impl DemoSeries {
     pub fn value_at(&self, t_secs: f64) -> f64 {
         let daily = self.daily_amplitude * (TAU * (t_secs + self.phase_secs) / DAY_SECS).sin();
+        let noisy_t = t_secs + self.noise_phase_secs;
         let noise = self.noise_amplitude
-            * (TAU * t_secs / NOISE_PERIODS_SECS.0).sin()
-            * (TAU * t_secs / NOISE_PERIODS_SECS.1).sin();
+            * (TAU * noisy_t / NOISE_PERIODS_SECS.0).sin()
+            * (TAU * noisy_t / NOISE_PERIODS_SECS.1).sin();
         let spikes: f64 = self
             .spikes
             .iter()
             .filter(|s| t_secs >= s.start_secs && t_secs < s.end_secs)
             .map(|s| s.height)
             .sum();
-        self.base + daily + noise + spikes
+        let drift = self.drift.map_or(0.0, |d| {
+            d.per_hour * (t_secs - d.start_secs).max(0.0) / 3600.0
+        });
+        self.base + daily + noise + spikes + drift
     }
 
     /// A PromQL expression returning this series' value at evaluation time, as a vector
     /// (PromQL's `sin` takes a vector, hence the `vector(...)` wrappers).
     pub fn promql(&self) -> String {
         let mut expr = format!(
-            "{} + {} * sin(vector(2 * pi() * (time() + {}) / {})) + {} * sin(vector(2 * pi() * time() / {})) * sin(vector(2 * pi() * time() / {}))",
+            "{} + {} * sin(vector(2 * pi() * (time() + {}) / {})) + {} * sin(vector(2 * pi() * (time() + {}) / {})) * sin(vector(2 * pi() * (time() + {}) / {}))",
             format_value(self.base),
             format_value(self.daily_amplitude),
             format_value(self.phase_secs),
             format_value(DAY_SECS),
             format_value(self.noise_amplitude),
+            format_value(self.noise_phase_secs),
             format_value(NOISE_PERIODS_SECS.0),
+            format_value(self.noise_phase_secs),
             format_value(NOISE_PERIODS_SECS.1),
         );
         for spike in &self.spikes {
@@ -79,6 +97,14 @@ impl DemoSeries {
                 format_value(spike.height),
                 format_value(spike.start_secs),
                 format_value(spike.end_secs)
+            );
+        }
+        if let Some(drift) = self.drift {
+            let _ = write!(
+                expr,
+                " + {} * clamp_min(vector(time()) - {}, 0) / 3600",
+                format_value(drift.per_hour),
+                format_value(drift.start_secs)
             );
         }
         expr
@@ -162,7 +188,9 @@ pub fn demo_set(count: usize, history_end_secs: i64, live_spike: Option<Spike>) 
         daily_amplitude: amplitude,
         phase_secs: phase,
         noise_amplitude: 2.0,
+        noise_phase_secs: 0.0,
         spikes: Vec::new(),
+        drift: None,
     };
     let mut a = series("web-a", 50.0, 20.0, 0.0);
     // A past blip, 30 hours back: in the history the baseline must shrug off, and at a
@@ -194,6 +222,44 @@ pub fn demo_set(count: usize, history_end_secs: i64, live_spike: Option<Spike>) 
     set
 }
 
+/// The metric of [`demo_peer_set`].
+pub const PEER_METRIC: &str = "demo_request_latency_seconds";
+
+/// The instance of [`demo_peer_set`] that drifts away from its peers.
+pub const DRIFTING_INSTANCE: &str = "api-4";
+
+/// Siblings for peer outliers: `demo_request_latency_seconds` of five instances `api-1` to
+/// `api-5` of one service, sharing a daily shape (120 ms ± 40 ms) with noise of their own. One,
+/// `api-4`, has been drifting up by 12 ms an hour since two hours before `history_end_secs`,
+/// and keeps drifting: slowly enough that its own baseline takes it for a trend, while next to
+/// its peers it is the odd one out from the start.
+pub fn demo_peer_set(history_end_secs: i64) -> Vec<DemoSeries> {
+    (1..=5)
+        .map(|i| {
+            let instance = format!("api-{i}");
+            let drift = (instance == DRIFTING_INSTANCE).then(|| Drift {
+                start_secs: (history_end_secs - 2 * 3600) as f64,
+                per_hour: 0.012,
+            });
+            DemoSeries {
+                metric: PEER_METRIC.to_owned(),
+                labels: vec![
+                    ("instance".to_owned(), instance),
+                    ("job".to_owned(), "demo".to_owned()),
+                ],
+                base: 0.12,
+                daily_amplitude: 0.04,
+                phase_secs: 0.0,
+                noise_amplitude: 0.006,
+                // Unrelated offsets (in seconds) within the noise's periods.
+                noise_phase_secs: 13.7 * i as f64,
+                spikes: Vec::new(),
+                drift,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,11 +272,13 @@ mod tests {
             daily_amplitude: 2.0,
             phase_secs: 0.0,
             noise_amplitude: 0.0,
+            noise_phase_secs: 0.0,
             spikes: vec![Spike {
                 start_secs: 100.0,
                 end_secs: 200.0,
                 height: 5.0,
             }],
+            drift: None,
         }
     }
 
@@ -227,8 +295,59 @@ mod tests {
         let expr = one().promql();
         assert_eq!(
             expr,
-            "10 + 2 * sin(vector(2 * pi() * (time() + 0) / 86400)) + 0 * sin(vector(2 * pi() * time() / 97)) * sin(vector(2 * pi() * time() / 31)) + 5 * (vector(time()) >= bool 100) * (vector(time()) < bool 200)"
+            "10 + 2 * sin(vector(2 * pi() * (time() + 0) / 86400)) + 0 * sin(vector(2 * pi() * (time() + 0) / 97)) * sin(vector(2 * pi() * (time() + 0) / 31)) + 5 * (vector(time()) >= bool 100) * (vector(time()) < bool 200)"
         );
+        let mut drifting = one();
+        drifting.noise_phase_secs = 5.5;
+        drifting.drift = Some(Drift {
+            start_secs: 1000.0,
+            per_hour: 0.25,
+        });
+        let expr = drifting.promql();
+        assert!(
+            expr.contains("* sin(vector(2 * pi() * (time() + 5.5) / 97)) * sin(vector(2 * pi() * (time() + 5.5) / 31))"),
+            "{expr}"
+        );
+        assert!(
+            expr.ends_with(" + 0.25 * clamp_min(vector(time()) - 1000, 0) / 3600"),
+            "{expr}"
+        );
+    }
+
+    #[test]
+    fn a_drift_starts_at_its_instant_and_climbs_by_the_hour() {
+        let mut s = one();
+        s.spikes.clear();
+        let plain = s.clone();
+        s.drift = Some(Drift {
+            start_secs: 3600.0,
+            per_hour: 2.0,
+        });
+        assert_eq!(s.value_at(1800.0), plain.value_at(1800.0));
+        assert!((s.value_at(3600.0 + 5400.0) - plain.value_at(9000.0) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_peer_set_has_siblings_with_their_own_noise_and_one_drifting() {
+        let end = 1_000_000;
+        let set = demo_peer_set(end);
+        assert_eq!(set.len(), 5);
+        assert!(set.iter().all(|s| s.metric == PEER_METRIC));
+        let at = |instance: &str, t: i64| {
+            set.iter()
+                .find(|s| s.labels[0].1 == instance)
+                .expect("instance")
+                .value_at(t as f64)
+        };
+        // Same shape, different noise.
+        let t = end - 5 * 3600 + 7;
+        assert_ne!(at("api-1", t), at("api-2", t));
+        assert!((at("api-1", t) - at("api-2", t)).abs() < 0.012);
+        // api-4 leaves the others two hours before the end, and keeps going.
+        let spread = |t: i64| at(DRIFTING_INSTANCE, t) - at("api-1", t);
+        assert!(spread(end - 3 * 3600).abs() < 0.012);
+        assert!(spread(end) > 0.012);
+        assert!(spread(end + 3600) > spread(end) + 0.006);
     }
 
     #[test]

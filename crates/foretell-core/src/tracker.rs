@@ -1167,6 +1167,59 @@ mod tests {
         }
     }
 
+    /// The demo's siblings (issue 23, item 6): the drifting instance is the one outlier from
+    /// the first evaluation after the history, and stays one.
+    #[test]
+    fn the_demo_peer_set_has_one_outlier_the_drifting_instance() {
+        use crate::synthetic::{demo_peer_set, DRIFTING_INSTANCE};
+        let end_secs = 1_800_000_000;
+        let set = demo_peer_set(end_secs);
+        let mut tracker = QueryTracker::new(TrackerSettings {
+            peers: Some(PeerSettings {
+                by: vec!["job".into()],
+                method: peers::PeerMethod::Mad,
+                window_points: 60,
+                sensitivity: 0.5,
+            }),
+            limits: StoreLimits {
+                capacity_points: 3 * 1440,
+                ..settings(30).limits
+            },
+            ..settings(30)
+        });
+        let end_ms = end_secs * 1000;
+        let at = |s: &crate::synthetic::DemoSeries, t_ms: i64| Sample {
+            timestamp_ms: t_ms,
+            value: s.value_at(t_ms as f64 / 1000.0),
+        };
+        let labels = |s: &crate::synthetic::DemoSeries| {
+            Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        };
+        tracker.load(
+            set.iter()
+                .map(|s| {
+                    let history = (0..3 * 1440)
+                        .map(|i| at(s, end_ms - (3 * 1440 - 1 - i) * STEP))
+                        .collect();
+                    (labels(s), history)
+                })
+                .collect(),
+            end_ms,
+        );
+        for step in 1..=30 {
+            let now = end_ms + step * STEP;
+            let fetched = set.iter().map(|s| (labels(s), vec![at(s, now)])).collect();
+            let (output, stats) = tracker.evaluate(fetched, now);
+            assert_eq!(stats.peers.outliers, 1, "step {step}: {stats:?}");
+            let outlier = output
+                .series
+                .iter()
+                .find(|s| s.peer.is_some_and(|p| p.outlier))
+                .expect("an outlier");
+            assert_eq!(outlier.labels.get("instance"), Some(DRIFTING_INSTANCE));
+        }
+    }
+
     #[test]
     fn quick_first_fits_are_replaced_by_full_fits_spread_over_the_interval() {
         let mut tracker = QueryTracker::new(TrackerSettings {

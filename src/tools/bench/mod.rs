@@ -5,4 +5,5 @@ pub mod alerts;
 pub mod audit;
 pub mod metrics;
 pub mod peers;
+pub mod peers_nab;
 pub mod scale;
