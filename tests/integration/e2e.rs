@@ -9,16 +9,19 @@ use crate::support::*;
 
 const QUERY_NAME: &str = "demo";
 const SOURCE: &str = "demo_requests_per_second";
+/// The demo's sibling latencies (`foretell sample-data`), `api-4` drifting from the others.
+const PEER_SOURCE: &str = "demo_request_latency_seconds";
 
-/// Two queries: the demo series, and `broken`, a valid instant-vector expression (so the
-/// configuration admits it) that Prometheus cannot evaluate: `on()` matches every demo series
-/// with every other, many-to-many (422, `execution`).
+/// Three queries: the demo series; `latency`, the demo's five sibling latencies compared as
+/// peers (one drifts away from the others); and `broken`, a valid instant-vector expression (so
+/// the configuration admits it) that Prometheus cannot evaluate: `on()` matches every demo
+/// series with every other, many-to-many (422, `execution`).
 fn foretell_config(prometheus_url: &str, port: u16, step: &str) -> String {
     format!(
         "prometheus:\n  url: {prometheus_url}\n  timeout: 1s\n  retry:\n    max_attempts: 2\n    initial_backoff: 100ms\n    max_backoff: 500ms\n\
          server:\n  listen_address: 127.0.0.1:{port}\n  shutdown_grace: 5s\n  enable_lifecycle: true\n\
          audit:\n  path: audit.db\n  key_file: audit.keys\n\
-         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    peers:\n      window: 5m\n  - name: broken\n    expr: '{SOURCE} + on() {SOURCE}'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
+         queries:\n  - name: {QUERY_NAME}\n    expr: {SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      coverage: 0.999\n      seasonality: 1d\n      refit_interval: 1m\n      horizons: [1m, 1h]\n    peers:\n      window: 5m\n  - name: latency\n    expr: {PEER_SOURCE}\n    step: {step}\n    history: 3d\n    evaluation_interval: 2s\n    model:\n      seasonality: 1d\n    peers:\n      by: [job]\n      window: 1h\n  - name: broken\n    expr: '{SOURCE} + on() {SOURCE}'\n    step: {step}\n    history: 1h\n    evaluation_interval: 2s\n"
     )
 }
 
@@ -165,6 +168,25 @@ async fn sidecar_loop_against_real_prometheus() {
         )
         .await;
         assert_eq!(groups.len(), 1);
+        // Among the five sibling latencies, the drifting one and only it is an outlier, in
+        // Prometheus with its source labels.
+        let outliers = eventually(
+            "the drifting latency is the one peer outlier in Prometheus",
+            Duration::from_secs(30),
+            || async {
+                let outliers = prometheus
+                    .query("foretell_peer_outlier{query=\"latency\"} == 1")
+                    .await;
+                let assessed = prometheus
+                    .query("foretell_peer_outlier{query=\"latency\"}")
+                    .await;
+                (assessed.len() == 5).then_some(outliers)
+            },
+        )
+        .await;
+        assert_eq!(outliers.len(), 1, "{outliers:?}");
+        assert_eq!(instance(&outliers[0]["metric"]), "api-4", "{outliers:?}");
+        assert_eq!(outliers[0]["metric"]["source_metric"], PEER_SOURCE);
 
         // Forecasts (one per horizon, with the source labels) and probabilities are there too,
         // and the one-hour forecast of each series lies inside its own interval.
