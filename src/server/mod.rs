@@ -90,8 +90,8 @@ pub struct AppState {
     pub graphs: Arc<crate::graph::Grapher>,
     /// What the status page says about the configuration; replaced on reload.
     pub info: std::sync::RwLock<StatusInfo>,
-    /// Bytes of the last `/metrics` body: the next one starts with that much room.
-    pub metrics_capacity: std::sync::atomic::AtomicUsize,
+    /// `/metrics` buffers kept from one scrape to the next.
+    pub scrape_buffers: Arc<std::sync::Mutex<crate::exporter::scrape::ScrapeBuffers>>,
     /// `server.max_exported_series`, followed on reload.
     pub max_exported_series: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -116,7 +116,7 @@ impl AppState {
             alerts: None,
             graphs,
             info: Default::default(),
-            metrics_capacity: Default::default(),
+            scrape_buffers: Default::default(),
             max_exported_series: Arc::new(std::sync::atomic::AtomicUsize::new(
                 crate::config::DEFAULT_MAX_EXPORTED_SERIES,
             )),

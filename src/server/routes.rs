@@ -184,37 +184,24 @@ async fn graph(state: &AppState, query: &str) -> Reply {
     }
 }
 
-/// Renders (and compresses) on the blocking pool: 100,000 series are tens of megabytes, and
-/// the runtime must keep answering the webhook and health checks meanwhile. The buffer starts
-/// at the size of the previous scrape, so a scrape does not grow it step by step.
+/// Renders (and compresses) on the blocking pool: 100,000 series are a hundred megabytes, and
+/// the runtime must keep answering the webhook and health checks meanwhile. The buffers are
+/// kept from one scrape to the next ([`scrape::ScrapeBuffers`]).
 async fn metrics(state: &AppState, scrape: Scrape) -> Reply {
     let snapshot = state.snapshot.load();
     let telemetry = Arc::clone(&state.telemetry);
     let registry = Arc::clone(&state.registry);
-    let capacity = state.metrics_capacity.load(Ordering::Relaxed);
+    let buffers = Arc::clone(&state.scrape_buffers);
     let max_series = state.max_exported_series.load(Ordering::Relaxed);
     let rendered = tokio::task::spawn_blocking(move || {
-        let body = scrape::render(
-            &snapshot,
-            &telemetry,
-            &registry,
-            max_series,
-            scrape.format,
-            capacity.max(64 * 1024),
-        );
-        let length = body.len();
-        if !scrape.gzip {
-            return Ok::<_, std::io::Error>((length, body.into_bytes()));
-        }
-        Ok((length, scrape::gzip(&body)?))
+        scrape::render(
+            &snapshot, &telemetry, &registry, max_series, scrape, &buffers,
+        )
     })
     .await;
     match rendered {
-        Ok(Ok((length, bytes))) => {
-            state
-                .metrics_capacity
-                .store(length + length / 16, Ordering::Relaxed);
-            let mut response = text(StatusCode::OK, bytes);
+        Ok(Ok(body)) => {
+            let mut response = text(StatusCode::OK, body);
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
@@ -800,7 +787,6 @@ pub(super) mod tests {
                 .collect()
         };
         assert_eq!(families(&unpacked), families(&plain));
-        assert!(state.metrics_capacity.load(Ordering::Relaxed) >= plain.len());
     }
 
     #[tokio::test]

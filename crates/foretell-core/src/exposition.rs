@@ -185,42 +185,6 @@ impl<'a> TextWriter<'a> {
         self.out.push('\n');
     }
 
-    /// Writes one sample whose label block is already rendered by [`label_block`].
-    pub fn sample_with_block(&mut self, name: &str, label_block: &str, value: f64) {
-        self.out.push_str(name);
-        if !label_block.is_empty() {
-            self.out.push('{');
-            self.out.push_str(label_block);
-            self.out.push('}');
-        }
-        self.out.push(' ');
-        push_value(self.out, value);
-        self.out.push('\n');
-    }
-
-    /// Writes one sample whose label block is pre-rendered, plus one more label.
-    pub fn sample_with_block_and(
-        &mut self,
-        name: &str,
-        label_block: &str,
-        extra: (&str, &str),
-        value: f64,
-    ) {
-        self.out.push_str(name);
-        self.out.push('{');
-        if !label_block.is_empty() {
-            self.out.push_str(label_block);
-            self.out.push(',');
-        }
-        self.out.push_str(extra.0);
-        self.out.push_str("=\"");
-        escape_into(self.out, extra.1, true);
-        self.out.push_str("\"}");
-        self.out.push(' ');
-        push_value(self.out, value);
-        self.out.push('\n');
-    }
-
     /// Writes the `_bucket`, `_sum` and `_count` samples of one histogram of the family opened
     /// last.
     pub fn histogram(&mut self, labels: &[(&str, &str)], values: &HistogramValues) {
@@ -422,92 +386,175 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 
 /// Renders the first `max_series` series of the snapshot (in query order, then series order)
 /// with all their families, and returns how many series were left out: a global cap on what
-/// one scrape carries, whatever each query's own `max_series`.
+/// one scrape carries, whatever each query's own `max_series`. A scraper that renders again
+/// and again keeps a [`FamilyParts`] instead, so its buffers stay allocated between scrapes.
 pub fn render_snapshot_limited(
     snapshot: &Snapshot,
     out: &mut String,
     max_series: usize,
     format: Format,
 ) -> usize {
-    let mut writer = TextWriter::with_format(out, format);
-    for (name, help, pick) in PER_SERIES {
-        let values = snapshot
-            .series()
-            .take(max_series)
-            .filter_map(|series| pick(&series.state).map(|v| (series.label_block(), v)));
-        gauge_family(&mut writer, name, help, values);
+    let mut parts = FamilyParts::default();
+    let left_out = parts.fill(snapshot, max_series, format);
+    out.reserve(parts.len());
+    for chunk in parts.chunks() {
+        out.push_str(chunk);
     }
-    for (name, help, pick) in PER_HORIZON {
-        let mut opened = false;
+    left_out
+}
+
+/// The per-series families of one scrape, each family's samples in a buffer of its own.
+///
+/// The text formats want a family's samples together, one family after the other. Written that
+/// way straight from the snapshot, every series' label block is read once per family, and at
+/// 100,000 series (14 MB of label blocks) each read misses the cache: half the render's time
+/// went there. Here the snapshot is read once, series by series, each sample appended to its
+/// family's buffer, and the buffers are joined (or compressed) in family order. The buffers
+/// are kept between fills, so a scrape does not fault in a hundred fresh megabytes either.
+#[derive(Debug, Default)]
+pub struct FamilyParts {
+    /// In family order: [`PER_SERIES`], [`PER_HORIZON`], the threshold ETA, [`PEER_FAMILIES`].
+    families: Vec<FamilyPart>,
+}
+
+#[derive(Debug, Default)]
+struct FamilyPart {
+    /// `# HELP` and `# TYPE`, written when the family has samples.
+    header: String,
+    samples: String,
+}
+
+const THRESHOLD_ETA_HELP: &str = "Seconds until the forecast crosses the query's threshold (0 when already crossed); absent when it does not within the search horizon.";
+
+impl FamilyParts {
+    const FAMILIES: usize = PER_SERIES.len() + PER_HORIZON.len() + 1 + PEER_FAMILIES.len();
+
+    /// Renders the first `max_series` series of the snapshot into the parts (emptied first) and
+    /// returns how many series were left out.
+    pub fn fill(&mut self, snapshot: &Snapshot, max_series: usize, format: Format) -> usize {
+        self.families
+            .resize_with(Self::FAMILIES, FamilyPart::default);
+        for part in &mut self.families {
+            part.header.clear();
+            part.samples.clear();
+        }
+        let (per_series, rest) = self.families.split_at_mut(PER_SERIES.len());
+        let (per_horizon, rest) = rest.split_at_mut(PER_HORIZON.len());
+        let (eta, peer) = rest.split_at_mut(1);
         let shown = snapshot
             .queries()
             .flat_map(|query| query.series.iter().map(move |series| (query, series)))
             .take(max_series);
         for (query, series) in shown {
-            let SeriesState::Ready { forecasts, .. } = &series.state else {
-                continue;
-            };
-            for (horizon, band) in query.horizons.iter().zip(forecasts) {
-                if !opened {
-                    writer.family(name, help, MetricType::Gauge);
-                    opened = true;
+            let block = series.label_block();
+            for ((name, _, pick), part) in PER_SERIES.iter().zip(per_series.iter_mut()) {
+                if let Some(value) = pick(&series.state) {
+                    push_sample(&mut part.samples, name, block, None, value);
                 }
-                writer.sample_with_block_and(
+            }
+            if let SeriesState::Ready {
+                forecasts,
+                threshold_eta_seconds,
+                ..
+            } = &series.state
+            {
+                for ((name, _, pick), part) in PER_HORIZON.iter().zip(per_horizon.iter_mut()) {
+                    for (horizon, band) in query.horizons.iter().zip(forecasts) {
+                        push_sample(
+                            &mut part.samples,
+                            name,
+                            block,
+                            Some((HORIZON_LABEL, horizon)),
+                            pick(band),
+                        );
+                    }
+                }
+                if let Some(value) = threshold_eta_seconds {
+                    push_sample(
+                        &mut eta[0].samples,
+                        names::THRESHOLD_ETA,
+                        block,
+                        None,
+                        *value,
+                    );
+                }
+            }
+            if let Some(verdict) = &series.peer {
+                for ((name, _, pick), part) in PEER_FAMILIES.iter().zip(peer.iter_mut()) {
+                    push_sample(&mut part.samples, name, block, None, pick(verdict));
+                }
+            }
+        }
+        let headers = PER_SERIES
+            .iter()
+            .map(|(name, help, _)| (*name, *help))
+            .chain(PER_HORIZON.iter().map(|(name, help, _)| (*name, *help)))
+            .chain([(names::THRESHOLD_ETA, THRESHOLD_ETA_HELP)])
+            .chain(PEER_FAMILIES.iter().map(|(name, help, _)| (*name, *help)));
+        for (part, (name, help)) in self.families.iter_mut().zip(headers) {
+            if !part.samples.is_empty() {
+                TextWriter::with_format(&mut part.header, format).family(
                     name,
-                    series.label_block(),
-                    (HORIZON_LABEL, horizon),
-                    pick(band),
+                    help,
+                    MetricType::Gauge,
                 );
             }
         }
+        snapshot.series().count().saturating_sub(max_series)
     }
-    let mut etas = snapshot
-        .series()
-        .take(max_series)
-        .filter_map(|series| match &series.state {
-            SeriesState::Ready {
-                threshold_eta_seconds: Some(eta),
-                ..
-            } => Some((series.label_block(), *eta)),
-            _ => None,
-        })
-        .peekable();
-    if etas.peek().is_some() {
-        writer.family(
-            names::THRESHOLD_ETA,
-            "Seconds until the forecast crosses the query's threshold (0 when already crossed); absent when it does not within the search horizon.",
-            MetricType::Gauge,
-        );
-        for (block, eta) in etas {
-            writer.sample_with_block(names::THRESHOLD_ETA, block, eta);
-        }
+
+    /// The rendered text in order, in pieces: each family with samples, its header first.
+    pub fn chunks(&self) -> impl Iterator<Item = &str> {
+        self.families
+            .iter()
+            .filter(|part| !part.samples.is_empty())
+            .flat_map(|part| [part.header.as_str(), part.samples.as_str()])
     }
-    for (name, help, pick) in PEER_FAMILIES {
-        let values = snapshot
-            .series()
-            .take(max_series)
-            .filter_map(|series| series.peer.map(|p| (series.label_block(), pick(&p))));
-        gauge_family(&mut writer, name, help, values);
+
+    /// Bytes of the rendered text.
+    pub fn len(&self) -> usize {
+        self.chunks().map(str::len).sum()
     }
-    snapshot.series().count().saturating_sub(max_series)
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the buffers hold allocated (kept between fills).
+    pub fn capacity(&self) -> usize {
+        self.families
+            .iter()
+            .map(|part| part.header.capacity() + part.samples.capacity())
+            .sum()
+    }
 }
 
-/// A gauge family of one sample per series (its pre-rendered label block and value); nothing,
-/// not even the family's header, when there is no sample.
-fn gauge_family<'s>(
-    writer: &mut TextWriter<'_>,
-    name: &str,
-    help: &str,
-    values: impl Iterator<Item = (&'s str, f64)>,
-) {
-    let mut values = values.peekable();
-    if values.peek().is_none() {
-        return;
+/// One sample line: `name{block[,extra]} value`.
+fn push_sample(out: &mut String, name: &str, block: &str, extra: Option<(&str, &str)>, value: f64) {
+    out.push_str(name);
+    match (block.is_empty(), extra) {
+        (true, None) => {}
+        (false, None) => {
+            out.push('{');
+            out.push_str(block);
+            out.push('}');
+        }
+        (_, Some((label, label_value))) => {
+            out.push('{');
+            if !block.is_empty() {
+                out.push_str(block);
+                out.push(',');
+            }
+            out.push_str(label);
+            out.push_str("=\"");
+            escape_into(out, label_value, true);
+            out.push('"');
+            out.push('}');
+        }
     }
-    writer.family(name, help, MetricType::Gauge);
-    for (block, value) in values {
-        writer.sample_with_block(name, block, value);
-    }
+    out.push(' ');
+    push_value(out, value);
+    out.push('\n');
 }
 
 type PickPeer = fn(&PeerVerdict) -> f64;
@@ -598,6 +645,33 @@ mod tests {
             2
         );
         assert!(none.is_empty(), "{none}");
+    }
+
+    #[test]
+    fn parts_kept_between_fills_render_what_a_fresh_render_does() {
+        let full = snapshot();
+        let mut fresh = String::new();
+        render_snapshot(&full, &mut fresh);
+        let mut parts = FamilyParts::default();
+        assert!(parts.is_empty());
+        assert_eq!(parts.fill(&full, usize::MAX, Format::Text), 0);
+        assert_eq!(parts.chunks().collect::<String>(), fresh);
+        assert_eq!(parts.len(), fresh.len());
+        let kept = parts.capacity();
+        // A smaller snapshot into the same parts: nothing of the previous fill lingers, and
+        // the buffers keep their allocation.
+        assert_eq!(
+            parts.fill(&full, 1, Format::Text),
+            full.series().count() - 1
+        );
+        let mut one = String::new();
+        render_snapshot_limited(&full, &mut one, 1, Format::Text);
+        assert_eq!(parts.chunks().collect::<String>(), one);
+        assert!(one.len() < fresh.len());
+        assert_eq!(parts.capacity(), kept);
+        // An empty snapshot renders nothing, not even family headers.
+        parts.fill(&Snapshot::default(), usize::MAX, Format::OpenMetrics);
+        assert!(parts.is_empty());
     }
 
     #[test]
