@@ -31,9 +31,9 @@ const EVALUATED: usize = DAY;
 /// The divergence begins this far into the evaluated day.
 const ONSET: usize = 48;
 /// The newest hour, in steps.
-const PEER_WINDOW: usize = 12;
+pub(super) const PEER_WINDOW: usize = 12;
 /// The onset level the shipped rules use.
-const ONSET_PROBABILITY: f64 = 0.25;
+pub(super) const ONSET_PROBABILITY: f64 = 0.25;
 
 /// How the diverging series leaves its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +200,55 @@ fn tracker(settings: &PeerBenchSettings) -> QueryTracker {
     })
 }
 
+/// Loads the first `history` values of each series into `tracker` (every series on the same
+/// grid of `step_ms`, labels told apart by their `key` label), then evaluates the rest step by
+/// step as the sidecar would. Per series and evaluated step: whether its peers found it an
+/// outlier, and whether its own probability reached the onset level.
+pub(super) fn replay(
+    tracker: &mut QueryTracker,
+    labels: &[Labels],
+    key: &str,
+    values: &[Vec<f64>],
+    history: usize,
+    step_ms: i64,
+) -> Vec<Vec<[bool; 2]>> {
+    let length = values.iter().map(Vec::len).min().unwrap_or(0);
+    let at = |t: usize| t as i64 * step_ms;
+    let sample = |v: &[f64], t: usize| Sample {
+        timestamp_ms: at(t),
+        value: v[t],
+    };
+    tracker.load(
+        labels
+            .iter()
+            .zip(values)
+            .map(|(l, v)| (l.clone(), (0..history).map(|t| sample(v, t)).collect()))
+            .collect(),
+        at(history - 1),
+    );
+    let mut flags = vec![vec![[false; 2]; length.saturating_sub(history)]; labels.len()];
+    for t in history..length {
+        let fetched = labels
+            .iter()
+            .zip(values)
+            .map(|(l, v)| (l.clone(), vec![sample(v, t)]))
+            .collect();
+        let (output, _) = tracker.evaluate(fetched, at(t));
+        for series in &output.series {
+            let Some(index) = labels
+                .iter()
+                .position(|l| l.get(key) == series.labels.get(key))
+            else {
+                continue;
+            };
+            let peer = series.peer.is_some_and(|p| p.outlier);
+            let own = matches!(series.state, SeriesState::Ready { probability, .. } if probability >= ONSET_PROBABILITY);
+            flags[index][t - history] = [peer, own];
+        }
+    }
+    flags
+}
+
 /// Runs one case: which series each detector flagged, as (diverging series flagged, others).
 fn case(
     settings: &PeerBenchSettings,
@@ -214,54 +263,22 @@ fn case(
     let values: Vec<Vec<f64>> = (0..size)
         .map(|i| member(seed * 100_003 + i as u64, (i == diverging).then_some(kind)))
         .collect();
-    let at = |t: usize| t as i64 * STEP_MS;
-    let mut tracker = tracker(settings);
-    tracker.load(
-        labels
-            .iter()
-            .zip(&values)
-            .map(|(l, v)| {
-                let samples = (0..HISTORY)
-                    .map(|t| Sample {
-                        timestamp_ms: at(t),
-                        value: v[t],
-                    })
-                    .collect();
-                (l.clone(), samples)
-            })
-            .collect(),
-        at(HISTORY - 1),
+    let flags = replay(
+        &mut tracker(settings),
+        &labels,
+        "instance",
+        &values,
+        HISTORY,
+        STEP_MS,
     );
     // Per detector (peers, per series, either): flagged after the onset, and flagged at all.
     let mut flagged = vec![[false; 3]; size];
     let mut caught = [false; 3];
-    for t in HISTORY..HISTORY + EVALUATED {
-        let fetched = labels
-            .iter()
-            .zip(&values)
-            .map(|(l, v)| {
-                (
-                    l.clone(),
-                    vec![Sample {
-                        timestamp_ms: at(t),
-                        value: v[t],
-                    }],
-                )
-            })
-            .collect();
-        let (output, _) = tracker.evaluate(fetched, at(t));
-        for series in &output.series {
-            let Some(index) = labels
-                .iter()
-                .position(|l| l.get("instance") == series.labels.get("instance"))
-            else {
-                continue;
-            };
-            let peer = series.peer.is_some_and(|p| p.outlier);
-            let own = matches!(series.state, SeriesState::Ready { probability, .. } if probability >= ONSET_PROBABILITY);
+    for (index, steps) in flags.iter().enumerate() {
+        for (step, &[peer, own]) in steps.iter().enumerate() {
             for (k, hit) in [peer, own, peer || own].into_iter().enumerate() {
                 if hit {
-                    if index == diverging && t >= HISTORY + ONSET {
+                    if index == diverging && step >= ONSET {
                         caught[k] = true;
                     } else if index != diverging {
                         flagged[index][k] = true;

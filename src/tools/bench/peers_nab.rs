@@ -23,18 +23,15 @@ use foretell_core::csv::{self, Disorder};
 use foretell_core::labels::Labels;
 use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
 use foretell_core::peers::{PeerMethod, PeerSettings};
-use foretell_core::snapshot::SeriesState;
-use foretell_core::store::{Sample, StoreLimits};
+use foretell_core::store::StoreLimits;
 use foretell_core::tracker::{FirstFit, QueryTracker, TrackerSettings};
+
+use super::peers::PEER_WINDOW;
 
 const STEP_MS: i64 = 300_000;
 const DAY: usize = 288;
 /// The models' history, and the stretch each file's scale comes from.
 const HISTORY: usize = 2 * DAY;
-/// The newest hour, in steps.
-const PEER_WINDOW: usize = 12;
-/// The onset level the shipped rules use.
-const ONSET_PROBABILITY: f64 = 0.25;
 const CATEGORY: &str = "realAWSCloudwatch";
 
 /// One file of the group.
@@ -232,42 +229,15 @@ fn flags(members: &[Member], method: PeerMethod, sensitivity: f64) -> Vec<Vec<[b
         .iter()
         .map(|m| Labels::from_pairs([("file", m.name.clone())]))
         .collect();
-    let length = members[0].values.len();
-    let at = |t: usize| t as i64 * STEP_MS;
-    let sample = |m: &Member, t: usize| Sample {
-        timestamp_ms: at(t),
-        value: m.values[t],
-    };
-    let mut tracker = tracker(method, sensitivity);
-    tracker.load(
-        labels
-            .iter()
-            .zip(members)
-            .map(|(l, m)| (l.clone(), (0..HISTORY).map(|t| sample(m, t)).collect()))
-            .collect(),
-        at(HISTORY - 1),
-    );
-    let mut flags = vec![vec![[false; 2]; length - HISTORY]; members.len()];
-    for t in HISTORY..length {
-        let fetched = labels
-            .iter()
-            .zip(members)
-            .map(|(l, m)| (l.clone(), vec![sample(m, t)]))
-            .collect();
-        let (output, _) = tracker.evaluate(fetched, at(t));
-        for series in &output.series {
-            let Some(index) = labels
-                .iter()
-                .position(|l| l.get("file") == series.labels.get("file"))
-            else {
-                continue;
-            };
-            let peer = series.peer.is_some_and(|p| p.outlier);
-            let own = matches!(series.state, SeriesState::Ready { probability, .. } if probability >= ONSET_PROBABILITY);
-            flags[index][t - HISTORY] = [peer, own];
-        }
-    }
-    flags
+    let values: Vec<Vec<f64>> = members.iter().map(|m| m.values.clone()).collect();
+    super::peers::replay(
+        &mut tracker(method, sensitivity),
+        &labels,
+        "file",
+        &values,
+        HISTORY,
+        STEP_MS,
+    )
 }
 
 /// Windows found and false onsets of one detector's flags on one member (`flags[i]` is the
