@@ -24,9 +24,9 @@ use foretell_core::snapshot::SeriesState;
 use foretell_core::store::{Sample, StoreLimits};
 use foretell_core::tracker::{FirstFit, QueryTracker, TrackerSettings};
 
-const STEP_MS: i64 = 300_000;
-const DAY: usize = 288;
-const HISTORY: usize = 2 * DAY;
+pub(super) const STEP_MS: i64 = 300_000;
+pub(super) const DAY: usize = 288;
+pub(super) const HISTORY: usize = 2 * DAY;
 const EVALUATED: usize = DAY;
 /// The divergence begins this far into the evaluated day.
 const ONSET: usize = 48;
@@ -168,7 +168,13 @@ fn member(seed: u64, kind: Option<Divergence>) -> Vec<f64> {
     values
 }
 
-fn tracker(settings: &PeerBenchSettings) -> QueryTracker {
+/// A tracker of series at 5-minute steps with a daily season and two days of history, its
+/// peers compared over the newest hour.
+pub(super) fn tracker(
+    method: PeerMethod,
+    sensitivity: f64,
+    refit_interval_ms: i64,
+) -> QueryTracker {
     QueryTracker::new(TrackerSettings {
         query: "peers".into(),
         limits: StoreLimits {
@@ -184,8 +190,7 @@ fn tracker(settings: &PeerBenchSettings) -> QueryTracker {
             horizon_steps: 12,
         },
         probability: ProbabilitySettings::default(),
-        // No refit within the evaluated day: the day is scored by the models the history made.
-        refit_interval_ms: 2 * DAY as i64 * STEP_MS,
+        refit_interval_ms,
         horizons: vec![],
         threshold: None,
         record_points: 0,
@@ -193,9 +198,9 @@ fn tracker(settings: &PeerBenchSettings) -> QueryTracker {
         first_fit: FirstFit::Full,
         peers: Some(PeerSettings {
             by: vec![],
-            method: settings.method,
+            method,
             window_points: PEER_WINDOW,
-            sensitivity: settings.sensitivity,
+            sensitivity,
         }),
     })
 }
@@ -263,14 +268,13 @@ fn case(
     let values: Vec<Vec<f64>> = (0..size)
         .map(|i| member(seed * 100_003 + i as u64, (i == diverging).then_some(kind)))
         .collect();
-    let flags = replay(
-        &mut tracker(settings),
-        &labels,
-        "instance",
-        &values,
-        HISTORY,
-        STEP_MS,
+    // No refit within the evaluated day: the day is scored by the models the history made.
+    let mut tracker = tracker(
+        settings.method,
+        settings.sensitivity,
+        2 * DAY as i64 * STEP_MS,
     );
+    let flags = replay(&mut tracker, &labels, "instance", &values, HISTORY, STEP_MS);
     // Per detector (peers, per series, either): flagged after the onset, and flagged at all.
     let mut flagged = vec![[false; 3]; size];
     let mut caught = [false; 3];

@@ -21,17 +21,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use foretell_core::csv::{self, Disorder};
 use foretell_core::labels::Labels;
-use foretell_core::model::{Coverage, ForecastModel, ProbabilitySettings, SeasonSpec};
-use foretell_core::peers::{PeerMethod, PeerSettings};
-use foretell_core::store::StoreLimits;
-use foretell_core::tracker::{FirstFit, QueryTracker, TrackerSettings};
+use foretell_core::peers::PeerMethod;
 
-use super::peers::PEER_WINDOW;
+// The models' history (two days) is also the stretch each file's scale comes from.
+use super::peers::{DAY, HISTORY, PEER_WINDOW, STEP_MS};
 
-const STEP_MS: i64 = 300_000;
-const DAY: usize = 288;
-/// The models' history, and the stretch each file's scale comes from.
-const HISTORY: usize = 2 * DAY;
 const CATEGORY: &str = "realAWSCloudwatch";
 
 /// One file of the group.
@@ -192,37 +186,6 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-fn tracker(method: PeerMethod, sensitivity: f64) -> QueryTracker {
-    QueryTracker::new(TrackerSettings {
-        query: "nab_cpu".into(),
-        limits: StoreLimits {
-            step_ms: STEP_MS,
-            capacity_points: HISTORY + 1,
-            max_series: 100,
-            freshness_ms: 10 * STEP_MS,
-        },
-        model: ForecastModel {
-            coverage: Coverage::DEFAULT,
-            min_points: 30,
-            season: SeasonSpec::Periods(vec![DAY]),
-            horizon_steps: 12,
-        },
-        probability: ProbabilitySettings::default(),
-        refit_interval_ms: DAY as i64 * STEP_MS,
-        horizons: vec![],
-        threshold: None,
-        record_points: 0,
-        load_threads: crate::pipeline::cores(),
-        first_fit: FirstFit::Full,
-        peers: Some(PeerSettings {
-            by: vec![],
-            method,
-            window_points: PEER_WINDOW,
-            sensitivity,
-        }),
-    })
-}
-
 /// Flags per member and step after the history: (peers, per series).
 fn flags(members: &[Member], method: PeerMethod, sensitivity: f64) -> Vec<Vec<[bool; 2]>> {
     let labels: Vec<Labels> = members
@@ -230,14 +193,9 @@ fn flags(members: &[Member], method: PeerMethod, sensitivity: f64) -> Vec<Vec<[b
         .map(|m| Labels::from_pairs([("file", m.name.clone())]))
         .collect();
     let values: Vec<Vec<f64>> = members.iter().map(|m| m.values.clone()).collect();
-    super::peers::replay(
-        &mut tracker(method, sensitivity),
-        &labels,
-        "file",
-        &values,
-        HISTORY,
-        STEP_MS,
-    )
+    // Refitted daily over the two weeks, as a sidecar would at least.
+    let mut tracker = super::peers::tracker(method, sensitivity, DAY as i64 * STEP_MS);
+    super::peers::replay(&mut tracker, &labels, "file", &values, HISTORY, STEP_MS)
 }
 
 /// Windows found and false onsets of one detector's flags on one member (`flags[i]` is the
