@@ -59,8 +59,9 @@ struct Block {
 }
 
 impl Block {
+    /// Runs for every 64 values a window takes in (a cold start encodes whole histories), so
+    /// it allocates nothing beyond a palette or exceptions and sorts only when it must.
     fn encode(values: &[f64; BLOCK]) -> Block {
-        let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         let mut block = Block {
             coding: Coding::Linear {
                 base: 0.0,
@@ -69,33 +70,59 @@ impl Block {
             codes: [GAP; BLOCK],
             exceptions: Box::new([]),
         };
-        if finite.is_empty() {
+        // One pass: the finite values, their extremes, whether all are whole, and up to one
+        // more distinct value than a palette holds.
+        let mut finite = [0.0; BLOCK];
+        let mut count = 0;
+        let (mut lowest, mut highest) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut whole = true;
+        let mut distinct = [0.0; PALETTE + 1];
+        let mut distinct_count = 0;
+        for &value in values.iter().filter(|v| v.is_finite()) {
+            finite[count] = value;
+            count += 1;
+            lowest = lowest.min(value);
+            highest = highest.max(value);
+            whole &= value.fract() == 0.0;
+            if distinct_count <= PALETTE
+                && !distinct[..distinct_count]
+                    .iter()
+                    .any(|d: &f64| d.to_bits() == value.to_bits())
+            {
+                distinct[distinct_count] = value;
+                distinct_count += 1;
+            }
+        }
+        if count == 0 {
             block.exceptions = exceptions(values, |_| true);
             return block;
         }
-        finite.sort_unstable_by(f64::total_cmp);
-        let (lowest, highest) = (finite[0], finite[finite.len() - 1]);
+        let finite = &mut finite[..count];
         let range = highest - lowest;
-        let whole = finite.iter().all(|v| v.fract() == 0.0);
-        let mut distinct = finite.clone();
-        distinct.dedup_by(|a, b| a.to_bits() == b.to_bits());
-        if distinct.len() <= PALETTE && !(whole && range <= f64::from(TOP)) {
+        let exact_whole = whole && range <= f64::from(TOP);
+        if distinct_count <= PALETTE && !exact_whole {
+            let palette = &mut distinct[..distinct_count];
+            palette.sort_unstable_by(f64::total_cmp);
             for (code, &value) in block.codes.iter_mut().zip(values) {
                 if value.is_finite() {
-                    let index = distinct.partition_point(|v| v.total_cmp(&value).is_lt());
+                    let index = palette.partition_point(|v| v.total_cmp(&value).is_lt());
                     *code = index as u16;
                 }
             }
-            block.coding = Coding::Palette(distinct.into_boxed_slice());
+            block.coding = Coding::Palette(palette.to_vec().into_boxed_slice());
             block.exceptions = exceptions(values, f64::is_infinite);
             return block;
         }
         let (base, step, kept_exactly) = if range == 0.0 {
             (lowest, 0.0, None)
-        } else if whole && range <= f64::from(TOP) {
+        } else if exact_whole {
             (lowest, 1.0, None)
         } else {
-            let quantile = |q: f64| finite[((finite.len() - 1) as f64 * q).round() as usize];
+            let last = count - 1;
+            let mut quantile = |q: f64| {
+                let rank = (last as f64 * q).round() as usize;
+                *finite.select_nth_unstable_by(rank, f64::total_cmp).1
+            };
             let spread = quantile(0.75) - quantile(0.25);
             let robust = spread / ROBUST_STEPS;
             let by_range = range / f64::from(TOP);
@@ -103,8 +130,8 @@ impl Block {
                 // Centred on the median: ±32,767 steps, ±8 interquartile ranges.
                 let base = quantile(0.5) - f64::from(TOP / 2) * robust;
                 let reach = base + f64::from(TOP) * robust;
-                let outside = |v: f64| v < base || v > reach;
-                if finite.iter().filter(|v| outside(**v)).count() <= MAX_EXCEPTIONS {
+                let outside = |v: &&f64| **v < base || **v > reach;
+                if finite.iter().filter(outside).count() <= MAX_EXCEPTIONS {
                     (base, robust, Some((base, reach)))
                 } else {
                     (lowest, by_range, None)
@@ -123,11 +150,13 @@ impl Block {
                 };
             }
         }
-        block.exceptions = exceptions(values, |v| match kept_exactly {
-            _ if v.is_infinite() => true,
-            Some((low, high)) => v < low || v > high,
-            None => false,
-        });
+        if kept_exactly.is_some() || values.iter().any(|v| v.is_infinite()) {
+            block.exceptions = exceptions(values, |v| match kept_exactly {
+                _ if v.is_infinite() => true,
+                Some((low, high)) => v < low || v > high,
+                None => false,
+            });
+        }
         block
     }
 
