@@ -14,7 +14,6 @@ pub mod csv;
 pub mod exposition;
 pub mod labels;
 pub mod model;
-pub mod packed;
 pub mod peers;
 pub mod redact;
 pub mod remote_write;

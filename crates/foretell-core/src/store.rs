@@ -8,7 +8,9 @@
 //! otherwise.
 
 use crate::labels::Labels;
-use crate::packed::PackedValues;
+use packed::PackedValues;
+
+pub mod packed;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 

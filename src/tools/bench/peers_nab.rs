@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use foretell_core::csv::{self, Disorder};
 use foretell_core::labels::Labels;
+use foretell_core::model::robust;
 use foretell_core::peers::PeerMethod;
 
 // The models' history (two days) is also the stretch each file's scale comes from.
@@ -154,36 +155,21 @@ fn read_group(nab_dir: &Path) -> anyhow::Result<Vec<Member>> {
     Ok(members)
 }
 
-/// The values on the scale of their first [`HISTORY`] rows: a MAD of 0 (a flat start) falls
-/// back to the mean absolute deviation, then to 1.
+/// The values on the scale of their first [`HISTORY`] rows, as the models measure scale
+/// (`model::robust`: 1.4826 × MAD, the mean absolute deviation when the MAD is 0, a sliver of
+/// the level for a flat start).
 fn robust_scale(values: &[f64]) -> Vec<f64> {
-    let head: Vec<f64> = values[..HISTORY.min(values.len())]
+    let mut head: Vec<f64> = values[..HISTORY.min(values.len())]
         .iter()
         .copied()
         .filter(|v| v.is_finite())
         .collect();
-    let centre = median(&head);
-    let deviations: Vec<f64> = head.iter().map(|v| (v - centre).abs()).collect();
-    let mean_deviation = deviations.iter().sum::<f64>() / deviations.len().max(1) as f64;
-    let scale = [1.4826 * median(&deviations), 1.2533 * mean_deviation, 1.0]
-        .into_iter()
-        .find(|s| *s > 0.0 && s.is_finite())
-        .unwrap_or(1.0);
+    if head.is_empty() {
+        return values.to_vec();
+    }
+    let (centre, mad) = robust::median_and_mad(&mut head);
+    let scale = robust::scale_from(mad, &head, centre);
     values.iter().map(|v| (v - centre) / scale).collect()
-}
-
-fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[middle]
-    } else {
-        (sorted[middle - 1] + sorted[middle]) / 2.0
-    }
 }
 
 /// Flags per member and step after the history: (peers, per series).
@@ -327,9 +313,10 @@ mod tests {
         let scaled = robust_scale(&values);
         assert_eq!(scaled[1], 0.0, "the median of 50, 51, 52 is 51");
         assert!(scaled[HISTORY] > 100.0, "{}", scaled[HISTORY]);
-        // A flat start falls back to a unit scale rather than dividing by zero.
+        // A flat start does not divide by zero.
         let flat = robust_scale(&vec![3.0; HISTORY + 1]);
         assert!(flat.iter().all(|v| *v == 0.0));
+        assert!(robust_scale(&[f64::NAN; 3])[0].is_nan());
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod forecaster;
 mod optimize;
 pub mod probability;
 pub mod range;
-mod robust;
+pub mod robust;
 pub mod score;
 
 use std::fmt;

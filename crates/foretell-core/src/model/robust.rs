@@ -6,7 +6,7 @@ pub(crate) const MAD_TO_SIGMA: f64 = 1.4826;
 const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_3;
 
 /// Median of `values`, reordering them. `values` must be non-empty and finite.
-pub(crate) fn median(values: &mut [f64]) -> f64 {
+pub fn median(values: &mut [f64]) -> f64 {
     let n = values.len();
     let mid = n / 2;
     let (_, upper_mid, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
@@ -23,7 +23,7 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Median and median absolute deviation. `values` is reordered but keeps its contents.
-pub(crate) fn median_and_mad(values: &mut [f64]) -> (f64, f64) {
+pub fn median_and_mad(values: &mut [f64]) -> (f64, f64) {
     let centre = median(values);
     let mut deviations: Vec<f64> = values.iter().map(|v| (v - centre).abs()).collect();
     (centre, median(&mut deviations))
@@ -45,7 +45,7 @@ pub(crate) fn scale_floor(series: &[f64]) -> f64 {
 /// median (MAD = 0, common for counters that rarely move), falls back to the mean absolute
 /// deviation, and for a constant series to a tiny floor relative to its level, so that any
 /// change from a constant scores as anomalous instead of dividing by zero.
-pub(crate) fn scale_from(mad: f64, values: &[f64], centre: f64) -> f64 {
+pub fn scale_from(mad: f64, values: &[f64], centre: f64) -> f64 {
     let from_mad = MAD_TO_SIGMA * mad;
     if from_mad > 0.0 {
         return from_mad;

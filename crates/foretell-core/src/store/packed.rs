@@ -374,7 +374,7 @@ impl TryFrom<PackedRepr> for PackedValues {
     type Error = String;
 
     fn try_from(repr: PackedRepr) -> Result<Self, String> {
-        if repr.open.len() >= BLOCK || repr.skipped >= BLOCK.max(1) {
+        if repr.open.len() >= BLOCK || repr.skipped >= BLOCK {
             return Err(format!(
                 "a packed window holds {} open values and skips {} (each at most {})",
                 repr.open.len(),
