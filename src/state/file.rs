@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 15] = b"FORETELL-STATE\n";
-/// The encoding's version: bump it whenever a saved type changes shape (3: windows packed).
-pub const FORMAT_VERSION: u32 = 3;
+/// The encoding's version: bump it whenever a saved type changes shape (3: windows packed;
+/// 4: seasonal profiles and the live record in 16-bit codes).
+pub const FORMAT_VERSION: u32 = 4;
 /// The largest header or series record read (a series of 100,000 points with its model is
 /// well under 4 MiB).
 const MAX_RECORD_BYTES: u32 = 64 << 20;

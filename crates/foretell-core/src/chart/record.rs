@@ -6,9 +6,14 @@
 //! divided by its step), filled as the tracker takes points in, shared with the web server
 //! behind a mutex held only to copy points in or out.
 //!
-//! Values are kept as `f32`: 20 bytes a point, which is what a picture needs (seven
-//! significant digits), and the score is recomputed from the value and band on the way out
-//! (it is a function of the two, [`anomaly_score`]).
+//! A point is 14 bytes (a 6h record at one minute: 5 KB, was 7.2 KB with five `f32`s): the
+//! value and the expected value as `f32` (seven significant digits, what a picture and its
+//! tooltip need), the band's two edges as distances from the expected value in 16-bit floats
+//! (the upper half of an `f32`: eight significant bits, each edge within 1/128 of its
+//! distance from the expected value, rounded outwards so that a point drawn outside the band was outside the
+//! band the sidecar judged it by), and the probability in 16 bits (rounded up, so a point that
+//! reached the onset probability is still marked as one). The score is recomputed from the
+//! value and band on the way out (it is a function of the two, [`anomaly_score`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,25 +21,76 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::TracePoint;
 use crate::model::{anomaly_score, Band, Observation};
 
-/// One evaluated point: the observed value, the prediction it was judged by, and the anomaly
-/// probability after it. NaN value for a gap; NaN band where no model was ready.
+/// One evaluated point: the observed value and the prediction it was judged by. NaN value for
+/// a gap; NaN band where no model was ready.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct RecordedPoint {
     value: f32,
     expected: f32,
-    lower: f32,
-    upper: f32,
-    probability: f32,
+    /// `expected - lower`, then `upper - expected`, as [`half_float`]s.
+    below: u16,
+    above: u16,
 }
 
 impl RecordedPoint {
     const GAP: RecordedPoint = RecordedPoint {
         value: f32::NAN,
         expected: f32::NAN,
-        lower: f32::NAN,
-        upper: f32::NAN,
-        probability: 0.0,
+        below: HALF_NAN,
+        above: HALF_NAN,
     };
+
+    fn new(value: f64, band: &Band) -> RecordedPoint {
+        let expected = band.expected as f32;
+        RecordedPoint {
+            value: value as f32,
+            expected,
+            below: half_float(f64::from(expected) - band.lower),
+            above: half_float(band.upper - f64::from(expected)),
+        }
+    }
+
+    fn band(&self) -> Band {
+        let expected = f64::from(self.expected);
+        Band {
+            expected,
+            lower: expected - from_half_float(self.below),
+            upper: expected + from_half_float(self.above),
+        }
+    }
+}
+
+/// A quiet NaN as a [`half_float`].
+const HALF_NAN: u16 = 0x7FC0;
+
+/// The upper 16 bits of `x` as an `f32` (bfloat16), rounded away from zero: a distance from
+/// the expected value comes back at least as large, never smaller.
+fn half_float(x: f64) -> u16 {
+    let bits = (x as f32).to_bits();
+    if (x as f32).is_nan() {
+        return HALF_NAN;
+    }
+    let upper = (bits >> 16) as u16;
+    // Rounding away from zero cannot overflow into NaN: the largest finite f32's upper half
+    // plus one is infinity.
+    if bits & 0xFFFF != 0 && (upper & 0x7F80) != 0x7F80 {
+        upper + 1
+    } else {
+        upper
+    }
+}
+
+fn from_half_float(half: u16) -> f64 {
+    f64::from(f32::from_bits(u32::from(half) << 16))
+}
+
+/// A probability in 16 bits, rounded up (0 stays 0, 1 stays 1).
+fn probability_code(p: f64) -> u16 {
+    (p.clamp(0.0, 1.0) * f64::from(u16::MAX)).ceil() as u16
+}
+
+fn probability_of(code: u16) -> f64 {
+    f64::from(code) / f64::from(u16::MAX)
 }
 
 /// The newest `capacity` evaluated points of one series, on its grid.
@@ -45,6 +101,9 @@ pub struct LiveRecord {
     /// Grid time of the newest point; meaningless while `points` is empty.
     newest_ms: i64,
     points: VecDeque<RecordedPoint>,
+    /// The anomaly probability after each point ([`probability_code`]), beside `points` (one
+    /// ring of 14-byte points would be padded to 16).
+    probabilities: VecDeque<u16>,
 }
 
 impl LiveRecord {
@@ -56,6 +115,7 @@ impl LiveRecord {
             capacity,
             newest_ms: i64::MIN,
             points: VecDeque::new(),
+            probabilities: VecDeque::new(),
         }
     }
 
@@ -77,32 +137,32 @@ impl LiveRecord {
             let skipped = ((timestamp_ms - self.newest_ms) / self.step_ms - 1).max(0) as usize;
             if skipped >= self.capacity {
                 self.points.clear();
+                self.probabilities.clear();
             } else {
                 for _ in 0..skipped {
-                    self.append(RecordedPoint::GAP);
+                    self.append(RecordedPoint::GAP, 0);
                 }
             }
         }
-        let band = observation.band;
-        self.append(RecordedPoint {
-            value: value as f32,
-            expected: band.expected as f32,
-            lower: band.lower as f32,
-            upper: band.upper as f32,
-            probability: p as f32,
-        });
+        self.append(
+            RecordedPoint::new(value, &observation.band),
+            probability_code(p),
+        );
         self.newest_ms = timestamp_ms;
     }
 
-    fn append(&mut self, point: RecordedPoint) {
+    fn append(&mut self, point: RecordedPoint, probability: u16) {
         if self.points.capacity() == 0 {
             // Exactly the configured size: a growing deque would double past it.
             self.points.reserve_exact(self.capacity);
+            self.probabilities.reserve_exact(self.capacity);
         }
         if self.points.len() == self.capacity {
             self.points.pop_front();
+            self.probabilities.pop_front();
         }
         self.points.push_back(point);
+        self.probabilities.push_back(probability);
     }
 
     /// Grid time of the oldest and newest recorded points; `None` while empty.
@@ -127,14 +187,11 @@ impl LiveRecord {
         };
         self.points
             .iter()
+            .zip(&self.probabilities)
             .enumerate()
             .skip(skip)
-            .map(|(i, p)| {
-                let band = Band {
-                    expected: f64::from(p.expected),
-                    lower: f64::from(p.lower),
-                    upper: f64::from(p.upper),
-                };
+            .map(|(i, (p, probability))| {
+                let band = p.band();
                 let value = f64::from(p.value);
                 TracePoint {
                     timestamp_ms: oldest_ms + i as i64 * self.step_ms,
@@ -145,7 +202,7 @@ impl LiveRecord {
                     } else {
                         None
                     },
-                    probability: f64::from(p.probability),
+                    probability: probability_of(*probability),
                 }
             })
             .collect()
@@ -154,6 +211,7 @@ impl LiveRecord {
     /// Bytes the record holds on the heap (its ring, once allocated).
     pub fn heap_bytes(&self) -> usize {
         self.points.capacity() * std::mem::size_of::<RecordedPoint>()
+            + self.probabilities.capacity() * std::mem::size_of::<u16>()
     }
 }
 
@@ -239,12 +297,53 @@ mod tests {
         assert_eq!(times, [12_000, 13_000, 14_000, 15_000]);
         assert_eq!(points[1].value, 15.0);
         assert_eq!(points[1].score, Some(2.5), "recomputed from value and band");
-        assert!((points[1].probability - 0.15).abs() < 1e-6);
+        assert!(points[1].probability >= 0.15 && points[1].probability - 0.15 <= 1.0 / 65_535.0);
         assert_eq!(points[0].band.upper, 12.0);
         // Only what is asked for, rounding a time between grid points up.
         let recent = record.points_since(13_500);
         assert_eq!(recent.first().map(|p| p.timestamp_ms), Some(14_000));
-        assert_eq!(record.heap_bytes(), 4 * 20, "exactly the configured ring");
+        assert_eq!(record.heap_bytes(), 4 * 14, "exactly the configured ring");
+    }
+
+    #[test]
+    fn band_edges_come_back_within_a_fraction_of_the_band_and_never_inside_it() {
+        for (expected, half) in [(10.0, 2.0), (1.0e9, 3.7e6), (-5.0, 0.001), (0.0, 1e-12)] {
+            let band = Band {
+                expected,
+                lower: expected - half * 0.8,
+                upper: expected + half * 1.3,
+            };
+            let point = RecordedPoint::new(expected, &band);
+            let back = point.band();
+            let expected32 = f64::from(expected as f32);
+            assert!(back.lower <= band.lower + expected32 - expected + 1e-9 * expected.abs());
+            assert!(back.upper >= band.upper + expected32 - expected - 1e-9 * expected.abs());
+            assert!((back.lower - band.lower).abs() <= 0.8 / 128.0 * half + 1e-6 * expected.abs());
+            assert!((back.upper - band.upper).abs() <= 1.3 / 128.0 * half + 1e-6 * expected.abs());
+        }
+        // A band with no width, an infinite one and none at all.
+        let flat = RecordedPoint::new(
+            3.0,
+            &Band {
+                expected: 3.0,
+                lower: 3.0,
+                upper: 3.0,
+            },
+        )
+        .band();
+        assert_eq!((flat.lower, flat.upper), (3.0, 3.0));
+        let wide = Band {
+            expected: 0.0,
+            lower: f64::NEG_INFINITY,
+            upper: f64::INFINITY,
+        };
+        let back = RecordedPoint::new(1.0, &wide).band();
+        assert_eq!((back.lower, back.upper), (f64::NEG_INFINITY, f64::INFINITY));
+        let none = RecordedPoint::GAP.band();
+        assert!(none.expected.is_nan() && none.lower.is_nan() && none.upper.is_nan());
+        assert_eq!(probability_code(0.0), 0);
+        assert_eq!(probability_code(1.0), u16::MAX);
+        assert_eq!(probability_of(probability_code(0.27)), 17_695.0 / 65_535.0);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! predicted spike at the same time of day after every refit: a false anomaly one period after
 //! each real one. The median over cycles keeps what recurs and drops what happened once.
 
+use super::profile::Profile;
 use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
 
 /// Seasonal strength (Wang, Smith & Hyndman 2006: `1 - var(R) / var(S + R)`) a detected
@@ -31,20 +32,20 @@ const DISAGREEMENT: f64 = 5.0;
 /// Repeating seasonal profiles, indexed by grid position.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeasonalProfiles {
-    /// `(period, profile)`: `profile[k]` is the seasonal value at positions `p` with
-    /// `p mod period == k`. Single precision, as MSTL computes them: half the memory of the
-    /// largest part of a model (a daily profile at one-minute steps is 5.6 KB, not 11.3 KB).
-    components: Vec<(usize, Vec<f32>)>,
+    /// One profile per period (its length): phase `k` is the seasonal value at positions `p`
+    /// with `p mod period == k`, in 16 bits a phase ([`Profile`]: a daily profile at one-minute
+    /// steps is 2.8 KB, not 11.3 KB as `f64`).
+    components: Vec<Profile>,
 }
 
 impl SeasonalProfiles {
     /// Bytes held by the profiles, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.components.capacity() * std::mem::size_of::<(usize, Vec<f32>)>()
+        self.components.capacity() * std::mem::size_of::<Profile>()
             + self
                 .components
                 .iter()
-                .map(|(_, profile)| profile.capacity() * std::mem::size_of::<f32>())
+                .map(Profile::heap_bytes)
                 .sum::<usize>()
     }
 
@@ -53,12 +54,12 @@ impl SeasonalProfiles {
     pub fn value_at(&self, position: u64) -> f64 {
         self.components
             .iter()
-            .map(|(period, profile)| f64::from(profile[(position % *period as u64) as usize]))
+            .map(|profile| profile.value((position % profile.len() as u64) as usize))
             .sum()
     }
 
     pub fn periods(&self) -> Vec<usize> {
-        self.components.iter().map(|(period, _)| *period).collect()
+        self.components.iter().map(Profile::len).collect()
     }
 }
 
@@ -122,6 +123,8 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
         let detrended: Vec<f64> = remaining.iter().zip(&trend).map(|(v, t)| v - t).collect();
         let cycles = (n / period).clamp(1, PROFILE_CYCLES);
         let first = n - cycles * period;
+        // The cycle-to-cycle noise: mean absolute deviation from each slot's median, pooled.
+        let (mut deviation_sum, mut deviations) = (0.0, 0usize);
         // At most PROFILE_CYCLES values a slot: sorted on the stack, not in a Vec per slot.
         let mut profile: Vec<f64> = (0..period)
             .map(|slot| {
@@ -137,11 +140,16 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
                 }
                 let values = &mut values[..count];
                 values.sort_unstable_by(f64::total_cmp);
-                match count {
+                let median = match count {
                     0 => 0.0,
                     _ if count % 2 == 1 => values[count / 2],
                     _ => (values[count / 2 - 1] + values[count / 2]) / 2.0,
+                };
+                if count > 1 {
+                    deviation_sum += values.iter().map(|v| (v - median).abs()).sum::<f64>();
+                    deviations += count;
                 }
+                median
             })
             .collect();
         let mean = profile.iter().sum::<f64>() / period as f64;
@@ -151,10 +159,14 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
         if detect && seasonal_strength(&detrended, &profile) < MIN_SEASONAL_STRENGTH {
             continue;
         }
+        // What is removed is what the forecaster will add back: the stored profile. (1.25
+        // times the mean absolute deviation is the standard deviation of normal noise.)
+        let noise = 1.2533 * deviation_sum / deviations.max(1) as f64;
+        let profile = Profile::new(&profile, noise);
         for (position, value) in remaining.iter_mut().enumerate() {
-            *value -= profile[position % period];
+            *value -= profile.value(position % period);
         }
-        components.push((period, profile.iter().map(|&v| v as f32).collect()));
+        components.push(profile);
     }
     if components.is_empty() {
         return None;
@@ -259,7 +271,7 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
     let seasonal = result.seasonal();
     let remainder = result.remainder();
     let mut smooth_components = Vec::with_capacity(periods.len());
-    let components: Vec<(usize, Vec<f32>)> = periods
+    let components: Vec<Profile> = periods
         .iter()
         .enumerate()
         .map(|(index, &period)| {
@@ -294,16 +306,16 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
                 })
                 .collect();
             let noise = 1.4826 * median(deviations).unwrap_or(f64::INFINITY);
-            let profile = smooth
+            let profile: Vec<f64> = smooth
                 .iter()
                 .zip(&observed)
                 .map(|(smooth, observed)| match observed {
-                    Some(data) if (data - smooth).abs() > DISAGREEMENT * noise => *data as f32,
-                    _ => *smooth as f32,
+                    Some(data) if (data - smooth).abs() > DISAGREEMENT * noise => *data,
+                    _ => *smooth,
                 })
                 .collect();
-            smooth_components.push((period, smooth.iter().map(|v| *v as f32).collect()));
-            (period, profile)
+            smooth_components.push(Profile::exact(&smooth));
+            Profile::new(&profile, noise)
         })
         .collect();
     let profiles = SeasonalProfiles { components };

@@ -15,6 +15,7 @@ pub mod flatline;
 pub mod forecaster;
 mod optimize;
 pub mod probability;
+pub mod profile;
 pub mod range;
 pub mod robust;
 pub mod score;
