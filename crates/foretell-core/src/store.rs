@@ -171,7 +171,10 @@ impl SeriesWindow {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrackedSeries<M> {
     pub window: SeriesWindow,
-    pub model: Option<M>,
+    /// Boxed: the series live inline in a hash table that is up to half empty after it
+    /// grows, and a model's state is most of a series' fixed size (about 750 bytes), so a
+    /// free slot costs a pointer instead.
+    pub model: Option<Box<M>>,
 }
 
 /// What one merge did, for self-metrics and logs.
@@ -275,12 +278,15 @@ impl<M> QueryStore<M> {
         self.series.iter_mut()
     }
 
-    /// Bytes held by labels and windows (not model state), for memory accounting.
+    /// Bytes held by labels and windows (not model state) and by the hash table's slots, free
+    /// ones included, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.series
-            .iter()
-            .map(|(labels, tracked)| labels.heap_bytes() + tracked.window.heap_bytes())
-            .sum()
+        self.series.capacity() * std::mem::size_of::<(Labels, TrackedSeries<M>)>()
+            + self
+                .series
+                .iter()
+                .map(|(labels, tracked)| labels.heap_bytes() + tracked.window.heap_bytes())
+                .sum::<usize>()
     }
 }
 

@@ -115,7 +115,7 @@ pub struct SeriesModel {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrackerMemory {
     pub series: usize,
-    /// Source label sets and the windows of values.
+    /// Source label sets, the windows of values and the slots of the series' hash table.
     pub windows_and_labels: usize,
     /// The fixed-size model state (smoothing state and parameters, band, probability state).
     pub model_state: usize,
@@ -434,23 +434,25 @@ fn advance<'a>(
     stats: &mut EvaluationStats,
 ) -> Option<(Sample, &'a SeriesModel)> {
     let newest = tracked.window.newest()?;
-    let model = tracked.model.get_or_insert_with(|| SeriesModel {
-        exported: export_labels(&settings.query, labels),
-        fitted: Err(NotReady::TooFewPoints {
-            have: 0,
-            need: settings.model.min_points,
-        }),
-        surprise: SurpriseHistory::new(settings.probability),
-        fitted_at_ms: i64::MIN,
-        observed_through_ms: i64::MIN,
-        last: None,
-        excursion: Excursion::default(),
-        record: (settings.record_points > 0).then(|| {
-            SharedRecord::new(LiveRecord::new(
-                settings.limits.step_ms,
-                settings.record_points,
-            ))
-        }),
+    let model = tracked.model.get_or_insert_with(|| {
+        Box::new(SeriesModel {
+            exported: export_labels(&settings.query, labels),
+            fitted: Err(NotReady::TooFewPoints {
+                have: 0,
+                need: settings.model.min_points,
+            }),
+            surprise: SurpriseHistory::new(settings.probability),
+            fitted_at_ms: i64::MIN,
+            observed_through_ms: i64::MIN,
+            last: None,
+            excursion: Excursion::default(),
+            record: (settings.record_points > 0).then(|| {
+                SharedRecord::new(LiveRecord::new(
+                    settings.limits.step_ms,
+                    settings.record_points,
+                ))
+            }),
+        })
     });
     stats.updates += model.take_in(&tracked.window, newest.timestamp_ms);
     let due = model.fitted.is_err()
