@@ -1,8 +1,8 @@
-//! A window of values in about 35 % of the memory of `f64`s: blocks of 64 values, each value a
-//! 16-bit step from its block's base.
+//! A window of values in a fraction of the memory of `f64`s: blocks of 64 values, each value
+//! a code of as few bits as its block needs.
 //!
 //! A series' window (two days at one minute: 2,881 values) was 23 KB of `f64`, over half of
-//! what a tracked series weighs. Prometheus' own XOR encoding would not shrink it: what
+//! what a tracked series weighed. Prometheus' own XOR encoding would not shrink it: what
 //! foretell keeps are query results, mostly `rate()`s, whose values use every bit of the
 //! mantissa, and an XOR of two such doubles keeps most of its 52 bits. So each completed block
 //! of [`BLOCK`] values is quantised:
@@ -14,15 +14,19 @@
 //!   of: a rounded copy would turn a perfectly regular series into one with noise of its own.
 //! - **Otherwise within half a step**, the step being the block's range over 65,534 or, when a
 //!   few values lie far outside the rest (a spike), the interquartile range over 4,096, with
-//!   those values kept exactly beside the codes. A spike thus does not coarsen the
-//!   resolution of the ordinary values around it: the error is at most 1/8,192 of the
-//!   block's interquartile range, far below any noise a model could fit.
+//!   those values kept exactly beside the codes — or, when coarser, 2 % of the block's own
+//!   noise (its robust standard deviation, from the median of its absolute second
+//!   differences), so no value moves by more than 1 % of the noise already in it: a model
+//!   sees its error variance grow by a thirty-thousandth. A block without noise (a ramp,
+//!   whose second differences are rounding errors) keeps the finer step.
 //! - Gaps (NaN) have a code of their own; infinities are kept exactly.
 //!
-//! The newest values, until they fill a block, are kept as they are. A block costs 168 bytes
-//! for 64 values (2.6 bytes a value) plus its palette and exceptions; reading the window decodes it (the
-//! refit reads it once per fit). Each update is O(1); overwriting a value in a completed block
-//! (a late sample) re-encodes that block.
+//! A block's codes take the fewest bits that hold its largest code and the gap's (a palette
+//! of 6 values: 3 bits; whole numbers spanning 1,000: 10 bits; a noisy `rate()`: typically 9
+//! to 12), stored one block after the other in one ring of 64-bit words (a block of `b`-bit
+//! codes is exactly `b` words). The newest values, until they fill a block, are kept as they
+//! are. Each update is O(1); overwriting a value in a completed block (a late sample)
+//! re-encodes that block.
 
 use std::collections::VecDeque;
 
@@ -38,6 +42,8 @@ const ROBUST_STEPS: f64 = 4_096.0;
 const MAX_EXCEPTIONS: usize = BLOCK / 8;
 /// A block with at most this many distinct values keeps them in a palette.
 const PALETTE: usize = 16;
+/// The coarsest step, as a share of a block's noise: values move by at most half of it.
+const NOISE_STEP: f64 = 0.02;
 
 /// How a block's codes become values.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,8 +54,17 @@ enum Coding {
     Palette(Box<[f64]>),
 }
 
-/// One completed block: value `i` comes from `codes[i]` (see [`Coding`]), unless an exception
-/// holds it.
+impl Coding {
+    fn value_of(&self, code: u16) -> f64 {
+        match self {
+            Coding::Linear { base, step } => base + f64::from(code) * step,
+            Coding::Palette(palette) => palette.get(usize::from(code)).copied().unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// One block as encoded: value `i` comes from `codes[i]` (see [`Coding`]), unless an exception
+/// holds it. A window keeps it as a [`Sealed`] block and its codes packed.
 #[derive(Clone, Debug, PartialEq)]
 struct Block {
     coding: Coding,
@@ -126,19 +141,28 @@ impl Block {
             let spread = quantile(0.75) - quantile(0.25);
             let robust = spread / ROBUST_STEPS;
             let by_range = range / f64::from(TOP);
-            if robust > 0.0 && robust < by_range {
+            let (low, high, step, kept_exactly) = if robust > 0.0 && robust < by_range {
                 // Centred on the median: ±32,767 steps, ±8 interquartile ranges.
-                let base = quantile(0.5) - f64::from(TOP / 2) * robust;
-                let reach = base + f64::from(TOP) * robust;
-                let outside = |v: &&f64| **v < base || **v > reach;
+                let low = quantile(0.5) - f64::from(TOP / 2) * robust;
+                let high = low + f64::from(TOP) * robust;
+                let outside = |v: &&f64| **v < low || **v > high;
                 if finite.iter().filter(outside).count() <= MAX_EXCEPTIONS {
-                    (base, robust, Some((base, reach)))
+                    (low, high, robust, Some((low, high)))
                 } else {
-                    (lowest, by_range, None)
+                    (lowest, highest, by_range, None)
                 }
             } else {
-                (lowest, by_range, None)
-            }
+                (lowest, highest, by_range, None)
+            };
+            // The codes start at the lowest value coded, so they need no more bits than the
+            // values' own spread; the step is never finer than the noise needs.
+            let base = finite
+                .iter()
+                .copied()
+                .filter(|v| (low..=high).contains(v))
+                .fold(f64::INFINITY, f64::min);
+            let step = step.max(NOISE_STEP * noise(values));
+            (base, step, kept_exactly)
         };
         block.coding = Coding::Linear { base, step };
         for (code, &value) in block.codes.iter_mut().zip(values) {
@@ -160,7 +184,55 @@ impl Block {
         block
     }
 
-    fn get(&self, slot: usize) -> f64 {
+    /// The block as a window keeps it: its codes appended to `words`.
+    fn seal(self, words: &mut VecDeque<u64>) -> Sealed {
+        let largest = self
+            .codes
+            .iter()
+            .filter(|&&c| c != GAP)
+            .max()
+            .copied()
+            .unwrap_or(0);
+        // The gap's code is the all-ones code of the width, above every value's.
+        let bits = (u32::BITS - (u32::from(largest) + 1).leading_zeros()) as u8;
+        pack(&self.codes, bits, words);
+        Sealed {
+            coding: self.coding,
+            bits,
+            exceptions: self.exceptions,
+        }
+    }
+}
+
+/// A completed block in a window: its coding, and the width of its codes, which lie in the
+/// window's word ring (`bits` words from the block's offset).
+#[derive(Clone, Debug, PartialEq)]
+struct Sealed {
+    coding: Coding,
+    bits: u8,
+    /// Values kept exactly, by slot: infinities, and values far outside the block's usual range.
+    exceptions: Box<[(u8, f64)]>,
+}
+
+impl Sealed {
+    fn words(&self) -> usize {
+        usize::from(self.bits)
+    }
+
+    fn codes(&self, words: &VecDeque<u64>, offset: usize) -> [u16; BLOCK] {
+        unpack(words.range(offset..offset + self.words()), self.bits)
+    }
+
+    /// Back to the block it was, to change a value or to save it.
+    fn open(&self, words: &VecDeque<u64>, offset: usize) -> Block {
+        Block {
+            coding: self.coding.clone(),
+            codes: self.codes(words, offset),
+            exceptions: self.exceptions.clone(),
+        }
+    }
+
+    fn get(&self, words: &VecDeque<u64>, offset: usize, slot: usize) -> f64 {
         if let Some(&(_, value)) = self
             .exceptions
             .iter()
@@ -168,24 +240,17 @@ impl Block {
         {
             return value;
         }
-        match self.codes[slot] {
+        match self.codes(words, offset)[slot] {
             GAP => f64::NAN,
-            code => self.value_of(code),
+            code => self.coding.value_of(code),
         }
     }
 
-    fn value_of(&self, code: u16) -> f64 {
-        match &self.coding {
-            Coding::Linear { base, step } => base + f64::from(code) * step,
-            Coding::Palette(palette) => palette.get(usize::from(code)).copied().unwrap_or(f64::NAN),
-        }
-    }
-
-    fn decode(&self) -> [f64; BLOCK] {
+    fn decode(&self, words: &VecDeque<u64>, offset: usize) -> [f64; BLOCK] {
         let mut values = [f64::NAN; BLOCK];
-        for (value, &code) in values.iter_mut().zip(&self.codes) {
+        for (value, code) in values.iter_mut().zip(self.codes(words, offset)) {
             if code != GAP {
-                *value = self.value_of(code);
+                *value = self.coding.value_of(code);
             }
         }
         for &(slot, value) in self.exceptions.iter() {
@@ -203,6 +268,53 @@ impl Block {
     }
 }
 
+/// Appends the 64 codes in `bits` bits each (`bits` words; [`GAP`] as the all-ones code).
+fn pack(codes: &[u16; BLOCK], bits: u8, words: &mut VecDeque<u64>) {
+    let width = u32::from(bits);
+    let ones = (1u64 << width) - 1;
+    let mut word = 0u64;
+    let mut filled = 0u32;
+    for &code in codes {
+        let code = if code == GAP { ones } else { u64::from(code) };
+        word |= code << filled;
+        filled += width;
+        if filled >= 64 {
+            words.push_back(word);
+            filled -= 64;
+            // The bits of `code` that did not fit.
+            word = if filled > 0 {
+                code >> (width - filled)
+            } else {
+                0
+            };
+        }
+    }
+    debug_assert_eq!(filled, 0, "64 codes of any width fill whole words");
+}
+
+/// The 64 codes of a block packed by [`pack`].
+fn unpack<'a>(mut words: impl Iterator<Item = &'a u64>, bits: u8) -> [u16; BLOCK] {
+    let width = u32::from(bits);
+    let ones = (1u64 << width) - 1;
+    let mut codes = [GAP; BLOCK];
+    let mut word = words.next().copied().unwrap_or(0);
+    let mut used = 0u32;
+    for code in codes.iter_mut() {
+        let mut value = word >> used;
+        used += width;
+        if used >= 64 {
+            used -= 64;
+            word = words.next().copied().unwrap_or(0);
+            if used > 0 {
+                value |= word << (width - used);
+            }
+        }
+        let value = value & ones;
+        *code = if value == ones { GAP } else { value as u16 };
+    }
+    codes
+}
+
 /// The slots of `values` for which `keep` holds, with their values (NaN is never kept: it has
 /// its code).
 fn exceptions(values: &[f64; BLOCK], keep: impl Fn(f64) -> bool) -> Box<[(u8, f64)]> {
@@ -214,12 +326,40 @@ fn exceptions(values: &[f64; BLOCK], keep: impl Fn(f64) -> bool) -> Box<[(u8, f6
         .collect()
 }
 
+/// A block's noise: the robust standard deviation of white noise that would give its second
+/// differences (`|d|` has a median of `0.6745 × √6 σ` for normal noise), over the runs of
+/// three consecutive finite values; 0 when there are too few. Second differences cancel a
+/// block's level and slope, so their median is taken around 0 (one selection, run for every
+/// block a cold start encodes). In a smooth series without noise what remains is its
+/// curvature, which is also about the error of any one-step forecast of it, so 1 % of it is
+/// still far below what a model can see.
+fn noise(values: &[f64; BLOCK]) -> f64 {
+    let mut second = [0.0; BLOCK];
+    let mut count = 0;
+    for triple in values.windows(3) {
+        let d = (triple[2] - 2.0 * triple[1] + triple[0]).abs();
+        if d.is_finite() {
+            second[count] = d;
+            count += 1;
+        }
+    }
+    if count < 8 {
+        return 0.0;
+    }
+    let median = *second[..count]
+        .select_nth_unstable_by(count / 2, f64::total_cmp)
+        .1;
+    median / (0.6745 * 6f64.sqrt())
+}
+
 /// A double-ended queue of `f64` with the front dropped one value at a time and the back
 /// pushed, completed blocks quantised (see the module's documentation).
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "PackedRepr", try_from = "PackedRepr")]
 pub struct PackedValues {
-    blocks: VecDeque<Block>,
+    blocks: VecDeque<Sealed>,
+    /// The blocks' codes, one block after the other.
+    words: VecDeque<u64>,
     /// Values of the first block already dropped from the front.
     skipped: usize,
     /// The newest values, fewer than a block.
@@ -237,6 +377,7 @@ impl PackedValues {
 
     pub fn clear(&mut self) {
         self.blocks.clear();
+        self.words.clear();
         self.skipped = 0;
         self.open.clear();
     }
@@ -246,7 +387,8 @@ impl PackedValues {
         if self.open.len() == BLOCK {
             let mut values = [0.0; BLOCK];
             values.copy_from_slice(&self.open);
-            self.blocks.push_back(Block::encode(&values));
+            let sealed = Block::encode(&values).seal(&mut self.words);
+            self.blocks.push_back(sealed);
             self.open.clear();
         }
     }
@@ -260,8 +402,19 @@ impl PackedValues {
         }
         self.skipped += 1;
         if self.skipped == BLOCK {
-            self.blocks.pop_front();
+            if let Some(first) = self.blocks.pop_front() {
+                self.words.drain(..first.words());
+            }
             self.skipped = 0;
+        }
+    }
+
+    /// Where block `index`'s codes start in `words`, counted from whichever end is nearer.
+    fn offset(&self, index: usize) -> usize {
+        if index <= self.blocks.len() / 2 {
+            self.blocks.range(..index).map(Sealed::words).sum()
+        } else {
+            self.words.len() - self.blocks.range(index..).map(Sealed::words).sum::<usize>()
         }
     }
 
@@ -270,21 +423,38 @@ impl PackedValues {
         let position = index + self.skipped;
         let sealed = self.blocks.len() * BLOCK;
         if position < sealed {
-            Some(self.blocks[position / BLOCK].get(position % BLOCK))
+            let block = position / BLOCK;
+            Some(self.blocks[block].get(&self.words, self.offset(block), position % BLOCK))
         } else {
             self.open.get(position - sealed).copied()
         }
     }
 
-    /// Replaces the value at `index` (a late sample); a completed block is re-encoded.
+    /// Replaces the value at `index` (a late sample); a completed block is re-encoded, and
+    /// the blocks after it move when its codes change width.
     pub fn set(&mut self, index: usize, value: f64) {
         let position = index + self.skipped;
         let sealed = self.blocks.len() * BLOCK;
         if position < sealed {
-            let block = &mut self.blocks[position / BLOCK];
-            let mut values = block.decode();
+            let block = position / BLOCK;
+            let offset = self.offset(block);
+            let old = &self.blocks[block];
+            let mut values = old.decode(&self.words, offset);
             values[position % BLOCK] = value;
-            *block = Block::encode(&values);
+            let mut codes = VecDeque::with_capacity(BLOCK / 4);
+            let new = Block::encode(&values).seal(&mut codes);
+            let old_words = old.words();
+            if new.words() == old_words {
+                for (slot, word) in self.words.range_mut(offset..offset + old_words).zip(codes) {
+                    *slot = word;
+                }
+            } else {
+                let after = self.words.split_off(offset + old_words);
+                self.words.truncate(offset);
+                self.words.extend(codes);
+                self.words.extend(after);
+            }
+            self.blocks[block] = new;
         } else if let Some(slot) = self.open.get_mut(position - sealed) {
             *slot = value;
         }
@@ -298,7 +468,12 @@ impl PackedValues {
     pub fn iter(&self) -> impl Iterator<Item = f64> + '_ {
         self.blocks
             .iter()
-            .flat_map(|block| block.decode())
+            .scan(0, |offset, block| {
+                let values = block.decode(&self.words, *offset);
+                *offset += block.words();
+                Some(values)
+            })
+            .flatten()
             .skip(self.skipped)
             .chain(self.open.iter().copied())
     }
@@ -306,13 +481,15 @@ impl PackedValues {
     /// Gives back allocation beyond what `capacity` values need.
     pub fn shrink_to(&mut self, capacity: usize) {
         self.blocks.shrink_to(capacity.div_ceil(BLOCK) + 1);
+        self.words.shrink_to(self.words.len());
         self.open.shrink_to(BLOCK);
     }
 
     /// Bytes held on the heap, for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.blocks.capacity() * std::mem::size_of::<Block>()
-            + self.blocks.iter().map(Block::heap_bytes).sum::<usize>()
+        self.blocks.capacity() * std::mem::size_of::<Sealed>()
+            + self.blocks.iter().map(Sealed::heap_bytes).sum::<usize>()
+            + self.words.capacity() * std::mem::size_of::<u64>()
             + self.open.capacity() * std::mem::size_of::<f64>()
     }
 }
@@ -350,7 +527,12 @@ impl From<PackedValues> for PackedRepr {
         PackedRepr {
             blocks: packed
                 .blocks
-                .into_iter()
+                .iter()
+                .scan(0, |offset, sealed| {
+                    let block = sealed.open(&packed.words, *offset);
+                    *offset += sealed.words();
+                    Some(block)
+                })
                 .map(|block| {
                     let (linear, palette) = match block.coding {
                         Coding::Linear { base, step } => (Some((base, step)), Vec::new()),
@@ -420,9 +602,12 @@ impl TryFrom<PackedRepr> for PackedValues {
                     exceptions: block.exceptions.into_boxed_slice(),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut words = VecDeque::new();
+        let blocks = blocks.into_iter().map(|b| b.seal(&mut words)).collect();
         Ok(PackedValues {
             blocks,
+            words,
             skipped: repr.skipped,
             open: repr.open,
         })

@@ -71,7 +71,7 @@ fn a_few_distinct_fractions_come_back_exactly() {
 }
 
 #[test]
-fn fractions_come_back_within_a_tiny_share_of_their_spread() {
+fn fractions_come_back_within_a_tiny_share_of_their_spread_or_their_noise() {
     // Full-precision values, as rate() gives: a daily shape plus noise.
     let values: Vec<f64> = (0..10 * BLOCK)
         .map(|i| 100.0 + 20.0 * (i as f64 / 50.0).sin() + uniform_noise(i, 3))
@@ -82,10 +82,13 @@ fn fractions_come_back_within_a_tiny_share_of_their_spread() {
     for (block, (got, want)) in decoded.chunks(BLOCK).zip(values.chunks(BLOCK)).enumerate() {
         let range = want.iter().copied().fold(f64::MIN, f64::max)
             - want.iter().copied().fold(f64::MAX, f64::min);
+        let block_noise = noise(want.try_into().expect("a block"));
+        assert!(block_noise > 0.3 && block_noise < 1.0, "{block_noise}");
         for (g, w) in got.iter().zip(want) {
-            // At most half a step of the block's range over 65,534.
+            // At most half a step: the block's range over 65,534, or 2 % of its noise.
+            let half_step = (range / 65_534.0).max(NOISE_STEP * block_noise) / 2.0;
             assert!(
-                (g - w).abs() <= range / 65_534.0 / 2.0 * 1.000_001,
+                (g - w).abs() <= half_step * 1.000_001,
                 "block {block}: {g} != {w}"
             );
             any_error |= g != w;
@@ -95,6 +98,97 @@ fn fractions_come_back_within_a_tiny_share_of_their_spread() {
         any_error,
         "these values are not whole numbers: some must be rounded"
     );
+    // Noise about 0.58 (uniform in ±1) over a range of about 25: 12 bits, not 16.
+    assert!(
+        window.words.len() <= 10 * 12,
+        "{} words for 10 blocks",
+        window.words.len()
+    );
+}
+
+#[test]
+fn the_noise_of_a_block_is_that_of_its_values_not_of_its_shape() {
+    // White noise of standard deviation 1/sqrt(3) on a steep ramp and on a sine.
+    let ramp: [f64; BLOCK] =
+        std::array::from_fn(|i| 1_000.0 + 37.0 * i as f64 + uniform_noise(i, 1));
+    let sine: [f64; BLOCK] =
+        std::array::from_fn(|i| 50.0 * (i as f64 / 9.0).sin() + uniform_noise(i, 2));
+    for values in [ramp, sine] {
+        let estimate = noise(&values);
+        assert!(
+            (estimate - 1.0 / 3f64.sqrt()).abs() < 0.2,
+            "{estimate} against {}",
+            1.0 / 3f64.sqrt()
+        );
+    }
+    // A ramp without noise has none: it keeps the fine step, within 1/131,068 of its range.
+    let exact_ramp: [f64; BLOCK] = std::array::from_fn(|i| 0.1 * i as f64 + 1e-3);
+    // (Its second differences are rounding errors.)
+    assert!(noise(&exact_ramp) < 1e-12);
+    let window = packed(&exact_ramp);
+    for (got, want) in window.iter().zip(exact_ramp) {
+        assert!((got - want).abs() <= 6.3 / 65_534.0 / 2.0 * 1.000_001);
+    }
+    // Too few finite values to tell.
+    let mut gaps = [f64::NAN; BLOCK];
+    gaps[..5].copy_from_slice(&[1.0, 2.5, 2.0, 7.0, 1.0]);
+    assert_eq!(noise(&gaps), 0.0);
+}
+
+#[test]
+fn codes_of_every_width_and_the_gap_survive_packing() {
+    for bits in 1..=16u8 {
+        let largest = (1u32 << bits) - 2;
+        let codes: [u16; BLOCK] = std::array::from_fn(|i| match i % 5 {
+            0 => GAP,
+            1 => largest as u16,
+            _ => ((i as u32 * 7919) % (largest + 1)) as u16,
+        });
+        let mut words = VecDeque::new();
+        words.push_back(u64::MAX); // a block before it
+        pack(&codes, bits, &mut words);
+        assert_eq!(words.len(), 1 + usize::from(bits), "{bits} bits");
+        assert_eq!(unpack(words.range(1..), bits), codes, "{bits} bits");
+    }
+}
+
+#[test]
+fn a_late_value_that_widens_a_block_leaves_the_blocks_after_it_intact() {
+    // Whole numbers (7 bits a code), then noise, then a palette.
+    let mut values: Vec<f64> = (0..BLOCK).map(|i| i as f64).collect();
+    values.extend((0..BLOCK).map(|i| 5.0 + uniform_noise(i, 4)));
+    values.extend((0..BLOCK).map(|i| [0.25, 0.5][i % 2]));
+    let mut window = packed(&values);
+    let before = window.words.len();
+    window.set(3, 12_345.678);
+    assert!(
+        window.words.len() > before,
+        "the first block needs wider codes"
+    );
+    values[3] = 12_345.678;
+    for (i, (got, want)) in window.iter().zip(&values).enumerate() {
+        // The first block is coded by its interquartile range now (the new value kept
+        // exactly beside it), the second by its noise; the third exactly.
+        let tolerance = if i < BLOCK {
+            0.1
+        } else if i < 2 * BLOCK {
+            0.01
+        } else {
+            0.0
+        };
+        assert!((got - want).abs() <= tolerance, "{i}: {got} != {want}");
+        assert_eq!(window.get(i), Some(got));
+    }
+    // A change in the last block (a third value in its palette) leaves the others as they
+    // were.
+    let middle: Vec<Option<f64>> = (BLOCK..2 * BLOCK).map(|i| window.get(i)).collect();
+    window.set(2 * BLOCK + 5, 0.375);
+    assert_eq!(window.get(2 * BLOCK + 5), Some(0.375));
+    assert_eq!(window.get(2 * BLOCK + 6), Some(0.25));
+    assert!((BLOCK..2 * BLOCK).all(|i| window.get(i) == middle[i - BLOCK]));
+    window.pop_front();
+    assert_eq!(window.get(2 * BLOCK + 4), Some(0.375));
+    assert_eq!(window.len(), 3 * BLOCK - 1);
 }
 
 #[test]
@@ -110,9 +204,11 @@ fn a_spike_does_not_coarsen_the_values_around_it() {
         .zip(&values)
         .map(|(got, want)| (got - want).abs())
         .fold(0.0, f64::max);
-    // Half a step of a robust step (the interquartile range, at most 0.01, over 4,096), not
-    // of the range (1e9 over 65,534: 15,000).
-    assert!(worst < 0.01 / 4_096.0, "{worst}");
+    // Half a step of 2 % of the ordinary values' noise (about 0.006), not of the range (1e9
+    // over 65,534: 15,000).
+    let block: [f64; BLOCK] = values.clone().try_into().expect("a block");
+    assert!(worst <= 1e-4, "{worst}");
+    assert!(worst <= NOISE_STEP / 2.0 * noise(&block) * 1.000_001);
 }
 
 #[test]
