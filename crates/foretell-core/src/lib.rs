@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backoff;
 pub mod backtest;
 pub mod batch;
+pub mod bitpack;
 pub mod chart;
 pub mod csv;
 pub mod exposition;

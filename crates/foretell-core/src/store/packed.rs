@@ -30,6 +30,8 @@
 
 use std::collections::VecDeque;
 
+use crate::bitpack;
+
 /// Values per block.
 pub const BLOCK: usize = 64;
 /// The code of a gap (NaN).
@@ -272,44 +274,18 @@ impl Sealed {
 fn pack(codes: &[u16; BLOCK], bits: u8, words: &mut VecDeque<u64>) {
     let width = u32::from(bits);
     let ones = (1u64 << width) - 1;
-    let mut word = 0u64;
-    let mut filled = 0u32;
-    for &code in codes {
-        let code = if code == GAP { ones } else { u64::from(code) };
-        word |= code << filled;
-        filled += width;
-        if filled >= 64 {
-            words.push_back(word);
-            filled -= 64;
-            // The bits of `code` that did not fit.
-            word = if filled > 0 {
-                code >> (width - filled)
-            } else {
-                0
-            };
-        }
-    }
-    debug_assert_eq!(filled, 0, "64 codes of any width fill whole words");
+    let codes = codes
+        .iter()
+        .map(|&code| if code == GAP { ones } else { u64::from(code) });
+    bitpack::pack(codes, width, words);
 }
 
 /// The 64 codes of a block packed by [`pack`].
-fn unpack<'a>(mut words: impl Iterator<Item = &'a u64>, bits: u8) -> [u16; BLOCK] {
+fn unpack<'a>(words: impl Iterator<Item = &'a u64>, bits: u8) -> [u16; BLOCK] {
     let width = u32::from(bits);
     let ones = (1u64 << width) - 1;
     let mut codes = [GAP; BLOCK];
-    let mut word = words.next().copied().unwrap_or(0);
-    let mut used = 0u32;
-    for code in codes.iter_mut() {
-        let mut value = word >> used;
-        used += width;
-        if used >= 64 {
-            used -= 64;
-            word = words.next().copied().unwrap_or(0);
-            if used > 0 {
-                value |= word << (width - used);
-            }
-        }
-        let value = value & ones;
+    for (code, value) in codes.iter_mut().zip(bitpack::unpack(words, width, BLOCK)) {
         *code = if value == ones { GAP } else { value as u16 };
     }
     codes
