@@ -56,15 +56,6 @@ enum Coding {
     Palette(Box<[f64]>),
 }
 
-impl Coding {
-    fn value_of(&self, code: u16) -> f64 {
-        match self {
-            Coding::Linear { base, step } => base + f64::from(code) * step,
-            Coding::Palette(palette) => palette.get(usize::from(code)).copied().unwrap_or(f64::NAN),
-        }
-    }
-}
-
 /// One block as encoded: value `i` comes from `codes[i]` (see [`Coding`]), unless an exception
 /// holds it. A window keeps it as a [`Sealed`] block and its codes packed.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,20 +189,42 @@ impl Block {
         // The gap's code is the all-ones code of the width, above every value's.
         let bits = (u32::BITS - (u32::from(largest) + 1).leading_zeros()) as u8;
         pack(&self.codes, bits, words);
+        let (base, step, palette) = match self.coding {
+            Coding::Linear { base, step } => (base, step, None),
+            Coding::Palette(palette) => (0.0, 0.0, Some(palette)),
+        };
+        let extra = (palette.is_some() || !self.exceptions.is_empty()).then(|| {
+            Box::new(Extra {
+                palette,
+                exceptions: self.exceptions,
+            })
+        });
         Sealed {
-            coding: self.coding,
+            base,
+            step,
             bits,
-            exceptions: self.exceptions,
+            extra,
         }
     }
 }
 
-/// A completed block in a window: its coding, and the width of its codes, which lie in the
-/// window's word ring (`bits` words from the block's offset).
+/// A completed block in a window: how its codes become values, and their width; the codes lie
+/// in the window's word ring (`bits` words from the block's offset). 32 bytes: most blocks
+/// have neither a palette nor exceptions, so those two live behind one pointer.
 #[derive(Clone, Debug, PartialEq)]
 struct Sealed {
-    coding: Coding,
+    /// `base + code × step`, unless the block has a palette.
+    base: f64,
+    step: f64,
     bits: u8,
+    extra: Option<Box<Extra>>,
+}
+
+/// What few blocks have.
+#[derive(Clone, Debug, PartialEq)]
+struct Extra {
+    /// `palette[code]` instead of `base + code × step`.
+    palette: Option<Box<[f64]>>,
     /// Values kept exactly, by slot: infinities, and values far outside the block's usual range.
     exceptions: Box<[(u8, f64)]>,
 }
@@ -225,18 +238,39 @@ impl Sealed {
         unpack(words.range(offset..offset + self.words()), self.bits)
     }
 
+    fn coding(&self) -> Coding {
+        match self.extra.as_ref().and_then(|extra| extra.palette.as_ref()) {
+            Some(palette) => Coding::Palette(palette.clone()),
+            None => Coding::Linear {
+                base: self.base,
+                step: self.step,
+            },
+        }
+    }
+
+    fn exceptions(&self) -> &[(u8, f64)] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.exceptions)
+    }
+
+    fn value_of(&self, code: u16) -> f64 {
+        match self.extra.as_ref().and_then(|extra| extra.palette.as_ref()) {
+            Some(palette) => palette.get(usize::from(code)).copied().unwrap_or(f64::NAN),
+            None => self.base + f64::from(code) * self.step,
+        }
+    }
+
     /// Back to the block it was, to change a value or to save it.
     fn open(&self, words: &VecDeque<u64>, offset: usize) -> Block {
         Block {
-            coding: self.coding.clone(),
+            coding: self.coding(),
             codes: self.codes(words, offset),
-            exceptions: self.exceptions.clone(),
+            exceptions: self.exceptions().into(),
         }
     }
 
     fn get(&self, words: &VecDeque<u64>, offset: usize, slot: usize) -> f64 {
         if let Some(&(_, value)) = self
-            .exceptions
+            .exceptions()
             .iter()
             .find(|(s, _)| usize::from(*s) == slot)
         {
@@ -244,7 +278,7 @@ impl Sealed {
         }
         match self.codes(words, offset)[slot] {
             GAP => f64::NAN,
-            code => self.coding.value_of(code),
+            code => self.value_of(code),
         }
     }
 
@@ -252,21 +286,24 @@ impl Sealed {
         let mut values = [f64::NAN; BLOCK];
         for (value, code) in values.iter_mut().zip(self.codes(words, offset)) {
             if code != GAP {
-                *value = self.coding.value_of(code);
+                *value = self.value_of(code);
             }
         }
-        for &(slot, value) in self.exceptions.iter() {
+        for &(slot, value) in self.exceptions() {
             values[usize::from(slot)] = value;
         }
         values
     }
 
     fn heap_bytes(&self) -> usize {
-        let palette = match &self.coding {
-            Coding::Linear { .. } => 0,
-            Coding::Palette(palette) => std::mem::size_of_val(&**palette),
-        };
-        std::mem::size_of_val(&*self.exceptions) + palette
+        self.extra.as_ref().map_or(0, |extra| {
+            std::mem::size_of::<Extra>()
+                + extra
+                    .palette
+                    .as_ref()
+                    .map_or(0, |p| std::mem::size_of_val(&**p))
+                + std::mem::size_of_val(&*extra.exceptions)
+        })
     }
 }
 

@@ -254,6 +254,8 @@ fn a_window_takes_well_under_half_the_memory_of_doubles() {
     let mut window = packed(&values);
     window.shrink_to(2_881);
     let doubles = 2_881 * std::mem::size_of::<f64>();
+    // A block's header: most have neither palette nor exceptions, which share one pointer.
+    assert_eq!(std::mem::size_of::<Sealed>(), 32);
     assert!(
         window.heap_bytes() * 5 <= doubles * 2,
         "{} B against {doubles} B",
