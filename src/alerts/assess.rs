@@ -358,7 +358,7 @@ impl Assessor<'_> {
         let snapshot = sources.snapshot.load();
         let only_query = alert.annotations.get("foretell_query").map(String::as_str);
         if let Some(tracked) = find_tracked(snapshot.queries(), &alert.labels, only_query) {
-            let series = describe_labels(tracked.series.labels.iter());
+            let series = describe_labels(tracked.series.labels().iter());
             let shape = sources.query_shape(&tracked.query.query);
             let step_ms = shape.as_ref().map_or(60_000, |s| s.step_ms);
             return match &tracked.series.state {
@@ -395,7 +395,7 @@ impl Assessor<'_> {
                             Labels::from_pairs(lookup::source_labels(tracked.series)),
                         ),
                         peer: tracked.series.peer,
-                        own_exported: Some(tracked.series.labels.clone()),
+                        own_exported: Some(tracked.series.labels().clone()),
                     })
                 }
                 SeriesState::NotReady => Err(NoEvidence::StillLearning {

@@ -245,7 +245,7 @@ impl Grapher {
         let Some((_, newest_ms)) = record.with(|r| r.span_ms()) else {
             return Err(GraphError::NotEnoughData(format!(
                 "{} has no evaluated point yet; try again after its first cycle",
-                title_of(&series.labels)
+                title_of(series.labels())
             )));
         };
         let first_ms = newest_ms - (shown_points - 1) * step_ms;
@@ -273,7 +273,7 @@ impl Grapher {
             SeriesState::NotReady => (Vec::new(), Default::default()),
         };
         let source_labels = Labels::from_pairs(lookup::source_labels(series));
-        let labels = match series.labels.get(SOURCE_METRIC_LABEL) {
+        let labels = match series.labels().get(SOURCE_METRIC_LABEL) {
             Some(metric) => Labels::from_pairs(
                 std::iter::once((METRIC_NAME, metric)).chain(source_labels.iter()),
             ),

@@ -110,8 +110,8 @@ async fn a_cycle_publishes_scores_and_a_failed_cycle_keeps_the_last_output() {
     let snapshot = h.ctx.snapshot.load();
     let series: Vec<_> = snapshot.series().collect();
     assert_eq!(series.len(), 1);
-    assert_eq!(series[0].labels.get("instance"), Some("a"));
-    assert_eq!(series[0].labels.get("query"), Some("up"));
+    assert_eq!(series[0].labels().get("instance"), Some("a"));
+    assert_eq!(series[0].labels().get("query"), Some("up"));
     match &series[0].state {
         SeriesState::Ready {
             score: Some(score), ..
@@ -211,7 +211,7 @@ async fn new_series_load_their_history_in_batches_also_when_they_appear_later() 
             .load()
             .series()
             .filter(|s| matches!(s.state, SeriesState::Ready { .. }))
-            .filter_map(|s| s.labels.get("instance").map(str::to_owned))
+            .filter_map(|s| s.labels().get("instance").map(str::to_owned))
             .collect::<Vec<_>>()
     };
     assert_eq!(ready(&h), vec!["a", "b"], "both fitted on their history");
@@ -367,7 +367,7 @@ async fn series_with_hostile_label_names_never_reach_metrics() {
     let snapshot = h.ctx.snapshot.load();
     let instances: Vec<_> = snapshot
         .series()
-        .map(|s| s.labels.get("instance").unwrap_or_default().to_owned())
+        .map(|s| s.labels().get("instance").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(instances, vec!["a"]);
     let mut exposition = String::new();

@@ -41,7 +41,7 @@ fn drawable(range: &str, step: std::time::Duration) -> bool {
 /// The source labels of an exported series (what foretell adds left out) and its metric name.
 fn source_of(series: &SeriesOutput) -> (Option<&str>, Labels) {
     (
-        series.labels.get(SOURCE_METRIC_LABEL),
+        series.labels().get(SOURCE_METRIC_LABEL),
         Labels::from_pairs(lookup::source_labels(series)),
     )
 }
@@ -407,7 +407,7 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
     };
     let chart_labels: Labels = Labels::from_pairs(labels.iter().filter(|(n, _)| *n != METRIC_NAME));
     let own_labels: BTreeMap<String, String> = found
-        .labels
+        .labels()
         .iter()
         .map(|(n, v)| (n.to_owned(), v.to_owned()))
         .collect();
@@ -415,7 +415,7 @@ pub fn series(state: &AppState, query_string: &str) -> (StatusCode, String) {
     let related = related::related_signals(
         snapshot.queries(),
         &identity,
-        Some((name.as_str(), &found.labels)),
+        Some((name.as_str(), found.labels())),
     )
     .iter()
     .map(related::RelatedSignal::describe)

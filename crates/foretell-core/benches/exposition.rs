@@ -94,7 +94,7 @@ fn registry(snapshot: &Snapshot) -> Registry {
     .collect();
     for series in snapshot.series() {
         let labels: Vec<(String, String)> = series
-            .labels
+            .labels()
             .iter()
             .map(|(n, v)| (n.to_owned(), v.to_owned()))
             .collect();

@@ -31,11 +31,11 @@ pub fn series_of(output: &QueryOutput, timestamp_ms: i64, max_series: usize) -> 
     let mut written = Vec::new();
     for series in output.series.iter().take(max_series) {
         for_each_sample(series, &output.horizons, |family, horizon, value| {
-            let mut labels: Vec<(String, String)> = Vec::with_capacity(series.labels.len() + 2);
+            let mut labels: Vec<(String, String)> = Vec::with_capacity(series.labels().len() + 2);
             labels.push((METRIC_NAME.to_owned(), family.to_owned()));
             labels.extend(
                 series
-                    .labels
+                    .labels()
                     .iter()
                     .map(|(name, value)| (name.to_owned(), value.to_owned())),
             );

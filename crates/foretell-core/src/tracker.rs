@@ -19,7 +19,7 @@ use crate::model::{
     SurpriseHistory,
 };
 use crate::peers::{self, PeerSettings, PeerStats, PeerVerdict};
-use crate::snapshot::{export_labels, QueryOutput, SeriesOutput, SeriesState};
+use crate::snapshot::{export_labels, ExportedSeries, QueryOutput, SeriesOutput, SeriesState};
 use crate::store::{MergeOutcome, QueryStore, Sample, SeriesWindow, StoreLimits, TrackedSeries};
 
 /// A forecast horizon: its label value (`15m`) and its length in grid steps.
@@ -99,7 +99,7 @@ impl TrackerSettings {
 /// so a restart resumes exactly where the model was.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct SeriesModel {
-    exported: Labels,
+    exported: ExportedSeries,
     fitted: Result<FittedForecaster, NotReady>,
     surprise: SurpriseHistory,
     fitted_at_ms: i64,
@@ -120,6 +120,7 @@ pub struct TrackerMemory {
     /// The fixed-size model state (smoothing state and parameters, band, probability state).
     pub model_state: usize,
     pub seasonal_profiles: usize,
+    /// The exported label sets and their escaped `name="value"` blocks, shared with the outputs.
     pub exported_labels: usize,
     /// The charts' records of what the live model did ([`LiveRecord`]).
     pub live_records: usize,
@@ -305,14 +306,14 @@ impl QueryTracker {
                 }
                 _ => SeriesState::NotReady,
             };
-            let mut output = SeriesOutput::new(model.exported.clone(), state);
+            let mut output = SeriesOutput::of(model.exported.clone(), state);
             output.peer = peers.get(index).copied().flatten();
             series.push(match &model.record {
                 Some(record) => output.with_record(record.clone()),
                 None => output,
             });
         }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        series.sort_by(|a, b| a.labels().cmp(b.labels()));
         (
             QueryOutput {
                 query: settings.query.clone(),
@@ -436,7 +437,7 @@ fn advance<'a>(
     let newest = tracked.window.newest()?;
     let model = tracked.model.get_or_insert_with(|| {
         Box::new(SeriesModel {
-            exported: export_labels(&settings.query, labels),
+            exported: ExportedSeries::new(export_labels(&settings.query, labels)),
             fitted: Err(NotReady::TooFewPoints {
                 have: 0,
                 need: settings.model.min_points,
@@ -869,7 +870,7 @@ mod tests {
         let score = |instance: &str| match &output
             .series
             .iter()
-            .find(|s| s.labels.get("instance") == Some(instance))
+            .find(|s| s.labels().get("instance") == Some(instance))
             .expect("present")
             .state
         {
@@ -878,9 +879,9 @@ mod tests {
         };
         assert!(score("spiky") > 1.0, "{}", score("spiky"));
         assert!(score("calm") < 1.0, "{}", score("calm"));
-        assert_eq!(output.series[0].labels.get("query"), Some("load"));
+        assert_eq!(output.series[0].labels().get("query"), Some("load"));
         assert_eq!(
-            output.series[0].labels.get("source_metric"),
+            output.series[0].labels().get("source_metric"),
             Some("node_load1")
         );
     }
@@ -1167,9 +1168,9 @@ mod tests {
             assert_eq!(peer.group_size, 6);
             assert_eq!(
                 peer.outlier,
-                series.labels.get("instance") == Some("d"),
+                series.labels().get("instance") == Some("d"),
                 "{:?}: {peer:?}",
-                series.labels
+                series.labels()
             );
         }
     }
@@ -1223,7 +1224,7 @@ mod tests {
                 .iter()
                 .find(|s| s.peer.is_some_and(|p| p.outlier))
                 .expect("an outlier");
-            assert_eq!(outlier.labels.get("instance"), Some(DRIFTING_INSTANCE));
+            assert_eq!(outlier.labels().get("instance"), Some(DRIFTING_INSTANCE));
         }
     }
 

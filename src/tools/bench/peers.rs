@@ -242,7 +242,7 @@ pub(super) fn replay(
         for series in &output.series {
             let Some(index) = labels
                 .iter()
-                .position(|l| l.get(key) == series.labels.get(key))
+                .position(|l| l.get(key) == series.labels().get(key))
             else {
                 continue;
             };

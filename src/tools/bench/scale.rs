@@ -438,7 +438,7 @@ pub fn render(report: &ScaleReport) -> String {
     }
     let m = &report.memory;
     out += &format!(
-        "memory per series: windows, source labels and table slots {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels {:.0} B, live record for the charts {:.0} B\n",
+        "memory per series: windows, source labels and table slots {:.0} B, seasonal profiles {:.0} B, model state {:.0} B, exported labels and their escaped block {:.0} B, live record for the charts {:.0} B\n",
         per_series(m.windows_and_labels),
         per_series(m.seasonal_profiles),
         per_series(m.model_state),

@@ -32,7 +32,7 @@ pub struct Tracked<'a> {
 /// left out).
 pub fn source_labels(series: &SeriesOutput) -> impl Iterator<Item = (&str, &str)> {
     series
-        .labels
+        .labels()
         .iter()
         .filter(|(name, _)| *name != QUERY_LABEL && *name != SOURCE_METRIC_LABEL)
 }

@@ -73,12 +73,12 @@ pub fn related_signals<'a>(
     let mut found = Vec::new();
     for query in queries {
         for series in &query.series {
-            if exclude.is_some_and(|(q, labels)| q == query.query && *labels == series.labels) {
+            if exclude.is_some_and(|(q, labels)| q == query.query && *labels == *series.labels()) {
                 continue;
             }
             let same_target = identity
                 .iter()
-                .all(|(name, value)| series.labels.get(name) == Some(*value));
+                .all(|(name, value)| series.labels().get(name) == Some(*value));
             if !same_target {
                 continue;
             }
@@ -111,7 +111,7 @@ fn signal(query: &QueryOutput, series: &SeriesOutput) -> Option<RelatedSignal> {
     Some(RelatedSignal {
         query: query.query.clone(),
         metric: series
-            .labels
+            .labels()
             .get(SOURCE_METRIC_LABEL)
             .unwrap_or(&query.query)
             .to_owned(),
@@ -217,7 +217,7 @@ mod tests {
         .into();
         let identity = identifying(&alert);
         assert_eq!(identity, vec![("instance", "web-3")]);
-        let own = latency.series[0].labels.clone();
+        let own = latency.series[0].labels().clone();
         let queries = [latency, cpu, memory, errors];
         let signals = related_signals(queries.iter(), &identity, Some(("latency", &own)));
         // web-1's CPU is another target; memory is normal; the alert's own series is left out.

@@ -85,7 +85,7 @@ fn the_most_specific_tracked_series_whose_labels_all_match_is_found() {
         ("instance", "a"),
     ]);
     let found = find_tracked([&errors].into_iter(), &alert, None).expect("found");
-    assert_eq!(found.series.labels.get("instance"), Some("a"));
+    assert_eq!(found.series.labels().get("instance"), Some("a"));
     assert_eq!((found.siblings, found.siblings_anomalous), (3, 1));
 
     let elsewhere = labels(&[("alertname", "X"), ("job", "db")]);
