@@ -8,12 +8,13 @@
 //!
 //! A point is 14 bytes (a 6h record at one minute: 5 KB, was 7.2 KB with five `f32`s): the
 //! value and the expected value as `f32` (seven significant digits, what a picture and its
-//! tooltip need), the band's two edges as distances from the expected value in 16-bit floats
-//! (the upper half of an `f32`: eight significant bits, each edge within 1/128 of its
-//! distance from the expected value, rounded outwards so that a point drawn outside the band was outside the
-//! band the sidecar judged it by), and the probability in 16 bits (rounded up, so a point that
-//! reached the onset probability is still marked as one). The score is recomputed from the
-//! value and band on the way out (it is a function of the two, [`anomaly_score`]).
+//! tooltip need), the band's two edges as distances from the expected value in bfloat16 (the
+//! upper half of an `f32`: eight significant bits, each edge within 1/128 of its distance from
+//! the expected value, rounded outwards so that a point drawn outside the band was outside
+//! the band the sidecar judged it by, to `f32` precision), and the probability in 16 bits
+//! (rounded up, so a point that reached the onset probability is still marked as one). The
+//! score is recomputed from the value and band on the way out (it is a function of the two,
+//! [`anomaly_score`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +28,7 @@ use crate::model::{anomaly_score, Band, Observation};
 struct RecordedPoint {
     value: f32,
     expected: f32,
-    /// `expected - lower`, then `upper - expected`, as [`half_float`]s.
+    /// `expected - lower`, then `upper - expected`, as [`to_bf16`] codes.
     below: u16,
     above: u16,
 }
@@ -36,8 +37,8 @@ impl RecordedPoint {
     const GAP: RecordedPoint = RecordedPoint {
         value: f32::NAN,
         expected: f32::NAN,
-        below: HALF_NAN,
-        above: HALF_NAN,
+        below: BF16_NAN,
+        above: BF16_NAN,
     };
 
     fn new(value: f64, band: &Band) -> RecordedPoint {
@@ -45,8 +46,8 @@ impl RecordedPoint {
         RecordedPoint {
             value: value as f32,
             expected,
-            below: half_float(f64::from(expected) - band.lower),
-            above: half_float(band.upper - f64::from(expected)),
+            below: to_bf16(f64::from(expected) - band.lower),
+            above: to_bf16(band.upper - f64::from(expected)),
         }
     }
 
@@ -54,22 +55,23 @@ impl RecordedPoint {
         let expected = f64::from(self.expected);
         Band {
             expected,
-            lower: expected - from_half_float(self.below),
-            upper: expected + from_half_float(self.above),
+            lower: expected - from_bf16(self.below),
+            upper: expected + from_bf16(self.above),
         }
     }
 }
 
-/// A quiet NaN as a [`half_float`].
-const HALF_NAN: u16 = 0x7FC0;
+/// A quiet NaN as a [`to_bf16`] code.
+const BF16_NAN: u16 = 0x7FC0;
 
 /// The upper 16 bits of `x` as an `f32` (bfloat16), rounded away from zero: a distance from
-/// the expected value comes back at least as large, never smaller.
-fn half_float(x: f64) -> u16 {
-    let bits = (x as f32).to_bits();
-    if (x as f32).is_nan() {
-        return HALF_NAN;
+/// the expected value comes back at least as large (up to the rounding of `x` to `f32`).
+fn to_bf16(x: f64) -> u16 {
+    let single = x as f32;
+    if single.is_nan() {
+        return BF16_NAN;
     }
+    let bits = single.to_bits();
     let upper = (bits >> 16) as u16;
     // Rounding away from zero cannot overflow into NaN: the largest finite f32's upper half
     // plus one is infinity.
@@ -80,7 +82,7 @@ fn half_float(x: f64) -> u16 {
     }
 }
 
-fn from_half_float(half: u16) -> f64 {
+fn from_bf16(half: u16) -> f64 {
     f64::from(f32::from_bits(u32::from(half) << 16))
 }
 
