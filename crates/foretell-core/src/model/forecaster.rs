@@ -988,6 +988,47 @@ mod tests {
         assert!((mean - 80.0).abs() < 5.0, "forecast mean {mean}");
     }
 
+    /// NAB's art_daily_nojump: a day skips its peak, and the refit comes while the peak is
+    /// missing. Every trend form of the smoothing drags its level down with the missing peak;
+    /// counted as three candidates they outvoted the seasonal methods in the weighted median
+    /// and forecast the whole next night at 0 instead of 20.
+    #[test]
+    fn a_day_that_skipped_its_peak_does_not_drag_the_next_day_down() {
+        let day = 288;
+        let days = 14;
+        let skipped = days - 1;
+        let peak_hours = 9..18;
+        let hour_of = |i: usize| (i % day) / 12;
+        let series: Vec<f64> = (0..days * day)
+            .map(|i| {
+                let peak = peak_hours.contains(&hour_of(i)) && i / day != skipped;
+                let level = if peak { 80.0 } else { 20.0 };
+                level + 2.0 * uniform_noise(i, 9)
+            })
+            .collect();
+        // The refit comes at 16:00 of the day without a peak; forecasts for the next 24 hours.
+        let train = skipped * day + 16 * 12;
+        let model = ForecastModel {
+            horizon_steps: day as u32,
+            ..model(SeasonSpec::Auto(vec![day, 7 * day]))
+        };
+        let fitted = model.fit(&series[..train], None).expect("fits").model;
+        for h in 1..=day as u32 {
+            let hour = hour_of(train + h as usize - 1);
+            let band = fitted.forecast(h);
+            // The first hour after the peak would have ended still follows the smoothing's
+            // level (at two hours ahead it was the best on the held-out part); from the next
+            // hour the seasonal methods outvote it.
+            if !peak_hours.contains(&hour) && hour != peak_hours.end {
+                assert!(
+                    (band.expected - 20.0).abs() < 8.0,
+                    "{hour}:00 off peak: {band:?}; {}",
+                    fitted.describe()
+                );
+            }
+        }
+    }
+
     /// The intervals come from the held-out errors: on a regular series they cover about what
     /// they claim at every distance, and the description names the combination.
     #[test]

@@ -2,14 +2,15 @@
 //!
 //! At a refit the newest part of the window is held out. The candidates (the seasonal profiles
 //! plus exponential smoothing without trend, with a damped trend and with a linear trend, and
-//! seasonal naive for each season the window holds) are fitted on the part before it and
-//! forecast the held-out part from a rolling origin, every `stride` points, up to the longest
-//! horizon the forecasts are read at. Their errors, grouped into horizon buckets (step 1,
-//! 2–3, 4–7, ...), weigh them per bucket; the combined forecast's own errors on the same
-//! origins give the interval: a per-bucket scale times the split-conformal quantile of the
-//! errors divided by it (Lei et al. 2018, "Distribution-free predictive inference for
-//! regression", normalised scores), so the interval is as wide as the held-out errors were at
-//! that distance and covers what it claims on them.
+//! seasonal naive and seasonal median for each season the window holds) are fitted on the part
+//! before it and forecast the held-out part from a rolling origin, every `stride` points, up to
+//! the longest horizon the forecasts are read at. Their errors, grouped into horizon buckets
+//! (step 1, 2–3, 4–7, ...), weigh them per bucket, each family of candidates (the smoothing
+//! forms, seasonal naive, seasonal median) competing as one; the combined forecast's own errors
+//! on the same origins give the interval: a per-bucket scale times the split-conformal
+//! quantile of the errors divided by it (Lei et al. 2018, "Distribution-free predictive
+//! inference for regression", normalised scores), so the interval is as wide as the held-out
+//! errors were at that distance and covers what it claims on them.
 //!
 //! Why not one model chosen by in-sample fit: a trend that fits the window well extrapolates
 //! badly (a within-day slope the season did not absorb becomes a two-day fall), and the
@@ -27,9 +28,7 @@ mod scoring;
 
 use members::seasonal_median;
 pub use members::Member;
-use scoring::{
-    combine, conformal_quantile, owa_like, symmetric_relative_error, weights_from_errors,
-};
+use scoring::{combine, conformal_quantile, owa_like, symmetric_relative_error, weights_by_family};
 
 /// The trend forms validated, simplest first (a tie goes to the simplest).
 const TRENDS: [Trend; 3] = [Trend::None, Trend::Damped, Trend::Additive];
@@ -259,7 +258,10 @@ pub(super) fn validate(plan: &Plan<'_>) -> Option<Ensemble> {
             // Nothing to compare on: the simplest smoothing form alone.
             (0..members.len()).map(|m| f64::from(m == 0)).collect()
         } else {
-            weights_from_errors(&owa_like(&absolute[b], &relative[b]))
+            weights_by_family(
+                &owa_like(&absolute[b], &relative[b]),
+                &[smoothing, naive_end],
+            )
         };
     }
     // The combination's own signed errors, per bucket.

@@ -64,6 +64,48 @@ pub(super) fn weights_from_errors(errors: &[f64]) -> Vec<f64> {
     inverse.iter().map(|w| w / total).collect()
 }
 
+/// Weights for members grouped into families (`families` holds each family's end, in order,
+/// the last being `errors.len()`): each family competes as one candidate, scored by its best
+/// member, and shares the weight it earns among its members as [`weights_from_errors`] would
+/// share it among them alone. Why: members of one family move together (the trend forms of
+/// exponential smoothing share one level and the same profiles; seasonal naive repeats the
+/// same cycles for every period), so counted as separate candidates they are several votes in
+/// the weighted median, and a disturbance that drags one family (a day that skipped its peak
+/// pulls every smoothing level down) outvotes every other method however the methods scored.
+pub(super) fn weights_by_family(errors: &[f64], families: &[usize]) -> Vec<f64> {
+    let mut start = 0;
+    let mut ranges = Vec::with_capacity(families.len());
+    for &end in families {
+        let end = end.min(errors.len());
+        if end > start {
+            ranges.push(start..end);
+            start = end;
+        }
+    }
+    if start < errors.len() {
+        ranges.push(start..errors.len());
+    }
+    let best: Vec<f64> = ranges
+        .iter()
+        .map(|r| {
+            errors[r.clone()]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+        })
+        .collect();
+    let outer = weights_from_errors(&best);
+    let mut weights = Vec::with_capacity(errors.len());
+    for (range, family_weight) in ranges.into_iter().zip(outer) {
+        weights.extend(
+            weights_from_errors(&errors[range])
+                .into_iter()
+                .map(|w| w * family_weight),
+        );
+    }
+    weights
+}
+
 /// The weighted mean of the finite forecasts, the weights of the others spread over them;
 /// `None` when no weighted member has a forecast.
 pub(super) fn combine(weights: &[f64], forecasts: impl Iterator<Item = f64>) -> Option<f64> {

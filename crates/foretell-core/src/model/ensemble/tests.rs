@@ -1,3 +1,4 @@
+use super::scoring::weights_from_errors;
 use super::*;
 
 #[test]
@@ -47,6 +48,35 @@ fn weights_fall_with_the_square_of_the_error() {
     assert!((weights[0] - 0.8).abs() < 1e-12 && (weights[1] - 0.2).abs() < 1e-12);
     assert_eq!(weights_from_errors(&[0.5, 0.0, 0.0]), vec![0.0, 1.0, 0.0]);
     assert_eq!(weights_from_errors(&[1.0, f64::INFINITY]), vec![1.0, 0.0]);
+}
+
+#[test]
+fn a_family_of_members_competes_as_one_candidate() {
+    // Three near-copies (errors 1, 1, 1) and two other methods (1, 1): the family earns one
+    // third, shared equally, instead of three fifths.
+    let weights = weights_by_family(&[1.0, 1.0, 1.0, 1.0, 1.0], &[3, 4]);
+    for (w, expected) in weights
+        .iter()
+        .zip([1.0 / 9.0, 1.0 / 9.0, 1.0 / 9.0, 1.0 / 3.0, 1.0 / 3.0])
+    {
+        assert!((w - expected).abs() < 1e-12, "{weights:?}");
+    }
+    // Inside a family the weights still fall with the square of the error, and the family is
+    // scored by its best member: here it is as good as the other candidate.
+    let weights = weights_by_family(&[1.0, 2.0, 1.0], &[2]);
+    assert!((weights[0] - 0.4).abs() < 1e-12 && (weights[1] - 0.1).abs() < 1e-12);
+    assert!((weights[2] - 0.5).abs() < 1e-12, "{weights:?}");
+    // Empty families are skipped; one family is the plain inverse squared weights.
+    assert_eq!(
+        weights_by_family(&[1.0, 2.0], &[0, 2]),
+        weights_from_errors(&[1.0, 2.0])
+    );
+    // The weighted median of three copies and two others follows the others.
+    let forecast = combine(
+        &weights_by_family(&[1.0; 5], &[3, 4]),
+        [-30.0, -31.0, -29.0, 20.0, 21.0].into_iter(),
+    );
+    assert_eq!(forecast, Some(20.0));
 }
 
 #[test]
