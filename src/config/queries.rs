@@ -385,7 +385,7 @@ impl Validator<'_> {
             self.fail(
                 path,
                 format!(
-                    "{} at step {} is {points} points per series; at most {MAX_LIVE_RECORD_POINTS} (14 bytes each): shorten it, charts replay older ranges from Prometheus",
+                    "{} at step {} is {points} points per series; at most {MAX_LIVE_RECORD_POINTS} (12 bytes each): shorten it, charts replay older ranges from Prometheus",
                     duration::format(record),
                     duration::format(step)
                 ),

@@ -503,9 +503,9 @@ mod tests {
         // 361 values per window, packed: five blocks of 64 (160 B each) and the open block.
         assert!(report.memory.windows_and_labels >= 40 * 5 * 160);
         assert!(report.memory.windows_and_labels < 40 * 361 * 8);
-        // The charts' record: 6h at 1m, 14 bytes a point, allocated at the first point.
+        // The charts' record: 6h at 1m, 12 bytes a point, allocated at the first point.
         assert!(
-            report.memory.live_records >= 40 * 360 * 14,
+            report.memory.live_records >= 40 * 360 * 12,
             "{:?}",
             report.memory
         );

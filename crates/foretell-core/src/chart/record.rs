@@ -6,15 +6,16 @@
 //! divided by its step), filled as the tracker takes points in, shared with the web server
 //! behind a mutex held only to copy points in or out.
 //!
-//! A point is 14 bytes (a 6h record at one minute: 5 KB, was 7.2 KB with five `f32`s): the
-//! value and the expected value as `f32` (seven significant digits, what a picture and its
-//! tooltip need), the band's two edges as distances from the expected value in bfloat16 (the
-//! upper half of an `f32`: eight significant bits, each edge within 1/128 of its distance from
-//! the expected value, rounded outwards so that a point drawn outside the band was outside
-//! the band the sidecar judged it by, to `f32` precision), and the probability in 16 bits
-//! (rounded up, so a point that reached the onset probability is still marked as one). The
-//! score is recomputed from the value and band on the way out (it is a function of the two,
-//! [`anomaly_score`]).
+//! A point is 12 bytes (a 6h record at one minute: 4.3 KB; it was 7.2 KB with five `f32`s, then
+//! 14 bytes): the value as `f32` (seven significant digits, what a picture and its tooltip
+//! need), the expected value as its distance from the value in bfloat16 (the upper half of an
+//! `f32`: eight significant bits, so the expected line is drawn within 1/256 of its distance
+//! from the point, far below a pixel), the band's two edges as distances from that expected
+//! value in bfloat16 rounded outwards (so a point drawn outside the band was outside the band
+//! the sidecar judged it by, to `f32` precision), and the probability in 16 bits (rounded up,
+//! so a point that reached the onset probability is still marked as one). A gap has no value
+//! to measure from: its `f32` holds the expected value instead. The score is recomputed from
+//! the value and band on the way out (it is a function of the two, [`anomaly_score`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,37 +23,73 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::TracePoint;
 use crate::model::{anomaly_score, Band, Observation};
 
-/// One evaluated point: the observed value and the prediction it was judged by. NaN value for
-/// a gap; NaN band where no model was ready.
+/// One evaluated point: the observed value and the prediction it was judged by, with the
+/// probability after it. NaN value for a gap; NaN band where no model was ready.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct RecordedPoint {
-    value: f32,
-    expected: f32,
+    /// The value; for a gap ([`EXPECTED_IN_ANCHOR`]), the expected value.
+    anchor: f32,
+    /// `value - expected` as a [`to_bf16_nearest`] code; [`BF16_NAN`] without a model;
+    /// [`EXPECTED_IN_ANCHOR`] for a gap.
+    from_value: u16,
     /// `expected - lower`, then `upper - expected`, as [`to_bf16`] codes.
     below: u16,
     above: u16,
+    /// [`probability_code`].
+    probability: u16,
 }
+
+/// `from_value`'s mark of a gap: the anchor is the expected value (a NaN payload no
+/// arithmetic produces).
+const EXPECTED_IN_ANCHOR: u16 = 0x7FC1;
 
 impl RecordedPoint {
     const GAP: RecordedPoint = RecordedPoint {
-        value: f32::NAN,
-        expected: f32::NAN,
+        anchor: f32::NAN,
+        from_value: EXPECTED_IN_ANCHOR,
         below: BF16_NAN,
         above: BF16_NAN,
+        probability: 0,
     };
 
-    fn new(value: f64, band: &Band) -> RecordedPoint {
-        let expected = band.expected as f32;
+    fn new(value: f64, band: &Band, probability: f64) -> RecordedPoint {
+        let value_single = value as f32;
+        let (anchor, from_value, expected) = if value_single.is_nan() {
+            let expected = band.expected as f32;
+            (expected, EXPECTED_IN_ANCHOR, f64::from(expected))
+        } else {
+            let from_value = to_bf16_nearest(f64::from(value_single) - band.expected);
+            let expected = f64::from(value_single) - from_bf16(from_value);
+            (value_single, from_value, expected)
+        };
         RecordedPoint {
-            value: value as f32,
-            expected,
-            below: to_bf16(f64::from(expected) - band.lower),
-            above: to_bf16(band.upper - f64::from(expected)),
+            anchor,
+            from_value,
+            // Edges measured from the expected value as it will be read back.
+            below: to_bf16(expected - band.lower),
+            above: to_bf16(band.upper - expected),
+            probability: probability_code(probability),
+        }
+    }
+
+    fn value(&self) -> f64 {
+        if self.from_value == EXPECTED_IN_ANCHOR {
+            f64::NAN
+        } else {
+            f64::from(self.anchor)
+        }
+    }
+
+    fn expected(&self) -> f64 {
+        if self.from_value == EXPECTED_IN_ANCHOR {
+            f64::from(self.anchor)
+        } else {
+            f64::from(self.anchor) - from_bf16(self.from_value)
         }
     }
 
     fn band(&self) -> Band {
-        let expected = f64::from(self.expected);
+        let expected = self.expected();
         Band {
             expected,
             lower: expected - from_bf16(self.below),
@@ -82,6 +119,22 @@ fn to_bf16(x: f64) -> u16 {
     }
 }
 
+/// The upper 16 bits of `x` as an `f32`, rounded to the nearest (ties away from zero).
+fn to_bf16_nearest(x: f64) -> u16 {
+    let single = x as f32;
+    if single.is_nan() {
+        return BF16_NAN;
+    }
+    let bits = single.to_bits();
+    let upper = (bits >> 16) as u16;
+    // Rounding up at the half cannot overflow into NaN for the same reason as above.
+    if bits & 0x8000 != 0 && (upper & 0x7F80) != 0x7F80 {
+        upper + 1
+    } else {
+        upper
+    }
+}
+
 fn from_bf16(half: u16) -> f64 {
     f64::from(f32::from_bits(u32::from(half) << 16))
 }
@@ -103,9 +156,6 @@ pub struct LiveRecord {
     /// Grid time of the newest point; meaningless while `points` is empty.
     newest_ms: i64,
     points: VecDeque<RecordedPoint>,
-    /// The anomaly probability after each point ([`probability_code`]), beside `points` (one
-    /// ring of 14-byte points would be padded to 16).
-    probabilities: VecDeque<u16>,
 }
 
 impl LiveRecord {
@@ -117,7 +167,6 @@ impl LiveRecord {
             capacity,
             newest_ms: i64::MIN,
             points: VecDeque::new(),
-            probabilities: VecDeque::new(),
         }
     }
 
@@ -139,32 +188,25 @@ impl LiveRecord {
             let skipped = ((timestamp_ms - self.newest_ms) / self.step_ms - 1).max(0) as usize;
             if skipped >= self.capacity {
                 self.points.clear();
-                self.probabilities.clear();
             } else {
                 for _ in 0..skipped {
-                    self.append(RecordedPoint::GAP, 0);
+                    self.append(RecordedPoint::GAP);
                 }
             }
         }
-        self.append(
-            RecordedPoint::new(value, &observation.band),
-            probability_code(p),
-        );
+        self.append(RecordedPoint::new(value, &observation.band, p));
         self.newest_ms = timestamp_ms;
     }
 
-    fn append(&mut self, point: RecordedPoint, probability: u16) {
+    fn append(&mut self, point: RecordedPoint) {
         if self.points.capacity() == 0 {
             // Exactly the configured size: a growing deque would double past it.
             self.points.reserve_exact(self.capacity);
-            self.probabilities.reserve_exact(self.capacity);
         }
         if self.points.len() == self.capacity {
             self.points.pop_front();
-            self.probabilities.pop_front();
         }
         self.points.push_back(point);
-        self.probabilities.push_back(probability);
     }
 
     /// Grid time of the oldest and newest recorded points; `None` while empty.
@@ -189,12 +231,11 @@ impl LiveRecord {
         };
         self.points
             .iter()
-            .zip(&self.probabilities)
             .enumerate()
             .skip(skip)
-            .map(|(i, (p, probability))| {
+            .map(|(i, p)| {
                 let band = p.band();
-                let value = f64::from(p.value);
+                let value = p.value();
                 TracePoint {
                     timestamp_ms: oldest_ms + i as i64 * self.step_ms,
                     value,
@@ -204,7 +245,7 @@ impl LiveRecord {
                     } else {
                         None
                     },
-                    probability: probability_of(*probability),
+                    probability: probability_of(p.probability),
                 }
             })
             .collect()
@@ -213,7 +254,6 @@ impl LiveRecord {
     /// Bytes the record holds on the heap (its ring, once allocated).
     pub fn heap_bytes(&self) -> usize {
         self.points.capacity() * std::mem::size_of::<RecordedPoint>()
-            + self.probabilities.capacity() * std::mem::size_of::<u16>()
     }
 }
 
@@ -304,7 +344,7 @@ mod tests {
         // Only what is asked for, rounding a time between grid points up.
         let recent = record.points_since(13_500);
         assert_eq!(recent.first().map(|p| p.timestamp_ms), Some(14_000));
-        assert_eq!(record.heap_bytes(), 4 * 14, "exactly the configured ring");
+        assert_eq!(record.heap_bytes(), 4 * 12, "exactly the configured ring");
     }
 
     #[test]
@@ -315,7 +355,7 @@ mod tests {
                 lower: expected - half * 0.8,
                 upper: expected + half * 1.3,
             };
-            let point = RecordedPoint::new(expected, &band);
+            let point = RecordedPoint::new(expected, &band, 0.0);
             let back = point.band();
             let expected32 = f64::from(expected as f32);
             assert!(back.lower <= band.lower + expected32 - expected + 1e-9 * expected.abs());
@@ -331,6 +371,7 @@ mod tests {
                 lower: 3.0,
                 upper: 3.0,
             },
+            0.0,
         )
         .band();
         assert_eq!((flat.lower, flat.upper), (3.0, 3.0));
@@ -339,13 +380,64 @@ mod tests {
             lower: f64::NEG_INFINITY,
             upper: f64::INFINITY,
         };
-        let back = RecordedPoint::new(1.0, &wide).band();
+        let back = RecordedPoint::new(1.0, &wide, 0.0).band();
         assert_eq!((back.lower, back.upper), (f64::NEG_INFINITY, f64::INFINITY));
         let none = RecordedPoint::GAP.band();
         assert!(none.expected.is_nan() && none.lower.is_nan() && none.upper.is_nan());
         assert_eq!(probability_code(0.0), 0);
         assert_eq!(probability_code(1.0), u16::MAX);
         assert_eq!(probability_of(probability_code(0.27)), 17_695.0 / 65_535.0);
+    }
+
+    #[test]
+    fn the_value_is_exact_and_the_expected_value_within_its_distance_over_256() {
+        let cases = [
+            (17.0, 12.3, 1.5),
+            (1_234.567, 1_200.0, 10.0),
+            (0.0, 4.0e-3, 1e-3),
+            (-3.25, 100.0, 20.0),
+            (1.0e9, 1.0e9 + 12_345.0, 5_000.0),
+        ];
+        for (value, expected, half) in cases {
+            let band = Band {
+                expected,
+                lower: expected - half,
+                upper: expected + half,
+            };
+            let point = RecordedPoint::new(value, &band, 0.5);
+            assert_eq!(point.value(), f64::from(value as f32));
+            let back = point.band();
+            let distance = (value - expected).abs();
+            assert!(
+                (back.expected - expected).abs() <= distance / 256.0 + 1e-6 * expected.abs(),
+                "{value} {expected}: {back:?}"
+            );
+            // Drawn outside the band read back only if it was outside the band judged by.
+            let outside = |b: &Band| value > b.upper || value < b.lower;
+            if outside(&back) {
+                assert!(outside(&band), "{value}: {back:?} against {band:?}");
+            }
+            assert!(back.lower <= band.lower + 1e-6 * expected.abs());
+            assert!(back.upper >= band.upper - 1e-6 * expected.abs());
+        }
+        // A gap keeps its expected value; a point without a model keeps its value.
+        let band = Band {
+            expected: 7.5,
+            lower: 7.0,
+            upper: 8.0,
+        };
+        let gap = RecordedPoint::new(f64::NAN, &band, 0.0);
+        assert!(gap.value().is_nan());
+        assert_eq!(gap.band().expected, 7.5);
+        let unready = Band {
+            expected: f64::NAN,
+            lower: f64::NAN,
+            upper: f64::NAN,
+        };
+        let point = RecordedPoint::new(3.0, &unready, 0.0);
+        assert_eq!(point.value(), 3.0);
+        assert!(point.band().expected.is_nan() && point.band().upper.is_nan());
+        assert_eq!(std::mem::size_of::<RecordedPoint>(), 12);
     }
 
     #[test]
