@@ -46,7 +46,24 @@ pub enum Member {
     SeasonalMedian { period: usize, profile: Vec<f32> },
 }
 
+/// The kinds of method the members belong to: the members of one family move together (see
+/// [`super::scoring::weights_by_family`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Family {
+    Smoothing,
+    SeasonalNaive,
+    SeasonalMedian,
+}
+
 impl Member {
+    pub(super) fn family(&self) -> Family {
+        match self {
+            Member::Smoothing(_) => Family::Smoothing,
+            Member::SeasonalNaive { .. } => Family::SeasonalNaive,
+            Member::SeasonalMedian { .. } => Family::SeasonalMedian,
+        }
+    }
+
     pub(super) fn seasonal_naive(period: usize) -> Member {
         Member::SeasonalNaive {
             period,

@@ -26,8 +26,8 @@ use super::Coverage;
 mod members;
 mod scoring;
 
-use members::seasonal_median;
 pub use members::Member;
+use members::{seasonal_median, Family};
 use scoring::{combine, conformal_quantile, owa_like, symmetric_relative_error, weights_by_family};
 
 /// The trend forms validated, simplest first (a tie goes to the simplest).
@@ -494,17 +494,32 @@ impl Ensemble {
         &self.validation
     }
 
-    /// The kind of the heaviest member at the longest validated horizon (see
-    /// [`Member::kind`]).
+    /// The kind of the heaviest member of the heaviest family at the longest validated horizon
+    /// (see [`Member::kind`]): a family's members share the weight it earned, so the family
+    /// with the most weight is the method the forecast follows, even when a single member of
+    /// another family weighs more than each of its members.
     pub fn leading_kind(&self) -> &'static str {
-        self.buckets
-            .last()
-            .and_then(|last| {
-                self.members
-                    .iter()
-                    .zip(&last.weights)
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-            })
+        let Some(last) = self.buckets.last() else {
+            return Member::UNVALIDATED;
+        };
+        let weighted = || self.members.iter().zip(&last.weights);
+        let family_weight = |family: Family| -> f64 {
+            weighted()
+                .filter(|(m, _)| m.family() == family)
+                .map(|(_, w)| *w)
+                .sum()
+        };
+        let Some(leading) = self
+            .members
+            .iter()
+            .map(Member::family)
+            .max_by(|a, b| family_weight(*a).total_cmp(&family_weight(*b)))
+        else {
+            return Member::UNVALIDATED;
+        };
+        weighted()
+            .filter(|(m, _)| m.family() == leading)
+            .max_by(|a, b| a.1.total_cmp(b.1))
             .map_or(Member::UNVALIDATED, |(member, _)| member.kind())
     }
 

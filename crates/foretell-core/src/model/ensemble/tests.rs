@@ -117,3 +117,40 @@ fn the_seasonal_median_outvotes_one_disturbed_cycle() {
     assert_eq!(seasonal_median(&window, 9, 13, period), 1.0);
     assert!(seasonal_median(&window, 2, 2, period).is_nan());
 }
+
+#[test]
+fn the_leading_method_is_the_heaviest_family_s_heaviest_member() {
+    let ensemble = |weights: Vec<f64>| Ensemble {
+        members: vec![
+            Member::seasonal_naive(24),
+            Member::SeasonalMedian {
+                period: 24,
+                profile: vec![0.0; 24],
+            },
+            Member::SeasonalMedian {
+                period: 168,
+                profile: vec![0.0; 168],
+            },
+        ],
+        buckets: vec![Bucket {
+            last_step: 24,
+            weights,
+            scale: 1.0,
+        }],
+        quantile: 1.0,
+        warm: Vec::new(),
+        validation: Validation {
+            error_vs_seasonal_naive: None,
+            horizon: 24,
+        },
+    };
+    // Seasonal naive is the heaviest member, but the two medians together outweigh it.
+    assert_eq!(
+        ensemble(vec![0.4, 0.3, 0.3]).leading_kind(),
+        "seasonal_median"
+    );
+    assert_eq!(
+        ensemble(vec![0.6, 0.2, 0.2]).leading_kind(),
+        "seasonal_naive"
+    );
+}
