@@ -104,6 +104,17 @@ const BF16_NAN: u16 = 0x7FC0;
 /// The upper 16 bits of `x` as an `f32` (bfloat16), rounded away from zero: a distance from
 /// the expected value comes back at least as large (up to the rounding of `x` to `f32`).
 fn to_bf16(x: f64) -> u16 {
+    bf16_rounded(x, 0xFFFF)
+}
+
+/// The upper 16 bits of `x` as an `f32`, rounded to the nearest (ties away from zero).
+fn to_bf16_nearest(x: f64) -> u16 {
+    bf16_rounded(x, 0x8000)
+}
+
+/// The upper half of `x` as an `f32`, one more (away from zero) when the lower half has a bit
+/// of `round_up_bits`: every bit for rounding away from zero, the top bit for the nearest.
+fn bf16_rounded(x: f64, round_up_bits: u32) -> u16 {
     let single = x as f32;
     if single.is_nan() {
         return BF16_NAN;
@@ -112,23 +123,7 @@ fn to_bf16(x: f64) -> u16 {
     let upper = (bits >> 16) as u16;
     // Rounding away from zero cannot overflow into NaN: the largest finite f32's upper half
     // plus one is infinity.
-    if bits & 0xFFFF != 0 && (upper & 0x7F80) != 0x7F80 {
-        upper + 1
-    } else {
-        upper
-    }
-}
-
-/// The upper 16 bits of `x` as an `f32`, rounded to the nearest (ties away from zero).
-fn to_bf16_nearest(x: f64) -> u16 {
-    let single = x as f32;
-    if single.is_nan() {
-        return BF16_NAN;
-    }
-    let bits = single.to_bits();
-    let upper = (bits >> 16) as u16;
-    // Rounding up at the half cannot overflow into NaN for the same reason as above.
-    if bits & 0x8000 != 0 && (upper & 0x7F80) != 0x7F80 {
+    if bits & round_up_bits != 0 && (upper & 0x7F80) != 0x7F80 {
         upper + 1
     } else {
         upper
