@@ -7,6 +7,7 @@
 #
 #   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
 #   COMPRESSION=gzip bench/cycle.sh ...    foretell asks Prometheus for gzip (prometheus.compression)
+#   FORETELL=path/to/foretell bench/cycle.sh ...   measures another build (no cargo build)
 #
 # Also reports foretell's CPU use over the steady phase (from the end of the cold cycle on),
 # as a share of one core.

@@ -1,7 +1,8 @@
 # Sourced by the benchmarks that run a real local Prometheus (Debian's package) holding the
 # synthetic demo series: bench/cycle.sh, bench/restart.sh, bench/enrichment.sh.
 #
-# After sourcing: `bench_begin` builds the release binary into `foretell` and arranges that on
+# After sourcing: `bench_begin` builds the release binary into `foretell` (or takes the binary
+# `FORETELL` names, e.g. an older commit's built in a worktree) and arranges that on
 # exit every process in `pids` is stopped and the caller's `work` folder removed; `free_port` prints a free port on 127.0.0.1; `start_demo_prometheus WORK PORT
 # SERIES` writes SERIES synthetic series with 2 days of 1-minute history ending a minute ago,
 # backfills them with promtool into WORK/data (printing how long that took), starts Prometheus
@@ -11,8 +12,12 @@
 bench_begin() {
   pids=()
   trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-  cargo build --release --quiet
-  foretell=target/release/foretell
+  if [ -n "${FORETELL:-}" ]; then
+    foretell=$FORETELL
+  else
+    cargo build --release --quiet
+    foretell=target/release/foretell
+  fi
 }
 
 free_port() {
