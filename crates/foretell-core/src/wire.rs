@@ -196,8 +196,9 @@ impl<'de> Deserialize<'de> for WireSamples {
             return Ok(WireSamples(samples));
         }
         let mut general = serde_json::Deserializer::from_str(raw.get());
+        // The parser's position is within the list, not the answer: say so.
         serde::Deserializer::deserialize_seq(&mut general, SamplesVisitor)
-            .map_err(serde::de::Error::custom)
+            .map_err(|e| serde::de::Error::custom(format_args!("in a series' values list, {e}")))
     }
 }
 
@@ -225,7 +226,12 @@ fn scan_samples(text: &str) -> Option<Result<Vec<Sample>, WireError>> {
         {
             at += 1;
         }
-        let timestamp: f64 = text.get(start..at)?.parse().ok()?;
+        // Beyond `f64` the general parser refuses the number itself: let it say so.
+        let timestamp = text
+            .get(start..at)?
+            .parse::<f64>()
+            .ok()
+            .filter(|t| t.is_finite())?;
         expect(&mut at, b',')?;
         expect(&mut at, b'"')?;
         let start = at;
@@ -574,10 +580,15 @@ mod tests {
         let bad = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"abc"]]}]}}"#;
         assert!(matches!(decode_range(bad), Err(WireError::BadValue { .. })));
         let wrong_shape = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[["x"]]}]}}"#;
-        assert!(matches!(
-            decode_range(wrong_shape),
-            Err(WireError::MalformedSeries(_))
-        ));
+        match decode_range(wrong_shape) {
+            Err(WireError::MalformedSeries(message)) => {
+                assert!(
+                    message.starts_with("in a series' values list, "),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Issue 16, item 1: label names that would forge samples or break the exposition.
@@ -633,6 +644,7 @@ mod tests {
         assert_eq!(scan_samples("[]"), Some(Ok(Vec::new())));
         // Whitespace, an escaped character, a value of another type: the general parser.
         for other in [
+            r#"[[1e400,"1"]]"#,
             r#"[ [1700000000, "1"] ]"#,
             r#"[[1700000000,"\u0031"]]"#,
             r#"[[1700000000,1]]"#,

@@ -253,15 +253,13 @@ pub(super) fn validate(plan: &Plan<'_>) -> Option<Ensemble> {
             counts[b] += 1;
         }
     });
+    let families: Vec<Family> = members.iter().map(Member::family).collect();
     for (b, bucket) in buckets.iter_mut().enumerate() {
         bucket.weights = if counts[b] == 0 {
             // Nothing to compare on: the simplest smoothing form alone.
             (0..members.len()).map(|m| f64::from(m == 0)).collect()
         } else {
-            weights_by_family(
-                &owa_like(&absolute[b], &relative[b]),
-                &[smoothing, naive_end],
-            )
+            weights_by_family(&owa_like(&absolute[b], &relative[b]), &families)
         };
     }
     // The combination's own signed errors, per bucket.

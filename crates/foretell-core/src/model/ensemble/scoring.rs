@@ -64,44 +64,44 @@ pub(super) fn weights_from_errors(errors: &[f64]) -> Vec<f64> {
     inverse.iter().map(|w| w / total).collect()
 }
 
-/// Weights for members grouped into families (`families` holds each family's end, in order,
-/// the last being `errors.len()`): each family competes as one candidate, scored by its best
-/// member, and shares the weight it earns among its members as [`weights_from_errors`] would
-/// share it among them alone. Why: members of one family move together (the trend forms of
-/// exponential smoothing share one level and the same profiles; seasonal naive repeats the
-/// same cycles for every period), so counted as separate candidates they are several votes in
-/// the weighted median, and a disturbance that drags one family (a day that skipped its peak
-/// pulls every smoothing level down) outvotes every other method however the methods scored.
-pub(super) fn weights_by_family(errors: &[f64], families: &[usize]) -> Vec<f64> {
-    let mut start = 0;
-    let mut ranges = Vec::with_capacity(families.len());
-    for &end in families {
-        let end = end.min(errors.len());
-        if end > start {
-            ranges.push(start..end);
-            start = end;
+/// Weights for members grouped into families (`families[m]` is member `m`'s): each family
+/// competes as one candidate, scored by its best member, and shares the weight it earns among
+/// its members as [`weights_from_errors`] would share it among them alone. Why: members of one
+/// family move together (the trend forms of exponential smoothing share one level and the same
+/// profiles; seasonal naive repeats the same cycles for every period), so counted as separate
+/// candidates they are several votes in the weighted median, and a disturbance that drags one
+/// family (a day that skipped its peak pulls every smoothing level down) outvotes every other
+/// method however the methods scored.
+pub(super) fn weights_by_family<F: PartialEq>(errors: &[f64], families: &[F]) -> Vec<f64> {
+    // Each family once, in order of first appearance.
+    let mut distinct: Vec<&F> = Vec::new();
+    for family in families {
+        if !distinct.contains(&family) {
+            distinct.push(family);
         }
     }
-    if start < errors.len() {
-        ranges.push(start..errors.len());
-    }
-    let best: Vec<f64> = ranges
+    let members_of = |family: &F| {
+        (0..errors.len())
+            .filter(|&m| families.get(m) == Some(family))
+            .collect::<Vec<_>>()
+    };
+    let best: Vec<f64> = distinct
         .iter()
-        .map(|r| {
-            errors[r.clone()]
-                .iter()
-                .copied()
+        .map(|family| {
+            members_of(family)
+                .into_iter()
+                .map(|m| errors[m])
                 .fold(f64::INFINITY, f64::min)
         })
         .collect();
     let outer = weights_from_errors(&best);
-    let mut weights = Vec::with_capacity(errors.len());
-    for (range, family_weight) in ranges.into_iter().zip(outer) {
-        weights.extend(
-            weights_from_errors(&errors[range])
-                .into_iter()
-                .map(|w| w * family_weight),
-        );
+    let mut weights = vec![0.0; errors.len()];
+    for (family, family_weight) in distinct.into_iter().zip(outer) {
+        let members = members_of(family);
+        let own: Vec<f64> = members.iter().map(|&m| errors[m]).collect();
+        for (m, w) in members.into_iter().zip(weights_from_errors(&own)) {
+            weights[m] = w * family_weight;
+        }
     }
     weights
 }
