@@ -8,10 +8,12 @@
 //! with `# EOF` ([`Format::close`]). Which one a scrape gets is [`Format::negotiate`]d from
 //! its `Accept` header, as Prometheus' own client libraries do.
 
+use std::convert::Infallible;
+
 use crate::labels::Labels;
 use crate::model::Band;
 use crate::peers::PeerVerdict;
-use crate::snapshot::{SeriesOutput, SeriesState, Snapshot, HORIZON_LABEL};
+use crate::snapshot::{QueryOutput, SeriesOutput, SeriesState, Snapshot, HORIZON_LABEL};
 
 /// Content type of the text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -387,148 +389,220 @@ pub fn render_snapshot(snapshot: &Snapshot, out: &mut String) {
 /// Renders the first `max_series` series of the snapshot (in query order, then series order)
 /// with all their families, and returns how many series were left out: a global cap on what
 /// one scrape carries, whatever each query's own `max_series`. A scraper that renders again
-/// and again keeps a [`FamilyParts`] instead, so its buffers stay allocated between scrapes.
+/// and again keeps a [`ScrapeRenderer`] instead, so its buffers stay allocated between scrapes.
 pub fn render_snapshot_limited(
     snapshot: &Snapshot,
     out: &mut String,
     max_series: usize,
     format: Format,
 ) -> usize {
-    let mut parts = FamilyParts::default();
-    let left_out = parts.fill(snapshot, max_series, format);
-    out.reserve(parts.len());
-    for chunk in parts.chunks() {
-        out.push_str(chunk);
+    let mut renderer = ScrapeRenderer::default();
+    let rendered = renderer.render(snapshot, max_series, format, &mut |piece| {
+        out.push_str(piece);
+        Ok::<(), Infallible>(())
+    });
+    match rendered {
+        Ok(left_out) => left_out,
+        Err(never) => match never {},
     }
-    left_out
 }
 
-/// The per-series families of one scrape, each family's samples in a buffer of its own.
+/// Bytes of text handed to the sink at a time: small enough to stay in the cache between the
+/// renderer writing a piece and the sink (a compressor, or the body) reading it.
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// Writes the per-series families of a scrape, family after family, in pieces to a sink.
 ///
-/// The text formats want a family's samples together, one family after the other. Written that
-/// way straight from the snapshot, every series' label block is read once per family, and at
-/// 100,000 series (14 MB of label blocks) each read misses the cache: half the render's time
-/// went there. Here the snapshot is read once, series by series, each sample appended to its
-/// family's buffer, and the buffers are joined (or compressed) in family order. The buffers
-/// are kept between fills, so a scrape does not fault in a hundred fresh megabytes either.
+/// The text formats want a family's samples together, one family after the other. Read
+/// straight from the snapshot once per family, every series' label block is a pointer chase
+/// into a heap of a hundred thousand small strings (14 MB at 100,000 series), missed in cache
+/// on each of the nine or more passes: half the render's time went there. So a render first
+/// copies the blocks of the series it shows into one contiguous buffer (the only pass with
+/// those misses), then writes each family in a sequential pass over that buffer and the
+/// series (the forecasts, another heap allocation per series read by three families, are
+/// gathered the same way). The text leaves in pieces of [`PIECE_BYTES`] (to a gzip encoder, or
+/// the body), so no copy of the whole exposition is kept: what stays allocated between scrapes
+/// is the gathered blocks and forecasts, about an eighth of the text, and one piece. (Buffering
+/// each family's samples instead, as an earlier renderer did, was 12 % faster on the text
+/// alone but kept the whole text, 120 MB at 100,000 series, between scrapes.)
 #[derive(Debug, Default)]
-pub struct FamilyParts {
-    /// In family order: [`PER_SERIES`], [`PER_HORIZON`], the threshold ETA, [`PEER_FAMILIES`].
-    families: Vec<FamilyPart>,
-}
-
-#[derive(Debug, Default)]
-struct FamilyPart {
-    /// `# HELP` and `# TYPE`, written when the family has samples.
-    header: String,
-    samples: String,
+pub struct ScrapeRenderer {
+    /// The label blocks of the shown series, one after the other.
+    blocks: String,
+    /// The forecasts of the shown series, one after the other (a series' forecasts are a
+    /// heap allocation of their own, read again by each forecast family's pass).
+    forecasts: Vec<Band>,
+    /// Where each shown series' block ends in `blocks` and its forecasts in `forecasts`, in
+    /// render order.
+    ends: Vec<(usize, usize)>,
+    piece: String,
 }
 
 const THRESHOLD_ETA_HELP: &str = "Seconds until the forecast crosses the query's threshold (0 when already crossed); absent when it does not within the search horizon.";
 
-impl FamilyParts {
-    const FAMILIES: usize = PER_SERIES.len() + PER_HORIZON.len() + 1 + PEER_FAMILIES.len();
+/// One shown series in a family pass: its query, its output, its label block and forecasts.
+type Shown<'a> = (&'a QueryOutput, &'a SeriesOutput, &'a str, &'a [Band]);
 
-    /// Renders the first `max_series` series of the snapshot into the parts (emptied first) and
-    /// returns how many series were left out.
-    pub fn fill(&mut self, snapshot: &Snapshot, max_series: usize, format: Format) -> usize {
-        self.families
-            .resize_with(Self::FAMILIES, FamilyPart::default);
-        for part in &mut self.families {
-            part.header.clear();
-            part.samples.clear();
+impl ScrapeRenderer {
+    /// Renders the first `max_series` series of the snapshot, handing the text to `sink` in
+    /// pieces, and returns how many series were left out. Stops at the sink's first error.
+    pub fn render<E>(
+        &mut self,
+        snapshot: &Snapshot,
+        max_series: usize,
+        format: Format,
+        sink: &mut dyn FnMut(&str) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.blocks.clear();
+        self.forecasts.clear();
+        self.ends.clear();
+        self.piece.clear();
+        for series in snapshot.series().take(max_series) {
+            self.blocks.push_str(series.label_block());
+            if let SeriesState::Ready { forecasts, .. } = &series.state {
+                self.forecasts.extend_from_slice(forecasts);
+            }
+            self.ends.push((self.blocks.len(), self.forecasts.len()));
         }
-        let (per_series, rest) = self.families.split_at_mut(PER_SERIES.len());
-        let (per_horizon, rest) = rest.split_at_mut(PER_HORIZON.len());
-        let (eta, peer) = rest.split_at_mut(1);
-        let shown = snapshot
-            .queries()
-            .flat_map(|query| query.series.iter().map(move |series| (query, series)))
-            .take(max_series);
-        for (query, series) in shown {
-            let block = series.label_block();
-            for ((name, _, pick), part) in PER_SERIES.iter().zip(per_series.iter_mut()) {
+        let mut out = Pieces {
+            piece: &mut self.piece,
+            sink,
+            format,
+            family: ("", ""),
+            opened: false,
+        };
+        let (blocks, forecasts) = (self.blocks.as_str(), self.forecasts.as_slice());
+        let ends = self.ends.as_slice();
+        let shown = || {
+            let starts = std::iter::once((0, 0)).chain(ends.iter().copied());
+            let parts = starts
+                .zip(ends)
+                .map(|((block, band), &(block_end, band_end))| {
+                    (&blocks[block..block_end], &forecasts[band..band_end])
+                });
+            snapshot
+                .queries()
+                .flat_map(|query| query.series.iter().map(move |series| (query, series)))
+                .zip(parts)
+                .map(|((query, series), (block, bands))| (query, series, block, bands))
+        };
+        for (name, help, pick) in PER_SERIES {
+            out.family(name, help, shown(), |(_, series, block, _): Shown, out| {
                 if let Some(value) = pick(&series.state) {
-                    push_sample(&mut part.samples, name, block, None, value);
+                    out.sample(name, block, None, value)?;
                 }
-            }
-            if let SeriesState::Ready {
-                forecasts,
-                threshold_eta_seconds,
-                ..
-            } = &series.state
-            {
-                for ((name, _, pick), part) in PER_HORIZON.iter().zip(per_horizon.iter_mut()) {
-                    for (horizon, band) in query.horizons.iter().zip(forecasts) {
-                        push_sample(
-                            &mut part.samples,
-                            name,
-                            block,
-                            Some((HORIZON_LABEL, horizon)),
-                            pick(band),
-                        );
+                Ok(())
+            })?;
+        }
+        for (name, help, pick) in PER_HORIZON {
+            out.family(
+                name,
+                help,
+                shown(),
+                |(query, _, block, bands): Shown, out| {
+                    for (horizon, band) in query.horizons.iter().zip(bands) {
+                        out.sample(name, block, Some((HORIZON_LABEL, horizon)), pick(band))?;
                     }
-                }
-                if let Some(value) = threshold_eta_seconds {
-                    push_sample(
-                        &mut eta[0].samples,
-                        names::THRESHOLD_ETA,
-                        block,
-                        None,
-                        *value,
-                    );
-                }
-            }
-            if let Some(verdict) = &series.peer {
-                for ((name, _, pick), part) in PEER_FAMILIES.iter().zip(peer.iter_mut()) {
-                    push_sample(&mut part.samples, name, block, None, pick(verdict));
-                }
-            }
+                    Ok(())
+                },
+            )?;
         }
-        let headers = PER_SERIES
-            .iter()
-            .map(|(name, help, _)| (*name, *help))
-            .chain(PER_HORIZON.iter().map(|(name, help, _)| (*name, *help)))
-            .chain([(names::THRESHOLD_ETA, THRESHOLD_ETA_HELP)])
-            .chain(PEER_FAMILIES.iter().map(|(name, help, _)| (*name, *help)));
-        for (part, (name, help)) in self.families.iter_mut().zip(headers) {
-            if !part.samples.is_empty() {
-                TextWriter::with_format(&mut part.header, format).family(
-                    name,
-                    help,
-                    MetricType::Gauge,
-                );
-            }
+        out.family(
+            names::THRESHOLD_ETA,
+            THRESHOLD_ETA_HELP,
+            shown(),
+            |(_, series, block, _): Shown, out| match &series.state {
+                SeriesState::Ready {
+                    threshold_eta_seconds: Some(eta),
+                    ..
+                } => out.sample(names::THRESHOLD_ETA, block, None, *eta),
+                _ => Ok(()),
+            },
+        )?;
+        for (name, help, pick) in PEER_FAMILIES {
+            out.family(
+                name,
+                help,
+                shown(),
+                |(_, series, block, _): Shown, out| match &series.peer {
+                    Some(verdict) => out.sample(name, block, None, pick(verdict)),
+                    None => Ok(()),
+                },
+            )?;
         }
-        snapshot.series().count().saturating_sub(max_series)
+        out.flush()?;
+        Ok(snapshot.series().count().saturating_sub(max_series))
     }
 
-    /// The rendered text in order, in pieces: each family with samples, its header first.
-    pub fn chunks(&self) -> impl Iterator<Item = &str> {
-        self.families
-            .iter()
-            .filter(|part| !part.samples.is_empty())
-            .flat_map(|part| [part.header.as_str(), part.samples.as_str()])
-    }
-
-    /// Bytes of the rendered text.
-    pub fn len(&self) -> usize {
-        self.chunks().map(str::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes the buffers hold allocated (kept between fills).
+    /// Bytes the buffers hold allocated (kept between renders).
     pub fn capacity(&self) -> usize {
-        self.families
-            .iter()
-            .map(|part| part.header.capacity() + part.samples.capacity())
-            .sum()
+        self.blocks.capacity()
+            + self.forecasts.capacity() * std::mem::size_of::<Band>()
+            + self.ends.capacity() * std::mem::size_of::<(usize, usize)>()
+            + self.piece.capacity()
     }
 }
 
+/// The piece being written and where it goes when full.
+struct Pieces<'a, E> {
+    piece: &'a mut String,
+    sink: &'a mut dyn FnMut(&str) -> Result<(), E>,
+    format: Format,
+    /// The family being written: name and help, for its header.
+    family: (&'static str, &'static str),
+    /// Its header is written (before its first sample: a family without samples has none).
+    opened: bool,
+}
+
+impl<E> Pieces<'_, E> {
+    /// Writes one family: `each` is called for every shown series and writes its samples.
+    fn family<'s>(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        shown: impl Iterator<Item = Shown<'s>>,
+        mut each: impl FnMut(Shown<'s>, &mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.family = (name, help);
+        self.opened = false;
+        for series in shown {
+            each(series, self)?;
+        }
+        Ok(())
+    }
+
+    /// One sample of the current family, its header first if it is the first.
+    fn sample(
+        &mut self,
+        name: &str,
+        block: &str,
+        extra: Option<(&str, &str)>,
+        value: f64,
+    ) -> Result<(), E> {
+        if !self.opened {
+            self.opened = true;
+            let (family, help) = self.family;
+            TextWriter::with_format(self.piece, self.format).family(
+                family,
+                help,
+                MetricType::Gauge,
+            );
+        }
+        push_sample(self.piece, name, block, extra, value);
+        if self.piece.len() >= PIECE_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), E> {
+        if !self.piece.is_empty() {
+            (self.sink)(self.piece)?;
+            self.piece.clear();
+        }
+        Ok(())
+    }
+}
 /// One sample line: `name{block[,extra]} value`.
 fn push_sample(out: &mut String, name: &str, block: &str, extra: Option<(&str, &str)>, value: f64) {
     out.push_str(name);
@@ -647,31 +721,98 @@ mod tests {
         assert!(none.is_empty(), "{none}");
     }
 
+    fn render_to_string(
+        renderer: &mut ScrapeRenderer,
+        snapshot: &Snapshot,
+        max_series: usize,
+        format: Format,
+    ) -> (String, usize) {
+        let mut text = String::new();
+        let rendered = renderer.render(snapshot, max_series, format, &mut |piece| {
+            text.push_str(piece);
+            Ok::<(), Infallible>(())
+        });
+        match rendered {
+            Ok(left_out) => (text, left_out),
+            Err(never) => match never {},
+        }
+    }
+
     #[test]
-    fn parts_kept_between_fills_render_what_a_fresh_render_does() {
+    fn a_renderer_kept_between_scrapes_renders_what_a_fresh_one_does() {
         let full = snapshot();
         let mut fresh = String::new();
         render_snapshot(&full, &mut fresh);
-        let mut parts = FamilyParts::default();
-        assert!(parts.is_empty());
-        assert_eq!(parts.fill(&full, usize::MAX, Format::Text), 0);
-        assert_eq!(parts.chunks().collect::<String>(), fresh);
-        assert_eq!(parts.len(), fresh.len());
-        let kept = parts.capacity();
-        // A smaller snapshot into the same parts: nothing of the previous fill lingers, and
-        // the buffers keep their allocation.
+        let mut renderer = ScrapeRenderer::default();
         assert_eq!(
-            parts.fill(&full, 1, Format::Text),
-            full.series().count() - 1
+            render_to_string(&mut renderer, &full, usize::MAX, Format::Text),
+            (fresh.clone(), 0)
         );
+        let kept = renderer.capacity();
+        assert!(kept > 0);
+        // A smaller render with the same renderer: nothing of the previous one lingers, and
+        // the buffers keep their allocation.
         let mut one = String::new();
         render_snapshot_limited(&full, &mut one, 1, Format::Text);
-        assert_eq!(parts.chunks().collect::<String>(), one);
+        assert_eq!(
+            render_to_string(&mut renderer, &full, 1, Format::Text),
+            (one.clone(), full.series().count() - 1)
+        );
         assert!(one.len() < fresh.len());
-        assert_eq!(parts.capacity(), kept);
+        assert_eq!(renderer.capacity(), kept);
         // An empty snapshot renders nothing, not even family headers.
-        parts.fill(&Snapshot::default(), usize::MAX, Format::OpenMetrics);
-        assert!(parts.is_empty());
+        let (empty, _) = render_to_string(
+            &mut renderer,
+            &Snapshot::default(),
+            usize::MAX,
+            Format::OpenMetrics,
+        );
+        assert!(empty.is_empty(), "{empty}");
+    }
+
+    /// A large exposition leaves in pieces of about [`PIECE_BYTES`] that join into the whole
+    /// text, and the sink's first error ends the render with that error.
+    #[test]
+    fn the_text_leaves_in_bounded_pieces_and_a_sink_error_stops_it() {
+        let series = (0..3_000)
+            .map(|i| {
+                SeriesOutput::new(
+                    export_labels(
+                        "many",
+                        &Labels::from_pairs([("instance", format!("host-{i:05}"))]),
+                    ),
+                    SeriesState::NotReady,
+                )
+            })
+            .collect();
+        let many = Snapshot::default().with_query(QueryOutput {
+            query: "many".into(),
+            evaluated_at_ms: 0,
+            horizons: vec![],
+            series,
+        });
+        let mut whole = String::new();
+        render_snapshot(&many, &mut whole);
+        assert!(whole.len() > 2 * PIECE_BYTES, "{}", whole.len());
+        let mut renderer = ScrapeRenderer::default();
+        let mut pieces = Vec::new();
+        renderer
+            .render(&many, usize::MAX, Format::Text, &mut |piece| {
+                pieces.push(piece.to_owned());
+                Ok::<(), std::fmt::Error>(())
+            })
+            .expect("renders");
+        assert!(pieces.len() >= 2, "{} pieces", pieces.len());
+        // A piece is sent once it reaches the size: at most one sample line over it.
+        assert!(pieces.iter().all(|p| p.len() < PIECE_BYTES + 200));
+        assert_eq!(pieces.concat(), whole);
+        let mut calls = 0;
+        let failed = renderer.render(&many, usize::MAX, Format::Text, &mut |_| {
+            calls += 1;
+            Err(std::fmt::Error)
+        });
+        assert_eq!(failed, Err(std::fmt::Error));
+        assert_eq!(calls, 1);
     }
 
     #[test]

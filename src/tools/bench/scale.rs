@@ -136,7 +136,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     let mut cycles = Vec::with_capacity(settings.cycles);
     let mut ready = 0;
     let mut peers = PeerStats::default();
-    let mut parts = foretell_core::exposition::FamilyParts::default();
+    let mut renderer = foretell_core::exposition::ScrapeRenderer::default();
     for cycle in 1..=settings.cycles as i64 {
         let at_ms = end_ms + cycle * step_ms;
         let cpu_before = process_cpu();
@@ -163,20 +163,29 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         }
         let wall = started.elapsed();
         let render_started = Stopwatch::start();
-        // As the server renders a scrape: into the family buffers kept between scrapes (a
-        // compressed scrape reads them from there; compression is not counted here).
-        parts.fill(
+        // As the server renders a scrape, with the renderer's buffers kept between scrapes;
+        // the text is counted, not kept (a compressed scrape hands each piece to the encoder,
+        // whose time is not counted here).
+        let mut rendered_bytes = 0;
+        let counted = renderer.render(
             &snapshot,
             usize::MAX,
             foretell_core::exposition::Format::Text,
+            &mut |piece| {
+                rendered_bytes += piece.len();
+                Ok::<(), std::convert::Infallible>(())
+            },
         );
+        if let Err(never) = counted {
+            match never {}
+        }
         let render = render_started.elapsed();
         cycles.push(CycleCost {
             wall,
             cpu: process_cpu().saturating_sub(cpu_before),
             fits,
             render,
-            rendered_bytes: parts.len(),
+            rendered_bytes,
         });
     }
     let mut memory = TrackerMemory::default();
