@@ -12,10 +12,12 @@ for evidence `x > 0`, 0 otherwise:
 Each should say, of the alerts its evidence opens, the share that are real. This script checks
 that on files the constants were not fitted on, as docs/anomaly-probability.md describes:
 
-1. `foretell detect --evidence` replays every public NAB file. The range breaks are found again
-   from each row's value and band (the rule of range.rs, mirrored here and checked: every
-   break must carry the probability its excess gives); every other row's probability is turned
-   back into its deviation with the constants in probability.rs.
+1. `foretell detect --evidence` replays every public NAB file. An onset the detector scaled down
+   as familiar (model/familiarity.rs; the `familiarity` column) is scaled back up, so what is
+   calibrated is evidence to probability. The range breaks are found again from each row's
+   value and band (the rule of range.rs, mirrored here and checked: every break must carry the
+   probability its excess gives); every other row's probability is turned back into its
+   deviation with the constants in probability.rs.
 2. Candidate alerts of the surprise: after NAB's probationary period, a row whose deviation is
    at least 2 opens one unless a candidate opened in the previous 200 rows (the detector's
    episode length) and this one is less than twice its deviation (the detector's escalation
@@ -170,11 +172,22 @@ def main():
     groups = {"fit": [], "check": []}
     range_groups = {"fit": [], "check": []}
     rates = {"fit": [[], []], "check": [[], []]}
+    damped_onsets = [0, 0]
     for name in files:
         with open(os.path.join(args.data, name)) as f:
             timestamps = [r["timestamp"][:19] for r in csv.DictReader(f)]
         rows = detect(os.path.join(args.data, name))
-        p = np.array([float(r["anomaly_probability"]) for r in rows])
+        published = np.array([float(r["anomaly_probability"]) for r in rows])
+        # An onset whose stretch of values was familiar had its probability scaled by one minus
+        # the excursion's familiarity (model/familiarity.rs) at the row where that rose; the
+        # calibration maps evidence to the probability before that factor, so undo it there
+        # (a factor of 0, an exact repeat, leaves nothing to undo: such onsets drop out).
+        familiarity = np.array([float(r["familiarity"] or 0.0) for r in rows])
+        rose = np.diff(familiarity, prepend=0.0) > 0
+        factor = np.where(rose, 1.0 - familiarity, 1.0)
+        p = np.where(factor > 0, published / np.where(factor > 0, factor, 1.0), 0.0)
+        damped_onsets[0] += int(np.sum(rose & (published > 0)))
+        damped_onsets[1] += int(np.sum(rose & (published == 0)))
         values = [float(r["value"]) for r in rows]
         bands = [tuple(float(r[k]) for k in ("expected", "lower", "upper")) if r["expected"]
                  else None for r in rows]
@@ -188,7 +201,7 @@ def main():
         surprise_p = p.copy()
         for i, excess in breaks.items():
             expected = float(probability([excess], range_half_at, range_steepness)[0])
-            if p[i] < expected - 1e-9:
+            if p[i] < expected - 1e-9 and factor[i] > 0:
                 sys.exit(f"{name} row {i + 2}: a range break of excess {excess:.4g} should "
                          f"read at least {expected:.6f}, detect wrote {p[i]:.6f}: range.rs and "
                          f"this script disagree")
@@ -199,8 +212,10 @@ def main():
         dev = deviation(surprise_p, half_at, steepness)
         for i in candidates(dev, first):
             groups[group].append((min(dev[i], 1e6), int(inside[i])))
-        rates[group][0].extend(p[first:][~inside[first:]])
-        rates[group][1].extend(p[first:][inside[first:]])
+        rates[group][0].extend(published[first:][~inside[first:]])
+        rates[group][1].extend(published[first:][inside[first:]])
+    print(f"onsets scaled down as familiar: {damped_onsets[0]} (undone here), "
+          f"{damped_onsets[1]} to 0 (left out)")
     for kind, by_group, constants, source in (
             ("surprise", groups, (half_at, steepness), "probability.rs"),
             ("range break", range_groups, (range_half_at, range_steepness), "range.rs")):

@@ -150,9 +150,11 @@ pub enum Command {
         allow_disorder: bool,
         /// Also write the evidence an alert at each row would get: the open excursion
         /// (`excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas`), how far
-        /// the values went beyond their recent range lately (`range_excess`), the
-        /// `confidence` computed from it (input of `bench/confidence_eval.py`) and the band the
-        /// row was judged against (`expected,lower,upper`).
+        /// the values went beyond their recent range lately (`range_excess`), how familiar the
+        /// stretch that opened its anomaly episode was (`familiarity`: 0 never seen, 1 an exact
+        /// repeat of several earlier occasions; the onset's probability was scaled by one minus
+        /// it), the `confidence` computed from it (input of `bench/confidence_eval.py`) and the
+        /// band the row was judged against (`expected,lower,upper`).
         #[arg(long)]
         evidence: bool,
         /// Also draw the result as an SVG chart (the status page's chart code): the values,

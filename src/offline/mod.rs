@@ -297,7 +297,7 @@ pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
     let mut out = String::from("timestamp,value,anomaly_score,anomaly_probability");
     if evidence {
         out.push_str(
-            ",excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas,range_excess,confidence,expected,lower,upper",
+            ",excursion_points,outside_points,peak_sigmas,peak_probability,latest_sigmas,range_excess,familiarity,confidence,expected,lower,upper",
         );
     }
     out.push('\n');
@@ -317,17 +317,18 @@ pub fn render_detections(detections: &[Detection], evidence: bool) -> String {
                     let e = &d.excursion;
                     let _ = write!(
                         out,
-                        ",{},{},{},{},{},{},{}",
+                        ",{},{},{},{},{},{},{},{}",
                         e.length,
                         e.outside,
                         number(e.peak_sigmas),
                         number(e.peak_probability),
                         number(e.latest_sigmas),
                         number(e.range_excess),
+                        number(e.familiarity),
                         number(confidence.get())
                     );
                 }
-                None => out.push_str(",,,,,,,"),
+                None => out.push_str(",,,,,,,,"),
             }
             match d.band {
                 Some(band) => {

@@ -81,6 +81,7 @@ fn detect_scores_every_row_and_flags_the_spike() {
             "peak_probability",
             "latest_sigmas",
             "range_excess",
+            "familiarity",
             "confidence",
             "expected",
             "lower",
@@ -89,7 +90,7 @@ fn detect_scores_every_row_and_flags_the_spike() {
     );
     assert!(lines[1 + 5][4..].iter().all(|field| field.is_empty()));
     let band = |line: &[&str]| -> [f64; 3] {
-        [11, 12, 13].map(|i| line[i].parse::<f64>().expect("a number"))
+        [12, 13, 14].map(|i| line[i].parse::<f64>().expect("a number"))
     };
     let [expected, lower, upper] = band(&lines[1 + spike - 1]);
     assert!(lower < expected && expected < upper, "{:?}", lines[spike]);
@@ -335,6 +336,52 @@ mod anomaly_cases {
         // surprise's long-term statistics have learnt to expect.
         let values = (0..4 * PER_DAY).map(|i| if i == ANOMALY_AT { 200.0 } else { bursty(i) });
         assert_one_early_onset(&onsets(&csv_of(&regular(values))), 1);
+    }
+
+    #[test]
+    fn a_burst_the_series_has_shown_on_four_earlier_occasions_is_no_new_incident() {
+        // A queue that is mostly empty (a fifth of the time 1 to 3 items) and a batch job that
+        // fills it through the same four lengths every seven hours or so, at no fixed time of
+        // day (so no seasonal profile learns it).
+        const JOB: [f64; 4] = [40.0, 70.0, 55.0, 30.0];
+        let starts: Vec<usize> = (1..14).map(|k| k * 83 + (k * k) % 11).collect();
+        let values_of = || {
+            (0..4 * PER_DAY).map(|i| {
+                match starts.iter().find(|&&s| (s..s + JOB.len()).contains(&i)) {
+                    Some(&s) => JOB[i - s],
+                    None if uniform_noise(i, 13) > 0.3 => {
+                        (1.0 + 3.0 * (uniform_noise(i, 14) + 0.5)).floor()
+                    }
+                    None => 0.0,
+                }
+            })
+        };
+        let found = onsets(&csv_of(&regular(values_of())));
+        let opened = |s: usize| found.iter().any(|i| (s..s + JOB.len()).contains(i));
+        // The job's burst opens an episode while it is new...
+        let first = starts[0];
+        assert!(
+            opened(first),
+            "no onset at the first burst, {first}: {found:?}"
+        );
+        // ...and no longer once it has been seen on four earlier occasions.
+        let familiar: Vec<usize> = starts[4..].iter().copied().filter(|&s| opened(s)).collect();
+        assert!(
+            familiar.is_empty(),
+            "onsets at familiar bursts {familiar:?}: {found:?}"
+        );
+        // The evidence says why: the excursion of a late burst records its familiarity.
+        let rows = parse(&csv_of(&regular(values_of())), Disorder::Tolerate).expect("valid");
+        let detections = detect(&rows, &options(SeasonChoice::Auto)).expect("runs");
+        let last = starts[starts.len() - 1];
+        let most_familiar = |s: usize| {
+            detections[s..s + JOB.len()]
+                .iter()
+                .map(|d| d.excursion.familiarity)
+                .fold(0.0, f64::max)
+        };
+        assert!(most_familiar(last) > 0.5, "{}", most_familiar(last));
+        assert_eq!(most_familiar(first), 0.0);
     }
 
     #[test]

@@ -29,8 +29,8 @@ use sha2::{Digest, Sha256};
 const MAGIC: &[u8; 15] = b"FORETELL-STATE\n";
 /// The encoding's version: bump it whenever a saved type changes shape (3: windows packed;
 /// 4: seasonal profiles and the live record in 16-bit codes; 5: the record's expected value
-/// coded from its value, 12 bytes a point).
-pub const FORMAT_VERSION: u32 = 5;
+/// coded from its value, 12 bytes a point; 6: the excursion's familiarity).
+pub const FORMAT_VERSION: u32 = 6;
 /// The largest header or series record read (a series of 100,000 points with its model is
 /// well under 4 MiB).
 const MAX_RECORD_BYTES: u32 = 64 << 20;

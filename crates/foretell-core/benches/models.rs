@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use augurs_core::Fit;
 use foretell_core::model::{
-    Coverage, ForecastModel, ProbabilitySettings, SeasonSpec, SurpriseHistory,
+    familiarity, Coverage, ForecastModel, ProbabilitySettings, SeasonSpec, SurpriseHistory,
 };
 use foretell_core::synthetic::uniform_noise;
 
@@ -147,4 +147,25 @@ fn main() {
         "online update + score + probability (MSTL + ETS), per point: {:>7.3} µs",
         per * 1e6
     );
+    // At an onset only (at most once per anomaly episode of 200 points): is the stretch that
+    // opened it a familiar one? Over a window of two days at one minute and of 15 days at five
+    // (`detect`'s), with a daily season.
+    for (label, len, period) in [("2 days at 1m", 2880, 1440), ("15 days at 5m", 4320, 288)] {
+        let windows: Vec<Vec<f64>> = (0..SERIES).map(|s| series(s, len)).collect();
+        let rounds = 20;
+        let start = Instant::now();
+        let mut total = 0.0;
+        for _ in 0..rounds {
+            for window in &windows {
+                total += familiarity::onset_factor(window, Some(period));
+            }
+        }
+        black_box(total);
+        let per = start.elapsed().as_secs_f64() / (rounds * windows.len()) as f64;
+        println!(
+            "familiarity check at an onset, window of {label}: {:>7.1} µs ({:.3} µs a point over an episode)",
+            per * 1e6,
+            per * 1e6 / 200.0
+        );
+    }
 }

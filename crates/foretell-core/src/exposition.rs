@@ -420,7 +420,7 @@ const PIECE_BYTES: usize = 64 * 1024;
 /// copies the blocks of the series it shows into one contiguous buffer (the only pass with
 /// those misses), then writes each family in a sequential pass over that buffer and the
 /// series (the forecasts, another heap allocation per series read by three families, are
-/// gathered the same way). The text leaves in pieces of [`PIECE_BYTES`] (to a gzip encoder, or
+/// gathered the same way). The text leaves in pieces of 64 KB (to a gzip encoder, or
 /// the body), so no copy of the whole exposition is kept: what stays allocated between scrapes
 /// is the gathered blocks and forecasts, about an eighth of the text, and one piece. (Buffering
 /// each family's samples instead, as an earlier renderer did, was 12 % faster on the text

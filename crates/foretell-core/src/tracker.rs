@@ -15,8 +15,8 @@ use std::hash::{Hash, Hasher};
 use crate::chart::record::{LiveRecord, SharedRecord};
 use crate::labels::Labels;
 use crate::model::{
-    Excursion, FittedForecaster, ForecastModel, NotReady, Observation, ProbabilitySettings,
-    SurpriseHistory,
+    familiarity, Excursion, FittedForecaster, ForecastModel, NotReady, Observation,
+    ProbabilitySettings, SurpriseHistory,
 };
 use crate::peers::{self, PeerSettings, PeerStats, PeerVerdict};
 use crate::snapshot::{export_labels, ExportedSeries, QueryOutput, SeriesOutput, SeriesState};
@@ -493,8 +493,11 @@ impl SeriesModel {
             let value = window.value_at(at_ms);
             let observation = fitted.observe(value);
             let probability = self.surprise.observe(&observation, value);
+            let factor = familiar_factor(probability, &self.surprise, fitted, window, at_ms);
+            let probability = probability * factor;
             self.excursion.observe(&observation, probability);
             self.excursion.range_excess = self.surprise.recent_range_excess();
+            self.excursion.familiarity = self.excursion.familiarity.max(1.0 - factor);
             self.last = Some((observation, probability));
             if let Some(record) = &mut record {
                 record.push(at_ms, &observation, value, probability);
@@ -547,6 +550,14 @@ impl SeriesModel {
                         let mut fitted = fit.model;
                         let observation = fitted.observe(newest.value);
                         let probability = self.surprise.observe(&observation, newest.value);
+                        let factor = familiar_factor(
+                            probability,
+                            &self.surprise,
+                            &fitted,
+                            window,
+                            newest.timestamp_ms,
+                        );
+                        let probability = probability * factor;
                         if let Some(record) = &self.record {
                             record.with(|r| {
                                 r.push(newest.timestamp_ms, &observation, newest.value, probability)
@@ -555,6 +566,7 @@ impl SeriesModel {
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
                         self.excursion.range_excess = self.surprise.recent_range_excess();
+                        self.excursion.familiarity = 1.0 - factor;
                         self.last = Some((observation, probability));
                         self.fitted = Ok(fitted);
                         self.fitted_at_ms =
@@ -569,6 +581,30 @@ impl SeriesModel {
         }
         self.observed_through_ms = newest.timestamp_ms;
     }
+}
+
+/// The factor the probability of the point at `at_ms` (the newest one `fitted` has seen) is
+/// multiplied by: at the onset level, below 1 when the stretch of values that raised it is one
+/// the series has shown on several earlier occasions at times of its (shortest) season that
+/// usually look the same ([`familiarity`]); 1 otherwise. Below the onset level nothing is
+/// computed, so ordinary points cost nothing more.
+fn familiar_factor(
+    probability: f64,
+    surprise: &SurpriseHistory,
+    fitted: &FittedForecaster,
+    window: &SeriesWindow,
+    at_ms: i64,
+) -> f64 {
+    if probability < surprise.onset_probability() {
+        return 1.0;
+    }
+    let mut values = window.values();
+    let after = window.newest().map_or(0, |newest| {
+        ((newest.timestamp_ms - at_ms) / window.step_ms().max(1)).max(0) as usize
+    });
+    values.truncate(values.len().saturating_sub(after));
+    let period = fitted.periods().into_iter().min();
+    familiarity::onset_factor(&values, period)
 }
 
 /// Every tracked series' newest `window_points` grid values, all ending at the newest grid

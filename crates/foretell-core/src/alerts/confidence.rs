@@ -224,6 +224,9 @@ impl Evidence {
                 (100.0 * excess).max(1.0)
             ));
         }
+        if self.excursion.familiarity > 0.0 {
+            sentence.push_str("; a shape the series has shown on several earlier occasions");
+        }
         if let Some(trend) = self.trend() {
             sentence.push_str(match trend {
                 Trend::Worsening => "; forecast keeps moving away",

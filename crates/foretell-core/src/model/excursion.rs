@@ -33,6 +33,11 @@ pub struct Excursion {
     /// How far the series went beyond its recent range lately, as a share of the range's width
     /// (`SurpriseHistory::recent_range_excess`, set by whoever feeds both; 0 inside it).
     pub range_excess: f64,
+    /// How familiar the stretch of values that opened an anomaly episode during this excursion
+    /// was (the most familiar, if several did): 0 never seen, 1 an exact repeat of what the
+    /// series did on several earlier occasions ([`familiarity`](super::familiarity)); the
+    /// probability of that onset was scaled by one minus this. Set by whoever applies it.
+    pub familiarity: f64,
 }
 
 impl Excursion {

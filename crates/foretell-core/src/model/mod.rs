@@ -11,6 +11,7 @@ pub mod decompose;
 pub mod ensemble;
 pub mod ets;
 pub mod excursion;
+pub mod familiarity;
 pub mod flatline;
 pub mod forecaster;
 mod optimize;

@@ -200,6 +200,11 @@ impl SurpriseHistory {
         range.max(self.observe_surprise(observation.surprise, value))
     }
 
+    /// The probability at which an episode opens (see [`ProbabilitySettings`]).
+    pub fn onset_probability(&self) -> f64 {
+        self.settings.onset_probability()
+    }
+
     /// See [`RecentRange::recent_excess`].
     pub fn recent_range_excess(&self) -> f64 {
         self.range.recent_excess()
