@@ -384,6 +384,15 @@ mod tests {
             "{}",
             beyond.explanation("error rate")
         );
+        let mut familiar = evidence(open(4.1, 25));
+        familiar.excursion.familiarity = 0.8;
+        assert!(
+            familiar.explanation("error rate").contains(
+                "for 25m; a shape the series has shown on several earlier occasions; forecast"
+            ),
+            "{}",
+            familiar.explanation("error rate")
+        );
         let mut quiet = evidence(Excursion::default());
         quiet.siblings = 0;
         quiet.forecast = None;
