@@ -217,6 +217,15 @@ async fn sigterm_with_every_stage_stuck_exits_within_one_grace() {
         .write_all(b"POST /alertmanager/webhook HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"version\":")
         .await
         .expect("write");
+    // Connections are accepted in order: once one opened after the stalled one is answered, the
+    // server holds the stalled request. Without this, SIGTERM could close the listener before it
+    // accepted the stalled connection, leaving nothing in flight for the server to wait on.
+    let later = http()
+        .get(format!("{base}/-/healthy"))
+        .send()
+        .await
+        .expect("answered");
+    assert!(later.status().is_success(), "{later:?}");
 
     foretell.signal("TERM");
     let signalled = Instant::now();
