@@ -153,7 +153,7 @@ pub enum Command {
         /// the values went beyond their recent range lately (`range_excess`), how familiar the
         /// stretch that opened its anomaly episode was (`familiarity`: 0 never seen, 1 an exact
         /// repeat of several earlier occasions; the onset's probability was scaled by one minus
-        /// it), the `confidence` computed from it (input of `bench/confidence_eval.py`) and the
+        /// it; kept for the open excursion, or for that row alone outside one), the `confidence` computed from it (input of `bench/confidence_eval.py`) and the
         /// band the row was judged against (`expected,lower,upper`).
         #[arg(long)]
         evidence: bool,

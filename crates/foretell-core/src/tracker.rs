@@ -497,7 +497,7 @@ impl SeriesModel {
             let probability = probability * factor;
             self.excursion.observe(&observation, probability);
             self.excursion.range_excess = self.surprise.recent_range_excess();
-            self.excursion.familiarity = self.excursion.familiarity.max(1.0 - factor);
+            self.excursion.note_familiarity(1.0 - factor);
             self.last = Some((observation, probability));
             if let Some(record) = &mut record {
                 record.push(at_ms, &observation, value, probability);
@@ -566,7 +566,7 @@ impl SeriesModel {
                         self.excursion = Excursion::default();
                         self.excursion.observe(&observation, probability);
                         self.excursion.range_excess = self.surprise.recent_range_excess();
-                        self.excursion.familiarity = 1.0 - factor;
+                        self.excursion.note_familiarity(1.0 - factor);
                         self.last = Some((observation, probability));
                         self.fitted = Ok(fitted);
                         self.fitted_at_ms =

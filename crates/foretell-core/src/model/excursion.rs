@@ -34,7 +34,7 @@ pub struct Excursion {
     /// (`SurpriseHistory::recent_range_excess`, set by whoever feeds both; 0 inside it).
     pub range_excess: f64,
     /// How familiar the stretch of values that opened an anomaly episode during this excursion
-    /// was (the most familiar, if several did): 0 never seen, 1 an exact repeat of what the
+    /// was (the most familiar, if several did; outside an excursion, at the newest point only): 0 never seen, 1 an exact repeat of what the
     /// series did on several earlier occasions ([`familiarity`](super::familiarity)); the
     /// probability of that onset was scaled by one minus this. Set by whoever applies it.
     pub familiarity: f64,
@@ -43,6 +43,9 @@ pub struct Excursion {
 impl Excursion {
     /// Takes in the next point's observation and the anomaly probability after it.
     pub fn observe(&mut self, observation: &Observation, probability: f64) {
+        if !self.is_open() {
+            self.familiarity = 0.0;
+        }
         let Some(score) = observation.score else {
             self.trailing_missing = self.trailing_missing.saturating_add(1);
             if self.length > 0 {
@@ -91,6 +94,14 @@ impl Excursion {
     pub fn is_open(&self) -> bool {
         self.length > 0
     }
+
+    /// Records how familiar the stretch that raised the probability at the newest point was
+    /// (0 never seen; the probability was scaled by one minus it). An open excursion keeps its
+    /// most familiar onset; outside one (an onset the series reached inside its band) it holds
+    /// for that point only, so a closed excursion never lends it to a later alert's explanation.
+    pub fn note_familiarity(&mut self, familiarity: f64) {
+        self.familiarity = self.familiarity.max(familiarity);
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +122,32 @@ mod tests {
             // sigma 1: the band is two standard deviations wide on each side.
             surprise: if value.is_finite() { value } else { f64::NAN },
         }
+    }
+
+    #[test]
+    fn familiarity_lasts_for_an_open_excursion_and_for_one_point_outside_one() {
+        let mut excursion = Excursion::default();
+        // Inside the band: it holds for the point it was noted at.
+        excursion.observe(&observation(0.5), 0.9);
+        excursion.note_familiarity(0.7);
+        assert_eq!(excursion.familiarity, 0.7);
+        excursion.observe(&observation(0.5), 0.9);
+        assert_eq!(excursion.familiarity, 0.0);
+        // Open: the most familiar onset of the excursion is kept.
+        excursion.observe(&observation(5.0), 0.9);
+        excursion.note_familiarity(0.4);
+        excursion.observe(&observation(5.0), 0.9);
+        excursion.note_familiarity(0.0);
+        excursion.observe(&observation(0.0), 0.9);
+        assert_eq!(excursion.familiarity, 0.4);
+        // Closed by enough quiet points: cleared.
+        for _ in 1..QUIET_POINTS {
+            excursion.observe(&observation(0.0), 0.1);
+        }
+        assert!(!excursion.is_open());
+        assert_eq!(excursion.familiarity, 0.0);
+        excursion.observe(&observation(0.0), 0.1);
+        assert_eq!(excursion.familiarity, 0.0);
     }
 
     fn run(values: &[f64]) -> Excursion {
