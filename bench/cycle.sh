@@ -2,8 +2,9 @@
 # Measures foretell's evaluation cycle against a real local Prometheus (Debian's package):
 # N synthetic series (default 1,000) with 2 days of 1-minute history, continued live by
 # recording rules. Reports the cold cycle (discover the series, load their history in batches
-# and fit them, pipelined) against the time Prometheus alone takes to serve the same batches,
-# and the steady cycles that follow (fetch the new minute, score; refits staggered).
+# and fit them, pipelined; with foretell's CPU for it) against the time Prometheus alone takes
+# to serve the same batches (once before foretell starts, once after it), and the steady cycles
+# that follow (fetch the new minute, score; refits staggered).
 #
 #   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
 #   COMPRESSION=gzip bench/cycle.sh ...    foretell asks Prometheus for gzip (prometheus.compression)
@@ -22,6 +23,37 @@ prom_port=$(free_port)
 foretell_port=$(free_port)
 bench_begin
 start_demo_prometheus "$work" "$prom_port" "$series"
+
+# Prometheus alone: the same history requests as foretell's cold load (batches of 100 series on
+# the instance label, two in flight), bodies read but not parsed. Run once before foretell
+# starts, so that foretell's cold cycle and the run after it both find Prometheus' page cache
+# warm (the backfill has just written the blocks; whether they are still cached depends on the
+# machine's memory), and once after it; both are reported.
+prometheus_alone() {
+  local when=$1
+  shift
+  python3 - "http://127.0.0.1:$prom_port" "$series" "$when" "$@" <<'PY'
+import concurrent.futures, json, sys, time, urllib.parse, urllib.request
+base, series, when, encodings = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+query = lambda expr, **extra: json.load(urllib.request.urlopen(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, **extra})))
+instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_requests_per_second[5m])")["data"]["result"])
+end = int(time.time()) // 60 * 60
+start = end - 2 * 86400
+batches = [instances[i:i + 100] for i in range(0, len(instances), 100)]
+def fetch(batch, encoding):
+    expr = 'demo_requests_per_second{instance=~"%s"}' % "|".join(batch)
+    data = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 60}).encode()
+    request = urllib.request.Request(f"{base}/api/v1/query_range", data=data, headers={"Accept-Encoding": encoding})
+    with urllib.request.urlopen(request) as response:
+        return len(response.read())
+for encoding in encodings:
+    began = time.time()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        size = sum(pool.map(lambda b: fetch(b, encoding), batches))
+    print(f"Prometheus alone {when}, {encoding}: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.1f} MB on the wire)")
+PY
+}
+prometheus_alone "before foretell" identity
 
 cat > "$work/foretell.yml" <<YAML
 prometheus:
@@ -47,6 +79,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$foretell_pid/stat"; }
 for _ in $(seq 1 1200); do grep -q '"cycle finished"' "$work/foretell.log" 2>/dev/null && break; sleep 0.5; done
 rss_cold_kib=$(awk '/VmRSS/ {print $2}' "/proc/$foretell_pid/status")
 steady_from=$(date +%s.%N); ticks_from=$(cpu_ticks)
+# Up to the poll above (every 0.5 s): foretell's CPU for the cold cycle, start-up included.
+python3 -c "print(f'foretell CPU up to the end of the cold cycle: {$ticks_from / $(getconf CLK_TCK):.2f} s')"
 sleep "$run_secs"
 steady_to=$(date +%s.%N); ticks_to=$(cpu_ticks)
 python3 -c "print(f'steady phase CPU: {($ticks_to - $ticks_from) / $(getconf CLK_TCK) / ($steady_to - $steady_from) * 100:.1f} % of one core over {$steady_to - $steady_from:.0f} s')"
@@ -71,28 +105,13 @@ scores = sum(1 for line in open(sys.argv[2]) if line.startswith("foretell_anomal
 print(f"exported scores: {scores}; foretell RSS after the cold cycle {int(sys.argv[4]) / 1024:.0f} MiB, at the end {int(sys.argv[3]) / 1024:.0f} MiB")
 PY
 
-# Prometheus alone: the same history requests (batches of 100 series on the instance label,
-# two in flight), bodies read but not parsed.
-python3 - "http://127.0.0.1:$prom_port" "$series" <<'PY'
-import concurrent.futures, json, sys, time, urllib.parse, urllib.request
-base, series = sys.argv[1], int(sys.argv[2])
-query = lambda expr, **extra: json.load(urllib.request.urlopen(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, **extra})))
-instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_requests_per_second[5m])")["data"]["result"])
-end = int(time.time()) // 60 * 60
-start = end - 2 * 86400
-batches = [instances[i:i + 100] for i in range(0, len(instances), 100)]
-def fetch(batch, encoding):
-    expr = 'demo_requests_per_second{instance=~"%s"}' % "|".join(batch)
-    data = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": 60}).encode()
-    request = urllib.request.Request(f"{base}/api/v1/query_range", data=data, headers={"Accept-Encoding": encoding})
-    with urllib.request.urlopen(request) as response:
-        return len(response.read())
-for encoding in ("identity", "gzip"):
-    began = time.time()
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        size = sum(pool.map(lambda b: fetch(b, encoding), batches))
-    print(f"Prometheus alone, {encoding}: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.1f} MB on the wire)")
+# Prometheus alone after foretell: the same requests again, plain and compressed.
+prometheus_alone "after foretell" identity gzip
 
+python3 - "http://127.0.0.1:$prom_port" <<'PY'
+import sys, time, urllib.parse, urllib.request
+base = sys.argv[1]
+end = int(time.time()) // 60 * 60
 # The steady fetch, two ways: one query_range of the newest grid point of every series (what
 # foretell does) and Prometheus' /federate of the same series (the newest sample as text).
 def timed(url, data=None, repeat=5):

@@ -14,6 +14,8 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod scan;
+
 /// A `query_range` answer, decoded in one pass: `data.result` goes straight into [`Sample`]s
 /// as it is read when `resultType` came before it (Prometheus writes it first); otherwise it is
 /// kept as raw text and decoded once `resultType` is known (JSON keys come in any order).
@@ -365,6 +367,14 @@ pub enum WireError {
 /// Series with a label name that cannot be exported ([`check_label_name`]) are left out and
 /// counted in [`RangeBody::refused`]; a sample with an impossible timestamp fails the answer.
 pub fn decode_range(body: &[u8]) -> Result<RangeBody, WireError> {
+    match scan::matrix_answer(body) {
+        Some(answer) => Ok(answer),
+        None => decode_general(body),
+    }
+}
+
+/// [`decode_range`] by serde_json, for every form of the answer and every error.
+fn decode_general(body: &[u8]) -> Result<RangeBody, WireError> {
     let mut decoded = Matrix::default();
     let response = decode_response(body, &mut decoded).map_err(|e| {
         // A value of the wrong shape inside the series (`[["x"]]`) is the series' fault; text
