@@ -32,11 +32,15 @@ start_demo_prometheus "$work" "$prom_port" "$series"
 prometheus_alone() {
   local when=$1
   shift
-  python3 - "http://127.0.0.1:$prom_port" "$series" "$when" "$@" <<'PY'
-import concurrent.futures, json, sys, time, urllib.parse, urllib.request
-base, series, when, encodings = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+  python3 - "http://127.0.0.1:$prom_port" "$series" "${pids[0]}" "$when" "$@" <<'PY'
+import concurrent.futures, json, os, sys, time, urllib.parse, urllib.request
+base, series, prometheus_pid, when, encodings = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+def prometheus_cpu():
+    fields = open(f"/proc/{prometheus_pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 query = lambda expr, **extra: json.load(urllib.request.urlopen(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr, **extra})))
-instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_requests_per_second[5m])")["data"]["result"])
+# The backfill ends a minute before it started, and it takes minutes: look back an hour.
+instances = sorted(r["metric"]["instance"] for r in query("last_over_time(demo_requests_per_second[1h])")["data"]["result"])
 end = int(time.time()) // 60 * 60
 start = end - 2 * 86400
 batches = [instances[i:i + 100] for i in range(0, len(instances), 100)]
@@ -47,10 +51,10 @@ def fetch(batch, encoding):
     with urllib.request.urlopen(request) as response:
         return len(response.read())
 for encoding in encodings:
-    began = time.time()
+    began, cpu = time.time(), prometheus_cpu()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         size = sum(pool.map(lambda b: fetch(b, encoding), batches))
-    print(f"Prometheus alone {when}, {encoding}: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.1f} MB on the wire)")
+    print(f"Prometheus alone {when}, {encoding}: {time.time() - began:.2f} s to serve {len(instances)} series in {len(batches)} requests ({size / 1e6:.1f} MB on the wire; Prometheus CPU {prometheus_cpu() - cpu:.2f} s)")
 PY
 }
 prometheus_alone "before foretell" identity
@@ -72,6 +76,8 @@ queries:
       seasonality: 1d
       refit_interval: $refit
 YAML
+prometheus_ticks() { awk '{print $14 + $15}' "/proc/${pids[0]}/stat"; }
+prometheus_ticks_from=$(prometheus_ticks)
 "$foretell" --log.format json --log.level foretell=debug,info run --config "$work/foretell.yml" 2>"$work/foretell.log" &
 pids+=($!)
 foretell_pid=${pids[1]}
@@ -80,7 +86,7 @@ for _ in $(seq 1 1200); do grep -q '"cycle finished"' "$work/foretell.log" 2>/de
 rss_cold_kib=$(awk '/VmRSS/ {print $2}' "/proc/$foretell_pid/status")
 steady_from=$(date +%s.%N); ticks_from=$(cpu_ticks)
 # Up to the poll above (every 0.5 s): foretell's CPU for the cold cycle, start-up included.
-python3 -c "print(f'foretell CPU up to the end of the cold cycle: {$ticks_from / $(getconf CLK_TCK):.2f} s')"
+python3 -c "print(f'CPU up to the end of the cold cycle: foretell {$ticks_from / $(getconf CLK_TCK):.2f} s, Prometheus {($(prometheus_ticks) - $prometheus_ticks_from) / $(getconf CLK_TCK):.2f} s')"
 sleep "$run_secs"
 steady_to=$(date +%s.%N); ticks_to=$(cpu_ticks)
 python3 -c "print(f'steady phase CPU: {($ticks_to - $ticks_from) / $(getconf CLK_TCK) / ($steady_to - $steady_from) * 100:.1f} % of one core over {$steady_to - $steady_from:.0f} s')"
