@@ -12,7 +12,8 @@
 //! spreads a one-off incident into the seasonal component of every cycle (its robustness weights
 //! never see it, the remainder being already small), so without it the incident came back as a
 //! predicted spike at the same time of day after every refit: a false anomaly one period after
-//! each real one. The median over cycles keeps what recurs and drops what happened once.
+//! each real one. The median over cycles keeps what recurs and drops what happened once; of two
+//! cycles (the mean of the middle two would carry half of a one-off) see `recurring`.
 
 use super::profile::Profile;
 use augurs_mstl::stlrs::{MstlParams, MstlResult, StlParams};
@@ -126,7 +127,7 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
         // The cycle-to-cycle noise: mean absolute deviation from each slot's median, pooled.
         let (mut deviation_sum, mut deviations) = (0.0, 0usize);
         // At most PROFILE_CYCLES values a slot: sorted on the stack, not in a Vec per slot.
-        let mut profile: Vec<f64> = (0..period)
+        let slots: Vec<([f64; PROFILE_CYCLES], usize)> = (0..period)
             .map(|slot| {
                 let start = first + (slot + period - first % period) % period;
                 let mut values = [0.0; PROFILE_CYCLES];
@@ -149,8 +150,14 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
                     deviation_sum += values.iter().map(|v| (v - median).abs()).sum::<f64>();
                     deviations += count;
                 }
-                median
+                (values_of_slot(values), count)
             })
+            .collect();
+        // (1.25 times the mean absolute deviation is the standard deviation of normal noise.)
+        let noise = 1.2533 * deviation_sum / deviations.max(1) as f64;
+        let mut profile: Vec<f64> = slots
+            .iter()
+            .map(|(values, count)| recurring(&values[..*count], noise).unwrap_or(0.0))
             .collect();
         let mean = profile.iter().sum::<f64>() / period as f64;
         for value in &mut profile {
@@ -159,9 +166,7 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
         if detect && seasonal_strength(&detrended, &profile) < MIN_SEASONAL_STRENGTH {
             continue;
         }
-        // What is removed is what the forecaster will add back: the stored profile. (1.25
-        // times the mean absolute deviation is the standard deviation of normal noise.)
-        let noise = 1.2533 * deviation_sum / deviations.max(1) as f64;
+        // What is removed is what the forecaster will add back: the stored profile.
         let profile = Profile::new(&profile, noise);
         for (position, value) in remaining.iter_mut().enumerate() {
             *value -= profile.value(position % period);
@@ -295,17 +300,19 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
             }
             // The data's own cycle-to-cycle spread at a phase, pooled over the phases.
             let mut deviations = Vec::with_capacity(cycles * period);
-            let observed: Vec<Option<f64>> = observed
-                .into_iter()
-                .map(|values| {
-                    let centre = median(values.clone())?;
+            for values in &mut observed {
+                values.sort_by(f64::total_cmp);
+                if let Some(centre) = median(values.clone()) {
                     if values.len() > 1 {
                         deviations.extend(values.iter().map(|v| (v - centre).abs()));
                     }
-                    Some(centre)
-                })
-                .collect();
+                }
+            }
             let noise = 1.4826 * median(deviations).unwrap_or(f64::INFINITY);
+            let observed: Vec<Option<f64>> = observed
+                .iter()
+                .map(|values| recurring(values, noise))
+                .collect();
             let profile: Vec<f64> = smooth
                 .iter()
                 .zip(&observed)
@@ -331,6 +338,40 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
         profiles,
         deseasonalised,
     }
+}
+
+/// What a phase's values over the newest cycles (sorted) say recurs there: their median,
+/// except where an even count's middle two disagree by more than [`DISAGREEMENT`] times the
+/// cycle-to-cycle `noise` (a standard deviation): then the one nearer zero (no seasonal effect)
+/// rather than their mean. With two cycles, the common case (two days of history and a daily
+/// season, or 15 days and a weekly one), the mean carried half of a one-off burst of either
+/// cycle into every later cycle's forecast, as if it recurred at half its size; what one of two
+/// cycles shows far beyond the noise and the other does not has not recurred. Cycles that agree
+/// within the noise keep their mean. `None` when empty.
+fn recurring(sorted: &[f64], noise: f64) -> Option<f64> {
+    let count = sorted.len();
+    if count == 0 {
+        return None;
+    }
+    let middle = count / 2;
+    if count % 2 == 1 {
+        return Some(sorted[middle]);
+    }
+    let (lower, upper) = (sorted[middle - 1], sorted[middle]);
+    Some(if upper - lower <= DISAGREEMENT * noise {
+        (lower + upper) / 2.0
+    } else if lower.abs() <= upper.abs() {
+        lower
+    } else {
+        upper
+    })
+}
+
+/// A slot's values, copied out of the stack array they were sorted in.
+fn values_of_slot(values: &[f64]) -> [f64; PROFILE_CYCLES] {
+    let mut out = [0.0; PROFILE_CYCLES];
+    out[..values.len()].copy_from_slice(values);
+    out
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
@@ -435,6 +476,41 @@ mod tests {
             leaked.abs() < 5.0,
             "the burst leaks {leaked} into the next cycle"
         );
+    }
+
+    #[test]
+    fn with_two_cycles_a_burst_of_either_does_not_come_back_at_half_its_size() {
+        // Two days of history and a daily season: the common first window of the sidecar.
+        let period = 96;
+        for burst_cycle in [0, 1] {
+            let mut y = daily(2 * period, period);
+            let at = burst_cycle * period + 40;
+            for value in &mut y[at..at + 3] {
+                *value += 400.0;
+            }
+            let next = (2 * period + 41) as u64;
+            let full = decompose(&y, &[period]).expect("seasonal");
+            let clean = decompose(&daily(2 * period, period), &[period]).expect("seasonal");
+            let leaked = full.profiles.value_at(next) - clean.profiles.value_at(next);
+            assert!(
+                leaked.abs() < 20.0,
+                "cycle {burst_cycle}: the burst leaks {leaked} into the full profile"
+            );
+            let quick = decompose_quick(&y, &[period], false).expect("seasonal");
+            let clean =
+                decompose_quick(&daily(2 * period, period), &[period], false).expect("seasonal");
+            let leaked = quick.profiles.value_at(next) - clean.profiles.value_at(next);
+            assert!(
+                leaked.abs() < 20.0,
+                "cycle {burst_cycle}: the burst leaks {leaked} into the quick profile"
+            );
+        }
+        // A phase's recurring value: the median; of two far apart, the one nearer zero.
+        assert_eq!(recurring(&[], 1.0), None);
+        assert_eq!(recurring(&[-1.0, 2.0, 9.0], 1.0), Some(2.0));
+        assert_eq!(recurring(&[1.0, 200.0], 1.0), Some(1.0));
+        assert_eq!(recurring(&[-200.0, -1.0], 1.0), Some(-1.0));
+        assert_eq!(recurring(&[28.0, 31.0], 1.0), Some(29.5));
     }
 
     #[test]
