@@ -188,73 +188,20 @@ impl Default for WireSamples {
     }
 }
 
-/// The list is taken as raw text first and read by [`scan_samples`] when it has the exact form
-/// Prometheus writes, by the general parser otherwise: on the sidecar's cold load, reading
-/// answers was the largest part of its CPU (`cargo bench -p foretell-core --bench wire`).
+/// The list is taken as raw text first and read by the one-pass reader's sample scanner
+/// (`scan::sample_list`) when it has the form Prometheus writes, by the general parser
+/// otherwise, which also gives the error of a bad sample: an answer the one-pass reader did not
+/// take as a whole (whitespace elsewhere, say) still has its lists read fast.
 impl<'de> Deserialize<'de> for WireSamples {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = <&'de RawValue as Deserialize<'de>>::deserialize(deserializer)?;
-        if let Some(samples) = scan_samples(raw.get()) {
-            return Ok(WireSamples(samples));
+        if let Some(samples) = scan::sample_list(raw.get()) {
+            return Ok(WireSamples(Ok(samples)));
         }
         let mut general = serde_json::Deserializer::from_str(raw.get());
         // The parser's position is within the list, not the answer: say so.
         serde::Deserializer::deserialize_seq(&mut general, SamplesVisitor)
             .map_err(|e| serde::de::Error::custom(format_args!("in a series' values list, {e}")))
-    }
-}
-
-/// Reads `[[t,"v"],[t,"v"],...]` exactly as Prometheus writes it (no whitespace, no escapes,
-/// numeric timestamps), converting each pair as it goes; `None` for any other form of the
-/// same JSON (whitespace, an escaped character, a value of another type), which the general
-/// parser then reads. `text` is valid JSON already (it was read as a raw value).
-fn scan_samples(text: &str) -> Option<Result<Vec<Sample>, WireError>> {
-    let bytes = text.as_bytes();
-    let mut at = 0;
-    let expect = |at: &mut usize, byte: u8| -> Option<()> {
-        (bytes.get(*at) == Some(&byte)).then(|| *at += 1)
-    };
-    expect(&mut at, b'[')?;
-    // Two days at one minute: one allocation for the common answer.
-    let mut samples = Vec::with_capacity(text.len() / 24);
-    if bytes.get(at) == Some(&b']') {
-        return (at + 1 == bytes.len()).then_some(Ok(samples));
-    }
-    loop {
-        expect(&mut at, b'[')?;
-        let start = at;
-        while at < bytes.len()
-            && matches!(bytes[at], b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E')
-        {
-            at += 1;
-        }
-        // Beyond `f64` the general parser refuses the number itself: let it say so.
-        let timestamp = text
-            .get(start..at)?
-            .parse::<f64>()
-            .ok()
-            .filter(|t| t.is_finite())?;
-        expect(&mut at, b',')?;
-        expect(&mut at, b'"')?;
-        let start = at;
-        while at < bytes.len() && bytes[at] != b'"' {
-            if bytes[at] == b'\\' {
-                return None;
-            }
-            at += 1;
-        }
-        let value = text.get(start..at)?;
-        expect(&mut at, b'"')?;
-        expect(&mut at, b']')?;
-        match WirePair(timestamp, Cow::Borrowed(value)).sample() {
-            Ok(sample) => samples.push(sample),
-            Err(error) => return Some(Err(error)),
-        }
-        match bytes.get(at) {
-            Some(b',') => at += 1,
-            Some(b']') if at + 1 == bytes.len() => return Some(Ok(samples)),
-            _ => return None,
-        }
     }
 }
 
@@ -638,8 +585,7 @@ mod tests {
                 .expect("valid JSON")
                 .0
         };
-        let canonical =
-            r#"[[1700000000,"1"],[1700000015.5,"NaN"],[1700000030,"-2.5e-3"],[1.7e9,"+Inf"]]"#;
+        let canonical = r#"[[1700000000,"1"],[1700000015.5,"NaN"],[1700000030,"-2.5e-3"],[1700000045.125,"+Inf"]]"#;
         // Compared bit for bit (NaN is not equal to itself).
         let bits = |samples: Result<Vec<Sample>, WireError>| {
             samples.map(|s| {
@@ -648,19 +594,23 @@ mod tests {
                     .collect::<Vec<_>>()
             })
         };
-        let fast = scan_samples(canonical).expect("the canonical form");
-        assert_eq!(fast.as_ref().map(Vec::len), Ok(4));
-        assert_eq!(bits(fast), bits(general(canonical)));
-        assert_eq!(scan_samples("[]"), Some(Ok(Vec::new())));
-        // Whitespace, an escaped character, a value of another type: the general parser.
+        let fast = scan::sample_list(canonical).expect("the canonical form");
+        assert_eq!(fast.len(), 4);
+        assert_eq!(bits(Ok(fast)), bits(general(canonical)));
+        assert_eq!(scan::sample_list("[]"), Some(Vec::new()));
+        // Whitespace, an escaped character, a value of another type, a bad sample, a timestamp
+        // finer than a millisecond: the general parser.
         for other in [
             r#"[[1e400,"1"]]"#,
             r#"[ [1700000000, "1"] ]"#,
             r#"[[1700000000,"\u0031"]]"#,
             r#"[[1700000000,1]]"#,
             r#"[["1700000000","1"]]"#,
+            r#"[[1700000000,"x"]]"#,
+            r#"[[1700000000.0001,"1"]]"#,
+            r#"[[1700000000,"1"]]x"#,
         ] {
-            assert_eq!(scan_samples(other), None, "{other}");
+            assert_eq!(scan::sample_list(other), None, "{other}");
         }
         // The same samples through `decode_range` whichever way the list is spelt.
         let answer = |values: &str| {
@@ -674,10 +624,10 @@ mod tests {
         let plain = decode_range(answer(r#"[[1700000000,"1"],[1700000060,"2"]]"#).as_bytes())
             .expect("valid");
         assert_eq!(spaced, plain);
-        // The first bad sample is the error, either way.
+        // The first bad sample is the error.
         assert!(matches!(
-            scan_samples(r#"[[1700000000,"1"],[1700000060,"x"],[1,"y"]]"#),
-            Some(Err(WireError::BadValue { .. }))
+            general(r#"[[1700000000,"1"],[1700000060,"x"],[1,"y"]]"#),
+            Err(WireError::BadValue { .. })
         ));
         assert!(matches!(
             general(r#"[[1700000000,"1"],[-5,"2"]]"#),

@@ -126,7 +126,8 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
         let first = n - cycles * period;
         // The cycle-to-cycle noise: mean absolute deviation from each slot's median, pooled.
         let (mut deviation_sum, mut deviations) = (0.0, 0usize);
-        // At most PROFILE_CYCLES values a slot: sorted on the stack, not in a Vec per slot.
+        // At most PROFILE_CYCLES values a slot, sorted in a fixed array rather than a Vec each;
+        // the noise over all slots decides which value each carries, so they are kept.
         let slots: Vec<([f64; PROFILE_CYCLES], usize)> = (0..period)
             .map(|slot| {
                 let start = first + (slot + period - first % period) % period;
@@ -139,18 +140,15 @@ pub fn decompose_quick(y: &[f64], periods: &[usize], detect: bool) -> Option<Dec
                     *value = v;
                     count += 1;
                 }
-                let values = &mut values[..count];
-                values.sort_unstable_by(f64::total_cmp);
-                let median = match count {
-                    0 => 0.0,
-                    _ if count % 2 == 1 => values[count / 2],
-                    _ => (values[count / 2 - 1] + values[count / 2]) / 2.0,
-                };
-                if count > 1 {
-                    deviation_sum += values.iter().map(|v| (v - median).abs()).sum::<f64>();
-                    deviations += count;
+                let sorted = &mut values[..count];
+                sorted.sort_unstable_by(f64::total_cmp);
+                if let Some(median) = median_of_sorted(sorted) {
+                    if count > 1 {
+                        deviation_sum += sorted.iter().map(|v| (v - median).abs()).sum::<f64>();
+                        deviations += count;
+                    }
                 }
-                (values_of_slot(values), count)
+                (values, count)
             })
             .collect();
         // (1.25 times the mean absolute deviation is the standard deviation of normal noise.)
@@ -302,7 +300,7 @@ fn decomposition(y: &[f64], periods: &[usize], result: &MstlResult<f32>) -> Deco
             let mut deviations = Vec::with_capacity(cycles * period);
             for values in &mut observed {
                 values.sort_by(f64::total_cmp);
-                if let Some(centre) = median(values.clone()) {
+                if let Some(centre) = median_of_sorted(values) {
                     if values.len() > 1 {
                         deviations.extend(values.iter().map(|v| (v - centre).abs()));
                     }
@@ -367,25 +365,22 @@ fn recurring(sorted: &[f64], noise: f64) -> Option<f64> {
     })
 }
 
-/// A slot's values, copied out of the stack array they were sorted in.
-fn values_of_slot(values: &[f64]) -> [f64; PROFILE_CYCLES] {
-    let mut out = [0.0; PROFILE_CYCLES];
-    out[..values.len()].copy_from_slice(values);
-    out
+/// The median of sorted values (the mean of the middle two for an even count); `None` when
+/// empty.
+fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
+    let count = sorted.len();
+    let middle = count / 2;
+    match count {
+        0 => None,
+        _ if count % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
+    }
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` when empty.
 fn median(mut values: Vec<f64>) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
     values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    })
+    median_of_sorted(&values)
 }
 
 /// Fills NaN gaps by linear interpolation between the nearest finite neighbours (the ends take

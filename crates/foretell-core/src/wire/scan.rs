@@ -65,6 +65,18 @@ pub(super) fn matrix_answer(body: &[u8]) -> Option<RangeBody> {
     })
 }
 
+/// A sample list alone, `[[t,"v"],...]` and nothing after it, every pair converted; `None` for
+/// any other form and any sample that does not convert (the general parser reads those).
+pub(super) fn sample_list(text: &str) -> Option<Vec<Sample>> {
+    let mut cursor = Cursor {
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    // Two days at one minute: one allocation for the common list.
+    let samples = cursor.samples(text.len() / 24)?;
+    (cursor.at == text.len()).then_some(samples)
+}
+
 /// Stores the first value of a key; `None` for a repeated key, whose meaning the general
 /// decoder settles.
 fn set_once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
