@@ -8,6 +8,7 @@
 #
 #   bench/cycle.sh [SERIES] [SECONDS_TO_RUN] [REFIT_INTERVAL]   e.g. bench/cycle.sh 1000 200 5m
 #   COMPRESSION=gzip bench/cycle.sh ...    foretell asks Prometheus for gzip (prometheus.compression)
+#   REMOTE_READ=off bench/cycle.sh ...     history through query_range only (prometheus.remote_read)
 #   FORETELL=path/to/foretell bench/cycle.sh ...   measures another build (no cargo build)
 #
 # Also reports foretell's CPU use over the steady phase (from the end of the cold cycle on),
@@ -64,6 +65,7 @@ prometheus:
   url: http://127.0.0.1:$prom_port
   timeout: 10s
   compression: ${COMPRESSION:-none}
+  remote_read: ${REMOTE_READ:-auto}
 server:
   listen_address: 127.0.0.1:$foretell_port
 queries:
@@ -108,11 +110,18 @@ print(f"cold cycle:   {cold['seconds']:.2f} s  ({cold['series']} series, {cold['
 for c in steady:
     print(f"steady cycle: {c['seconds']*1000:.0f} ms ({c['samples']} samples, {c['fits']} fits)")
 scores = sum(1 for line in open(sys.argv[2]) if line.startswith("foretell_anomaly_score{"))
+protocols = [line.split('protocol="')[1].replace('"}', ":").strip() for line in open(sys.argv[2]) if line.startswith("foretell_history_requests_total{")]
+print("history requests by protocol: " + ", ".join(protocols))
 print(f"exported scores: {scores}; foretell RSS after the cold cycle {int(sys.argv[4]) / 1024:.0f} MiB, at the end {int(sys.argv[3]) / 1024:.0f} MiB")
 PY
 
 # Prometheus alone after foretell: the same requests again, plain and compressed.
 prometheus_alone "after foretell" identity gzip
+
+# The history load both ways, side by side in one run (foretell's own requests, two rounds):
+# remote read of the stored chunks against query_range, and whether they agree sample for
+# sample.
+"$foretell" bench history --config "$work/foretell.yml" --rounds 2 2>/dev/null
 
 python3 - "http://127.0.0.1:$prom_port" <<'PY'
 import sys, time, urllib.parse, urllib.request

@@ -364,6 +364,23 @@ pub enum BenchCommand {
         #[arg(long, value_name = "GROUP_SIZE", value_parser = parse::positive_count())]
         peers: Option<usize>,
     },
+    /// One query's cold history load against a real Prometheus, through remote read and
+    /// through query_range in alternating rounds: wall time, foretell's and Prometheus' CPU,
+    /// and whether both gave the same series and samples (exit 1 when they differ).
+    History {
+        /// The configuration whose `prometheus` section and query are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The query (by `name`); the first one by default.
+        #[arg(long)]
+        query: Option<String>,
+        /// History to load (the query's `history` by default).
+        #[arg(long, value_parser = parse::positive_duration)]
+        history: Option<Duration>,
+        /// Rounds of both protocols.
+        #[arg(long, default_value_t = 3, value_parser = parse::positive_count())]
+        rounds: usize,
+    },
     /// Latency an alert sees through foretell (webhook, outbox, enrichment, forwarding to a
     /// receiver on 127.0.0.1) at a steady rate: a baseline with nothing to assess, alerts on
     /// tracked series, alerts needing an on-demand Prometheus query.

@@ -97,6 +97,53 @@ pub(super) fn bench(command: BenchCommand) -> Exit {
             );
             Exit::Success
         }
+        BenchCommand::History {
+            config,
+            query,
+            history,
+            rounds,
+        } => {
+            let config = match super::load_config(&config) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let chosen = match &query {
+                Some(name) => config.queries.iter().find(|q| &q.name == name),
+                None => config.queries.first(),
+            };
+            let Some(chosen) = chosen else {
+                eprintln!(
+                    "foretell bench history: the configuration has no query {}",
+                    query.map_or("at all".to_owned(), |name| format!("named {name:?}"))
+                );
+                return Exit::Invalid;
+            };
+            let settings = crate::tools::bench::history::HistorySettings {
+                prometheus: config.prometheus.clone(),
+                query: chosen.clone(),
+                history: history.unwrap_or(chosen.history),
+                rounds,
+                now_ms: crate::clock::system().now_ms(),
+            };
+            let runtime = match runtime(Threads::Many) {
+                Ok(runtime) => runtime,
+                Err(code) => return code,
+            };
+            match runtime.block_on(crate::tools::bench::history::run(&settings)) {
+                Ok(report) => {
+                    print!("{}", crate::tools::bench::history::render(&report));
+                    if report.differences == 0 {
+                        Exit::Success
+                    } else {
+                        Exit::Failed
+                    }
+                }
+                Err(error) => {
+                    eprintln!("foretell bench history: {error}");
+                    Exit::Failed
+                }
+            }
+        }
         BenchCommand::Enrichment {
             dir,
             notifications,

@@ -28,7 +28,7 @@ pub use alerts::RouteConfig;
 pub use alerts::{AlertsConfig, BreakerConfig, GraphExpressions, OnDemandConfig, ReceiverConfig};
 pub use audit::AuditConfig;
 pub use http::{Auth, RetryPolicy};
-pub use prometheus::{Compression, PrometheusConfig, PROMETHEUS_MAX_POINTS};
+pub use prometheus::{Compression, PrometheusConfig, RemoteRead, PROMETHEUS_MAX_POINTS};
 pub(crate) use queries::auto_season_candidates;
 pub use queries::QueryConfig;
 use raw::RawConfig;

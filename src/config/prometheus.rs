@@ -32,6 +32,19 @@ pub struct PrometheusConfig {
     /// Thanos Query's `partial_response`, sent with every range query when set.
     pub partial_response: Option<bool>,
     pub compression: Compression,
+    /// Whether the history of plain selectors may be read through remote read.
+    pub remote_read: RemoteRead,
+}
+
+/// Whether history loads may use Prometheus' remote read API (`/api/v1/read`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RemoteRead {
+    /// For plain selectors, when the server is a Prometheus that reports its lookback and
+    /// version (so that its grid can be reproduced exactly); `query_range` otherwise.
+    #[default]
+    Auto,
+    /// Always `query_range`.
+    Off,
 }
 
 /// Whether answers from Prometheus are asked for compressed (`Accept-Encoding`).
@@ -119,6 +132,17 @@ impl Validator<'_> {
                 Compression::None
             }
         };
+        let remote_read = match raw.remote_read.as_deref() {
+            None | Some("auto") => RemoteRead::Auto,
+            Some("off") => RemoteRead::Off,
+            Some(other) => {
+                self.fail(
+                    "prometheus.remote_read",
+                    format!("must be auto or off, got {other:?}"),
+                );
+                RemoteRead::Auto
+            }
+        };
         let retry = self.retry("prometheus.retry", raw.retry.as_ref(), 3);
         if self.errors.len() > before {
             return None;
@@ -137,6 +161,7 @@ impl Validator<'_> {
             retry: retry?,
             partial_response: raw.partial_response,
             compression,
+            remote_read,
         })
     }
 }

@@ -143,6 +143,7 @@ pub struct RawPrometheus {
     pub retry: Option<RawRetry>,
     pub partial_response: Option<bool>,
     pub compression: Option<String>,
+    pub remote_read: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

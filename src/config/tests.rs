@@ -851,6 +851,31 @@ fn compression_is_none_or_gzip() {
 }
 
 #[test]
+fn remote_read_is_auto_or_off() {
+    assert_eq!(
+        parse_text(MINIMAL).expect("valid").prometheus.remote_read,
+        RemoteRead::Auto
+    );
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "  url: http://127.0.0.1:9090",
+            &format!("  url: http://127.0.0.1:9090\n  remote_read: {value}"),
+        )
+    };
+    assert_eq!(
+        parse_text(&with("off"))
+            .expect("valid")
+            .prometheus
+            .remote_read,
+        RemoteRead::Off
+    );
+    assert_eq!(
+        field_errors(&with("always")),
+        vec!["prometheus.remote_read: must be auto or off, got \"always\""]
+    );
+}
+
+#[test]
 fn the_webhook_rate_limit_has_defaults_and_bounds() {
     let text = |limit: &str| {
         format!(

@@ -190,7 +190,7 @@ pub async fn run_cycle(
     };
     let mut answer = tokio::select! {
         _ = cancel.cancelled() => return task,
-        answer = fetch(ctx, &name, &query) => match answer {
+        answer = fetch(ctx, &name, &query, Purpose::Newest) => match answer {
             Some(answer) => answer,
             None => {
                 expire_if_stale(ctx, &task, end_ms);
@@ -356,16 +356,35 @@ fn count(report: &mut CycleReport, stats: &EvaluationStats) {
     };
 }
 
+/// What a fetch is for: the newest points go through `query_range`; the history of new series
+/// may go through remote read (`PrometheusReader::history_counting`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Newest,
+    History,
+}
+
 /// Fetches one range, recording the outcome in self-metrics and upstream health; `None` when
 /// it failed (logged).
-async fn fetch(ctx: &Context, name: &str, query: &RangeQuery<'_>) -> Option<RangeAnswer> {
+async fn fetch(
+    ctx: &Context,
+    name: &str,
+    query: &RangeQuery<'_>,
+    purpose: Purpose,
+) -> Option<RangeAnswer> {
     let started = crate::clock::Stopwatch::start();
     let mut retries = 0;
-    let result = ctx.reader.query_range_counting(query, &mut retries).await;
+    let result = match purpose {
+        Purpose::Newest => ctx.reader.query_range_counting(query, &mut retries).await,
+        Purpose::History => ctx.reader.history_counting(query, &mut retries).await,
+    };
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok(answer) => {
             ctx.telemetry.query_finished(name, seconds, None);
+            if purpose == Purpose::History {
+                ctx.telemetry.history_fetched(name, answer.remote_read);
+            }
             ctx.upstream.record_up(ctx.clock.now_ms());
             if answer.refused.total() > 0 {
                 ctx.telemetry.series_refused(name, &answer.refused);
@@ -455,7 +474,7 @@ async fn load_history(
                     end_ms,
                     step_ms,
                 };
-                let answer = fetch(ctx, name, &query).await;
+                let answer = fetch(ctx, name, &query, Purpose::History).await;
                 (request.members, answer)
             })
             .buffered(2);

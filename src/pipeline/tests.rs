@@ -9,9 +9,10 @@ use foretell_testing::{json, matrix, Canned, FakeUpstream};
 
 const STEP_MS: i64 = 60_000;
 
+/// The fake upstream speaks `query_range` only (remote read is the reader's to test).
 fn config(url: &str, expr: &str) -> Config {
     let text = format!(
-        "prometheus:\n  url: {url}\n  timeout: 1s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: up\n    expr: {expr}\n    step: 1m\n    history: 1h\n    model:\n      min_history_points: 8\n"
+        "prometheus:\n  url: {url}\n  timeout: 1s\n  remote_read: off\n  retry:\n    max_attempts: 1\nqueries:\n  - name: up\n    expr: {expr}\n    step: 1m\n    history: 1h\n    model:\n      min_history_points: 8\n"
     );
     config::parse(&text, Path::new("t.yml"), &SystemEnvironment).expect("valid")
 }

@@ -21,6 +21,7 @@ use crate::config::{Auth, Compression, PrometheusConfig, RetryPolicy};
 use crate::error_text::{error_chain, transport_error};
 use crate::retry::backoff;
 use foretell_core::redact;
+use remote_read::RemoteReadClient;
 use wire::WireError;
 
 /// One range to fetch, on the grid `start_ms + k * step_ms`.
@@ -41,6 +42,10 @@ pub struct RangeAnswer {
     pub refused: wire::RefusedSeries,
     pub requests: u32,
     pub retries: u32,
+    /// Read through remote read rather than `query_range`.
+    pub remote_read: bool,
+    /// Bytes of the answers (after decompression).
+    pub bytes: u64,
 }
 
 /// Why a range could not be fetched, classified for self-metrics by [`ReadError::reason`].
@@ -69,6 +74,11 @@ pub enum ReadError {
     },
     #[error("the answer from {url} is larger than prometheus.max_response_bytes ({limit} bytes); narrow the query, shorten the history or raise the limit")]
     TooLarge { url: String, limit: u64 },
+    #[error("the remote read answer from {url} is unusable: {source}")]
+    Stream {
+        url: String,
+        source: wire::remote_read::RemoteReadError,
+    },
 }
 
 /// Bounded set of failure classes, used as a metric label.
@@ -135,7 +145,7 @@ impl ReadError {
                 500..=599 => FailureReason::ServerError,
                 _ => FailureReason::ClientError,
             },
-            ReadError::Decode { .. } => FailureReason::Decode,
+            ReadError::Decode { .. } | ReadError::Stream { .. } => FailureReason::Decode,
             ReadError::TooLarge { .. } => FailureReason::TooLarge,
         }
     }
@@ -194,6 +204,7 @@ pub struct PrometheusReader {
     retry: RetryPolicy,
     permits: Arc<Semaphore>,
     partial_response: Option<bool>,
+    remote_read: RemoteReadClient,
 }
 
 impl PrometheusReader {
@@ -241,7 +252,8 @@ impl PrometheusReader {
         let client = builder
             .build()
             .map_err(|e| ReadError::Setup(error_chain(&e)))?;
-        let mut endpoint = config.url.expose().clone();
+        let base = config.url.expose().clone();
+        let mut endpoint = base.clone();
         let path = format!(
             "{}/api/v1/query_range",
             endpoint.path().trim_end_matches('/')
@@ -260,6 +272,7 @@ impl PrometheusReader {
             retry: config.retry,
             permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             partial_response: config.partial_response,
+            remote_read: RemoteReadClient::new(&base, config.remote_read),
         })
     }
 
@@ -303,7 +316,10 @@ impl PrometheusReader {
             let fetched = self.fetch_with_retries(&chunk, &mut chunk_retries).await;
             *retries += chunk_retries;
             let body = match fetched {
-                Ok(body) => body,
+                Ok((body, bytes)) => {
+                    answer.bytes += bytes;
+                    body
+                }
                 Err(ReadError::TooLarge { .. }) if end_ms - start_ms >= query.step_ms => {
                     answer.requests += 1;
                     let points = (end_ms - start_ms) / query.step_ms + 1;
@@ -336,8 +352,22 @@ impl PrometheusReader {
         &self,
         chunk: &RangeQuery<'_>,
         retries: &mut u32,
-    ) -> Result<wire::RangeBody, ReadError> {
-        let mut attempt = 1;
+    ) -> Result<(wire::RangeBody, u64), ReadError> {
+        self.with_retries(retries, || self.fetch_once(chunk)).await
+    }
+
+    /// Runs `attempt` (one request) under a permit, again after a transient failure as the
+    /// retry policy allows, counting the repeats in `retries`.
+    async fn with_retries<T, F, Attempt>(
+        &self,
+        retries: &mut u32,
+        mut attempt: F,
+    ) -> Result<T, ReadError>
+    where
+        F: FnMut() -> Attempt,
+        Attempt: std::future::Future<Output = Result<T, ReadError>>,
+    {
+        let mut attempts = 1;
         loop {
             let result = {
                 let _permit = self
@@ -345,19 +375,19 @@ impl PrometheusReader {
                     .acquire()
                     .await
                     .map_err(|_| ReadError::Setup("request permits closed".to_owned()))?;
-                self.fetch_once(chunk).await
+                attempt().await
             };
             match result {
                 Ok(body) => return Ok(body),
-                Err(error) if error.is_retryable() && attempt < self.retry.max_attempts => {
+                Err(error) if error.is_retryable() && attempts < self.retry.max_attempts => {
                     let retry_after = match &error {
                         ReadError::Rejected { retry_after, .. } => *retry_after,
                         _ => None,
                     };
-                    let delay = backoff(&self.retry, attempt, retry_after, fastrand::f64());
-                    tracing::debug!(%error, attempt, ?delay, "retrying Prometheus request");
+                    let delay = backoff(&self.retry, attempts, retry_after, fastrand::f64());
+                    tracing::debug!(%error, attempt = attempts, ?delay, "retrying Prometheus request");
                     tokio::time::sleep(delay).await;
-                    attempt += 1;
+                    attempts += 1;
                     *retries += 1;
                 }
                 Err(error) => return Err(error),
@@ -365,7 +395,11 @@ impl PrometheusReader {
         }
     }
 
-    async fn fetch_once(&self, chunk: &RangeQuery<'_>) -> Result<wire::RangeBody, ReadError> {
+    /// One request: the decoded answer and its size (decoded, when compressed).
+    async fn fetch_once(
+        &self,
+        chunk: &RangeQuery<'_>,
+    ) -> Result<(wire::RangeBody, u64), ReadError> {
         let url = redact::url(self.endpoint.as_str(), redact::Path::Shown);
         let form = range_form(chunk, self.partial_response);
         let mut request = self
@@ -378,61 +412,19 @@ impl PrometheusReader {
             )
             .body(form);
         request = crate::auth::authorize(request, self.auth.as_ref());
-        let transport = |e: reqwest::Error| {
-            let (timed_out, connect) = (e.is_timeout(), e.is_connect());
-            let detail = transport_error(e);
-            if timed_out {
-                ReadError::Timeout {
-                    url: url.clone(),
-                    timeout: self.timeout,
-                }
-            } else if connect && detail.contains("dns error") {
-                // hyper's connector names a failed lookup so; the system resolver's reason
-                // (no such host, no name server answering) follows in the chain.
-                ReadError::Resolve {
-                    url: url.clone(),
-                    detail,
-                }
-            } else {
-                ReadError::Connect {
-                    url: url.clone(),
-                    detail,
-                }
-            }
-        };
-        let mut response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(|e| self.transport(&url, e))?;
         let status = response.status().as_u16();
-        let now_ms = crate::clock::system().now_ms();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| foretell_core::timestamp::retry_after_ms(v, now_ms))
-            .map(|ms| Duration::from_millis(ms as u64));
-        let too_large = || ReadError::TooLarge {
-            url: url.clone(),
-            limit: self.max_response_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_response_bytes)
-        {
-            return Err(too_large());
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if (body.len() + chunk.len()) as u64 > self.max_response_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let retry_after = retry_after(response.headers());
+        let body = self.capped_body(&url, response).await?;
         let decoded = wire::decode_range(&body);
         if (200..300).contains(&status) {
-            return decoded.map_err(|source| ReadError::Decode {
-                url: url.clone(),
-                status,
-                source,
-            });
+            return decoded
+                .map(|decoded| (decoded, body.len() as u64))
+                .map_err(|source| ReadError::Decode {
+                    url: url.clone(),
+                    status,
+                    source,
+                });
         }
         let message = match decoded {
             Err(WireError::Api {
@@ -451,9 +443,68 @@ impl PrometheusReader {
             retry_after,
         })
     }
+
+    /// A failure to send a request or read its answer, classified.
+    fn transport(&self, url: &str, e: reqwest::Error) -> ReadError {
+        let (timed_out, connect) = (e.is_timeout(), e.is_connect());
+        let detail = transport_error(e);
+        if timed_out {
+            ReadError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+            }
+        } else if connect && detail.contains("dns error") {
+            // hyper's connector names a failed lookup so; the system resolver's reason
+            // (no such host, no name server answering) follows in the chain.
+            ReadError::Resolve {
+                url: url.to_owned(),
+                detail,
+            }
+        } else {
+            ReadError::Connect {
+                url: url.to_owned(),
+                detail,
+            }
+        }
+    }
+
+    /// The whole body of `response`, refused as soon as it passes `max_response_bytes`.
+    async fn capped_body(
+        &self,
+        url: &str,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ReadError> {
+        let too_large = || ReadError::TooLarge {
+            url: url.to_owned(),
+            limit: self.max_response_bytes,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_response_bytes)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(url, e))? {
+            if (body.len() + chunk.len()) as u64 > self.max_response_bytes {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
 }
 
-/// Milliseconds as the decimal seconds the API takes.
+/// The server's `Retry-After`, as a delay from now.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let now_ms = crate::clock::system().now_ms();
+    headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| foretell_core::timestamp::retry_after_ms(v, now_ms))
+        .map(|ms| Duration::from_millis(ms as u64))
+}
+
 /// The form body of one `query_range` request.
 fn range_form(chunk: &RangeQuery<'_>, partial_response: Option<bool>) -> String {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -469,6 +520,7 @@ fn range_form(chunk: &RangeQuery<'_>, partial_response: Option<bool>) -> String 
     form.finish()
 }
 
+/// Milliseconds as the decimal seconds the API takes.
 fn seconds(ms: i64) -> String {
     if ms % 1000 == 0 {
         (ms / 1000).to_string()
@@ -511,5 +563,6 @@ pub(crate) fn same_origin_redirects() -> reqwest::redirect::Policy {
     })
 }
 
+mod remote_read;
 #[cfg(test)]
 mod tests;

@@ -433,3 +433,184 @@ async fn redirects_are_followed_within_the_origin_only() {
     assert_eq!(answer.series.len(), 1);
     assert!(moved.requests()[1].contains("/moved/api/v1/query_range"));
 }
+
+const PROMETHEUS_FLAGS: &str =
+    r#"{"status":"success","data":{"query.lookback-delta":"5m","web.listen-address":":9090"}}"#;
+const PROMETHEUS_BUILDINFO: &str =
+    r#"{"status":"success","data":{"version":"2.42.0+ds","branch":"debian/sid"}}"#;
+
+fn paths(upstream: &FakeUpstream) -> Vec<String> {
+    upstream
+        .requests()
+        .iter()
+        .map(|r| r.lines().next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_report_its_lookback_gets_query_range_for_good() {
+    let upstream = FakeUpstream::start(vec![
+        Canned::Status(404),
+        Canned::Status(404),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    for _ in 0..2 {
+        let answer = reader
+            .history_counting(&query(0, 0, 1000), &mut 0)
+            .await
+            .expect("ok");
+        assert!(!answer.remote_read);
+        assert_eq!(answer.series.len(), 1);
+    }
+    assert_eq!(
+        paths(&upstream),
+        vec![
+            "GET /api/v1/status/flags HTTP/1.1",
+            "GET /api/v1/status/buildinfo HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refused_remote_read_falls_back_to_query_range_from_then_on() {
+    let upstream = FakeUpstream::start(vec![
+        json(200, PROMETHEUS_FLAGS),
+        json(200, PROMETHEUS_BUILDINFO),
+        Canned::Status(404),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    for _ in 0..2 {
+        let answer = reader
+            .history_counting(&query(600_000, 660_000, 60_000), &mut 0)
+            .await
+            .expect("ok");
+        assert!(!answer.remote_read);
+    }
+    let requests = upstream.requests();
+    assert_eq!(
+        paths(&upstream),
+        vec![
+            "GET /api/v1/status/flags HTTP/1.1",
+            "GET /api/v1/status/buildinfo HTTP/1.1",
+            "POST /api/v1/read HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+        ]
+    );
+    // The read asked for the selector's stored samples from a lookback before the first grid
+    // point, snappy-compressed, as Prometheus' remote read expects.
+    let read = requests[2].to_ascii_lowercase();
+    assert!(read.contains("content-encoding: snappy"), "{read}");
+    assert!(
+        read.contains("x-prometheus-remote-read-version: 0.1.0"),
+        "{read}"
+    );
+    let body = snap::raw::Decoder::new()
+        .decompress_vec(&upstream.bodies()[2])
+        .expect("snappy");
+    let matchers = foretell_core::selector::matchers("up").expect("a selector");
+    assert_eq!(
+        body,
+        wire::remote_read::encode_request(&matchers, 600_000 - 300_000, 660_000)
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_streamed_chunks_falls_back_and_other_expressions_never_try() {
+    let upstream = FakeUpstream::start(vec![
+        json(200, PROMETHEUS_FLAGS),
+        json(200, PROMETHEUS_BUILDINFO),
+        Canned::Reply {
+            status: 200,
+            content_type: "application/x-protobuf",
+            body: "samples".to_owned(),
+        },
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    let answer = reader
+        .history_counting(&query(0, 0, 1000), &mut 0)
+        .await
+        .expect("ok");
+    assert!(!answer.remote_read);
+    let computed = RangeQuery {
+        expr: "rate(up[5m])",
+        ..query(0, 0, 1000)
+    };
+    reader
+        .history_counting(&computed, &mut 0)
+        .await
+        .expect("ok");
+    assert_eq!(paths(&upstream).len(), 5);
+    assert_eq!(paths(&upstream)[2], "POST /api/v1/read HTTP/1.1");
+}
+
+#[tokio::test]
+async fn a_transient_failure_to_ask_is_asked_again_and_off_never_asks() {
+    let upstream = FakeUpstream::start(vec![
+        Canned::Status(503),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        Canned::Status(404),
+        Canned::Status(404),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    for _ in 0..2 {
+        reader
+            .history_counting(&query(0, 0, 1000), &mut 0)
+            .await
+            .expect("ok");
+    }
+    assert_eq!(
+        paths(&upstream),
+        vec![
+            "GET /api/v1/status/flags HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+            "GET /api/v1/status/flags HTTP/1.1",
+            "GET /api/v1/status/buildinfo HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+        ]
+    );
+    let upstream = FakeUpstream::start(vec![json(200, &matrix(&[("a", &[(0, "1")])]))]).await;
+    let reader = reader_for(&upstream.url, "  remote_read: off\n");
+    reader
+        .history_counting(&query(0, 0, 1000), &mut 0)
+        .await
+        .expect("ok");
+    assert_eq!(paths(&upstream), vec!["POST /api/v1/query_range HTTP/1.1"]);
+}
+
+#[tokio::test]
+async fn requests_in_flight_together_ask_the_server_once() {
+    let upstream = FakeUpstream::start(vec![
+        Canned::Status(404),
+        Canned::Status(404),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let reader = reader_for(&upstream.url, "");
+    let range = query(0, 0, 1000);
+    let (mut first_retries, mut second_retries) = (0, 0);
+    let (first, second) = tokio::join!(
+        reader.history_counting(&range, &mut first_retries),
+        reader.history_counting(&range, &mut second_retries),
+    );
+    assert!(first.is_ok() && second.is_ok());
+    let asked: Vec<String> = paths(&upstream)
+        .into_iter()
+        .filter(|p| p.starts_with("GET"))
+        .collect();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+}

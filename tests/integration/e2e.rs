@@ -228,6 +228,20 @@ async fn sidecar_loop_against_real_prometheus() {
             "{metrics}"
         );
         assert!(metrics.contains("\nforetell_upstream_up 1\n"), "{metrics}");
+        // The plain selectors' history came through remote read, none through query_range.
+        for query in [QUERY_NAME, "latency"] {
+            let count = |protocol: &str| {
+                let prefix = format!(
+                    "foretell_history_requests_total{{query=\"{query}\",protocol=\"{protocol}\"}} "
+                );
+                metrics
+                    .lines()
+                    .find_map(|line| line.strip_prefix(prefix.as_str()))
+                    .and_then(|value| value.parse::<f64>().ok())
+            };
+            assert!(count("remote_read") >= Some(1.0), "{query}: {metrics}");
+            assert_eq!(count("query_range"), Some(0.0), "{query}: {metrics}");
+        }
         accepted_on_stdin(
             Command::new(require_binary("promtool")).args(["check", "metrics"]),
             &metrics,

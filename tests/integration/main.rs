@@ -18,6 +18,7 @@ mod deploy;
 mod e2e;
 mod incident;
 mod reload;
+mod remote_read;
 mod restart;
 mod security;
 mod shard;

@@ -15,6 +15,7 @@
 
 use crate::exposition::for_each_sample;
 use crate::labels::METRIC_NAME;
+use crate::protobuf::{put_bytes, put_key, put_varint, WIRE_FIXED64, WIRE_VARINT};
 use crate::snapshot::{QueryOutput, HORIZON_LABEL};
 
 /// One sample of one series, labels sorted by name.
@@ -75,28 +76,6 @@ pub fn encode(series: &[WriteSeries]) -> Vec<u8> {
         put_bytes(&mut out, 1, &message);
     }
     out
-}
-
-const WIRE_VARINT: u8 = 0;
-const WIRE_FIXED64: u8 = 1;
-const WIRE_LENGTH_DELIMITED: u8 = 2;
-
-fn put_key(out: &mut Vec<u8>, field: u32, wire_type: u8) {
-    put_varint(out, u64::from(field << 3 | u32::from(wire_type)));
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_key(out, field, WIRE_LENGTH_DELIMITED);
-    put_varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 #[cfg(test)]

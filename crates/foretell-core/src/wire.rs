@@ -14,7 +14,9 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub mod remote_read;
 mod scan;
+mod xor_chunk;
 
 /// A `query_range` answer, decoded in one pass: `data.result` goes straight into [`Sample`]s
 /// as it is read when `resultType` came before it (Prometheus writes it first); otherwise it is

@@ -68,6 +68,9 @@ struct QueryStats {
     cycle_duration: Histogram,
     failures: BTreeMap<FailureReason, u64>,
     retries: u64,
+    /// History requests answered, through remote read and through `query_range`.
+    history_remote_read: u64,
+    history_query_range: u64,
     warnings: u64,
     cycles: u64,
     cycles_skipped: u64,
@@ -310,6 +313,18 @@ impl Telemetry {
             stats.query_duration.observe(seconds);
             if let Some(reason) = failure {
                 *stats.failures.entry(reason).or_default() += 1;
+            }
+        });
+    }
+
+    /// One history request of `query` answered, through remote read or `query_range`.
+    pub fn history_fetched(&self, query: &str, remote_read: bool) {
+        self.with(|s| {
+            let stats = s.queries.entry(query.to_owned()).or_default();
+            if remote_read {
+                stats.history_remote_read += 1;
+            } else {
+                stats.history_query_range += 1;
             }
         });
     }

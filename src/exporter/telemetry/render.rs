@@ -203,6 +203,21 @@ impl Telemetry {
                 w.value(&[("query", query)], pick(stats));
             }
         }
+        w.family(
+            "foretell_history_requests_total",
+            "Requests that loaded the history of new series, by protocol: remote_read (stored chunks of a plain selector, put on the grid by foretell) or query_range.",
+            MetricType::Counter,
+        );
+        for (query, stats) in &queries {
+            w.value(
+                &[("query", query), ("protocol", "remote_read")],
+                stats.history_remote_read as f64,
+            );
+            w.value(
+                &[("query", query), ("protocol", "query_range")],
+                stats.history_query_range as f64,
+            );
+        }
         let with_state: Vec<(&String, &super::StateStats)> = queries
             .iter()
             .filter_map(|(query, stats)| stats.state.as_ref().map(|state| (query, state)))

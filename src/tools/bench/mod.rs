@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod history;
 pub mod metrics;
 pub mod peers;
 pub mod peers_nab;

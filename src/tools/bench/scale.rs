@@ -368,7 +368,7 @@ fn in_parallel<T: Send, R: Send>(
 
 /// CPU time of the whole process (user + system), from `/proc/self/stat`, whose tick is
 /// Linux' fixed USER_HZ of 100.
-fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
     };

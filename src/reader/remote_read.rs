@@ -1,0 +1,333 @@
+//! History through Prometheus' remote read API (`/api/v1/read`, streamed XOR chunks), for
+//! queries that are a plain selector.
+//!
+//! A cold load of thousands of series costs Prometheus more through `query_range` than
+//! foretell's own fitting: the query engine evaluates every grid point and writes every value
+//! as JSON. Remote read sends the chunks Prometheus has stored, and foretell puts them on the
+//! grid itself (`foretell_core::wire::remote_read::on_grid`), exactly as the query engine
+//! would, which needs the server's `--query.lookback-delta` and its major version (whether a
+//! sample exactly that old still counts). So remote read is used only where the server says
+//! both (`/api/v1/status/flags` and `/api/v1/status/buildinfo`: Prometheus itself); Thanos,
+//! Mimir and VictoriaMetrics, and any server that refuses the read, get `query_range`.
+
+use std::sync::Mutex;
+
+use foretell_core::selector::{self, Matcher};
+use foretell_core::wire::remote_read::{self, Grid};
+use url::Url;
+
+use super::{retry_after, PrometheusReader, RangeAnswer, RangeQuery, ReadError};
+use crate::config::RemoteRead;
+use foretell_core::redact;
+
+/// What foretell knows of the server's remote read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Support {
+    /// Not asked yet, or the last asking failed in transit (asked again next time).
+    Unknown,
+    /// Prometheus, with the lookback its query engine uses.
+    Available {
+        lookback_ms: i64,
+        lookback_inclusive: bool,
+    },
+    /// Configured off, or the server cannot serve it exactly: `query_range` from now on.
+    Unavailable,
+}
+
+/// The remote read side of a reader.
+pub(super) struct RemoteReadClient {
+    read: Url,
+    flags: Url,
+    buildinfo: Url,
+    support: Mutex<Support>,
+    /// Held while the server is asked, so that requests in flight together ask once.
+    asking: tokio::sync::Mutex<()>,
+}
+
+impl RemoteReadClient {
+    pub(super) fn new(base: &Url, setting: RemoteRead) -> Self {
+        let at = |path: &str| {
+            let mut url = base.clone();
+            url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+            url
+        };
+        RemoteReadClient {
+            read: at("/api/v1/read"),
+            flags: at("/api/v1/status/flags"),
+            buildinfo: at("/api/v1/status/buildinfo"),
+            support: Mutex::new(match setting {
+                RemoteRead::Auto => Support::Unknown,
+                RemoteRead::Off => Support::Unavailable,
+            }),
+            asking: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn support(&self) -> Support {
+        *self.support.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_support(&self, support: Support) {
+        *self.support.lock().unwrap_or_else(|e| e.into_inner()) = support;
+    }
+}
+
+/// How a remote read attempt ended, when it did not give the series.
+enum NotRead {
+    /// The server cannot serve remote read (or not this request): ask `query_range`.
+    FallBack(String),
+    /// A failure `query_range` would meet too (unreachable, timed out, overloaded).
+    Failed(ReadError),
+}
+
+impl PrometheusReader {
+    /// The history of `query`: through remote read when its expression is a plain selector
+    /// and the server serves remote read exactly (see the module's documentation), otherwise
+    /// through `query_range`; retries are counted as there.
+    pub async fn history_counting(
+        &self,
+        query: &RangeQuery<'_>,
+        retries: &mut u32,
+    ) -> Result<RangeAnswer, ReadError> {
+        if let Some(matchers) = selector::matchers(query.expr) {
+            if let Some(grid) = self.remote_read_grid(query).await {
+                match self.remote_read(&matchers, &grid, retries).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(NotRead::Failed(error)) => return Err(error),
+                    Err(NotRead::FallBack(reason)) => {
+                        tracing::debug!(%reason, "this history request goes through query_range");
+                    }
+                }
+            }
+        }
+        self.query_range_counting(query, retries).await
+    }
+
+    /// The grid of `query` with the server's lookback, asking the server once; `None` when
+    /// remote read is not to be used.
+    async fn remote_read_grid(&self, query: &RangeQuery<'_>) -> Option<Grid> {
+        let client = &self.remote_read;
+        if client.support() == Support::Unknown {
+            let _asking = client.asking.lock().await;
+            // Another request may have asked while this one waited.
+            if client.support() != Support::Unknown {
+                return self.grid_if_available(query);
+            }
+            let found = self.discover().await;
+            match found {
+                Ok(support) => {
+                    if let Support::Available { lookback_ms, .. } = support {
+                        tracing::info!(
+                            lookback = %crate::config::duration::format(std::time::Duration::from_millis(lookback_ms as u64)),
+                            "history of plain selectors is read through Prometheus' remote read API"
+                        );
+                    }
+                    client.set_support(support);
+                }
+                Err(reason) => {
+                    tracing::debug!(%reason, "cannot tell whether the server serves remote read; asking again next time");
+                }
+            }
+        }
+        self.grid_if_available(query)
+    }
+
+    fn grid_if_available(&self, query: &RangeQuery<'_>) -> Option<Grid> {
+        match self.remote_read.support() {
+            Support::Available {
+                lookback_ms,
+                lookback_inclusive,
+            } => Some(Grid {
+                start_ms: query.start_ms,
+                end_ms: query.end_ms,
+                step_ms: query.step_ms,
+                lookback_ms,
+                lookback_inclusive,
+            }),
+            Support::Unknown | Support::Unavailable => None,
+        }
+    }
+
+    /// Asks the server for its lookback and version. `Err` when the asking failed in transit
+    /// (to be repeated); a server that answers but is not a Prometheus that says both is
+    /// [`Support::Unavailable`].
+    async fn discover(&self) -> Result<Support, String> {
+        let client = &self.remote_read;
+        let flags = self.status_data(&client.flags).await?;
+        let buildinfo = self.status_data(&client.buildinfo).await?;
+        let unavailable = |why: &str| {
+            tracing::info!(
+                reason = why,
+                "history is read through query_range (remote read needs a Prometheus server that reports its lookback and version)"
+            );
+            Ok(Support::Unavailable)
+        };
+        let (Some(flags), Some(buildinfo)) = (flags, buildinfo) else {
+            return unavailable("the server has no /api/v1/status/flags or buildinfo");
+        };
+        let Some(lookback) = flags
+            .get("query.lookback-delta")
+            .and_then(|v| v.as_str())
+            .and_then(|text| crate::config::duration::parse(text).ok())
+            .filter(|d| !d.is_zero())
+        else {
+            return unavailable("the server's flags do not say query.lookback-delta");
+        };
+        let Some(major) = buildinfo
+            .get("version")
+            .and_then(|v| v.as_str())
+            .and_then(|v| {
+                v.trim_start_matches('v')
+                    .split('.')
+                    .next()?
+                    .parse::<u32>()
+                    .ok()
+            })
+        else {
+            return unavailable("the server's buildinfo has no version");
+        };
+        if major < 2 {
+            return unavailable("Prometheus 1 has no streamed remote read");
+        }
+        Ok(Support::Available {
+            lookback_ms: lookback.as_millis() as i64,
+            // Prometheus 3 made the lookback window open at its old end.
+            lookback_inclusive: major < 3,
+        })
+    }
+
+    /// `data` of a status endpoint: `Ok(None)` when the server answers without it (not
+    /// Prometheus, or not allowed), `Err` when the request failed in transit.
+    async fn status_data(
+        &self,
+        url: &Url,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+        let shown = redact::url(url.as_str(), redact::Path::Shown);
+        let request = self.client.get(url.clone()).headers(self.headers.clone());
+        let request = crate::auth::authorize(request, self.auth.as_ref());
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(&shown, e).to_string())?;
+        let status = response.status().as_u16();
+        if status == 429 || status >= 500 {
+            return Err(format!("{shown} answered HTTP {status}"));
+        }
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        let body = self
+            .capped_body(&shown, response)
+            .await
+            .map_err(|e| e.to_string())?;
+        let parsed: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(value) => value,
+            Err(_) => return Ok(None),
+        };
+        Ok(parsed.get("data").and_then(|d| d.as_object()).cloned())
+    }
+
+    async fn remote_read(
+        &self,
+        matchers: &[Matcher],
+        grid: &Grid,
+        retries: &mut u32,
+    ) -> Result<RangeAnswer, NotRead> {
+        let request = remote_read::encode_request(matchers, grid.first_needed_ms(), grid.end_ms);
+        let compressed = snap::raw::Encoder::new()
+            .compress_vec(&request)
+            .map_err(|e| NotRead::FallBack(format!("cannot compress the request: {e}")))?;
+        let mut attempt_retries = 0;
+        let result = self
+            .with_retries(&mut attempt_retries, || self.remote_read_once(&compressed))
+            .await;
+        *retries += attempt_retries;
+        let stored = match result {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(fall_back)) => return Err(fall_back),
+            Err(error @ ReadError::TooLarge { .. }) => {
+                // `query_range` splits a range whose answer is too large; remote read cannot.
+                return Err(NotRead::FallBack(error.to_string()));
+            }
+            Err(error) => return Err(NotRead::Failed(error)),
+        };
+        let (stored, bytes) = stored;
+        let body = remote_read::on_grid(stored, grid);
+        Ok(RangeAnswer {
+            series: body.series,
+            warnings: Vec::new(),
+            refused: body.refused,
+            requests: 1,
+            retries: attempt_retries,
+            remote_read: true,
+            bytes,
+        })
+    }
+
+    /// One remote read request: the stored series and the answer's size. The outer `Result`
+    /// holds failures worth retrying and failures `query_range` would meet too; the inner
+    /// `Err` says to fall back.
+    async fn remote_read_once(
+        &self,
+        compressed: &[u8],
+    ) -> Result<Result<(Vec<remote_read::StoredSeries>, u64), NotRead>, ReadError> {
+        let client = &self.remote_read;
+        let url = redact::url(client.read.as_str(), redact::Path::Shown);
+        let request = self
+            .client
+            .post(client.read.clone())
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+            .header(reqwest::header::CONTENT_ENCODING, "snappy")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(compressed.to_vec());
+        let request = crate::auth::authorize(request, self.auth.as_ref());
+        let response = request.send().await.map_err(|e| self.transport(&url, e))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if status == 429 || status >= 500 {
+            let retry_after = retry_after(response.headers());
+            let body = self.capped_body(&url, response).await.unwrap_or_default();
+            return Err(ReadError::Rejected {
+                url,
+                status,
+                message: super::wire::excerpt(&body),
+                retry_after,
+            });
+        }
+        if !(200..300).contains(&status) {
+            let body = self.capped_body(&url, response).await.unwrap_or_default();
+            let reason = format!(
+                "{url} answered HTTP {status}: {}",
+                super::wire::excerpt(&body)
+            );
+            // A request Prometheus finds wrong (400: a bad regular expression) would fail
+            // through query_range too, with a clearer message; a refused endpoint (401, 403,
+            // 404, 405 ...) will not start working, so every later load asks query_range.
+            if status != 400 {
+                tracing::warn!(%reason, "remote read refused; history is read through query_range from now on");
+                self.remote_read.set_support(Support::Unavailable);
+            }
+            return Ok(Err(NotRead::FallBack(reason)));
+        }
+        if !content_type.starts_with("application/x-streamed-protobuf") {
+            let reason =
+                format!("{url} answered remote read with {content_type:?}, not streamed chunks");
+            tracing::warn!(%reason, "history is read through query_range from now on");
+            self.remote_read.set_support(Support::Unavailable);
+            return Ok(Err(NotRead::FallBack(reason)));
+        }
+        let body = self.capped_body(&url, response).await?;
+        remote_read::decode_stream(&body, body.len())
+            .map(|stored| Ok((stored, body.len() as u64)))
+            .map_err(|source| ReadError::Stream {
+                url: url.clone(),
+                source,
+            })
+    }
+}
