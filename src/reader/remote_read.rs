@@ -11,12 +11,14 @@
 //! Mimir and VictoriaMetrics, and any server that refuses the read, get `query_range`.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use foretell_core::selector::{self, Matcher};
 use foretell_core::wire::remote_read::{self, Grid};
 use url::Url;
 
 use super::{retry_after, PrometheusReader, RangeAnswer, RangeQuery, ReadError};
+use crate::clock::Stopwatch;
 use crate::config::RemoteRead;
 use foretell_core::redact;
 
@@ -30,16 +32,23 @@ pub(super) enum Support {
         lookback_ms: i64,
         lookback_inclusive: bool,
     },
-    /// Configured off, or the server cannot serve it exactly: `query_range` from now on.
+    /// Configured off, or the server cannot serve it exactly: `query_range` until asked again.
     Unavailable,
 }
+
+/// What the server said is asked again after this long (at the next history load): a
+/// Prometheus restarted with another `--query.lookback-delta` or version, or a proxy that
+/// started or stopped passing the read, is then followed without restarting foretell.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(600);
 
 /// The remote read side of a reader.
 pub(super) struct RemoteReadClient {
     read: Url,
     flags: Url,
     buildinfo: Url,
-    support: Mutex<Support>,
+    /// What is known, and since when (`None`: configured, never asked again).
+    support: Mutex<(Support, Option<Stopwatch>)>,
+    ask_again_after: Duration,
     /// Held while the server is asked, so that requests in flight together ask once.
     asking: tokio::sync::Mutex<()>,
 }
@@ -56,19 +65,36 @@ impl RemoteReadClient {
             flags: at("/api/v1/status/flags"),
             buildinfo: at("/api/v1/status/buildinfo"),
             support: Mutex::new(match setting {
-                RemoteRead::Auto => Support::Unknown,
-                RemoteRead::Off => Support::Unavailable,
+                RemoteRead::Auto => (Support::Unknown, Some(Stopwatch::start())),
+                RemoteRead::Off => (Support::Unavailable, None),
             }),
+            ask_again_after: ASK_AGAIN_AFTER,
             asking: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn support(&self) -> Support {
-        *self.support.lock().unwrap_or_else(|e| e.into_inner())
+    /// Asks the server again after `after` (tests).
+    #[cfg(test)]
+    pub(super) fn ask_again_after(&mut self, after: Duration) {
+        self.ask_again_after = after;
     }
 
-    fn set_support(&self, support: Support) {
-        *self.support.lock().unwrap_or_else(|e| e.into_inner()) = support;
+    fn support(&self) -> Support {
+        let (support, since) = &*self.support.lock().unwrap_or_else(|e| e.into_inner());
+        match since {
+            Some(since) if since.elapsed() >= self.ask_again_after => Support::Unknown,
+            _ => *support,
+        }
+    }
+
+    /// Records what the server said (a configured `off` stays); returns what was known.
+    fn set_support(&self, support: Support) -> Support {
+        let mut known = self.support.lock().unwrap_or_else(|e| e.into_inner());
+        let before = known.0;
+        if known.1.is_some() {
+            *known = (support, Some(Stopwatch::start()));
+        }
+        before
     }
 }
 
@@ -107,33 +133,16 @@ impl PrometheusReader {
     /// remote read is not to be used.
     async fn remote_read_grid(&self, query: &RangeQuery<'_>) -> Option<Grid> {
         let client = &self.remote_read;
-        if client.support() == Support::Unknown {
+        let mut support = client.support();
+        if support == Support::Unknown {
             let _asking = client.asking.lock().await;
             // Another request may have asked while this one waited.
-            if client.support() != Support::Unknown {
-                return self.grid_if_available(query);
-            }
-            let found = self.discover().await;
-            match found {
-                Ok(support) => {
-                    if let Support::Available { lookback_ms, .. } = support {
-                        tracing::info!(
-                            lookback = %crate::config::duration::format(std::time::Duration::from_millis(lookback_ms as u64)),
-                            "history of plain selectors is read through Prometheus' remote read API"
-                        );
-                    }
-                    client.set_support(support);
-                }
-                Err(reason) => {
-                    tracing::debug!(%reason, "cannot tell whether the server serves remote read; asking again next time");
-                }
+            support = client.support();
+            if support == Support::Unknown {
+                support = self.ask().await;
             }
         }
-        self.grid_if_available(query)
-    }
-
-    fn grid_if_available(&self, query: &RangeQuery<'_>) -> Option<Grid> {
-        match self.remote_read.support() {
+        match support {
             Support::Available {
                 lookback_ms,
                 lookback_inclusive,
@@ -148,20 +157,40 @@ impl PrometheusReader {
         }
     }
 
+    /// Asks the server and records the answer, saying so when it changed.
+    async fn ask(&self) -> Support {
+        match self.discover().await {
+            Ok((support, why)) => {
+                // Said once when it changes, not at every asking again.
+                if self.remote_read.set_support(support) != support {
+                    match (support, why) {
+                        (Support::Available { lookback_ms, .. }, _) => tracing::info!(
+                            lookback = %crate::config::duration::format(Duration::from_millis(lookback_ms as u64)),
+                            "history of plain selectors is read through Prometheus' remote read API"
+                        ),
+                        (_, why) => tracing::info!(
+                            reason = why.unwrap_or_default(),
+                            "history is read through query_range (remote read needs a Prometheus server that reports its lookback and version)"
+                        ),
+                    }
+                }
+                support
+            }
+            Err(reason) => {
+                tracing::debug!(%reason, "cannot tell whether the server serves remote read; asking again next time");
+                Support::Unknown
+            }
+        }
+    }
+
     /// Asks the server for its lookback and version. `Err` when the asking failed in transit
     /// (to be repeated); a server that answers but is not a Prometheus that says both is
-    /// [`Support::Unavailable`].
-    async fn discover(&self) -> Result<Support, String> {
+    /// [`Support::Unavailable`], with the reason.
+    async fn discover(&self) -> Result<(Support, Option<&'static str>), String> {
         let client = &self.remote_read;
         let flags = self.status_data(&client.flags).await?;
         let buildinfo = self.status_data(&client.buildinfo).await?;
-        let unavailable = |why: &str| {
-            tracing::info!(
-                reason = why,
-                "history is read through query_range (remote read needs a Prometheus server that reports its lookback and version)"
-            );
-            Ok(Support::Unavailable)
-        };
+        let unavailable = |why: &'static str| Ok((Support::Unavailable, Some(why)));
         let (Some(flags), Some(buildinfo)) = (flags, buildinfo) else {
             return unavailable("the server has no /api/v1/status/flags or buildinfo");
         };
@@ -189,11 +218,14 @@ impl PrometheusReader {
         if major < 2 {
             return unavailable("Prometheus 1 has no streamed remote read");
         }
-        Ok(Support::Available {
-            lookback_ms: lookback.as_millis() as i64,
-            // Prometheus 3 made the lookback window open at its old end.
-            lookback_inclusive: major < 3,
-        })
+        Ok((
+            Support::Available {
+                lookback_ms: lookback.as_millis() as i64,
+                // Prometheus 3 made the lookback window open at its old end.
+                lookback_inclusive: major < 3,
+            },
+            None,
+        ))
     }
 
     /// `data` of a status endpoint: `Ok(None)` when the server answers without it (not
@@ -308,9 +340,10 @@ impl PrometheusReader {
             );
             // A request Prometheus finds wrong (400: a bad regular expression) would fail
             // through query_range too, with a clearer message; a refused endpoint (401, 403,
-            // 404, 405 ...) will not start working, so every later load asks query_range.
+            // 404, 405 ...) will not start working soon, so loads ask query_range until the
+            // server is asked again.
             if status != 400 {
-                tracing::warn!(%reason, "remote read refused; history is read through query_range from now on");
+                tracing::warn!(%reason, "remote read refused; history is read through query_range (the server is asked again in 10 minutes)");
                 self.remote_read.set_support(Support::Unavailable);
             }
             return Ok(Err(NotRead::FallBack(reason)));
@@ -318,7 +351,7 @@ impl PrometheusReader {
         if !content_type.starts_with("application/x-streamed-protobuf") {
             let reason =
                 format!("{url} answered remote read with {content_type:?}, not streamed chunks");
-            tracing::warn!(%reason, "history is read through query_range from now on");
+            tracing::warn!(%reason, "history is read through query_range (the server is asked again in 10 minutes)");
             self.remote_read.set_support(Support::Unavailable);
             return Ok(Err(NotRead::FallBack(reason)));
         }

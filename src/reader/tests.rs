@@ -448,7 +448,7 @@ fn paths(upstream: &FakeUpstream) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_server_that_does_not_report_its_lookback_gets_query_range_for_good() {
+async fn a_server_that_does_not_report_its_lookback_gets_query_range() {
     let upstream = FakeUpstream::start(vec![
         Canned::Status(404),
         Canned::Status(404),
@@ -477,7 +477,7 @@ async fn a_server_that_does_not_report_its_lookback_gets_query_range_for_good() 
 }
 
 #[tokio::test]
-async fn a_refused_remote_read_falls_back_to_query_range_from_then_on() {
+async fn a_refused_remote_read_falls_back_to_query_range_until_asked_again() {
     let upstream = FakeUpstream::start(vec![
         json(200, PROMETHEUS_FLAGS),
         json(200, PROMETHEUS_BUILDINFO),
@@ -613,4 +613,39 @@ async fn requests_in_flight_together_ask_the_server_once() {
         .filter(|p| p.starts_with("GET"))
         .collect();
     assert_eq!(asked.len(), 2, "{asked:?}");
+}
+
+#[tokio::test]
+async fn what_the_server_said_is_asked_again_later() {
+    let upstream = FakeUpstream::start(vec![
+        Canned::Status(404),
+        Canned::Status(404),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+        json(200, PROMETHEUS_FLAGS),
+        json(200, PROMETHEUS_BUILDINFO),
+        Canned::Status(400),
+        json(200, &matrix(&[("a", &[(0, "1")])])),
+    ])
+    .await;
+    let mut reader = reader_for(&upstream.url, "");
+    reader.remote_read.ask_again_after(Duration::ZERO);
+    for _ in 0..2 {
+        reader
+            .history_counting(&query(0, 0, 1000), &mut 0)
+            .await
+            .expect("ok");
+    }
+    assert_eq!(
+        paths(&upstream),
+        vec![
+            "GET /api/v1/status/flags HTTP/1.1",
+            "GET /api/v1/status/buildinfo HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+            "GET /api/v1/status/flags HTTP/1.1",
+            "GET /api/v1/status/buildinfo HTTP/1.1",
+            "POST /api/v1/read HTTP/1.1",
+            "POST /api/v1/query_range HTTP/1.1",
+        ],
+        "a server found without remote read is asked again, and then read from"
+    );
 }

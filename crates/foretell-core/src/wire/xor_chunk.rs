@@ -65,24 +65,17 @@ impl Bits<'_> {
         Some(value as u64)
     }
 
-    fn byte(&mut self) -> Option<u8> {
-        self.bits(8).map(|b| b as u8)
-    }
-
-    /// An unsigned LEB128 varint read byte by byte from the bit stream (at most 10 bytes).
+    /// An unsigned LEB128 varint. The writer puts both of a chunk's varints (the first
+    /// timestamp and the first delta) on byte boundaries: after the header, and after the
+    /// first value's 64 bits; anywhere else the chunk is corrupt.
     fn uvarint(&mut self) -> Option<u64> {
-        let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let byte = self.byte()?;
-            if shift == 63 && byte > 1 {
-                return None;
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
+        if !self.at.is_multiple_of(8) {
+            return None;
         }
-        None
+        let mut byte = self.at / 8;
+        let value = crate::protobuf::read_varint(self.bytes, &mut byte)?;
+        self.at = byte * 8;
+        Some(value)
     }
 
     fn varint(&mut self) -> Option<i64> {
