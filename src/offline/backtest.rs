@@ -151,13 +151,17 @@ pub async fn fetch(
     plan: &BacktestPlan,
 ) -> Result<(Vec<(Labels, Vec<f64>)>, Vec<String>), BacktestError> {
     let step_ms = plan.query.step_ms().max(1);
+    // History, so through remote read where the server serves it (as the sidecar's loads).
     let answer = reader
-        .query_range(&RangeQuery {
-            expr: &plan.query.expr,
-            start_ms: plan.start_ms,
-            end_ms: plan.end_ms,
-            step_ms,
-        })
+        .history_counting(
+            &RangeQuery {
+                expr: &plan.query.expr,
+                start_ms: plan.start_ms,
+                end_ms: plan.end_ms,
+                step_ms,
+            },
+            &mut 0,
+        )
         .await?;
     let points = ((plan.end_ms - plan.start_ms) / step_ms + 1) as usize;
     let mut series: Vec<(Labels, Vec<f64>)> = answer

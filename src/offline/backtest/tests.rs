@@ -8,9 +8,10 @@ const HOUR_MS: i64 = 3_600_000;
 /// 2023-11-14T22:00:00Z, on the hour.
 const NOW_MS: i64 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS;
 
+/// The fake upstream speaks `query_range` only (remote read is the reader's to test).
 fn config(url: &str) -> Config {
     let text = format!(
-        "prometheus:\n  url: {url}\n  timeout: 2s\n  retry:\n    max_attempts: 1\nqueries:\n  - name: load\n    expr: up\n    step: 1m\n    history: 2h\n    model:\n      min_history_points: 20\n      seasonality: none\n      horizons: [15m, 30m]\n  - name: disk\n    expr: node_filesystem_avail_bytes\n    step: 5m\n    history: 1d\n"
+        "prometheus:\n  url: {url}\n  timeout: 2s\n  remote_read: off\n  retry:\n    max_attempts: 1\nqueries:\n  - name: load\n    expr: up\n    step: 1m\n    history: 2h\n    model:\n      min_history_points: 20\n      seasonality: none\n      horizons: [15m, 30m]\n  - name: disk\n    expr: node_filesystem_avail_bytes\n    step: 5m\n    history: 1d\n"
     );
     config::parse(&text, Path::new("t.yml"), &SystemEnvironment).expect("valid")
 }
