@@ -439,6 +439,29 @@ const PROMETHEUS_FLAGS: &str =
 const PROMETHEUS_BUILDINFO: &str =
     r#"{"status":"success","data":{"version":"2.42.0+ds","branch":"debian/sid"}}"#;
 
+/// A `query_range` answer with one series of one point.
+fn one_series() -> Canned {
+    json(200, &matrix(&[("a", &[(0, "1")])]))
+}
+
+/// `times` history loads of `range` one after the other.
+async fn load_history(
+    reader: &PrometheusReader,
+    range: RangeQuery<'_>,
+    times: usize,
+) -> Vec<RangeAnswer> {
+    let mut answers = Vec::new();
+    for _ in 0..times {
+        answers.push(
+            reader
+                .history_counting(&range, &mut 0)
+                .await
+                .expect("history loads"),
+        );
+    }
+    answers
+}
+
 fn paths(upstream: &FakeUpstream) -> Vec<String> {
     upstream
         .requests()
@@ -452,16 +475,12 @@ async fn a_server_that_does_not_report_its_lookback_gets_query_range() {
     let upstream = FakeUpstream::start(vec![
         Canned::Status(404),
         Canned::Status(404),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
+        one_series(),
     ])
     .await;
     let reader = reader_for(&upstream.url, "");
-    for _ in 0..2 {
-        let answer = reader
-            .history_counting(&query(0, 0, 1000), &mut 0)
-            .await
-            .expect("ok");
+    for answer in load_history(&reader, query(0, 0, 1000), 2).await {
         assert!(!answer.remote_read);
         assert_eq!(answer.series.len(), 1);
     }
@@ -482,16 +501,12 @@ async fn a_refused_remote_read_falls_back_to_query_range_until_asked_again() {
         json(200, PROMETHEUS_FLAGS),
         json(200, PROMETHEUS_BUILDINFO),
         Canned::Status(404),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
+        one_series(),
     ])
     .await;
     let reader = reader_for(&upstream.url, "");
-    for _ in 0..2 {
-        let answer = reader
-            .history_counting(&query(600_000, 660_000, 60_000), &mut 0)
-            .await
-            .expect("ok");
+    for answer in load_history(&reader, query(600_000, 660_000, 60_000), 2).await {
         assert!(!answer.remote_read);
     }
     let requests = upstream.requests();
@@ -533,24 +548,17 @@ async fn an_answer_that_is_not_streamed_chunks_falls_back_and_other_expressions_
             content_type: "application/x-protobuf",
             body: "samples".to_owned(),
         },
-        json(200, &matrix(&[("a", &[(0, "1")])])),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
+        one_series(),
     ])
     .await;
     let reader = reader_for(&upstream.url, "");
-    let answer = reader
-        .history_counting(&query(0, 0, 1000), &mut 0)
-        .await
-        .expect("ok");
-    assert!(!answer.remote_read);
+    assert!(!load_history(&reader, query(0, 0, 1000), 1).await[0].remote_read);
     let computed = RangeQuery {
         expr: "rate(up[5m])",
         ..query(0, 0, 1000)
     };
-    reader
-        .history_counting(&computed, &mut 0)
-        .await
-        .expect("ok");
+    load_history(&reader, computed, 1).await;
     assert_eq!(paths(&upstream).len(), 5);
     assert_eq!(paths(&upstream)[2], "POST /api/v1/read HTTP/1.1");
 }
@@ -559,19 +567,14 @@ async fn an_answer_that_is_not_streamed_chunks_falls_back_and_other_expressions_
 async fn a_transient_failure_to_ask_is_asked_again_and_off_never_asks() {
     let upstream = FakeUpstream::start(vec![
         Canned::Status(503),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
         Canned::Status(404),
         Canned::Status(404),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
     ])
     .await;
     let reader = reader_for(&upstream.url, "");
-    for _ in 0..2 {
-        reader
-            .history_counting(&query(0, 0, 1000), &mut 0)
-            .await
-            .expect("ok");
-    }
+    load_history(&reader, query(0, 0, 1000), 2).await;
     assert_eq!(
         paths(&upstream),
         vec![
@@ -582,12 +585,9 @@ async fn a_transient_failure_to_ask_is_asked_again_and_off_never_asks() {
             "POST /api/v1/query_range HTTP/1.1",
         ]
     );
-    let upstream = FakeUpstream::start(vec![json(200, &matrix(&[("a", &[(0, "1")])]))]).await;
+    let upstream = FakeUpstream::start(vec![one_series()]).await;
     let reader = reader_for(&upstream.url, "  remote_read: off\n");
-    reader
-        .history_counting(&query(0, 0, 1000), &mut 0)
-        .await
-        .expect("ok");
+    load_history(&reader, query(0, 0, 1000), 1).await;
     assert_eq!(paths(&upstream), vec!["POST /api/v1/query_range HTTP/1.1"]);
 }
 
@@ -596,8 +596,8 @@ async fn requests_in_flight_together_ask_the_server_once() {
     let upstream = FakeUpstream::start(vec![
         Canned::Status(404),
         Canned::Status(404),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
+        one_series(),
     ])
     .await;
     let reader = reader_for(&upstream.url, "");
@@ -620,21 +620,16 @@ async fn what_the_server_said_is_asked_again_later() {
     let upstream = FakeUpstream::start(vec![
         Canned::Status(404),
         Canned::Status(404),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
         json(200, PROMETHEUS_FLAGS),
         json(200, PROMETHEUS_BUILDINFO),
         Canned::Status(400),
-        json(200, &matrix(&[("a", &[(0, "1")])])),
+        one_series(),
     ])
     .await;
     let mut reader = reader_for(&upstream.url, "");
     reader.remote_read.ask_again_after(Duration::ZERO);
-    for _ in 0..2 {
-        reader
-            .history_counting(&query(0, 0, 1000), &mut 0)
-            .await
-            .expect("ok");
-    }
+    load_history(&reader, query(0, 0, 1000), 2).await;
     assert_eq!(
         paths(&upstream),
         vec![
