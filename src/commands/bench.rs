@@ -1,4 +1,4 @@
-//! `bench metrics|scale|enrichment`: benchmarks with documented inputs.
+//! `bench metrics|peers|scale|history|enrichment`: benchmarks with documented inputs.
 
 use super::{runtime, Exit, Threads};
 use crate::cli::BenchCommand;
