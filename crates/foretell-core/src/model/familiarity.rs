@@ -20,9 +20,12 @@
 //! on two or three cycles can carry one cycle's burst, which would make every ordinary value at
 //! that phase look out of place.
 //!
-//! Distances are root mean squares per point in units of the robust scale of the window's
-//! one-step differences (the series' own noise). A stretch counts as seen before when at least
-//! [`OCCASIONS`] earlier stretches, none overlapping another, lie within [`TOLERANCE`] of it;
+//! Distances are root mean squares per point. A stretch counts as seen before when at least
+//! [`OCCASIONS`] earlier stretches, none overlapping another, lie within the tolerance of it:
+//! [`TOLERANCE`] times the robust scale of the window's one-step differences (the series' own
+//! noise), or [`RELATIVE_TOLERANCE`] times the stretch's own size if that is larger (a nightly
+//! job that lifts a quiet series far above its noise differs from night to night by more
+//! than the noise, and is still the same job);
 //! the onset's probability is then scaled by how close the last of those occasions is (0 for an
 //! exact repeat, 1 at the tolerance). This runs only at an onset (at most once per anomaly
 //! episode), over the window the model keeps: O(window) then, nothing on ordinary points.
@@ -37,6 +40,13 @@ pub const TOLERANCE: f64 = 0.5;
 /// Earlier occasions that make a stretch familiar: once or twice may be the same incident
 /// seen before, four times is how the series behaves.
 pub const OCCASIONS: usize = 4;
+/// The tolerance is also at least this share of the stretch's own size (its root mean square
+/// distance from the usual values): a job that lifts a quiet series a hundred noise scales
+/// every night never repeats to half a noise scale, yet each night is the same event. A tenth:
+/// a burst a fifth larger or smaller than the earlier ones is not the same; at a quarter,
+/// bursts that grew denser (NAB's load-balancer spikes) or a failure that began like an
+/// ordinary swing read as familiar (docs/benchmarks.md, "Familiar within a tenth of its size").
+pub const RELATIVE_TOLERANCE: f64 = 0.1;
 
 /// The factor in [0, 1] the probability of an onset at the newest point is multiplied by: 1 for
 /// a stretch never seen, towards 0 for one seen on [`OCCASIONS`] earlier occasions.
@@ -62,9 +72,11 @@ pub fn onset_factor(values: &[f64], period: Option<usize>) -> f64 {
     if (query..n).any(|i| !deseasoned(i).is_finite()) {
         return 1.0;
     }
+    let size = stretch_size(values, query, &deseasoned, usual.is_some());
+    let tolerance = (TOLERANCE * scale).max(RELATIVE_TOLERANCE * size);
     // Squared distance of the stretch starting at `start` from the onset's, summed over both
     // parts; None when it has a gap.
-    let limit = TOLERANCE * TOLERANCE * (2 * m) as f64 * scale * scale;
+    let limit = tolerance * tolerance * (2 * m) as f64;
     let distance = |start: usize| -> Option<f64> {
         let mut sum = 0.0;
         for k in 0..m {
@@ -93,12 +105,32 @@ pub fn onset_factor(values: &[f64], period: Option<usize>) -> f64 {
         if taken.iter().all(|&t| t.abs_diff(start) >= m) {
             taken.push(start);
             if taken.len() == OCCASIONS {
-                let distance = (squared / (2 * m) as f64).sqrt() / scale;
-                return (distance / TOLERANCE).clamp(0.0, 1.0);
+                let distance = (squared / (2 * m) as f64).sqrt();
+                return (distance / tolerance).clamp(0.0, 1.0);
             }
         }
     }
     1.0
+}
+
+/// The size of the onset's stretch (starting at `query`) in the distance's own terms: the root
+/// mean square, over both parts, of its values less the window's median and of its deseasoned
+/// values (less that median too when there is no season, where they are the values).
+fn stretch_size(
+    values: &[f64],
+    query: usize,
+    deseasoned: &dyn Fn(usize) -> f64,
+    seasonal: bool,
+) -> f64 {
+    let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let median = robust::median(&mut finite);
+    let centre = if seasonal { 0.0 } else { median };
+    let stretch = query..values.len();
+    let squares: f64 = stretch
+        .clone()
+        .map(|i| (values[i] - median).powi(2) + (deseasoned(i) - centre).powi(2))
+        .sum();
+    (squares / (2 * stretch.len()) as f64).sqrt()
 }
 
 /// The median of the finite values at each phase of `period` (indexed from the window's first
@@ -166,6 +198,30 @@ mod tests {
         assert_eq!(onset_factor(&three, None), 1.0);
         // Never seen: the burst alone.
         assert_eq!(onset_factor(&noise_with_bursts(600, &[599]), None), 1.0);
+    }
+
+    #[test]
+    fn a_nightly_burst_of_varying_height_on_a_quiet_series_is_familiar_and_a_larger_one_is_not() {
+        // Noise of about 0.01 around 0.07; a one-point burst to 1.4-1.6 every 288 points (a
+        // nightly job on a 5-minute CPU series): the heights differ by several noise scales,
+        // four of them by less than a tenth of the burst from the newest.
+        // Earlier nights' bursts come a few points early or late.
+        let burst_at = [103, 383, 676, 971, 1250, 1540];
+        let heights = [1.40, 1.48, 1.60, 1.43, 1.47, 1.45];
+        let series = |last_height: f64| {
+            let mut values: Vec<f64> = (0..=1540)
+                .map(|i| 0.07 + 0.01 * uniform_noise(i, 3))
+                .collect();
+            for (&at, &height) in burst_at.iter().zip(&heights) {
+                values[at] = height;
+            }
+            values[1540] = last_height;
+            values
+        };
+        let factor = onset_factor(&series(1.45), Some(288));
+        assert!(factor < 0.5, "the sixth night's burst: {factor}");
+        // Three times the usual burst is a new event.
+        assert_eq!(onset_factor(&series(4.5), Some(288)), 1.0);
     }
 
     #[test]
