@@ -1,5 +1,5 @@
 //! Prometheus remote read answers (streamed frames of XOR chunks): any bytes are read into
-//! series or a typed error, never a panic or an allocation the input does not pay for; what
+//! series or a typed error, never a panic, and at most the samples allowed (2^20) are held; what
 //! is read lands on the grid inside the range, on grid points, with exportable label names.
 #![no_main]
 
@@ -11,6 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(stored) = decode_stream(data, 1 << 20) else {
         return;
     };
+    let held: usize = stored.iter().map(|s| s.samples.len()).sum();
+    assert!(held <= 1 << 20, "{held} samples held");
     let grid = Grid {
         start_ms: -600_000,
         end_ms: 3_600_000,

@@ -356,11 +356,19 @@ impl PrometheusReader {
             return Ok(Err(NotRead::FallBack(reason)));
         }
         let body = self.capped_body(&url, response).await?;
-        remote_read::decode_stream(&body, body.len())
-            .map(|stored| Ok((stored, body.len() as u64)))
-            .map_err(|source| ReadError::Stream {
+        // The unpacked samples (16 bytes each) are held to the memory the response cap allows
+        // a `query_range` answer; a denser answer is fetched through `query_range`, which
+        // splits the range.
+        let max_samples = usize::try_from(self.max_response_bytes / 16).unwrap_or(usize::MAX);
+        match remote_read::decode_stream(&body, max_samples) {
+            Ok(stored) => Ok(Ok((stored, body.len() as u64))),
+            Err(source @ remote_read::RemoteReadError::TooManySamples { .. }) => {
+                Ok(Err(NotRead::FallBack(format!("{url}: {source}"))))
+            }
+            Err(source) => Err(ReadError::Stream {
                 url: url.clone(),
                 source,
-            })
+            }),
+        }
     }
 }

@@ -106,7 +106,7 @@ pub async fn run(settings: &HistorySettings) -> Result<HistoryReport, String> {
     for round in 0..settings.rounds.max(1) {
         for which in [round % 2, 1 - round % 2] {
             let prometheus_before = prometheus_cpu(&metrics_url).await;
-            let cpu_before = super::scale::process_cpu();
+            let cpu_before = super::process_cpu();
             let started = crate::clock::Stopwatch::start();
             let mut loaded = Loaded::new();
             let mut read_remotely = 0;
@@ -136,7 +136,7 @@ pub async fn run(settings: &HistorySettings) -> Result<HistoryReport, String> {
                 loaded.extend(answer.series);
             }
             let wall = started.elapsed();
-            let foretell_cpu = super::scale::process_cpu().saturating_sub(cpu_before);
+            let foretell_cpu = super::process_cpu().saturating_sub(cpu_before);
             let prometheus_after = prometheus_cpu(&metrics_url).await;
             loads.push(Load {
                 remote_read: which == 1,

@@ -114,7 +114,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
             .1
             .push((Labels::from_pairs(pairs), series));
     }
-    let cpu_before = process_cpu();
+    let cpu_before = super::process_cpu();
     let started = Stopwatch::start();
     let fits: usize = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
         let first_ms = end_ms - (capacity as i64 - 1) * step_ms;
@@ -131,7 +131,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     .into_iter()
     .sum();
     let load_wall = started.elapsed();
-    let load_cpu = process_cpu().saturating_sub(cpu_before);
+    let load_cpu = super::process_cpu().saturating_sub(cpu_before);
     let rss_after_load = crate::exporter::process::resident_bytes();
     let mut cycles = Vec::with_capacity(settings.cycles);
     let mut ready = 0;
@@ -139,7 +139,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
     let mut renderer = foretell_core::exposition::ScrapeRenderer::default();
     for cycle in 1..=settings.cycles as i64 {
         let at_ms = end_ms + cycle * step_ms;
-        let cpu_before = process_cpu();
+        let cpu_before = super::process_cpu();
         let started = Stopwatch::start();
         let results = in_parallel(&mut queries, settings.threads, |(tracker, series)| {
             let fetched = series
@@ -182,7 +182,7 @@ pub fn run(settings: &ScaleSettings) -> ScaleReport {
         let render = render_started.elapsed();
         cycles.push(CycleCost {
             wall,
-            cpu: process_cpu().saturating_sub(cpu_before),
+            cpu: super::process_cpu().saturating_sub(cpu_before),
             fits,
             render,
             rendered_bytes,
@@ -364,28 +364,6 @@ fn in_parallel<T: Send, R: Send>(
         }
     });
     results.into_iter().flatten().collect()
-}
-
-/// CPU time of the whole process (user + system), from `/proc/self/stat`, whose tick is
-/// Linux' fixed USER_HZ of 100.
-pub(crate) fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Resident memory of this process, from `/proc/self/status`.

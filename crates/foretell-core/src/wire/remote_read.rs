@@ -24,8 +24,6 @@
 //! each a varint length, the big-endian CRC-32C (Castagnoli) of the frame and a
 //! `ChunkedReadResponse`. One series may continue over several frames.
 
-use std::collections::BTreeMap;
-
 use super::xor_chunk::{self, ChunkError};
 use super::{RangeBody, RefusedSeries};
 use crate::labels::check_label_name;
@@ -79,12 +77,10 @@ pub fn encode_request(matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Vec<u
 pub enum RemoteReadError {
     #[error("frame {frame} of the streamed answer is cut off (at byte {at})")]
     Truncated { frame: usize, at: usize },
-    #[error("frame {frame} of the streamed answer is {size} bytes, more than the {limit} allowed")]
-    FrameTooLarge {
-        frame: usize,
-        size: u64,
-        limit: usize,
-    },
+    /// The chunks hold more samples than the caller can keep: XOR chunks store a repeated
+    /// value in two bits, so a small answer can unpack to far more memory than its size.
+    #[error("the streamed answer unpacks to more than {limit} samples")]
+    TooManySamples { limit: usize },
     #[error("frame {frame} of the streamed answer fails its CRC-32C check (corrupt in transit)")]
     Checksum { frame: usize },
     #[error("frame {frame} of the streamed answer: {source}")]
@@ -103,22 +99,19 @@ pub struct StoredSeries {
     pub samples: Vec<(i64, f64)>,
 }
 
-/// Reads every frame of a streamed answer into its series. A frame longer than `max_frame`
-/// bytes is refused before it is read.
-pub fn decode_stream(body: &[u8], max_frame: usize) -> Result<Vec<StoredSeries>, RemoteReadError> {
+/// Reads every frame of a streamed answer into its series, holding at most `max_samples`
+/// samples in all (the chunks' own counts are checked before each is unpacked).
+pub fn decode_stream(
+    body: &[u8],
+    max_samples: usize,
+) -> Result<Vec<StoredSeries>, RemoteReadError> {
     let mut series: Vec<StoredSeries> = Vec::new();
+    let mut samples_left = max_samples;
     let mut at = 0;
     let mut frame = 0;
     while at < body.len() {
         let truncated = RemoteReadError::Truncated { frame, at };
         let size = protobuf::read_varint(body, &mut at).ok_or(truncated.clone())?;
-        if size > max_frame as u64 {
-            return Err(RemoteReadError::FrameTooLarge {
-                frame,
-                size,
-                limit: max_frame,
-            });
-        }
         let checksum = body
             .get(at..at + 4)
             .ok_or(truncated.clone())?
@@ -126,12 +119,16 @@ pub fn decode_stream(body: &[u8], max_frame: usize) -> Result<Vec<StoredSeries>,
             .map(u32::from_be_bytes)
             .map_err(|_| truncated.clone())?;
         at += 4;
-        let data = body.get(at..at + size as usize).ok_or(truncated)?;
-        at += size as usize;
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|size| at.checked_add(size))
+            .ok_or(truncated.clone())?;
+        let data = body.get(at..end).ok_or(truncated)?;
+        at = end;
         if crc32c(data) != checksum {
             return Err(RemoteReadError::Checksum { frame });
         }
-        read_frame(data, frame, &mut series)?;
+        read_frame(data, frame, &mut series, &mut samples_left, max_samples)?;
         frame += 1;
     }
     for one in &mut series {
@@ -150,6 +147,8 @@ fn read_frame(
     data: &[u8],
     frame: usize,
     series: &mut Vec<StoredSeries>,
+    samples_left: &mut usize,
+    max_samples: usize,
 ) -> Result<(), RemoteReadError> {
     let protobuf = |source| RemoteReadError::Protobuf { frame, source };
     for field in Fields::of(data) {
@@ -187,6 +186,12 @@ fn read_frame(
                 }
             }
             if encoding == ENCODING_XOR {
+                let count = bytes.get(..2).map_or(0, |head| {
+                    usize::from(u16::from_be_bytes([head[0], head[1]]))
+                });
+                *samples_left = samples_left
+                    .checked_sub(count)
+                    .ok_or(RemoteReadError::TooManySamples { limit: max_samples })?;
                 xor_chunk::decode(bytes, &mut current.samples).map_err(|source| {
                     RemoteReadError::Chunk {
                         labels: Labels::from_pairs(current.labels.iter().cloned()).to_string(),
@@ -253,8 +258,7 @@ pub fn on_grid(stored: Vec<StoredSeries>, grid: &Grid) -> RangeBody {
         }
         let samples = grid_points(&one.samples, grid);
         if !samples.is_empty() {
-            let labels: BTreeMap<String, String> = one.labels.into_iter().collect();
-            body.series.push((Labels::from_pairs(labels), samples));
+            body.series.push((Labels::from_pairs(one.labels), samples));
         }
     }
     body.refused = refused;
@@ -455,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn every_truncation_corruption_and_oversized_frame_is_an_error() {
+    fn every_truncation_and_corruption_is_an_error_and_the_samples_are_capped() {
         let body = two_series_stream();
         // A cut between frames leaves a shorter valid stream (the HTTP layer reports a body
         // cut short); every cut inside a frame is an error.
@@ -481,10 +485,12 @@ mod tests {
                 panic!("a flipped bit at {at} decoded {series:?}");
             }
         }
-        assert!(matches!(
-            decode_stream(&body, 16),
-            Err(RemoteReadError::FrameTooLarge { frame: 0, .. })
-        ));
+        // The two series hold 11 samples: a cap below that refuses the answer, one at it does not.
+        assert_eq!(
+            decode_stream(&body, 10),
+            Err(RemoteReadError::TooManySamples { limit: 10 })
+        );
+        assert!(decode_stream(&body, 11).is_ok());
     }
 
     fn grid(start_ms: i64, end_ms: i64, inclusive: bool) -> Grid {
