@@ -585,7 +585,7 @@ impl SeriesModel {
 
 /// The factor the probability of the point at `at_ms` (the newest one `fitted` has seen) is
 /// multiplied by: at the onset level, below 1 when the stretch of values that raised it is one
-/// the series has shown on several earlier occasions at times of its (shortest) season that
+/// the series has shown on several earlier occasions at times of its (longest) season that
 /// usually look the same ([`familiarity`]); 1 otherwise. Below the onset level nothing is
 /// computed, so ordinary points cost nothing more.
 fn familiar_factor(
@@ -603,7 +603,10 @@ fn familiar_factor(
         ((newest.timestamp_ms - at_ms) / window.step_ms().max(1)).max(0) as usize
     });
     values.truncate(values.len().saturating_sub(after));
-    let period = fitted.periods().into_iter().min();
+    // The longest season says best what usually happens at this time: with a weekly one, a
+    // holiday that looks like a Sunday is novel on a Thursday, where the day alone finds the
+    // Sunday familiar.
+    let period = fitted.periods().into_iter().max();
     familiarity::onset_factor(&values, period)
 }
 

@@ -1,6 +1,6 @@
 //! Familiar shapes: whether the stretch of values that opened an anomaly episode is one the
-//! series has shown on several earlier occasions, at times of day (of its season) that usually
-//! look the same.
+//! series has shown on several earlier occasions, at times of its season (the longest one it
+//! has: the week where there is one) that usually look the same.
 //!
 //! Most false alarms on real series repeat something the series does: the nightly batch job's
 //! burst, the Monday-morning ramp a day late, the tweet storm of an ordinary news day. Measured
@@ -52,7 +52,9 @@ pub const RELATIVE_TOLERANCE: f64 = 0.1;
 /// a stretch never seen, towards 0 for one seen on [`OCCASIONS`] earlier occasions.
 ///
 /// `values` is the window, oldest first, ending with the onset point (NaN for gaps); `period`
-/// the series' shortest seasonal period in points, if it has one.
+/// the seasonal period in points whose phases say what is usual, if the series has one (the
+/// tracker passes the longest: a weekday holiday that looks like a Sunday is new against the
+/// week and familiar against the day).
 pub fn onset_factor(values: &[f64], period: Option<usize>) -> f64 {
     let n = values.len();
     let m = STRETCH_POINTS;
@@ -279,6 +281,36 @@ mod tests {
         }
         let end = period * (days - 1) + 7;
         assert_eq!(onset_factor(&nightly[..=end], Some(period)), 0.0);
+    }
+
+    #[test]
+    fn a_weekday_that_looks_like_a_weekend_is_familiar_against_the_day_and_new_against_the_week() {
+        // Hourly points, three weeks: weekdays run at 100 by day and 40 by night, the weekend
+        // (days 5 and 6 of each week) at 30 all day. The last Thursday is a holiday that looks
+        // like a weekend day; the onset is its 10:00-13:00.
+        let (day, week) = (24, 168);
+        let level = |i: usize| {
+            let (weekday, hour) = ((i / day) % 7, i % day);
+            if weekday >= 5 {
+                30.0
+            } else if (8..20).contains(&hour) {
+                100.0
+            } else {
+                40.0
+            }
+        };
+        let mut values: Vec<f64> = (0..3 * week).map(level).collect();
+        let holiday = 2 * week + 3 * day;
+        for v in &mut values[holiday..holiday + day] {
+            *v = 30.0;
+        }
+        let window = &values[..=holiday + 13];
+        // Against the day, the usual value at 13:00 is the weekdays' 100 and every earlier
+        // weekend day is as far below it as the holiday: seen many times.
+        assert_eq!(onset_factor(window, Some(day)), 0.0);
+        // Against the week, the usual Thursday 13:00 is 100 while a Saturday's is 30: the
+        // holiday's shortfall has no earlier occasion.
+        assert_eq!(onset_factor(window, Some(week)), 1.0);
     }
 
     #[test]
