@@ -1077,6 +1077,39 @@ mod tests {
         assert!(probability <= 0.5, "{probability}");
     }
 
+    /// Familiarity judges what is usual by the longest season: a weekday holiday that looks
+    /// like a weekend day (seen on four earlier weekend days, familiar against the day) is new
+    /// against the week and keeps its probability.
+    #[test]
+    fn a_weekday_holiday_that_looks_like_a_weekend_is_an_anomaly_of_a_weekly_series() {
+        // One point an "hour", a "day" of 24 and a "week" of 168: weekdays at 100 from 08:00 to
+        // 20:00 and 30 otherwise, the weekend (days 5 and 6) at 30 throughout, a little noise.
+        let (day, week) = (24, 168);
+        let level = |i: usize| {
+            let (weekday, hour) = ((i / day) % 7, i % day);
+            let base = if weekday < 5 && (8..20).contains(&hour) {
+                100.0
+            } else {
+                30.0
+            };
+            base + [0.0, 0.4, -0.3, 0.2, -0.4, 0.3, -0.2][i % 7]
+        };
+        let holiday_eight = 2 * week + 3 * day + 8;
+        let history: Vec<f64> = (0..holiday_eight).map(level).collect();
+        let mut settings = settings(2 * week);
+        settings.model.season = SeasonSpec::Periods(vec![day, week]);
+        settings.refit_interval_ms = 1000 * STEP;
+        let mut tracker = QueryTracker::new(settings);
+        let last_ms = (holiday_eight as i64 - 1) * STEP;
+        tracker.evaluate(vec![series("a", &history, 0)], last_ms);
+        // The holiday's 08:00 stays at the night level.
+        let at_ms = holiday_eight as i64 * STEP;
+        let (output, _) = tracker.evaluate(vec![series("a", &[30.0], at_ms)], at_ms);
+        let (_, probability, _, _) = ready(&output);
+        let onset = ProbabilitySettings::default().onset_probability();
+        assert!(probability >= onset, "{probability}");
+    }
+
     #[test]
     fn a_spike_opens_an_anomaly_with_a_high_probability() {
         let mut settings = settings(20);
