@@ -15,14 +15,18 @@ const DAY_SECS: f64 = 86_400.0;
 const NOISE_PERIODS_SECS: (f64, f64) = (97.0, 31.0);
 
 /// Deterministic pseudo-random noise, uniform in [-0.5, 0.5): the `i`-th value of stream `seed`
-/// (a linear congruential step). Tests, benchmarks and evaluations use it so their series are
-/// the same on every run and machine.
+/// (SplitMix64's output function on the stream's counter). Tests, benchmarks and evaluations
+/// use it so their series are the same on every run and machine. A plain multiplicative step of
+/// the index is not noise: neighbouring values then differ by a constant modulo 1, a sawtooth
+/// that a model can learn and a test can pass on for the wrong reason.
 pub fn uniform_noise(i: usize, seed: usize) -> f64 {
-    let x = (i as u64)
-        .wrapping_add((seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_mul(6_364_136_223_846_793_005)
-        .wrapping_add(1_442_695_040_888_963_407);
-    ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    let mut z = (i as u64)
+        .wrapping_add((seed as u64).wrapping_mul(0xD1B5_4A32_D192_ED03))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
 }
 
 /// A bump added to a series between two instants (seconds since the epoch).
@@ -280,6 +284,57 @@ mod tests {
             }],
             drift: None,
         }
+    }
+
+    /// The noise the tests' series are made of must be noise: a stream whose neighbours are
+    /// related (the multiplicative step this replaced had a lag-3 autocorrelation of 0.80) is a
+    /// pattern a model can learn, and a test then passes for the wrong reason.
+    #[test]
+    fn uniform_noise_is_uniform_and_uncorrelated_within_and_across_streams() {
+        const N: usize = 20_000;
+        let stream = |seed: usize| -> Vec<f64> { (0..N).map(|i| uniform_noise(i, seed)).collect() };
+        let correlation = |a: &[f64], b: &[f64]| -> f64 {
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (ma, mb) = (mean(a), mean(b));
+            let covariance: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+            let spread = |v: &[f64], m: f64| v.iter().map(|x| (x - m).powi(2)).sum::<f64>().sqrt();
+            covariance / (spread(a, ma) * spread(b, mb))
+        };
+        // Four standard errors of a correlation over this many pairs.
+        let bound = 4.0 / (N as f64).sqrt();
+        for seed in 0..3 {
+            let values = stream(seed);
+            assert!(values.iter().all(|v| (-0.5..0.5).contains(v)));
+            let mean = values.iter().sum::<f64>() / N as f64;
+            let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / N as f64;
+            assert!(mean.abs() < 0.01, "seed {seed}: mean {mean}");
+            assert!(
+                (variance - 1.0 / 12.0).abs() < 0.003,
+                "seed {seed}: variance {variance}"
+            );
+            // A tenth of the range in each tenth: uniform.
+            for decile in 0..10 {
+                let low = -0.5 + decile as f64 / 10.0;
+                let share = values
+                    .iter()
+                    .filter(|v| (low..low + 0.1).contains(*v))
+                    .count();
+                let share = share as f64 / N as f64;
+                assert!(
+                    (share - 0.1).abs() < 0.01,
+                    "seed {seed}, decile {decile}: {share}"
+                );
+            }
+            for lag in 1..=12 {
+                let r = correlation(&values[..N - lag], &values[lag..]);
+                assert!(
+                    r.abs() < bound,
+                    "seed {seed}, lag {lag}: autocorrelation {r}"
+                );
+            }
+        }
+        let r = correlation(&stream(0), &stream(1));
+        assert!(r.abs() < bound, "streams 0 and 1: correlation {r}");
     }
 
     #[test]

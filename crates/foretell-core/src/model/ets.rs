@@ -572,14 +572,26 @@ mod tests {
     fn a_spike_does_not_drag_the_level_but_a_lasting_shift_is_followed() {
         let y: Vec<f64> = (0..400).map(|i| 10.0 + uniform_noise(i, 0)).collect();
         let fitted = fit(&y, Start::Cold).expect("fits").model;
+        // A spike shorter than a level shift's run: each point moves the state by at most the
+        // bound, where the unbounded model takes the whole error.
         let mut spiked = fitted.clone();
-        for _ in 0..3 {
+        let mut spiked_unbounded = FittedEts {
+            guard: Guard::unbounded(),
+            ..fitted.clone()
+        };
+        for _ in 1..LEVEL_SHIFT_RUN {
             spiked.update(60.0);
+            spiked_unbounded.update(60.0);
         }
         let (after_spike, _) = spiked.forecast(1);
+        let (dragged, _) = spiked_unbounded.forecast(1);
         assert!(
-            (after_spike - 10.0).abs() < 3.0,
+            (after_spike - 10.0).abs() < 1.0,
             "level dragged to {after_spike}"
+        );
+        assert!(
+            dragged - 10.0 > 3.0 * (after_spike - 10.0).abs(),
+            "{after_spike} bounded against {dragged} unbounded"
         );
         // A lasting shift is followed as fast as the unbounded model would, a few points later.
         let mut shifted = fitted.clone();

@@ -27,7 +27,9 @@
 //! job that lifts a quiet series far above its noise differs from night to night by more
 //! than the noise, and is still the same job);
 //! the onset's probability is then scaled by how close the last of those occasions is (0 for an
-//! exact repeat, 1 at the tolerance). This runs only at an onset (at most once per anomaly
+//! exact repeat, 1 at the tolerance). A stretch of one repeated value (a stuck series) counts
+//! only earlier runs of one value as occasions: noise passes near any level now and then, but
+//! what is unusual about a stuck series is that it stopped moving. This runs only at an onset (at most once per anomaly
 //! episode), over the window the model keeps: O(window) then, nothing on ordinary points.
 
 use super::robust;
@@ -76,10 +78,18 @@ pub fn onset_factor(values: &[f64], period: Option<usize>) -> f64 {
     }
     let size = stretch_size(values, query, &deseasoned, usual.is_some());
     let tolerance = (TOLERANCE * scale).max(RELATIVE_TOLERANCE * size);
+    // A stretch of one repeated value (a stuck series) is unusual for not moving, which its
+    // distance from a noisy stretch at the same level does not show: only earlier runs of one
+    // value are the same thing seen before.
+    let constant = |start: usize| values[start..start + m].windows(2).all(|w| w[0] == w[1]);
+    let stuck = constant(query);
     // Squared distance of the stretch starting at `start` from the onset's, summed over both
     // parts; None when it has a gap.
     let limit = tolerance * tolerance * (2 * m) as f64;
     let distance = |start: usize| -> Option<f64> {
+        if stuck && !constant(start) {
+            return None;
+        }
         let mut sum = 0.0;
         for k in 0..m {
             let (past, now) = (start + k, query + k);
@@ -224,6 +234,38 @@ mod tests {
         assert!(factor < 0.5, "the sixth night's burst: {factor}");
         // Three times the usual burst is a new event.
         assert_eq!(onset_factor(&series(4.5), Some(288)), 1.0);
+    }
+
+    /// A series stuck at a value its noise passes near now and then: four noisy values close
+    /// to it are not the same thing as four equal ones, which only earlier runs of one value
+    /// are.
+    #[test]
+    fn a_stuck_stretch_is_familiar_only_after_earlier_runs_of_one_value() {
+        let noisy = |len: usize| -> Vec<f64> {
+            (0..len).map(|i| 50.0 + 8.0 * uniform_noise(i, 8)).collect()
+        };
+        let mut stuck_once = noisy(1_000);
+        stuck_once[996..].fill(50.0);
+        // Noise alone has stretches within the tolerance of four values at 50...
+        let mut near = stuck_once.clone();
+        near[996..].copy_from_slice(&[50.4, 49.7, 50.2, 49.9]);
+        assert!(
+            onset_factor(&near, None) < 1.0,
+            "{}",
+            onset_factor(&near, None)
+        );
+        // ...but never stood still: the stuck stretch is new.
+        assert_eq!(onset_factor(&stuck_once, None), 1.0);
+        // Stuck at 50 on four earlier occasions: the fifth is familiar.
+        let mut stuck_before = stuck_once.clone();
+        for start in [150, 380, 600, 820] {
+            stuck_before[start..start + 6].fill(50.0);
+        }
+        assert!(
+            onset_factor(&stuck_before, None) < 0.5,
+            "{}",
+            onset_factor(&stuck_before, None)
+        );
     }
 
     #[test]

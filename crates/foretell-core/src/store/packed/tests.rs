@@ -74,7 +74,7 @@ fn a_few_distinct_fractions_come_back_exactly() {
 fn fractions_come_back_within_a_tiny_share_of_their_spread_or_their_noise() {
     // Full-precision values, as rate() gives: a daily shape plus noise.
     let values: Vec<f64> = (0..10 * BLOCK)
-        .map(|i| 100.0 + 20.0 * (i as f64 / 50.0).sin() + uniform_noise(i, 3))
+        .map(|i| 100.0 + 20.0 * (i as f64 / 50.0).sin() + 2.0 * uniform_noise(i, 3))
         .collect();
     let window = packed(&values);
     let decoded: Vec<f64> = window.iter().collect();
@@ -108,11 +108,11 @@ fn fractions_come_back_within_a_tiny_share_of_their_spread_or_their_noise() {
 
 #[test]
 fn the_noise_of_a_block_is_that_of_its_values_not_of_its_shape() {
-    // White noise of standard deviation 1/sqrt(3) on a steep ramp and on a sine.
+    // White noise of standard deviation 1/sqrt(3) (uniform in ±1) on a steep ramp and on a sine.
     let ramp: [f64; BLOCK] =
-        std::array::from_fn(|i| 1_000.0 + 37.0 * i as f64 + uniform_noise(i, 1));
+        std::array::from_fn(|i| 1_000.0 + 37.0 * i as f64 + 2.0 * uniform_noise(i, 1));
     let sine: [f64; BLOCK] =
-        std::array::from_fn(|i| 50.0 * (i as f64 / 9.0).sin() + uniform_noise(i, 2));
+        std::array::from_fn(|i| 50.0 * (i as f64 / 9.0).sin() + 2.0 * uniform_noise(i, 2));
     for values in [ramp, sine] {
         let estimate = noise(&values);
         assert!(
