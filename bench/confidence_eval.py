@@ -16,13 +16,20 @@ Method (docs/confidence.md explains it):
    confidence than a not-real one) and the precision of the alerts kept when the confidence
    cut keeps half of the real ones (precision at recall 0.5).
 
+With --foresight, a diagnostic of what limits the cross-category AUC: the same logistic
+regression, fitted on the fit group and scored on the other files, given the evidence of up to
+F rows *after* each alert's first row (the five features at row F, and the largest anomaly
+score, the rows outside the band and the largest probability from the first row to row F).
+No enrichment can see those rows when the alert first fires; the table says how far past the
+first row the evidence must reach before the real and the not-real alerts part.
+
 With --fit, the logistic weights of crates/foretell-core/src/alerts/confidence.rs are refitted
 on the features (same formulas as `Features::of`) in two honest ways: on the files of
 realKnownCause, artificialWithAnomaly and artificialNoAnomaly, scored on the other four
 categories' files (the split bench/probability_calibration.py and NAB's cross-category figure
 use), and leave-one-file-out (each file scored by weights fitted on the others).
 
-  python3 bench/confidence_eval.py [--fit] [--data DIR] [--windows FILE] [--json OUT]
+  python3 bench/confidence_eval.py [--fit] [--foresight] [--data DIR] [--windows FILE] [--json OUT]
 
 Needs numpy and target/release/foretell (cargo build --release).
 """
@@ -46,6 +53,8 @@ QUIET_ROWS = 5
 BINS = 10
 ONSET_PROBABILITY = 0.25
 FIT_GROUP = ("realKnownCause", "artificialWithAnomaly", "artificialNoAnomaly")
+# Rows after an alert's first row whose evidence --foresight lets the diagnostic see.
+FORESIGHT_ROWS = (0, 5, 20, 50, 100, 200)
 
 
 def detect(path):
@@ -99,6 +108,19 @@ def features(row, step_minutes):
     ]
 
 
+def foresight_features(rows, scores, probability, first, ahead, step_minutes):
+    """The five features at `ahead` rows past an alert's first row (at the first row where the
+    row `ahead` has none), with what the rows from the first to that one showed."""
+    last = min(first + ahead, len(rows) - 1)
+    row = rows[last] if rows[last]["confidence"] != "" else rows[first]
+    seen = scores[first:last + 1]
+    return features(row, step_minutes) + [
+        math.log1p(max(seen)),
+        math.log1p(sum(1 for s in seen if s > 1.0)),
+        max(probability[first:last + 1]),
+    ]
+
+
 def collect(data, windows):
     files = sorted(os.path.join(c, f) for c in os.listdir(data)
                    for f in os.listdir(os.path.join(data, c)) if f.endswith(".csv"))
@@ -110,6 +132,7 @@ def collect(data, windows):
         step = minutes_between(rows)
         values = [float(r["value"]) for r in rows]
         probability = [float(r["anomaly_probability"]) for r in rows]
+        scores = [float(r["anomaly_score"]) if r["anomaly_score"] else 0.0 for r in rows]
         for rule, i in simulate_alerts(values, probability):
             row = rows[i]
             if row["confidence"] == "":
@@ -119,6 +142,8 @@ def collect(data, windows):
             samples.append({
                 "file": name, "rule": rule, "timestamp": ts, "real": int(real),
                 "confidence": float(row["confidence"]), "features": features(row, step),
+                "foresight": {ahead: foresight_features(rows, scores, probability, i, ahead, step)
+                              for ahead in FORESIGHT_ROWS},
             })
     return samples
 
@@ -216,11 +241,32 @@ def print_reliability(table, what):
             print(f"| {lo:.1f}-{hi:.1f} | 0 | - | - |")
 
 
+def print_foresight(samples):
+    fit = [s for s in samples if s["file"].split("/")[0] in FIT_GROUP]
+    check = [s for s in samples if s["file"].split("/")[0] not in FIT_GROUP]
+    if not fit or not check:
+        return
+    print("\nWith evidence from after the alert's first row (weights fitted on "
+          + ", ".join(FIT_GROUP) + ", scored on the other files; a diagnostic, not a confidence"
+          " any enrichment can give):")
+    print("| rows seen after the first | cross-category AUC | ECE |")
+    print("|---|---|---|")
+    check_real = [s["real"] for s in check]
+    for ahead in FORESIGHT_ROWS:
+        w = fit_logistic([s["foresight"][ahead] for s in fit], [s["real"] for s in fit])
+        predicted = predict(w, [s["foresight"][ahead] for s in check])
+        _, ece = reliability(predicted, check_real)
+        print(f"| {ahead} | {auc(predicted, check_real):.3f} | {ece:.3f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.path.join(SHARED, "datasets/nab-public/data"))
     parser.add_argument("--windows", default=os.path.join(SHARED, "datasets/nab-public/windows.json"))
     parser.add_argument("--fit", action="store_true", help="refit the weights, report cross-validated ECE")
+    parser.add_argument("--foresight", action="store_true",
+                        help="how the cross-category AUC would grow with evidence from after "
+                             "each alert's first row (a diagnostic, see above)")
     parser.add_argument("--json", help="write the per-alert samples here")
     args = parser.parse_args()
     with open(args.windows) as f:
@@ -269,6 +315,8 @@ def main():
                   "latest, range_excess), for confidence.rs:")
             print(f"pub const WEIGHTS: [f64; {len(w)}] = [" + ", ".join(f"{v:.4f}" for v in w)
                   + "];")
+    if args.foresight:
+        print_foresight(samples)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(samples, f)
