@@ -29,8 +29,9 @@
 //! the onset's probability is then scaled by how close the last of those occasions is (0 for an
 //! exact repeat, 1 at the tolerance). A stretch of one repeated value (a stuck series) counts
 //! only earlier runs of one value as occasions: noise passes near any level now and then, but
-//! what is unusual about a stuck series is that it stopped moving. This runs only at an onset (at most once per anomaly
-//! episode), over the window the model keeps: O(window) then, nothing on ordinary points.
+//! what is unusual about a stuck series is that it stopped moving. This runs only at an onset
+//! (at most once per anomaly episode), over the window the model keeps: O(window) then,
+//! nothing on ordinary points.
 
 use super::robust;
 
