@@ -135,8 +135,8 @@ fn window_points(
     step_ms: i64,
     history: Option<Duration>,
 ) -> Result<usize, OfflineError> {
-    let span =
-        rows.last().map_or(0, |r| r.timestamp_ms) - rows.first().map_or(0, |r| r.timestamp_ms);
+    let slot = |row: Option<&Row>| row.map_or(0, |r| nearest_slot(r.timestamp_ms, step_ms));
+    let span = slot(rows.last()) - slot(rows.first());
     let points = match history {
         Some(h) => h.as_millis() as i64 / step_ms + 1,
         None => span / step_ms + 1,
@@ -192,9 +192,18 @@ pub fn parse_instant(text: &str, now_ms: i64) -> Result<i64, String> {
 /// Two weekly cycles and a day: the shortest window in which a weekly season can be modelled.
 pub const DEFAULT_DETECT_HISTORY: Duration = Duration::from_secs(15 * 86_400);
 
-/// Scores every row using only the rows up to it. A row whose timestamp falls in the same grid
-/// slot as an earlier row (or before it) brings no new point in time and repeats the previous
-/// row's output.
+/// The grid point a row belongs to: the nearest multiple of the step. Rows that arrive a little
+/// late or early (scrapes and exporters jitter) keep one grid point each; rounding down instead
+/// would put a row that came a few seconds early into the slot of the row before it, where it
+/// is dropped, and leave its own slot a gap.
+fn nearest_slot(timestamp_ms: i64, step_ms: i64) -> i64 {
+    let half = step_ms / 2;
+    (timestamp_ms + half).div_euclid(step_ms) * step_ms
+}
+
+/// Scores every row using only the rows up to it. A row whose timestamp falls on the same grid
+/// point as an earlier row (the nearest multiple of the step; or before it) brings no new point
+/// in time and repeats the previous row's output.
 pub fn detect<'a>(
     rows: &'a [Row],
     options: &DetectOptions,
@@ -251,15 +260,14 @@ pub fn detect_reporting<'a>(
         if done % PROGRESS_EVERY == 0 {
             progress(done, rows.len());
         }
-        let slot = row.timestamp_ms - row.timestamp_ms.rem_euclid(step_ms);
+        let slot = nearest_slot(row.timestamp_ms, step_ms);
         if slot > newest_slot {
             newest_slot = slot;
             let sample = Sample {
-                timestamp_ms: row.timestamp_ms,
+                timestamp_ms: slot,
                 value: row.value,
             };
-            let (output, _) =
-                tracker.evaluate(vec![(labels.clone(), vec![sample])], row.timestamp_ms);
+            let (output, _) = tracker.evaluate(vec![(labels.clone(), vec![sample])], slot);
             last = match output.series.first().map(|s| &s.state) {
                 Some(SeriesState::Ready {
                     band,
@@ -370,13 +378,13 @@ pub fn forecast(
     let points = window_points(rows, step_ms, options.history)?;
     let newest_slot = rows
         .iter()
-        .map(|r| r.timestamp_ms - r.timestamp_ms.rem_euclid(step_ms))
+        .map(|r| nearest_slot(r.timestamp_ms, step_ms))
         .max()
         .unwrap_or(0);
     let first_slot = newest_slot - (points as i64 - 1) * step_ms;
     let mut grid = vec![f64::NAN; points];
     for row in rows {
-        let slot = row.timestamp_ms - row.timestamp_ms.rem_euclid(step_ms);
+        let slot = nearest_slot(row.timestamp_ms, step_ms);
         if slot >= first_slot {
             grid[((slot - first_slot) / step_ms) as usize] = row.value;
         }
