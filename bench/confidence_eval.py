@@ -6,7 +6,7 @@ Method (docs/confidence.md explains it):
    every row the evidence an alert at that row would get and the confidence computed from it.
 2. Alerts are simulated with the rules an SRE would write without foretell: static thresholds
    at the 99th and 99.9th percentile (and the 1st and 0.1th) of the series' first 15% (NAB's
-   probationary period), plus foretell's own anomaly alert (probability at or above 0.25, the
+   probationary period), plus foretell's own anomaly alert (probability at or above 0.2, the
    onset level the shipped rules use). An alert is a run of rows where its rule holds, ending
    after 5 rows without it; it is enriched at its first row.
 3. An alert is real when its first row lies inside a labelled anomaly window.
@@ -51,7 +51,7 @@ SHARED = os.environ.get("SHARED", os.path.join(ROOT, "..", "shared"))
 PROBATION = 0.15
 QUIET_ROWS = 5
 BINS = 10
-ONSET_PROBABILITY = 0.25
+ONSET_PROBABILITY = 0.2
 FIT_GROUP = ("realKnownCause", "artificialWithAnomaly", "artificialNoAnomaly")
 # Rows after an alert's first row whose evidence --foresight lets the diagnostic see.
 FORESIGHT_ROWS = (0, 5, 20, 50, 100, 200)

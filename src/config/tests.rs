@@ -172,7 +172,7 @@ fn promql_that_does_not_parse_is_reported_with_its_position() {
     for expr in [
         "sum by (instance) (rate(node_cpu_seconds_total{mode!=\"idle\"}[5m]))",
         "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
-        "max_over_time(foretell_anomaly_probability[30m]) >= 0.25",
+        "max_over_time(foretell_anomaly_probability[30m]) >= 0.2",
         "rate(errors_total[5m] @ end() offset 1h) / on(job) group_left rate(requests_total[5m])",
     ] {
         let text = MINIMAL.replace("expr: node_load1", &format!("expr: '{expr}'"));

@@ -9,7 +9,7 @@
 //! through [`peers::assess`] over the newest hour.
 //!
 //! A detector "flags" a series when, at some step of the evaluated day, the per-series
-//! probability reaches the onset level 0.25 (the level the shipped rules alert on) or the peer
+//! probability reaches the onset level 0.2 (the level the shipped rules alert on) or the peer
 //! verdict says outlier. The diverging series flagged after its divergence began is a true
 //! positive; any other series flagged during the day is a false positive. Per kind, recall is
 //! the share of cases whose diverging series was flagged, precision the share of flagged series
@@ -33,7 +33,7 @@ const ONSET: usize = 48;
 /// The newest hour, in steps.
 pub(super) const PEER_WINDOW: usize = 12;
 /// The onset level the shipped rules use.
-pub(super) const ONSET_PROBABILITY: f64 = 0.25;
+pub(super) const ONSET_PROBABILITY: f64 = 0.2;
 
 /// How the diverging series leaves its group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

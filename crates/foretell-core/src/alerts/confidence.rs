@@ -124,7 +124,7 @@ pub struct Features {
 /// `python3 bench/confidence_eval.py --fit` on the alerts of the fit group's files and
 /// measured on the others (see docs/confidence.md for the data, the held-out calibration error
 /// and AUC).
-pub const WEIGHTS: [f64; 6] = [-3.1622, -0.4624, 0.4533, 0.4348, 0.7173, 0.4370];
+pub const WEIGHTS: [f64; 6] = [-3.0670, -0.4809, 0.6286, 0.4637, 0.7134, 0.4036];
 
 impl Features {
     pub fn of(excursion: &Excursion, step_ms: i64) -> Features {
