@@ -201,9 +201,21 @@ fn impossible_seasons_and_horizons_are_flag_errors() {
 fn a_row_belongs_to_the_nearest_grid_point() {
     let step = 300_000;
     assert_eq!(nearest_slot(600_000, step), 600_000);
-    assert_eq!(nearest_slot(600_000 - 60_000, step), 600_000, "a minute early");
-    assert_eq!(nearest_slot(600_000 + 60_000, step), 600_000, "a minute late");
-    assert_eq!(nearest_slot(600_000 + 150_000, step), 900_000, "half a step rounds up");
+    assert_eq!(
+        nearest_slot(600_000 - 60_000, step),
+        600_000,
+        "a minute early"
+    );
+    assert_eq!(
+        nearest_slot(600_000 + 60_000, step),
+        600_000,
+        "a minute late"
+    );
+    assert_eq!(
+        nearest_slot(600_000 + 150_000, step),
+        900_000,
+        "half a step rounds up"
+    );
     assert_eq!(nearest_slot(-60_000, step), 0, "before 1970 too");
     assert_eq!(nearest_slot(-200_000, step), -300_000);
 }
