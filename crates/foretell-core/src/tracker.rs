@@ -1122,7 +1122,10 @@ mod tests {
         let (output, _) = tracker.evaluate(vec![series("a", &[35.0], 101 * STEP)], 101 * STEP);
         let (score, probability, _, _) = ready(&output);
         assert!(score.expect("finite") > 3.0, "{score:?}");
-        assert!(probability > 0.9, "{probability}");
+        // Far beyond the onset (three long-run standard deviations): at least twenty, whatever
+        // the calibration's constants make of that (0.74 with those of 2026-12-08).
+        let far = ProbabilitySettings::default().calibration.probability(20.0);
+        assert!(probability >= far, "{probability} < {far}");
     }
 
     #[test]
