@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::labels::Labels;
+use crate::selector::{self, MatchKind, Matcher};
 
 /// The series of one batch and the values of the batching label that select them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +125,7 @@ pub fn history_requests(
     if new_series.is_empty() {
         return Vec::new();
     }
-    if plain_selector(expr).is_none() && new_series.len() >= tracked {
+    if selector::parse(expr).is_none() && new_series.len() >= tracked {
         return vec![HistoryRequest {
             expr: expr.to_owned(),
             members: new_series,
@@ -151,18 +152,22 @@ pub fn history_requests(
 /// values (`(expr) and on(label) (label_replace(vector(1), ...) or ...)`): correct for every
 /// expression, but Prometheus evaluates the whole expression for each batch.
 pub fn restrict(expr: &str, label: &str, values: &[String]) -> String {
-    if let Some(inner) = plain_selector(expr) {
-        let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
-        let matcher = format!("{label}=~{}", promql_string(&alternatives.join("|")));
-        return inner.with_matchers(&matcher);
+    let alternatives: Vec<String> = values.iter().map(|v| regex_escape(v)).collect();
+    let matcher = Matcher {
+        name: label.to_owned(),
+        kind: MatchKind::Regex,
+        value: alternatives.join("|"),
+    };
+    if let Some(restricted) = with_matchers(expr, [matcher]) {
+        return restricted;
     }
     let vectors: Vec<String> = values
         .iter()
         .map(|value| {
             format!(
                 "label_replace(vector(1), {}, {}, \"\", \"\")",
-                promql_string(label),
-                promql_string(&value.replace('$', "$$"))
+                selector::quoted(label),
+                selector::quoted(&value.replace('$', "$$"))
             )
         })
         .collect();
@@ -182,12 +187,13 @@ pub fn restrict_to_series(expr: &str, labels: &Labels) -> String {
     if pairs.is_empty() {
         return expr.to_owned();
     }
-    if let Some(inner) = plain_selector(expr) {
-        let added: Vec<String> = pairs
-            .iter()
-            .map(|(name, value)| format!("{name}={}", promql_string(value)))
-            .collect();
-        return inner.with_matchers(&added.join(", "));
+    let added = pairs.iter().map(|(name, value)| Matcher {
+        name: (*name).to_owned(),
+        kind: MatchKind::Equal,
+        value: (*value).to_owned(),
+    });
+    if let Some(restricted) = with_matchers(expr, added) {
+        return restricted;
     }
     let names: Vec<&str> = pairs.iter().map(|(name, _)| *name).collect();
     let vector = pairs
@@ -195,93 +201,19 @@ pub fn restrict_to_series(expr: &str, labels: &Labels) -> String {
         .fold("vector(1)".to_owned(), |inner, (name, value)| {
             format!(
                 "label_replace({inner}, {}, {}, \"\", \"\")",
-                promql_string(name),
-                promql_string(&value.replace('$', "$$"))
+                selector::quoted(name),
+                selector::quoted(&value.replace('$', "$$"))
             )
         });
     format!("({expr}) and on({}) {vector}", names.join(", "))
 }
 
-enum SelectorShape<'a> {
-    /// `metric_name`
-    Bare(&'a str),
-    /// `metric_name{matchers}` or `{matchers}`: `head` is the name (maybe empty).
-    Braced { head: &'a str, matchers: &'a str },
-}
-
-impl SelectorShape<'_> {
-    /// The selector with `added` (`a="b", c=~"d"`) after its own matchers.
-    fn with_matchers(&self, added: &str) -> String {
-        match self {
-            SelectorShape::Bare(name) => format!("{name}{{{added}}}"),
-            SelectorShape::Braced { head, matchers } if matchers.trim().is_empty() => {
-                format!("{head}{{{added}}}")
-            }
-            SelectorShape::Braced { head, matchers } => {
-                let matchers = matchers.trim().trim_end_matches(',');
-                format!("{head}{{{matchers}, {added}}}")
-            }
-        }
-    }
-}
-
-/// Recognises an instant vector selector with nothing around it: an optional metric name and
-/// an optional `{...}` of matchers (quoted values may hold any character).
-fn plain_selector(expr: &str) -> Option<SelectorShape<'_>> {
-    let expr = expr.trim();
-    let name_end = expr
-        .char_indices()
-        .find(|&(i, c)| {
-            !(c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
-        })
-        .map_or(expr.len(), |(i, _)| i);
-    let (head, rest) = expr.split_at(name_end);
-    if rest.is_empty() && !head.is_empty() {
-        return Some(SelectorShape::Bare(head));
-    }
-    let body = rest.strip_prefix('{')?;
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    for (i, c) in body.char_indices() {
-        match quote {
-            Some(_) if escaped => escaped = false,
-            Some('`') if c == '`' => quote = None,
-            Some(q) if q != '`' && c == '\\' => escaped = true,
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' || c == '`' => quote = Some(c),
-            None if c == '{' => return None,
-            None if c == '}' => {
-                return body[i + 1..]
-                    .trim()
-                    .is_empty()
-                    .then_some(SelectorShape::Braced {
-                        head,
-                        matchers: &body[..i],
-                    });
-            }
-            None => {}
-        }
-    }
-    None
-}
-
-/// A double-quoted PromQL string literal.
-fn promql_string(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
+/// The plain vector selector `expr` with `added` (`a="b"`, ...) after its own matchers; `None`
+/// when `expr` is any other expression.
+fn with_matchers(expr: &str, added: impl IntoIterator<Item = Matcher>) -> Option<String> {
+    let mut matchers = selector::parse(expr)?;
+    matchers.extend(added);
+    Some(selector::render(&matchers))
 }
 
 /// Escapes RE2 metacharacters so `text` matches itself literally.
@@ -431,7 +363,17 @@ mod tests {
         );
         assert_eq!(
             restrict(r#"{__name__="up"}"#, "job", &["x".to_owned()]),
-            r#"{__name__="up", job=~"x"}"#
+            r#"up{job=~"x"}"#
+        );
+        assert_eq!(
+            restrict(r#"{__name__="a.b", job!~'x|y'}"#, "job", &["x".to_owned()]),
+            r#"{__name__="a.b", job!~"x|y", job=~"x"}"#,
+            "a name PromQL cannot read bare stays a matcher; single quotes become double"
+        );
+        assert_eq!(
+            restrict(r#"{job=~"n.*"}"#, "instance", &["i".to_owned()]),
+            r#"{job=~"n.*", instance=~"i"}"#,
+            "a selector with only regular expressions is still plain"
         );
         assert_eq!(
             restrict("up{}", "job", &["".to_owned()]),

@@ -32,6 +32,17 @@ pub struct Matcher {
 /// to ask for every series, one is only read here when it names a metric or has an equality
 /// matcher with a non-empty value.
 pub fn matchers(expr: &str) -> Option<Vec<Matcher>> {
+    let matchers = parse(expr)?;
+    let selective = matchers
+        .iter()
+        .any(|m| m.kind == MatchKind::Equal && !m.value.is_empty());
+    selective.then_some(matchers)
+}
+
+/// The matchers of `expr` when it has the form of a plain vector selector (an optional metric
+/// name and an optional `{...}` of matchers, nothing around them), the metric name first, however
+/// few series they select (`{}` reads as no matchers); `None` for any other expression.
+pub fn parse(expr: &str) -> Option<Vec<Matcher>> {
     let mut text = Text {
         chars: expr.trim().chars().collect(),
         at: 0,
@@ -52,6 +63,9 @@ pub fn matchers(expr: &str) -> Option<Vec<Matcher>> {
         });
     }
     text.skip_space();
+    if matchers.is_empty() && text.peek() != Some('{') {
+        return None;
+    }
     if text.peek() == Some('{') {
         text.at += 1;
         loop {
@@ -70,10 +84,68 @@ pub fn matchers(expr: &str) -> Option<Vec<Matcher>> {
         }
     }
     text.skip_space();
-    let selective = matchers
+    (text.at == text.chars.len()).then_some(matchers)
+}
+
+/// `matchers` as PromQL: the metric name (when the first matcher is an equality on a name
+/// PromQL accepts bare) before the braces, every other matcher in them, values double-quoted.
+/// `parse(&render(m)) == Some(m)`.
+pub fn render(matchers: &[Matcher]) -> String {
+    let (head, rest) = match matchers.split_first() {
+        Some((first, rest))
+            if first.name == METRIC_NAME
+                && first.kind == MatchKind::Equal
+                && is_bare_metric_name(&first.value) =>
+        {
+            (first.value.as_str(), rest)
+        }
+        _ => ("", matchers),
+    };
+    let inside: Vec<String> = rest
         .iter()
-        .any(|m| m.kind == MatchKind::Equal && !m.value.is_empty());
-    (text.at == text.chars.len() && selective).then_some(matchers)
+        .map(|m| {
+            let operator = match m.kind {
+                MatchKind::Equal => "=",
+                MatchKind::NotEqual => "!=",
+                MatchKind::Regex => "=~",
+                MatchKind::NotRegex => "!~",
+            };
+            format!("{}{operator}{}", m.name, quoted(&m.value))
+        })
+        .collect();
+    if inside.is_empty() && !head.is_empty() {
+        return head.to_owned();
+    }
+    format!("{head}{{{}}}", inside.join(", "))
+}
+
+/// A metric name PromQL reads without quotes (and not a number literal).
+fn is_bare_metric_name(name: &str) -> bool {
+    let lowered = name.to_ascii_lowercase();
+    !name.is_empty()
+        && lowered != "nan"
+        && lowered != "inf"
+        && name.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        })
+}
+
+/// A double-quoted PromQL string literal of `text`.
+pub fn quoted(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 struct Text {
@@ -240,5 +312,51 @@ mod tests {
             matchers(r#"{job="node"}"#).is_some(),
             "an equality with a value selects without a name"
         );
+    }
+
+    #[test]
+    fn the_form_of_a_selector_is_read_however_few_series_it_selects() {
+        use MatchKind::*;
+        assert_eq!(parse("{}"), Some(Vec::new()));
+        assert_eq!(parse(r#"{job=~".*"}"#), Some(vec![m("job", Regex, ".*")]));
+        for expr in [
+            "",
+            "  ",
+            "1",
+            "NaN",
+            "up offset 5m",
+            "sum(up)",
+            r#"up{job="a}"#,
+        ] {
+            assert_eq!(parse(expr), None, "{expr:?}");
+        }
+    }
+
+    #[test]
+    fn rendered_matchers_read_back_as_themselves() {
+        use MatchKind::*;
+        for (matchers, text) in [
+            (vec![m("__name__", Equal, "up")], "up"),
+            (
+                vec![m("__name__", Equal, "node:load1"), m("job", Equal, "n")],
+                r#"node:load1{job="n"}"#,
+            ),
+            (
+                vec![m("__name__", Equal, "a.b"), m("x", NotRegex, "\\d+")],
+                r#"{__name__="a.b", x!~"\\d+"}"#,
+            ),
+            (
+                vec![m("__name__", Equal, "nan"), m("y", NotEqual, "")],
+                r#"{__name__="nan", y!=""}"#,
+            ),
+            (
+                vec![m("path", Equal, "\"q\"\n\t\\ é}{")],
+                r#"{path="\"q\"\n\t\\ é}{"}"#,
+            ),
+            (Vec::new(), "{}"),
+        ] {
+            assert_eq!(render(&matchers), text);
+            assert_eq!(parse(text), Some(matchers), "{text}");
+        }
     }
 }
