@@ -48,11 +48,8 @@ pub fn parse(expr: &str) -> Option<Vec<Matcher>> {
         at: 0,
     };
     let mut matchers = Vec::new();
-    let name = text.take_while(|i, c| {
-        c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-    });
-    let lowered = name.to_ascii_lowercase();
-    if lowered == "nan" || lowered == "inf" {
+    let name = text.take_while(is_metric_name_char);
+    if is_number_literal(&name) {
         return None;
     }
     if !name.is_empty() {
@@ -121,13 +118,22 @@ pub fn render(matchers: &[Matcher]) -> String {
 
 /// A metric name PromQL reads without quotes (and not a number literal).
 fn is_bare_metric_name(name: &str) -> bool {
-    let lowered = name.to_ascii_lowercase();
     !name.is_empty()
-        && lowered != "nan"
-        && lowered != "inf"
-        && name.chars().enumerate().all(|(i, c)| {
-            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
-        })
+        && !is_number_literal(name)
+        && name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| is_metric_name_char(i, c))
+}
+
+/// Whether `c`, at position `i` of a name, may be part of a metric name written bare.
+fn is_metric_name_char(i: usize, c: char) -> bool {
+    c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+}
+
+/// `NaN` and `Inf` (in any case) are numbers in PromQL, not metric names.
+fn is_number_literal(name: &str) -> bool {
+    name.eq_ignore_ascii_case("nan") || name.eq_ignore_ascii_case("inf")
 }
 
 /// A double-quoted PromQL string literal of `text`.
